@@ -1,0 +1,101 @@
+//! A verification result as a value: one [`Check`] per thing we verified, so that the
+//! human report, the JSON report and the exit status all come from the same list.
+
+use serde::{Deserialize, Serialize};
+
+/// Whether one check passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Pass,
+    Fail,
+}
+
+/// One named check with its outcome and a human-readable detail (what was compared,
+/// what differed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Check {
+    pub name: String,
+    pub outcome: Outcome,
+    pub detail: String,
+}
+
+impl Check {
+    pub fn pass(name: impl Into<String>, detail: impl Into<String>) -> Self {
+        Check { name: name.into(), outcome: Outcome::Pass, detail: detail.into() }
+    }
+
+    pub fn fail(name: impl Into<String>, detail: impl Into<String>) -> Self {
+        Check { name: name.into(), outcome: Outcome::Fail, detail: detail.into() }
+    }
+
+    /// A check from a `Result`: `Ok` carries the pass detail, `Err` the failure.
+    pub fn from_result<E: std::fmt::Display>(name: impl Into<String>, r: Result<String, E>) -> Self {
+        match r {
+            Ok(detail) => Check::pass(name, detail),
+            Err(e) => Check::fail(name, e.to_string()),
+        }
+    }
+
+    pub fn passed(&self) -> bool {
+        self.outcome == Outcome::Pass
+    }
+}
+
+/// The overall verdict: pass only if there is at least one check and every check passed.
+/// An empty list fails, so a verification that checked nothing can never pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Pass,
+    Fail,
+}
+
+impl Verdict {
+    pub fn of(checks: &[Check]) -> Verdict {
+        if !checks.is_empty() && checks.iter().all(Check::passed) {
+            Verdict::Pass
+        } else {
+            Verdict::Fail
+        }
+    }
+}
+
+/// The JSON report of DESIGN.md: `{"verdict": ..., "checks": [...]}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    pub verdict: Verdict,
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    pub fn new(checks: Vec<Check>) -> Report {
+        Report { verdict: Verdict::of(&checks), checks }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_list_fails() {
+        assert_eq!(Verdict::of(&[]), Verdict::Fail);
+    }
+
+    #[test]
+    fn one_failure_fails_the_verdict() {
+        let checks = vec![Check::pass("a", "ok"), Check::fail("b", "bad")];
+        assert_eq!(Verdict::of(&checks), Verdict::Fail);
+        assert_eq!(Verdict::of(&checks[..1]), Verdict::Pass);
+    }
+
+    #[test]
+    fn json_shape_matches_design() {
+        let r = Report::new(vec![Check::pass("tee", "fine")]);
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["verdict"], "pass");
+        assert_eq!(v["checks"][0]["outcome"], "pass");
+        assert_eq!(v["checks"][0]["name"], "tee");
+    }
+}

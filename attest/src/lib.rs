@@ -1,0 +1,15 @@
+//! verigate's trust core: the evidence formats, how a VM collects them (behind cargo
+//! features), and how anyone verifies them offline in pure Rust.
+//!
+//! Nothing here opens a socket or speaks HTTP: the gateway and the verifier CLI do that,
+//! and both depend on this crate. See `../shared/DESIGN.md` for the formats.
+#![forbid(unsafe_code)]
+
+pub mod binding;
+pub mod check;
+pub mod evidence;
+pub mod ima;
+pub mod snapshot;
+pub mod tee;
+pub mod tpm;
+pub mod verify;

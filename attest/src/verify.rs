@@ -1,0 +1,1 @@
+//! TODO(owner): see DESIGN.md.

@@ -1,0 +1,15 @@
+//! verigated: owns port 443 inside the confidential VM. It peeks at each TLS
+//! ClientHello, forwards connections for hosted names untouched to their backends, and
+//! terminates TLS for its own name to serve the attestation and app-control API.
+//!
+//! The binary (`src/main.rs`) only parses arguments and wires these modules together.
+
+pub mod client_hello;
+pub mod config;
+pub mod endpoint;
+pub mod forward;
+pub mod listener;
+pub mod metrics;
+pub mod proxy_protocol;
+pub mod routes;
+pub mod splice;

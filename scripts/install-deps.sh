@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what building, testing and the demo need on a fresh Debian/Ubuntu machine.
+# Run as root (it uses apt-get); as another user it prints the one command to run.
+set -euo pipefail
+
+packages=(
+  build-essential pkg-config libtss2-dev   # tss-esapi (TPM collection in verigated)
+  swtpm swtpm-tools tpm2-tools             # a real software TPM 2.0 for tests and the demo
+  haproxy nginx                            # load balancer in front, benchmark peers
+  supervisor                               # app control tests
+  cryptsetup-bin                           # LUKS2 container tests
+  openssl curl python3                     # peers and test-vector scripts
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "verigate needs these packages; run as root:" >&2
+    echo "  apt-get update && apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "verigate needs a Rust toolchain (cargo); install it with rustup: https://rustup.rs" >&2
+  exit 1
+fi
