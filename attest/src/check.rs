@@ -22,15 +22,26 @@ pub struct Check {
 
 impl Check {
     pub fn pass(name: impl Into<String>, detail: impl Into<String>) -> Self {
-        Check { name: name.into(), outcome: Outcome::Pass, detail: detail.into() }
+        Check {
+            name: name.into(),
+            outcome: Outcome::Pass,
+            detail: detail.into(),
+        }
     }
 
     pub fn fail(name: impl Into<String>, detail: impl Into<String>) -> Self {
-        Check { name: name.into(), outcome: Outcome::Fail, detail: detail.into() }
+        Check {
+            name: name.into(),
+            outcome: Outcome::Fail,
+            detail: detail.into(),
+        }
     }
 
     /// A check from a `Result`: `Ok` carries the pass detail, `Err` the failure.
-    pub fn from_result<E: std::fmt::Display>(name: impl Into<String>, r: Result<String, E>) -> Self {
+    pub fn from_result<E: std::fmt::Display>(
+        name: impl Into<String>,
+        r: Result<String, E>,
+    ) -> Self {
         match r {
             Ok(detail) => Check::pass(name, detail),
             Err(e) => Check::fail(name, e.to_string()),
@@ -70,7 +81,10 @@ pub struct Report {
 
 impl Report {
     pub fn new(checks: Vec<Check>) -> Report {
-        Report { verdict: Verdict::of(&checks), checks }
+        Report {
+            verdict: Verdict::of(&checks),
+            checks,
+        }
     }
 }
 
