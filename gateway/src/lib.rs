@@ -12,4 +12,5 @@ pub mod listener;
 pub mod metrics;
 pub mod proxy_protocol;
 pub mod routes;
+pub mod scan;
 pub mod splice;

@@ -1,0 +1,751 @@
+//! The snapshot's file scan: the files the IMA policy would measure if they were
+//! executed or mapped (executables, shared objects, scripts) under configurable roots,
+//! hashed with the IMA log's algorithm, so that the snapshot's `filehashes` also covers
+//! code that has not run yet.
+//!
+//! A scan is a job in three phases: a metadata-only [`walk`](walk::walk), then a pool
+//! of workers (one per core) that classify each file from its mode, name and first bytes
+//! and stream the measured ones through the hash, then saving the [cache](cache). Its
+//! [`ScanProgress`] counters can be read from another thread while it runs (the API
+//! polls them) and a [`CancelToken`] stops it between two reads.
+//!
+//! Choices a reviewer should know:
+//! - Paths that are not valid UTF-8 are listed as skipped ([`SkipReason::NonUtf8Path`]),
+//!   never converted lossily: a lossy path could name another file in the snapshot.
+//! - A file that cannot be read (gone, permission, I/O error, replaced or modified while
+//!   being hashed) is listed in [`ScanResult::skipped`] with the reason.
+//! - Symlinks are never followed; the real file is recorded by its real path if it lies
+//!   under a root. Non-regular files (FIFOs, devices, sockets) are not code and are ignored.
+//! - An exclude that contains a root does not hide that root: an explicit root wins.
+#![forbid(unsafe_code)]
+
+pub mod cache;
+pub mod classify;
+pub mod hasher;
+pub mod walk;
+
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+
+pub use cache::{FileKey, ScanCache, CACHE_FILE_NAME};
+pub use classify::FileClass;
+pub use hasher::HashAlg;
+
+/// Trees skipped by default: kernel and device pseudo-filesystems, runtime and temporary
+/// state, caches, logs and spools (they change all the time and hold no installed code),
+/// and mount points for removable or foreign media.
+pub const DEFAULT_EXCLUDES: &[&str] = &[
+    "/proc",
+    "/sys",
+    "/dev",
+    "/run",
+    "/tmp",
+    "/var/tmp",
+    "/var/cache",
+    "/var/log",
+    "/var/spool",
+    "/var/crash",
+    "/lost+found",
+    "/mnt",
+    "/media",
+];
+
+/// What to scan and how.
+#[derive(Debug, Clone)]
+pub struct ScanConfig {
+    /// Where to look (DESIGN.md `[snapshot] roots`); each must exist.
+    pub roots: Vec<PathBuf>,
+    /// Path prefixes never entered (DESIGN.md `[snapshot] exclude`), compared by component.
+    pub exclude: Vec<PathBuf>,
+    /// The IMA log's file-digest algorithm.
+    pub algorithm: HashAlg,
+    /// The cache file (usually `data_dir/scan-cache.jsonl`); `None` hashes everything.
+    pub cache_file: Option<PathBuf>,
+    /// Hashing workers; 0 means one per available core.
+    pub workers: usize,
+}
+
+impl Default for ScanConfig {
+    fn default() -> Self {
+        ScanConfig {
+            roots: vec![PathBuf::from("/")],
+            exclude: DEFAULT_EXCLUDES.iter().map(PathBuf::from).collect(),
+            algorithm: HashAlg::Sha256,
+            cache_file: None,
+            workers: 0,
+        }
+    }
+}
+
+impl ScanConfig {
+    /// The default cache location inside verigated's data dir.
+    pub fn cache_file_in(data_dir: &Path) -> PathBuf {
+        data_dir.join(CACHE_FILE_NAME)
+    }
+}
+
+/// Stops a running scan; clone it to hand it to the thread that may cancel.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    /// A token that is not cancelled.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Ask the scan to stop at its next check (between directories and between reads).
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether [`cancel`](Self::cancel) was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Where a scan job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Created, not started.
+    Pending,
+    /// Listing files (metadata only).
+    Walking,
+    /// Classifying and hashing.
+    Hashing,
+    /// Writing the cache file.
+    SavingCache,
+    /// Finished; the result is ready.
+    Done,
+    /// Stopped by its [`CancelToken`].
+    Cancelled,
+    /// Stopped by an error.
+    Failed,
+}
+
+impl Phase {
+    fn from_u8(v: u8) -> Phase {
+        match v {
+            1 => Phase::Walking,
+            2 => Phase::Hashing,
+            3 => Phase::SavingCache,
+            4 => Phase::Done,
+            5 => Phase::Cancelled,
+            6 => Phase::Failed,
+            _ => Phase::Pending,
+        }
+    }
+
+    fn as_u8(self) -> u8 {
+        match self {
+            Phase::Pending => 0,
+            Phase::Walking => 1,
+            Phase::Hashing => 2,
+            Phase::SavingCache => 3,
+            Phase::Done => 4,
+            Phase::Cancelled => 5,
+            Phase::Failed => 6,
+        }
+    }
+}
+
+/// Live counters of one scan, updated by the workers and readable from any thread
+/// (share it in an `Arc`). Relaxed atomics: each counter is exact, a report may mix
+/// values a few files apart, which is fine for a progress display.
+#[derive(Debug)]
+pub struct ScanProgress {
+    phase: AtomicU8,
+    /// Regular files found by the walk so far.
+    files_seen: AtomicU64,
+    /// Files classified (from the cache, the header or the mode) or skipped.
+    files_done: AtomicU64,
+    /// Files whose digest was computed in this scan (cache misses).
+    files_hashed: AtomicU64,
+    /// Files answered by the cache without being opened.
+    files_from_cache: AtomicU64,
+    /// Bytes fed to the hash in this scan.
+    bytes_hashed: AtomicU64,
+    /// Files listed as skipped.
+    skipped: AtomicU64,
+    created: Instant,
+    /// Nanoseconds after `created` at which hashing began (0: not yet).
+    hashing_started_ns: AtomicU64,
+    /// Nanoseconds after `created` at which the job ended (0: still running).
+    finished_ns: AtomicU64,
+}
+
+impl Default for ScanProgress {
+    fn default() -> Self {
+        ScanProgress {
+            phase: AtomicU8::new(Phase::Pending.as_u8()),
+            files_seen: AtomicU64::new(0),
+            files_done: AtomicU64::new(0),
+            files_hashed: AtomicU64::new(0),
+            files_from_cache: AtomicU64::new(0),
+            bytes_hashed: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            created: Instant::now(),
+            hashing_started_ns: AtomicU64::new(0),
+            finished_ns: AtomicU64::new(0),
+        }
+    }
+}
+
+/// A consistent-enough copy of [`ScanProgress`] for the API's `GET /v1/snapshot`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProgressReport {
+    /// Current phase.
+    pub phase: Phase,
+    /// Regular files found by the walk.
+    pub files_seen: u64,
+    /// Files examined by the workers.
+    pub files_done: u64,
+    /// Files hashed in this scan (cache misses).
+    pub files_hashed: u64,
+    /// Files answered by the cache.
+    pub files_from_cache: u64,
+    /// Bytes hashed in this scan.
+    pub bytes_hashed: u64,
+    /// Files listed as skipped.
+    pub skipped: u64,
+    /// Milliseconds since the job was created (frozen when it ends).
+    pub elapsed_ms: u64,
+    /// Hash throughput since hashing began, bytes per second.
+    pub bytes_per_sec: u64,
+}
+
+impl ScanProgress {
+    /// Fresh counters in phase [`Phase::Pending`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> Phase {
+        Phase::from_u8(self.phase.load(Ordering::Relaxed))
+    }
+
+    fn set_phase(&self, phase: Phase) {
+        self.phase.store(phase.as_u8(), Ordering::Relaxed);
+        let now = self.now_ns();
+        match phase {
+            Phase::Hashing => self.hashing_started_ns.store(now, Ordering::Relaxed),
+            Phase::Done | Phase::Cancelled | Phase::Failed => {
+                self.finished_ns.store(now, Ordering::Relaxed)
+            }
+            _ => {}
+        }
+    }
+
+    fn now_ns(&self) -> u64 {
+        // At least 1 so that 0 keeps meaning "not yet".
+        u64::try_from(self.created.elapsed().as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+
+    /// Read every counter now.
+    pub fn report(&self) -> ProgressReport {
+        let finished = self.finished_ns.load(Ordering::Relaxed);
+        let now = if finished == 0 {
+            self.now_ns()
+        } else {
+            finished
+        };
+        let started = self.hashing_started_ns.load(Ordering::Relaxed);
+        let bytes_hashed = self.bytes_hashed.load(Ordering::Relaxed);
+        let hashing_ns = if started == 0 {
+            0
+        } else {
+            now.saturating_sub(started)
+        };
+        let bytes_per_sec = if hashing_ns == 0 {
+            0
+        } else {
+            let rate = u128::from(bytes_hashed) * 1_000_000_000 / u128::from(hashing_ns);
+            u64::try_from(rate).unwrap_or(u64::MAX)
+        };
+        ProgressReport {
+            phase: self.phase(),
+            files_seen: self.files_seen.load(Ordering::Relaxed),
+            files_done: self.files_done.load(Ordering::Relaxed),
+            files_hashed: self.files_hashed.load(Ordering::Relaxed),
+            files_from_cache: self.files_from_cache.load(Ordering::Relaxed),
+            bytes_hashed,
+            skipped: self.skipped.load(Ordering::Relaxed),
+            elapsed_ms: now / 1_000_000,
+            bytes_per_sec,
+        }
+    }
+}
+
+/// Why a file is in [`ScanResult::skipped`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SkipReason {
+    /// The path is not valid UTF-8; recording it lossily could name another file.
+    NonUtf8Path,
+    /// The file disappeared between the walk and the read.
+    Vanished,
+    /// The kernel refused access (EACCES/EPERM), e.g. for an unprivileged gateway.
+    PermissionDenied,
+    /// The path no longer names a regular file (replaced by a symlink, FIFO, ...).
+    NotRegular,
+    /// Size, mtime, ctime or inode changed while the file was being hashed.
+    ChangedWhileHashing,
+    /// Another I/O error during `op` (`open`, `read`, `read_dir`, `lstat`, `fstat`).
+    Io {
+        /// The failed operation.
+        op: &'static str,
+        /// The OS error message.
+        error: String,
+    },
+}
+
+impl SkipReason {
+    fn from_io(op: &'static str, e: &io::Error) -> SkipReason {
+        match e.kind() {
+            io::ErrorKind::NotFound => SkipReason::Vanished,
+            io::ErrorKind::PermissionDenied => SkipReason::PermissionDenied,
+            _ if e.raw_os_error() == Some(libc::ELOOP) => SkipReason::NotRegular,
+            _ => SkipReason::Io {
+                op,
+                error: e.to_string(),
+            },
+        }
+    }
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SkipReason::NonUtf8Path => f.write_str("non-UTF-8 path"),
+            SkipReason::Vanished => f.write_str("vanished during the scan"),
+            SkipReason::PermissionDenied => f.write_str("permission denied"),
+            SkipReason::NotRegular => f.write_str("no longer a regular file"),
+            SkipReason::ChangedWhileHashing => f.write_str("changed while being hashed"),
+            SkipReason::Io { op, error } => write!(f, "{op}: {error}"),
+        }
+    }
+}
+
+/// A file (or directory) the scan could not read, with why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    /// The path; bytes that are not UTF-8 are shown as `\xNN` (for people only).
+    pub path: String,
+    /// Why it was skipped.
+    pub reason: SkipReason,
+}
+
+impl Skipped {
+    fn new(path: &Path, reason: SkipReason) -> Skipped {
+        Skipped {
+            path: escape_path(path),
+            reason,
+        }
+    }
+}
+
+/// `path` as text, with each byte that is not part of valid UTF-8 written as `\xNN`
+/// (and a literal backslash left as is: this is for display, not for matching).
+pub fn escape_path(path: &Path) -> String {
+    let mut out = String::new();
+    for chunk in path.as_os_str().as_bytes().utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+/// Totals of a finished scan.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScanStats {
+    /// Regular files found by the walk.
+    pub files_seen: u64,
+    /// Files IMA would measure, with a digest in the result.
+    pub files_measured: u64,
+    /// Files hashed in this scan (cache misses); 0 on an unchanged tree with a cache.
+    pub files_hashed: u64,
+    /// Files answered by the cache without being opened.
+    pub files_from_cache: u64,
+    /// Bytes hashed in this scan.
+    pub bytes_hashed: u64,
+    /// Entries in the skipped list.
+    pub skipped: u64,
+    /// Worker threads used.
+    pub workers: usize,
+    /// Wall time of the job in milliseconds.
+    pub elapsed_ms: u64,
+    /// Why the cache was not loaded or saved, if so (the scan is still complete).
+    pub cache_warning: Option<String>,
+}
+
+/// The outcome of a scan, ready to merge with the IMA log's entries into `filehashes`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScanResult {
+    /// The digest algorithm of every entry.
+    pub algorithm: HashAlg,
+    /// `(path, lowercase hex digest)`, sorted by path, one entry per path.
+    pub files: Vec<(String, String)>,
+    /// What could not be read, sorted by path.
+    pub skipped: Vec<Skipped>,
+    /// Totals.
+    pub stats: ScanStats,
+}
+
+/// Why a scan produced no result.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    /// A configured root does not exist or cannot be resolved.
+    #[error("snapshot root {root}: {source}")]
+    Root {
+        /// The root as configured.
+        root: PathBuf,
+        /// The error from resolving it.
+        source: io::Error,
+    },
+    /// The job's [`CancelToken`] was used.
+    #[error("scan cancelled")]
+    Cancelled,
+    /// No hashing worker thread could be started.
+    #[error("starting scan worker threads: {0}")]
+    Spawn(io::Error),
+    /// A worker thread panicked (a bug; reported instead of propagating the panic).
+    #[error("a scan worker thread panicked")]
+    WorkerPanicked,
+}
+
+/// Run a whole scan: walk, classify and hash in parallel, save the cache. Blocks the
+/// calling thread (run it on a dedicated or blocking thread); `progress` and `cancel`
+/// are how other threads watch and stop it.
+pub fn scan(
+    config: &ScanConfig,
+    progress: &ScanProgress,
+    cancel: &CancelToken,
+) -> Result<ScanResult, ScanError> {
+    let result = run(config, progress, cancel);
+    progress.set_phase(match &result {
+        Ok(_) => Phase::Done,
+        Err(ScanError::Cancelled) => Phase::Cancelled,
+        Err(_) => Phase::Failed,
+    });
+    result
+}
+
+fn run(
+    config: &ScanConfig,
+    progress: &ScanProgress,
+    cancel: &CancelToken,
+) -> Result<ScanResult, ScanError> {
+    let started = Instant::now();
+    let mut warnings = Vec::new();
+    let cache = match &config.cache_file {
+        Some(path) => {
+            let (cache, warning) = ScanCache::load(path);
+            if let Some(w) = warning {
+                tracing::warn!("ignoring the scan cache, it will be rebuilt: {w}");
+                warnings.push(format!("cache ignored and rebuilt: {w}"));
+            }
+            cache
+        }
+        None => ScanCache::new(),
+    };
+
+    progress.set_phase(Phase::Walking);
+    let walked = walk::walk(&config.roots, &config.exclude, progress, cancel)?;
+    let walk_skipped = u64::try_from(walked.skipped.len()).unwrap_or(u64::MAX);
+    progress.skipped.fetch_add(walk_skipped, Ordering::Relaxed);
+    progress.set_phase(Phase::Hashing);
+    let (examined, workers) = examine_all(&walked.candidates, &cache, config, progress, cancel)?;
+
+    let mut files = Vec::new();
+    let mut skipped = walked.skipped;
+    let mut new_cache = ScanCache::new();
+    for item in examined {
+        match item.outcome {
+            Outcome::Measured { path, digest } => files.push((path, digest)),
+            Outcome::NotMeasured => {}
+            Outcome::Skipped(s) => skipped.push(s),
+        }
+        if let Some((key, entry)) = item.cache {
+            new_cache.insert(key, entry);
+        }
+    }
+    files.sort();
+    files.dedup_by(|a, b| a.0 == b.0);
+    skipped.sort_by(|a, b| a.path.cmp(&b.path));
+
+    if let Some(path) = &config.cache_file {
+        progress.set_phase(Phase::SavingCache);
+        if let Err(e) = new_cache.save(path) {
+            tracing::warn!("the next scan will re-hash everything: {e}");
+            warnings.push(e.to_string());
+        }
+    }
+
+    let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+    let report = progress.report();
+    let stats = ScanStats {
+        files_seen: report.files_seen,
+        files_measured: count(files.len()),
+        files_hashed: report.files_hashed,
+        files_from_cache: report.files_from_cache,
+        bytes_hashed: report.bytes_hashed,
+        skipped: count(skipped.len()),
+        workers,
+        elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        cache_warning: (!warnings.is_empty()).then(|| warnings.join("; ")),
+    };
+    Ok(ScanResult {
+        algorithm: config.algorithm,
+        files,
+        skipped,
+        stats,
+    })
+}
+
+/// What a worker concluded about one candidate.
+enum Outcome {
+    Measured { path: String, digest: String },
+    NotMeasured,
+    Skipped(Skipped),
+}
+
+struct Examined {
+    outcome: Outcome,
+    /// What to remember for the next scan, keyed by the version actually read.
+    cache: Option<(FileKey, cache::CacheEntry)>,
+}
+
+/// Run the worker pool over `candidates`; returns the outcomes and the pool size.
+fn examine_all(
+    candidates: &[walk::Candidate],
+    cache: &ScanCache,
+    config: &ScanConfig,
+    progress: &ScanProgress,
+    cancel: &CancelToken,
+) -> Result<(Vec<Examined>, usize), ScanError> {
+    let wanted = if config.workers == 0 {
+        std::thread::available_parallelism().map_or(1, usize::from)
+    } else {
+        config.workers
+    };
+    let workers = wanted.clamp(1, candidates.len().max(1));
+    // Workers take the next index from a shared counter: cheap, and a large file on one
+    // worker does not hold back the others.
+    let next = AtomicUsize::new(0);
+    let ctx = Ctx {
+        cache,
+        alg: config.algorithm,
+        progress,
+        cancel,
+    };
+    let results = std::thread::scope(|s| {
+        let mut handles = Vec::new();
+        for i in 0..workers {
+            let spawned = std::thread::Builder::new()
+                .name(format!("verigate-scan-{i}"))
+                .spawn_scoped(s, || {
+                    let mut buf = vec![0u8; hasher::BUFFER_SIZE];
+                    let mut mine = Vec::new();
+                    loop {
+                        if cancel.is_cancelled() {
+                            break;
+                        }
+                        let idx = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(candidate) = candidates.get(idx) else {
+                            break;
+                        };
+                        if let Some(done) = ctx.examine(candidate, &mut buf) {
+                            mine.push((idx, done));
+                        }
+                        ctx.progress.files_done.fetch_add(1, Ordering::Relaxed);
+                    }
+                    mine
+                });
+            match spawned {
+                Ok(h) => handles.push(h),
+                // Fewer workers than cores is slower but still correct.
+                Err(e) if !handles.is_empty() => {
+                    tracing::warn!("scan runs with {} workers: {e}", handles.len());
+                    break;
+                }
+                Err(e) => return Err(ScanError::Spawn(e)),
+            }
+        }
+        let used = handles.len();
+        let mut all = Vec::with_capacity(candidates.len());
+        for h in handles {
+            all.extend(h.join().map_err(|_| ScanError::WorkerPanicked)?);
+        }
+        Ok((all, used))
+    });
+    let (mut all, used) = results?;
+    if cancel.is_cancelled() {
+        return Err(ScanError::Cancelled);
+    }
+    all.sort_by_key(|(idx, _)| *idx);
+    Ok((all.into_iter().map(|(_, e)| e).collect(), used))
+}
+
+/// What every worker shares.
+struct Ctx<'a> {
+    cache: &'a ScanCache,
+    alg: HashAlg,
+    progress: &'a ScanProgress,
+    cancel: &'a CancelToken,
+}
+
+impl Ctx<'_> {
+    /// Classify and, if measured, hash one file. `None` only when cancelled midway.
+    fn examine(&self, c: &walk::Candidate, buf: &mut [u8]) -> Option<Examined> {
+        if let Some(hit) = self.cached(c) {
+            self.progress
+                .files_from_cache
+                .fetch_add(1, Ordering::Relaxed);
+            return Some(hit);
+        }
+        let skip = |reason| {
+            self.progress.skipped.fetch_add(1, Ordering::Relaxed);
+            Some(Examined {
+                outcome: Outcome::Skipped(Skipped::new(&c.path, reason)),
+                cache: None,
+            })
+        };
+        // O_NOFOLLOW: a file swapped for a symlink since the walk fails with ELOOP
+        // instead of hashing whatever the link points at. O_NONBLOCK: a file swapped for
+        // a FIFO does not hang the worker (it has no effect on regular files).
+        let mut file = match OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&c.path)
+        {
+            Ok(f) => f,
+            Err(e) => return skip(SkipReason::from_io("open", &e)),
+        };
+        let before = match file.metadata() {
+            Ok(m) if m.is_file() => m,
+            Ok(_) => return skip(SkipReason::NotRegular),
+            Err(e) => return skip(SkipReason::from_io("fstat", &e)),
+        };
+        let key = FileKey::from_metadata(&before);
+        let name = c.path.file_name().unwrap_or_default();
+        let mut header_len = 0;
+        let class = match classify::class_from_metadata(before.mode(), name) {
+            Some(class) => class,
+            None => {
+                let header = buf.get_mut(..classify::HEADER_LEN).unwrap_or_default();
+                header_len = match read_up_to(&mut file, header) {
+                    Ok(n) => n,
+                    Err(e) => return skip(SkipReason::from_io("read", &e)),
+                };
+                let header = buf.get(..header_len).unwrap_or_default();
+                match classify::class_from_header(header) {
+                    Some(class) => class,
+                    None => {
+                        return Some(Examined {
+                            outcome: Outcome::NotMeasured,
+                            cache: Some((
+                                key,
+                                cache::CacheEntry {
+                                    class: None,
+                                    digest: None,
+                                },
+                            )),
+                        })
+                    }
+                }
+            }
+        };
+        let Some(path) = c.path.to_str() else {
+            return skip(SkipReason::NonUtf8Path);
+        };
+        let mut h = hasher::Hasher::new(self.alg);
+        h.update(buf.get(..header_len).unwrap_or_default());
+        let on_bytes = |n| {
+            self.progress.bytes_hashed.fetch_add(n, Ordering::Relaxed);
+        };
+        on_bytes(u64::try_from(header_len).unwrap_or(0));
+        match hasher::stream_into(&mut h, &mut file, buf, self.cancel, on_bytes) {
+            Ok(_) => {}
+            Err(hasher::HashError::Cancelled) => return None,
+            Err(hasher::HashError::Io(e)) => return skip(SkipReason::from_io("read", &e)),
+        }
+        // The digest is only the file's if nothing changed while we read it.
+        match file.metadata() {
+            Ok(after) if FileKey::from_metadata(&after) == key => {}
+            Ok(_) => return skip(SkipReason::ChangedWhileHashing),
+            Err(e) => return skip(SkipReason::from_io("fstat", &e)),
+        }
+        self.progress.files_hashed.fetch_add(1, Ordering::Relaxed);
+        let digest = h.finalize_hex();
+        Some(Examined {
+            outcome: Outcome::Measured {
+                path: path.to_owned(),
+                digest: digest.clone(),
+            },
+            cache: Some((
+                key,
+                cache::CacheEntry {
+                    class: Some(class),
+                    digest: Some((self.alg, digest)),
+                },
+            )),
+        })
+    }
+
+    /// The answer of the previous scan for this exact file version, if it is complete
+    /// (a measured file hashed in another algorithm needs hashing again).
+    fn cached(&self, c: &walk::Candidate) -> Option<Examined> {
+        let entry = self.cache.get(&c.key)?;
+        let outcome = match (&entry.class, &entry.digest) {
+            (None, _) => Outcome::NotMeasured,
+            (Some(_), Some((alg, digest))) if *alg == self.alg => match c.path.to_str() {
+                Some(path) => Outcome::Measured {
+                    path: path.to_owned(),
+                    digest: digest.clone(),
+                },
+                None => {
+                    self.progress.skipped.fetch_add(1, Ordering::Relaxed);
+                    Outcome::Skipped(Skipped::new(&c.path, SkipReason::NonUtf8Path))
+                }
+            },
+            (Some(_), _) => return None,
+        };
+        Some(Examined {
+            outcome,
+            cache: Some((c.key, entry.clone())),
+        })
+    }
+}
+
+/// Read until `buf` is full or the file ends; returns the bytes read.
+fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while let Some(rest) = buf.get_mut(filled..) {
+        if rest.is_empty() {
+            break;
+        }
+        match file.read(rest) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
