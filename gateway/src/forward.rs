@@ -355,3 +355,389 @@ async fn copy_portable(
         tally.add(n as u64);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::{Digest, Sha256};
+    use std::sync::Arc;
+    use tokio::net::TcpListener;
+
+    /// Guards each test against a hang; never used to assert how fast something is.
+    const HANG_GUARD: Duration = Duration::from_secs(60);
+
+    /// The four sockets of a relayed connection: the test's client, the gateway's
+    /// accepted socket, the gateway's connection to the backend, the test's backend.
+    struct Sockets {
+        client_peer: TcpStream,
+        client: TcpStream,
+        backend: TcpStream,
+        backend_peer: TcpStream,
+    }
+
+    async fn sockets() -> Sockets {
+        let front = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let back = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client_peer = TcpStream::connect(front.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (client, _) = front.accept().await.unwrap();
+        let back_addr = back.local_addr().unwrap().to_string();
+        let backend = connect_backend(&back_addr, Duration::from_secs(10))
+            .await
+            .unwrap();
+        let (backend_peer, _) = back.accept().await.unwrap();
+        Sockets {
+            client_peer,
+            client,
+            backend,
+            backend_peer,
+        }
+    }
+
+    fn opts(use_splice: bool, idle_timeout: Duration) -> RelayOptions {
+        RelayOptions {
+            idle_timeout,
+            use_splice,
+        }
+    }
+
+    /// Deterministic bytes that no two offsets of a short period would repeat.
+    fn pattern(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x.to_le_bytes()[0]
+            })
+            .collect()
+    }
+
+    /// Writes `data` then FIN, while reading everything the other way until EOF.
+    async fn send_and_drain(stream: TcpStream, data: Vec<u8>) -> Vec<u8> {
+        let (mut rd, mut wr) = stream.into_split();
+        let writer = tokio::spawn(async move {
+            wr.write_all(&data).await.unwrap();
+            wr.shutdown().await.unwrap();
+            wr
+        });
+        let mut got = Vec::new();
+        rd.read_to_end(&mut got).await.unwrap();
+        let _wr = writer.await.unwrap();
+        got
+    }
+
+    async fn large_transfer(use_splice: bool) {
+        let s = sockets().await;
+        let initial = b"PROXY-ish header + client hello".to_vec();
+        let up = pattern(6 * 1024 * 1024 + 17, 1);
+        let down = pattern(5 * 1024 * 1024 + 3, 2);
+        let counters = Arc::new(TrafficCounters::default());
+
+        let relay_task = {
+            let counters = counters.clone();
+            let initial = initial.clone();
+            tokio::spawn(async move {
+                relay(
+                    s.client,
+                    s.backend,
+                    &initial,
+                    &opts(use_splice, Duration::from_secs(30)),
+                    &counters,
+                )
+                .await
+            })
+        };
+        let client = tokio::spawn(send_and_drain(s.client_peer, up.clone()));
+        let backend = tokio::spawn(send_and_drain(s.backend_peer, down.clone()));
+        let (at_client, at_backend, transfer) = tokio::time::timeout(HANG_GUARD, async {
+            (
+                client.await.unwrap(),
+                backend.await.unwrap(),
+                relay_task.await.unwrap(),
+            )
+        })
+        .await
+        .expect("relay finished");
+
+        let mut want_up = initial.clone();
+        want_up.extend_from_slice(&up);
+        assert_eq!(at_backend.len(), want_up.len());
+        assert_eq!(Sha256::digest(&at_backend), Sha256::digest(&want_up));
+        assert_eq!(at_client.len(), down.len());
+        assert_eq!(Sha256::digest(&at_client), Sha256::digest(&down));
+        assert!(
+            matches!(transfer.outcome, RelayOutcome::Closed),
+            "{}",
+            transfer.outcome
+        );
+        assert_eq!(transfer.client_to_backend, want_up.len() as u64);
+        assert_eq!(transfer.backend_to_client, down.len() as u64);
+        assert_eq!(
+            counters.client_to_backend.load(Ordering::Relaxed),
+            want_up.len() as u64
+        );
+        assert_eq!(
+            counters.backend_to_client.load(Ordering::Relaxed),
+            down.len() as u64
+        );
+    }
+
+    #[tokio::test]
+    async fn large_transfer_arrives_intact_portable() {
+        large_transfer(false).await;
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn large_transfer_arrives_intact_splice() {
+        large_transfer(true).await;
+    }
+
+    /// One side sends FIN first; the other direction must keep flowing until it ends too.
+    async fn half_close(use_splice: bool, client_first: bool) {
+        let s = sockets().await;
+        let counters = TrafficCounters::default();
+        let relay_opts = opts(use_splice, Duration::from_secs(30));
+        let relay_fut = relay(s.client, s.backend, b"", &relay_opts, &counters);
+        let (mut first, mut second) = if client_first {
+            (s.client_peer, s.backend_peer)
+        } else {
+            (s.backend_peer, s.client_peer)
+        };
+        let peers = async move {
+            first.write_all(b"request").await.unwrap();
+            first.shutdown().await.unwrap();
+            // The second side sees the data, then the FIN...
+            let mut got = Vec::new();
+            second.read_to_end(&mut got).await.unwrap();
+            assert_eq!(got, b"request");
+            // ...and can still answer over the direction that stays open.
+            second.write_all(b"reply after the FIN").await.unwrap();
+            second.shutdown().await.unwrap();
+            let mut got = Vec::new();
+            first.read_to_end(&mut got).await.unwrap();
+            assert_eq!(got, b"reply after the FIN");
+        };
+        let (transfer, ()) =
+            tokio::time::timeout(HANG_GUARD, async { tokio::join!(relay_fut, peers) })
+                .await
+                .expect("relay finished");
+        assert!(
+            matches!(transfer.outcome, RelayOutcome::Closed),
+            "{}",
+            transfer.outcome
+        );
+        let (c2b, b2c) = if client_first { (7, 19) } else { (19, 7) };
+        assert_eq!(
+            (transfer.client_to_backend, transfer.backend_to_client),
+            (c2b, b2c)
+        );
+    }
+
+    #[tokio::test]
+    async fn half_close_from_client_keeps_the_reply_flowing() {
+        half_close(false, true).await;
+        #[cfg(target_os = "linux")]
+        half_close(true, true).await;
+    }
+
+    #[tokio::test]
+    async fn half_close_from_backend_keeps_the_request_flowing() {
+        half_close(false, false).await;
+        #[cfg(target_os = "linux")]
+        half_close(true, false).await;
+    }
+
+    #[tokio::test]
+    async fn idle_timeout_ends_the_relay_and_closes_both_sides() {
+        for use_splice in [false, cfg!(target_os = "linux")] {
+            let mut s = sockets().await;
+            let counters = TrafficCounters::default();
+            let relay_opts = opts(use_splice, Duration::from_millis(200));
+            let relay_fut = relay(s.client, s.backend, b"hello", &relay_opts, &counters);
+            let transfer = tokio::time::timeout(HANG_GUARD, relay_fut)
+                .await
+                .expect("relay finished");
+            assert!(
+                matches!(transfer.outcome, RelayOutcome::IdleTimeout),
+                "{}",
+                transfer.outcome
+            );
+            assert_eq!(transfer.client_to_backend, 5);
+            // Both peers see the connection end (EOF after what was sent).
+            let mut got = Vec::new();
+            s.backend_peer.read_to_end(&mut got).await.unwrap();
+            assert_eq!(got, b"hello");
+            let mut got = Vec::new();
+            s.client_peer.read_to_end(&mut got).await.unwrap();
+            assert!(got.is_empty());
+        }
+    }
+
+    #[tokio::test]
+    async fn zero_idle_timeout_means_none() {
+        let s = sockets().await;
+        let counters = TrafficCounters::default();
+        let relay_opts = opts(false, Duration::ZERO);
+        let relay_fut = relay(s.client, s.backend, b"", &relay_opts, &counters);
+        let (mut client_peer, mut backend_peer) = (s.client_peer, s.backend_peer);
+        let peers = async move {
+            // Quiet for longer than any sensible timeout granularity, then a clean end.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            client_peer.shutdown().await.unwrap();
+            backend_peer.shutdown().await.unwrap();
+            (client_peer, backend_peer)
+        };
+        let (transfer, _peers) =
+            tokio::time::timeout(HANG_GUARD, async { tokio::join!(relay_fut, peers) })
+                .await
+                .expect("relay finished");
+        assert!(
+            matches!(transfer.outcome, RelayOutcome::Closed),
+            "{}",
+            transfer.outcome
+        );
+    }
+
+    /// A reset on one side ends the relay with that side's error and resets the other.
+    async fn reset_closes_the_other_side(use_splice: bool, backend_resets: bool) {
+        let s = sockets().await;
+        let counters = TrafficCounters::default();
+        let relay_opts = opts(use_splice, Duration::from_secs(30));
+        let relay_fut = relay(s.client, s.backend, b"", &relay_opts, &counters);
+        let (failing, mut other) = if backend_resets {
+            (s.backend_peer, s.client_peer)
+        } else {
+            (s.client_peer, s.backend_peer)
+        };
+        let peers = async move {
+            failing.set_zero_linger().unwrap();
+            drop(failing);
+            let mut buf = [0u8; 16];
+            other.read(&mut buf).await
+        };
+        let (transfer, other_read) =
+            tokio::time::timeout(HANG_GUARD, async { tokio::join!(relay_fut, peers) })
+                .await
+                .expect("relay finished and the other side saw it");
+        if backend_resets {
+            assert!(
+                matches!(transfer.outcome, RelayOutcome::BackendError(_)),
+                "{}",
+                transfer.outcome
+            );
+        } else {
+            assert!(
+                matches!(transfer.outcome, RelayOutcome::ClientError(_)),
+                "{}",
+                transfer.outcome
+            );
+        }
+        let err = other_read.expect_err("the other side is reset, not closed cleanly");
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err}");
+    }
+
+    #[tokio::test]
+    async fn backend_reset_resets_the_client() {
+        reset_closes_the_other_side(false, true).await;
+        #[cfg(target_os = "linux")]
+        reset_closes_the_other_side(true, true).await;
+    }
+
+    #[tokio::test]
+    async fn client_reset_resets_the_backend() {
+        reset_closes_the_other_side(false, false).await;
+        #[cfg(target_os = "linux")]
+        reset_closes_the_other_side(true, false).await;
+    }
+
+    #[tokio::test]
+    async fn route_counters_add_up_across_connections() {
+        let counters = TrafficCounters::default();
+        for (i, use_splice) in [false, cfg!(target_os = "linux")].into_iter().enumerate() {
+            let s = sockets().await;
+            let up = pattern(1000 + i, 3);
+            let down = pattern(70_000 + i, 4);
+            let relay_opts = opts(use_splice, Duration::from_secs(30));
+            let relay_fut = relay(s.client, s.backend, b"init", &relay_opts, &counters);
+            let client = send_and_drain(s.client_peer, up);
+            let backend = send_and_drain(s.backend_peer, down);
+            let (transfer, _, _) = tokio::time::timeout(HANG_GUARD, async {
+                tokio::join!(relay_fut, client, backend)
+            })
+            .await
+            .expect("relay finished");
+            assert_eq!(transfer.client_to_backend, 4 + 1000 + i as u64);
+            assert_eq!(transfer.backend_to_client, 70_000 + i as u64);
+        }
+        assert_eq!(
+            counters.client_to_backend.load(Ordering::Relaxed),
+            2 * 4 + 1000 + 1001
+        );
+        assert_eq!(
+            counters.backend_to_client.load(Ordering::Relaxed),
+            70_000 + 70_001
+        );
+    }
+
+    #[tokio::test]
+    async fn connect_refused_names_the_backend() {
+        let addr = {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            l.local_addr().unwrap().to_string()
+        };
+        let err = connect_backend(&addr, Duration::from_secs(10))
+            .await
+            .expect_err("nothing listens");
+        assert!(matches!(err, ForwardError::Refused { .. }), "{err:?}");
+        assert!(err.to_string().contains(&addr), "{err}");
+    }
+
+    #[tokio::test]
+    async fn connect_to_a_bad_address_is_a_resolve_error() {
+        for addr in ["127.0.0.1", "127.0.0.1:99999", ":443"] {
+            let err = connect_backend(addr, Duration::from_secs(10))
+                .await
+                .expect_err("not host:port");
+            assert!(
+                matches!(err, ForwardError::Resolve { .. }),
+                "{addr}: {err:?}"
+            );
+            assert!(err.to_string().contains(addr), "{err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn connect_timeout_names_the_backend() {
+        // A listener whose accept queue is full drops further SYNs, so a connect to it
+        // hangs like one to a dead host, without leaving loopback.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(0).unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let mut fillers = Vec::new();
+        for _ in 0..4 {
+            if let Ok(s) = connect_backend(&addr, Duration::from_millis(200)).await {
+                fillers.push(s);
+            }
+        }
+        let err = connect_backend(&addr, Duration::from_millis(300))
+            .await
+            .expect_err("queue full");
+        assert!(matches!(err, ForwardError::Timeout { .. }), "{err:?}");
+        assert!(err.to_string().contains(&addr), "{err}");
+    }
+
+    #[test]
+    fn outcome_reads_well_in_a_log_line() {
+        let e = io::Error::new(io::ErrorKind::ConnectionReset, "reset by peer");
+        assert_eq!(
+            RelayOutcome::BackendError(e).to_string(),
+            "backend error: reset by peer"
+        );
+        assert_eq!(RelayOutcome::IdleTimeout.to_string(), "idle timeout");
+    }
+}
