@@ -860,6 +860,58 @@ mod tests {
         );
     }
 
+    /// Bytes captured from HAProxy 2.6.12 (Debian 12) on loopback: `send-proxy-v2` over
+    /// IPv4 (followed by the ClientHello's first bytes), a `check-send-proxy` health
+    /// check, `send-proxy` (v1), and `send-proxy-v2` over IPv6 (followed by "hello").
+    #[test]
+    fn real_haproxy_captures() {
+        let cases: &[(&str, Option<&str>, Option<&str>, usize)] = &[
+            (
+                "0d0a0d0a000d0a515549540a2111000c7f0000027f0000018b3d480b16030101",
+                Some("127.0.0.2:35645"),
+                Some("127.0.0.1:18443"),
+                28,
+            ),
+            ("0d0a0d0a000d0a515549540a20000000", None, None, 16),
+            (
+                "50524f58592054435034203132372e302e302e32203132372e302e302e3120\
+                 33333532332031383434330d0a68656c6c6f",
+                Some("127.0.0.2:33523"),
+                Some("127.0.0.1:18443"),
+                44,
+            ),
+            (
+                "0d0a0d0a000d0a515549540a2121002400000000000000000000000000000001\
+                 00000000000000000000000000000001c9b6480d68656c6c6f",
+                Some("[::1]:51638"),
+                Some("[::1]:18445"),
+                52,
+            ),
+        ];
+        for &(hex_bytes, src, dst, want_len) in cases {
+            let bytes = hex::decode(hex_bytes).unwrap();
+            assert_prefixes_incomplete(&bytes[..want_len]);
+            let (h, len) = parse(&bytes).unwrap().unwrap();
+            assert_eq!(len, want_len, "{hex_bytes}");
+            assert_eq!(h.source, src.map(sa), "{hex_bytes}");
+            assert_eq!(h.destination, dst.map(sa), "{hex_bytes}");
+        }
+    }
+
+    #[test]
+    fn v2_local_with_a_family_we_do_not_read_is_accepted() {
+        // LOCAL over AF_UNIX (216 bytes of paths): nothing is used, so nothing is refused.
+        let mut v = V2_SIGNATURE.to_vec();
+        v.extend_from_slice(&[0x20, 0x31, 0x00, 216]);
+        v.resize(16 + 216, 0xaa);
+        let (h, len) = parse(&v).unwrap().unwrap();
+        assert_eq!((h.source, h.destination, len), (None, None, 232));
+        // An undefined family under LOCAL: same.
+        let mut v = V2_SIGNATURE.to_vec();
+        v.extend_from_slice(&[0x20, 0x71, 0x00, 0x03, 1, 2, 3]);
+        assert_eq!(parse(&v).unwrap().map(|(_, n)| n), Some(19));
+    }
+
     #[test]
     fn encode_v2_matches_the_spec_bytes() {
         let got = encode_v2(sa("127.0.0.2:40000"), sa("127.0.0.1:443"), Some("a.com"));
