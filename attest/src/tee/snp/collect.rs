@@ -1,0 +1,56 @@
+//! SEV-SNP collection through `/dev/sev-guest` (the `sev` crate's ioctl wrapper), for
+//! kernels without configfs-tsm. Behind the `snp-collect` feature; it only runs inside
+//! an SEV-SNP guest, so nothing here is exercised by the tests of this machine.
+
+use super::cert_table::{CertKind, CertTableEntry};
+use sev::firmware::guest::Firmware;
+
+/// A report with the certificates the host attached to it.
+#[derive(Debug, Clone)]
+pub struct ExtendedReport {
+    /// The raw attestation report (1184 bytes).
+    pub report: Vec<u8>,
+    /// The host's certificate table, parsed; empty when the host provides none.
+    pub certificates: Vec<CertTableEntry>,
+}
+
+/// Why `/dev/sev-guest` gave no report.
+#[derive(Debug, thiserror::Error)]
+pub enum SnpCollectError {
+    #[error("cannot open /dev/sev-guest: {0}")]
+    Open(#[source] std::io::Error),
+    #[error("SNP_GET_EXT_REPORT failed: {0}")]
+    Firmware(String),
+    #[error("certificate table entry has a malformed GUID `{0}`")]
+    Guid(String),
+}
+
+fn guid_bytes(s: &str) -> Option<[u8; 16]> {
+    let hex: String = s.chars().filter(|c| *c != '-').collect();
+    hex::decode(hex).ok()?.try_into().ok()
+}
+
+/// Requests an extended report carrying `report_data`, at VMPL 0 unless `vmpl` says
+/// otherwise.
+pub fn extended_report(
+    report_data: &[u8; 64],
+    vmpl: Option<u32>,
+) -> Result<ExtendedReport, SnpCollectError> {
+    let mut fw = Firmware::open().map_err(SnpCollectError::Open)?;
+    let (report, certs) = fw
+        .get_ext_report(None, Some(*report_data), vmpl)
+        .map_err(|e| SnpCollectError::Firmware(e.to_string()))?;
+    let mut certificates = Vec::new();
+    for entry in certs.unwrap_or_default() {
+        let guid_str = entry.guid_string();
+        let guid = guid_bytes(&guid_str).ok_or(SnpCollectError::Guid(guid_str))?;
+        certificates.push(CertTableEntry {
+            kind: CertKind::from_guid(guid),
+            data: entry.data().to_vec(),
+        });
+    }
+    Ok(ExtendedReport {
+        report,
+        certificates,
+    })
+}
