@@ -1,1 +1,715 @@
-//! TODO(owner)
+//! The ClientHello peek: decides, from the first bytes a client sends, whether they are a
+//! TLS ClientHello and, if so, which server name (SNI) and application protocols (ALPN) it
+//! asks for. It is a pure function over untrusted bytes — no I/O, no panics — that the
+//! listener calls again with the whole buffer each time more bytes arrive; "need more
+//! bytes", "not what we expected" and "found it" are three different answers.
+//!
+//! What is accepted, and why:
+//! - Records: content type 22 (handshake) with record version 0x0301..=0x0303, a length of
+//!   1..=2^14 (RFC 8446 §5.1). The hello may be split across several consecutive handshake
+//!   records (any fragmentation, down to one byte per record); a record of another type
+//!   before the hello is complete is refused, since no client interleaves one there.
+//! - Bound: every record that holds part of the hello must end within
+//!   [`MAX_CLIENT_HELLO_BYTES`] of the start of the buffer. So `Ok(None)` is only ever
+//!   returned for a buffer shorter than the bound, and a caller that caps its buffer at
+//!   the bound never has to guess.
+//! - SNI: exactly one entry, of type host_name (RFC 6066 §3 forbids two names of one type
+//!   and defines no other type), holding a DNS name (letters, digits, `-`, `_`; labels of
+//!   1..=63 bytes; at most 253 bytes; no trailing dot; not an IPv4 literal). It is returned
+//!   lowercased.
+//! - Any other malformation (lengths that do not add up, a repeated extension, bytes after
+//!   the hello in its last record) is refused: the gateway routes on these bytes, and two
+//!   parsers that disagree on an ambiguous hello are how routing gets confused.
+//!
+//! Offsets in errors are byte offsets in the buffer the caller passed (the client's
+//! stream), even when the hello was reassembled from several records.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// The most bytes the peek buffers before giving up: every record holding the hello must
+/// end within this many bytes. Real hellos are 0.2–2 KiB (2 KiB with a post-quantum key
+/// share), so this leaves room while bounding the memory an unauthenticated peer can pin.
+pub const MAX_CLIENT_HELLO_BYTES: usize = 16 * 1024;
+
+/// TLS record header: content type (1), legacy version (2), length (2).
+const RECORD_HEADER_LEN: usize = 5;
+/// Handshake header: message type (1), length (3).
+const HANDSHAKE_HEADER_LEN: usize = 4;
+/// RFC 8446 §5.1: a plaintext record fragment is at most 2^14 bytes.
+const MAX_RECORD_PAYLOAD: usize = 1 << 14;
+
+const CONTENT_TYPE_HANDSHAKE: u8 = 22;
+const HANDSHAKE_CLIENT_HELLO: u8 = 1;
+const EXTENSION_SERVER_NAME: u16 = 0;
+const EXTENSION_ALPN: u16 = 16;
+const NAME_TYPE_HOST_NAME: u8 = 0;
+/// RFC 1035 as applied by RFC 6066: a host name without trailing dot is at most 253 bytes.
+const MAX_HOST_NAME_LEN: usize = 253;
+const MAX_LABEL_LEN: usize = 63;
+
+/// What the peeked ClientHello says about routing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientHello {
+    /// The host_name from the server_name extension, lowercased and validated as a DNS
+    /// name; `None` when the client sent no server_name extension (it dialed an address).
+    pub sni: Option<String>,
+    /// The ALPN protocol names in the client's order; empty without an ALPN extension.
+    pub alpn: Vec<Vec<u8>>,
+    /// Bytes of the TLS records that hold the hello, from the start of the buffer. Bytes
+    /// after this offset are the client's next records, not part of the hello.
+    pub consumed: usize,
+}
+
+/// Why the first bytes of a connection are not a TLS record stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotTlsReason {
+    /// The record's content type is not handshake (22); an HTTP request lands here
+    /// (`G` = 71), and so does an alert (21) sent first.
+    ContentType(u8),
+    /// The first byte has its high bit set: an SSLv2-framed (or SSLv2-compatible) hello,
+    /// which no TLS 1.2/1.3 server accepts.
+    Sslv2Framing,
+    /// The record's legacy version is outside 0x0301..=0x0303.
+    RecordVersion(u16),
+}
+
+impl fmt::Display for NotTlsReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ContentType(t) => write!(
+                f,
+                "record content type {t} ({}), expected 22 (handshake)",
+                content_type_name(*t)
+            ),
+            Self::Sslv2Framing => f.write_str("SSLv2-style record header (high bit set)"),
+            Self::RecordVersion(v) => {
+                write!(f, "record version {v:#06x}, expected 0x0301..=0x0303")
+            }
+        }
+    }
+}
+
+fn content_type_name(t: u8) -> &'static str {
+    match t {
+        20 => "change_cipher_spec",
+        21 => "alert",
+        22 => "handshake",
+        23 => "application_data",
+        b'A'..=b'Z' => "ASCII letter, e.g. a plain HTTP request",
+        _ => "unknown",
+    }
+}
+
+/// Why a buffer is not a ClientHello the gateway can route on. Every variant is final:
+/// more bytes will not change the answer.
+#[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
+pub enum ClientHelloError {
+    /// The record at `offset` is not a TLS handshake record (plain HTTP, SSLv2, an alert
+    /// first, a record version TLS does not use).
+    #[error("not TLS at byte {offset}: {reason}")]
+    NotTls { reason: NotTlsReason, offset: usize },
+    /// A record of another type arrived after the hello had started and before it ended.
+    #[error(
+        "record at byte {offset} has content type {content_type} ({}) inside the ClientHello; \
+         expected 22 (handshake)",
+        content_type_name(*content_type)
+    )]
+    UnexpectedRecord { content_type: u8, offset: usize },
+    /// The first handshake message is not a ClientHello (type 1).
+    #[error(
+        "handshake message at byte {offset} has type {handshake_type}, expected 1 (client_hello)"
+    )]
+    NotClientHello { handshake_type: u8, offset: usize },
+    /// The hello (or a record holding it) would end past [`MAX_CLIENT_HELLO_BYTES`].
+    #[error("ClientHello needs at least {needed} bytes, more than the limit of {limit}")]
+    TooLarge { needed: usize, limit: usize },
+    /// A record declares a payload longer than the 2^14 bytes TLS allows.
+    #[error("record at byte {offset} declares {length} bytes, more than the 16384 TLS allows")]
+    RecordTooLong { length: usize, offset: usize },
+    /// Lengths that do not add up, or a field with a value TLS forbids.
+    #[error("malformed ClientHello: {what} at byte {offset}")]
+    Malformed { what: &'static str, offset: usize },
+    /// The same extension type appears twice (RFC 8446 §4.2 forbids it).
+    #[error("extension {extension_type} at byte {offset} appears twice")]
+    DuplicateExtension { extension_type: u16, offset: usize },
+    /// The server_name entry has a name type other than host_name (0).
+    #[error("server_name entry at byte {offset} has name type {name_type}, only host_name (0) is supported")]
+    UnsupportedNameType { name_type: u8, offset: usize },
+    /// The host_name is not a DNS name (or there are several of them). `name` is the
+    /// received bytes escaped to printable ASCII and cut to 80 characters, safe to log.
+    #[error("bad server name {name:?} at byte {offset}: {reason}")]
+    BadServerName {
+        name: String,
+        reason: &'static str,
+        offset: usize,
+    },
+}
+
+/// Peeks at `buf`, the bytes a client has sent so far (the whole buffer, from its first
+/// byte), and answers:
+/// - `Ok(None)`: a valid prefix of a ClientHello; call again when more bytes arrived.
+///   Then `buf.len() < MAX_CLIENT_HELLO_BYTES` always holds.
+/// - `Ok(Some(hello))`: a complete ClientHello in the first `hello.consumed` bytes.
+/// - `Err(e)`: not a ClientHello the gateway accepts; more bytes will not change that.
+///
+/// Re-parsing from the start on each call is cheap at these sizes and keeps no state.
+pub fn parse(buf: &[u8]) -> Result<Option<ClientHello>, ClientHelloError> {
+    let Some((message, fragments, consumed)) = reassemble(buf)? else {
+        return Ok(None);
+    };
+    let map = OffsetMap {
+        fragments: &fragments,
+    };
+    let (sni, alpn) = parse_client_hello(&message, &map)?;
+    Ok(Some(ClientHello {
+        sni,
+        alpn,
+        consumed,
+    }))
+}
+
+/// Where a piece of the handshake message came from in the caller's buffer, so that
+/// errors found in the reassembled message name the client's byte offset.
+#[derive(Debug, Clone, Copy)]
+struct Fragment {
+    /// Offset of the fragment's first byte in the reassembled message.
+    message_start: usize,
+    /// Offset of the same byte in the caller's buffer.
+    buf_start: usize,
+}
+
+struct OffsetMap<'a> {
+    fragments: &'a [Fragment],
+}
+
+impl OffsetMap<'_> {
+    /// Buffer offset of byte `message_offset` of the reassembled handshake message.
+    fn buf_offset(&self, message_offset: usize) -> usize {
+        // Fragments are in order; the last one starting at or before the offset holds it.
+        self.fragments
+            .iter()
+            .rev()
+            .find(|f| f.message_start <= message_offset)
+            .map_or(message_offset, |f| {
+                f.buf_start.saturating_add(message_offset - f.message_start)
+            })
+    }
+}
+
+type Reassembled<'a> = (Cow<'a, [u8]>, Vec<Fragment>, usize);
+
+/// Walks the records at the start of `buf` and returns the complete handshake message
+/// (header included), where its fragments came from, and the offset just past its last
+/// record; `None` when more bytes are needed. Checks that fail early (content type,
+/// record version, handshake type and length) are made on partial input, so a plain HTTP
+/// request is refused at its first byte.
+fn reassemble(buf: &[u8]) -> Result<Option<Reassembled<'_>>, ClientHelloError> {
+    let mut fragments: Vec<Fragment> = Vec::new();
+    // The message is borrowed while it sits in one record (the usual case) and copied only
+    // when a second record contributes to it.
+    let mut message: Cow<'_, [u8]> = Cow::Borrowed(&[]);
+    let mut pos = 0usize;
+    loop {
+        // Record header, checked byte by byte so that the answer comes as early as possible.
+        let header = buf.get(pos..).unwrap_or(&[]);
+        let Some(&content_type) = header.first() else {
+            return Ok(None);
+        };
+        if content_type != CONTENT_TYPE_HANDSHAKE {
+            return Err(if pos == 0 {
+                let reason = if content_type & 0x80 != 0 {
+                    NotTlsReason::Sslv2Framing
+                } else {
+                    NotTlsReason::ContentType(content_type)
+                };
+                ClientHelloError::NotTls {
+                    reason,
+                    offset: pos,
+                }
+            } else {
+                ClientHelloError::UnexpectedRecord {
+                    content_type,
+                    offset: pos,
+                }
+            });
+        }
+        if let Some(&major) = header.get(1) {
+            let minor = header.get(2).copied();
+            let version_ok = major == 3 && minor.filter(|m| !(1..=3).contains(m)).is_none();
+            if !version_ok {
+                let version = u16::from_be_bytes([major, minor.unwrap_or(0)]);
+                return Err(ClientHelloError::NotTls {
+                    reason: NotTlsReason::RecordVersion(version),
+                    offset: pos,
+                });
+            }
+        }
+        let (Some(&len_hi), Some(&len_lo)) = (header.get(3), header.get(4)) else {
+            return Ok(None);
+        };
+        let record_len = usize::from(u16::from_be_bytes([len_hi, len_lo]));
+        if record_len == 0 {
+            return Err(ClientHelloError::Malformed {
+                what: "empty handshake record",
+                offset: pos,
+            });
+        }
+        if record_len > MAX_RECORD_PAYLOAD {
+            return Err(ClientHelloError::RecordTooLong {
+                length: record_len,
+                offset: pos,
+            });
+        }
+        let payload_start = pos + RECORD_HEADER_LEN;
+        let record_end = payload_start + record_len;
+        if record_end > MAX_CLIENT_HELLO_BYTES {
+            return Err(ClientHelloError::TooLarge {
+                needed: record_end,
+                limit: MAX_CLIENT_HELLO_BYTES,
+            });
+        }
+
+        // The part of this record's payload that has arrived so far.
+        let available_end = record_end.min(buf.len());
+        let payload = buf.get(payload_start..available_end).unwrap_or(&[]);
+        fragments.push(Fragment {
+            message_start: message.len(),
+            buf_start: payload_start,
+        });
+        if message.is_empty() {
+            message = Cow::Borrowed(payload);
+        } else {
+            message.to_mut().extend_from_slice(payload);
+        }
+
+        // The handshake header, as soon as its bytes are here.
+        let map = OffsetMap {
+            fragments: &fragments,
+        };
+        if let Some(&handshake_type) = message.first() {
+            if handshake_type != HANDSHAKE_CLIENT_HELLO {
+                return Err(ClientHelloError::NotClientHello {
+                    handshake_type,
+                    offset: map.buf_offset(0),
+                });
+            }
+        }
+        let message_len = match message.get(1..HANDSHAKE_HEADER_LEN) {
+            Some(&[a, b, c]) => {
+                let body_len = usize::from(a) << 16 | usize::from(b) << 8 | usize::from(c);
+                let message_len = HANDSHAKE_HEADER_LEN + body_len;
+                // Even in one record, the hello needs a record header in front of it.
+                let needed = RECORD_HEADER_LEN + message_len;
+                if needed > MAX_CLIENT_HELLO_BYTES {
+                    return Err(ClientHelloError::TooLarge {
+                        needed,
+                        limit: MAX_CLIENT_HELLO_BYTES,
+                    });
+                }
+                Some(message_len)
+            }
+            _ => None,
+        };
+
+        if available_end < record_end {
+            return Ok(None);
+        }
+        pos = record_end;
+        if let Some(message_len) = message_len {
+            match message.len().cmp(&message_len) {
+                std::cmp::Ordering::Less => {}
+                std::cmp::Ordering::Equal => return Ok(Some((message, fragments, pos))),
+                std::cmp::Ordering::Greater => {
+                    return Err(ClientHelloError::Malformed {
+                        what: "bytes after the ClientHello in its last record",
+                        offset: map.buf_offset(message_len),
+                    })
+                }
+            }
+        }
+    }
+}
+
+/// A bounds-checked cursor over the reassembled handshake message.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    /// Offset of `bytes[0]` in the handshake message, for error offsets of sub-readers.
+    base: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn new(bytes: &'a [u8], base: usize) -> Self {
+        Self {
+            bytes,
+            pos: 0,
+            base,
+        }
+    }
+
+    /// Offset in the handshake message of the next byte to read.
+    fn offset(&self) -> usize {
+        self.base + self.pos
+    }
+
+    fn is_empty(&self) -> bool {
+        self.pos >= self.bytes.len()
+    }
+
+    fn take(
+        &mut self,
+        n: usize,
+        what: &'static str,
+        map: &OffsetMap,
+    ) -> Result<&'a [u8], ClientHelloError> {
+        let end = self.pos.checked_add(n);
+        match end.and_then(|end| self.bytes.get(self.pos..end)) {
+            Some(s) => {
+                self.pos += n;
+                Ok(s)
+            }
+            None => Err(ClientHelloError::Malformed {
+                what,
+                offset: map.buf_offset(self.offset()),
+            }),
+        }
+    }
+
+    fn u8(&mut self, what: &'static str, map: &OffsetMap) -> Result<u8, ClientHelloError> {
+        match self.take(1, what, map)? {
+            [b] => Ok(*b),
+            _ => unreachable_len(what, self.offset(), map),
+        }
+    }
+
+    fn u16(&mut self, what: &'static str, map: &OffsetMap) -> Result<u16, ClientHelloError> {
+        match self.take(2, what, map)? {
+            [a, b] => Ok(u16::from_be_bytes([*a, *b])),
+            _ => unreachable_len(what, self.offset(), map),
+        }
+    }
+
+    /// A vector with a one- or two-byte length prefix, as a sub-reader over its contents.
+    fn vec(
+        &mut self,
+        prefix: LenPrefix,
+        what: &'static str,
+        map: &OffsetMap,
+    ) -> Result<Reader<'a>, ClientHelloError> {
+        // Errors name the offset of the length prefix: that is the field that lies.
+        let prefix_at = self.offset();
+        let len = match prefix {
+            LenPrefix::U8 => usize::from(self.u8(what, map)?),
+            LenPrefix::U16 => usize::from(self.u16(what, map)?),
+        };
+        let base = self.offset();
+        let bytes = self
+            .take(len, what, map)
+            .map_err(|_| ClientHelloError::Malformed {
+                what,
+                offset: map.buf_offset(prefix_at),
+            })?;
+        Ok(Reader::new(bytes, base))
+    }
+}
+
+#[derive(Clone, Copy)]
+enum LenPrefix {
+    U8,
+    U16,
+}
+
+/// `take(n)` returned a slice of another length: cannot happen, but answered as an error
+/// rather than a panic.
+fn unreachable_len<T>(
+    what: &'static str,
+    offset: usize,
+    map: &OffsetMap,
+) -> Result<T, ClientHelloError> {
+    Err(ClientHelloError::Malformed {
+        what,
+        offset: map.buf_offset(offset),
+    })
+}
+
+/// Parses a complete ClientHello handshake message (header included; its type and length
+/// were checked by [`reassemble`]) into the SNI and ALPN list.
+fn parse_client_hello(
+    message: &[u8],
+    map: &OffsetMap,
+) -> Result<(Option<String>, Vec<Vec<u8>>), ClientHelloError> {
+    let body = message.get(HANDSHAKE_HEADER_LEN..).unwrap_or(&[]);
+    let mut r = Reader::new(body, HANDSHAKE_HEADER_LEN);
+
+    let version_at = r.offset();
+    let legacy_version = r.u16("legacy_version", map)?;
+    if legacy_version >> 8 != 3 {
+        return Err(ClientHelloError::Malformed {
+            what: "legacy_version is not 3.x",
+            offset: map.buf_offset(version_at),
+        });
+    }
+    r.take(32, "random", map)?;
+    let session_at = r.offset();
+    let session_id = r.vec(LenPrefix::U8, "legacy_session_id", map)?;
+    if session_id.bytes.len() > 32 {
+        return Err(ClientHelloError::Malformed {
+            what: "legacy_session_id longer than 32 bytes",
+            offset: map.buf_offset(session_at),
+        });
+    }
+    let suites_at = r.offset();
+    let suites = r.vec(LenPrefix::U16, "cipher_suites", map)?;
+    if suites.bytes.is_empty() || suites.bytes.len() % 2 != 0 {
+        return Err(ClientHelloError::Malformed {
+            what: "cipher_suites length is zero or odd",
+            offset: map.buf_offset(suites_at),
+        });
+    }
+    let compression_at = r.offset();
+    let compression = r.vec(LenPrefix::U8, "legacy_compression_methods", map)?;
+    if compression.bytes.is_empty() {
+        return Err(ClientHelloError::Malformed {
+            what: "empty legacy_compression_methods",
+            offset: map.buf_offset(compression_at),
+        });
+    }
+    // A hello without extensions ends here (TLS 1.2 and older allow it): no SNI, no ALPN.
+    if r.is_empty() {
+        return Ok((None, Vec::new()));
+    }
+    let mut extensions = r.vec(LenPrefix::U16, "extensions", map)?;
+    if !r.is_empty() {
+        return Err(ClientHelloError::Malformed {
+            what: "bytes after the extensions",
+            offset: map.buf_offset(r.offset()),
+        });
+    }
+
+    let mut seen: Vec<u16> = Vec::new();
+    let mut sni = None;
+    let mut alpn = Vec::new();
+    while !extensions.is_empty() {
+        let ext_at = extensions.offset();
+        let extension_type = extensions.u16("extension type", map)?;
+        let data = extensions.vec(LenPrefix::U16, "extension data", map)?;
+        if seen.contains(&extension_type) {
+            return Err(ClientHelloError::DuplicateExtension {
+                extension_type,
+                offset: map.buf_offset(ext_at),
+            });
+        }
+        seen.push(extension_type);
+        match extension_type {
+            EXTENSION_SERVER_NAME => sni = Some(parse_server_name(data, map)?),
+            EXTENSION_ALPN => alpn = parse_alpn(data, map)?,
+            _ => {}
+        }
+    }
+    Ok((sni, alpn))
+}
+
+/// RFC 6066 §3: `ServerName server_name_list<1..2^16-1>`, each `NameType name_type;
+/// opaque HostName<1..2^16-1>`.
+fn parse_server_name(mut data: Reader, map: &OffsetMap) -> Result<String, ClientHelloError> {
+    let list_at = data.offset();
+    let mut list = data.vec(LenPrefix::U16, "server_name_list length", map)?;
+    if !data.is_empty() {
+        return Err(ClientHelloError::Malformed {
+            what: "bytes after server_name_list",
+            offset: map.buf_offset(data.offset()),
+        });
+    }
+    if list.is_empty() {
+        return Err(ClientHelloError::Malformed {
+            what: "empty server_name_list",
+            offset: map.buf_offset(list_at),
+        });
+    }
+    let mut host_name = None;
+    while !list.is_empty() {
+        let entry_at = list.offset();
+        let name_type = list.u8("server_name name_type", map)?;
+        if name_type != NAME_TYPE_HOST_NAME {
+            return Err(ClientHelloError::UnsupportedNameType {
+                name_type,
+                offset: map.buf_offset(entry_at),
+            });
+        }
+        let name = list.vec(LenPrefix::U16, "host_name length", map)?;
+        if host_name.is_some() {
+            return Err(ClientHelloError::BadServerName {
+                name: printable(name.bytes),
+                reason: "a second host_name entry (RFC 6066 allows one)",
+                offset: map.buf_offset(entry_at),
+            });
+        }
+        let name_at = map.buf_offset(name.base);
+        host_name = Some(validate_host_name(name.bytes).map_err(|reason| {
+            ClientHelloError::BadServerName {
+                name: printable(name.bytes),
+                reason,
+                offset: name_at,
+            }
+        })?);
+    }
+    // The list is non-empty and every entry is a host_name or an error, so one was found.
+    host_name.ok_or(ClientHelloError::Malformed {
+        what: "server_name_list without host_name",
+        offset: map.buf_offset(list_at),
+    })
+}
+
+/// Checks that `name` is a DNS host name as RFC 6066 sends it and returns it lowercased.
+fn validate_host_name(name: &[u8]) -> Result<String, &'static str> {
+    if name.is_empty() {
+        return Err("empty");
+    }
+    if name.len() > MAX_HOST_NAME_LEN {
+        return Err("longer than 253 bytes");
+    }
+    if name.last() == Some(&b'.') {
+        return Err("trailing dot (RFC 6066 sends names without it)");
+    }
+    let mut all_numeric_last_label = false;
+    for label in name.split(|&b| b == b'.') {
+        if label.is_empty() {
+            return Err("empty label");
+        }
+        if label.len() > MAX_LABEL_LEN {
+            return Err("label longer than 63 bytes");
+        }
+        if !label
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err("byte outside letters, digits, '-', '_' and '.'");
+        }
+        if label.first() == Some(&b'-') || label.last() == Some(&b'-') {
+            return Err("label starts or ends with '-'");
+        }
+        all_numeric_last_label = label.iter().all(u8::is_ascii_digit);
+    }
+    if all_numeric_last_label {
+        return Err("an IP address literal (RFC 6066 forbids them) or all-numeric top label");
+    }
+    // Every byte is ASCII (checked above), so this conversion cannot fail.
+    String::from_utf8(name.to_ascii_lowercase()).map_err(|_| "not ASCII")
+}
+
+/// RFC 7301: `ProtocolName protocol_name_list<2..2^16-1>`, each `opaque
+/// ProtocolName<1..2^8-1>`.
+fn parse_alpn(mut data: Reader, map: &OffsetMap) -> Result<Vec<Vec<u8>>, ClientHelloError> {
+    let list_at = data.offset();
+    let mut list = data.vec(LenPrefix::U16, "ALPN protocol_name_list length", map)?;
+    if !data.is_empty() {
+        return Err(ClientHelloError::Malformed {
+            what: "bytes after ALPN protocol_name_list",
+            offset: map.buf_offset(data.offset()),
+        });
+    }
+    if list.is_empty() {
+        return Err(ClientHelloError::Malformed {
+            what: "empty ALPN protocol_name_list",
+            offset: map.buf_offset(list_at),
+        });
+    }
+    let mut protocols = Vec::new();
+    while !list.is_empty() {
+        let name_at = list.offset();
+        let name = list.vec(LenPrefix::U8, "ALPN protocol name length", map)?;
+        if name.bytes.is_empty() {
+            return Err(ClientHelloError::Malformed {
+                what: "empty ALPN protocol name",
+                offset: map.buf_offset(name_at),
+            });
+        }
+        protocols.push(name.bytes.to_vec());
+    }
+    Ok(protocols)
+}
+
+/// Untrusted bytes made safe to log: escaped to printable ASCII, cut to 80 characters.
+fn printable(bytes: &[u8]) -> String {
+    let mut s: String = bytes.escape_ascii().to_string();
+    if s.len() > 80 {
+        // escape_ascii yields ASCII only, so every index is a char boundary.
+        s.truncate(77);
+        s.push_str("...");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_names() {
+        assert_eq!(
+            validate_host_name(b"App1.Example.COM"),
+            Ok("app1.example.com".into())
+        );
+        assert_eq!(
+            validate_host_name(b"_acme.x-y.test"),
+            Ok("_acme.x-y.test".into())
+        );
+        assert_eq!(validate_host_name(b"localhost"), Ok("localhost".into()));
+        for bad in [
+            &b""[..],
+            b"a..b",
+            b".a",
+            b"a.",
+            b"-a.test",
+            b"a-.test",
+            b"a b.test",
+            b"a\0.test",
+            b"\xc3\xa9.test",
+            b"1.2.3.4",
+            b"a.123",
+        ] {
+            assert!(
+                validate_host_name(bad).is_err(),
+                "{:?}",
+                bad.escape_ascii().to_string()
+            );
+        }
+        let long_label = [b'a'; 64];
+        assert!(validate_host_name(&long_label).is_err());
+        let ok_label = [b'a'; 63];
+        assert!(validate_host_name(&ok_label).is_ok());
+        let long_name = format!("{}x", "abc.".repeat(64)).into_bytes();
+        assert_eq!(long_name.len(), 257);
+        assert_eq!(validate_host_name(&long_name), Err("longer than 253 bytes"));
+    }
+
+    #[test]
+    fn printable_is_bounded_and_escaped() {
+        assert_eq!(printable(b"a\0b\n"), "a\\x00b\\n");
+        let p = printable(&[0xff; 100]);
+        assert_eq!(p.len(), 80);
+        assert!(p.ends_with("..."));
+    }
+
+    #[test]
+    fn offsets_map_back_to_the_buffer() {
+        let fragments = [
+            Fragment {
+                message_start: 0,
+                buf_start: 5,
+            },
+            Fragment {
+                message_start: 10,
+                buf_start: 20,
+            },
+        ];
+        let map = OffsetMap {
+            fragments: &fragments,
+        };
+        assert_eq!(map.buf_offset(0), 5);
+        assert_eq!(map.buf_offset(9), 14);
+        assert_eq!(map.buf_offset(10), 20);
+        assert_eq!(map.buf_offset(12), 22);
+    }
+}
