@@ -1,1 +1,1234 @@
-//! TODO(owner)
+//! TPM 2.0 quotes in pure Rust: parse the three structures a quote travels as
+//! (`TPMS_ATTEST`, `TPMT_SIGNATURE`, the attestation key's `TPMT_PUBLIC`) and verify
+//! them — the signature under the AK, the qualifying data (`extraData`), and the PCR
+//! values against the quoted `pcrDigest`. No libtss2: the verifier CLI links this.
+//!
+//! Every parser reads untrusted bytes through a bounds-checked [`Reader`], so a short,
+//! long or corrupted structure is a [`QuoteError`] that names the field and offset,
+//! never a panic. Byte order is the TPM's wire format (big-endian), except for the
+//! `tpm2_quote -o` "serialized" PCR file, which tpm2-tools writes as raw C structures
+//! in the host's (little-endian) order.
+
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::Digest as _;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// `TPM_GENERATED_VALUE`: the first field of every structure the TPM signs itself, so a
+/// restricted key never signs outside data that looks like a quote.
+pub const TPM_GENERATED_VALUE: u32 = 0xff54_4347;
+/// `TPM_ST_ATTEST_QUOTE`: the `type` of a `TPMS_ATTEST` produced by `TPM2_Quote`.
+pub const TPM_ST_ATTEST_QUOTE: u16 = 0x8018;
+
+const TPM_ALG_RSA: u16 = 0x0001;
+const TPM_ALG_SHA1: u16 = 0x0004;
+const TPM_ALG_SHA256: u16 = 0x000b;
+const TPM_ALG_SHA384: u16 = 0x000c;
+const TPM_ALG_SHA512: u16 = 0x000d;
+const TPM_ALG_NULL: u16 = 0x0010;
+const TPM_ALG_RSASSA: u16 = 0x0014;
+const TPM_ALG_RSAES: u16 = 0x0015;
+const TPM_ALG_RSAPSS: u16 = 0x0016;
+const TPM_ALG_ECDSA: u16 = 0x0018;
+const TPM_ALG_ECDAA: u16 = 0x001a;
+const TPM_ALG_ECC: u16 = 0x0023;
+const TPM_ECC_NIST_P256: u16 = 0x0003;
+const TPM_ECC_NIST_P384: u16 = 0x0004;
+
+/// `objectAttributes` bits that make a key an attestation key.
+const ATTR_FIXED_TPM: u32 = 1 << 1;
+const ATTR_RESTRICTED: u32 = 1 << 16;
+const ATTR_DECRYPT: u32 = 1 << 17;
+const ATTR_SIGN: u32 = 1 << 18;
+
+/// Largest `sizeofSelect` accepted: 32 bytes select PCRs 0..=255, far more than any TPM
+/// implements (24), and keeps every index in a `u8`.
+const MAX_PCR_SELECT_BYTES: usize = 32;
+/// `TPML_PCR_SELECTION` holds at most `HASH_COUNT` banks; no TPM has more than a few.
+const MAX_PCR_BANKS: u32 = 16;
+
+/// Why a quote, its signature, its key or its PCR values were rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QuoteError {
+    #[error("{what}: truncated at offset {offset}")]
+    Truncated { what: &'static str, offset: usize },
+    #[error("{what}: {extra} unexpected trailing bytes at offset {offset}")]
+    TrailingBytes {
+        what: &'static str,
+        offset: usize,
+        extra: usize,
+    },
+    #[error("TPMS_ATTEST.magic is {got:#010x}, expected TPM_GENERATED_VALUE 0xff544347")]
+    BadMagic { got: u32 },
+    #[error("TPMS_ATTEST.type is {got:#06x}, expected TPM_ST_ATTEST_QUOTE 0x8018")]
+    WrongType { got: u16 },
+    #[error("{what}: unsupported algorithm {id:#06x}")]
+    UnsupportedAlgorithm { what: &'static str, id: u16 },
+    #[error("{what}: {detail}")]
+    Malformed { what: &'static str, detail: String },
+    #[error("attestation key: {0}")]
+    InvalidKey(String),
+    #[error(
+        "attestation key is not a restricted signing key bound to its TPM \
+         (objectAttributes {attributes:#010x}); such a key could sign forged quotes"
+    )]
+    AkNotRestrictedSigning { attributes: u32 },
+    #[error("signature is {signature}, but the attestation key is {key}")]
+    SignatureKeyMismatch {
+        signature: &'static str,
+        key: &'static str,
+    },
+    #[error("signature does not verify over the quote under the attestation key")]
+    BadSignature,
+    #[error(
+        "extraData of the quote is {}, expected qualifying data {}",
+        hex::encode(.got),
+        hex::encode(.expected)
+    )]
+    QualifyingDataMismatch { expected: Vec<u8>, got: Vec<u8> },
+    #[error("no value given for {bank} PCR {index}, which the quote selects")]
+    MissingPcr { bank: &'static str, index: u8 },
+    #[error("a value is given for {bank} PCR {index}, which the quote does not select")]
+    UnquotedPcr { bank: &'static str, index: u8 },
+    #[error("{bank} PCR {index}: value has {got} bytes, expected {expected}")]
+    PcrLength {
+        bank: &'static str,
+        index: u8,
+        expected: usize,
+        got: usize,
+    },
+    #[error(
+        "pcrDigest of the quote is {}, the given PCR values hash to {}",
+        hex::encode(.quoted),
+        hex::encode(.computed)
+    )]
+    PcrDigestMismatch { quoted: Vec<u8>, computed: Vec<u8> },
+    #[error("resetCount is {got}, expected {expected}: the TPM was reset (a reboot) since")]
+    ResetCountMismatch { expected: u32, got: u32 },
+    #[error(
+        "restartCount is {got}, expected {expected}: the TPM was restarted (hibernation) since"
+    )]
+    RestartCountMismatch { expected: u32, got: u32 },
+    #[error("PCR values: {0}")]
+    PcrValues(String),
+}
+
+/// A hash algorithm that names a PCR bank or a signature digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HashAlg {
+    Sha1,
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl HashAlg {
+    /// From a `TPM_ALG_ID`.
+    pub fn from_tpm(id: u16) -> Option<HashAlg> {
+        match id {
+            TPM_ALG_SHA1 => Some(HashAlg::Sha1),
+            TPM_ALG_SHA256 => Some(HashAlg::Sha256),
+            TPM_ALG_SHA384 => Some(HashAlg::Sha384),
+            TPM_ALG_SHA512 => Some(HashAlg::Sha512),
+            _ => None,
+        }
+    }
+
+    /// The `TPM_ALG_ID`.
+    pub fn tpm_id(self) -> u16 {
+        match self {
+            HashAlg::Sha1 => TPM_ALG_SHA1,
+            HashAlg::Sha256 => TPM_ALG_SHA256,
+            HashAlg::Sha384 => TPM_ALG_SHA384,
+            HashAlg::Sha512 => TPM_ALG_SHA512,
+        }
+    }
+
+    /// The bank name used in JSON and by tpm2-tools: `sha1`, `sha256`, `sha384`, `sha512`.
+    pub fn name(self) -> &'static str {
+        match self {
+            HashAlg::Sha1 => "sha1",
+            HashAlg::Sha256 => "sha256",
+            HashAlg::Sha384 => "sha384",
+            HashAlg::Sha512 => "sha512",
+        }
+    }
+
+    /// From a bank name (see [`HashAlg::name`]).
+    pub fn from_name(name: &str) -> Option<HashAlg> {
+        match name {
+            "sha1" => Some(HashAlg::Sha1),
+            "sha256" => Some(HashAlg::Sha256),
+            "sha384" => Some(HashAlg::Sha384),
+            "sha512" => Some(HashAlg::Sha512),
+            _ => None,
+        }
+    }
+
+    /// Digest length in bytes.
+    pub fn digest_len(self) -> usize {
+        match self {
+            HashAlg::Sha1 => 20,
+            HashAlg::Sha256 => 32,
+            HashAlg::Sha384 => 48,
+            HashAlg::Sha512 => 64,
+        }
+    }
+
+    /// Hashes `data`.
+    pub fn digest(self, data: &[u8]) -> Vec<u8> {
+        match self {
+            HashAlg::Sha1 => sha1::Sha1::digest(data).to_vec(),
+            HashAlg::Sha256 => sha2::Sha256::digest(data).to_vec(),
+            HashAlg::Sha384 => sha2::Sha384::digest(data).to_vec(),
+            HashAlg::Sha512 => sha2::Sha512::digest(data).to_vec(),
+        }
+    }
+}
+
+impl fmt::Display for HashAlg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A bounds-checked big-endian cursor over untrusted bytes. Every read names the field,
+/// so a short input reports which field it ended in and where.
+pub(crate) struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
+        Reader { buf, pos: 0 }
+    }
+
+    pub(crate) fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], QuoteError> {
+        let end = self.pos.checked_add(n).ok_or(QuoteError::Truncated {
+            what,
+            offset: self.pos,
+        })?;
+        let bytes = self.buf.get(self.pos..end).ok_or(QuoteError::Truncated {
+            what,
+            offset: self.pos,
+        })?;
+        self.pos = end;
+        Ok(bytes)
+    }
+
+    fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], QuoteError> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N, what)?);
+        Ok(out)
+    }
+
+    pub(crate) fn u8(&mut self, what: &'static str) -> Result<u8, QuoteError> {
+        Ok(self.array::<1>(what)?[0])
+    }
+
+    pub(crate) fn u16(&mut self, what: &'static str) -> Result<u16, QuoteError> {
+        Ok(u16::from_be_bytes(self.array(what)?))
+    }
+
+    pub(crate) fn u32(&mut self, what: &'static str) -> Result<u32, QuoteError> {
+        Ok(u32::from_be_bytes(self.array(what)?))
+    }
+
+    pub(crate) fn u64(&mut self, what: &'static str) -> Result<u64, QuoteError> {
+        Ok(u64::from_be_bytes(self.array(what)?))
+    }
+
+    /// A `TPM2B_*`: a big-endian u16 size, then that many bytes.
+    pub(crate) fn tpm2b(&mut self, what: &'static str) -> Result<&'a [u8], QuoteError> {
+        let size = self.u16(what)?;
+        self.take(usize::from(size), what)
+    }
+
+    /// Fails if bytes remain: a structure with a tail is not the structure we signed.
+    pub(crate) fn finish(&self, what: &'static str) -> Result<(), QuoteError> {
+        let extra = self.buf.len().saturating_sub(self.pos);
+        if extra == 0 {
+            Ok(())
+        } else {
+            Err(QuoteError::TrailingBytes {
+                what,
+                offset: self.pos,
+                extra,
+            })
+        }
+    }
+}
+
+/// `TPMS_CLOCK_INFO`: the TPM's clock and its reboot counters at the time of the quote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClockInfo {
+    /// Milliseconds the TPM has been powered (not wall-clock time).
+    pub clock: u64,
+    /// TPM resets (`TPM2_Startup(CLEAR)` after a power cycle): goes up on each reboot.
+    pub reset_count: u32,
+    /// TPM restarts (resume from hibernation): back to 0 on each reset.
+    pub restart_count: u32,
+    /// False if `clock` may have gone back since it was last reported.
+    pub safe: bool,
+}
+
+/// One `TPMS_PCR_SELECTION`: a bank and the PCRs selected in it, in ascending order
+/// (the order in which the TPM hashes them into `pcrDigest`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PcrSelection {
+    pub bank: HashAlg,
+    pub pcrs: Vec<u8>,
+}
+
+impl PcrSelection {
+    /// Parses one selection; the bitmap is `sizeofSelect` bytes, PCR `n` is bit `n % 8`
+    /// of byte `n / 8`.
+    fn read(r: &mut Reader<'_>) -> Result<PcrSelection, QuoteError> {
+        let alg = r.u16("TPMS_PCR_SELECTION.hash")?;
+        let bank = HashAlg::from_tpm(alg).ok_or(QuoteError::UnsupportedAlgorithm {
+            what: "TPMS_PCR_SELECTION.hash (PCR bank)",
+            id: alg,
+        })?;
+        let size = usize::from(r.u8("TPMS_PCR_SELECTION.sizeofSelect")?);
+        if size > MAX_PCR_SELECT_BYTES {
+            return Err(QuoteError::Malformed {
+                what: "TPMS_PCR_SELECTION.sizeofSelect",
+                detail: format!("{size} bytes, at most {MAX_PCR_SELECT_BYTES} supported"),
+            });
+        }
+        let bitmap = r.take(size, "TPMS_PCR_SELECTION.pcrSelect")?;
+        Ok(PcrSelection {
+            bank,
+            pcrs: bitmap_to_indices(bitmap),
+        })
+    }
+
+    /// `sha256:10,16` — the notation of tpm2-tools.
+    pub fn display(&self) -> String {
+        let list: Vec<String> = self.pcrs.iter().map(u8::to_string).collect();
+        format!("{}:{}", self.bank, list.join(","))
+    }
+}
+
+fn bitmap_to_indices(bitmap: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (byte_index, byte) in bitmap.iter().enumerate() {
+        for bit in 0..8u8 {
+            if byte & (1 << bit) != 0 {
+                // byte_index < MAX_PCR_SELECT_BYTES (32), so the index fits in a u8.
+                if let Ok(i) = u8::try_from(byte_index * 8 + usize::from(bit)) {
+                    out.push(i);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Formats a whole selection list as tpm2-tools does: `sha256:10,16+sha1:10`.
+pub fn display_selection(selection: &[PcrSelection]) -> String {
+    let parts: Vec<String> = selection.iter().map(PcrSelection::display).collect();
+    parts.join("+")
+}
+
+fn read_pcr_selection_list(r: &mut Reader<'_>) -> Result<Vec<PcrSelection>, QuoteError> {
+    let count = r.u32("TPML_PCR_SELECTION.count")?;
+    if count > MAX_PCR_BANKS {
+        return Err(QuoteError::Malformed {
+            what: "TPML_PCR_SELECTION.count",
+            detail: format!("{count} banks, at most {MAX_PCR_BANKS}"),
+        });
+    }
+    let mut out = Vec::new();
+    for _ in 0..count {
+        out.push(PcrSelection::read(r)?);
+    }
+    Ok(out)
+}
+
+/// A parsed `TPMS_ATTEST` of type `TPM_ST_ATTEST_QUOTE`. Parsing checks only the
+/// structure (and magic and type); nothing in it is trusted until [`verify`] checked
+/// the signature over the bytes it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuoteInfo {
+    /// `qualifiedSigner`: the qualified name of the AK (depends on its hierarchy).
+    pub qualified_signer: Vec<u8>,
+    /// `extraData`: the qualifying data (nonce) the caller passed to `TPM2_Quote`.
+    pub extra_data: Vec<u8>,
+    pub clock_info: ClockInfo,
+    /// Vendor-defined firmware version.
+    pub firmware_version: u64,
+    /// The PCRs covered by `pcr_digest`, in the order they were hashed.
+    pub pcr_select: Vec<PcrSelection>,
+    /// Hash (with the signing scheme's algorithm) of the selected PCR values, concatenated.
+    pub pcr_digest: Vec<u8>,
+}
+
+/// The name used across the crate for the parsed `TPMS_ATTEST`.
+pub type Attest = QuoteInfo;
+
+impl QuoteInfo {
+    /// Parses a marshalled `TPMS_ATTEST` (what `tpm2_quote -m` writes). Fails on a wrong
+    /// magic or type, a truncated field, or trailing bytes.
+    pub fn parse(bytes: &[u8]) -> Result<QuoteInfo, QuoteError> {
+        let mut r = Reader::new(bytes);
+        let magic = r.u32("TPMS_ATTEST.magic")?;
+        if magic != TPM_GENERATED_VALUE {
+            return Err(QuoteError::BadMagic { got: magic });
+        }
+        let kind = r.u16("TPMS_ATTEST.type")?;
+        if kind != TPM_ST_ATTEST_QUOTE {
+            return Err(QuoteError::WrongType { got: kind });
+        }
+        let qualified_signer = r.tpm2b("TPMS_ATTEST.qualifiedSigner")?.to_vec();
+        let extra_data = r.tpm2b("TPMS_ATTEST.extraData")?.to_vec();
+        let clock = r.u64("TPMS_CLOCK_INFO.clock")?;
+        let reset_count = r.u32("TPMS_CLOCK_INFO.resetCount")?;
+        let restart_count = r.u32("TPMS_CLOCK_INFO.restartCount")?;
+        let safe = match r.u8("TPMS_CLOCK_INFO.safe")? {
+            0 => false,
+            1 => true,
+            other => {
+                return Err(QuoteError::Malformed {
+                    what: "TPMS_CLOCK_INFO.safe",
+                    detail: format!("{other} is not a TPMI_YES_NO (0 or 1)"),
+                })
+            }
+        };
+        let firmware_version = r.u64("TPMS_ATTEST.firmwareVersion")?;
+        let pcr_select = read_pcr_selection_list(&mut r)?;
+        let pcr_digest = r.tpm2b("TPMS_QUOTE_INFO.pcrDigest")?.to_vec();
+        r.finish("TPMS_ATTEST")?;
+        Ok(QuoteInfo {
+            qualified_signer,
+            extra_data,
+            clock_info: ClockInfo {
+                clock,
+                reset_count,
+                restart_count,
+                safe,
+            },
+            firmware_version,
+            pcr_select,
+            pcr_digest,
+        })
+    }
+
+    /// Checks `extraData` against the qualifying data the verifier expects.
+    pub fn check_qualifying(&self, expected: &[u8]) -> Result<(), QuoteError> {
+        if self.extra_data == expected {
+            Ok(())
+        } else {
+            Err(QuoteError::QualifyingDataMismatch {
+                expected: expected.to_vec(),
+                got: self.extra_data.clone(),
+            })
+        }
+    }
+
+    /// Checks that `pcrs` holds exactly the selected PCRs and that their values, in
+    /// selection order, hash (with `hash`, the signature scheme's algorithm, as the TPM
+    /// does) to `pcrDigest`.
+    pub fn check_pcrs(&self, pcrs: &PcrValues, hash: HashAlg) -> Result<(), QuoteError> {
+        let mut concatenated = Vec::new();
+        for sel in &self.pcr_select {
+            for &index in &sel.pcrs {
+                let value = pcrs.get(sel.bank, index).ok_or(QuoteError::MissingPcr {
+                    bank: sel.bank.name(),
+                    index,
+                })?;
+                concatenated.extend_from_slice(value);
+            }
+        }
+        // A value the quote does not cover must not look attested to whoever reads the
+        // verified PCR values afterwards.
+        for (bank, index, _) in pcrs.iter() {
+            let selected = self
+                .pcr_select
+                .iter()
+                .any(|s| s.bank == bank && s.pcrs.contains(&index));
+            if !selected {
+                return Err(QuoteError::UnquotedPcr {
+                    bank: bank.name(),
+                    index,
+                });
+            }
+        }
+        let computed = hash.digest(&concatenated);
+        if computed == self.pcr_digest {
+            Ok(())
+        } else {
+            Err(QuoteError::PcrDigestMismatch {
+                quoted: self.pcr_digest.clone(),
+                computed,
+            })
+        }
+    }
+}
+
+/// The public part of an attestation key, from a `TPMT_PUBLIC`, a `TPM2B_PUBLIC`
+/// (`tpm2_createak -u`, `tpm2_readpublic -o`) or a PEM SubjectPublicKeyInfo
+/// (`tpm2_readpublic -f pem`).
+#[derive(Debug, Clone)]
+pub struct AkPublic {
+    pub key: AkKey,
+    /// TPM attributes; `None` for a PEM key, which does not carry them.
+    pub attributes: Option<u32>,
+    /// The signing scheme fixed in the key (`None` if TPM_ALG_NULL or PEM).
+    pub scheme: Option<(u16, HashAlg)>,
+    /// `nameAlg`, `None` for PEM or an algorithm not listed in [`HashAlg`].
+    pub name_alg: Option<HashAlg>,
+    tpmt: Option<Vec<u8>>,
+}
+
+/// The key material of an attestation key.
+#[derive(Debug, Clone)]
+pub enum AkKey {
+    EccP256(p256::ecdsa::VerifyingKey),
+    EccP384(p384::ecdsa::VerifyingKey),
+    Rsa(rsa::RsaPublicKey),
+}
+
+impl AkKey {
+    /// A short description: `ECC P-256`, `ECC P-384`, `RSA 2048`.
+    pub fn describe(&self) -> String {
+        match self {
+            AkKey::EccP256(_) => "ECC P-256".to_string(),
+            AkKey::EccP384(_) => "ECC P-384".to_string(),
+            AkKey::Rsa(k) => {
+                use rsa::traits::PublicKeyParts;
+                format!("RSA {}", k.size() * 8)
+            }
+        }
+    }
+
+    fn family(&self) -> &'static str {
+        match self {
+            AkKey::EccP256(_) | AkKey::EccP384(_) => "an ECC key",
+            AkKey::Rsa(_) => "an RSA key",
+        }
+    }
+}
+
+/// Left-pads a big-endian integer to `N` bytes; longer (after leading zeros) fails.
+fn left_pad<const N: usize>(bytes: &[u8]) -> Option<[u8; N]> {
+    let first = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
+    let trimmed = bytes.get(first..)?;
+    if trimmed.len() > N {
+        return None;
+    }
+    let mut out = [0u8; N];
+    out.get_mut(N - trimmed.len()..)?.copy_from_slice(trimmed);
+    Some(out)
+}
+
+/// Reads a `TPMT_SYM_DEF_OBJECT` and ignores it (signing keys have none).
+fn skip_sym_def_object(r: &mut Reader<'_>) -> Result<(), QuoteError> {
+    let alg = r.u16("TPMT_SYM_DEF_OBJECT.algorithm")?;
+    if alg != TPM_ALG_NULL {
+        r.u16("TPMT_SYM_DEF_OBJECT.keyBits")?;
+        r.u16("TPMT_SYM_DEF_OBJECT.mode")?;
+    }
+    Ok(())
+}
+
+/// Reads a `TPMT_RSA_SCHEME` / `TPMT_ECC_SCHEME`: the scheme and its hash, if any.
+fn read_scheme(r: &mut Reader<'_>) -> Result<Option<(u16, HashAlg)>, QuoteError> {
+    let scheme = r.u16("TPMT_ASYM_SCHEME.scheme")?;
+    match scheme {
+        TPM_ALG_NULL | TPM_ALG_RSAES => Ok(None),
+        _ => {
+            let hash = r.u16("TPMT_ASYM_SCHEME.details.hashAlg")?;
+            if scheme == TPM_ALG_ECDAA {
+                r.u16("TPMS_SCHEME_ECDAA.count")?;
+            }
+            match HashAlg::from_tpm(hash) {
+                Some(h) => Ok(Some((scheme, h))),
+                None => Err(QuoteError::UnsupportedAlgorithm {
+                    what: "TPMT_ASYM_SCHEME.details.hashAlg",
+                    id: hash,
+                }),
+            }
+        }
+    }
+}
+
+impl AkPublic {
+    /// Parses a marshalled `TPMT_PUBLIC` (the form carried in evidence JSON).
+    pub fn from_tpmt(bytes: &[u8]) -> Result<AkPublic, QuoteError> {
+        let mut r = Reader::new(bytes);
+        let mut ak = Self::read_tpmt(&mut r)?;
+        r.finish("TPMT_PUBLIC")?;
+        ak.tpmt = Some(bytes.to_vec());
+        Ok(ak)
+    }
+
+    /// Parses a marshalled `TPM2B_PUBLIC` (u16 size, then a `TPMT_PUBLIC`).
+    pub fn from_tpm2b(bytes: &[u8]) -> Result<AkPublic, QuoteError> {
+        let mut r = Reader::new(bytes);
+        let inner = r.tpm2b("TPM2B_PUBLIC")?;
+        r.finish("TPM2B_PUBLIC")?;
+        AkPublic::from_tpmt(inner)
+    }
+
+    /// Parses a PEM SubjectPublicKeyInfo (P-256, P-384 or RSA). It carries no TPM
+    /// attributes, so [`AkPublic::attributes`] is `None` and the key's TPM identity
+    /// (`TPMT_PUBLIC`, AK digest) is unknown.
+    pub fn from_pem(text: &str) -> Result<AkPublic, QuoteError> {
+        use p256::pkcs8::DecodePublicKey;
+        let key = if let Ok(k) = p256::ecdsa::VerifyingKey::from_public_key_pem(text) {
+            AkKey::EccP256(k)
+        } else if let Ok(k) = p384::ecdsa::VerifyingKey::from_public_key_pem(text) {
+            AkKey::EccP384(k)
+        } else {
+            match rsa::RsaPublicKey::from_public_key_pem(text) {
+                Ok(k) => AkKey::Rsa(k),
+                Err(e) => {
+                    return Err(QuoteError::InvalidKey(format!(
+                        "PEM is not a P-256, P-384 or RSA SubjectPublicKeyInfo ({e})"
+                    )))
+                }
+            }
+        };
+        Ok(AkPublic {
+            key,
+            attributes: None,
+            scheme: None,
+            name_alg: None,
+            tpmt: None,
+        })
+    }
+
+    /// Accepts any of the forms tpm2-tools writes: PEM (starts with `-----BEGIN`),
+    /// `TPM2B_PUBLIC` (its leading size equals the rest of the file), else `TPMT_PUBLIC`.
+    pub fn from_any(bytes: &[u8]) -> Result<AkPublic, QuoteError> {
+        let trimmed = bytes.trim_ascii_start();
+        if trimmed.starts_with(b"-----BEGIN") {
+            let text = std::str::from_utf8(bytes).map_err(|_| QuoteError::Malformed {
+                what: "PEM public key",
+                detail: "not UTF-8".to_string(),
+            })?;
+            return AkPublic::from_pem(text);
+        }
+        if let Some(size) = bytes.get(..2) {
+            let size = usize::from(u16::from_be_bytes([size[0], size[1]]));
+            if size + 2 == bytes.len() {
+                return AkPublic::from_tpm2b(bytes);
+            }
+        }
+        AkPublic::from_tpmt(bytes)
+    }
+
+    fn read_tpmt(r: &mut Reader<'_>) -> Result<AkPublic, QuoteError> {
+        let kind = r.u16("TPMT_PUBLIC.type")?;
+        let name_alg = HashAlg::from_tpm(r.u16("TPMT_PUBLIC.nameAlg")?);
+        let attributes = r.u32("TPMT_PUBLIC.objectAttributes")?;
+        r.tpm2b("TPMT_PUBLIC.authPolicy")?;
+        let (key, scheme) = match kind {
+            TPM_ALG_RSA => {
+                skip_sym_def_object(r)?;
+                let scheme = read_scheme(r)?;
+                let key_bits = r.u16("TPMS_RSA_PARMS.keyBits")?;
+                let exponent = match r.u32("TPMS_RSA_PARMS.exponent")? {
+                    // 0 means the default exponent, 2^16 + 1.
+                    0 => 65_537,
+                    e => e,
+                };
+                let modulus = r.tpm2b("TPMT_PUBLIC.unique.rsa")?;
+                let n = rsa::BigUint::from_bytes_be(modulus);
+                if n.bits() != usize::from(key_bits) {
+                    return Err(QuoteError::InvalidKey(format!(
+                        "RSA modulus has {} bits, keyBits says {key_bits}",
+                        n.bits()
+                    )));
+                }
+                let key = rsa::RsaPublicKey::new(n, rsa::BigUint::from(exponent))
+                    .map_err(|e| QuoteError::InvalidKey(format!("RSA key: {e}")))?;
+                (AkKey::Rsa(key), scheme)
+            }
+            TPM_ALG_ECC => {
+                skip_sym_def_object(r)?;
+                let scheme = read_scheme(r)?;
+                let curve = r.u16("TPMS_ECC_PARMS.curveID")?;
+                let kdf = r.u16("TPMT_KDF_SCHEME.scheme")?;
+                if kdf != TPM_ALG_NULL {
+                    r.u16("TPMT_KDF_SCHEME.details.hashAlg")?;
+                }
+                let x = r.tpm2b("TPMS_ECC_POINT.x")?;
+                let y = r.tpm2b("TPMS_ECC_POINT.y")?;
+                let key = match curve {
+                    TPM_ECC_NIST_P256 => AkKey::EccP256(ecc_key::<32, _>(x, y, |sec1| {
+                        p256::ecdsa::VerifyingKey::from_sec1_bytes(sec1).ok()
+                    })?),
+                    TPM_ECC_NIST_P384 => AkKey::EccP384(ecc_key::<48, _>(x, y, |sec1| {
+                        p384::ecdsa::VerifyingKey::from_sec1_bytes(sec1).ok()
+                    })?),
+                    other => {
+                        return Err(QuoteError::UnsupportedAlgorithm {
+                            what: "TPMS_ECC_PARMS.curveID",
+                            id: other,
+                        })
+                    }
+                };
+                (key, scheme)
+            }
+            other => {
+                return Err(QuoteError::UnsupportedAlgorithm {
+                    what: "TPMT_PUBLIC.type",
+                    id: other,
+                })
+            }
+        };
+        Ok(AkPublic {
+            key,
+            attributes: Some(attributes),
+            scheme,
+            name_alg,
+            tpmt: None,
+        })
+    }
+
+    /// The marshalled `TPMT_PUBLIC`, when the key came in a TPM form. DESIGN.md's
+    /// `ak_digest` is SHA-256 of these bytes.
+    pub fn tpmt_bytes(&self) -> Option<&[u8]> {
+        self.tpmt.as_deref()
+    }
+
+    /// The TPM name of the key: `nameAlg || H_nameAlg(TPMT_PUBLIC)`.
+    pub fn name(&self) -> Option<Vec<u8>> {
+        let alg = self.name_alg?;
+        let tpmt = self.tpmt.as_deref()?;
+        let mut name = alg.tpm_id().to_be_bytes().to_vec();
+        name.extend(alg.digest(tpmt));
+        Some(name)
+    }
+
+    /// Fails unless the key is restricted, signing-only and fixed to its TPM: only such
+    /// a key refuses to sign data that starts with `TPM_GENERATED_VALUE` unless the TPM
+    /// produced it. A PEM key (no attributes) passes: the caller says so to the user.
+    pub fn check_restricted_signing(&self) -> Result<(), QuoteError> {
+        let Some(attributes) = self.attributes else {
+            return Ok(());
+        };
+        let required = ATTR_RESTRICTED | ATTR_SIGN | ATTR_FIXED_TPM;
+        if attributes & required != required || attributes & ATTR_DECRYPT != 0 {
+            return Err(QuoteError::AkNotRestrictedSigning { attributes });
+        }
+        Ok(())
+    }
+}
+
+fn ecc_key<const N: usize, K>(
+    x: &[u8],
+    y: &[u8],
+    build: impl Fn(&[u8]) -> Option<K>,
+) -> Result<K, QuoteError> {
+    let (Some(x), Some(y)) = (left_pad::<N>(x), left_pad::<N>(y)) else {
+        return Err(QuoteError::InvalidKey(format!(
+            "ECC point coordinate longer than {N} bytes"
+        )));
+    };
+    let mut sec1 = Vec::with_capacity(1 + 2 * N);
+    sec1.push(0x04);
+    sec1.extend_from_slice(&x);
+    sec1.extend_from_slice(&y);
+    build(&sec1).ok_or_else(|| QuoteError::InvalidKey("ECC point is not on the curve".into()))
+}
+
+/// A parsed `TPMT_SIGNATURE` (what `tpm2_quote -s` writes by default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TpmSignature {
+    Ecdsa {
+        hash: HashAlg,
+        r: Vec<u8>,
+        s: Vec<u8>,
+    },
+    RsaSsa {
+        hash: HashAlg,
+        sig: Vec<u8>,
+    },
+    RsaPss {
+        hash: HashAlg,
+        sig: Vec<u8>,
+    },
+}
+
+impl TpmSignature {
+    /// Parses a marshalled `TPMT_SIGNATURE`. SHA-1 signatures are refused: a collision
+    /// would let one signed quote stand for another.
+    pub fn parse(bytes: &[u8]) -> Result<TpmSignature, QuoteError> {
+        let mut r = Reader::new(bytes);
+        let alg = r.u16("TPMT_SIGNATURE.sigAlg")?;
+        let hash_id = match alg {
+            TPM_ALG_ECDSA | TPM_ALG_RSASSA | TPM_ALG_RSAPSS => r.u16("TPMT_SIGNATURE.hash")?,
+            other => {
+                return Err(QuoteError::UnsupportedAlgorithm {
+                    what: "TPMT_SIGNATURE.sigAlg",
+                    id: other,
+                })
+            }
+        };
+        let hash = match HashAlg::from_tpm(hash_id) {
+            Some(HashAlg::Sha1) | None => {
+                return Err(QuoteError::UnsupportedAlgorithm {
+                    what: "TPMT_SIGNATURE.hash",
+                    id: hash_id,
+                })
+            }
+            Some(h) => h,
+        };
+        let sig = match alg {
+            TPM_ALG_ECDSA => {
+                let r_ = r.tpm2b("TPMS_SIGNATURE_ECDSA.signatureR")?.to_vec();
+                let s = r.tpm2b("TPMS_SIGNATURE_ECDSA.signatureS")?.to_vec();
+                TpmSignature::Ecdsa { hash, r: r_, s }
+            }
+            TPM_ALG_RSASSA => TpmSignature::RsaSsa {
+                hash,
+                sig: r.tpm2b("TPMS_SIGNATURE_RSA.sig")?.to_vec(),
+            },
+            _ => TpmSignature::RsaPss {
+                hash,
+                sig: r.tpm2b("TPMS_SIGNATURE_RSA.sig")?.to_vec(),
+            },
+        };
+        r.finish("TPMT_SIGNATURE")?;
+        Ok(sig)
+    }
+
+    /// The digest algorithm of the scheme (also the one of `pcrDigest`).
+    pub fn hash(&self) -> HashAlg {
+        match self {
+            TpmSignature::Ecdsa { hash, .. }
+            | TpmSignature::RsaSsa { hash, .. }
+            | TpmSignature::RsaPss { hash, .. } => *hash,
+        }
+    }
+
+    /// `ECDSA-SHA256`, `RSASSA-SHA256`, `RSAPSS-SHA384`...
+    pub fn describe(&self) -> String {
+        let scheme = match self {
+            TpmSignature::Ecdsa { .. } => "ECDSA",
+            TpmSignature::RsaSsa { .. } => "RSASSA",
+            TpmSignature::RsaPss { .. } => "RSAPSS",
+        };
+        format!("{scheme}-{}", self.hash().name().to_uppercase())
+    }
+
+    fn scheme_id(&self) -> u16 {
+        match self {
+            TpmSignature::Ecdsa { .. } => TPM_ALG_ECDSA,
+            TpmSignature::RsaSsa { .. } => TPM_ALG_RSASSA,
+            TpmSignature::RsaPss { .. } => TPM_ALG_RSAPSS,
+        }
+    }
+
+    /// Verifies this signature over `message` (the marshalled `TPMS_ATTEST`) under `ak`.
+    pub fn verify(&self, ak: &AkPublic, message: &[u8]) -> Result<(), QuoteError> {
+        // A key created with a scheme signs only with that scheme; anything else was not
+        // produced by this key.
+        if let Some((scheme, hash)) = ak.scheme {
+            if scheme != self.scheme_id() || hash != self.hash() {
+                return Err(QuoteError::BadSignature);
+            }
+        }
+        let digest = self.hash().digest(message);
+        match (self, &ak.key) {
+            (TpmSignature::Ecdsa { r, s, .. }, AkKey::EccP256(key)) => {
+                use p256::ecdsa::signature::hazmat::PrehashVerifier;
+                let (Some(r), Some(s)) = (left_pad::<32>(r), left_pad::<32>(s)) else {
+                    return Err(QuoteError::BadSignature);
+                };
+                let sig = p256::ecdsa::Signature::from_scalars(r, s)
+                    .map_err(|_| QuoteError::BadSignature)?;
+                key.verify_prehash(&digest, &sig)
+                    .map_err(|_| QuoteError::BadSignature)
+            }
+            (TpmSignature::Ecdsa { r, s, .. }, AkKey::EccP384(key)) => {
+                use p384::ecdsa::signature::hazmat::PrehashVerifier;
+                let (Some(r), Some(s)) = (left_pad::<48>(r), left_pad::<48>(s)) else {
+                    return Err(QuoteError::BadSignature);
+                };
+                let sig = p384::ecdsa::Signature::from_scalars(r, s)
+                    .map_err(|_| QuoteError::BadSignature)?;
+                key.verify_prehash(&digest, &sig)
+                    .map_err(|_| QuoteError::BadSignature)
+            }
+            (TpmSignature::RsaSsa { sig, hash }, AkKey::Rsa(key)) => {
+                let scheme = match hash {
+                    HashAlg::Sha256 => rsa::Pkcs1v15Sign::new::<sha2::Sha256>(),
+                    HashAlg::Sha384 => rsa::Pkcs1v15Sign::new::<sha2::Sha384>(),
+                    HashAlg::Sha512 => rsa::Pkcs1v15Sign::new::<sha2::Sha512>(),
+                    HashAlg::Sha1 => return Err(QuoteError::BadSignature),
+                };
+                key.verify(scheme, &digest, sig)
+                    .map_err(|_| QuoteError::BadSignature)
+            }
+            (TpmSignature::RsaPss { sig, hash }, AkKey::Rsa(key)) => {
+                verify_pss(key, *hash, &digest, sig)
+            }
+            (sig, key) => Err(QuoteError::SignatureKeyMismatch {
+                signature: match sig {
+                    TpmSignature::Ecdsa { .. } => "ECDSA",
+                    TpmSignature::RsaSsa { .. } => "RSASSA",
+                    TpmSignature::RsaPss { .. } => "RSAPSS",
+                },
+                key: key.family(),
+            }),
+        }
+    }
+}
+
+/// RSA-PSS as TPMs produce it: salt as long as the digest (TPM 2.0 since revision 1.16),
+/// or, on older TPMs, the longest salt that fits.
+fn verify_pss(
+    key: &rsa::RsaPublicKey,
+    hash: HashAlg,
+    digest: &[u8],
+    sig: &[u8],
+) -> Result<(), QuoteError> {
+    use rsa::traits::PublicKeyParts;
+    let h = hash.digest_len();
+    let em_bytes = (key.n().bits().saturating_sub(1)).div_ceil(8);
+    let max_salt = em_bytes.saturating_sub(h + 2);
+    for salt in [h, max_salt] {
+        let scheme = match hash {
+            HashAlg::Sha256 => rsa::Pss::new_with_salt::<sha2::Sha256>(salt),
+            HashAlg::Sha384 => rsa::Pss::new_with_salt::<sha2::Sha384>(salt),
+            HashAlg::Sha512 => rsa::Pss::new_with_salt::<sha2::Sha512>(salt),
+            HashAlg::Sha1 => return Err(QuoteError::BadSignature),
+        };
+        if key.verify(scheme, digest, sig).is_ok() {
+            return Ok(());
+        }
+    }
+    Err(QuoteError::BadSignature)
+}
+
+/// PCR values by bank and index, as the verifier receives them beside a quote. In JSON
+/// (DESIGN.md): `{"sha256": {"10": "<hex>"}}`. Each value has its bank's digest length.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PcrValues {
+    banks: BTreeMap<HashAlg, BTreeMap<u8, Vec<u8>>>,
+}
+
+impl PcrValues {
+    /// No values.
+    pub fn new() -> PcrValues {
+        PcrValues::default()
+    }
+
+    /// Sets one value; fails if its length is not the bank's digest length.
+    pub fn insert(&mut self, bank: HashAlg, index: u8, value: Vec<u8>) -> Result<(), QuoteError> {
+        if value.len() != bank.digest_len() {
+            return Err(QuoteError::PcrLength {
+                bank: bank.name(),
+                index,
+                expected: bank.digest_len(),
+                got: value.len(),
+            });
+        }
+        self.banks.entry(bank).or_default().insert(index, value);
+        Ok(())
+    }
+
+    /// One value, if present.
+    pub fn get(&self, bank: HashAlg, index: u8) -> Option<&[u8]> {
+        self.banks.get(&bank)?.get(&index).map(Vec::as_slice)
+    }
+
+    /// Every value, by bank then ascending index.
+    pub fn iter(&self) -> impl Iterator<Item = (HashAlg, u8, &[u8])> + '_ {
+        self.banks
+            .iter()
+            .flat_map(|(bank, m)| m.iter().map(move |(i, v)| (*bank, *i, v.as_slice())))
+    }
+
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        self.banks.values().map(BTreeMap::len).sum()
+    }
+
+    /// True if no value is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Reads a PCR file beside a quote, in any of the forms we accept:
+    /// - DESIGN.md JSON `{"sha256": {"10": "<hex>"}}` (starts with `{`);
+    /// - `tpm2_quote -o FILE` in its default "serialized" form: the raw C structures
+    ///   `TPML_PCR_SELECTION`, a u32 count, then that many `TPML_DIGEST`, little-endian
+    ///   (tpm2-tools writes host order; every platform it targets here is little-endian);
+    /// - `tpm2_quote -o FILE -F values`: the digests concatenated in the order of
+    ///   `selection` (the quote's own selection, since the file does not say).
+    pub fn from_file_bytes(
+        bytes: &[u8],
+        selection: &[PcrSelection],
+    ) -> Result<PcrValues, QuoteError> {
+        if bytes.trim_ascii_start().starts_with(b"{") {
+            return serde_json::from_slice(bytes)
+                .map_err(|e| QuoteError::PcrValues(format!("JSON: {e}")));
+        }
+        match PcrValues::from_tpm2_tools_serialized(bytes) {
+            Ok(v) => Ok(v),
+            Err(serialized_err) => PcrValues::from_values_blob(bytes, selection).map_err(|e| {
+                QuoteError::PcrValues(format!(
+                    "neither tpm2-tools \"serialized\" ({serialized_err}) nor \"values\" ({e})"
+                ))
+            }),
+        }
+    }
+
+    /// Parses the tpm2-tools "serialized" PCR file (see [`PcrValues::from_file_bytes`]).
+    pub fn from_tpm2_tools_serialized(bytes: &[u8]) -> Result<PcrValues, QuoteError> {
+        // C layout on x86-64/aarch64: TPMS_PCR_SELECTION {u16 hash; u8 sizeofSelect;
+        // u8 pcrSelect[4]; 1 byte padding} = 8 bytes, 16 of them after a u32 count;
+        // TPM2B_DIGEST {u16 size; u8 buffer[64]} = 66 bytes, 8 of them after a u32 count.
+        const SEL_MAX: usize = 16;
+        const SEL_SIZE: usize = 8;
+        const PCR_SELECT_MAX: usize = 4;
+        const DIGESTS_PER_LIST: usize = 8;
+        const TPM2B_DIGEST_SIZE: usize = 66;
+        let mut r = LeReader(Reader::new(bytes));
+        let count = usize::try_from(r.u32("TPML_PCR_SELECTION.count")?).unwrap_or(usize::MAX);
+        if count > SEL_MAX {
+            return Err(QuoteError::Malformed {
+                what: "TPML_PCR_SELECTION.count",
+                detail: format!("{count} > {SEL_MAX}"),
+            });
+        }
+        let selections =
+            r.0.take(SEL_MAX * SEL_SIZE, "TPML_PCR_SELECTION.pcrSelections")?;
+        let mut wanted: Vec<(HashAlg, u8)> = Vec::new();
+        for i in 0..count {
+            let sel =
+                selections
+                    .get(i * SEL_SIZE..(i + 1) * SEL_SIZE)
+                    .ok_or(QuoteError::Truncated {
+                        what: "TPMS_PCR_SELECTION",
+                        offset: 4 + i * SEL_SIZE,
+                    })?;
+            let alg = u16::from_le_bytes([sel[0], sel[1]]);
+            let bank = HashAlg::from_tpm(alg).ok_or(QuoteError::UnsupportedAlgorithm {
+                what: "TPMS_PCR_SELECTION.hash (PCR bank)",
+                id: alg,
+            })?;
+            let size = usize::from(sel[2]);
+            if size > PCR_SELECT_MAX {
+                return Err(QuoteError::Malformed {
+                    what: "TPMS_PCR_SELECTION.sizeofSelect",
+                    detail: format!("{size} > {PCR_SELECT_MAX}"),
+                });
+            }
+            let bitmap = sel.get(3..3 + size).unwrap_or_default();
+            wanted.extend(bitmap_to_indices(bitmap).into_iter().map(|p| (bank, p)));
+        }
+        let lists = usize::try_from(r.u32("TPML_DIGEST list count")?).unwrap_or(usize::MAX);
+        // One TPML_DIGEST per 8 PCRs, so the count is bounded by the selection.
+        if lists > wanted.len().div_ceil(DIGESTS_PER_LIST).max(1) {
+            return Err(QuoteError::Malformed {
+                what: "TPML_DIGEST list count",
+                detail: format!("{lists} lists for {} selected PCRs", wanted.len()),
+            });
+        }
+        let mut digests: Vec<&[u8]> = Vec::new();
+        for _ in 0..lists {
+            let n = usize::try_from(r.u32("TPML_DIGEST.count")?).unwrap_or(usize::MAX);
+            if n > DIGESTS_PER_LIST {
+                return Err(QuoteError::Malformed {
+                    what: "TPML_DIGEST.count",
+                    detail: format!("{n} > {DIGESTS_PER_LIST}"),
+                });
+            }
+            let entries =
+                r.0.take(DIGESTS_PER_LIST * TPM2B_DIGEST_SIZE, "TPML_DIGEST.digests")?;
+            for j in 0..n {
+                let entry = entries
+                    .get(j * TPM2B_DIGEST_SIZE..(j + 1) * TPM2B_DIGEST_SIZE)
+                    .unwrap_or_default();
+                let (Some(lo), Some(hi)) = (entry.first(), entry.get(1)) else {
+                    continue;
+                };
+                let size = usize::from(u16::from_le_bytes([*lo, *hi]));
+                let value = entry.get(2..2 + size).ok_or(QuoteError::Malformed {
+                    what: "TPM2B_DIGEST.size",
+                    detail: format!("{size} > 64"),
+                })?;
+                digests.push(value);
+            }
+        }
+        r.0.finish("tpm2-tools serialized PCR file")?;
+        if digests.len() != wanted.len() {
+            return Err(QuoteError::Malformed {
+                what: "tpm2-tools serialized PCR file",
+                detail: format!(
+                    "{} digests for {} selected PCRs",
+                    digests.len(),
+                    wanted.len()
+                ),
+            });
+        }
+        let mut out = PcrValues::new();
+        for ((bank, index), value) in wanted.into_iter().zip(digests) {
+            out.insert(bank, index, value.to_vec())?;
+        }
+        Ok(out)
+    }
+
+    /// Splits a concatenation of PCR values in `selection` order (tpm2-tools "values").
+    pub fn from_values_blob(
+        bytes: &[u8],
+        selection: &[PcrSelection],
+    ) -> Result<PcrValues, QuoteError> {
+        let mut r = Reader::new(bytes);
+        let mut out = PcrValues::new();
+        for sel in selection {
+            for &index in &sel.pcrs {
+                let value = r.take(sel.bank.digest_len(), "PCR value")?;
+                out.insert(sel.bank, index, value.to_vec())?;
+            }
+        }
+        r.finish("PCR values")?;
+        Ok(out)
+    }
+}
+
+/// Little-endian reads for the tpm2-tools serialized PCR file only.
+struct LeReader<'a>(Reader<'a>);
+
+impl LeReader<'_> {
+    fn u32(&mut self, what: &'static str) -> Result<u32, QuoteError> {
+        Ok(self.0.u32(what)?.swap_bytes())
+    }
+}
+
+impl Serialize for PcrValues {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.banks.len()))?;
+        for (bank, values) in &self.banks {
+            let inner: BTreeMap<u8, String> =
+                values.iter().map(|(i, v)| (*i, hex::encode(v))).collect();
+            // serde_json writes integer keys as strings: {"10": "..."}.
+            map.serialize_entry(bank.name(), &inner)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for PcrValues {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::deserialize(deserializer)?;
+        let mut out = PcrValues::new();
+        for (bank_name, values) in raw {
+            let bank = HashAlg::from_name(&bank_name).ok_or_else(|| {
+                D::Error::custom(format!(
+                    "unknown PCR bank `{bank_name}` (expected sha1, sha256, sha384 or sha512)"
+                ))
+            })?;
+            for (index, value) in values {
+                let i: u8 = index.parse().map_err(|_| {
+                    D::Error::custom(format!(
+                        "{bank_name}: PCR index `{index}` is not a number 0..=255"
+                    ))
+                })?;
+                let bytes = hex::decode(&value).map_err(|e| {
+                    D::Error::custom(format!("{bank_name} PCR {i}: value is not hex ({e})"))
+                })?;
+                out.insert(bank, i, bytes).map_err(D::Error::custom)?;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// What a verified quote tells: the TPM's counters and clock, and which PCRs the
+/// verified `pcrDigest` covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedQuote {
+    /// TPM resets since the TPM was manufactured or cleared: a reboot raises it.
+    pub reset_count: u32,
+    /// Resumes from hibernation since the last reset.
+    pub restart_count: u32,
+    /// Milliseconds the TPM has been running since its clock was last set.
+    pub clock: u64,
+    /// False if the clock may have gone back since last reported.
+    pub safe: bool,
+    pub firmware_version: u64,
+    /// The PCRs whose values the quote attests.
+    pub pcr_select: Vec<PcrSelection>,
+    /// The verified `extraData`.
+    pub extra_data: Vec<u8>,
+    /// The signature scheme, e.g. `ECDSA-SHA256`.
+    pub signature_scheme: String,
+}
+
+impl VerifiedQuote {
+    /// Compares the counters with those recorded in a snapshot: a different
+    /// `resetCount` means the VM rebooted, a different `restartCount` that it resumed.
+    pub fn check_counts(
+        &self,
+        expected_reset: u32,
+        expected_restart: u32,
+    ) -> Result<(), QuoteError> {
+        if self.reset_count != expected_reset {
+            return Err(QuoteError::ResetCountMismatch {
+                expected: expected_reset,
+                got: self.reset_count,
+            });
+        }
+        if self.restart_count != expected_restart {
+            return Err(QuoteError::RestartCountMismatch {
+                expected: expected_restart,
+                got: self.restart_count,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Verifies a quote: `ak_public_tpmt` (marshalled `TPMT_PUBLIC`) must be a restricted
+/// signing key, `signature` must verify over `attest` under it, `extraData` must equal
+/// `expected_qualifying`, and `pcrs` must be exactly the selected PCRs, hashing to
+/// `pcrDigest`. The reboot counters are returned, not judged: see
+/// [`VerifiedQuote::check_counts`].
+pub fn verify(
+    ak_public_tpmt: &[u8],
+    attest: &[u8],
+    signature: &[u8],
+    pcrs: &PcrValues,
+    expected_qualifying: &[u8],
+) -> Result<VerifiedQuote, QuoteError> {
+    let ak = AkPublic::from_tpmt(ak_public_tpmt)?;
+    verify_with_key(&ak, attest, signature, pcrs, expected_qualifying)
+}
+
+/// [`verify`] with an already parsed key (e.g. from PEM, whose attributes are unknown).
+pub fn verify_with_key(
+    ak: &AkPublic,
+    attest: &[u8],
+    signature: &[u8],
+    pcrs: &PcrValues,
+    expected_qualifying: &[u8],
+) -> Result<VerifiedQuote, QuoteError> {
+    ak.check_restricted_signing()?;
+    let info = QuoteInfo::parse(attest)?;
+    let sig = TpmSignature::parse(signature)?;
+    // Nothing in `info` is trusted before this line.
+    sig.verify(ak, attest)?;
+    info.check_qualifying(expected_qualifying)?;
+    info.check_pcrs(pcrs, sig.hash())?;
+    Ok(VerifiedQuote {
+        reset_count: info.clock_info.reset_count,
+        restart_count: info.clock_info.restart_count,
+        clock: info.clock_info.clock,
+        safe: info.clock_info.safe,
+        firmware_version: info.firmware_version,
+        pcr_select: info.pcr_select,
+        extra_data: info.extra_data,
+        signature_scheme: sig.describe(),
+    })
+}
