@@ -32,7 +32,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
@@ -388,7 +388,7 @@ pub struct ScanStats {
     pub skipped: u64,
     /// Worker threads used.
     pub workers: usize,
-    /// Wall time of the job in milliseconds.
+    /// Milliseconds from the creation of the [`ScanProgress`] to the end of the job.
     pub elapsed_ms: u64,
     /// Why the cache was not loaded or saved, if so (the scan is still complete).
     pub cache_warning: Option<String>,
@@ -429,29 +429,72 @@ pub enum ScanError {
     WorkerPanicked,
 }
 
-/// Run a whole scan: walk, classify and hash in parallel, save the cache. Blocks the
-/// calling thread (run it on a dedicated or blocking thread); `progress` and `cancel`
-/// are how other threads watch and stop it.
+impl ScanError {
+    fn terminal_phase(&self) -> Phase {
+        match self {
+            ScanError::Cancelled => Phase::Cancelled,
+            _ => Phase::Failed,
+        }
+    }
+}
+
+/// Run a whole scan: [`list_files`], then [`hash_files`]. Blocks the calling thread
+/// (run it on a dedicated or blocking thread); `progress` and `cancel` are how other
+/// threads watch and stop it.
 pub fn scan(
     config: &ScanConfig,
     progress: &ScanProgress,
     cancel: &CancelToken,
 ) -> Result<ScanResult, ScanError> {
-    let result = run(config, progress, cancel);
+    match list_files(config, progress, cancel) {
+        Ok(listed) => hash_files(config, listed, progress, cancel),
+        Err(e) => Err(e),
+    }
+}
+
+/// The walk phase alone: every regular file under the roots with its metadata, and
+/// the directories that could not be read. Sets the phase to `Failed` or `Cancelled` on
+/// error; otherwise leaves it at `Walking` for [`hash_files`].
+pub fn list_files(
+    config: &ScanConfig,
+    progress: &ScanProgress,
+    cancel: &CancelToken,
+) -> Result<walk::WalkOutput, ScanError> {
+    progress.set_phase(Phase::Walking);
+    let listed = walk::walk(&config.roots, &config.exclude, progress, cancel);
+    match &listed {
+        Ok(out) => {
+            let n = u64::try_from(out.skipped.len()).unwrap_or(u64::MAX);
+            progress.skipped.fetch_add(n, Ordering::Relaxed);
+        }
+        Err(e) => progress.set_phase(e.terminal_phase()),
+    }
+    listed
+}
+
+/// The hash phase: classify the listed files and hash the measured ones in parallel,
+/// answering from the cache where the file version is known, then save the cache.
+/// Files may change or vanish after [`list_files`]; such files end up in `skipped`.
+pub fn hash_files(
+    config: &ScanConfig,
+    listed: walk::WalkOutput,
+    progress: &ScanProgress,
+    cancel: &CancelToken,
+) -> Result<ScanResult, ScanError> {
+    let result = hash_listed(config, listed, progress, cancel);
     progress.set_phase(match &result {
         Ok(_) => Phase::Done,
-        Err(ScanError::Cancelled) => Phase::Cancelled,
-        Err(_) => Phase::Failed,
+        Err(e) => e.terminal_phase(),
     });
     result
 }
 
-fn run(
+fn hash_listed(
     config: &ScanConfig,
+    listed: walk::WalkOutput,
     progress: &ScanProgress,
     cancel: &CancelToken,
 ) -> Result<ScanResult, ScanError> {
-    let started = Instant::now();
     let mut warnings = Vec::new();
     let cache = match &config.cache_file {
         Some(path) => {
@@ -465,15 +508,12 @@ fn run(
         None => ScanCache::new(),
     };
 
-    progress.set_phase(Phase::Walking);
-    let walked = walk::walk(&config.roots, &config.exclude, progress, cancel)?;
-    let walk_skipped = u64::try_from(walked.skipped.len()).unwrap_or(u64::MAX);
-    progress.skipped.fetch_add(walk_skipped, Ordering::Relaxed);
     progress.set_phase(Phase::Hashing);
-    let (examined, workers) = examine_all(&walked.candidates, &cache, config, progress, cancel)?;
+    let settled_before = settled_before(SystemTime::now());
+    let (examined, workers) = examine_all(&listed.candidates, &cache, config, progress, cancel)?;
 
     let mut files = Vec::new();
-    let mut skipped = walked.skipped;
+    let mut skipped = listed.skipped;
     let mut new_cache = ScanCache::new();
     for item in examined {
         match item.outcome {
@@ -482,7 +522,9 @@ fn run(
             Outcome::Skipped(s) => skipped.push(s),
         }
         if let Some((key, entry)) = item.cache {
-            new_cache.insert(key, entry);
+            if key.ctime < settled_before {
+                new_cache.insert(key, entry);
+            }
         }
     }
     files.sort();
@@ -507,7 +549,7 @@ fn run(
         bytes_hashed: report.bytes_hashed,
         skipped: count(skipped.len()),
         workers,
-        elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        elapsed_ms: report.elapsed_ms,
         cache_warning: (!warnings.is_empty()).then(|| warnings.join("; ")),
     };
     Ok(ScanResult {
@@ -516,6 +558,28 @@ fn run(
         skipped,
         stats,
     })
+}
+
+/// How long after its last change a file version may enter the cache. Timestamps are
+/// coarse (a clock tick on most filesystems, up to 2 s on some): a file changed again
+/// within the same tick after we read it would keep its (size, mtime, ctime), and the
+/// cache would answer with the old digest. So a version changed less than this before
+/// the scan began is hashed but not cached, as git does with "racily clean" entries.
+pub const CACHE_SETTLE_TIME: Duration = Duration::from_secs(2);
+
+/// The `[secs, nsecs]` ctime below which a version read after `scan_start` may be
+/// cached (a clock before 1970 or a huge margin gives a bound that caches nothing).
+fn settled_before(scan_start: SystemTime) -> [i64; 2] {
+    scan_start
+        .checked_sub(CACHE_SETTLE_TIME)
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .and_then(|d| {
+            Some([
+                i64::try_from(d.as_secs()).ok()?,
+                i64::from(d.subsec_nanos()),
+            ])
+        })
+        .unwrap_or([i64::MIN, 0])
 }
 
 /// What a worker concluded about one candidate.
@@ -748,4 +812,26 @@ fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(filled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settle_bound_is_two_seconds_before_the_scan() {
+        let t = UNIX_EPOCH + Duration::new(1_000, 5);
+        assert_eq!(settled_before(t), [998, 5]);
+        assert_eq!(settled_before(UNIX_EPOCH), [i64::MIN, 0]);
+        // ctime compares as (secs, nsecs).
+        assert!([997, 999_999_999] < settled_before(t));
+        assert!([998, 5] >= settled_before(t));
+    }
+
+    #[test]
+    fn escape_path_marks_invalid_bytes_only() {
+        use std::ffi::OsStr;
+        let p = Path::new(OsStr::from_bytes(b"/usr/bin/caf\xc3\xa9-\xff"));
+        assert_eq!(escape_path(p), "/usr/bin/caf\u{e9}-\\xff");
+    }
 }
