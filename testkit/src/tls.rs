@@ -1,1 +1,423 @@
-//! TODO(owner)
+//! Real TLS peers for tests: backends with their own self-signed certificate (rcgen) that
+//! answer with their name, and a rustls client that keeps the leaf certificate it was
+//! shown, so a test can tell which backend answered through a gateway.
+//!
+//! The client is blocking (std sockets) and lets the test write the ClientHello bytes
+//! itself (in several segments, one byte at a time, re-framed as several records), since
+//! that is what the gateway's peek has to survive. Backends run on their own thread with
+//! their own tokio runtime, so they serve both `#[test]` and `#[tokio::test]` functions,
+//! and stop when dropped.
+//!
+//! Backend protocol, after the TLS handshake: if the client's first bytes are an HTTP
+//! request (`GET `), it answers `200` with the body `hello from NAME\n` and closes (curl
+//! works against it). Otherwise it writes `hello from NAME\n`, echoes every byte it reads
+//! until the client ends its side, then closes its own side (so half-close is visible).
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The crypto provider every peer here uses (ring, as verigated does).
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A fresh self-signed certificate and its key for `name`.
+pub struct SelfSigned {
+    pub cert: CertificateDer<'static>,
+    pub key: PrivateKeyDer<'static>,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// Generates a self-signed leaf for `name` (ECDSA P-256, SAN = name).
+pub fn self_signed(name: &str) -> anyhow::Result<SelfSigned> {
+    let certified = rcgen::generate_simple_self_signed(vec![name.to_string()])
+        .with_context(|| format!("generating a certificate for {name}"))?;
+    Ok(SelfSigned {
+        cert: certified.cert.der().clone(),
+        key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der())),
+        cert_pem: certified.cert.pem(),
+        key_pem: certified.key_pair.serialize_pem(),
+    })
+}
+
+/// A TLS backend on a free port of 127.0.0.1 with its own certificate; stops on drop.
+pub struct TlsBackend {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub cert: CertificateDer<'static>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TlsBackend {
+    /// Starts a backend whose certificate names `name` and that greets with it.
+    pub fn start(name: &str) -> anyhow::Result<TlsBackend> {
+        let SelfSigned { cert, key, .. } = self_signed(name)?;
+        let config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.clone()], key)?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        std_listener.set_nonblocking(true)?;
+        let addr = std_listener.local_addr()?;
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let greeting = format!("hello from {name}\n");
+        let thread = std::thread::Builder::new()
+            .name(format!("backend {name}"))
+            .spawn(move || {
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                else {
+                    return;
+                };
+                rt.block_on(async move {
+                    let Ok(listener) = tokio::net::TcpListener::from_std(std_listener) else {
+                        return;
+                    };
+                    let serve = async {
+                        loop {
+                            let Ok((tcp, _)) = listener.accept().await else {
+                                continue;
+                            };
+                            let acceptor = acceptor.clone();
+                            let greeting = greeting.clone();
+                            tokio::spawn(async move {
+                                if let Ok(tls) = acceptor.accept(tcp).await {
+                                    let _ = serve_one(tls, &greeting).await;
+                                }
+                            });
+                        }
+                    };
+                    tokio::select! {
+                        () = serve => {}
+                        _ = stop_rx => {}
+                    }
+                });
+            })?;
+        Ok(TlsBackend {
+            name: name.to_string(),
+            addr,
+            cert,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for TlsBackend {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+async fn serve_one(
+    mut tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    greeting: &str,
+) -> io::Result<()> {
+    let mut buf = vec![0u8; 16 * 1024];
+    let n = tls.read(&mut buf).await?;
+    let first = buf.get(..n).unwrap_or_default();
+    if first.starts_with(b"GET ") || first.starts_with(b"HEAD ") {
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{greeting}",
+            greeting.len()
+        );
+        tls.write_all(response.as_bytes()).await?;
+        return tls.shutdown().await;
+    }
+    tls.write_all(greeting.as_bytes()).await?;
+    tls.write_all(first).await?;
+    if n > 0 {
+        loop {
+            let n = tls.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            tls.write_all(buf.get(..n).unwrap_or_default()).await?;
+        }
+    }
+    tls.shutdown().await
+}
+
+/// Accepts any server certificate (the tests identify backends by it) while still
+/// checking the handshake signatures with the provider's algorithms.
+#[derive(Debug)]
+pub struct AcceptAnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A rustls client configuration that accepts any certificate and offers `alpn`.
+pub fn client_config(alpn: &[&str]) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider())))
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
+/// How the client puts its first flight (the ClientHello record) on the wire.
+pub enum HelloDelivery {
+    /// One write.
+    Whole,
+    /// `n` writes of about equal size, `pause` apart (Nagle off, so separate segments).
+    Segments { n: usize, pause: Duration },
+    /// One byte per write.
+    ByteByByte,
+    /// The hello's handshake message cut into two TLS records, written in one go.
+    TwoRecords,
+}
+
+/// A TLS session through the gateway, with what the server presented.
+pub struct Session {
+    pub stream: rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
+    /// The leaf certificate the server presented.
+    pub cert: CertificateDer<'static>,
+    /// The ALPN protocol the server chose, if any.
+    pub alpn: Option<Vec<u8>>,
+}
+
+impl Session {
+    /// Sends `ping\n` and reads the backend's greeting line and the echo: the greeting
+    /// names the backend (`hello from NAME`).
+    pub fn greeting(&mut self) -> anyhow::Result<String> {
+        self.stream.write_all(b"ping\n")?;
+        self.stream.flush()?;
+        let greeting = read_line(&mut self.stream)?;
+        let echo = read_line(&mut self.stream)?;
+        if echo != "ping" {
+            bail!("expected the echo `ping`, got `{echo}`");
+        }
+        Ok(greeting)
+    }
+}
+
+/// Reads one `\n`-terminated line (without the newline), byte by byte.
+pub fn read_line(r: &mut impl Read) -> anyhow::Result<String> {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        match r.read(&mut byte)? {
+            0 => bail!(
+                "connection ended before a full line (got `{}`)",
+                String::from_utf8_lossy(&line)
+            ),
+            _ if byte[0] == b'\n' => break,
+            _ => line.push(byte[0]),
+        }
+        if line.len() > 64 * 1024 {
+            bail!("line longer than 64 KiB");
+        }
+    }
+    Ok(String::from_utf8(line)?)
+}
+
+/// Connects to `addr` and completes a TLS handshake with `sni` (no SNI when `None`),
+/// offering `alpn`, writing the ClientHello as `delivery` says. Fails when the gateway
+/// closes or the handshake fails.
+pub fn connect(
+    addr: SocketAddr,
+    sni: Option<&str>,
+    alpn: &[&str],
+    delivery: HelloDelivery,
+) -> anyhow::Result<Session> {
+    let mut config = (*client_config(alpn)?).clone();
+    let name = match sni {
+        Some(name) => {
+            ServerName::try_from(name.to_string()).map_err(|e| anyhow!("SNI {name}: {e}"))?
+        }
+        None => {
+            config.enable_sni = false;
+            ServerName::IpAddress(addr.ip().into())
+        }
+    };
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), name)?;
+    let mut sock = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+        .with_context(|| format!("connecting {addr}"))?;
+    sock.set_nodelay(true)?;
+    sock.set_read_timeout(Some(Duration::from_secs(30)))?;
+    sock.set_write_timeout(Some(Duration::from_secs(30)))?;
+
+    let mut hello = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut hello)?;
+    }
+    write_hello(&mut sock, &hello, delivery)?;
+
+    let mut stream = rustls::StreamOwned::new(conn, sock);
+    while stream.conn.is_handshaking() {
+        stream
+            .conn
+            .complete_io(&mut stream.sock)
+            .context("TLS handshake through the gateway")?;
+    }
+    let cert = stream
+        .conn
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .cloned()
+        .ok_or_else(|| anyhow!("the server presented no certificate"))?;
+    let alpn = stream.conn.alpn_protocol().map(<[u8]>::to_vec);
+    Ok(Session { stream, cert, alpn })
+}
+
+/// Writes the first flight as `delivery` says.
+pub fn write_hello(sock: &mut TcpStream, hello: &[u8], delivery: HelloDelivery) -> io::Result<()> {
+    match delivery {
+        HelloDelivery::Whole => sock.write_all(hello),
+        HelloDelivery::Segments { n, pause } => {
+            let size = hello.len().div_ceil(n.max(1)).max(1);
+            for (i, chunk) in hello.chunks(size).enumerate() {
+                if i > 0 {
+                    std::thread::sleep(pause);
+                }
+                sock.write_all(chunk)?;
+                sock.flush()?;
+            }
+            Ok(())
+        }
+        HelloDelivery::ByteByByte => {
+            for b in hello {
+                sock.write_all(std::slice::from_ref(b))?;
+            }
+            Ok(())
+        }
+        HelloDelivery::TwoRecords => sock.write_all(&split_into_two_records(hello)?),
+    }
+}
+
+/// Re-frames a first flight holding one handshake record into two records that split
+/// the handshake message in the middle (RFC 8446 §5.1 allows it; rustls, OpenSSL and
+/// nginx accept it).
+pub fn split_into_two_records(flight: &[u8]) -> io::Result<Vec<u8>> {
+    let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
+    let header = flight
+        .get(..5)
+        .ok_or_else(|| bad("flight shorter than a record header"))?;
+    if header[0] != 22 {
+        return Err(bad("first record is not a handshake record"));
+    }
+    let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
+    let payload = flight
+        .get(5..5 + len)
+        .ok_or_else(|| bad("record longer than the flight"))?;
+    let rest = flight.get(5 + len..).unwrap_or_default();
+    let (first, second) = payload.split_at(len / 2);
+    let mut out = Vec::with_capacity(flight.len() + 5);
+    for part in [first, second] {
+        let part_len = u16::try_from(part.len()).map_err(|_| bad("record fragment over 64 KiB"))?;
+        out.extend_from_slice(&header[..3]);
+        out.extend_from_slice(&part_len.to_be_bytes());
+        out.extend_from_slice(part);
+    }
+    out.extend_from_slice(rest);
+    Ok(out)
+}
+
+/// The ClientHello record a rustls client would send for `sni` (for tests that write
+/// hellos by hand: oversized, stalled, behind a PROXY header).
+pub fn client_hello_bytes(sni: Option<&str>, alpn: &[&str]) -> anyhow::Result<Vec<u8>> {
+    let mut config = (*client_config(alpn)?).clone();
+    let name = match sni {
+        Some(name) => ServerName::try_from(name.to_string())?,
+        None => {
+            config.enable_sni = false;
+            ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into())
+        }
+    };
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), name)?;
+    let mut hello = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut hello)?;
+    }
+    Ok(hello)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_answers_with_its_name_and_certificate() {
+        let backend = TlsBackend::start("one.test").unwrap();
+        for delivery in [
+            HelloDelivery::Whole,
+            HelloDelivery::TwoRecords,
+            HelloDelivery::ByteByByte,
+        ] {
+            let mut session = connect(backend.addr, Some("one.test"), &[], delivery).unwrap();
+            assert_eq!(session.cert, backend.cert);
+            assert_eq!(session.greeting().unwrap(), "hello from one.test");
+        }
+    }
+
+    #[test]
+    fn two_records_keep_the_bytes() {
+        let hello = client_hello_bytes(Some("x.test"), &["h2"]).unwrap();
+        let split = split_into_two_records(&hello).unwrap();
+        assert_eq!(split.len(), hello.len() + 5);
+        assert!(split_into_two_records(&[22, 3, 1]).is_err());
+        assert!(split_into_two_records(&[23, 3, 3, 0, 1, 0]).is_err());
+    }
+}
