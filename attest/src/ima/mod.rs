@@ -113,6 +113,49 @@ impl FromStr for HashAlg {
     }
 }
 
+/// The two forms in which the kernel exposes the measurement list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// `binary_runtime_measurements*`.
+    Binary,
+    /// `ascii_runtime_measurements*`.
+    Ascii,
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LogFormat::Binary => "binary",
+            LogFormat::Ascii => "ascii",
+        })
+    }
+}
+
+/// Tells a binary list from an ASCII one by its first entry, or `None` when the bytes
+/// are neither (or empty). Reliable because a binary list starts with a little-endian
+/// PCR index below 24 (a small byte then three zero bytes), while an ASCII list never
+/// contains a NUL and starts with the PCR in decimal, possibly space-padded.
+pub fn detect_format(bytes: &[u8]) -> Option<LogFormat> {
+    match bytes {
+        [pcr, 0, 0, 0, ..] if u32::from(*pcr) <= MAX_PCR => Some(LogFormat::Binary),
+        [first, ..] if first.is_ascii_digit() || *first == b' ' => {
+            let head = bytes.get(..4).unwrap_or(bytes);
+            (!head.contains(&0)).then_some(LogFormat::Ascii)
+        }
+        _ => None,
+    }
+}
+
+/// The template-hash algorithm that the kernel uses in a list file of this name:
+/// `..._runtime_measurements_sha256` holds SHA-256 template hashes, and so on; the
+/// classic `..._runtime_measurements` (and any other name) holds SHA-1.
+pub fn template_hash_alg_for_file_name(name: &str) -> HashAlg {
+    name.rsplit_once('_')
+        .and_then(|(_, suffix)| suffix.parse().ok())
+        .unwrap_or(HashAlg::Sha1)
+}
+
 /// One field of an IMA template, parsed. The variants are the kernel's field ids.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Field {
@@ -637,6 +680,33 @@ mod tests {
         }
         assert!("md5".parse::<HashAlg>().is_err());
         assert!("SHA256".parse::<HashAlg>().is_err());
+    }
+
+    #[test]
+    fn detects_the_list_format() {
+        let e = ImaEntry::measure("/x", HashAlg::Sha1, b"x").unwrap();
+        let bin = binary::serialize(std::slice::from_ref(&e));
+        let text = ascii::serialize(std::slice::from_ref(&e));
+        assert_eq!(detect_format(&bin), Some(LogFormat::Binary));
+        assert_eq!(detect_format(text.as_bytes()), Some(LogFormat::Ascii));
+        let e9 = e.with_pcr(9);
+        let text9 = ascii::serialize(std::slice::from_ref(&e9));
+        assert_eq!(detect_format(text9.as_bytes()), Some(LogFormat::Ascii));
+        assert_eq!(detect_format(b""), None);
+        assert_eq!(detect_format(b"\x7fELF"), None);
+        assert_eq!(detect_format(b"1\0"), None);
+        // A big-endian binary list (PCR 10 = 00 00 00 0a) is neither: say so, don't guess.
+        assert_eq!(detect_format(&[0, 0, 0, 10, 1]), None);
+    }
+
+    #[test]
+    fn template_hash_alg_from_file_name() {
+        let f = template_hash_alg_for_file_name;
+        assert_eq!(f("binary_runtime_measurements"), HashAlg::Sha1);
+        assert_eq!(f("binary_runtime_measurements_sha256"), HashAlg::Sha256);
+        assert_eq!(f("ascii_runtime_measurements_sha512"), HashAlg::Sha512);
+        assert_eq!(f("ascii_runtime_measurements_sha1"), HashAlg::Sha1);
+        assert_eq!(f("log_sm3"), HashAlg::Sha1);
     }
 
     #[test]
