@@ -482,3 +482,107 @@ fn ascii_error_message_names_the_line() {
         "ASCII IMA log, line 2: unknown digest algorithm \"sm3\" (expected sha1, sha256, sha384 or sha512)"
     );
 }
+
+#[test]
+fn every_single_byte_flip_is_caught() {
+    // Without violations (whose data the kernel does not hash), changing any byte of a
+    // binary list must either break parsing, fail the template-hash check, or change
+    // the replayed PCR 10: there is no byte an attacker can alter unnoticed.
+    let entries = vec![
+        ImaEntry::ima_ng("boot_aggregate", HashAlg::Sha1, &[3; 20]).unwrap(),
+        ImaEntry::measure("/usr/bin/env", HashAlg::Sha256, b"env").unwrap(),
+        ImaEntry::measure("/etc/ld.so.cache", HashAlg::Sha512, b"cache").unwrap(),
+    ];
+    let bytes = binary::serialize(&entries);
+    let pcr = attest::ima::replay::replay(&entries, HashAlg::Sha1);
+    for i in 0..bytes.len() {
+        for mask in [0x01u8, 0x80, 0xff] {
+            let mut b = bytes.clone();
+            b[i] ^= mask;
+            if let Ok(parsed) = binary::parse(&b, HashAlg::Sha1) {
+                let caught = attest::ima::replay::check(&parsed).is_err()
+                    || attest::ima::replay::replay(&parsed, HashAlg::Sha1) != pcr;
+                assert!(caught, "byte {i} ^ {mask:#x} went unnoticed");
+            }
+        }
+    }
+}
+
+#[test]
+fn ascii_ima_template_bad_digest() {
+    let hash = "ab".repeat(20);
+    let (_, p) = ascii_err(&format!("10 {hash} ima {} /x", "11".repeat(19)));
+    assert_eq!(
+        p,
+        EntryProblem::DigestLength {
+            alg: HashAlg::Sha1,
+            expected: 20,
+            got: 19
+        }
+    );
+    let (_, p) = ascii_err(&format!("10 {hash} ima sha1:{} /x", "11".repeat(20)));
+    assert!(
+        matches!(
+            p,
+            EntryProblem::BadHex {
+                field: "d field",
+                ..
+            }
+        ),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn ascii_bad_buf_and_nul_in_path() {
+    let hash = "ab".repeat(20);
+    let digest = "22".repeat(32);
+    let (_, p) = ascii_err(&format!(
+        "10 {hash} ima-buf sha256:{digest} kexec-cmdline 6x"
+    ));
+    assert!(
+        matches!(
+            p,
+            EntryProblem::BadHex {
+                field: "buf field",
+                ..
+            }
+        ),
+        "{p:?}"
+    );
+    let (_, p) = ascii_err(&format!("10 {hash} ima-ng sha256:{digest} /a\0b"));
+    assert_eq!(p, EntryProblem::NulInName);
+}
+
+#[test]
+fn binary_ima_template_truncated_digest() {
+    let mut bytes = header(b"ima");
+    bytes.extend_from_slice(&[1; 7]);
+    let (entry, offset, p) = binary_err(&bytes);
+    assert_eq!((entry, offset), (0, 31));
+    assert_eq!(
+        p,
+        EntryProblem::Truncated {
+            field: "d (ima template digest)",
+            needed: 20,
+            available: 7
+        }
+    );
+}
+
+#[test]
+fn binary_custom_template_missing_field() {
+    // "d-ng|n-ng|sig" but the data holds only two fields.
+    let data = [field(&dng("sha1", &[1; 20])), field(b"/x\0")].concat();
+    let bytes = [header(b"d-ng|n-ng|sig"), field(&data)].concat();
+    let (_, offset, p) = binary_err(&bytes);
+    assert_eq!(offset, bytes.len());
+    assert_eq!(
+        p,
+        EntryProblem::Truncated {
+            field: "sig field length",
+            needed: 4,
+            available: 0
+        }
+    );
+}
