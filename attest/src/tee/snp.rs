@@ -713,11 +713,40 @@ fn common_name(name: &x509_cert::name::Name) -> Option<String> {
     None
 }
 
-/// Splits a PEM bundle into DER certificates. Non-certificate PEM blocks are an error.
+/// Splits PEM text into certificates, block by block. (x509-cert's `load_pem_chain`
+/// underflows on empty input, so untrusted bundles do not go through it.)
+pub(crate) fn split_pem_certificates(text: &[u8]) -> Result<Vec<Certificate>, String> {
+    use x509_cert::der::DecodePem as _;
+    const END: &[u8] = b"-----END CERTIFICATE-----";
+    let mut certs = Vec::new();
+    let mut rest = text;
+    loop {
+        let start = rest
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .unwrap_or(rest.len());
+        rest = rest.get(start..).unwrap_or_default();
+        if rest.is_empty() {
+            return Ok(certs);
+        }
+        let end = rest
+            .windows(END.len())
+            .position(|w| w == END)
+            .map(|p| p + END.len())
+            .ok_or_else(|| format!("certificate {} has no END line", certs.len()))?;
+        let block = rest.get(..end).unwrap_or_default();
+        let cert = Certificate::from_pem(block)
+            .map_err(|e| format!("certificate {}: {e}", certs.len()))?;
+        certs.push(cert);
+        rest = rest.get(end..).unwrap_or_default();
+    }
+}
+
+/// Splits a PEM bundle into DER certificates.
 pub fn pem_certificates(pem: &[u8]) -> Result<Vec<Vec<u8>>, SnpError> {
-    let certs = Certificate::load_pem_chain(pem).map_err(|e| SnpError::CertificateParse {
+    let certs = split_pem_certificates(pem).map_err(|reason| SnpError::CertificateParse {
         which: "chain (PEM)".into(),
-        reason: e.to_string(),
+        reason,
     })?;
     certs
         .iter()

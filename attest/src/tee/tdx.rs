@@ -1,1 +1,391 @@
-//! TODO(owner)
+//! Intel TDX quotes (v4 and v5): offline verification with `dcap-qvl`, given the PCS
+//! collateral (TCB info, QE identity, CRLs and their chains, as dcap-qvl's
+//! `QuoteCollateralV3` JSON) and an explicit verification time.
+//!
+//! Trust comes from Intel's SGX root CA compiled into dcap-qvl. dcap-qvl checks the PCK
+//! chain, the QE report, the quote signature, the collateral signatures, CRLs and dates,
+//! and matches the platform TCB; this module adds the verigate policy on top: a TCB
+//! status other than `UpToDate` is refused unless the caller allowed it by name, a debug
+//! TD is refused unless allowed, and bytes after the quote's declared end are refused.
+
+use base64::Engine as _;
+use dcap_qvl::quote::{Quote, Report, TDReport10};
+use dcap_qvl::QuoteCollateralV3;
+use std::time::SystemTime;
+use x509_cert::der::Encode as _;
+
+/// Intel's SGX Root CA (DER), the one trust anchor of TDX quotes, pinned here (the same
+/// certificate dcap-qvl ships; the tests check it against the evidence chains).
+pub const INTEL_SGX_ROOT_CA_DER: &[u8] = include_bytes!("tdx/intel_sgx_root_ca.der");
+
+/// TEE type of a TDX quote header.
+const TEE_TYPE_TDX: u32 = 0x81;
+
+/// TCB status names a caller may allow besides `UpToDate` (Intel's names, as in the
+/// collateral). `Revoked` is never acceptable and is not in the list.
+pub const TCB_STATUS_NAMES: [&str; 8] = [
+    "UpToDate",
+    "SWHardeningNeeded",
+    "ConfigurationNeeded",
+    "ConfigurationAndSWHardeningNeeded",
+    "OutOfDate",
+    "OutOfDateConfigurationNeeded",
+    "TDRelaunchAdvised",
+    "TDRelaunchAdvisedConfigurationNeeded",
+];
+
+/// Why a TDX quote was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TdxError {
+    #[error("cannot parse TDX quote: {0}")]
+    Parse(String),
+    #[error("quote header: TEE type {0:#x} is not TDX (0x81)")]
+    NotTdx(u32),
+    #[error("quote version {0} is not supported (TDX quotes are version 4 or 5)")]
+    UnsupportedVersion(u16),
+    #[error("quote is {got} bytes but its header and auth data declare {expected}")]
+    LengthMismatch { expected: usize, got: usize },
+    #[error("byte at offset {offset}, after the quote's declared end, is not zero padding")]
+    TrailingBytesNotZero { offset: usize },
+    #[error("cannot parse collateral JSON: {0}")]
+    Collateral(String),
+    #[error("{chain}: {reason}")]
+    CertChain { chain: &'static str, reason: String },
+    #[error("collateral tcb_info has no usable fmspc: {0}")]
+    CollateralFmspc(String),
+    #[error("verification time is before 1970")]
+    TimeBeforeEpoch,
+    #[error("TDX quote verification failed: {0}")]
+    Verification(String),
+    #[error("TCB status {status} is not accepted (accepted: {allowed})")]
+    TcbStatusNotAllowed { status: String, allowed: String },
+    #[error("unknown TCB status name `{0}` (known: UpToDate, SWHardeningNeeded, ConfigurationNeeded, ConfigurationAndSWHardeningNeeded, OutOfDate, OutOfDateConfigurationNeeded, TDRelaunchAdvised, TDRelaunchAdvisedConfigurationNeeded)")]
+    UnknownTcbStatusName(String),
+    #[error("TD attributes {td_attributes} have the DEBUG bit set: the host can read the TD")]
+    DebugTd { td_attributes: String },
+}
+
+/// The measured fields of a TD report, as carried by a quote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TdReportFields {
+    pub tee_tcb_svn: [u8; 16],
+    pub mr_seam: [u8; 48],
+    pub mr_signer_seam: [u8; 48],
+    pub td_attributes: [u8; 8],
+    pub xfam: [u8; 8],
+    pub mrtd: [u8; 48],
+    pub mr_config_id: [u8; 48],
+    pub mr_owner: [u8; 48],
+    pub mr_owner_config: [u8; 48],
+    pub rtmrs: [[u8; 48]; 4],
+    pub report_data: [u8; 64],
+    /// TDX 1.5 reports only.
+    pub mr_service_td: Option<[u8; 48]>,
+}
+
+impl TdReportFields {
+    fn from_report(report: &Report) -> Option<TdReportFields> {
+        let td: &TDReport10 = report.as_td10()?;
+        Some(TdReportFields {
+            tee_tcb_svn: td.tee_tcb_svn,
+            mr_seam: td.mr_seam,
+            mr_signer_seam: td.mr_signer_seam,
+            td_attributes: td.td_attributes,
+            xfam: td.xfam,
+            mrtd: td.mr_td,
+            mr_config_id: td.mr_config_id,
+            mr_owner: td.mr_owner,
+            mr_owner_config: td.mr_owner_config,
+            rtmrs: [td.rt_mr0, td.rt_mr1, td.rt_mr2, td.rt_mr3],
+            report_data: td.report_data,
+            mr_service_td: report.as_td15().map(|r| r.mr_service_td),
+        })
+    }
+
+    /// TUD.DEBUG (bit 0 of the attributes): the TD runs in debug mode.
+    pub fn debug(&self) -> bool {
+        self.td_attributes[0] & 1 == 1
+    }
+}
+
+/// A parsed, unverified TDX quote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TdxQuote {
+    pub version: u16,
+    pub qe_vendor_id: [u8; 16],
+    pub td: TdReportFields,
+}
+
+/// Parses a TDX quote (v4 or v5) through dcap-qvl's decoder and checks that only zero
+/// padding follows its declared end. It checks no signature.
+pub fn parse_quote(quote: &[u8]) -> Result<TdxQuote, TdxError> {
+    // dcap-qvl reads the version and TEE type first; checking them here gives errors
+    // that name the field rather than a decoder message.
+    let version = quote
+        .get(0..2)
+        .map(|b| u16::from_le_bytes([b[0], b[1]]))
+        .ok_or_else(|| TdxError::Parse(format!("{} bytes, shorter than a header", quote.len())))?;
+    let tee_type = quote
+        .get(4..8)
+        .and_then(|b| b.try_into().ok())
+        .map(u32::from_le_bytes)
+        .ok_or_else(|| TdxError::Parse(format!("{} bytes, shorter than a header", quote.len())))?;
+    if tee_type != TEE_TYPE_TDX {
+        return Err(TdxError::NotTdx(tee_type));
+    }
+    if version != 4 && version != 5 {
+        return Err(TdxError::UnsupportedVersion(version));
+    }
+    let parsed = Quote::parse(quote).map_err(|e| TdxError::Parse(format!("{e:#}")))?;
+    let td = TdReportFields::from_report(&parsed.report)
+        .ok_or_else(|| TdxError::Parse("quote body is not a TD report".into()))?;
+    // The signed part is followed by a u32 length and that many bytes of auth data.
+    let signed = parsed.signed_length();
+    let auth_len = quote
+        .get(signed..signed.saturating_add(4))
+        .and_then(|b| b.try_into().ok())
+        .map(u32::from_le_bytes)
+        .ok_or_else(|| TdxError::Parse("auth data length missing".into()))?;
+    let expected = usize::try_from(auth_len)
+        .ok()
+        .and_then(|l| signed.checked_add(4)?.checked_add(l))
+        .ok_or_else(|| TdxError::Parse("auth data length overflows".into()))?;
+    // Quote buffers from the quoting service may carry zero padding after the auth data
+    // (Intel's sample quote has 70 bytes); anything else there is not covered by any
+    // signature and is refused.
+    let tail = quote.get(expected..).ok_or(TdxError::LengthMismatch {
+        expected,
+        got: quote.len(),
+    })?;
+    if let Some(pos) = tail.iter().position(|&b| b != 0) {
+        return Err(TdxError::TrailingBytesNotZero {
+            offset: expected + pos,
+        });
+    }
+    // The PCK chain is certification data type 5 in every quote Intel's QE produces.
+    let pck_chain = parsed
+        .raw_cert_chain()
+        .map_err(|e| TdxError::Parse(format!("{e:#}")))?;
+    check_pem_chain("quote PCK certificate chain", pck_chain)?;
+    Ok(TdxQuote {
+        version,
+        qe_vendor_id: parsed.header.qe_vendor_id,
+        td,
+    })
+}
+
+/// What the verifier accepts beyond an `UpToDate`, non-debug TD.
+#[derive(Debug, Clone, Default)]
+pub struct TdxOptions {
+    /// TCB status names accepted besides `UpToDate` (see [`TCB_STATUS_NAMES`]).
+    pub allowed_tcb_statuses: Vec<String>,
+    /// Accept a TD with the DEBUG attribute (never in production).
+    pub allow_debug: bool,
+}
+
+/// A quote that passed [`verify`]. The caller compares `report_data` with the binding
+/// and the measurement registers with its policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TdxVerified {
+    pub quote_version: u16,
+    /// Intel's TCB status for the platform and QE, e.g. `UpToDate`.
+    pub tcb_status: String,
+    pub advisory_ids: Vec<String>,
+    pub mrtd: [u8; 48],
+    pub rtmrs: [[u8; 48]; 4],
+    pub mr_config_id: [u8; 48],
+    pub mr_owner: [u8; 48],
+    pub mr_owner_config: [u8; 48],
+    pub mr_seam: [u8; 48],
+    pub td_attributes: [u8; 8],
+    pub xfam: [u8; 8],
+    pub report_data: [u8; 64],
+    /// Family-Model-Stepping-Platform-CustomSKU of the platform (from the TCB info that
+    /// matched the PCK certificate).
+    pub fmspc: [u8; 6],
+    pub tee_tcb_svn: [u8; 16],
+}
+
+/// Refuses a TCB status that is neither `UpToDate` nor allowed by name. Names in
+/// `allowed` must be known ones, so a typo cannot silently allow nothing.
+pub fn check_tcb_status(status: &str, allowed: &[String]) -> Result<(), TdxError> {
+    for name in allowed {
+        if !TCB_STATUS_NAMES.contains(&name.as_str()) {
+            return Err(TdxError::UnknownTcbStatusName(name.clone()));
+        }
+    }
+    if status == "UpToDate" || allowed.iter().any(|a| a == status) {
+        return Ok(());
+    }
+    let mut names = vec!["UpToDate".to_string()];
+    names.extend(allowed.iter().filter(|a| *a != "UpToDate").cloned());
+    Err(TdxError::TcbStatusNotAllowed {
+        status: status.to_string(),
+        allowed: names.join(", "),
+    })
+}
+
+/// Refuses a debug TD unless `allow_debug`. Pure, so it is testable without re-signing.
+pub fn check_td_attributes(td: &TdReportFields, allow_debug: bool) -> Result<(), TdxError> {
+    if td.debug() && !allow_debug {
+        return Err(TdxError::DebugTd {
+            td_attributes: hex::encode(td.td_attributes),
+        });
+    }
+    Ok(())
+}
+
+/// The canonical PEM form of a certificate: 64-column base64 lines, `\n` line ends.
+fn canonical_pem(der: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
+}
+
+/// Checks a PEM chain that travels with a quote or its collateral: every certificate
+/// parses, the bytes are exactly the canonical PEM of those certificates (then NUL
+/// padding), it ends with Intel's pinned root and holds no other self-issued certificate. The PEM text is
+/// not signed, so without this a changed line break or a damaged copy of the (unused)
+/// root would be accepted as the same evidence.
+pub fn check_pem_chain(chain: &'static str, raw: &[u8]) -> Result<(), TdxError> {
+    let fail = |reason: String| TdxError::CertChain { chain, reason };
+    let end = raw.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
+    let text = raw.get(..end).unwrap_or_default();
+    let certs = crate::tee::snp::split_pem_certificates(text).map_err(fail)?;
+    if certs.is_empty() {
+        return Err(fail("no certificate".into()));
+    }
+    let mut canonical = String::new();
+    for (i, cert) in certs.iter().enumerate() {
+        let der = cert
+            .to_der()
+            .map_err(|e| fail(format!("certificate {i}: {e}")))?;
+        let tbs = &cert.tbs_certificate;
+        if tbs.subject == tbs.issuer && der != INTEL_SGX_ROOT_CA_DER {
+            return Err(fail(format!(
+                "certificate {i} is a root other than Intel's SGX Root CA"
+            )));
+        }
+        canonical.push_str(&canonical_pem(&der));
+    }
+    // Intel's chains end with the root; a damaged copy there would otherwise go unseen,
+    // since verification uses the pinned one.
+    let last_is_root = certs
+        .last()
+        .and_then(|c| c.to_der().ok())
+        .is_some_and(|d| d == INTEL_SGX_ROOT_CA_DER);
+    if !last_is_root {
+        return Err(fail("last certificate is not Intel's SGX Root CA".into()));
+    }
+    if canonical.as_bytes() != text {
+        return Err(fail(
+            "PEM text differs from the canonical encoding of its certificates".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn check_collateral_chains(c: &QuoteCollateralV3) -> Result<(), TdxError> {
+    check_pem_chain(
+        "collateral pck_crl_issuer_chain",
+        c.pck_crl_issuer_chain.as_bytes(),
+    )?;
+    check_pem_chain(
+        "collateral tcb_info_issuer_chain",
+        c.tcb_info_issuer_chain.as_bytes(),
+    )?;
+    check_pem_chain(
+        "collateral qe_identity_issuer_chain",
+        c.qe_identity_issuer_chain.as_bytes(),
+    )?;
+    if let Some(pck) = &c.pck_certificate_chain {
+        check_pem_chain("collateral pck_certificate_chain", pck.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Parses the collateral JSON (`QuoteCollateralV3`: PEM chains, hex CRLs and signatures).
+pub fn parse_collateral(json: &[u8]) -> Result<QuoteCollateralV3, TdxError> {
+    serde_json::from_slice(json).map_err(|e| TdxError::Collateral(e.to_string()))
+}
+
+fn collateral_fmspc(c: &QuoteCollateralV3) -> Result<[u8; 6], TdxError> {
+    let v: serde_json::Value =
+        serde_json::from_str(&c.tcb_info).map_err(|e| TdxError::CollateralFmspc(e.to_string()))?;
+    let hex_str = v
+        .get("fmspc")
+        .and_then(|f| f.as_str())
+        .ok_or_else(|| TdxError::CollateralFmspc("field missing".into()))?;
+    hex::decode(hex_str)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| TdxError::CollateralFmspc(format!("`{hex_str}` is not 6 hex bytes")))
+}
+
+/// Verifies a TDX quote at time `at` with the given collateral, accepting `UpToDate` and
+/// the TCB statuses named in `allowed_tcb_statuses`; a debug TD is refused.
+pub fn verify(
+    quote: &[u8],
+    collateral_json: &[u8],
+    at: SystemTime,
+    allowed_tcb_statuses: &[String],
+) -> Result<TdxVerified, TdxError> {
+    verify_with_options(
+        quote,
+        collateral_json,
+        at,
+        &TdxOptions {
+            allowed_tcb_statuses: allowed_tcb_statuses.to_vec(),
+            allow_debug: false,
+        },
+    )
+}
+
+/// [`verify`] with every option.
+pub fn verify_with_options(
+    quote: &[u8],
+    collateral_json: &[u8],
+    at: SystemTime,
+    options: &TdxOptions,
+) -> Result<TdxVerified, TdxError> {
+    // Refuse bad option names before any work, so a typo is reported as such.
+    check_tcb_status("UpToDate", &options.allowed_tcb_statuses)?;
+    let parsed = parse_quote(quote)?;
+    check_td_attributes(&parsed.td, options.allow_debug)?;
+    let collateral = parse_collateral(collateral_json)?;
+    check_collateral_chains(&collateral)?;
+    let now = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_err(|_| TdxError::TimeBeforeEpoch)?
+        .as_secs();
+    let report = dcap_qvl::verify::QuoteVerifier::new(INTEL_SGX_ROOT_CA_DER.to_vec())
+        .allow_debug(options.allow_debug)
+        .verify(quote, &collateral, now)
+        .map_err(|e| TdxError::Verification(format!("{e:#}")))?;
+    check_tcb_status(&report.status, &options.allowed_tcb_statuses)?;
+    // The verified report is the one dcap-qvl decoded from the same bytes; take the
+    // fields from it rather than from our unverified parse.
+    let td = TdReportFields::from_report(&report.report)
+        .ok_or_else(|| TdxError::Parse("verified body is not a TD report".into()))?;
+    Ok(TdxVerified {
+        quote_version: parsed.version,
+        tcb_status: report.status,
+        advisory_ids: report.advisory_ids,
+        mrtd: td.mrtd,
+        rtmrs: td.rtmrs,
+        mr_config_id: td.mr_config_id,
+        mr_owner: td.mr_owner,
+        mr_owner_config: td.mr_owner_config,
+        mr_seam: td.mr_seam,
+        td_attributes: td.td_attributes,
+        xfam: td.xfam,
+        report_data: td.report_data,
+        fmspc: collateral_fmspc(&collateral)?,
+        tee_tcb_svn: td.tee_tcb_svn,
+    })
+}
