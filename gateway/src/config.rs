@@ -1,1 +1,846 @@
-//! TODO(owner)
+//! `verigated.toml`: reading and validating the gateway's configuration.
+//!
+//! The file is parsed in two steps. serde reads the TOML into raw structs that refuse
+//! unknown fields (a typo must not silently fall back to a default); then [`validate`]
+//! turns them into a [`Config`] whose fields are typed (socket addresses, durations, SNI
+//! patterns, absolute paths) and collects *every* problem it finds, each one naming the
+//! field and what to write instead (``route[2].backend: expected host:port, got `8443` ``),
+//! so that `verigated check-config` reports a broken file in one pass.
+//!
+//! Relative paths resolve under `gateway.data_dir`; a relative `data_dir` resolves
+//! against the directory of the config file.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::routes::SniPattern;
+
+/// Where `verigated` looks for its configuration when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/verigate/verigated.toml";
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from (reloads read it again).
+    pub path: PathBuf,
+    pub gateway: GatewayConfig,
+    /// Routes in file order (`route[0]` first), validated.
+    pub routes: Vec<RouteConfig>,
+    pub attestation: AttestationConfig,
+    pub snapshot: SnapshotConfig,
+    pub api: ApiConfig,
+    pub app: Option<AppConfig>,
+}
+
+/// `[gateway]`: listeners, own endpoint, limits and timeouts.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub listen: Vec<SocketAddr>,
+    /// The SNI of verigated's own endpoint, lowercase.
+    pub domain: String,
+    /// Absolute.
+    pub data_dir: PathBuf,
+    /// Absolute; generated (self-signed) together with the key when both are absent.
+    pub ssl_certificate: PathBuf,
+    /// Absolute.
+    pub ssl_private_key: PathBuf,
+    /// Expect a PROXY v1/v2 header before the ClientHello, and refuse connections
+    /// without one.
+    pub accept_proxy_protocol: bool,
+    /// How long a client has to send its PROXY header and whole ClientHello.
+    pub client_hello_timeout: Duration,
+    /// Connections open at once (all routes and the own endpoint); more are closed at once.
+    pub max_connections: usize,
+    pub backend_connect_timeout: Duration,
+    /// A passthrough connection with no byte moving either way for this long is closed.
+    pub idle_timeout: Duration,
+    /// After SIGTERM, how long open connections may take to finish.
+    pub drain_grace_period: Duration,
+    /// Forward with splice(2) on Linux (zero copy); false forces the portable copy.
+    pub splice: bool,
+}
+
+/// One `[[route]]`.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    pub sni: SniPattern,
+    /// `host:port`, as written.
+    pub backend: String,
+    pub send_proxy_protocol: bool,
+    /// Where the manifest reads this route's certificate (absolute), when set.
+    pub certificate: Option<PathBuf>,
+}
+
+/// Which TEE to collect evidence from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum TeeKind {
+    #[default]
+    Auto,
+    SevSnp,
+    Tdx,
+    Simulated,
+    None,
+}
+
+/// `[attestation]`; used by the attestation endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttestationConfig {
+    #[serde(default)]
+    pub tee: TeeKind,
+    /// `auto`, `none`, or a TCTI such as `device:/dev/tpmrm0`.
+    #[serde(default = "default_auto")]
+    pub tpm: String,
+    #[serde(default = "default_ima_log")]
+    pub ima_log: PathBuf,
+}
+
+impl Default for AttestationConfig {
+    fn default() -> Self {
+        AttestationConfig {
+            tee: TeeKind::Auto,
+            tpm: default_auto(),
+            ima_log: default_ima_log(),
+        }
+    }
+}
+
+/// `[snapshot]`; used by the snapshot builder.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotConfig {
+    #[serde(default = "default_roots")]
+    pub roots: Vec<PathBuf>,
+    #[serde(default = "default_exclude")]
+    pub exclude: Vec<PathBuf>,
+}
+
+impl Default for SnapshotConfig {
+    fn default() -> Self {
+        SnapshotConfig {
+            roots: default_roots(),
+            exclude: default_exclude(),
+        }
+    }
+}
+
+/// `[api]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Hex SHA-256 of accepted bearer tokens (lowercase after validation); empty = app
+    /// control refused.
+    #[serde(default)]
+    pub admin_token_sha256: Vec<String>,
+}
+
+/// How the application is run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServiceType {
+    Systemd,
+    Supervisor,
+    Standalone,
+}
+
+/// `[app]`; used by app control.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    pub service_type: ServiceType,
+    pub service_name: String,
+    /// Resolved under `data_dir` when relative (after validation).
+    #[serde(default)]
+    pub app_storage: Option<PathBuf>,
+}
+
+fn default_auto() -> String {
+    "auto".to_string()
+}
+fn default_ima_log() -> PathBuf {
+    PathBuf::from("/sys/kernel/security/integrity/ima/binary_runtime_measurements")
+}
+fn default_roots() -> Vec<PathBuf> {
+    vec![PathBuf::from("/")]
+}
+fn default_exclude() -> Vec<PathBuf> {
+    ["/proc", "/sys", "/dev", "/run", "/tmp", "/var/tmp"]
+        .iter()
+        .map(PathBuf::from)
+        .collect()
+}
+
+// ---- raw (as written) ----
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    gateway: RawGateway,
+    #[serde(default)]
+    route: Vec<RawRoute>,
+    #[serde(default)]
+    attestation: AttestationConfig,
+    #[serde(default)]
+    snapshot: SnapshotConfig,
+    #[serde(default)]
+    api: ApiConfig,
+    #[serde(default)]
+    app: Option<AppConfig>,
+}
+
+/// A duration as written: a string with a unit, or (refused with a hint) a bare number.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawDuration {
+    Text(String),
+    Number(i64),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGateway {
+    #[serde(default = "default_listen")]
+    listen: Vec<String>,
+    domain: String,
+    #[serde(default = "default_data_dir")]
+    data_dir: PathBuf,
+    #[serde(default = "default_cert")]
+    ssl_certificate: PathBuf,
+    #[serde(default = "default_key")]
+    ssl_private_key: PathBuf,
+    #[serde(default)]
+    accept_proxy_protocol: bool,
+    client_hello_timeout: Option<RawDuration>,
+    #[serde(default = "default_max_connections")]
+    max_connections: i64,
+    backend_connect_timeout: Option<RawDuration>,
+    idle_timeout: Option<RawDuration>,
+    drain_grace_period: Option<RawDuration>,
+    #[serde(default = "default_true")]
+    splice: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    sni: String,
+    backend: String,
+    #[serde(default)]
+    send_proxy_protocol: bool,
+    #[serde(default)]
+    certificate: Option<PathBuf>,
+}
+
+fn default_listen() -> Vec<String> {
+    vec!["0.0.0.0:443".to_string()]
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("/var/lib/verigate")
+}
+fn default_cert() -> PathBuf {
+    PathBuf::from("data/cert.pem")
+}
+fn default_key() -> PathBuf {
+    PathBuf::from("data/key.pem")
+}
+fn default_max_connections() -> i64 {
+    20_000
+}
+fn default_true() -> bool {
+    true
+}
+
+/// Defaults of the timeouts, as a user would write them.
+pub const DEFAULT_CLIENT_HELLO_TIMEOUT: &str = "5s";
+pub const DEFAULT_BACKEND_CONNECT_TIMEOUT: &str = "5s";
+pub const DEFAULT_IDLE_TIMEOUT: &str = "5m";
+pub const DEFAULT_DRAIN_GRACE_PERIOD: &str = "30s";
+
+// ---- errors ----
+
+/// One thing wrong with the file: the field (`route[2].backend`) and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// Why a configuration file cannot be used.
+#[derive(thiserror::Error, Debug)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Not TOML, an unknown field, or a value of the wrong type (toml's message names the
+    /// line and the key).
+    #[error("{path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    /// Well-formed TOML with values that cannot work; every problem found is listed.
+    #[error("{path}: {} problem(s):\n{}", problems.len(), list(problems))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
+}
+
+fn list(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("  {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Validates `text` as if read from `path` (which anchors a relative `data_dir`).
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        validate(raw, path).map_err(|problems| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            problems,
+        })
+    }
+}
+
+/// Parses a duration written as a number and a unit: `250ms`, `5s`, `2m`, `1h`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let hint = || format!("expected a duration such as \"5s\" or \"250ms\", got `{text}`");
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).ok_or_else(hint)?;
+    let (digits, unit) = t.split_at(split);
+    if digits.is_empty() {
+        return Err(hint());
+    }
+    let n: u64 = digits.parse().map_err(|_| hint())?;
+    let seconds_per_unit = match unit.trim() {
+        "ms" => return Ok(Duration::from_millis(n)),
+        "s" => 1,
+        "m" | "min" => 60,
+        "h" => 3600,
+        _ => return Err(hint()),
+    };
+    n.checked_mul(seconds_per_unit)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("duration `{text}` is too large"))
+}
+
+/// Checks a `host:port` backend address without resolving it (resolution happens per
+/// connection, so a name may point elsewhere later).
+pub fn check_host_port(text: &str) -> Result<(), String> {
+    let hint = || format!("expected host:port, got `{text}`");
+    if text.parse::<SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    let (host, port) = text.rsplit_once(':').ok_or_else(hint)?;
+    if host.is_empty() || host.contains(':') || host.contains(char::is_whitespace) {
+        return Err(hint());
+    }
+    if host.starts_with('[') {
+        return Err(format!(
+            "expected host:port, got `{text}` (the IPv6 address in brackets is not valid)"
+        ));
+    }
+    match port.parse::<u16>() {
+        Ok(0) => Err(format!("port 0 in `{text}`: expected a port of 1..=65535")),
+        Ok(_) => {
+            if crate::routes::is_dns_name(&host.to_ascii_lowercase()) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "`{host}` in `{text}` is neither an IP address nor a host name"
+                ))
+            }
+        }
+        Err(_) => Err(format!(
+            "expected host:port with a port of 1..=65535, got `{text}`"
+        )),
+    }
+}
+
+fn validate(raw: RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let mut problem = |field: &str, message: String| {
+        problems.push(Problem {
+            field: field.to_string(),
+            message,
+        })
+    };
+    let g = raw.gateway;
+
+    let mut listen = Vec::new();
+    if g.listen.is_empty() {
+        problem(
+            "gateway.listen",
+            "no address: add one such as \"0.0.0.0:443\"".into(),
+        );
+    }
+    for (i, text) in g.listen.iter().enumerate() {
+        match text.parse::<SocketAddr>() {
+            Ok(addr) if listen.contains(&addr) => problem(
+                &format!("gateway.listen[{i}]"),
+                format!("`{text}` is listed twice"),
+            ),
+            Ok(addr) => listen.push(addr),
+            Err(_) => problem(
+                &format!("gateway.listen[{i}]"),
+                format!("expected ip:port such as \"0.0.0.0:443\" or \"[::]:443\", got `{text}`"),
+            ),
+        }
+    }
+
+    let domain = g.domain.to_ascii_lowercase();
+    if !crate::routes::is_dns_name(&domain) {
+        problem(
+            "gateway.domain",
+            format!(
+                "expected a DNS name such as \"vm.example.com\" (no wildcard, no port), got `{}`",
+                g.domain
+            ),
+        );
+    }
+
+    let base = path.parent().unwrap_or_else(|| Path::new("."));
+    let data_dir = if g.data_dir.is_absolute() {
+        g.data_dir.clone()
+    } else {
+        base.join(&g.data_dir)
+    };
+    let ssl_certificate = data_dir.join(&g.ssl_certificate);
+    let ssl_private_key = data_dir.join(&g.ssl_private_key);
+    match (ssl_certificate.exists(), ssl_private_key.exists()) {
+        (false, false) => {} // generated at start
+        (true, true) => {
+            if let Err(e) = crate::endpoint::certificate::read_certificate_chain(&ssl_certificate) {
+                problem("gateway.ssl_certificate", e.to_string());
+            }
+            if let Err(e) = crate::endpoint::certificate::read_private_key(&ssl_private_key) {
+                problem("gateway.ssl_private_key", e.to_string());
+            }
+        }
+        (true, false) => problem(
+            "gateway.ssl_private_key",
+            format!(
+                "{} does not exist while the certificate {} does: give the key's path, or \
+                 remove both files to have a self-signed pair generated",
+                ssl_private_key.display(),
+                ssl_certificate.display()
+            ),
+        ),
+        (false, true) => problem(
+            "gateway.ssl_certificate",
+            format!(
+                "{} does not exist while the key {} does: give the certificate's path, or \
+                 remove both files to have a self-signed pair generated",
+                ssl_certificate.display(),
+                ssl_private_key.display()
+            ),
+        ),
+    }
+
+    let mut duration = |field: &str, value: Option<RawDuration>, default: &str, zero_ok: bool| {
+        let value = value.unwrap_or_else(|| RawDuration::Text(default.to_string()));
+        match value {
+            RawDuration::Number(n) => {
+                problem(
+                    &format!("gateway.{field}"),
+                    format!("expected a string with a unit such as \"{n}s\" or \"{n}ms\", got the number {n}"),
+                );
+                Duration::ZERO
+            }
+            RawDuration::Text(t) => match parse_duration(&t) {
+                Ok(d) if d.is_zero() && !zero_ok => {
+                    problem(
+                        &format!("gateway.{field}"),
+                        format!("must be more than zero, got `{t}`"),
+                    );
+                    d
+                }
+                Ok(d) => d,
+                Err(e) => {
+                    problem(&format!("gateway.{field}"), e);
+                    Duration::ZERO
+                }
+            },
+        }
+    };
+    let client_hello_timeout = duration(
+        "client_hello_timeout",
+        g.client_hello_timeout,
+        DEFAULT_CLIENT_HELLO_TIMEOUT,
+        false,
+    );
+    let backend_connect_timeout = duration(
+        "backend_connect_timeout",
+        g.backend_connect_timeout,
+        DEFAULT_BACKEND_CONNECT_TIMEOUT,
+        false,
+    );
+    // Zero turns the idle timeout off; zero grace means "close at once".
+    let idle_timeout = duration("idle_timeout", g.idle_timeout, DEFAULT_IDLE_TIMEOUT, true);
+    let drain_grace_period = duration(
+        "drain_grace_period",
+        g.drain_grace_period,
+        DEFAULT_DRAIN_GRACE_PERIOD,
+        true,
+    );
+
+    let max_connections = match usize::try_from(g.max_connections) {
+        Ok(n) if n > 0 => n,
+        _ => {
+            problem(
+                "gateway.max_connections",
+                format!(
+                    "expected a positive number of connections such as 20000, got {}",
+                    g.max_connections
+                ),
+            );
+            1
+        }
+    };
+
+    let mut routes = Vec::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (i, r) in raw.route.into_iter().enumerate() {
+        let field = |name: &str| format!("route[{i}].{name}");
+        let sni = match SniPattern::parse(&r.sni) {
+            Ok(sni) => Some(sni),
+            Err(e) => {
+                problem(&field("sni"), e);
+                None
+            }
+        };
+        if let Some(sni) = &sni {
+            let key = sni.as_str().to_string();
+            if let Some(first) = seen.get(&key) {
+                problem(
+                    &field("sni"),
+                    format!("`{key}` is already the sni of route[{first}]: merge the two routes or remove one"),
+                );
+            } else {
+                seen.insert(key, i);
+            }
+            if matches!(sni, SniPattern::Exact(name) if *name == domain) {
+                problem(
+                    &field("sni"),
+                    format!("`{domain}` is gateway.domain, which verigated serves itself: use another name"),
+                );
+            }
+        }
+        if let Err(e) = check_host_port(&r.backend) {
+            problem(&field("backend"), e);
+        }
+        let certificate = r.certificate.map(|c| data_dir.join(c));
+        if let Some(c) = &certificate {
+            if let Err(e) = crate::endpoint::certificate::read_certificate_chain(c) {
+                problem(&field("certificate"), e.to_string());
+            }
+        }
+        if let Some(sni) = sni {
+            routes.push(RouteConfig {
+                sni,
+                backend: r.backend,
+                send_proxy_protocol: r.send_proxy_protocol,
+                certificate,
+            });
+        }
+    }
+
+    let mut attestation = raw.attestation;
+    if !data_dir.as_os_str().is_empty() && attestation.ima_log.is_relative() {
+        attestation.ima_log = data_dir.join(&attestation.ima_log);
+    }
+    let mut api = raw.api;
+    for (i, token) in api.admin_token_sha256.iter_mut().enumerate() {
+        let lower = token.to_ascii_lowercase();
+        if lower.len() != 64 || !lower.bytes().all(|b| b.is_ascii_hexdigit()) {
+            problem(
+                &format!("api.admin_token_sha256[{i}]"),
+                format!("expected 64 hex digits (the SHA-256 of a token, e.g. `printf %s TOKEN | sha256sum`), got {} characters", token.len()),
+            );
+        }
+        *token = lower;
+    }
+    let mut app = raw.app;
+    if let Some(app) = &mut app {
+        if app.service_name.trim().is_empty() {
+            problem(
+                "app.service_name",
+                "empty: name the service to control".into(),
+            );
+        }
+        if let Some(storage) = &app.app_storage {
+            app.app_storage = Some(data_dir.join(storage));
+        }
+    }
+
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(Config {
+        path: path.to_path_buf(),
+        gateway: GatewayConfig {
+            listen,
+            domain,
+            data_dir,
+            ssl_certificate,
+            ssl_private_key,
+            accept_proxy_protocol: g.accept_proxy_protocol,
+            client_hello_timeout,
+            max_connections,
+            backend_connect_timeout,
+            idle_timeout,
+            drain_grace_period,
+            splice: g.splice,
+        },
+        routes,
+        attestation,
+        snapshot: raw.snapshot,
+        api,
+        app,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/nonexistent-dir/verigated.toml"))
+    }
+
+    fn problems(text: &str) -> Vec<String> {
+        match parse(text) {
+            Err(ConfigError::Invalid { problems, .. }) => {
+                problems.iter().map(ToString::to_string).collect()
+            }
+            other => panic!("expected validation problems, got {other:?}"),
+        }
+    }
+
+    const HEAD: &str = "[gateway]\nlisten = [\"127.0.0.1:8443\"]\ndomain = \"VM.example.com\"\n";
+
+    #[test]
+    fn minimal_file_gets_defaults() {
+        let c = parse(HEAD).unwrap();
+        assert_eq!(c.gateway.domain, "vm.example.com");
+        assert_eq!(c.gateway.client_hello_timeout, Duration::from_secs(5));
+        assert_eq!(c.gateway.idle_timeout, Duration::from_secs(300));
+        assert_eq!(c.gateway.max_connections, 20_000);
+        assert!(c.gateway.splice);
+        assert_eq!(
+            c.gateway.ssl_certificate,
+            Path::new("/var/lib/verigate/data/cert.pem")
+        );
+        assert!(c.routes.is_empty());
+        assert_eq!(c.attestation.tee, TeeKind::Auto);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        for bad in [
+            "",
+            "5",
+            "s",
+            "5 parsecs",
+            "-1s",
+            "1.5s",
+            "99999999999999999999s",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn backend_without_host_names_the_field() {
+        let p = problems(&format!(
+            "{HEAD}[[route]]\nsni=\"a.example.com\"\nbackend=\"127.0.0.1:1\"\n\
+             [[route]]\nsni=\"b.example.com\"\nbackend=\"127.0.0.1:2\"\n\
+             [[route]]\nsni=\"c.example.com\"\nbackend=\"8443\"\n"
+        ));
+        assert_eq!(p, vec!["route[2].backend: expected host:port, got `8443`"]);
+    }
+
+    #[test]
+    fn host_port_forms() {
+        for ok in [
+            "127.0.0.1:8443",
+            "[::1]:443",
+            "backend.internal:8443",
+            "localhost:1",
+        ] {
+            assert_eq!(check_host_port(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "8443",
+            ":443",
+            "host:",
+            "host:0",
+            "host:70000",
+            "::1:443",
+            "a b:1",
+            "[::1:443",
+        ] {
+            assert!(check_host_port(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn duplicate_sni_case_insensitive() {
+        let p = problems(&format!(
+            "{HEAD}[[route]]\nsni=\"A.example.com\"\nbackend=\"127.0.0.1:1\"\n\
+             [[route]]\nsni=\"a.EXAMPLE.com\"\nbackend=\"127.0.0.1:2\"\n"
+        ));
+        assert_eq!(p.len(), 1);
+        assert!(p[0].starts_with("route[1].sni: `a.example.com` is already the sni of route[0]"));
+    }
+
+    #[test]
+    fn wildcard_placement() {
+        for (sni, ok) in [
+            ("*.example.com", true),
+            ("*", true),
+            ("a.*.example.com", false),
+            ("*example.com", false),
+            ("*.*.example.com", false),
+            ("foo*.example.com", false),
+            ("*.", false),
+            ("", false),
+        ] {
+            let text = format!("{HEAD}[[route]]\nsni=\"{sni}\"\nbackend=\"127.0.0.1:1\"\n");
+            match parse(&text) {
+                Ok(_) => assert!(ok, "{sni} accepted"),
+                Err(ConfigError::Invalid { problems, .. }) => {
+                    assert!(!ok, "{sni} refused: {problems:?}");
+                    assert_eq!(problems[0].field, "route[0].sni");
+                }
+                Err(e) => panic!("{sni}: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn route_on_own_domain_refused() {
+        let p = problems(&format!(
+            "{HEAD}[[route]]\nsni=\"vm.example.com\"\nbackend=\"127.0.0.1:1\"\n"
+        ));
+        assert!(p[0].contains("is gateway.domain"), "{p:?}");
+    }
+
+    #[test]
+    fn bad_listen_and_numbers_as_durations() {
+        let p = problems(
+            "[gateway]\nlisten = [\"localhost:443\", \"127.0.0.1:1\", \"127.0.0.1:1\"]\ndomain=\"x.test\"\n\
+             client_hello_timeout = 5\nidle_timeout=\"soon\"\nmax_connections = 0\n",
+        );
+        let joined = p.join("\n");
+        assert!(
+            joined.contains("gateway.listen[0]: expected ip:port"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("gateway.listen[2]: `127.0.0.1:1` is listed twice"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains(
+                "gateway.client_hello_timeout: expected a string with a unit such as \"5s\""
+            ),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("gateway.idle_timeout: expected a duration"),
+            "{joined}"
+        );
+        assert!(joined.contains("gateway.max_connections"), "{joined}");
+    }
+
+    #[test]
+    fn unknown_fields_are_errors() {
+        for text in [
+            format!("{HEAD}listn = []\n"),
+            format!("{HEAD}[[route]]\nsni=\"a.test\"\nbackend=\"127.0.0.1:1\"\nsend_proxy=true\n"),
+            format!("{HEAD}[attestation]\ntee=\"sgx\"\n"),
+            format!("{HEAD}[unknown]\n"),
+            "[gateway]\nlisten=[]\n".to_string(),
+            "not toml at all [".to_string(),
+        ] {
+            match parse(&text) {
+                Err(ConfigError::Syntax { message, .. }) => assert!(!message.is_empty()),
+                other => panic!("{text}: expected a syntax error, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn cert_without_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("cert.pem"), "x").unwrap();
+        let text = format!(
+            "[gateway]\nlisten=[\"127.0.0.1:1\"]\ndomain=\"x.test\"\ndata_dir=\"{}\"\n\
+             ssl_certificate=\"cert.pem\"\nssl_private_key=\"key.pem\"\n",
+            dir.path().display()
+        );
+        let p = problems(&text);
+        assert!(p[0].starts_with("gateway.ssl_private_key:"), "{p:?}");
+    }
+
+    #[test]
+    fn garbage_certificate_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("cert.pem"), "not a pem").unwrap();
+        std::fs::write(dir.path().join("key.pem"), "not a pem").unwrap();
+        let text = format!(
+            "[gateway]\nlisten=[\"127.0.0.1:1\"]\ndomain=\"x.test\"\ndata_dir=\"{}\"\n\
+             ssl_certificate=\"cert.pem\"\nssl_private_key=\"key.pem\"\n\
+             [[route]]\nsni=\"a.test\"\nbackend=\"127.0.0.1:1\"\ncertificate=\"missing.pem\"\n",
+            dir.path().display()
+        );
+        let p = problems(&text).join("\n");
+        assert!(p.contains("gateway.ssl_certificate:"), "{p}");
+        assert!(p.contains("gateway.ssl_private_key:"), "{p}");
+        assert!(p.contains("route[0].certificate:"), "{p}");
+    }
+
+    #[test]
+    fn admin_tokens_are_hex_sha256() {
+        let p = problems(&format!("{HEAD}[api]\nadmin_token_sha256=[\"abc\"]\n"));
+        assert!(p[0].starts_with("api.admin_token_sha256[0]"), "{p:?}");
+        let ok = parse(&format!(
+            "{HEAD}[api]\nadmin_token_sha256=[\"{}\"]\n",
+            "AB".repeat(32)
+        ))
+        .unwrap();
+        assert_eq!(ok.api.admin_token_sha256[0], "ab".repeat(32));
+    }
+}

@@ -1,1 +1,376 @@
-//! TODO(owner)
+//! Accepting connections and deciding, from their first bytes, where each one goes.
+//!
+//! Per connection: take a slot under `max_connections` (or close at once); read the
+//! PROXY header when the gateway sits behind a load balancer (and refuse connections
+//! without one); peek the ClientHello, bounded in bytes ([`MAX_CLIENT_HELLO_BYTES`]) and
+//! in time (`client_hello_timeout`, for the PROXY header and the hello together); then
+//! route on its SNI: the own endpoint, a backend (optionally behind a fresh PROXY v2
+//! header, then the peeked bytes, then both ways until both sides close), or a TLS
+//! `unrecognized_name` alert. Each connection ends with one log line.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::client_hello::{self, ClientHello, ClientHelloError, MAX_CLIENT_HELLO_BYTES};
+use crate::endpoint::{self, tls::PrefixedStream};
+use crate::forward::{self, RelayOptions, TrafficCounters};
+use crate::logging::ConnectionLog;
+use crate::metrics::OWN_ROUTE_LABEL;
+use crate::proxy_protocol::{self, ProxyError, ProxyHeader, V2_MAX_LEN};
+use crate::routes::{Destination, Route};
+use crate::server::{Active, ConnectionSlot, Server};
+
+/// The fatal `unrecognized_name` alert (RFC 6066 §3) as a plaintext TLS record: content
+/// type 21 (alert), version TLS 1.2, length 2, level 2 (fatal), description 112.
+pub const UNRECOGNIZED_NAME_ALERT: [u8; 7] = [21, 3, 3, 0, 2, 2, 112];
+
+/// After the alert, how long the gateway keeps reading what the client still sends, so
+/// that closing with unread bytes does not reset the connection before the client read
+/// the alert.
+const ALERT_LINGER: Duration = Duration::from_secs(1);
+
+/// After an accept error (out of descriptors, typically), wait before accepting again
+/// instead of spinning.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Why a connection ended before it could be routed.
+#[derive(thiserror::Error, Debug)]
+pub enum PeekError {
+    #[error("client closed after {received} bytes, before a whole ClientHello")]
+    ClosedEarly { received: usize },
+    #[error("reading from the client: {0}")]
+    Io(#[from] io::Error),
+    #[error("PROXY header required (accept_proxy_protocol = true): {0}")]
+    Proxy(ProxyError),
+    #[error("{0}")]
+    ClientHello(ClientHelloError),
+    #[error("no whole ClientHello within the first {limit} bytes")]
+    TooLarge { limit: usize },
+}
+
+impl PeekError {
+    /// The short outcome word of the connection log line.
+    fn outcome(&self) -> &'static str {
+        match self {
+            PeekError::ClosedEarly { .. } => "closed_before_client_hello",
+            PeekError::Io(_) => "client_error",
+            PeekError::Proxy(_) => "refused_proxy_header",
+            PeekError::ClientHello(ClientHelloError::NotTls { .. }) => "not_tls",
+            PeekError::ClientHello(_) => "bad_client_hello",
+            PeekError::TooLarge { .. } => "client_hello_too_large",
+        }
+    }
+}
+
+/// What the listener learned before routing.
+#[derive(Debug)]
+pub struct Preamble {
+    /// The load balancer's PROXY header, when one was expected.
+    pub proxy: Option<ProxyHeader>,
+    pub hello: ClientHello,
+    /// Every byte read after the PROXY header: the hello and anything after it.
+    pub buf: Vec<u8>,
+}
+
+/// Accepts on `listener` until shutdown begins, one task per connection.
+pub async fn accept_loop(server: Arc<Server>, listener: TcpListener) {
+    let mut shutdown = server.shutdown_signal();
+    let local = listener.local_addr().ok();
+    tracing::info!(listen = ?local, "listening");
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            () = endpoint::stopping(&mut shutdown) => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                server.metrics.accepted.fetch_add(1, Ordering::Relaxed);
+                let active = server.current();
+                match server.try_open(active.config.gateway.max_connections) {
+                    Some(slot) => {
+                        tokio::spawn(handle(server.clone(), active, stream, peer, slot));
+                    }
+                    None => {
+                        server
+                            .metrics
+                            .refused_max_connections
+                            .fetch_add(1, Ordering::Relaxed);
+                        let log = ConnectionLog::new(peer, stream.local_addr().ok());
+                        // Closing at once is the refusal: no byte read, no byte written.
+                        drop(stream);
+                        log.finish(
+                            "refused_max_connections",
+                            Some(format!(
+                                "{} connections open",
+                                active.config.gateway.max_connections
+                            )),
+                            0,
+                            0,
+                        );
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(listen = ?local, error = %e, "accept failed");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+            }
+        }
+    }
+    tracing::info!(listen = ?local, "stopped listening");
+}
+
+/// Serves one accepted connection to its end.
+async fn handle(
+    server: Arc<Server>,
+    active: Arc<Active>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    _slot: ConnectionSlot,
+) {
+    let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().ok();
+    let mut log = ConnectionLog::new(peer, local);
+    let g = &active.config.gateway;
+
+    let peeked = tokio::time::timeout(
+        g.client_hello_timeout,
+        read_preamble(&mut stream, g.accept_proxy_protocol),
+    )
+    .await;
+    let Preamble { proxy, hello, buf } = match peeked {
+        Ok(Ok(preamble)) => preamble,
+        Ok(Err(e)) => {
+            let counter = match &e {
+                PeekError::Proxy(_) => Some(&server.metrics.refused_proxy_header),
+                PeekError::ClientHello(_) | PeekError::TooLarge { .. } => {
+                    Some(&server.metrics.client_hello_errors)
+                }
+                PeekError::ClosedEarly { .. } | PeekError::Io(_) => None,
+            };
+            if let Some(counter) = counter {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+            log.finish(e.outcome(), Some(e.to_string()), 0, 0);
+            return;
+        }
+        Err(_) => {
+            server
+                .metrics
+                .client_hello_timeouts
+                .fetch_add(1, Ordering::Relaxed);
+            log.finish(
+                "client_hello_timeout",
+                Some(format!(
+                    "no whole ClientHello within {:?}",
+                    g.client_hello_timeout
+                )),
+                0,
+                0,
+            );
+            return;
+        }
+    };
+
+    // Behind a load balancer, the client is the one its PROXY header names (a LOCAL
+    // header, a health check, names none: then the peer is the client).
+    let client = proxy.as_ref().and_then(|p| p.source).unwrap_or(peer);
+    let dialed = proxy
+        .as_ref()
+        .and_then(|p| p.destination)
+        .or(local)
+        .unwrap_or(peer);
+    log.client = client;
+    log.sni = hello.sni.clone();
+
+    match active.routes.lookup(hello.sni.as_deref()) {
+        Destination::Own => serve_own(&server, &active, stream, buf, log).await,
+        Destination::Route(route) => {
+            passthrough(&active, &route, stream, client, dialed, &hello, buf, log).await
+        }
+        Destination::Unrecognized => {
+            server
+                .metrics
+                .unrecognized_name
+                .fetch_add(1, Ordering::Relaxed);
+            let written = refuse_unrecognized_name(stream).await;
+            log.finish(
+                "unrecognized_name",
+                Some("no route for this SNI and no catch-all route".into()),
+                buf.len() as u64,
+                written,
+            );
+        }
+    }
+}
+
+/// Reads the optional PROXY header, then bytes until they hold a whole ClientHello.
+pub async fn read_preamble(
+    stream: &mut TcpStream,
+    expect_proxy: bool,
+) -> Result<Preamble, PeekError> {
+    let mut buf = Vec::with_capacity(2048);
+    let mut proxy = None;
+    if expect_proxy {
+        loop {
+            match proxy_protocol::parse(&buf) {
+                Ok(Some((header, len))) => {
+                    buf = buf.get(len..).map(<[u8]>::to_vec).unwrap_or_default();
+                    proxy = Some(header);
+                    break;
+                }
+                Ok(None) => read_some(stream, &mut buf, V2_MAX_LEN).await?,
+                Err(e) => return Err(PeekError::Proxy(e)),
+            }
+        }
+    }
+    loop {
+        match client_hello::parse(&buf) {
+            Ok(Some(hello)) => return Ok(Preamble { proxy, hello, buf }),
+            Ok(None) => read_some(stream, &mut buf, MAX_CLIENT_HELLO_BYTES).await?,
+            Err(e) => return Err(PeekError::ClientHello(e)),
+        }
+    }
+}
+
+/// Appends what the socket has (at least one byte) to `buf`, never growing it past
+/// `limit`.
+async fn read_some(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    limit: usize,
+) -> Result<(), PeekError> {
+    let room = limit.saturating_sub(buf.len());
+    if room == 0 {
+        return Err(PeekError::TooLarge { limit });
+    }
+    let mut chunk = [0u8; 4096];
+    let want = room.min(chunk.len());
+    let n = stream.read(&mut chunk[..want]).await?;
+    if n == 0 {
+        return Err(PeekError::ClosedEarly {
+            received: buf.len(),
+        });
+    }
+    buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+    Ok(())
+}
+
+/// Sends the `unrecognized_name` alert and closes; returns the bytes written.
+async fn refuse_unrecognized_name(mut stream: TcpStream) -> u64 {
+    let written = match stream.write_all(&UNRECOGNIZED_NAME_ALERT).await {
+        Ok(()) => UNRECOGNIZED_NAME_ALERT.len() as u64,
+        Err(_) => 0,
+    };
+    let _ = stream.shutdown().await;
+    // Read (and drop) what the client still sends until it closes, briefly.
+    let _ = tokio::time::timeout(ALERT_LINGER, async {
+        let mut sink = [0u8; 1024];
+        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
+    written
+}
+
+/// Terminates TLS locally and serves the API.
+async fn serve_own(
+    server: &Arc<Server>,
+    active: &Active,
+    stream: TcpStream,
+    buf: Vec<u8>,
+    mut log: ConnectionLog,
+) {
+    log.route = Some(OWN_ROUTE_LABEL.to_string());
+    let metrics = server.metrics.own();
+    let _open = metrics.open_guard();
+    let counters = Arc::new(TrafficCounters::default());
+    let stream = PrefixedStream::new(buf, stream, vec![counters.clone()]);
+    let result = endpoint::serve(
+        stream,
+        active.acceptor.clone(),
+        active.config.gateway.client_hello_timeout,
+        server.clone(),
+        server.shutdown_signal(),
+    )
+    .await;
+    let read = counters.client_to_backend.load(Ordering::Relaxed);
+    let written = counters.backend_to_client.load(Ordering::Relaxed);
+    metrics
+        .traffic
+        .client_to_backend
+        .fetch_add(read, Ordering::Relaxed);
+    metrics
+        .traffic
+        .backend_to_client
+        .fetch_add(written, Ordering::Relaxed);
+    match result {
+        Ok(()) => log.finish("closed", None, read, written),
+        Err(e) => log.finish("own_endpoint_error", Some(e.to_string()), read, written),
+    }
+}
+
+/// Connects the route's backend and relays both ways.
+#[allow(clippy::too_many_arguments)]
+async fn passthrough(
+    active: &Active,
+    route: &Route,
+    stream: TcpStream,
+    client: SocketAddr,
+    dialed: SocketAddr,
+    hello: &ClientHello,
+    buf: Vec<u8>,
+    mut log: ConnectionLog,
+) {
+    log.route = Some(route.name().to_string());
+    let g = &active.config.gateway;
+    let _open = route.metrics.open_guard();
+    let backend = match forward::connect_backend(&route.backend, g.backend_connect_timeout).await {
+        Ok(backend) => backend,
+        Err(e) => {
+            route
+                .metrics
+                .backend_connect_failures
+                .fetch_add(1, Ordering::Relaxed);
+            // Dropping the client socket closes it now: the client learns at once
+            // instead of waiting on its handshake timeout.
+            drop(stream);
+            log.finish("backend_unreachable", Some(e.to_string()), 0, 0);
+            return;
+        }
+    };
+    log.backend = Some(route.backend.clone());
+    let mut initial = Vec::with_capacity(buf.len() + 64);
+    if route.send_proxy_protocol {
+        initial.extend_from_slice(&proxy_protocol::encode_v2(
+            client,
+            dialed,
+            hello.sni.as_deref(),
+        ));
+    }
+    let header_len = initial.len() as u64;
+    initial.extend_from_slice(&buf);
+    drop(buf);
+    let opts = RelayOptions {
+        idle_timeout: g.idle_timeout,
+        use_splice: g.splice,
+    };
+    let transfer = forward::relay(stream, backend, &initial, &opts, &route.metrics.traffic).await;
+    let outcome = match &transfer.outcome {
+        forward::RelayOutcome::Closed => ("closed", None),
+        forward::RelayOutcome::IdleTimeout => ("idle_timeout", None),
+        forward::RelayOutcome::ClientError(e) => ("client_error", Some(e.to_string())),
+        forward::RelayOutcome::BackendError(e) => ("backend_error", Some(e.to_string())),
+    };
+    log.finish(
+        outcome.0,
+        outcome.1,
+        transfer.client_to_backend.saturating_sub(header_len),
+        transfer.backend_to_client,
+    );
+}

@@ -1,6 +1,147 @@
-//! `verigated`: argument parsing and wiring only; the logic lives in the library.
+//! `verigated`: argument parsing, signals and wiring only; the logic lives in the library.
 
-fn main() {
-    eprintln!("verigated: not wired yet");
-    std::process::exit(2);
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use gateway::config::{Config, DEFAULT_CONFIG_PATH};
+use gateway::logging::{self, LogFormat};
+use gateway::server::Server;
+use tokio::signal::unix::{signal, SignalKind};
+
+/// verigated: routes TLS connections by SNI, untouched, to the services of this
+/// confidential VM, and serves its own attested endpoint for `gateway.domain`.
+///
+/// Signals: SIGHUP reloads the configuration file (routes and certificates; open
+/// connections are untouched; an invalid file is refused and the old one stays);
+/// SIGTERM or SIGINT stops accepting and waits up to `gateway.drain_grace_period` for
+/// open connections to finish.
+#[derive(Parser, Debug)]
+#[command(name = "verigated", version)]
+struct Args {
+    /// The configuration file (TOML; see configs/verigated.toml).
+    #[arg(long, short, value_name = "FILE", default_value = DEFAULT_CONFIG_PATH, env = "VERIGATED_CONFIG")]
+    config: PathBuf,
+    /// Log lines as `key=value` text or JSON; the level comes from RUST_LOG (default info).
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Validate a configuration file and exit: 0 when valid, 1 with every problem listed
+    /// (field, value, fix) otherwise. Nothing is written or bound.
+    CheckConfig {
+        /// The file to check.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Some(Command::CheckConfig { file }) = args.command {
+        return match Config::load(&file) {
+            Ok(config) => {
+                println!(
+                    "{}: valid ({} route(s), domain {}, listening on {})",
+                    file.display(),
+                    config.routes.len(),
+                    config.gateway.domain,
+                    config
+                        .gateway
+                        .listen
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("verigated: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    logging::init(args.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("verigated")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("verigated: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args.config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("verigated: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config_path: PathBuf) -> anyhow::Result<()> {
+    let server = Server::load(&config_path)?;
+    let listeners = server.bind().await?;
+    let mut hangup = signal(SignalKind::hangup())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    {
+        let active = server.current();
+        tracing::info!(
+            config = %config_path.display(),
+            domain = %active.routes.domain(),
+            routes = active.routes.routes().len(),
+            "verigated started"
+        );
+    }
+
+    let serving = tokio::spawn({
+        let server = server.clone();
+        async move { server.run(listeners).await }
+    });
+    loop {
+        tokio::select! {
+            _ = hangup.recv() => match server.reload() {
+                Ok(active) => tracing::info!(
+                    config = %config_path.display(),
+                    routes = active.routes.routes().len(),
+                    "configuration reloaded; new connections use it"
+                ),
+                Err(e) => tracing::error!(
+                    config = %config_path.display(),
+                    "reload refused, the previous configuration stays: {e}"
+                ),
+            },
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+        }
+    }
+
+    let grace = server.current().config.gateway.drain_grace_period;
+    tracing::info!(
+        open = server.open_connections(),
+        grace = ?grace,
+        "stopping: no new connections, draining open ones"
+    );
+    server.begin_shutdown();
+    let _ = serving.await;
+    let left = server.drain(grace).await;
+    if left > 0 {
+        tracing::warn!(
+            open = left,
+            "grace period over: closing the remaining connections"
+        );
+    } else {
+        tracing::info!("drained: every connection finished");
+    }
+    Ok(())
 }

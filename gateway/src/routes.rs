@@ -1,1 +1,300 @@
-//! TODO(owner)
+//! SNI → destination: the route table.
+//!
+//! A [`RouteTable`] is immutable. A reload builds a new one and swaps it in whole, so a
+//! connection decides with one consistent table and never sees half of an update. Names
+//! compare case-insensitively (the ClientHello parser lowercases the SNI, patterns are
+//! lowercased when parsed). Order of precedence, for an SNI `s`:
+//!
+//! 1. `s` is `gateway.domain`, or the client sent no SNI → verigated's own endpoint;
+//! 2. a route whose exact name is `s`;
+//! 3. the wildcard route with the longest suffix that `s` ends with (`*.example.com`
+//!    matches `a.example.com` and `a.b.example.com`, not `example.com`), so
+//!    `*.internal.example.com` beats `*.example.com`;
+//! 4. the catch-all route `sni = "*"`;
+//! 5. nothing: the client gets a TLS `unrecognized_name` alert.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::config::RouteConfig;
+use crate::metrics::{Metrics, RouteMetrics};
+
+/// The `sni` of a route, as validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SniPattern {
+    /// One name, lowercase.
+    Exact(String),
+    /// `*.suffix`: any name ending with `.suffix`; holds the pattern, lowercase.
+    Wildcard(String),
+    /// `*`: every name that nothing else matches.
+    CatchAll,
+}
+
+impl SniPattern {
+    /// Parses a route's `sni`: a DNS name, `*.` followed by a DNS name (the `*` as the
+    /// whole leftmost label), or `*` alone. The error says what to write instead.
+    pub fn parse(text: &str) -> Result<SniPattern, String> {
+        if text.trim() != text {
+            return Err(format!("`{text}` has surrounding spaces: remove them"));
+        }
+        let lower = text.to_ascii_lowercase();
+        if lower == "*" {
+            return Ok(SniPattern::CatchAll);
+        }
+        if let Some(suffix) = lower.strip_prefix("*.") {
+            if is_dns_name(suffix) {
+                return Ok(SniPattern::Wildcard(lower));
+            }
+        } else if is_dns_name(&lower) {
+            return Ok(SniPattern::Exact(lower));
+        }
+        if lower.contains('*') {
+            Err(format!(
+                "wildcard in the wrong place in `{text}`: write `*.example.com` (the `*` as \
+                 the whole leftmost label) or `*` alone for the catch-all route"
+            ))
+        } else {
+            Err(format!(
+                "expected a DNS name such as \"app.example.com\", got `{text}`"
+            ))
+        }
+    }
+
+    /// The pattern as written in lowercase (`app.example.com`, `*.example.com`, `*`);
+    /// used as the route's name in logs and metrics.
+    pub fn as_str(&self) -> &str {
+        match self {
+            SniPattern::Exact(name) | SniPattern::Wildcard(name) => name,
+            SniPattern::CatchAll => "*",
+        }
+    }
+}
+
+/// True for a DNS host name as TLS clients send it: labels of letters, digits, `-` and
+/// `_`, each 1..=63 bytes, at most 253 bytes, no trailing dot. Expects lowercase.
+pub fn is_dns_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+/// A route: where connections for its names go.
+#[derive(Debug)]
+pub struct Route {
+    pub sni: SniPattern,
+    /// `host:port`.
+    pub backend: String,
+    /// Prepend a PROXY v2 header (client address, SNI as authority) to the backend.
+    pub send_proxy_protocol: bool,
+    /// Where the manifest reads this route's certificate, when configured.
+    pub certificate: Option<PathBuf>,
+    /// This route's counters; they outlive reloads (keyed by the pattern).
+    pub metrics: Arc<RouteMetrics>,
+}
+
+impl Route {
+    /// The route's name in logs and metrics: its pattern.
+    pub fn name(&self) -> &str {
+        self.sni.as_str()
+    }
+}
+
+/// Where a connection goes.
+#[derive(Debug, Clone)]
+pub enum Destination {
+    /// verigated's own TLS endpoint.
+    Own,
+    /// A backend, bytes untouched.
+    Route(Arc<Route>),
+    /// No route for this SNI and no catch-all: refuse with `unrecognized_name`.
+    Unrecognized,
+}
+
+/// The immutable SNI → destination table.
+#[derive(Debug)]
+pub struct RouteTable {
+    domain: String,
+    exact: HashMap<String, Arc<Route>>,
+    /// Sorted by suffix length, longest first.
+    wildcards: Vec<(String, Arc<Route>)>,
+    catch_all: Option<Arc<Route>>,
+    /// In file order, for listing.
+    all: Vec<Arc<Route>>,
+}
+
+impl RouteTable {
+    /// Builds the table for `domain` (lowercase) from validated routes; counters come
+    /// from `metrics`, so a route that survives a reload keeps its counts.
+    pub fn new(domain: &str, routes: &[RouteConfig], metrics: &Metrics) -> RouteTable {
+        let mut table = RouteTable {
+            domain: domain.to_ascii_lowercase(),
+            exact: HashMap::new(),
+            wildcards: Vec::new(),
+            catch_all: None,
+            all: Vec::new(),
+        };
+        for r in routes {
+            let route = Arc::new(Route {
+                sni: r.sni.clone(),
+                backend: r.backend.clone(),
+                send_proxy_protocol: r.send_proxy_protocol,
+                certificate: r.certificate.clone(),
+                metrics: metrics.route(r.sni.as_str()),
+            });
+            // Validation refused duplicates; if one slips through, the first one wins,
+            // as in the file.
+            match &r.sni {
+                SniPattern::Exact(name) => {
+                    table
+                        .exact
+                        .entry(name.clone())
+                        .or_insert_with(|| route.clone());
+                }
+                SniPattern::Wildcard(pattern) => {
+                    // "*.example.com" -> ".example.com": what a matching name ends with.
+                    let suffix = pattern.trim_start_matches('*').to_string();
+                    if !table.wildcards.iter().any(|(s, _)| *s == suffix) {
+                        table.wildcards.push((suffix, route.clone()));
+                    }
+                }
+                SniPattern::CatchAll => {
+                    table.catch_all.get_or_insert_with(|| route.clone());
+                }
+            }
+            table.all.push(route);
+        }
+        table
+            .wildcards
+            .sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+        table
+    }
+
+    /// Decides where a connection with this SNI goes (see the module doc for the order).
+    pub fn lookup(&self, sni: Option<&str>) -> Destination {
+        let Some(sni) = sni else {
+            return Destination::Own;
+        };
+        let sni = sni.to_ascii_lowercase();
+        if sni == self.domain {
+            return Destination::Own;
+        }
+        if let Some(route) = self.exact.get(&sni) {
+            return Destination::Route(route.clone());
+        }
+        for (suffix, route) in &self.wildcards {
+            if sni.len() > suffix.len() && sni.ends_with(suffix.as_str()) {
+                return Destination::Route(route.clone());
+            }
+        }
+        match &self.catch_all {
+            Some(route) => Destination::Route(route.clone()),
+            None => Destination::Unrecognized,
+        }
+    }
+
+    /// The own endpoint's name.
+    pub fn domain(&self) -> &str {
+        &self.domain
+    }
+
+    /// Every route, in file order.
+    pub fn routes(&self) -> &[Arc<Route>] {
+        &self.all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(patterns: &[&str]) -> RouteTable {
+        let routes: Vec<RouteConfig> = patterns
+            .iter()
+            .enumerate()
+            .map(|(i, p)| RouteConfig {
+                sni: SniPattern::parse(p).unwrap(),
+                backend: format!("127.0.0.1:{}", 1000 + i),
+                send_proxy_protocol: false,
+                certificate: None,
+            })
+            .collect();
+        RouteTable::new("vm.example.com", &routes, &Metrics::default())
+    }
+
+    fn backend(t: &RouteTable, sni: Option<&str>) -> String {
+        match t.lookup(sni) {
+            Destination::Own => "own".into(),
+            Destination::Route(r) => r.backend.clone(),
+            Destination::Unrecognized => "alert".into(),
+        }
+    }
+
+    #[test]
+    fn precedence() {
+        let t = table(&[
+            "*.example.com",
+            "a.example.com",
+            "*.internal.example.com",
+            "x.internal.example.com",
+        ]);
+        assert_eq!(backend(&t, Some("a.example.com")), "127.0.0.1:1001");
+        assert_eq!(backend(&t, Some("A.Example.COM")), "127.0.0.1:1001");
+        assert_eq!(backend(&t, Some("b.example.com")), "127.0.0.1:1000");
+        assert_eq!(backend(&t, Some("b.c.example.com")), "127.0.0.1:1000");
+        assert_eq!(
+            backend(&t, Some("y.internal.example.com")),
+            "127.0.0.1:1002"
+        );
+        assert_eq!(
+            backend(&t, Some("x.internal.example.com")),
+            "127.0.0.1:1003"
+        );
+        assert_eq!(backend(&t, Some("example.com")), "alert");
+        assert_eq!(backend(&t, Some("internal.example.com")), "127.0.0.1:1000");
+        assert_eq!(backend(&t, Some("other.test")), "alert");
+        assert_eq!(backend(&t, Some("vm.example.com")), "own");
+        assert_eq!(backend(&t, Some("VM.example.com")), "own");
+        assert_eq!(backend(&t, None), "own");
+    }
+
+    #[test]
+    fn catch_all_only_when_nothing_else() {
+        let t = table(&["*", "a.test"]);
+        assert_eq!(backend(&t, Some("a.test")), "127.0.0.1:1001");
+        assert_eq!(backend(&t, Some("zzz.test")), "127.0.0.1:1000");
+        assert_eq!(backend(&t, Some("vm.example.com")), "own");
+        assert_eq!(backend(&t, None), "own");
+    }
+
+    #[test]
+    fn suffix_is_matched_on_a_label_boundary() {
+        let t = table(&["*.example.com"]);
+        assert_eq!(backend(&t, Some("badexample.com")), "alert");
+    }
+
+    #[test]
+    fn patterns() {
+        assert_eq!(
+            SniPattern::parse("App.Example.com"),
+            Ok(SniPattern::Exact("app.example.com".into()))
+        );
+        assert_eq!(SniPattern::parse("*"), Ok(SniPattern::CatchAll));
+        for bad in [
+            "", " a.test", "a..test", "-a.test", "a.test.", "a:443", "*.*", "**",
+        ] {
+            assert!(SniPattern::parse(bad).is_err(), "{bad}");
+        }
+        assert!(SniPattern::parse("a.*.test")
+            .unwrap_err()
+            .contains("wildcard in the wrong place"));
+    }
+}

@@ -1,1 +1,63 @@
 //! verigated's own TLS endpoint: rustls termination and the HTTP API behind it.
+//!
+//! The listener hands over a connection whose ClientHello it already read (SNI =
+//! `gateway.domain`, or no SNI); [`serve`] replays those bytes into rustls, then serves
+//! HTTP/1.1 or HTTP/2 (as ALPN chose) with hyper until the client leaves or the gateway
+//! drains.
+
+pub mod api;
+pub mod certificate;
+pub mod tls;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
+
+use crate::server::Server;
+use tls::PrefixedStream;
+
+/// How a connection to the own endpoint ended badly.
+#[derive(thiserror::Error, Debug)]
+pub enum EndpointError {
+    #[error("TLS handshake failed: {0}")]
+    Handshake(std::io::Error),
+    #[error("TLS handshake not finished within {0:?}")]
+    HandshakeTimeout(Duration),
+    #[error("HTTP: {0}")]
+    Http(String),
+}
+
+/// Serves one client of the own endpoint: TLS with `acceptor`, then the API. Returns
+/// when the client leaves; on `shutdown`, finishes the requests in flight and closes.
+pub async fn serve(
+    stream: PrefixedStream<TcpStream>,
+    acceptor: tokio_rustls::TlsAcceptor,
+    handshake_timeout: Duration,
+    server: Arc<Server>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), EndpointError> {
+    let tls = tokio::time::timeout(handshake_timeout, acceptor.accept(stream))
+        .await
+        .map_err(|_| EndpointError::HandshakeTimeout(handshake_timeout))?
+        .map_err(EndpointError::Handshake)?;
+    let service = hyper::service::service_fn(move |req| api::handle(req, server.clone()));
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let conn = builder.serve_connection(TokioIo::new(tls), service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        () = stopping(&mut shutdown) => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    result.map_err(|e| EndpointError::Http(e.to_string()))
+}
+
+/// Completes when `shutdown` turns true (or its sender is gone).
+pub async fn stopping(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not Send; drop it before anything else awaits.
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}

@@ -1,0 +1,256 @@
+//! verigated's own certificate: read from the configured PEM files, or, when both files
+//! are absent, generated once (self-signed, CN = hostname, SAN = `gateway.domain`, not a
+//! CA, valid for one year) and written so that the next start reuses it.
+//!
+//! The key is written with mode 0600 and both files are written atomically (a temporary
+//! file in the same directory, fsync, rename), so a crash never leaves a half-written
+//! key that the next start would choke on. Clients pin this certificate through the
+//! attestation, so silently replacing it would break them: a pair is only generated when
+//! neither file exists.
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+/// How long a generated certificate is valid: one year, the most the issue allows.
+const VALIDITY_DAYS: i64 = 365;
+
+/// Why the own certificate cannot be loaded or created. Messages name the file.
+#[derive(thiserror::Error, Debug)]
+pub enum CertificateError {
+    #[error("{path}: cannot read: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("{path}: not PEM: {source}")]
+    Pem { path: PathBuf, source: io::Error },
+    #[error("{path}: no `CERTIFICATE` PEM block in the file")]
+    NoCertificate { path: PathBuf },
+    #[error("{path}: no private key PEM block (PKCS#8, PKCS#1 or SEC1) in the file")]
+    NoKey { path: PathBuf },
+    #[error("{present} exists but {missing} does not: remove {present} to have a new pair generated, or restore {missing}")]
+    HalfPair { present: PathBuf, missing: PathBuf },
+    #[error("generating the self-signed certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("{path}: cannot write: {source}")]
+    Write { path: PathBuf, source: io::Error },
+}
+
+/// The own endpoint's certificate chain and key.
+pub struct OwnCertificate {
+    /// Leaf first.
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+    /// True when this call generated the pair.
+    pub generated: bool,
+}
+
+impl std::fmt::Debug for OwnCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.debug_struct("OwnCertificate")
+            .field("chain_len", &self.chain.len())
+            .field("generated", &self.generated)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads every `CERTIFICATE` block of a PEM file (leaf first); fails on none.
+pub fn read_certificate_chain(
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, CertificateError> {
+    let bytes = fs::read(path).map_err(|source| CertificateError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let chain = rustls_pemfile::certs(&mut bytes.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| CertificateError::Pem {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    if chain.is_empty() {
+        return Err(CertificateError::NoCertificate {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(chain)
+}
+
+/// Reads the first private key of a PEM file.
+pub fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, CertificateError> {
+    let bytes = fs::read(path).map_err(|source| CertificateError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    rustls_pemfile::private_key(&mut bytes.as_slice())
+        .map_err(|source| CertificateError::Pem {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .ok_or_else(|| CertificateError::NoKey {
+            path: path.to_path_buf(),
+        })
+}
+
+/// Loads the pair at `cert_path`/`key_path`, generating it first when neither exists.
+pub fn load_or_generate(
+    cert_path: &Path,
+    key_path: &Path,
+    domain: &str,
+) -> Result<OwnCertificate, CertificateError> {
+    let generated = match (cert_path.exists(), key_path.exists()) {
+        (true, true) => false,
+        (false, false) => {
+            let (cert_pem, key_pem) = generate(domain, &hostname())?;
+            // Key first: a crash between the two renames leaves a key without a
+            // certificate, which the next start reports instead of silently replacing.
+            write_atomically(key_path, key_pem.as_bytes(), 0o600)?;
+            write_atomically(cert_path, cert_pem.as_bytes(), 0o644)?;
+            true
+        }
+        (true, false) => {
+            return Err(CertificateError::HalfPair {
+                present: cert_path.to_path_buf(),
+                missing: key_path.to_path_buf(),
+            })
+        }
+        (false, true) => {
+            return Err(CertificateError::HalfPair {
+                present: key_path.to_path_buf(),
+                missing: cert_path.to_path_buf(),
+            })
+        }
+    };
+    Ok(OwnCertificate {
+        chain: read_certificate_chain(cert_path)?,
+        key: read_private_key(key_path)?,
+        generated,
+    })
+}
+
+/// A self-signed server certificate for `domain` (PEM certificate, PEM PKCS#8 key).
+pub fn generate(domain: &str, common_name: &str) -> Result<(String, String), CertificateError> {
+    let mut params = rcgen::CertificateParams::new(vec![domain.to_string()])?;
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::CommonName, common_name);
+    params.distinguished_name = dn;
+    params.is_ca = rcgen::IsCa::ExplicitNoCa;
+    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    // An hour back, for clocks slightly behind ours; the total stays one year.
+    let not_before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+    params.not_before = not_before;
+    params.not_after = not_before + time::Duration::days(VALIDITY_DAYS);
+    let key_pair = rcgen::KeyPair::generate()?;
+    let cert = params.self_signed(&key_pair)?;
+    Ok((cert.pem(), key_pair.serialize_pem()))
+}
+
+/// The machine's host name (the generated certificate's CN); "verigated" if unknown.
+pub fn hostname() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "verigated".to_string())
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, with `mode`.
+fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CertificateError> {
+    let err = |source| CertificateError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("."));
+    fs::create_dir_all(dir).map_err(err)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".to_string());
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let _ = fs::remove_file(&tmp);
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)?;
+        // The rename is durable once the directory is synced.
+        fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn generates_once_then_reuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("data/cert.pem");
+        let key = dir.path().join("data/key.pem");
+        let first = load_or_generate(&cert, &key, "vm.example.com").unwrap();
+        assert!(first.generated);
+        let mode = fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let second = load_or_generate(&cert, &key, "vm.example.com").unwrap();
+        assert!(!second.generated);
+        assert_eq!(first.chain, second.chain);
+        // No temporary file left behind.
+        let names: Vec<_> = fs::read_dir(dir.path().join("data"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[test]
+    fn half_pair_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("cert.pem");
+        let key = dir.path().join("key.pem");
+        fs::write(&key, "whatever").unwrap();
+        let e = load_or_generate(&cert, &key, "vm.example.com").unwrap_err();
+        assert!(matches!(e, CertificateError::HalfPair { .. }), "{e}");
+        assert_eq!(fs::read_to_string(&key).unwrap(), "whatever");
+    }
+
+    #[test]
+    fn garbage_files_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.pem");
+        fs::write(
+            &path,
+            "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let e = read_certificate_chain(&path).unwrap_err();
+        assert!(e.to_string().contains("x.pem"), "{e}");
+        fs::write(&path, "nothing here").unwrap();
+        assert!(matches!(
+            read_certificate_chain(&path),
+            Err(CertificateError::NoCertificate { .. })
+        ));
+        assert!(matches!(
+            read_private_key(&path),
+            Err(CertificateError::NoKey { .. })
+        ));
+        assert!(matches!(
+            read_private_key(&dir.path().join("missing")),
+            Err(CertificateError::Read { .. })
+        ));
+    }
+}
