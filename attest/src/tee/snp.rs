@@ -139,6 +139,73 @@ pub enum SnpError {
     DebugAllowed { policy: u64 },
 }
 
+/// The stages of [`verify`], in the order it runs them. A failure belongs to one stage,
+/// so a report can show which property failed and which ones passed before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SnpStep {
+    /// Length, version, signature algorithm, reserved bytes.
+    Format,
+    /// A VCEK/VLEK of the kind the report names was given.
+    EndorsementKey,
+    /// VCEK/VLEK -> ASK/ASVK -> pinned ARK, validity at the verification time.
+    Chain,
+    /// The report's CPU (CPUID or chip id shape) matches the chain's product.
+    Product,
+    /// ECDSA P-384 signature over the first 0x2A0 bytes.
+    Signature,
+    /// reported_tcb equals the TCB certified by the VCEK/VLEK.
+    Tcb,
+    /// chip_id equals the VCEK hwID.
+    HwId,
+    /// Guest policy (debug refused).
+    Policy,
+}
+
+impl SnpStep {
+    /// Every stage, in order.
+    pub const ALL: [SnpStep; 8] = [
+        SnpStep::Format,
+        SnpStep::EndorsementKey,
+        SnpStep::Chain,
+        SnpStep::Product,
+        SnpStep::Signature,
+        SnpStep::Tcb,
+        SnpStep::HwId,
+        SnpStep::Policy,
+    ];
+}
+
+impl SnpError {
+    /// The stage of [`verify`] that produced this error.
+    pub fn step(&self) -> SnpStep {
+        use SnpError::*;
+        match self {
+            ReportLength { .. }
+            | UnsupportedVersion(_)
+            | UnsupportedSignatureAlgorithm(_)
+            | UnsignedBytesNotZero { .. } => SnpStep::Format,
+            UnsupportedSigningKey(_)
+            | MissingEndorsementKey(_)
+            | WrongEndorsementKey { .. } => SnpStep::EndorsementKey,
+            CertificateParse { .. }
+            | UntrustedIssuer { .. }
+            | CertificateSignature { .. }
+            | CertificateNotYetValid { .. }
+            | CertificateExpired { .. } => SnpStep::Chain,
+            UnknownCpu { .. } | ProductMismatch { .. } => SnpStep::Product,
+            SignatureScalarTooLong { .. }
+            | MalformedSignature(_)
+            | BadReportSignature { .. }
+            | CertificateKey { .. } => SnpStep::Signature,
+            TcbExtensionMissing { .. } | TcbExtensionMalformed { .. } | TcbMismatch { .. } => {
+                SnpStep::Tcb
+            }
+            HwIdMissing | HwIdMismatch { .. } | ChipIdMasked => SnpStep::HwId,
+            DebugAllowed { .. } => SnpStep::Policy,
+        }
+    }
+}
+
 /// An AMD EPYC generation with SEV-SNP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Product {

@@ -65,6 +65,41 @@ pub enum TdxError {
     DebugTd { td_attributes: String },
 }
 
+/// The stages of [`verify_with_options`], in order; each error belongs to one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TdxStep {
+    /// The caller's options (TCB status names).
+    Options,
+    /// Quote layout, version, TEE type, PCK chain encoding.
+    Format,
+    /// TD attributes (debug refused).
+    TdAttributes,
+    /// Collateral JSON and its certificate chains.
+    Collateral,
+    /// dcap-qvl: PCK chain to Intel's root, CRLs, collateral signatures and dates, QE
+    /// report, quote signature, TCB level match.
+    Signature,
+    /// The TCB status is UpToDate or allowed by name.
+    TcbStatus,
+}
+
+impl TdxError {
+    /// The stage of [`verify_with_options`] that produced this error.
+    pub fn step(&self) -> TdxStep {
+        use TdxError::*;
+        match self {
+            UnknownTcbStatusName(_) => TdxStep::Options,
+            Parse(_) | NotTdx(_) | UnsupportedVersion(_) | LengthMismatch { .. }
+            | TrailingBytesNotZero { .. } => TdxStep::Format,
+            CertChain { chain, .. } if chain.starts_with("quote") => TdxStep::Format,
+            DebugTd { .. } => TdxStep::TdAttributes,
+            Collateral(_) | CertChain { .. } | CollateralFmspc(_) => TdxStep::Collateral,
+            TimeBeforeEpoch | Verification(_) => TdxStep::Signature,
+            TcbStatusNotAllowed { .. } => TdxStep::TcbStatus,
+        }
+    }
+}
+
 /// The measured fields of a TD report, as carried by a quote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TdReportFields {
