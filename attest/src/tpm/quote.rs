@@ -1232,3 +1232,463 @@ pub fn verify_with_key(
         signature_scheme: sig.describe(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    //! Structures built field by field as the TPM 2.0 specification lays them out, signed
+    //! with a software P-256 key: this covers every bad-input path without a TPM. The
+    //! same checks against a real TPM are in `tests/tpm_swtpm.rs` and `tests/tpm_tools.rs`.
+    use super::*;
+    use p256::ecdsa::signature::hazmat::PrehashSigner;
+
+    const ATTRS_AK: u32 = 0x0005_0072;
+
+    fn signing_key() -> p256::ecdsa::SigningKey {
+        p256::ecdsa::SigningKey::from_bytes(&[7u8; 32].into()).unwrap()
+    }
+
+    fn tpm2b(out: &mut Vec<u8>, bytes: &[u8]) {
+        out.extend((bytes.len() as u16).to_be_bytes());
+        out.extend(bytes);
+    }
+
+    fn ecc_tpmt(key: &p256::ecdsa::VerifyingKey, attributes: u32) -> Vec<u8> {
+        let point = key.to_encoded_point(false);
+        let mut t = Vec::new();
+        t.extend(TPM_ALG_ECC.to_be_bytes());
+        t.extend(TPM_ALG_SHA256.to_be_bytes());
+        t.extend(attributes.to_be_bytes());
+        tpm2b(&mut t, &[]);
+        t.extend(TPM_ALG_NULL.to_be_bytes());
+        t.extend(TPM_ALG_ECDSA.to_be_bytes());
+        t.extend(TPM_ALG_SHA256.to_be_bytes());
+        t.extend(TPM_ECC_NIST_P256.to_be_bytes());
+        t.extend(TPM_ALG_NULL.to_be_bytes());
+        tpm2b(&mut t, point.x().unwrap());
+        tpm2b(&mut t, point.y().unwrap());
+        t
+    }
+
+    /// A TPMS_ATTEST quoting SHA-256 PCR 10 with the given value.
+    fn attest(extra: &[u8], pcr10: &[u8]) -> Vec<u8> {
+        let mut a = Vec::new();
+        a.extend(TPM_GENERATED_VALUE.to_be_bytes());
+        a.extend(TPM_ST_ATTEST_QUOTE.to_be_bytes());
+        tpm2b(&mut a, &[0x00, 0x0b, 1, 2, 3]);
+        tpm2b(&mut a, extra);
+        a.extend(1234u64.to_be_bytes());
+        a.extend(15u32.to_be_bytes());
+        a.extend(2u32.to_be_bytes());
+        a.push(1);
+        a.extend(0x2019_1023u64.to_be_bytes());
+        a.extend(1u32.to_be_bytes());
+        a.extend(TPM_ALG_SHA256.to_be_bytes());
+        a.extend([3, 0x00, 0x04, 0x00]);
+        tpm2b(&mut a, &sha2::Sha256::digest(pcr10));
+        a
+    }
+
+    fn sign(key: &p256::ecdsa::SigningKey, message: &[u8]) -> Vec<u8> {
+        let sig: p256::ecdsa::Signature = key.sign_prehash(&sha2::Sha256::digest(message)).unwrap();
+        let (r, s) = sig.split_bytes();
+        let mut out = Vec::new();
+        out.extend(TPM_ALG_ECDSA.to_be_bytes());
+        out.extend(TPM_ALG_SHA256.to_be_bytes());
+        tpm2b(&mut out, &r);
+        tpm2b(&mut out, &s);
+        out
+    }
+
+    fn pcrs(value: &[u8]) -> PcrValues {
+        let mut p = PcrValues::new();
+        p.insert(HashAlg::Sha256, 10, value.to_vec()).unwrap();
+        p
+    }
+
+    struct Fixture {
+        ak: Vec<u8>,
+        attest: Vec<u8>,
+        sig: Vec<u8>,
+        pcrs: PcrValues,
+        nonce: Vec<u8>,
+    }
+
+    fn fixture() -> Fixture {
+        let key = signing_key();
+        let nonce = vec![0x42; 32];
+        let pcr = [0x11u8; 32];
+        let attest = attest(&nonce, &pcr);
+        let sig = sign(&key, &attest);
+        Fixture {
+            ak: ecc_tpmt(key.verifying_key(), ATTRS_AK),
+            attest,
+            sig,
+            pcrs: pcrs(&pcr),
+            nonce,
+        }
+    }
+
+    #[test]
+    fn a_well_formed_quote_verifies() {
+        let f = fixture();
+        let v = verify(&f.ak, &f.attest, &f.sig, &f.pcrs, &f.nonce).unwrap();
+        assert_eq!((v.reset_count, v.restart_count, v.clock), (15, 2, 1234));
+        assert!(v.safe);
+        assert_eq!(display_selection(&v.pcr_select), "sha256:10");
+        assert_eq!(v.check_counts(15, 2), Ok(()));
+        assert_eq!(
+            v.check_counts(15, 3),
+            Err(QuoteError::RestartCountMismatch {
+                expected: 3,
+                got: 2
+            })
+        );
+    }
+
+    #[test]
+    fn every_prefix_of_the_attest_is_truncated() {
+        let f = fixture();
+        for len in 0..f.attest.len() {
+            let err = QuoteInfo::parse(&f.attest[..len]).unwrap_err();
+            assert!(
+                matches!(err, QuoteError::Truncated { offset, .. } if offset <= len),
+                "prefix {len}: {err:?}"
+            );
+        }
+        let err = QuoteInfo::parse(&f.attest[..5]).unwrap_err();
+        assert_eq!(err.to_string(), "TPMS_ATTEST.type: truncated at offset 4");
+        let mut long = f.attest.clone();
+        long.push(0);
+        assert_eq!(
+            QuoteInfo::parse(&long),
+            Err(QuoteError::TrailingBytes {
+                what: "TPMS_ATTEST",
+                offset: f.attest.len(),
+                extra: 1
+            })
+        );
+    }
+
+    #[test]
+    fn malformed_attest_fields_are_named() {
+        let f = fixture();
+        let mut other_type = f.attest.clone();
+        other_type[5] = 0x17; // TPM_ST_ATTEST_CERTIFY
+        assert_eq!(
+            QuoteInfo::parse(&other_type),
+            Err(QuoteError::WrongType { got: 0x8017 })
+        );
+        // Offsets: magic 4 + type 2 + signer (2+5) + extra (2+32) + clock 8 + counts 8.
+        let safe_at = 4 + 2 + 7 + 34 + 8 + 8;
+        let mut bad_safe = f.attest.clone();
+        bad_safe[safe_at] = 2;
+        assert!(matches!(
+            QuoteInfo::parse(&bad_safe),
+            Err(QuoteError::Malformed {
+                what: "TPMS_CLOCK_INFO.safe",
+                ..
+            })
+        ));
+        let count_at = safe_at + 1 + 8;
+        let mut many_banks = f.attest.clone();
+        many_banks[count_at + 3] = 17;
+        assert!(matches!(
+            QuoteInfo::parse(&many_banks),
+            Err(QuoteError::Malformed {
+                what: "TPML_PCR_SELECTION.count",
+                ..
+            })
+        ));
+        let mut sm3 = f.attest.clone();
+        sm3[count_at + 5] = 0x12;
+        assert!(matches!(
+            QuoteInfo::parse(&sm3),
+            Err(QuoteError::UnsupportedAlgorithm { id: 0x0012, .. })
+        ));
+        let mut huge_select = f.attest.clone();
+        huge_select[count_at + 6] = 33;
+        assert!(matches!(
+            QuoteInfo::parse(&huge_select),
+            Err(QuoteError::Malformed {
+                what: "TPMS_PCR_SELECTION.sizeofSelect",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn every_prefix_of_signature_and_key_fails() {
+        let f = fixture();
+        for len in 0..f.sig.len() {
+            assert!(matches!(
+                TpmSignature::parse(&f.sig[..len]),
+                Err(QuoteError::Truncated { .. })
+            ));
+        }
+        for len in 0..f.ak.len() {
+            assert!(
+                AkPublic::from_tpmt(&f.ak[..len]).is_err(),
+                "prefix {len} of TPMT_PUBLIC"
+            );
+        }
+        let mut long = f.ak.clone();
+        long.push(0);
+        assert!(matches!(
+            AkPublic::from_tpmt(&long),
+            Err(QuoteError::TrailingBytes { .. })
+        ));
+    }
+
+    #[test]
+    fn unsupported_or_weak_signatures_are_refused() {
+        let f = fixture();
+        let mut sha1 = f.sig.clone();
+        sha1[3] = 0x04;
+        assert_eq!(
+            TpmSignature::parse(&sha1),
+            Err(QuoteError::UnsupportedAlgorithm {
+                what: "TPMT_SIGNATURE.hash",
+                id: 4
+            })
+        );
+        let mut sm2 = f.sig.clone();
+        sm2[1] = 0x1b;
+        assert!(matches!(
+            TpmSignature::parse(&sm2),
+            Err(QuoteError::UnsupportedAlgorithm {
+                what: "TPMT_SIGNATURE.sigAlg",
+                ..
+            })
+        ));
+        // r of 33 significant bytes, and r = 0: not a P-256 signature.
+        let ak = AkPublic::from_tpmt(&f.ak).unwrap();
+        let wide = TpmSignature::Ecdsa {
+            hash: HashAlg::Sha256,
+            r: vec![1; 33],
+            s: vec![1; 32],
+        };
+        assert_eq!(wide.verify(&ak, &f.attest), Err(QuoteError::BadSignature));
+        let zero = TpmSignature::Ecdsa {
+            hash: HashAlg::Sha256,
+            r: vec![],
+            s: vec![1; 32],
+        };
+        assert_eq!(zero.verify(&ak, &f.attest), Err(QuoteError::BadSignature));
+        // An RSA signature under an ECC key.
+        let rsa_sig = TpmSignature::RsaSsa {
+            hash: HashAlg::Sha256,
+            sig: vec![1; 256],
+        };
+        let mut no_scheme = ak.clone();
+        no_scheme.scheme = None;
+        assert_eq!(
+            rsa_sig.verify(&no_scheme, &f.attest),
+            Err(QuoteError::SignatureKeyMismatch {
+                signature: "RSASSA",
+                key: "an ECC key"
+            })
+        );
+    }
+
+    #[test]
+    fn leading_zeros_in_ecdsa_scalars_are_accepted() {
+        let f = fixture();
+        let ak = AkPublic::from_tpmt(&f.ak).unwrap();
+        let TpmSignature::Ecdsa { hash, r, s } = TpmSignature::parse(&f.sig).unwrap() else {
+            panic!("ECDSA")
+        };
+        let mut padded_r = vec![0, 0];
+        padded_r.extend(&r);
+        let sig = TpmSignature::Ecdsa {
+            hash,
+            r: padded_r,
+            s,
+        };
+        assert_eq!(sig.verify(&ak, &f.attest), Ok(()));
+    }
+
+    #[test]
+    fn bad_keys_are_named() {
+        let key = signing_key();
+        let good = ecc_tpmt(key.verifying_key(), ATTRS_AK);
+        // x, y start after type 2, nameAlg 2, attrs 4, policy 2, sym 2, scheme 4, curve 2,
+        // kdf 2 = 20 bytes; y's last byte is the last byte.
+        let mut off_curve = good.clone();
+        let last = off_curve.len() - 1;
+        off_curve[last] ^= 1;
+        assert!(matches!(
+            AkPublic::from_tpmt(&off_curve),
+            Err(QuoteError::InvalidKey(_))
+        ));
+        let mut curve25519 = good.clone();
+        curve25519[17] = 0x40;
+        assert!(matches!(
+            AkPublic::from_tpmt(&curve25519),
+            Err(QuoteError::UnsupportedAlgorithm {
+                what: "TPMS_ECC_PARMS.curveID",
+                ..
+            })
+        ));
+        let mut keyedhash = good.clone();
+        keyedhash[1] = 0x08;
+        assert!(matches!(
+            AkPublic::from_tpmt(&keyedhash),
+            Err(QuoteError::UnsupportedAlgorithm {
+                what: "TPMT_PUBLIC.type",
+                ..
+            })
+        ));
+        // A decrypt key, and a signing key that is not restricted.
+        for attrs in [ATTRS_AK | ATTR_DECRYPT, ATTRS_AK & !ATTR_RESTRICTED] {
+            let f = fixture();
+            let ak = ecc_tpmt(key.verifying_key(), attrs);
+            assert_eq!(
+                verify(&ak, &f.attest, &f.sig, &f.pcrs, &f.nonce),
+                Err(QuoteError::AkNotRestrictedSigning { attributes: attrs })
+            );
+        }
+        // TPM2B_PUBLIC whose size is wrong.
+        let mut tpm2b_pub = Vec::new();
+        tpm2b(&mut tpm2b_pub, &good);
+        assert!(AkPublic::from_any(&tpm2b_pub).is_ok());
+        tpm2b_pub[1] -= 1;
+        assert!(AkPublic::from_tpm2b(&tpm2b_pub).is_err());
+        assert!(matches!(
+            AkPublic::from_pem("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"),
+            Err(QuoteError::InvalidKey(_))
+        ));
+    }
+
+    #[test]
+    fn rsa_key_with_inconsistent_key_bits_is_refused() {
+        let mut t = Vec::new();
+        t.extend(TPM_ALG_RSA.to_be_bytes());
+        t.extend(TPM_ALG_SHA256.to_be_bytes());
+        t.extend(ATTRS_AK.to_be_bytes());
+        tpm2b(&mut t, &[]);
+        t.extend(TPM_ALG_NULL.to_be_bytes());
+        t.extend(TPM_ALG_RSASSA.to_be_bytes());
+        t.extend(TPM_ALG_SHA256.to_be_bytes());
+        t.extend(2048u16.to_be_bytes());
+        t.extend(0u32.to_be_bytes());
+        let mut modulus = vec![0xc5; 128];
+        modulus[127] |= 1;
+        tpm2b(&mut t, &modulus);
+        assert!(
+            matches!(AkPublic::from_tpmt(&t), Err(QuoteError::InvalidKey(m)) if m.contains("1024 bits"))
+        );
+    }
+
+    #[test]
+    fn pcr_values_json_is_the_design_form_and_validated() {
+        let p = pcrs(&[0xab; 32]);
+        let json = serde_json::to_string(&p).unwrap();
+        assert_eq!(
+            json,
+            format!("{{\"sha256\":{{\"10\":\"{}\"}}}}", "ab".repeat(32))
+        );
+        assert_eq!(serde_json::from_str::<PcrValues>(&json).unwrap(), p);
+        for (bad, words) in [
+            (r#"{"md5": {"10": "00"}}"#, "unknown PCR bank `md5`"),
+            (r#"{"sha256": {"ten": "00"}}"#, "PCR index `ten`"),
+            (r#"{"sha256": {"256": "00"}}"#, "PCR index `256`"),
+            (r#"{"sha256": {"10": "zz"}}"#, "not hex"),
+            (
+                r#"{"sha256": {"10": "0011"}}"#,
+                "value has 2 bytes, expected 32",
+            ),
+            (r#"{"sha256": ["00"]}"#, "invalid type"),
+        ] {
+            let err = serde_json::from_str::<PcrValues>(bad)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(words), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn pcr_files_of_the_wrong_shape_are_refused() {
+        let sel = vec![PcrSelection {
+            bank: HashAlg::Sha256,
+            pcrs: vec![10],
+        }];
+        // "values": exactly one digest.
+        assert!(PcrValues::from_values_blob(&[0; 32], &sel).is_ok());
+        assert!(matches!(
+            PcrValues::from_values_blob(&[0; 31], &sel),
+            Err(QuoteError::Truncated { .. })
+        ));
+        assert!(matches!(
+            PcrValues::from_values_blob(&[0; 33], &sel),
+            Err(QuoteError::TrailingBytes { .. })
+        ));
+        // "serialized": a well-formed file, then broken copies of it.
+        let mut file = Vec::new();
+        file.extend(1u32.to_le_bytes());
+        let mut sels = [0u8; 128];
+        sels[..7].copy_from_slice(&[0x0b, 0x00, 3, 0x00, 0x04, 0x00, 0x00]);
+        file.extend(sels);
+        file.extend(1u32.to_le_bytes());
+        file.extend(1u32.to_le_bytes());
+        let mut digests = [0u8; 8 * 66];
+        digests[0] = 32;
+        digests[2..34].fill(0x5a);
+        file.extend(digests);
+        let parsed = PcrValues::from_tpm2_tools_serialized(&file).unwrap();
+        assert_eq!(parsed.get(HashAlg::Sha256, 10), Some([0x5a; 32].as_slice()));
+        assert_eq!(PcrValues::from_file_bytes(&file, &sel).unwrap(), parsed);
+
+        for len in 0..file.len() {
+            assert!(PcrValues::from_tpm2_tools_serialized(&file[..len]).is_err());
+        }
+        let mut many = file.clone();
+        many[0] = 17;
+        assert!(matches!(
+            PcrValues::from_tpm2_tools_serialized(&many),
+            Err(QuoteError::Malformed {
+                what: "TPML_PCR_SELECTION.count",
+                ..
+            })
+        ));
+        let mut long_digest = file.clone();
+        long_digest[140] = 65;
+        assert!(matches!(
+            PcrValues::from_tpm2_tools_serialized(&long_digest),
+            Err(QuoteError::Malformed {
+                what: "TPM2B_DIGEST.size",
+                ..
+            })
+        ));
+        let mut short_digest = file.clone();
+        short_digest[140] = 20;
+        assert!(matches!(
+            PcrValues::from_tpm2_tools_serialized(&short_digest),
+            Err(QuoteError::PcrLength { got: 20, .. })
+        ));
+        let mut lists = file.clone();
+        lists[132] = 9;
+        assert!(matches!(
+            PcrValues::from_tpm2_tools_serialized(&lists),
+            Err(QuoteError::Malformed {
+                what: "TPML_DIGEST list count",
+                ..
+            })
+        ));
+        let mut no_digest = file.clone();
+        no_digest[136] = 0;
+        assert!(matches!(
+            PcrValues::from_tpm2_tools_serialized(&no_digest),
+            Err(QuoteError::Malformed { .. })
+        ));
+        // Neither form: the message says both.
+        let err = PcrValues::from_file_bytes(&[1, 2, 3], &sel).unwrap_err();
+        assert!(err.to_string().contains("neither"), "{err}");
+    }
+
+    #[test]
+    fn pcr_indices_come_from_the_bitmap_in_order() {
+        assert_eq!(bitmap_to_indices(&[0x01, 0x04, 0x81]), vec![0, 10, 16, 23]);
+        assert_eq!(bitmap_to_indices(&[0xff; 32]).len(), 256);
+        assert_eq!(bitmap_to_indices(&[]), Vec::<u8>::new());
+    }
+}
