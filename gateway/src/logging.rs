@@ -73,7 +73,7 @@ impl ConnectionLog {
             bytes_in,
             bytes_out,
             duration_ms,
-            outcome,
+            outcome = %outcome,
             detail = %detail.unwrap_or_else(dash),
             "connection"
         );

@@ -282,6 +282,17 @@ pub fn connect(
     alpn: &[&str],
     delivery: HelloDelivery,
 ) -> anyhow::Result<Session> {
+    connect_prefixed(addr, &[], sni, alpn, delivery)
+}
+
+/// Like [`connect`], writing `prefix` (a PROXY header, say) before the ClientHello.
+pub fn connect_prefixed(
+    addr: SocketAddr,
+    prefix: &[u8],
+    sni: Option<&str>,
+    alpn: &[&str],
+    delivery: HelloDelivery,
+) -> anyhow::Result<Session> {
     let mut config = (*client_config(alpn)?).clone();
     let name = match sni {
         Some(name) => {
@@ -302,6 +313,9 @@ pub fn connect(
     let mut hello = Vec::new();
     while conn.wants_write() {
         conn.write_tls(&mut hello)?;
+    }
+    if !prefix.is_empty() {
+        sock.write_all(prefix)?;
     }
     write_hello(&mut sock, &hello, delivery)?;
 
