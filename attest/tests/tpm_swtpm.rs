@@ -307,6 +307,10 @@ fn bad_collection_inputs_are_refused() {
         Err(CollectError::DigestLength { got: 20, .. })
     ));
     assert!(matches!(
+        tpm.extend_pcr(24, HashAlg::Sha256, &[0u8; 32]),
+        Err(CollectError::BadPcrIndex { index: 24 })
+    ));
+    assert!(matches!(
         tpm.quote(&nonce(9), &[24]),
         Err(CollectError::BadPcrIndex { index: 24 })
     ));
@@ -372,4 +376,19 @@ fn a_foreign_key_at_the_ak_handle_is_left_alone() {
         tpm.attestation_key(handle),
         Err(CollectError::ForeignKey { .. })
     ));
+}
+
+#[test]
+fn an_open_tpm_moves_to_another_thread() {
+    // The gateway keeps one Tpm behind a mutex and quotes from blocking tasks.
+    let (_sw, tpm) = tpm();
+    let tpm = std::sync::Mutex::new(tpm);
+    let n = nonce(10);
+    let q = std::thread::scope(|s| {
+        s.spawn(|| tpm.lock().unwrap().quote(&n, &[10]))
+            .join()
+            .unwrap()
+    })
+    .expect("quote on another thread");
+    quote::verify(&q.ak_public, &q.attest, &q.signature, &q.pcrs, &n).expect("verifies");
 }

@@ -44,6 +44,9 @@ pub const DEFAULT_AK_HANDLE: u32 = 0x8101_0100;
 /// quoting them (IMA may extend PCR 10 at any moment).
 const QUOTE_ATTEMPTS: usize = 5;
 
+/// PC Client TPMs (and swtpm) implement 24 PCRs per bank.
+const MAX_PCR_INDEX: u8 = 23;
+
 /// Why talking to the TPM failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CollectError {
@@ -122,8 +125,8 @@ struct LoadedAk {
     public: Vec<u8>,
 }
 
-/// An open TPM. Not `Send`: libtss2 contexts stay on the thread that opened them (a
-/// server keeps one on a dedicated thread, or opens one per request).
+/// An open TPM. `Send` but not `Sync`, and every call blocks on the TPM: a server keeps
+/// one behind a mutex and calls it from blocking tasks.
 pub struct Tpm {
     ctx: Context,
     ak_handle: u32,
@@ -154,36 +157,40 @@ impl Tpm {
     /// `TPMT_PUBLIC`. A key at `handle` that is not a restricted signing key is refused,
     /// never replaced.
     pub fn attestation_key(&mut self, handle: u32) -> Result<Vec<u8>, CollectError> {
-        if let Some(ak) = &self.ak {
-            if ak.handle == handle {
-                return Ok(ak.public.clone());
-            }
+        Ok(self.load_ak(handle)?.public.clone())
+    }
+
+    fn load_ak(&mut self, handle: u32) -> Result<&LoadedAk, CollectError> {
+        let cached = matches!(&self.ak, Some(ak) if ak.handle == handle);
+        if !cached {
+            let persistent = PersistentTpmHandle::new(handle)
+                .map_err(|_| CollectError::NotPersistentHandle { handle })?;
+            self.close_ak();
+            let mut object = if self.handle_exists(handle)? {
+                self.ctx
+                    .tr_from_tpm_public(TpmHandle::Persistent(persistent))
+                    .map_err(tpm("loading the persistent AK"))?
+            } else {
+                self.create_and_persist_ak(persistent)?
+            };
+            let public = match self.read_ak_public(handle, object) {
+                Ok(p) => p,
+                Err(e) => {
+                    let _ = self.ctx.tr_close(&mut object);
+                    return Err(e);
+                }
+            };
+            self.ak_handle = handle;
+            self.ak = Some(LoadedAk {
+                handle,
+                object,
+                public,
+            });
         }
-        let persistent = PersistentTpmHandle::new(handle)
-            .map_err(|_| CollectError::NotPersistentHandle { handle })?;
-        self.close_ak();
-        let object = if self.handle_exists(handle)? {
-            self.ctx
-                .tr_from_tpm_public(TpmHandle::Persistent(persistent))
-                .map_err(tpm("loading the persistent AK"))?
-        } else {
-            self.create_and_persist_ak(persistent)?
-        };
-        let public = match self.read_ak_public(handle, object) {
-            Ok(p) => p,
-            Err(e) => {
-                let mut object = object;
-                let _ = self.ctx.tr_close(&mut object);
-                return Err(e);
-            }
-        };
-        self.ak_handle = handle;
-        self.ak = Some(LoadedAk {
-            handle,
-            object,
-            public: public.clone(),
-        });
-        Ok(public)
+        // Set just above, or cached: the same `Some` either way.
+        self.ak
+            .as_ref()
+            .ok_or(CollectError::NotPersistentHandle { handle })
     }
 
     /// Quotes SHA-256 PCRs `pcrs` (e.g. `&[10]`) with `qualifying` as `extraData`, using
@@ -204,11 +211,9 @@ impl Tpm {
             Data::try_from(qualifying.to_vec()).map_err(|_| CollectError::QualifyingTooLong {
                 got: qualifying.len(),
             })?;
-        let ak_public = self.attestation_key(self.ak_handle)?;
-        let key = match &self.ak {
-            Some(ak) => KeyHandle::from(ak.object),
-            None => unreachable_ak()?,
-        };
+        let ak = self.load_ak(self.ak_handle)?;
+        let key = KeyHandle::from(ak.object);
+        let ak_public = ak.public.clone();
         let list = selection_list(selection)?;
         let mut last = None;
         for _ in 0..QUOTE_ATTEMPTS {
@@ -259,6 +264,9 @@ impl Tpm {
                 expected: bank.digest_len(),
                 got: digest.len(),
             });
+        }
+        if index > MAX_PCR_INDEX {
+            return Err(CollectError::BadPcrIndex { index });
         }
         let handle = PcrHandle::try_from(u32::from(index))
             .map_err(|_| CollectError::BadPcrIndex { index })?;
@@ -396,14 +404,6 @@ impl Drop for Tpm {
     }
 }
 
-fn unreachable_ak() -> Result<KeyHandle, CollectError> {
-    // attestation_key() sets self.ak on success; an error there returned early.
-    Err(CollectError::ForeignKey {
-        handle: 0,
-        reason: "AK not loaded".to_string(),
-    })
-}
-
 /// The AK template: restricted signing ECC P-256 key, ECDSA-SHA256, fixed to this TPM,
 /// usable with an empty password and exempt from dictionary-attack lockout (swtpm and
 /// VMs are killed without orderly shutdown, which would count against the lockout).
@@ -465,8 +465,7 @@ fn selection_list(selection: &[(HashAlg, Vec<u8>)]) -> Result<PcrSelectionList, 
     for (bank, indices) in selection {
         let mut slots = Vec::new();
         for &index in indices {
-            // Physical TPMs and swtpm implement 24 PCRs per bank.
-            if index > 23 {
+            if index > MAX_PCR_INDEX {
                 return Err(CollectError::BadPcrIndex { index });
             }
             let slot = PcrSlot::try_from(1u32 << index)
