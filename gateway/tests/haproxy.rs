@@ -13,6 +13,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use gateway::proxy_protocol::{self, ProxyHeader};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
@@ -26,10 +27,13 @@ use tokio::net::{TcpListener, TcpSocket};
 const PATIENCE: Duration = Duration::from_secs(30);
 
 /// A TLS backend answering `hello from <name>` to every connection, with its own
-/// self-signed certificate for `name`.
+/// self-signed certificate for `name`. With `expects_proxy`, each connection must open
+/// with a PROXY header (the route has `send_proxy_protocol = true`), kept in `headers`.
 struct Backend {
     addr: SocketAddr,
     cert: CertificateDer<'static>,
+    expects_proxy: bool,
+    headers: Arc<Mutex<Vec<ProxyHeader>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -40,6 +44,10 @@ impl Drop for Backend {
 }
 
 async fn start_backend(name: &str) -> Backend {
+    start_backend_with(name, false).await
+}
+
+async fn start_backend_with(name: &str, expects_proxy: bool) -> Backend {
     let certified = rcgen::generate_simple_self_signed(vec![name.to_string()]).unwrap();
     let cert = certified.cert.der().clone();
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der()));
@@ -53,22 +61,59 @@ async fn start_backend(name: &str) -> Backend {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let greeting = format!("hello from {name}\n");
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                return;
-            };
-            let acceptor = acceptor.clone();
-            let greeting = greeting.clone();
-            tokio::spawn(async move {
-                if let Ok(mut tls) = acceptor.accept(tcp).await {
-                    let _ = tls.write_all(greeting.as_bytes()).await;
-                    let _ = tls.shutdown().await;
-                }
-            });
+    let headers = Arc::new(Mutex::new(Vec::new()));
+    let task = {
+        let headers = headers.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let acceptor = acceptor.clone();
+                let greeting = greeting.clone();
+                let headers = headers.clone();
+                tokio::spawn(async move {
+                    if expects_proxy {
+                        let Some(header) = read_proxy_header(&mut tcp).await else {
+                            return;
+                        };
+                        headers.lock().unwrap().push(header);
+                    }
+                    if let Ok(mut tls) = acceptor.accept(tcp).await {
+                        let _ = tls.write_all(greeting.as_bytes()).await;
+                        let _ = tls.shutdown().await;
+                    }
+                });
+            }
+        })
+    };
+    Backend {
+        addr,
+        cert,
+        expects_proxy,
+        headers,
+        task,
+    }
+}
+
+/// Peeks until a whole PROXY header is there, then consumes exactly its bytes, so the
+/// TLS handshake that follows starts on the ClientHello.
+async fn read_proxy_header(tcp: &mut tokio::net::TcpStream) -> Option<ProxyHeader> {
+    let mut buf = vec![0u8; proxy_protocol::V2_MAX_LEN];
+    loop {
+        let n = tcp.peek(&mut buf).await.ok()?;
+        if n == 0 {
+            return None;
         }
-    });
-    Backend { addr, cert, task }
+        match proxy_protocol::parse(&buf[..n]) {
+            Ok(Some((header, len))) => {
+                tcp.read_exact(&mut buf[..len]).await.ok()?;
+                return Some(header);
+            }
+            Ok(None) => tokio::time::sleep(Duration::from_millis(10)).await,
+            Err(_) => return None,
+        }
+    }
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -141,7 +186,7 @@ struct Seen {
 
 /// Connects from 127.0.0.2 (HAProxy itself connects from 127.0.0.1, so the two are told
 /// apart in verigated's log) and does a TLS handshake with `sni`.
-async fn connect_as_client(to: SocketAddr, sni: &str) -> Seen {
+async fn connect_as_client(to: SocketAddr, sni: &str) -> Result<Seen, String> {
     let verifier = Arc::new(KeepCertificate {
         seen: Mutex::new(None),
         provider: provider(),
@@ -161,7 +206,7 @@ async fn connect_as_client(to: SocketAddr, sni: &str) -> Seen {
     let mut tls = connector
         .connect(name, tcp)
         .await
-        .unwrap_or_else(|e| panic!("TLS handshake for {sni} through HAProxy: {e}"));
+        .map_err(|e| format!("TLS handshake for {sni}: {e}"))?;
     let mut line = String::new();
     // The backend closes after its greeting; a missing close_notify is not our concern.
     let _ = tls.read_to_string(&mut line).await;
@@ -170,13 +215,13 @@ async fn connect_as_client(to: SocketAddr, sni: &str) -> Seen {
         .lock()
         .unwrap()
         .clone()
-        .expect("a certificate was presented");
-    Seen {
+        .ok_or("no certificate was presented")?;
+    Ok(Seen {
         local,
         sni: sni.to_string(),
         cert,
         line,
-    }
+    })
 }
 
 /// A running verigated with its log captured to a file.
@@ -210,8 +255,8 @@ fn start_verigated(dir: &Path, backends: &[(&str, &Backend)], accept_proxy: bool
         );
         for (name, backend) in backends {
             toml.push_str(&format!(
-                "[[route]]\nsni = \"{name}\"\nbackend = \"{}\"\n\n",
-                backend.addr
+                "[[route]]\nsni = \"{name}\"\nbackend = \"{}\"\nsend_proxy_protocol = {}\n\n",
+                backend.addr, backend.expects_proxy
             ));
         }
         let config = dir.join("verigated.toml");
@@ -281,70 +326,81 @@ async fn routed_lines(gateway: &Verigated, count: usize) -> Vec<ConnectionLine> 
     }
 }
 
-/// Starts two backends, verigated routing to them, and HAProxy with `config_file`; checks
-/// that each name reaches its own backend. Returns what the clients saw.
-async fn route_through_haproxy(config_file: &str, accept_proxy: bool) -> Option<Scene> {
-    if !haproxy::available() {
-        eprintln!("SKIP: haproxy is not installed");
-        return None;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let a = start_backend("a.example.com").await;
-    let b = start_backend("b.example.com").await;
-    assert_ne!(a.cert, b.cert);
-    let gateway = start_verigated(
-        dir.path(),
-        &[("a.example.com", &a), ("b.example.com", &b)],
-        accept_proxy,
-    );
-    let config = haproxy::examples_dir().join(config_file);
-    let lb = Haproxy::start(&config, gateway.addr)
-        .unwrap_or_else(|e| panic!("starting haproxy with {}: {e}", config.display()));
-
-    let mut seen = Vec::new();
-    // Twice round, so each name is asked for after the other one too.
-    for (name, backend) in [("a.example.com", &a), ("b.example.com", &b)].repeat(2) {
-        let client = tokio::time::timeout(PATIENCE, connect_as_client(lb.front(), name))
-            .await
-            .unwrap_or_else(|_| {
-                panic!(
-                    "no answer for {name} through haproxy\nhaproxy log:\n{}\nverigated log:\n{}",
-                    lb.log(),
-                    gateway.log()
-                )
-            });
-        assert!(
-            client.cert == backend.cert,
-            "{name} was answered with another backend's certificate"
-        );
-        assert_eq!(client.line, format!("hello from {name}\n"));
-        seen.push(client);
-    }
-    Some(Scene {
-        seen,
-        gateway,
-        lb,
-        _backends: (a, b),
-        _dir: dir,
-    })
-}
-
-/// Everything a test keeps alive while it reads the logs.
+/// Everything a test keeps alive while it connects and reads the logs: backends for
+/// `a.example.com` and `b.example.com`, verigated routing to them, HAProxy in front.
 struct Scene {
-    seen: Vec<Seen>,
     gateway: Verigated,
     lb: Haproxy,
-    _backends: (Backend, Backend),
+    a: Backend,
+    b: Backend,
     _dir: tempfile::TempDir,
+}
+
+impl Scene {
+    /// `None` (with a message) when HAProxy is not installed. `proxy_to_a`: the route of
+    /// `a.example.com` sends a PROXY v2 header to its backend.
+    async fn start(config_file: &str, accept_proxy: bool, proxy_to_a: bool) -> Option<Scene> {
+        if !haproxy::available() {
+            eprintln!("SKIP: haproxy is not installed");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let a = start_backend_with("a.example.com", proxy_to_a).await;
+        let b = start_backend("b.example.com").await;
+        assert_ne!(a.cert, b.cert);
+        let gateway = start_verigated(
+            dir.path(),
+            &[("a.example.com", &a), ("b.example.com", &b)],
+            accept_proxy,
+        );
+        let config = haproxy::examples_dir().join(config_file);
+        let lb = Haproxy::start(&config, gateway.addr)
+            .unwrap_or_else(|e| panic!("starting haproxy with {}: {e}", config.display()));
+        Some(Scene {
+            gateway,
+            lb,
+            a,
+            b,
+            _dir: dir,
+        })
+    }
+
+    fn logs(&self) -> String {
+        format!(
+            "haproxy log:\n{}\nverigated log:\n{}",
+            self.lb.log(),
+            self.gateway.log()
+        )
+    }
+
+    /// Connects for each name twice (so each is asked for after the other one too) and
+    /// checks that the certificate and greeting come from that name's backend.
+    async fn route_each_name(&self) -> Vec<Seen> {
+        let mut seen = Vec::new();
+        for (name, backend) in [("a.example.com", &self.a), ("b.example.com", &self.b)].repeat(2) {
+            let client = tokio::time::timeout(PATIENCE, connect_as_client(self.lb.front(), name))
+                .await
+                .unwrap_or_else(|_| panic!("no answer for {name}\n{}", self.logs()))
+                .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()));
+            assert!(
+                client.cert == backend.cert,
+                "{name} was answered with another backend's certificate"
+            );
+            assert_eq!(client.line, format!("hello from {name}\n"));
+            seen.push(client);
+        }
+        seen
+    }
 }
 
 #[tokio::test]
 async fn passthrough_cfg_keeps_sni_routing() {
-    let Some(scene) = route_through_haproxy("passthrough.cfg", false).await else {
+    let Some(scene) = Scene::start("passthrough.cfg", false, false).await else {
         return;
     };
+    let seen = scene.route_each_name().await;
     // Without a PROXY header verigated can only know HAProxy (127.0.0.1) as the client.
-    let lines = routed_lines(&scene.gateway, scene.seen.len()).await;
+    let lines = routed_lines(&scene.gateway, seen.len()).await;
     for line in &lines {
         assert!(
             line.client.starts_with("127.0.0.1:"),
@@ -360,11 +416,12 @@ async fn passthrough_cfg_keeps_sni_routing() {
 
 #[tokio::test]
 async fn passthrough_proxy_v2_cfg_shows_the_real_client() {
-    let Some(scene) = route_through_haproxy("passthrough-proxy-v2.cfg", true).await else {
+    let Some(scene) = Scene::start("passthrough-proxy-v2.cfg", true, false).await else {
         return;
     };
-    let lines = routed_lines(&scene.gateway, scene.seen.len()).await;
-    for client in &scene.seen {
+    let seen = scene.route_each_name().await;
+    let lines = routed_lines(&scene.gateway, seen.len()).await;
+    for client in &seen {
         let addr = client.local.to_string();
         assert!(
             lines
@@ -379,4 +436,60 @@ async fn passthrough_proxy_v2_cfg_shows_the_real_client() {
         "{}",
         scene.lb.log()
     );
+}
+
+/// The whole chain of PROXY headers: HAProxy tells verigated who the client is, and
+/// verigated tells a backend that asks for it, with the SNI as the authority TLV.
+#[tokio::test]
+async fn client_address_reaches_a_backend_that_asks_for_it() {
+    let Some(scene) = Scene::start("passthrough-proxy-v2.cfg", true, true).await else {
+        return;
+    };
+    let seen = scene.route_each_name().await;
+    let headers = scene.a.headers.lock().unwrap().clone();
+    let to_a: Vec<&Seen> = seen.iter().filter(|s| s.sni == "a.example.com").collect();
+    assert_eq!(headers.len(), to_a.len(), "{headers:?}");
+    for client in to_a {
+        assert!(
+            headers.iter().any(|h| h.source == Some(client.local)
+                && h.authority.as_deref() == Some("a.example.com")),
+            "no PROXY header from {} with authority a.example.com: {headers:?}",
+            client.local
+        );
+    }
+    // b.example.com's route sends no header, and its backend would have refused one.
+    assert!(scene.b.headers.lock().unwrap().is_empty());
+}
+
+/// A PROXY header where verigated does not expect one is not TLS: the connection is
+/// refused, not routed with the header's bytes taken for a ClientHello.
+#[tokio::test]
+async fn proxy_v2_to_a_gateway_that_does_not_accept_it_is_refused() {
+    let Some(scene) = Scene::start("passthrough-proxy-v2.cfg", false, false).await else {
+        return;
+    };
+    let result = tokio::time::timeout(
+        PATIENCE,
+        connect_as_client(scene.lb.front(), "a.example.com"),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("no answer\n{}", scene.logs()));
+    assert!(result.is_err(), "routed anyway\n{}", scene.logs());
+    assert!(scene.a.headers.lock().unwrap().is_empty());
+}
+
+/// verigated behind a balancer that does not send the header it expects refuses the
+/// connection: a client could otherwise claim any address with a header of its own.
+#[tokio::test]
+async fn missing_proxy_header_is_refused_when_one_is_expected() {
+    let Some(scene) = Scene::start("passthrough.cfg", true, false).await else {
+        return;
+    };
+    let result = tokio::time::timeout(
+        PATIENCE,
+        connect_as_client(scene.lb.front(), "a.example.com"),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("no answer\n{}", scene.logs()));
+    assert!(result.is_err(), "routed anyway\n{}", scene.logs());
 }
