@@ -954,3 +954,32 @@ fn single_byte_mutations_of_a_real_hello_never_panic_and_agree_with_tls_parser()
     // Most bytes of a hello (random, key share) do not affect routing.
     assert!(accepted > bytes.len());
 }
+
+#[test]
+fn error_messages_name_the_field_and_the_offset() {
+    let mut data = sni_data(&[(0, b"a.test")]);
+    data[4] += 1;
+    let err = parse(&record(&hello_message(Some(&[(0, data)])))).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "malformed ClientHello: host_name length at byte 59"
+    );
+    let err = parse(&record(&hello_message(Some(&[(
+        0,
+        sni_data(&[(0, b"a\nb.test")]),
+    )]))))
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "bad server name \"a\\\\nb.test\" at byte 61: byte outside letters, digits, '-', '_' and '.'"
+    );
+    assert_eq!(
+        parse(&[22, 3, 3, 0, 4, 2]).unwrap_err().to_string(),
+        "handshake message at byte 5 has type 2, expected 1 (client_hello)"
+    );
+    assert_eq!(
+        parse(b"GET /").unwrap_err().to_string(),
+        "not TLS at byte 0: record content type 71 (ASCII letter, e.g. a plain HTTP request), \
+         expected 22 (handshake)"
+    );
+}
