@@ -322,3 +322,19 @@ fn garbage_key_fails_not_crashes() {
     let o = fx.verify_default(&[("--ak", "garbage.pub")], &[]);
     assert_fails_check(&o, "attestation key", "truncated");
 }
+
+#[test]
+fn garbage_signature_and_unquoted_pcrs_fail() {
+    let fx = Fixture::new();
+    std::fs::write(fx.path("garbage.sig"), [0x00, 0x18, 0x00]).unwrap();
+    let o = fx.verify_default(&[("--signature", "garbage.sig")], &[]);
+    assert_fails_check(&o, "signature", "truncated");
+    // A JSON PCR file claiming a PCR that the quote does not cover.
+    let json = format!(
+        r#"{{"sha256": {{"10": "{0}", "16": "{0}", "17": "{0}"}}}}"#,
+        "00".repeat(32)
+    );
+    std::fs::write(fx.path("extra.json"), json).unwrap();
+    let o = fx.verify_default(&[("--pcrs", "extra.json")], &[]);
+    assert_fails_check(&o, "pcr values", "PCR 17, which the quote does not select");
+}
