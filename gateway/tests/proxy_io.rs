@@ -1,0 +1,108 @@
+//! PROXY protocol on both sides of verigated. In: with `accept_proxy_protocol`, the
+//! client address of the load balancer's v2 (or v1) header is the one logged, and a
+//! connection without a header is refused. Out: a route with `send_proxy_protocol`
+//! gets a v2 header with the client's address and the SNI as Authority TLV, then the
+//! untouched ClientHello.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+
+use common::*;
+use gateway::proxy_protocol;
+use testkit::tls::{self, HelloDelivery};
+
+#[test]
+fn proxy_v2_in_logs_the_real_client_and_refuses_headerless() {
+    let dir = tempfile::tempdir().unwrap();
+    let backends = three_backends();
+    let gw = Gateway::start(
+        dir.path(),
+        "accept_proxy_protocol = true",
+        &routes_for(&backends),
+    );
+    let real: SocketAddr = "203.0.113.7:4711".parse().unwrap();
+    let header = proxy_protocol::encode_v2(real, gw.addr, None);
+    let mut session = tls::connect_prefixed(
+        gw.addr,
+        &header,
+        Some("b.example.com"),
+        &[],
+        HelloDelivery::Whole,
+    )
+    .unwrap();
+    assert!(session.cert == backends[1].cert);
+    assert_eq!(session.greeting().unwrap(), "hello from b.example.com");
+    drop(session);
+    gw.wait_for_log("client=203.0.113.7:4711");
+
+    // v1 too, from another address.
+    let v1 = format!(
+        "PROXY TCP4 198.51.100.9 127.0.0.1 5555 {}\r\n",
+        gw.addr.port()
+    );
+    let mut session = tls::connect_prefixed(
+        gw.addr,
+        v1.as_bytes(),
+        Some("a.example.com"),
+        &[],
+        HelloDelivery::Whole,
+    )
+    .unwrap();
+    assert_eq!(session.greeting().unwrap(), "hello from a.example.com");
+    drop(session);
+    gw.wait_for_log("client=198.51.100.9:5555");
+
+    // Without a header: refused, not routed.
+    assert!(gw.connect(Some("a.example.com")).is_err());
+    gw.wait_for_log("outcome=refused_proxy_header");
+    let refused = gw
+        .log()
+        .lines()
+        .filter(|l| l.contains("outcome=refused_proxy_header"))
+        .count();
+    assert_eq!(refused, 1);
+}
+
+#[test]
+fn proxy_v2_out_carries_client_and_sni() {
+    let dir = tempfile::tempdir().unwrap();
+    // A plain TCP backend that records what arrives first.
+    let backend = TcpListener::bind("127.0.0.1:0").unwrap();
+    let routes = format!(
+        "[[route]]\nsni = \"pp.example.com\"\nbackend = \"{}\"\nsend_proxy_protocol = true\n",
+        backend.local_addr().unwrap()
+    );
+    let gw = Gateway::start(dir.path(), "", &routes);
+    let hello = tls::client_hello_bytes(Some("pp.example.com"), &[]).unwrap();
+    let mut client = raw(gw.addr);
+    let client_addr = client.local_addr().unwrap();
+    client.write_all(&hello).unwrap();
+
+    let (mut conn, _) = backend.accept().unwrap();
+    conn.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let (header, len) = loop {
+        if let Some(parsed) = proxy_protocol::parse(&got).unwrap() {
+            break parsed;
+        }
+        let n = conn.read(&mut buf).unwrap();
+        assert!(n > 0, "backend connection closed before a PROXY header");
+        got.extend_from_slice(&buf[..n]);
+    };
+    assert_eq!(header.source, Some(client_addr));
+    assert_eq!(header.destination, Some(gw.addr));
+    assert_eq!(header.authority.as_deref(), Some("pp.example.com"));
+    while got.len() < len + hello.len() {
+        let n = conn.read(&mut buf).unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(
+        &got[len..],
+        &hello[..],
+        "the ClientHello was not passed on untouched"
+    );
+}
