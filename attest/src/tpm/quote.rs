@@ -3,7 +3,7 @@
 //! them — the signature under the AK, the qualifying data (`extraData`), and the PCR
 //! values against the quoted `pcrDigest`. No libtss2: the verifier CLI links this.
 //!
-//! Every parser reads untrusted bytes through a bounds-checked [`Reader`], so a short,
+//! Every parser reads untrusted bytes through a bounds-checked `Reader`, so a short,
 //! long or corrupted structure is a [`QuoteError`] that names the field and offset,
 //! never a panic. Byte order is the TPM's wire format (big-endian), except for the
 //! `tpm2_quote -o` "serialized" PCR file, which tpm2-tools writes as raw C structures
