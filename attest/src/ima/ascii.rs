@@ -18,12 +18,13 @@ use super::{
 };
 use std::fmt::Write as _;
 
-/// Parses an ASCII measurement list. Blank lines are skipped; an error names its
-/// 1-based line number.
+/// Parses an ASCII measurement list (lines end with LF, as the kernel writes them).
+/// Blank lines are skipped; an error names its 1-based line number.
 pub fn parse(text: &str) -> Result<Vec<ImaEntry>, ImaError> {
     let mut entries = Vec::new();
     for (index, line) in text.split('\n').enumerate() {
-        let line = line.strip_suffix('\r').unwrap_or(line);
+        // No CR stripping: the kernel ends lines with LF only, and a file name may end
+        // in CR, which must stay in the path for its template hash to recompute.
         if line.trim().is_empty() {
             continue;
         }
