@@ -326,6 +326,10 @@ fn bad_collection_inputs_are_refused() {
         Tpm::open("nonsense:whatever"),
         Err(CollectError::Tcti { .. })
     ));
+    assert!(matches!(
+        Tpm::open("device:/dev/verigate-no-such-tpm"),
+        Err(CollectError::Tcti { .. })
+    ));
 }
 
 #[test]
@@ -391,4 +395,15 @@ fn an_open_tpm_moves_to_another_thread() {
     })
     .expect("quote on another thread");
     quote::verify(&q.ak_public, &q.attest, &q.signature, &q.pcrs, &n).expect("verifies");
+}
+
+#[test]
+fn a_quote_over_no_pcrs_still_carries_the_counters() {
+    let (_sw, mut tpm) = tpm();
+    let n = nonce(11);
+    let q = tpm.quote(&n, &[]).expect("quote");
+    assert!(q.pcrs.is_empty());
+    let v = quote::verify(&q.ak_public, &q.attest, &q.signature, &q.pcrs, &n).expect("verifies");
+    assert_eq!(v.reset_count, q.reset_count());
+    assert!(v.pcr_select.iter().all(|s| s.pcrs.is_empty()));
 }
