@@ -1,0 +1,130 @@
+//! `verigated check-config FILE`: exit 0 on a valid file (the committed example among
+//! them), non-zero on an invalid one with every problem named by field, value and fix.
+
+use std::path::Path;
+use std::process::Command;
+
+fn check(text: &str) -> (bool, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("verigated.toml");
+    std::fs::write(&path, text).unwrap();
+    check_file(&path)
+}
+
+fn check_file(path: &Path) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_verigated"))
+        .arg("check-config")
+        .arg(path)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const HEAD: &str =
+    "[gateway]\nlisten = [\"127.0.0.1:8443\"]\ndomain = \"vm.example.com\"\ndata_dir = \"/nonexistent-verigate\"\n";
+
+#[test]
+fn the_example_config_is_valid() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/verigated.toml");
+    let (ok, stdout, stderr) = check_file(&example);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("valid (2 route(s), domain vm.example.com"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn every_problem_is_named() {
+    let text = format!(
+        "{HEAD}client_hello_timeout = \"5 seconds\"\n\
+         [[route]]\nsni = \"a.example.com\"\nbackend = \"127.0.0.1:1\"\n\
+         [[route]]\nsni = \"A.example.com\"\nbackend = \"127.0.0.1:2\"\n\
+         [[route]]\nsni = \"b.example.com\"\nbackend = \"8443\"\n\
+         [[route]]\nsni = \"c.*.example.com\"\nbackend = \"127.0.0.1:3\"\n"
+    );
+    let (ok, _, stderr) = check(&text);
+    assert!(!ok);
+    for expected in [
+        "4 problem(s)",
+        "gateway.client_hello_timeout: expected a duration such as \"5s\" or \"250ms\", got `5 seconds`",
+        "route[1].sni: `a.example.com` is already the sni of route[0]",
+        "route[2].backend: expected host:port, got `8443`",
+        "route[3].sni: wildcard in the wrong place in `c.*.example.com`",
+    ] {
+        assert!(stderr.contains(expected), "missing `{expected}` in:\n{stderr}");
+    }
+}
+
+#[test]
+fn unknown_field_and_bad_toml_are_located() {
+    let (ok, _, stderr) = check(&format!("{HEAD}acept_proxy_protocol = true\n"));
+    assert!(!ok);
+    assert!(stderr.contains("acept_proxy_protocol"), "{stderr}");
+    assert!(stderr.contains("line 5"), "{stderr}");
+    let (ok, _, stderr) = check("[gateway\n");
+    assert!(!ok);
+    assert!(stderr.contains("line 1"), "{stderr}");
+}
+
+#[test]
+fn unreadable_certificate_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cert.pem"), "garbage").unwrap();
+    std::fs::write(dir.path().join("key.pem"), "garbage").unwrap();
+    let text = format!(
+        "[gateway]\nlisten = [\"127.0.0.1:8443\"]\ndomain = \"vm.example.com\"\ndata_dir = \"{}\"\n\
+         ssl_certificate = \"cert.pem\"\nssl_private_key = \"key.pem\"\n",
+        dir.path().display()
+    );
+    let (ok, _, stderr) = check(&text);
+    assert!(!ok);
+    assert!(stderr.contains("gateway.ssl_certificate:"), "{stderr}");
+    assert!(
+        stderr.contains("cert.pem: no `CERTIFICATE` PEM block"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("gateway.ssl_private_key:"), "{stderr}");
+}
+
+#[test]
+fn missing_file_is_an_error() {
+    let (ok, _, stderr) = check_file(Path::new("/nonexistent/verigated.toml"));
+    assert!(!ok);
+    assert!(
+        stderr.contains("/nonexistent/verigated.toml: cannot read"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_listen_address_refuses_to_start() {
+    // A valid file whose port is taken: verigated says which address and exits 1.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("verigated.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[gateway]\nlisten = [\"{}\"]\ndomain = \"vm.example.com\"\ndata_dir = \"{}\"\n",
+            taken.local_addr().unwrap(),
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_verigated"))
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("gateway.listen: cannot listen on 127.0.0.1:"),
+        "{stderr}"
+    );
+}

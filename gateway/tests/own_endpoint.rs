@@ -1,0 +1,184 @@
+//! verigated's own endpoint: TLS terminated with its own certificate, `GET /healthz` and
+//! `GET /metrics` over HTTP/1.1 and HTTP/2 (chosen by ALPN), with a rustls client and
+//! with curl; the self-signed certificate generated on first start (CN = hostname,
+//! SAN = domain, not a CA, at most one year, key mode 0600) and reused on the next.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+use std::sync::Arc;
+
+use common::*;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::ServerName;
+use x509_cert::der::Decode;
+
+#[test]
+fn healthz_and_metrics_over_http1() {
+    let dir = tempfile::tempdir().unwrap();
+    let backends = three_backends();
+    let gw = Gateway::start(dir.path(), "", &routes_for(&backends));
+    let mut s = gw.connect(Some("a.example.com")).unwrap();
+    s.greeting().unwrap();
+    drop(s);
+
+    let (status, body) = gw.get("/healthz");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert_eq!(body, "ok\n");
+    let (status, body) = gw.get("/metrics");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    for family in [
+        "# TYPE verigated_connections_open gauge",
+        "# TYPE verigated_connections_total counter",
+        "# TYPE verigated_bytes_total counter",
+        "# TYPE verigated_client_hello_errors_total counter",
+        "# TYPE verigated_client_hello_timeouts_total counter",
+        "# TYPE verigated_backend_connect_failures_total counter",
+        "# TYPE verigated_connections_refused_total counter",
+    ] {
+        assert!(body.contains(family), "{family} missing:\n{body}");
+    }
+    assert_eq!(
+        metric_value(
+            &body,
+            "verigated_connections_total{route=\"a.example.com\"}"
+        ),
+        Some(1)
+    );
+    let sent = metric_value(
+        &body,
+        "verigated_bytes_total{route=\"a.example.com\",direction=\"backend_to_client\"}",
+    )
+    .unwrap();
+    assert!(sent > 0, "no bytes counted toward the client");
+    // This very request is open on the own endpoint.
+    assert_eq!(
+        metric_value(&body, "verigated_connections_open{route=\"self\"}"),
+        Some(1)
+    );
+    let (status, _) = gw.get("/nope");
+    assert_eq!(status, "HTTP/1.1 404 Not Found");
+}
+
+#[test]
+fn healthz_and_metrics_over_http2() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(dir.path(), "", "");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut config = (*testkit::tls::client_config(&["h2"]).unwrap()).clone();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        let tls = connector
+            .connect(ServerName::try_from(DOMAIN).unwrap(), tcp)
+            .await
+            .unwrap();
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+        let (mut sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        for (path, expect) in [
+            ("/healthz", "ok\n"),
+            ("/metrics", "verigated_connections_total"),
+        ] {
+            let req = hyper::Request::get(format!("https://{DOMAIN}{path}"))
+                .body(Empty::<Bytes>::new())
+                .unwrap();
+            let resp = sender.send_request(req).await.unwrap();
+            assert_eq!(resp.status(), 200);
+            assert_eq!(resp.version(), hyper::Version::HTTP_2);
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            assert!(String::from_utf8_lossy(&body).contains(expect), "{path}");
+        }
+    });
+
+    // curl, when present, negotiates h2 too.
+    let port = gw.addr.port();
+    match Command::new("curl")
+        .args(["--silent", "--insecure", "--http2", "--max-time", "20"])
+        .arg("--resolve")
+        .arg(format!("{DOMAIN}:{port}:127.0.0.1"))
+        .args(["--write-out", "\n%{http_version}"])
+        .arg(format!("https://{DOMAIN}:{port}/healthz"))
+        .output()
+    {
+        Ok(out) => assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n\n2"),
+        Err(e) => eprintln!("SKIP curl part: {e}"),
+    }
+}
+
+#[test]
+fn generated_certificate_is_sane_and_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert_path = dir.path().join("data/cert.pem");
+    let key_path = dir.path().join("data/key.pem");
+    let first_pem;
+    {
+        let gw = Gateway::start(dir.path(), "", "");
+        first_pem = std::fs::read(&cert_path).unwrap();
+        let presented = gw.connect(Some(DOMAIN)).unwrap().cert;
+        let on_disk = rustls_pemfile::certs(&mut first_pem.as_slice())
+            .next()
+            .unwrap()
+            .unwrap();
+        assert!(presented == on_disk);
+        gw.wait_for_log("generated a self-signed certificate");
+    }
+    let mode = std::fs::metadata(&key_path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "key file mode {mode:o}");
+
+    let der = rustls_pemfile::certs(&mut first_pem.as_slice())
+        .next()
+        .unwrap()
+        .unwrap();
+    let cert = x509_cert::Certificate::from_der(&der).unwrap();
+    let tbs = &cert.tbs_certificate;
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_eq!(tbs.subject.to_string(), format!("CN={hostname}"));
+    let validity =
+        tbs.validity.not_after.to_unix_duration() - tbs.validity.not_before.to_unix_duration();
+    assert!(
+        validity.as_secs() <= 365 * 24 * 3600,
+        "valid for {validity:?}"
+    );
+    let ext = |oid: &str| {
+        tbs.extensions
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|e| e.extn_id.to_string() == oid)
+            .map(|e| e.extn_value.as_bytes().to_vec())
+    };
+    let san = x509_cert::ext::pkix::SubjectAltName::from_der(&ext("2.5.29.17").unwrap()).unwrap();
+    let names: Vec<String> = san
+        .0
+        .iter()
+        .filter_map(|n| match n {
+            x509_cert::ext::pkix::name::GeneralName::DnsName(d) => Some(d.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(names, vec![DOMAIN.to_string()]);
+    let basic =
+        x509_cert::ext::pkix::BasicConstraints::from_der(&ext("2.5.29.19").unwrap()).unwrap();
+    assert!(!basic.ca, "the generated certificate is a CA");
+
+    // Second start: the same certificate, not a new one.
+    let gw = Gateway::start(dir.path(), "", "");
+    assert_eq!(std::fs::read(&cert_path).unwrap(), first_pem);
+    let presented = gw.connect(None).unwrap().cert;
+    assert!(presented == der, "restart presented another certificate");
+    assert!(!gw.log().contains("generated a self-signed certificate"));
+}
