@@ -7,7 +7,7 @@ use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -294,7 +294,16 @@ fn second_scan_hits_the_cache_and_changes_are_rehashed() {
     assert_eq!(first.stats.files_from_cache, 0);
     assert_eq!(first.stats.cache_warning, None);
 
+    let cache_file = cfg.cache_file.clone().expect("cache file");
+    let cache_inode = || {
+        fs::metadata(&cache_file)
+            .map(|m| m.ino())
+            .expect("cache saved")
+    };
+    let first_inode = cache_inode();
     let second = run(&cfg);
+    // Nothing changed, so the cache was not rewritten (a save renames a new inode in).
+    assert_eq!(cache_inode(), first_inode);
     assert_eq!(second.files, first.files);
     assert_eq!(
         second.stats.files_hashed, 0,
@@ -334,6 +343,7 @@ fn second_scan_hits_the_cache_and_changes_are_rehashed() {
     .expect("chmod");
 
     let third = run(&cfg);
+    assert_ne!(cache_inode(), first_inode, "changes were not saved");
     assert_eq!(third.stats.files_hashed, 3);
     assert_eq!(third.stats.files_from_cache, 10);
     let mut want3 = want.clone();

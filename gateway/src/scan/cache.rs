@@ -138,7 +138,7 @@ pub struct CacheSaveError {
 }
 
 /// The in-memory cache of one scan.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct ScanCache {
     entries: HashMap<FileKey, CacheEntry>,
 }

@@ -531,7 +531,10 @@ fn hash_listed(
     files.dedup_by(|a, b| a.0 == b.0);
     skipped.sort_by(|a, b| a.path.cmp(&b.path));
 
-    if let Some(path) = &config.cache_file {
+    // An unchanged tree gives back the cache it was answered from: skip the rewrite
+    // and its fsync, which would otherwise dominate a fully cached scan.
+    let unchanged = new_cache == cache && warnings.is_empty();
+    if let (Some(path), false) = (&config.cache_file, unchanged) {
         progress.set_phase(Phase::SavingCache);
         if let Err(e) = new_cache.save(path) {
             tracing::warn!("the next scan will re-hash everything: {e}");
