@@ -156,6 +156,14 @@ pub fn template_hash_alg_for_file_name(name: &str) -> HashAlg {
         .unwrap_or(HashAlg::Sha1)
 }
 
+/// The kernel's boot aggregate: the first entry of the list when it names itself
+/// `boot_aggregate`. Use this, not [`ImaEntry::is_boot_aggregate`] on every entry, to
+/// decide which entry to exempt from an allowlist: a later entry with that name is a
+/// file logged under its bare name, whose digest must be judged like any other.
+pub fn boot_aggregate(entries: &[ImaEntry]) -> Option<&ImaEntry> {
+    entries.first().filter(|e| e.is_boot_aggregate())
+}
+
 /// One field of an IMA template, parsed. The variants are the kernel's field ids.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Field {
@@ -417,7 +425,7 @@ impl ImaEntry {
     /// This is the name only: a file whose path the kernel could not resolve is logged
     /// under its bare file name, which could also be `boot_aggregate`. A verifier that
     /// exempts the boot aggregate from its allowlist should exempt only the first entry
-    /// of the list.
+    /// of the list: see [`boot_aggregate`].
     pub fn is_boot_aggregate(&self) -> bool {
         self.path_bytes() == BOOT_AGGREGATE.as_bytes()
     }
@@ -697,6 +705,16 @@ mod tests {
         assert_eq!(detect_format(b"1\0"), None);
         // A big-endian binary list (PCR 10 = 00 00 00 0a) is neither: say so, don't guess.
         assert_eq!(detect_format(&[0, 0, 0, 10, 1]), None);
+    }
+
+    #[test]
+    fn only_the_first_entry_is_the_boot_aggregate() {
+        let ba = ImaEntry::ima_ng(BOOT_AGGREGATE, HashAlg::Sha256, &[1; 32]).unwrap();
+        let file = ImaEntry::measure("/bin/x", HashAlg::Sha256, b"x").unwrap();
+        assert_eq!(boot_aggregate(&[ba.clone(), file.clone()]), Some(&ba));
+        assert_eq!(boot_aggregate(&[file.clone(), ba.clone()]), None);
+        assert!(ba.is_boot_aggregate());
+        assert_eq!(boot_aggregate(&[]), None);
     }
 
     #[test]

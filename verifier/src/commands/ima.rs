@@ -140,7 +140,7 @@ fn run_replay(args: &ReplayArgs) -> anyhow::Result<Outcome> {
     facts.push(("violations".into(), json!(violations)));
     facts.push((
         "boot_aggregate first".into(),
-        json!(entries.first().is_some_and(ImaEntry::is_boot_aggregate)),
+        json!(ima::boot_aggregate(&entries).is_some()),
     ));
     let pcrs = replay::replay_all(&entries, args.bank);
     for (pcr, value) in &pcrs {
