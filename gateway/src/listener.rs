@@ -295,6 +295,7 @@ async fn serve_own(
         stream,
         active.acceptor.clone(),
         active.config.gateway.client_hello_timeout,
+        active.config.gateway.idle_timeout,
         server.clone(),
         server.shutdown_signal(),
     )

@@ -182,3 +182,27 @@ fn generated_certificate_is_sane_and_reused() {
     assert!(presented == der, "restart presented another certificate");
     assert!(!gw.log().contains("generated a self-signed certificate"));
 }
+
+#[test]
+fn a_request_that_never_ends_its_headers_is_closed() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(dir.path(), "client_hello_timeout = \"1s\"", "");
+    let mut s = testkit::tls::connect(
+        gw.addr,
+        Some(DOMAIN),
+        &["http/1.1"],
+        testkit::tls::HelloDelivery::Whole,
+    )
+    .unwrap();
+    s.stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: vm.example.com\r\n")
+        .unwrap();
+    s.stream.flush().unwrap();
+    // hyper answers 408 or just closes; either way the connection ends.
+    let mut rest = Vec::new();
+    let _ = s.stream.read_to_end(&mut rest);
+    let text = String::from_utf8_lossy(&rest);
+    assert!(!text.contains("200 OK"), "{text}");
+    gw.wait_for_log("route=self");
+}

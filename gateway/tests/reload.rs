@@ -126,3 +126,25 @@ fn invalid_reload_is_refused_and_old_routes_stay() {
     );
     assert_eq!(gw.metric("verigated_reloads_total{result=\"ok\"}"), Some(0));
 }
+
+#[test]
+fn reload_picks_up_a_new_own_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(dir.path(), "", "");
+    let before = gw.connect(Some(DOMAIN)).unwrap().cert;
+    // An operator installs a certificate of their own, then reloads.
+    let replacement = testkit::tls::self_signed(DOMAIN).unwrap();
+    std::fs::write(dir.path().join("data/key.pem"), &replacement.key_pem).unwrap();
+    std::fs::write(dir.path().join("data/cert.pem"), &replacement.cert_pem).unwrap();
+    gw.signal(libc::SIGHUP);
+    gw.wait_for_log("configuration reloaded");
+    let after = gw.connect(Some(DOMAIN)).unwrap().cert;
+    assert!(after != before, "the old certificate is still served");
+    assert!(after == replacement.cert);
+
+    // A key that does not parse: refused, the replacement stays.
+    std::fs::write(dir.path().join("data/key.pem"), "not a key").unwrap();
+    gw.signal(libc::SIGHUP);
+    gw.wait_for_log("reload refused");
+    assert!(gw.connect(None).unwrap().cert == replacement.cert);
+}

@@ -12,7 +12,7 @@ pub mod tls;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
 use crate::server::Server;
@@ -30,11 +30,13 @@ pub enum EndpointError {
 }
 
 /// Serves one client of the own endpoint: TLS with `acceptor`, then the API. Returns
-/// when the client leaves; on `shutdown`, finishes the requests in flight and closes.
+/// when the client leaves; on `shutdown`, or once the connection is `max_lifetime` old
+/// (zero: no limit), finishes the requests in flight and closes.
 pub async fn serve(
     stream: PrefixedStream<TcpStream>,
     acceptor: tokio_rustls::TlsAcceptor,
     handshake_timeout: Duration,
+    max_lifetime: Duration,
     server: Arc<Server>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), EndpointError> {
@@ -43,12 +45,30 @@ pub async fn serve(
         .map_err(|_| EndpointError::HandshakeTimeout(handshake_timeout))?
         .map_err(EndpointError::Handshake)?;
     let service = hyper::service::service_fn(move |req| api::handle(req, server.clone()));
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // A client that opens a request and never finishes its headers must not hold a
+    // connection slot forever.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(handshake_timeout);
     let conn = builder.serve_connection(TokioIo::new(tls), service);
     tokio::pin!(conn);
+    let lifetime = async {
+        if max_lifetime.is_zero() {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(max_lifetime).await;
+    };
     let result = tokio::select! {
         r = conn.as_mut() => r,
         () = stopping(&mut shutdown) => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+        // API calls are short; a connection kept open past the idle timeout (a client
+        // idling on keep-alive) is closed once its requests in flight are answered.
+        () = lifetime => {
             conn.as_mut().graceful_shutdown();
             conn.await
         }

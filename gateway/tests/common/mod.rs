@@ -54,6 +54,16 @@ impl Gateway {
     /// Starts verigated in `dir` (its data_dir) with the extra `[gateway]` lines and
     /// `routes`, on a free port of 127.0.0.1; waits until it accepts connections.
     pub fn start(dir: &Path, gateway_extra: &str, routes: &str) -> Gateway {
+        Gateway::start_with_args(dir, gateway_extra, routes, &[])
+    }
+
+    /// Like [`Gateway::start`], with extra command-line arguments (`--log-format json`).
+    pub fn start_with_args(
+        dir: &Path,
+        gateway_extra: &str,
+        routes: &str,
+        args: &[&str],
+    ) -> Gateway {
         let mut last_log = String::new();
         // The port was free a moment ago; another process may take it first, so retry.
         for attempt in 0..5 {
@@ -66,6 +76,7 @@ impl Gateway {
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_verigated"));
             cmd.arg("--config")
                 .arg(&config_path)
+                .args(args)
                 .env("RUST_LOG", "info")
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().expect("log fd"))
@@ -81,7 +92,7 @@ impl Gateway {
                     gateway_extra: gateway_extra.to_string(),
                 };
                 // wait_for_listener's probe is a connection too; let its line pass.
-                gw.wait_for_log("outcome=closed_before_client_hello");
+                gw.wait_for_log("closed_before_client_hello");
                 return gw;
             }
             drop(child);
