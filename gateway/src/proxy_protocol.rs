@@ -912,6 +912,41 @@ mod tests {
         assert_eq!(parse(&v).unwrap().map(|(_, n)| n), Some(19));
     }
 
+    /// Every single-byte change of real headers gives an answer, never a panic, and an
+    /// accepted header never claims more bytes than it was given.
+    #[test]
+    fn every_single_byte_mutation_is_answered() {
+        let mut headers = vec![
+            b"PROXY TCP4 127.0.0.2 127.0.0.1 33523 18443\r\n".to_vec(),
+            b"PROXY TCP6 2001:db8::1 ::1 65535 8443\r\n".to_vec(),
+            haproxy_style_v2_tcp4(),
+            encode_v2(
+                sa("[2001:db8::7]:60000"),
+                sa("[::1]:8443"),
+                Some("b.example.com"),
+            ),
+        ];
+        let mut with_crc = V2_SIGNATURE.to_vec();
+        with_crc.extend_from_slice(&[0x21, 0x11, 0x00, 12 + 7]);
+        with_crc.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8, 0, 1, 0, 2]);
+        with_crc.extend_from_slice(&[0x03, 0x00, 0x04, 0, 0, 0, 0]);
+        let at = with_crc.len() - 4;
+        let crc = crc32c_with_zeroed(&with_crc, at);
+        with_crc[at..].copy_from_slice(&crc.to_be_bytes());
+        headers.push(with_crc);
+        for header in headers {
+            for i in 0..header.len() {
+                for value in [0x00, 0x01, 0x0a, 0x0d, 0x20, 0x7f, 0x80, 0xff] {
+                    let mut mutated = header.clone();
+                    mutated[i] = value;
+                    if let Ok(Some((_, len))) = parse(&mutated) {
+                        assert!(len <= mutated.len(), "{mutated:?}");
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn encode_v2_matches_the_spec_bytes() {
         let got = encode_v2(sa("127.0.0.2:40000"), sa("127.0.0.1:443"), Some("a.com"));
