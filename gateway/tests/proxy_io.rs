@@ -106,3 +106,53 @@ fn proxy_v2_out_carries_client_and_sni() {
         "the ClientHello was not passed on untouched"
     );
 }
+
+#[test]
+fn proxy_local_health_check_and_broken_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let backends = three_backends();
+    let gw = Gateway::start(
+        dir.path(),
+        "accept_proxy_protocol = true",
+        &routes_for(&backends),
+    );
+    // v2 LOCAL (what HAProxy's check-send-proxy sends): no address in it, so the peer
+    // stands as the client; the connection is still routed.
+    let mut local = proxy_protocol::V2_SIGNATURE.to_vec();
+    local.extend_from_slice(&[0x20, 0x00, 0x00, 0x00]);
+    let mut session = tls::connect_prefixed(
+        gw.addr,
+        &local,
+        Some("c.example.com"),
+        &[],
+        HelloDelivery::Whole,
+    )
+    .unwrap();
+    let peer = session.stream.sock.local_addr().unwrap();
+    assert_eq!(session.greeting().unwrap(), "hello from c.example.com");
+    drop(session);
+    gw.wait_for_log(&format!("client={peer}"));
+
+    // Broken headers: each refused, none routed, each counted.
+    let v1_garbage = b"PROXY TCP4 not-an-address 127.0.0.1 1 2\r\n".to_vec();
+    let mut bad_version = proxy_protocol::V2_SIGNATURE.to_vec();
+    bad_version.extend_from_slice(&[0x31, 0x11, 0x00, 0x0c]);
+    bad_version.extend_from_slice(&[0u8; 12]);
+    let v1_too_long = format!("PROXY TCP4 {}\r\n", "1".repeat(200)).into_bytes();
+    for header in [v1_garbage, bad_version, v1_too_long] {
+        let hello = tls::client_hello_bytes(Some("a.example.com"), &[]).unwrap();
+        let mut sock = raw(gw.addr);
+        let _ = sock.write_all(&header);
+        let _ = sock.write_all(&hello);
+        let (answer, closed) = read_until_closed(&mut sock);
+        assert!(
+            closed && answer.is_empty(),
+            "a broken PROXY header was routed"
+        );
+    }
+    gw.wait_for_log_count("outcome=refused_proxy_header", 3);
+    assert_eq!(
+        gw.metric("verigated_connections_refused_total{reason=\"proxy_header\"}"),
+        Some(3)
+    );
+}

@@ -186,9 +186,21 @@ impl Gateway {
 
     /// `GET path` on the own endpoint over HTTP/1.1; returns (status line, body).
     pub fn get(&self, path: &str) -> (String, String) {
-        let mut session =
-            tls::connect(self.addr, Some(DOMAIN), &["http/1.1"], HelloDelivery::Whole)
-                .expect("connect to the own endpoint");
+        // Behind `accept_proxy_protocol`, a PROXY v2 LOCAL header (as a load balancer's
+        // health check sends) gets the request in.
+        let prefix: &[u8] = if self.gateway_extra.contains("accept_proxy_protocol = true") {
+            b"\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00"
+        } else {
+            b""
+        };
+        let mut session = tls::connect_prefixed(
+            self.addr,
+            prefix,
+            Some(DOMAIN),
+            &["http/1.1"],
+            HelloDelivery::Whole,
+        )
+        .expect("connect to the own endpoint");
         let request = format!("GET {path} HTTP/1.1\r\nHost: {DOMAIN}\r\nConnection: close\r\n\r\n");
         session
             .stream
