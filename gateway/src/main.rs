@@ -15,7 +15,7 @@ use tokio::signal::unix::{signal, SignalKind};
 /// Signals: SIGHUP reloads the configuration file (routes and certificates; open
 /// connections are untouched; an invalid file is refused and the old one stays);
 /// SIGTERM or SIGINT stops accepting and waits up to `gateway.drain_grace_period` for
-/// open connections to finish.
+/// open connections to finish; a second one exits at once.
 #[derive(Parser, Debug)]
 #[command(name = "verigated", version)]
 struct Args {
@@ -134,7 +134,12 @@ async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     );
     server.begin_shutdown();
     let _ = serving.await;
-    let left = server.drain(grace).await;
+    // A second SIGTERM/SIGINT cuts the drain short (an operator who means it).
+    let left = tokio::select! {
+        left = server.drain(grace) => left,
+        _ = terminate.recv() => server.open_connections(),
+        _ = interrupt.recv() => server.open_connections(),
+    };
     if left > 0 {
         tracing::warn!(
             open = left,

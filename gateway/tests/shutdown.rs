@@ -72,3 +72,28 @@ fn grace_period_bounds_the_drain() {
     let _ = open.stream.write_all(b"x\n");
     assert!(read_line(&mut open.stream).is_err());
 }
+
+#[test]
+fn a_second_sigterm_ends_the_drain() {
+    let dir = tempfile::tempdir().unwrap();
+    let backends = three_backends();
+    let mut gw = Gateway::start(
+        dir.path(),
+        "drain_grace_period = \"10m\"",
+        &routes_for(&backends),
+    );
+    let mut open = gw.connect(Some("a.example.com")).unwrap();
+    assert_eq!(open.greeting().unwrap(), "hello from a.example.com");
+    gw.signal(libc::SIGTERM);
+    gw.wait_for_log("stopping");
+    gw.signal(libc::SIGTERM);
+    let status = gw
+        .wait_exit()
+        .expect("a second SIGTERM did not end the drain");
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        gw.log().contains("closing the remaining connections"),
+        "{}",
+        gw.log()
+    );
+}
