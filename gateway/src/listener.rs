@@ -375,3 +375,78 @@ async fn passthrough(
         transfer.backend_to_client,
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connected pair of loopback sockets: (what the gateway reads, what the client writes).
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (server, client)
+    }
+
+    fn hello() -> Vec<u8> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/hellos/rustls_h2_http11.bin");
+        std::fs::read(path).unwrap()
+    }
+
+    #[tokio::test]
+    async fn proxy_header_split_then_hello_with_trailing_bytes() {
+        let (mut server, mut client) = pair().await;
+        let header = proxy_protocol::encode_v2(
+            "192.0.2.1:1000".parse().unwrap(),
+            "192.0.2.2:443".parse().unwrap(),
+            None,
+        );
+        let hello = hello();
+        let writer = tokio::spawn(async move {
+            client.set_nodelay(true).unwrap();
+            client.write_all(&header[..5]).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let mut rest = header[5..].to_vec();
+            rest.extend_from_slice(&hello);
+            rest.extend_from_slice(b"early");
+            client.write_all(&rest).await.unwrap();
+            client
+        });
+        let preamble = read_preamble(&mut server, true).await.unwrap();
+        let _client = writer.await.unwrap();
+        assert_eq!(
+            preamble.proxy.unwrap().source,
+            Some("192.0.2.1:1000".parse().unwrap())
+        );
+        assert_eq!(preamble.hello.sni.as_deref(), Some("rustls.example.com"));
+        // The bytes after the hello are kept: they go to the backend too.
+        assert!(preamble.buf.ends_with(b"early"));
+        assert_eq!(preamble.hello.consumed + 5, preamble.buf.len());
+    }
+
+    #[tokio::test]
+    async fn early_close_and_garbage_are_told_apart() {
+        let (mut server, mut client) = pair().await;
+        client.write_all(&hello()[..10]).await.unwrap();
+        drop(client);
+        let e = read_preamble(&mut server, false).await.unwrap_err();
+        assert!(matches!(e, PeekError::ClosedEarly { received: 10 }), "{e}");
+        assert_eq!(e.outcome(), "closed_before_client_hello");
+
+        let (mut server, mut client) = pair().await;
+        client.write_all(b"SSH-2.0-OpenSSH_9.2\r\n").await.unwrap();
+        let e = read_preamble(&mut server, false).await.unwrap_err();
+        assert_eq!(e.outcome(), "not_tls");
+
+        let (mut server, mut client) = pair().await;
+        client.write_all(&hello()).await.unwrap();
+        let e = read_preamble(&mut server, true).await.unwrap_err();
+        assert!(
+            matches!(e, PeekError::Proxy(ProxyError::NotProxyProtocol)),
+            "{e}"
+        );
+    }
+}
