@@ -452,3 +452,48 @@ fn empty_or_blank_chains_do_not_panic() {
         }
     }
 }
+
+/// Every byte of the report, flipped one at a time (slow in a debug build: run with
+/// `cargo test -p attest --release --test tee_snp -- --ignored`).
+#[test]
+#[ignore = "exhaustive; minutes in a debug build"]
+fn flipping_every_byte_of_the_report_fails() {
+    let Some(e) = evidence() else { return };
+    let certs = vcek_only(&e);
+    for pos in 0..REPORT_LEN {
+        let mut r = e.report.clone();
+        r[pos] ^= 0x01;
+        assert!(
+            snp::verify(&r, &certs, at()).is_err(),
+            "flip at {pos:#x} accepted"
+        );
+    }
+}
+
+#[test]
+fn truncated_der_inside_pem_is_an_error_not_a_hang() {
+    let Some(e) = evidence() else { return };
+    // `MA==` (the one byte 0x30) makes der 0.7.10's `Certificate::from_pem` loop forever
+    // (checked outside this project); our PEM decoding must answer with an error.
+    for der in [&[0x30u8][..], &[0x30, 0x82, 0x10, 0x00, 1, 2, 3]] {
+        let pem = cert_table::der_to_pem(der);
+        let certs = SnpCerts {
+            vcek_or_vlek: Some(e.milan_vcek.clone()),
+            chain_pem: Some(pem.into_bytes()),
+        };
+        assert!(matches!(
+            snp::verify(&e.report, &certs, at()),
+            Err(SnpError::CertificateParse { .. })
+        ));
+    }
+    // The VCEK itself as a truncated PEM.
+    let pem = cert_table::der_to_pem(&e.milan_vcek[..e.milan_vcek.len() / 2]);
+    let certs = SnpCerts {
+        vcek_or_vlek: Some(pem.into_bytes()),
+        chain_pem: None,
+    };
+    assert!(matches!(
+        snp::verify(&e.report, &certs, at()),
+        Err(SnpError::CertificateParse { .. })
+    ));
+}

@@ -304,3 +304,21 @@ fn pem_chains_must_be_canonical_and_end_at_the_pinned_root() {
     );
     assert!(tdx::check_pem_chain("test", b"").is_err());
 }
+
+/// Every byte of the quote, flipped one at a time (run with
+/// `cargo test -p attest --release --test tee_tdx -- --ignored`).
+#[test]
+#[ignore = "exhaustive; minutes in a debug build"]
+fn flipping_every_byte_of_the_quote_fails() {
+    let (Some(q), Some(c)) = (read("tdx_quote"), read("tdx_quote_collateral.json")) else {
+        return;
+    };
+    for pos in 0..q.len() {
+        let mut t = q.clone();
+        t[pos] ^= 0x01;
+        assert!(
+            tdx::verify(&t, &c, in_window(), &[]).is_err(),
+            "flip at {pos} accepted"
+        );
+    }
+}

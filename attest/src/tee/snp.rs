@@ -184,9 +184,9 @@ impl SnpError {
             | UnsupportedVersion(_)
             | UnsupportedSignatureAlgorithm(_)
             | UnsignedBytesNotZero { .. } => SnpStep::Format,
-            UnsupportedSigningKey(_)
-            | MissingEndorsementKey(_)
-            | WrongEndorsementKey { .. } => SnpStep::EndorsementKey,
+            UnsupportedSigningKey(_) | MissingEndorsementKey(_) | WrongEndorsementKey { .. } => {
+                SnpStep::EndorsementKey
+            }
             CertificateParse { .. }
             | UntrustedIssuer { .. }
             | CertificateSignature { .. }
@@ -780,11 +780,15 @@ fn common_name(name: &x509_cert::name::Name) -> Option<String> {
     None
 }
 
-/// Splits PEM text into certificates, block by block. (x509-cert's `load_pem_chain`
-/// underflows on empty input, so untrusted bundles do not go through it.)
+/// Splits PEM text into certificates, block by block, decoding the base64 here and
+/// parsing DER. (x509-cert's `load_pem_chain` underflows on empty input, and der 0.7's
+/// PEM reader loops forever on some truncated contents, e.g. the one byte `0x30` — found
+/// by the `snp_report` fuzz target — so untrusted bundles go through neither.)
 pub(crate) fn split_pem_certificates(text: &[u8]) -> Result<Vec<Certificate>, String> {
-    use x509_cert::der::DecodePem as _;
+    use base64::Engine as _;
+    const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
     const END: &[u8] = b"-----END CERTIFICATE-----";
+    let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w == needle);
     let mut certs = Vec::new();
     let mut rest = text;
     loop {
@@ -796,16 +800,24 @@ pub(crate) fn split_pem_certificates(text: &[u8]) -> Result<Vec<Certificate>, St
         if rest.is_empty() {
             return Ok(certs);
         }
-        let end = rest
-            .windows(END.len())
-            .position(|w| w == END)
-            .map(|p| p + END.len())
-            .ok_or_else(|| format!("certificate {} has no END line", certs.len()))?;
-        let block = rest.get(..end).unwrap_or_default();
-        let cert = Certificate::from_pem(block)
-            .map_err(|e| format!("certificate {}: {e}", certs.len()))?;
+        let n = certs.len();
+        let body = rest
+            .strip_prefix(BEGIN)
+            .ok_or_else(|| format!("certificate {n}: expected a BEGIN CERTIFICATE line"))?;
+        let end = find(body, END).ok_or_else(|| format!("certificate {n} has no END line"))?;
+        let b64: Vec<u8> = body
+            .get(..end)
+            .unwrap_or_default()
+            .iter()
+            .copied()
+            .filter(|b| !b.is_ascii_whitespace())
+            .collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(&b64)
+            .map_err(|e| format!("certificate {n}: bad base64: {e}"))?;
+        let cert = Certificate::from_der(&der).map_err(|e| format!("certificate {n}: {e}"))?;
         certs.push(cert);
-        rest = rest.get(end..).unwrap_or_default();
+        rest = body.get(end + END.len()..).unwrap_or_default();
     }
 }
 
