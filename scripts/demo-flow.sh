@@ -119,7 +119,7 @@ if out=$(curl --silent --show-error --insecure --max-time 10 \
   echo "demo: an unknown name was served: $out" >&2
   exit 1
 fi
-echo "  curl: $out"
+echo "  $out"
 
 # --- 5. verigated's own endpoint ---------------------------------------------------
 say "verigated's own endpoint (SNI vm.example.com): /healthz"
