@@ -4,6 +4,7 @@
 //!
 //! The binary (`src/main.rs`) only parses arguments and wires these modules together.
 
+pub mod app;
 pub mod client_hello;
 pub mod config;
 pub mod endpoint;

@@ -5,5 +5,6 @@
 pub mod haproxy;
 pub mod ports;
 pub mod process;
+pub mod supervisord;
 pub mod swtpm;
 pub mod tls;

@@ -1,0 +1,402 @@
+//! App control: verigated runs the hosted application's life cycle so that the people who
+//! operate it need no SSH into the VM. An authenticated caller ([`auth`]) may replace the
+//! application's configuration (`<app_storage>/app.conf`, written atomically by
+//! [`conf_write`]), restart the application and read its status, through one of three
+//! service managers behind [`ServiceManager`]: supervisord ([`supervisor`]), systemd
+//! ([`systemd`]) or verigated itself ([`standalone`]).
+//!
+//! [`AppController`] ties these together and logs every control action (action, principal,
+//! outcome); it never logs the configuration bytes or a token. The HTTP endpoints call
+//! it; nothing here knows about HTTP except the status codes that [`auth::AuthError`]
+//! maps to.
+
+#![deny(unsafe_code)]
+
+pub mod auth;
+mod command;
+pub mod conf_write;
+pub mod standalone;
+pub mod supervisor;
+pub mod systemd;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use crate::config::{AppConfig, ServiceType};
+
+pub use auth::{authorize, ApiAuthConfig, AuthError, Credentials, Principal};
+pub use conf_write::{write_app_conf, ConfWriteError, APP_CONF_NAME};
+pub use standalone::{Standalone, StandaloneSettings};
+pub use supervisor::{Supervisor, SupervisorSettings};
+pub use systemd::{Systemd, SystemdSettings};
+
+/// The default limit on the size of an `app.conf` sent to `init`.
+pub const DEFAULT_MAX_CONFIG_BYTES: usize = 1 << 20;
+
+/// How long one `supervisorctl`/`systemctl` call may take before it counts as failed.
+/// A restart waits for the program to stop and start, so this is generous.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The state of the application as its manager reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceState {
+    Running,
+    Starting,
+    /// Exited and waiting before the next start (supervisord BACKOFF, systemd
+    /// auto-restart, the standalone manager's backoff).
+    Backoff,
+    Stopping,
+    Stopped,
+    /// Given up (supervisord FATAL, systemd failed).
+    Failed,
+    Unknown,
+}
+
+impl fmt::Display for ServiceState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = match self {
+            ServiceState::Running => "running",
+            ServiceState::Starting => "starting",
+            ServiceState::Backoff => "backoff",
+            ServiceState::Stopping => "stopping",
+            ServiceState::Stopped => "stopped",
+            ServiceState::Failed => "failed",
+            ServiceState::Unknown => "unknown",
+        };
+        f.write_str(text)
+    }
+}
+
+/// How the application's main process last ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LastExit {
+    /// It exited with this status.
+    Code(i32),
+    /// A signal ended it.
+    Signal(i32),
+}
+
+impl fmt::Display for LastExit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LastExit::Code(code) => write!(f, "exit code {code}"),
+            LastExit::Signal(sig) => write!(f, "signal {sig}"),
+        }
+    }
+}
+
+/// Which manager runs the application.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ManagerKind {
+    Supervisor,
+    Systemd,
+    Standalone,
+}
+
+impl From<ServiceType> for ManagerKind {
+    fn from(t: ServiceType) -> Self {
+        match t {
+            ServiceType::Supervisor => ManagerKind::Supervisor,
+            ServiceType::Systemd => ManagerKind::Systemd,
+            ServiceType::Standalone => ManagerKind::Standalone,
+        }
+    }
+}
+
+/// What `GET /v1/app/status` reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServiceStatus {
+    pub manager: ManagerKind,
+    /// The service's name in its manager.
+    pub service: String,
+    pub state: ServiceState,
+    pub pid: Option<u32>,
+    /// When the application entered its current state, as far as the manager says
+    /// (serialized as RFC 3339).
+    #[serde(serialize_with = "serialize_time")]
+    pub since: Option<SystemTime>,
+    pub last_exit: Option<LastExit>,
+    /// The manager's own words on the state, e.g. supervisord's "Exited too quickly".
+    pub detail: Option<String>,
+}
+
+impl ServiceStatus {
+    /// A status with only the state known.
+    pub fn new(manager: ManagerKind, service: &str, state: ServiceState) -> ServiceStatus {
+        ServiceStatus {
+            manager,
+            service: service.to_string(),
+            state,
+            pid: None,
+            since: None,
+            last_exit: None,
+            detail: None,
+        }
+    }
+
+    /// `since` as RFC 3339 text, when known.
+    pub fn since_rfc3339(&self) -> Option<String> {
+        self.since.and_then(rfc3339)
+    }
+}
+
+fn rfc3339(t: SystemTime) -> Option<String> {
+    time::OffsetDateTime::from(t)
+        .format(&time::format_description::well_known::Rfc3339)
+        .ok()
+}
+
+fn serialize_time<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    match t.and_then(rfc3339) {
+        Some(text) => s.serialize_some(&text),
+        None => s.serialize_none(),
+    }
+}
+
+/// Why an app-control action failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("the configuration is {got} bytes, more than the limit of {limit} (app control `max_config_bytes`)")]
+    ConfigTooLarge { got: usize, limit: usize },
+    #[error("[app] app_storage is not set: init has nowhere to write app.conf")]
+    NoAppStorage,
+    #[error(transparent)]
+    Write(#[from] ConfWriteError),
+    #[error("could not run `{command}`: {source}")]
+    Spawn {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{command}` did not finish within {after:?}")]
+    Timeout { command: String, after: Duration },
+    #[error("`{command}` failed ({status}): {output}")]
+    CommandFailed {
+        command: String,
+        status: String,
+        output: String,
+    },
+    #[error("`{command}` printed nothing that reads as the status of `{service}`: {output}")]
+    UnexpectedOutput {
+        command: String,
+        service: String,
+        output: String,
+    },
+    #[error("the service manager knows no service named `{service}`: {output}")]
+    NoSuchService { service: String, output: String },
+    #[error("could not start `{program}`: {source}")]
+    StartFailed {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the standalone manager of `{service}` has shut down")]
+    ManagerGone { service: String },
+    #[error("app control is not configured: {0}")]
+    NotConfigured(String),
+}
+
+/// One service manager: restarts, starts and reports on the application. Implemented by
+/// [`Supervisor`], [`Systemd`], [`Standalone`] and [`AnyManager`].
+#[allow(async_fn_in_trait)] // used with concrete types (and AnyManager), never boxed
+pub trait ServiceManager {
+    /// Stops the application if it runs, starts it, and reports the state after.
+    async fn restart(&self) -> Result<ServiceStatus, AppError>;
+    /// Starts the application if it is not running, and reports the state after.
+    async fn start(&self) -> Result<ServiceStatus, AppError>;
+    /// The application's state now.
+    async fn status(&self) -> Result<ServiceStatus, AppError>;
+}
+
+/// The manager chosen by `[app] service_type`.
+pub enum AnyManager {
+    Supervisor(Supervisor),
+    Systemd(Systemd),
+    Standalone(Standalone),
+}
+
+impl ServiceManager for AnyManager {
+    async fn restart(&self) -> Result<ServiceStatus, AppError> {
+        match self {
+            AnyManager::Supervisor(m) => m.restart().await,
+            AnyManager::Systemd(m) => m.restart().await,
+            AnyManager::Standalone(m) => m.restart().await,
+        }
+    }
+    async fn start(&self) -> Result<ServiceStatus, AppError> {
+        match self {
+            AnyManager::Supervisor(m) => m.start().await,
+            AnyManager::Systemd(m) => m.start().await,
+            AnyManager::Standalone(m) => m.start().await,
+        }
+    }
+    async fn status(&self) -> Result<ServiceStatus, AppError> {
+        match self {
+            AnyManager::Supervisor(m) => m.status().await,
+            AnyManager::Systemd(m) => m.status().await,
+            AnyManager::Standalone(m) => m.status().await,
+        }
+    }
+}
+
+/// App-control settings that `[app]` (in `config.rs`) does not carry yet: meant to be
+/// embedded there as optional fields with these defaults. Until then the binary builds
+/// it from [`AppConfig`] with [`AppControlSettings::default`].
+#[derive(Debug, Clone)]
+pub struct AppControlSettings {
+    /// Largest `app.conf` accepted by `init`.
+    pub max_config_bytes: usize,
+    pub supervisor: SupervisorSettings,
+    pub systemd: SystemdSettings,
+    /// Required when `service_type = "standalone"`: what to run.
+    pub standalone: Option<StandaloneSettings>,
+}
+
+impl Default for AppControlSettings {
+    fn default() -> Self {
+        AppControlSettings {
+            max_config_bytes: DEFAULT_MAX_CONFIG_BYTES,
+            supervisor: SupervisorSettings::default(),
+            systemd: SystemdSettings::default(),
+            standalone: None,
+        }
+    }
+}
+
+/// Builds the manager that `[app]` names. For `standalone` this starts the program
+/// (the manager supervises it from then on), so it must run inside a tokio runtime.
+pub fn manager_from_config(
+    app: &AppConfig,
+    settings: &AppControlSettings,
+) -> Result<AnyManager, AppError> {
+    Ok(match app.service_type {
+        ServiceType::Supervisor => AnyManager::Supervisor(Supervisor::new(
+            &app.service_name,
+            settings.supervisor.clone(),
+        )),
+        ServiceType::Systemd => {
+            AnyManager::Systemd(Systemd::new(&app.service_name, settings.systemd.clone()))
+        }
+        ServiceType::Standalone => {
+            let Some(standalone) = &settings.standalone else {
+                return Err(AppError::NotConfigured(
+                    "service_type = \"standalone\" needs the program to run (standalone command)"
+                        .into(),
+                ));
+            };
+            AnyManager::Standalone(Standalone::spawn(&app.service_name, standalone.clone()))
+        }
+    })
+}
+
+/// The app-control actions behind the API: `init`, `restart`, `status`, each logged with
+/// the principal that asked and its outcome.
+pub struct AppController<M> {
+    manager: M,
+    /// `<app_storage>`; `None` when `[app] app_storage` is not set (init then fails).
+    app_storage: Option<PathBuf>,
+    max_config_bytes: usize,
+}
+
+impl<M: ServiceManager> AppController<M> {
+    /// A controller writing `app.conf` into `app_storage` and driving `manager`.
+    pub fn new(manager: M, app_storage: Option<PathBuf>, max_config_bytes: usize) -> Self {
+        AppController {
+            manager,
+            app_storage,
+            max_config_bytes,
+        }
+    }
+
+    /// The manager (e.g. to shut a standalone one down).
+    pub fn manager(&self) -> &M {
+        &self.manager
+    }
+
+    /// Replaces `<app_storage>/app.conf` with `config` (size-checked, atomically), then
+    /// restarts the application, or starts it if it was not running, and reports the
+    /// state after. Nothing is written when the size check fails; the application is not
+    /// touched when the write fails.
+    pub async fn init(
+        &self,
+        principal: &Principal,
+        config: &[u8],
+    ) -> Result<ServiceStatus, AppError> {
+        let result = self.init_inner(config).await;
+        log_action("init", principal, Some(config.len()), &result);
+        result
+    }
+
+    async fn init_inner(&self, config: &[u8]) -> Result<ServiceStatus, AppError> {
+        if config.len() > self.max_config_bytes {
+            return Err(AppError::ConfigTooLarge {
+                got: config.len(),
+                limit: self.max_config_bytes,
+            });
+        }
+        let dir = self.app_storage.as_ref().ok_or(AppError::NoAppStorage)?;
+        write_app_conf(dir, config, self.max_config_bytes)?;
+        self.restart_or_start().await
+    }
+
+    async fn restart_or_start(&self) -> Result<ServiceStatus, AppError> {
+        let before = self.manager.status().await?;
+        match before.state {
+            ServiceState::Running | ServiceState::Starting | ServiceState::Backoff => {
+                self.manager.restart().await
+            }
+            _ => self.manager.start().await,
+        }
+    }
+
+    /// Restarts the application (starts it if stopped) and reports the state after.
+    pub async fn restart(&self, principal: &Principal) -> Result<ServiceStatus, AppError> {
+        let result = self.restart_or_start().await;
+        log_action("restart", principal, None, &result);
+        result
+    }
+
+    /// The application's state.
+    pub async fn status(&self, principal: &Principal) -> Result<ServiceStatus, AppError> {
+        let result = self.manager.status().await;
+        log_action("status", principal, None, &result);
+        result
+    }
+}
+
+/// One log line per control action. The configuration is described by its length only,
+/// and a principal carries no secret (see [`Principal`]).
+fn log_action(
+    action: &str,
+    principal: &Principal,
+    config_len: Option<usize>,
+    result: &Result<ServiceStatus, AppError>,
+) {
+    match result {
+        Ok(status) => tracing::info!(
+            target: "verigated::app",
+            action,
+            principal = %principal,
+            config_bytes = config_len,
+            outcome = "ok",
+            state = %status.state,
+            pid = status.pid,
+            "app control"
+        ),
+        Err(e) => tracing::warn!(
+            target: "verigated::app",
+            action,
+            principal = %principal,
+            config_bytes = config_len,
+            outcome = "error",
+            error = %e,
+            "app control"
+        ),
+    }
+}
