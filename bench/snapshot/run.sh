@@ -3,12 +3,13 @@
 # gateway/examples/scan.rs) against `find ... -print0 | xargs -0 sha256sum` on the same
 # generated tree (>= 1 GiB in 20k files), in one run. Writes bench/snapshot/RESULTS.md.
 #
-# usage: bench/snapshot/run.sh            (FILES=20000 by default; env FILES=N to change)
+# usage: bench/snapshot/run.sh     (env FILES=20000 files in the tree, REPS=3 rounds)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 FILES="${FILES:-20000}"
+REPS="${REPS:-3}"
 RESULTS="$HERE/RESULTS.md"
 
 LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -58,28 +59,40 @@ COREUTILS_CMD="find $TREE -type f -print0 | xargs -0 sha256sum > $WORK/coreutils
 SCAN_CMD="$SCAN --root $TREE --cache $DATA/scan-cache.jsonl --out $WORK/scan.txt"
 SCAN_NOCACHE_CMD="$SCAN --root $TREE --out $WORK/scan-nocache.txt"
 
-echo "== 1. coreutils, cold"
-drop
-t0=$(now); find "$TREE" -type f -print0 | xargs -0 sha256sum >"$WORK/coreutils.txt"; t1=$(now)
-T_CORE_COLD=$(elapsed "$t0" "$t1")
+# Each measurement is repeated REPS times, interleaved, and the median is reported: the
+# machine is shared and one sample can be slowed by someone else's build.
+declare -a S_CORE_COLD S_SCAN_FIRST S_SCAN_SECOND S_CORE_WARM S_SCAN_WARM
+for rep in $(seq 1 "$REPS"); do
+    echo "== round $rep/$REPS: 1. coreutils, cold"
+    drop
+    t0=$(now); find "$TREE" -type f -print0 | xargs -0 sha256sum >"$WORK/coreutils.txt"; t1=$(now)
+    S_CORE_COLD+=("$(elapsed "$t0" "$t1")")
 
-echo "== 2. scan, first run (empty cache file), cold"
-drop
-rm -f "$DATA/scan-cache.jsonl"
-t0=$(now); $SCAN_CMD >"$WORK/stats1.json"; t1=$(now)
-T_SCAN_FIRST=$(elapsed "$t0" "$t1")
+    echo "== round $rep/$REPS: 2. scan, first run (no cache file), cold"
+    drop
+    rm -f "$DATA/scan-cache.jsonl"
+    t0=$(now); $SCAN_CMD >"$WORK/stats1.json"; t1=$(now)
+    S_SCAN_FIRST+=("$(elapsed "$t0" "$t1")")
 
-echo "== 3. scan, second run (cache hit)"
-t0=$(now); $SCAN_CMD >"$WORK/stats2.json"; t1=$(now)
-T_SCAN_SECOND=$(elapsed "$t0" "$t1")
+    echo "== round $rep/$REPS: 3. scan, second run (cache hit)"
+    t0=$(now); $SCAN_CMD >"$WORK/stats2.json"; t1=$(now)
+    S_SCAN_SECOND+=("$(elapsed "$t0" "$t1")")
 
-echo "== 4. coreutils, warm page cache"
-t0=$(now); find "$TREE" -type f -print0 | xargs -0 sha256sum >"$WORK/coreutils-warm.txt"; t1=$(now)
-T_CORE_WARM=$(elapsed "$t0" "$t1")
+    echo "== round $rep/$REPS: 4. coreutils, warm page cache"
+    t0=$(now); find "$TREE" -type f -print0 | xargs -0 sha256sum >"$WORK/coreutils-warm.txt"; t1=$(now)
+    S_CORE_WARM+=("$(elapsed "$t0" "$t1")")
 
-echo "== 5. scan without cache file, warm page cache"
-t0=$(now); $SCAN_NOCACHE_CMD >"$WORK/stats-nocache.json"; t1=$(now)
-T_SCAN_WARM=$(elapsed "$t0" "$t1")
+    echo "== round $rep/$REPS: 5. scan without cache file, warm page cache"
+    t0=$(now); $SCAN_NOCACHE_CMD >"$WORK/stats-nocache.json"; t1=$(now)
+    S_SCAN_WARM+=("$(elapsed "$t0" "$t1")")
+done
+median() { python3 -c 'import statistics,sys; print(f"{statistics.median(map(float, sys.argv[1:])):.3f}")' "$@"; }
+samples() { echo "$*" | sed 's/ /, /g'; }
+T_CORE_COLD=$(median "${S_CORE_COLD[@]}")
+T_SCAN_FIRST=$(median "${S_SCAN_FIRST[@]}")
+T_SCAN_SECOND=$(median "${S_SCAN_SECOND[@]}")
+T_CORE_WARM=$(median "${S_CORE_WARM[@]}")
+T_SCAN_WARM=$(median "${S_SCAN_WARM[@]}")
 
 # Same files, same digests: sha256sum's lines sorted by path must equal the scan's.
 sort -k2 "$WORK/coreutils.txt" >"$WORK/coreutils.sorted"
@@ -127,16 +140,19 @@ come from that one run.
 scripts without exec bit), so both tools hash exactly the same files and bytes.
 Digests identical: $SAME.
 
-## Results (wall time, seconds)
-| run | command | time |
-|---|---|---|
-| 1. coreutils, cold | \`$COREUTILS_CMD\` | $T_CORE_COLD |
-| 2. scan, first run, cold, no cache file | \`$SCAN_CMD\` | $T_SCAN_FIRST |
-| 3. scan, second run (cache) | same as 2 | $T_SCAN_SECOND |
-| 4. coreutils, warm | same as 1 | $T_CORE_WARM |
-| 5. scan, warm, no cache | \`$SCAN_NOCACHE_CMD\` | $T_SCAN_WARM |
+## Results (wall time in seconds: median of $REPS interleaved rounds, then each sample)
+| run | command | median | samples |
+|---|---|---|---|
+| 1. coreutils, cold | \`$COREUTILS_CMD\` | $T_CORE_COLD | $(samples "${S_CORE_COLD[@]}") |
+| 2. scan, first run, cold, no cache file | \`$SCAN_CMD\` (after \`rm -f\` of the cache file) | $T_SCAN_FIRST | $(samples "${S_SCAN_FIRST[@]}") |
+| 3. scan, second run (cache) | same as 2, without the \`rm\` | $T_SCAN_SECOND | $(samples "${S_SCAN_SECOND[@]}") |
+| 4. coreutils, warm | same as 1 | $T_CORE_WARM | $(samples "${S_CORE_WARM[@]}") |
+| 5. scan, warm, no cache | \`$SCAN_NOCACHE_CMD\` | $T_SCAN_WARM | $(samples "${S_SCAN_WARM[@]}") |
 
-Scan stats (stdout of the example):
+"Cold" runs start right after \`sync; echo 3 > /proc/sys/vm/drop_caches\` (when the
+machine section says it worked); "warm" runs follow a full read of the tree.
+
+Scan stats (stdout of the example, last round):
 - first run: \`$(cat "$WORK/stats1.json")\`
 - second run: \`$(cat "$WORK/stats2.json")\`
 
@@ -153,7 +169,9 @@ Scan stats (stdout of the example):
 SHA-256 code it uses); the scan hashes on one worker per core with the \`sha2\` crate, which
 uses the CPU's SHA extensions when present. The second run opens no file: each file's
 (device, inode, size, mtime, ctime) is found in the cache written by the first run, so
-its cost is the walk (one \`lstat\` per file) plus loading and rewriting the cache.
+its cost is the walk (one \`lstat\` per file) plus loading the cache (not rewritten
+when nothing changed). Cold, the reads matter too: \`sha256sum\` reads one file at a time, so
+each file's first read waits on the disk alone, while the workers keep two reads in flight.
 EOF
 echo "== wrote $RESULTS"
 cat "$RESULTS"
