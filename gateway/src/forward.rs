@@ -731,6 +731,52 @@ mod tests {
         assert!(err.to_string().contains(&addr), "{err}");
     }
 
+    #[tokio::test]
+    async fn connect_resolves_a_host_name() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let stream = connect_backend(&format!("localhost:{port}"), Duration::from_secs(10))
+            .await
+            .expect("localhost resolves to a loopback address");
+        assert!(stream.peer_addr().unwrap().ip().is_loopback());
+        assert!(stream.nodelay().unwrap());
+    }
+
+    /// The backend is gone before the first byte: the relay reports it as the backend's
+    /// failure and the client learns at once.
+    #[tokio::test]
+    async fn backend_reset_before_the_initial_bytes() {
+        for use_splice in [false, cfg!(target_os = "linux")] {
+            let s = sockets().await;
+            s.backend_peer.set_zero_linger().unwrap();
+            drop(s.backend_peer);
+            let counters = TrafficCounters::default();
+            let relay_opts = opts(use_splice, Duration::from_secs(30));
+            // Large enough that the reset is seen while writing or right after.
+            let initial = pattern(4 * 1024 * 1024, 5);
+            let mut client_peer = s.client_peer;
+            let (transfer, client_read) = tokio::time::timeout(HANG_GUARD, async {
+                tokio::join!(
+                    relay(s.client, s.backend, &initial, &relay_opts, &counters),
+                    async {
+                        let mut buf = [0u8; 16];
+                        client_peer.read(&mut buf).await
+                    }
+                )
+            })
+            .await
+            .expect("relay finished");
+            assert!(
+                matches!(transfer.outcome, RelayOutcome::BackendError(_)),
+                "{}",
+                transfer.outcome
+            );
+            assert!(transfer.client_to_backend < initial.len() as u64);
+            let err = client_read.expect_err("client is reset");
+            assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err}");
+        }
+    }
+
     #[test]
     fn outcome_reads_well_in_a_log_line() {
         let e = io::Error::new(io::ErrorKind::ConnectionReset, "reset by peer");
