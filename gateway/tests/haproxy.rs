@@ -493,3 +493,52 @@ async fn missing_proxy_header_is_refused_when_one_is_expected() {
     .unwrap_or_else(|_| panic!("no answer\n{}", scene.logs()));
     assert!(result.is_err(), "routed anyway\n{}", scene.logs());
 }
+
+/// Many clients at once through HAProxy with PROXY v2: each still reaches its own
+/// backend and is logged under its own address.
+#[tokio::test]
+async fn concurrent_clients_each_reach_their_backend() {
+    let Some(scene) = Scene::start("passthrough-proxy-v2.cfg", true, false).await else {
+        return;
+    };
+    let scene = Arc::new(scene);
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let scene = scene.clone();
+        tasks.push(tokio::spawn(async move {
+            let name = if i % 2 == 0 {
+                "a.example.com"
+            } else {
+                "b.example.com"
+            };
+            let seen = connect_as_client(scene.lb.front(), name).await;
+            (name, seen)
+        }));
+    }
+    let mut seen = Vec::new();
+    for task in tasks {
+        let (name, result) = tokio::time::timeout(PATIENCE, task)
+            .await
+            .expect("client finished")
+            .expect("client task");
+        let client = result.unwrap_or_else(|e| panic!("{e}\n{}", scene.logs()));
+        let backend = if name == "a.example.com" {
+            &scene.a
+        } else {
+            &scene.b
+        };
+        assert!(client.cert == backend.cert, "{name}: wrong backend");
+        assert_eq!(client.line, format!("hello from {name}\n"));
+        seen.push(client);
+    }
+    let lines = routed_lines(&scene.gateway, seen.len()).await;
+    for client in &seen {
+        let addr = client.local.to_string();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.client == addr && l.sni == client.sni),
+            "no connection line for {addr}: {lines:?}"
+        );
+    }
+}
