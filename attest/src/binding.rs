@@ -1,1 +1,340 @@
-//! TODO(owner): see DESIGN.md.
+//! The report-data binding: how one TEE report vouches for the freshness of a call,
+//! every certificate the VM serves, and the TPM key that signs the IMA quote.
+//!
+//! ```text
+//! entry           = u16_be(len(name)) || name (lowercase ASCII) || sha256(leaf DER)
+//! manifest_digest = SHA-256(entries sorted by name bytes, concatenated)
+//! ak_digest       = SHA-256(TPMT_PUBLIC of the TPM attestation key), or 32 zero bytes
+//! report_data     = SHA-512("verigate attestation v1" || 0x00 || nonce[32]
+//!                           || manifest_digest || ak_digest)
+//! tpm_qualifying  = SHA-256(report_data)
+//! ```
+//!
+//! The test vectors in `attest/tests/vectors/binding.json` come from
+//! `attest/tests/vectors/binding.py`, written from DESIGN.md with Python's hashlib.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest, Sha256, Sha512};
+use std::fmt;
+use std::str::FromStr;
+
+/// The domain-separation prefix of report_data, NUL-terminated in the hash input.
+pub const REPORT_DATA_CONTEXT: &[u8] = b"verigate attestation v1";
+
+/// The longest name a manifest entry may carry (a DNS name is at most 253 bytes).
+pub const MAX_NAME_LEN: usize = 253;
+
+/// Why a name, a manifest or a nonce was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BindingError {
+    #[error("manifest name is empty")]
+    EmptyName,
+    #[error("manifest name `{name}` is {len} bytes long; the most is {max}")]
+    NameTooLong {
+        name: String,
+        len: usize,
+        max: usize,
+    },
+    #[error("manifest name `{name}` has a byte that is not printable ASCII at offset {offset}")]
+    BadNameByte { name: String, offset: usize },
+    #[error("manifest lists `{name}` twice")]
+    DuplicateName { name: String },
+    #[error("nonce must be 64 hex characters (32 bytes), got {len} characters")]
+    NonceLength { len: usize },
+    #[error("nonce is not hex: {0}")]
+    NonceNotHex(String),
+    #[error("cert_sha256 of `{name}` must be 64 hex characters (a SHA-256), got `{got}`")]
+    BadCertDigest { name: String, got: String },
+}
+
+/// A verifier-chosen 32-byte nonce, sent as 64 hex characters.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Nonce(pub [u8; 32]);
+
+impl Nonce {
+    /// A fresh random nonce from the operating system's generator.
+    pub fn random() -> Nonce {
+        use rand::RngCore;
+        let mut n = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut n);
+        Nonce(n)
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl fmt::Debug for Nonce {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Nonce({})", self.to_hex())
+    }
+}
+
+impl FromStr for Nonce {
+    type Err = BindingError;
+
+    fn from_str(s: &str) -> Result<Nonce, BindingError> {
+        if s.len() != 64 {
+            return Err(BindingError::NonceLength {
+                len: s.chars().count(),
+            });
+        }
+        let mut n = [0u8; 32];
+        hex::decode_to_slice(s, &mut n).map_err(|e| BindingError::NonceNotHex(e.to_string()))?;
+        Ok(Nonce(n))
+    }
+}
+
+impl Serialize for Nonce {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for Nonce {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Nonce, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Lowercases and validates a name for the manifest: printable ASCII without spaces
+/// (a DNS name, or a wildcard pattern such as `*.example.com` for a wildcard route).
+pub fn normalize_name(name: &str) -> Result<String, BindingError> {
+    if name.is_empty() {
+        return Err(BindingError::EmptyName);
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(BindingError::NameTooLong {
+            name: name.chars().take(40).collect(),
+            len: name.len(),
+            max: MAX_NAME_LEN,
+        });
+    }
+    if let Some(offset) = name.bytes().position(|b| !b.is_ascii_graphic()) {
+        return Err(BindingError::BadNameByte {
+            name: name.escape_default().to_string(),
+            offset,
+        });
+    }
+    Ok(name.to_ascii_lowercase())
+}
+
+/// One name the VM serves and the SHA-256 of the leaf certificate it presents.
+///
+/// A wildcard route's entry is keyed by the route's pattern (`*.example.com`): the
+/// backend presents one certificate for every name it matches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestEntry {
+    pub name: String,
+    #[serde(with = "hex_digest")]
+    pub cert_sha256: [u8; 32],
+}
+
+impl ManifestEntry {
+    /// An entry for `name` (normalized) and the DER of its leaf certificate.
+    pub fn from_cert(name: &str, leaf_der: &[u8]) -> Result<ManifestEntry, BindingError> {
+        Ok(ManifestEntry {
+            name: normalize_name(name)?,
+            cert_sha256: Sha256::digest(leaf_der).into(),
+        })
+    }
+
+    /// `u16_be(len(name)) || name || sha256`, the bytes the manifest digest covers.
+    fn encode(&self, out: &mut Vec<u8>) {
+        // normalize_name bounds names to MAX_NAME_LEN, far below u16::MAX.
+        let len = u16::try_from(self.name.len()).unwrap_or(u16::MAX);
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(self.name.as_bytes());
+        out.extend_from_slice(&self.cert_sha256);
+    }
+}
+
+/// The certificates a VM serves: one entry per name, kept sorted by name bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "Vec<ManifestEntry>", into = "Vec<ManifestEntry>")]
+pub struct Manifest {
+    entries: Vec<ManifestEntry>,
+}
+
+impl Manifest {
+    /// Builds a manifest: names are normalized, sorted, and must be unique.
+    pub fn new(entries: Vec<ManifestEntry>) -> Result<Manifest, BindingError> {
+        let mut entries = entries
+            .into_iter()
+            .map(|e| {
+                Ok(ManifestEntry {
+                    name: normalize_name(&e.name)?,
+                    cert_sha256: e.cert_sha256,
+                })
+            })
+            .collect::<Result<Vec<_>, BindingError>>()?;
+        entries.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+        if let Some(w) = entries.windows(2).find(|w| w[0].name == w[1].name) {
+            return Err(BindingError::DuplicateName {
+                name: w[0].name.clone(),
+            });
+        }
+        Ok(Manifest { entries })
+    }
+
+    pub fn entries(&self) -> &[ManifestEntry] {
+        &self.entries
+    }
+
+    /// The entry for exactly this name (compared after lowercasing).
+    pub fn get(&self, name: &str) -> Option<&ManifestEntry> {
+        let name = name.to_ascii_lowercase();
+        self.entries.iter().find(|e| e.name == name)
+    }
+
+    /// SHA-256 over the encoded entries in name order.
+    pub fn digest(&self) -> [u8; 32] {
+        let mut bytes = Vec::new();
+        for e in &self.entries {
+            e.encode(&mut bytes);
+        }
+        Sha256::digest(&bytes).into()
+    }
+}
+
+impl TryFrom<Vec<ManifestEntry>> for Manifest {
+    type Error = BindingError;
+    fn try_from(v: Vec<ManifestEntry>) -> Result<Manifest, BindingError> {
+        Manifest::new(v)
+    }
+}
+
+impl From<Manifest> for Vec<ManifestEntry> {
+    fn from(m: Manifest) -> Vec<ManifestEntry> {
+        m.entries
+    }
+}
+
+/// SHA-256 of the attestation key's TPMT_PUBLIC, or 32 zero bytes when there is no TPM.
+pub fn ak_digest(ak_public_tpmt: Option<&[u8]>) -> [u8; 32] {
+    match ak_public_tpmt {
+        Some(tpmt) => Sha256::digest(tpmt).into(),
+        None => [0u8; 32],
+    }
+}
+
+/// The 64 bytes the TEE report carries.
+pub fn report_data(nonce: &Nonce, manifest_digest: &[u8; 32], ak_digest: &[u8; 32]) -> [u8; 64] {
+    let mut h = Sha512::new();
+    h.update(REPORT_DATA_CONTEXT);
+    h.update([0u8]);
+    h.update(nonce.0);
+    h.update(manifest_digest);
+    h.update(ak_digest);
+    h.finalize().into()
+}
+
+/// The TPM quote's extraData: SHA-256 of report_data, so the quote is tied to the
+/// same call as the TEE report.
+pub fn tpm_qualifying(report_data: &[u8; 64]) -> [u8; 32] {
+    Sha256::digest(report_data).into()
+}
+
+/// Serde for a 32-byte digest as 64 hex characters.
+pub(crate) mod hex_digest {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(d))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        let s = String::deserialize(d)?;
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(&s, &mut out).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "expected 64 hex characters (a SHA-256), got `{s}`: {e}"
+            ))
+        })?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str, byte: u8) -> ManifestEntry {
+        ManifestEntry {
+            name: name.into(),
+            cert_sha256: [byte; 32],
+        }
+    }
+
+    #[test]
+    fn names_are_lowercased_sorted_and_unique() {
+        let m = Manifest::new(vec![entry("B.example.com", 1), entry("a.example.com", 2)]).unwrap();
+        let names: Vec<_> = m.entries().iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["a.example.com", "b.example.com"]);
+        assert_eq!(m.get("A.EXAMPLE.COM").unwrap().cert_sha256, [2; 32]);
+        let dup = Manifest::new(vec![entry("a.example.com", 1), entry("A.example.com", 2)]);
+        assert_eq!(
+            dup,
+            Err(BindingError::DuplicateName {
+                name: "a.example.com".into()
+            })
+        );
+    }
+
+    #[test]
+    fn bad_names_are_refused() {
+        assert_eq!(normalize_name(""), Err(BindingError::EmptyName));
+        assert!(matches!(
+            normalize_name("a b"),
+            Err(BindingError::BadNameByte { offset: 1, .. })
+        ));
+        assert!(matches!(
+            normalize_name("é.com"),
+            Err(BindingError::BadNameByte { offset: 0, .. })
+        ));
+        let long = "a".repeat(MAX_NAME_LEN + 1);
+        assert!(matches!(
+            normalize_name(&long),
+            Err(BindingError::NameTooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn nonce_parsing_says_why() {
+        assert_eq!(
+            "ab".parse::<Nonce>(),
+            Err(BindingError::NonceLength { len: 2 })
+        );
+        let not_hex = "zz".repeat(32);
+        assert!(matches!(
+            not_hex.parse::<Nonce>(),
+            Err(BindingError::NonceNotHex(_))
+        ));
+        let ok = "0f".repeat(32);
+        assert_eq!(ok.parse::<Nonce>().unwrap().0, [0x0f; 32]);
+    }
+
+    #[test]
+    fn manifest_json_round_trips_and_rejects_bad_digests() {
+        let m = Manifest::new(vec![entry("a.example.com", 0xab)]).unwrap();
+        let json = serde_json::to_string(&m).unwrap();
+        assert_eq!(
+            json,
+            format!(
+                r#"[{{"name":"a.example.com","cert_sha256":"{}"}}]"#,
+                "ab".repeat(32)
+            )
+        );
+        assert_eq!(serde_json::from_str::<Manifest>(&json).unwrap(), m);
+        let short = r#"[{"name":"a","cert_sha256":"abcd"}]"#;
+        assert!(serde_json::from_str::<Manifest>(short).is_err());
+        let dup = format!(
+            r#"[{{"name":"a","cert_sha256":"{0}"}},{{"name":"a","cert_sha256":"{0}"}}]"#,
+            "00".repeat(32)
+        );
+        assert!(serde_json::from_str::<Manifest>(&dup).is_err());
+    }
+}
