@@ -1,1 +1,215 @@
-//! TODO(owner): see DESIGN.md.
+//! The Evidence JSON that `GET /v1/attestation?nonce=...` returns (DESIGN.md): the TEE
+//! report, the TPM quote, the IMA log and the certificate manifest of one call.
+//!
+//! Parsing is strict: an unknown `version`, `kind` or field is an error that names it,
+//! so a verifier never silently ignores something it does not understand.
+
+use crate::binding::{Manifest, Nonce};
+use crate::tpm::quote::PcrValues;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The only evidence format this code reads and writes.
+pub const EVIDENCE_VERSION: u32 = 1;
+
+/// The most evidence JSON a verifier parses (the IMA log dominates its size).
+pub const MAX_EVIDENCE_BYTES: usize = 128 * 1024 * 1024;
+
+/// Bytes carried as standard base64 with padding.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Base64(pub Vec<u8>);
+
+impl std::fmt::Debug for Base64 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Base64({} bytes)", self.0.len())
+    }
+}
+
+impl Serialize for Base64 {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(&self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Base64 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Base64, D::Error> {
+        let s = String::deserialize(d)?;
+        STANDARD
+            .decode(s.as_bytes())
+            .map(Base64)
+            .map_err(|e| serde::de::Error::custom(format!("not standard base64 with padding: {e}")))
+    }
+}
+
+/// What the TEE said, by kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", deny_unknown_fields)]
+pub enum TeeEvidence {
+    /// An AMD SEV-SNP attestation report (1184 bytes) and, optionally, the certificates
+    /// the host supplied (VCEK/VLEK, ASK, ARK as PEM). Their root is never trusted: the
+    /// verifier pins AMD's ARKs.
+    #[serde(rename = "sev-snp")]
+    SevSnp {
+        report: Base64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cert_chain: Option<Base64>,
+    },
+    /// An Intel TDX quote (v4 or v5) and, optionally, the PCS collateral JSON for it.
+    #[serde(rename = "tdx")]
+    Tdx {
+        report: Base64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        collateral: Option<Base64>,
+    },
+    /// verigate's simulated TEE: a report signed by a P-384 key kept in the data dir,
+    /// with that key's public half (SPKI DER). Proves nothing about hardware.
+    #[serde(rename = "simulated")]
+    Simulated { report: Base64, public_key: Base64 },
+    /// No TEE: nothing vouches for report_data.
+    #[serde(rename = "none")]
+    None,
+}
+
+impl TeeEvidence {
+    /// The `kind` string of DESIGN.md.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TeeEvidence::SevSnp { .. } => "sev-snp",
+            TeeEvidence::Tdx { .. } => "tdx",
+            TeeEvidence::Simulated { .. } => "simulated",
+            TeeEvidence::None => "none",
+        }
+    }
+}
+
+/// A TPM quote with the key that signed it and the PCR values it covers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TpmEvidence {
+    /// TPMT_PUBLIC of the attestation key.
+    pub ak_public: Base64,
+    /// TPMS_ATTEST.
+    pub quote: Base64,
+    /// TPMT_SIGNATURE.
+    pub signature: Base64,
+    pub pcrs: PcrValues,
+}
+
+/// The answer to one attestation call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Evidence {
+    pub version: u32,
+    pub nonce: Nonce,
+    /// verigated's own name: the manifest entry of the certificate on its endpoint.
+    pub domain: String,
+    pub manifest: Manifest,
+    pub tee: TeeEvidence,
+    pub tpm: Option<TpmEvidence>,
+    /// The binary IMA measurement list (`binary_runtime_measurements`).
+    pub ima_log: Option<Base64>,
+}
+
+/// Why evidence bytes were refused.
+#[derive(Debug, thiserror::Error)]
+pub enum EvidenceError {
+    #[error("evidence is {len} bytes; the most accepted is {max}")]
+    TooLarge { len: usize, max: usize },
+    #[error("evidence is not valid JSON of the expected shape: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error(
+        "evidence version {0} is not supported (this verigate reads version {EVIDENCE_VERSION})"
+    )]
+    UnsupportedVersion(u32),
+    #[error("evidence domain `{0}` is not in its own manifest")]
+    DomainNotInManifest(String),
+}
+
+impl Evidence {
+    /// Parses and checks evidence from untrusted bytes.
+    pub fn from_json(bytes: &[u8]) -> Result<Evidence, EvidenceError> {
+        if bytes.len() > MAX_EVIDENCE_BYTES {
+            return Err(EvidenceError::TooLarge {
+                len: bytes.len(),
+                max: MAX_EVIDENCE_BYTES,
+            });
+        }
+        let evidence: Evidence = serde_json::from_slice(bytes)?;
+        if evidence.version != EVIDENCE_VERSION {
+            return Err(EvidenceError::UnsupportedVersion(evidence.version));
+        }
+        if evidence.manifest.get(&evidence.domain).is_none() {
+            return Err(EvidenceError::DomainNotInManifest(evidence.domain.clone()));
+        }
+        Ok(evidence)
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(self).expect("evidence serializes: every field is plain data")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::binding::ManifestEntry;
+
+    fn sample() -> Evidence {
+        Evidence {
+            version: 1,
+            nonce: Nonce([1; 32]),
+            domain: "vm.example.com".into(),
+            manifest: Manifest::new(vec![ManifestEntry {
+                name: "vm.example.com".into(),
+                cert_sha256: [2; 32],
+            }])
+            .unwrap(),
+            tee: TeeEvidence::Simulated {
+                report: Base64(vec![1, 2, 3]),
+                public_key: Base64(vec![4]),
+            },
+            tpm: None,
+            ima_log: None,
+        }
+    }
+
+    #[test]
+    fn round_trips_in_the_design_shape() {
+        let e = sample();
+        let v: serde_json::Value = serde_json::from_slice(&e.to_json()).unwrap();
+        assert_eq!(v["tee"]["kind"], "simulated");
+        assert_eq!(v["tee"]["report"], "AQID");
+        assert_eq!(v["tpm"], serde_json::Value::Null);
+        assert_eq!(v["nonce"], "01".repeat(32));
+        assert_eq!(Evidence::from_json(&e.to_json()).unwrap(), e);
+    }
+
+    fn mutate(f: impl FnOnce(&mut serde_json::Value)) -> Result<Evidence, EvidenceError> {
+        let mut v: serde_json::Value = serde_json::from_slice(&sample().to_json()).unwrap();
+        f(&mut v);
+        Evidence::from_json(&serde_json::to_vec(&v).unwrap())
+    }
+
+    #[test]
+    fn strict_about_what_it_does_not_know() {
+        assert!(matches!(
+            mutate(|v| v["version"] = 2.into()),
+            Err(EvidenceError::UnsupportedVersion(2))
+        ));
+        let e = mutate(|v| v["tee"]["kind"] = "sgx".into()).unwrap_err();
+        assert!(e.to_string().contains("sgx"), "{e}");
+        let e = mutate(|v| v["extra"] = 1.into()).unwrap_err();
+        assert!(e.to_string().contains("extra"), "{e}");
+        let e = mutate(|v| v["tee"]["report"] = "not base64!".into()).unwrap_err();
+        assert!(e.to_string().contains("base64"), "{e}");
+        let e = mutate(|v| v["nonce"] = "abcd".into()).unwrap_err();
+        assert!(e.to_string().contains("64 hex"), "{e}");
+        assert!(matches!(
+            mutate(|v| v["domain"] = "other.example.com".into()),
+            Err(EvidenceError::DomainNotInManifest(_))
+        ));
+        assert!(Evidence::from_json(b"").is_err());
+        assert!(Evidence::from_json(b"[]").is_err());
+    }
+}
