@@ -88,6 +88,8 @@ impl TlsBackend {
                     let serve = async {
                         loop {
                             let Ok((tcp, _)) = listener.accept().await else {
+                                // Out of descriptors, say: wait instead of spinning.
+                                tokio::time::sleep(Duration::from_millis(10)).await;
                                 continue;
                             };
                             let acceptor = acceptor.clone();
