@@ -536,7 +536,7 @@ fn progress_moves_and_is_readable_from_another_thread() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = real(&dir);
     for i in 0..4 {
-        sparse_exec(&root.join(format!("big{i}")), 64 << 20);
+        sparse_exec(&root.join(format!("big{i}")), 16 << 20);
     }
     let mut small = File::create(root.join("small")).expect("create");
     small.write_all(b"#!/bin/sh\n").expect("write");
@@ -565,7 +565,7 @@ fn progress_moves_and_is_readable_from_another_thread() {
     assert_eq!(last.files_seen, 5);
     assert_eq!(last.files_done, 5);
     assert_eq!(last.files_hashed, 5);
-    assert_eq!(last.bytes_hashed, 4 * (64 << 20) + 10);
+    assert_eq!(last.bytes_hashed, 4 * (16 << 20) + 10);
     assert_eq!(last.bytes_hashed, result.stats.bytes_hashed);
     assert!(last.bytes_per_sec > 0);
     let json = serde_json::to_value(&last).expect("json");
@@ -602,4 +602,75 @@ fn cancel_stops_a_running_scan() {
     let err = scan::scan(&config(&[&root]), &progress, &cancel).expect_err("cancelled");
     assert!(matches!(err, ScanError::Cancelled));
     assert_eq!(progress.report().files_seen, 0);
+}
+
+#[test]
+fn a_relative_exclude_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(&[dir.path()]);
+    cfg.exclude = vec![PathBuf::from("/proc"), PathBuf::from("var/tmp")];
+    let progress = ScanProgress::new();
+    let err = scan::scan(&cfg, &progress, &CancelToken::new()).expect_err("relative exclude");
+    assert!(
+        matches!(&err, ScanError::RelativeExclude { exclude } if exclude == Path::new("var/tmp")),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("var/tmp"), "{err}");
+    assert_eq!(progress.phase(), Phase::Failed);
+}
+
+#[test]
+fn a_cache_in_another_algorithm_is_never_served() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = tempfile::tempdir().expect("data dir");
+    let root = real(&dir);
+    mixed_tree(&root);
+    settle();
+    let mut cfg = config(&[&root]);
+    cfg.cache_file = Some(ScanConfig::cache_file_in(data.path()));
+    let sha256 = run(&cfg);
+    assert_eq!(sha256.stats.files_hashed, 7);
+
+    cfg.algorithm = HashAlg::Sha512;
+    let sha512 = run(&cfg);
+    // Measured files are hashed again; data files keep their cached "not measured".
+    assert_eq!(sha512.stats.files_hashed, 7);
+    assert_eq!(sha512.stats.files_from_cache, 6);
+    assert!(sha512.files.iter().all(|(_, d)| d.len() == 128));
+    assert_eq!(paths(&sha512), paths(&sha256));
+
+    cfg.algorithm = HashAlg::Sha256;
+    let again = run(&cfg);
+    assert_eq!(again.stats.files_hashed, 7);
+    assert_eq!(again.files, sha256.files);
+}
+
+#[test]
+fn a_file_changed_while_being_hashed_is_skipped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = real(&dir);
+    let big = root.join("shrinking");
+    let len: u64 = 4 << 30;
+    sparse_exec(&big, len);
+    let progress = Arc::new(ScanProgress::new());
+    let cfg = config(&[&root]);
+    let job = {
+        let progress = Arc::clone(&progress);
+        std::thread::spawn(move || scan::scan(&cfg, &progress, &CancelToken::new()))
+    };
+    // Once reading has begun (hashing 4 GiB takes seconds), the file shrinks: the worker
+    // reaches the new end at once and sees that size, mtime and ctime moved.
+    while progress.report().bytes_hashed == 0 && !job.is_finished() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    File::options()
+        .write(true)
+        .open(&big)
+        .and_then(|f| f.set_len(4096))
+        .expect("shrink");
+    let result = job.join().expect("scan thread").expect("scan");
+    assert!(result.files.is_empty(), "{:?}", result.files);
+    assert_eq!(result.skipped.len(), 1);
+    assert_eq!(result.skipped[0].path, s(&big));
+    assert_eq!(result.skipped[0].reason, SkipReason::ChangedWhileHashing);
 }

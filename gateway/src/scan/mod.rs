@@ -418,6 +418,12 @@ pub enum ScanError {
         /// The error from resolving it.
         source: io::Error,
     },
+    /// An exclude is not an absolute path, so it would never match.
+    #[error("snapshot exclude {exclude}: not an absolute path (write it from /)")]
+    RelativeExclude {
+        /// The exclude as configured.
+        exclude: PathBuf,
+    },
     /// The job's [`CancelToken`] was used.
     #[error("scan cancelled")]
     Cancelled,

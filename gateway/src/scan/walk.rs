@@ -55,6 +55,11 @@ pub fn walk(
 ) -> Result<WalkOutput, ScanError> {
     let mut excludes: Vec<PathBuf> = Vec::new();
     for e in exclude {
+        // A relative prefix could never match the walk's absolute paths: refuse it
+        // rather than silently scanning what the operator meant to exclude.
+        if !e.is_absolute() {
+            return Err(ScanError::RelativeExclude { exclude: e.clone() });
+        }
         excludes.push(e.clone());
         // `/var/run` is a symlink to `/run` on most systems: exclude what it points at
         // too, since the walk only ever sees real paths below a canonical root.
