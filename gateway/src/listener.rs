@@ -230,13 +230,46 @@ pub async fn read_preamble(
             }
         }
     }
+    // The parser reads the whole buffer on each call. A client that sends its hello a
+    // byte at a time would make that quadratic, so it is called only when its answer can
+    // change: when a byte of a record header arrives (so non-TLS bytes are refused at
+    // once) or when a record completes, not for each byte inside a record.
+    let mut next_record = 0;
+    let mut last_progress = None;
     loop {
-        match client_hello::parse(&buf) {
-            Ok(Some(hello)) => return Ok(Preamble { proxy, hello, buf }),
-            Ok(None) => read_some(stream, &mut buf, MAX_CLIENT_HELLO_BYTES).await?,
-            Err(e) => return Err(PeekError::ClientHello(e)),
+        next_record = complete_records_end(&buf, next_record);
+        let progress = (
+            next_record,
+            buf.len().saturating_sub(next_record).min(RECORD_HEADER_LEN),
+        );
+        if last_progress != Some(progress) {
+            last_progress = Some(progress);
+            match client_hello::parse(&buf) {
+                Ok(Some(hello)) => return Ok(Preamble { proxy, hello, buf }),
+                Ok(None) => {}
+                Err(e) => return Err(PeekError::ClientHello(e)),
+            }
         }
+        read_some(stream, &mut buf, MAX_CLIENT_HELLO_BYTES).await?;
     }
+}
+
+/// TLS record header: type, version, length.
+const RECORD_HEADER_LEN: usize = 5;
+
+/// Walks whole TLS records from `from` (the start of a record) and returns where the
+/// first incomplete one starts (`buf.len()` when every record is complete). Only looks
+/// at the length fields; the parser judges the rest.
+fn complete_records_end(buf: &[u8], mut from: usize) -> usize {
+    while let Some(header) = buf.get(from..from.saturating_add(RECORD_HEADER_LEN)) {
+        let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
+        let end = from + RECORD_HEADER_LEN + len;
+        if end > buf.len() {
+            break;
+        }
+        from = end;
+    }
+    from
 }
 
 /// Appends what the socket has (at least one byte) to `buf`, never growing it past
@@ -425,6 +458,35 @@ mod tests {
         // The bytes after the hello are kept: they go to the backend too.
         assert!(preamble.buf.ends_with(b"early"));
         assert_eq!(preamble.hello.consumed + 5, preamble.buf.len());
+    }
+
+    #[test]
+    fn record_walk() {
+        assert_eq!(complete_records_end(&[], 0), 0);
+        assert_eq!(complete_records_end(&[22, 3, 1], 0), 0);
+        assert_eq!(complete_records_end(&[22, 3, 1, 0, 2, 9], 0), 0);
+        assert_eq!(complete_records_end(&[22, 3, 1, 0, 1, 9], 0), 6);
+        assert_eq!(
+            complete_records_end(&[22, 3, 1, 0, 1, 9, 22, 3, 1, 0, 0, 22], 0),
+            11
+        );
+        assert_eq!(complete_records_end(&[22, 3, 1, 0, 1, 9, 22], 6), 6);
+    }
+
+    #[tokio::test]
+    async fn byte_by_byte_hello() {
+        let (mut server, mut client) = pair().await;
+        let hello = hello();
+        let writer = tokio::spawn(async move {
+            client.set_nodelay(true).unwrap();
+            for b in &hello {
+                client.write_all(std::slice::from_ref(b)).await.unwrap();
+            }
+            client
+        });
+        let preamble = read_preamble(&mut server, false).await.unwrap();
+        let _client = writer.await.unwrap();
+        assert_eq!(preamble.hello.sni.as_deref(), Some("rustls.example.com"));
     }
 
     #[tokio::test]
