@@ -314,9 +314,14 @@ impl<M: ServiceManager> AppController<M> {
         }
     }
 
-    /// The manager (e.g. to shut a standalone one down).
+    /// The manager.
     pub fn manager(&self) -> &M {
         &self.manager
+    }
+
+    /// Gives the manager back (e.g. to shut a standalone one down gracefully).
+    pub fn into_manager(self) -> M {
+        self.manager
     }
 
     /// Replaces `<app_storage>/app.conf` with `config` (size-checked, atomically), then
