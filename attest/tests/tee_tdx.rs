@@ -322,3 +322,27 @@ fn flipping_every_byte_of_the_quote_fails() {
         );
     }
 }
+
+#[test]
+fn auth_data_lengths_must_add_up() {
+    let Some(q) = read("tdx_quote") else { return };
+    // The auth data length (u32 at 632, after header and TD report) grown by one byte
+    // would swallow a padding zero that dcap-qvl then ignores.
+    let mut t = q.clone();
+    t[632] += 1;
+    assert_eq!(
+        parse_quote(&t),
+        Err(TdxError::AuthDataLength {
+            field: "auth data",
+            declared: 4301,
+            actual: 4300
+        })
+    );
+    // Same for the QE report certification data size (u32 at 632 + 4 + 130).
+    let mut t = q.clone();
+    t[632 + 4 + 130] += 1;
+    assert!(matches!(
+        parse_quote(&t),
+        Err(TdxError::AuthDataLength { .. }) | Err(TdxError::Parse(_))
+    ));
+}

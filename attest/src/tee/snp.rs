@@ -9,6 +9,12 @@
 //! first 0x2A0 bytes (ECDSA P-384, SHA-384), carry the report's `reported_tcb` in its TCB
 //! extensions and, for a VCEK, the report's `chip_id` in its hwID extension.
 //!
+//! VLEK: the `sev` crate ships no ASVK, and this build has no network to fetch one, so a
+//! VLEK-signed report verifies only when its chain brings the ASVK (KDS `cert_chain` for
+//! VLEK); the ASVK must then be signed by the pinned ARK like any offered intermediate.
+//! No VLEK evidence exists publicly, so that path is covered by the shared code, not by a
+//! test on a real VLEK.
+//!
 //! Product detection: the product (Milan, Genoa, Turin) is the one whose pinned ARK
 //! validates the chain. A v3+ report also names its CPU (family/model), which must agree
 //! with it; a v2 report has no CPUID, so the chain alone decides (a Turin-shaped chip id

@@ -45,6 +45,16 @@ pub enum TdxError {
     UnsupportedVersion(u16),
     #[error("quote is {got} bytes but its header and auth data declare {expected}")]
     LengthMismatch { expected: usize, got: usize },
+    #[error(
+        "certification data type {0} (a TDX quote carries type 6, QE report certification data)"
+    )]
+    CertificationDataType(usize),
+    #[error("{field} declares {declared} bytes but its parts add up to {actual}")]
+    AuthDataLength {
+        field: &'static str,
+        declared: usize,
+        actual: usize,
+    },
     #[error("byte at offset {offset}, after the quote's declared end, is not zero padding")]
     TrailingBytesNotZero { offset: usize },
     #[error("cannot parse collateral JSON: {0}")]
@@ -89,7 +99,12 @@ impl TdxError {
         use TdxError::*;
         match self {
             UnknownTcbStatusName(_) => TdxStep::Options,
-            Parse(_) | NotTdx(_) | UnsupportedVersion(_) | LengthMismatch { .. }
+            Parse(_)
+            | NotTdx(_)
+            | UnsupportedVersion(_)
+            | LengthMismatch { .. }
+            | AuthDataLength { .. }
+            | CertificationDataType(_)
             | TrailingBytesNotZero { .. } => TdxStep::Format,
             CertChain { chain, .. } if chain.starts_with("quote") => TdxStep::Format,
             DebugTd { .. } => TdxStep::TdAttributes,
@@ -185,6 +200,11 @@ pub fn parse_quote(quote: &[u8]) -> Result<TdxQuote, TdxError> {
         .ok()
         .and_then(|l| signed.checked_add(4)?.checked_add(l))
         .ok_or_else(|| TdxError::Parse("auth data length overflows".into()))?;
+    check_auth_data_layout(
+        quote,
+        signed,
+        expected.saturating_sub(signed.saturating_add(4)),
+    )?;
     // Quote buffers from the quoting service may carry zero padding after the auth data
     // (Intel's sample quote has 70 bytes); anything else there is not covered by any
     // signature and is refused.
@@ -207,6 +227,54 @@ pub fn parse_quote(quote: &[u8]) -> Result<TdxQuote, TdxError> {
         qe_vendor_id: parsed.header.qe_vendor_id,
         td,
     })
+}
+
+fn u16_at(b: &[u8], off: usize) -> Option<usize> {
+    let bytes = b.get(off..off.checked_add(2)?)?;
+    Some(usize::from(u16::from_le_bytes([bytes[0], bytes[1]])))
+}
+
+fn u32_at(b: &[u8], off: usize) -> Option<usize> {
+    let bytes: [u8; 4] = b.get(off..off.checked_add(4)?)?.try_into().ok()?;
+    usize::try_from(u32::from_le_bytes(bytes)).ok()
+}
+
+/// The length fields of the auth data are not signed and dcap-qvl ignores bytes left
+/// over inside them, so each declared length must be exactly what its parts add up to:
+/// signature (64) + attestation key (64) + certification data header (6) + body; and,
+/// for the QE report body (type 6, the only one TDX uses), report (384) + signature (64) + auth data (2 + n) +
+/// inner certification data (6 + m).
+fn check_auth_data_layout(quote: &[u8], signed: usize, auth_len: usize) -> Result<(), TdxError> {
+    let missing = || TdxError::Parse("auth data shorter than its fields".into());
+    let mismatch = |field: &'static str, declared: usize, actual: usize| TdxError::AuthDataLength {
+        field,
+        declared,
+        actual,
+    };
+    let auth = signed.checked_add(4).ok_or_else(missing)?;
+    let cert_type = u16_at(quote, auth + 128).ok_or_else(missing)?;
+    let cert_size = u32_at(quote, auth + 130).ok_or_else(missing)?;
+    let outer = 134usize.checked_add(cert_size).ok_or_else(missing)?;
+    if outer != auth_len {
+        return Err(mismatch("auth data", auth_len, outer));
+    }
+    // TDX quotes (v4, v5) carry type 6, QE report certification data; dcap-qvl decodes
+    // it as such whatever the field says, so another value is refused here.
+    if cert_type != 6 {
+        return Err(TdxError::CertificationDataType(cert_type));
+    }
+    {
+        let body = auth + 134;
+        let qe_auth = u16_at(quote, body + 448).ok_or_else(missing)?;
+        let inner_size = u32_at(quote, body + 452 + qe_auth).ok_or_else(missing)?;
+        let inner = (456 + qe_auth)
+            .checked_add(inner_size)
+            .ok_or_else(missing)?;
+        if inner != cert_size {
+            return Err(mismatch("QE report certification data", cert_size, inner));
+        }
+    }
+    Ok(())
 }
 
 /// What the verifier accepts beyond an `UpToDate`, non-debug TD.
