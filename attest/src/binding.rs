@@ -238,8 +238,8 @@ pub fn tpm_qualifying(report_data: &[u8; 64]) -> [u8; 32] {
     Sha256::digest(report_data).into()
 }
 
-/// Serde for a 32-byte digest as 64 hex characters.
-pub(crate) mod hex_digest {
+/// Serde for a 32-byte digest as 64 hex characters (`#[serde(with = "hex_digest")]`).
+pub mod hex_digest {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(d: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
