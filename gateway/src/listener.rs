@@ -283,17 +283,30 @@ async fn read_some(
     if room == 0 {
         return Err(PeekError::TooLarge { limit });
     }
-    let mut chunk = [0u8; 4096];
-    let want = room.min(chunk.len());
-    let n = stream.read(&mut chunk[..want]).await?;
+    // Read straight into the buffer's tail: a stack array here would live in the
+    // connection task's state for the connection's whole life.
+    let start = buf.len();
+    buf.resize(start + room.min(READ_CHUNK), 0);
+    let read = match buf.get_mut(start..) {
+        Some(tail) => stream.read(tail).await,
+        None => Ok(0),
+    };
+    let n = match read {
+        Ok(n) => n,
+        Err(e) => {
+            buf.truncate(start);
+            return Err(e.into());
+        }
+    };
+    buf.truncate(start + n);
     if n == 0 {
-        return Err(PeekError::ClosedEarly {
-            received: buf.len(),
-        });
+        return Err(PeekError::ClosedEarly { received: start });
     }
-    buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
     Ok(())
 }
+
+/// Most bytes one read of the peek asks for.
+const READ_CHUNK: usize = 4096;
 
 /// Sends the `unrecognized_name` alert and closes; returns the bytes written.
 async fn refuse_unrecognized_name(mut stream: TcpStream) -> u64 {
@@ -387,14 +400,26 @@ async fn passthrough(
             hello.sni.as_deref(),
         ));
     }
-    let header_len = initial.len() as u64;
     initial.extend_from_slice(&buf);
-    drop(buf);
+    // Written here rather than by the relay so that neither copy of the hello stays
+    // allocated for the connection's whole life (idle connections should cost little).
+    let mut backend = backend;
+    if let Err(e) = backend.write_all(&initial).await {
+        log.finish("backend_error", Some(e.to_string()), 0, 0);
+        return;
+    }
+    route
+        .metrics
+        .traffic
+        .client_to_backend
+        .fetch_add(initial.len() as u64, Ordering::Relaxed);
+    let client_bytes = buf.len() as u64;
+    drop((buf, initial));
     let opts = RelayOptions {
         idle_timeout: g.idle_timeout,
         use_splice: g.splice,
     };
-    let transfer = forward::relay(stream, backend, &initial, &opts, &route.metrics.traffic).await;
+    let transfer = forward::relay(stream, backend, &[], &opts, &route.metrics.traffic).await;
     let outcome = match &transfer.outcome {
         forward::RelayOutcome::Closed => ("closed", None),
         forward::RelayOutcome::IdleTimeout => ("idle_timeout", None),
@@ -404,7 +429,7 @@ async fn passthrough(
     log.finish(
         outcome.0,
         outcome.1,
-        transfer.client_to_backend.saturating_sub(header_len),
+        transfer.client_to_backend.saturating_add(client_bytes),
         transfer.backend_to_client,
     );
 }
