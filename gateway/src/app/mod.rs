@@ -15,6 +15,7 @@
 pub mod auth;
 mod command;
 pub mod conf_write;
+pub mod settings;
 pub mod standalone;
 pub mod supervisor;
 pub mod systemd;
@@ -245,9 +246,8 @@ impl ServiceManager for AnyManager {
     }
 }
 
-/// App-control settings that `[app]` (in `config.rs`) does not carry yet: meant to be
-/// embedded there as optional fields with these defaults. Until then the binary builds
-/// it from [`AppConfig`] with [`AppControlSettings::default`].
+/// App-control settings that `[api]`/`[app]` (in `config.rs`) do not carry yet; the
+/// keys a user writes for them and their validation are in [`settings`].
 #[derive(Debug, Clone)]
 pub struct AppControlSettings {
     /// Largest `app.conf` accepted by `init`.
@@ -286,8 +286,7 @@ pub fn manager_from_config(
         ServiceType::Standalone => {
             let Some(standalone) = &settings.standalone else {
                 return Err(AppError::NotConfigured(
-                    "service_type = \"standalone\" needs the program to run (standalone command)"
-                        .into(),
+                    "service_type = \"standalone\" needs `[app.standalone] command = [...]`".into(),
                 ));
             };
             AnyManager::Standalone(Standalone::spawn(&app.service_name, standalone.clone()))
