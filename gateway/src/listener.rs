@@ -190,7 +190,9 @@ async fn handle(
     log.sni = hello.sni.clone();
 
     match active.routes.lookup(hello.sni.as_deref()) {
-        Destination::Own => serve_own(&server, &active, stream, buf, log).await,
+        // Boxed: the TLS + HTTP state is large, and the task of every passthrough
+        // connection would otherwise reserve room for it.
+        Destination::Own => Box::pin(serve_own(&server, &active, stream, buf, log)).await,
         Destination::Route(route) => {
             passthrough(&active, &route, stream, client, dialed, &hello, buf, log).await
         }
@@ -535,5 +537,37 @@ mod tests {
             matches!(e, PeekError::Proxy(ProxyError::NotProxyProtocol)),
             "{e}"
         );
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    /// Each open connection holds one `handle` future for its whole life: its size is
+    /// the gateway's own memory per idle connection (sockets and kernel buffers aside).
+    #[tokio::test]
+    async fn connection_task_stays_small() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("verigated.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[gateway]\nlisten=[\"127.0.0.1:1\"]\ndomain=\"vm.example.com\"\ndata_dir=\"{}\"\n",
+                dir.path().display()
+            ),
+        )
+        .unwrap();
+        let server = Server::load(&path).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (stream, peer) = listener.accept().await.unwrap();
+        let slot = server.try_open(10).unwrap();
+        let future = handle(server.clone(), server.current(), stream, peer, slot);
+        let size = std::mem::size_of_val(&future);
+        eprintln!("connection task: {size} bytes");
+        assert!(size <= 4096, "the connection task grew to {size} bytes");
     }
 }
