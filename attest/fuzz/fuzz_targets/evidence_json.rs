@@ -1,7 +1,14 @@
 #![no_main]
+//! Evidence JSON comes from the network: parsing it must never panic, and what parses
+//! must serialize and parse back to the same value.
+use attest::evidence::Evidence;
 use libfuzzer_sys::fuzz_target;
 
-// TODO(owner): call the parser of untrusted bytes; it must never panic.
 fuzz_target!(|data: &[u8]| {
-    let _ = data;
+    if let Ok(evidence) = Evidence::from_json(data) {
+        let again = Evidence::from_json(&evidence.to_json()).expect("own output parses");
+        assert_eq!(again, evidence);
+        let _ = evidence.manifest.digest();
+        let _ = attest::snapshot::Snapshot::from_json(data);
+    }
 });
