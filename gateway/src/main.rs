@@ -89,11 +89,13 @@ fn main() -> ExitCode {
 }
 
 async fn run(config_path: PathBuf) -> anyhow::Result<()> {
-    let server = Server::load(&config_path)?;
-    let listeners = server.bind().await?;
+    // Handlers first: a SIGHUP that arrives once the port accepts must reload, not kill
+    // (its default action).
     let mut hangup = signal(SignalKind::hangup())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
+    let server = Server::load(&config_path)?;
+    let listeners = server.bind().await?;
     {
         let active = server.current();
         tracing::info!(
