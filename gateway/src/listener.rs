@@ -139,11 +139,16 @@ async fn handle(
     let mut log = ConnectionLog::new(peer, local);
     let g = &active.config.gateway;
 
+    let mut early_proxy = None;
     let peeked = tokio::time::timeout(
         g.client_hello_timeout,
-        read_preamble(&mut stream, g.accept_proxy_protocol),
+        read_preamble_into(&mut stream, g.accept_proxy_protocol, &mut early_proxy),
     )
     .await;
+    // When the hello fails after a good PROXY header, the log still names the client.
+    if let Some(source) = early_proxy.as_ref().and_then(|p| p.source) {
+        log.client = source;
+    }
     let Preamble { proxy, hello, buf } = match peeked {
         Ok(Ok(preamble)) => preamble,
         Ok(Err(e)) => {
@@ -217,6 +222,16 @@ pub async fn read_preamble(
     stream: &mut TcpStream,
     expect_proxy: bool,
 ) -> Result<Preamble, PeekError> {
+    read_preamble_into(stream, expect_proxy, &mut None).await
+}
+
+/// [`read_preamble`], leaving the PROXY header in `early_proxy` as soon as it is read,
+/// so that a caller that gives up on the hello (timeout) still knows the client.
+async fn read_preamble_into(
+    stream: &mut TcpStream,
+    expect_proxy: bool,
+    early_proxy: &mut Option<ProxyHeader>,
+) -> Result<Preamble, PeekError> {
     let mut buf = Vec::with_capacity(2048);
     let mut proxy = None;
     if expect_proxy {
@@ -224,6 +239,7 @@ pub async fn read_preamble(
             match proxy_protocol::parse(&buf) {
                 Ok(Some((header, len))) => {
                     buf = buf.get(len..).map(<[u8]>::to_vec).unwrap_or_default();
+                    *early_proxy = Some(header.clone());
                     proxy = Some(header);
                     break;
                 }

@@ -156,3 +156,24 @@ fn proxy_local_health_check_and_broken_headers() {
         Some(3)
     );
 }
+
+#[test]
+fn a_stalled_hello_behind_proxy_is_logged_with_the_real_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(
+        dir.path(),
+        "accept_proxy_protocol = true\nclient_hello_timeout = \"1s\"",
+        "",
+    );
+    let real: SocketAddr = "192.0.2.44:6000".parse().unwrap();
+    let mut sock = raw(gw.addr);
+    sock.write_all(&proxy_protocol::encode_v2(real, gw.addr, None))
+        .unwrap();
+    sock.write_all(&[22, 3, 1]).unwrap();
+    let (_, closed) = read_until_closed(&mut sock);
+    assert!(closed);
+    gw.wait_for_log("client=192.0.2.44:6000");
+    assert!(gw.connection_lines().iter().any(
+        |l| l.contains("client=192.0.2.44:6000") && l.contains("outcome=client_hello_timeout")
+    ));
+}
