@@ -224,3 +224,21 @@ fn status_serializes_for_the_api() {
         })
     );
 }
+
+#[tokio::test]
+async fn refused_init_runs_no_systemctl() {
+    let fake = Fake::new(RUNNING);
+    let principal = Principal::Token { index: 0 };
+    let nowhere = AppController::new(fake.manager("app"), None, 1024);
+    let err = nowhere.init(&principal, b"x").await.unwrap_err();
+    assert!(matches!(err, AppError::NoAppStorage), "{err}");
+    let storage = fake.path("storage");
+    let small = AppController::new(fake.manager("app"), Some(storage.clone()), 4);
+    let err = small.init(&principal, b"12345").await.unwrap_err();
+    assert!(
+        matches!(err, AppError::ConfigTooLarge { got: 5, limit: 4 }),
+        "{err}"
+    );
+    assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+    assert!(!storage.exists());
+}

@@ -301,6 +301,9 @@ pub struct AppController<M> {
     /// `<app_storage>`; `None` when `[app] app_storage` is not set (init then fails).
     app_storage: Option<PathBuf>,
     max_config_bytes: usize,
+    /// One init or restart at a time, so that the status an init reports is that of the
+    /// program which read its configuration.
+    serial: tokio::sync::Mutex<()>,
 }
 
 impl<M: ServiceManager> AppController<M> {
@@ -310,6 +313,7 @@ impl<M: ServiceManager> AppController<M> {
             manager,
             app_storage,
             max_config_bytes,
+            serial: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -345,6 +349,7 @@ impl<M: ServiceManager> AppController<M> {
             });
         }
         let dir = self.app_storage.as_ref().ok_or(AppError::NoAppStorage)?;
+        let _serial = self.serial.lock().await;
         write_app_conf(dir, config, self.max_config_bytes)?;
         self.restart_or_start().await
     }
@@ -361,7 +366,10 @@ impl<M: ServiceManager> AppController<M> {
 
     /// Restarts the application (starts it if stopped) and reports the state after.
     pub async fn restart(&self, principal: &Principal) -> Result<ServiceStatus, AppError> {
-        let result = self.restart_or_start().await;
+        let result = {
+            let _serial = self.serial.lock().await;
+            self.restart_or_start().await
+        };
         log_action("restart", principal, None, &result);
         result
     }

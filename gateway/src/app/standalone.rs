@@ -457,20 +457,46 @@ fn last_exit_of(status: &ExitStatus) -> Option<LastExit> {
 /// Logs each line of `reader` with the service name; a line longer than
 /// [`MAX_LOG_LINE`] is logged in pieces, and bytes that are not UTF-8 are replaced.
 async fn log_output<R: AsyncRead + Unpin>(service: String, stream: &'static str, reader: R) {
+    let result = read_lines(reader, MAX_LOG_LINE, |line| emit(&service, stream, line)).await;
+    if let Err(e) = result {
+        tracing::debug!(service = %service, stream, error = %e, "output closed");
+    }
+}
+
+/// Calls `on_line` for each line of `reader` (without its `\n`), splitting lines longer
+/// than `max` bytes so that memory stays bounded whatever the program prints. A last
+/// line without `\n` is passed on at the end of the stream.
+async fn read_lines<R: AsyncRead + Unpin>(
+    reader: R,
+    max: usize,
+    mut on_line: impl FnMut(&[u8]),
+) -> std::io::Result<()> {
+    let max = max.max(1);
     let mut reader = BufReader::new(reader);
     let mut line: Vec<u8> = Vec::new();
+    // Set when a piece was cut at `max`: a newline right after it ends that same line
+    // and must not produce an empty one.
+    let mut just_split = false;
     loop {
         let buf = match reader.fill_buf().await {
             Ok(buf) => buf,
             Err(e) => {
-                tracing::debug!(service = %service, stream, error = %e, "output closed");
-                break;
+                if !line.is_empty() {
+                    on_line(&line);
+                }
+                return Err(e);
             }
         };
         if buf.is_empty() {
             break;
         }
-        let room = MAX_LOG_LINE.saturating_sub(line.len());
+        if just_split && buf.first() == Some(&b'\n') {
+            just_split = false;
+            reader.consume(1);
+            continue;
+        }
+        just_split = false;
+        let room = max.saturating_sub(line.len());
         let newline = buf.iter().take(room).position(|b| *b == b'\n');
         let used = match newline {
             Some(i) => {
@@ -484,14 +510,19 @@ async fn log_output<R: AsyncRead + Unpin>(service: String, stream: &'static str,
             }
         };
         reader.consume(used);
-        if newline.is_some() || line.len() >= MAX_LOG_LINE {
-            emit(&service, stream, &line);
+        if newline.is_some() {
+            on_line(&line);
             line.clear();
+        } else if line.len() >= max {
+            on_line(&line);
+            line.clear();
+            just_split = true;
         }
     }
     if !line.is_empty() {
-        emit(&service, stream, &line);
+        on_line(&line);
     }
+    Ok(())
 }
 
 fn emit(service: &str, stream: &'static str, line: &[u8]) {
@@ -503,4 +534,64 @@ fn emit(service: &str, stream: &'static str, line: &[u8]) {
         "{}",
         String::from_utf8_lossy(line)
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn lines_of(input: &[u8], max: usize) -> Vec<Vec<u8>> {
+        let mut lines = Vec::new();
+        read_lines(input, max, |l| lines.push(l.to_vec()))
+            .await
+            .unwrap();
+        lines
+    }
+
+    #[tokio::test]
+    async fn lines_are_split_and_bounded() {
+        assert_eq!(
+            lines_of(b"a\r\nbb\n\nlast", 8).await,
+            vec![
+                b"a\r".to_vec(),
+                b"bb".to_vec(),
+                b"".to_vec(),
+                b"last".to_vec()
+            ]
+        );
+        // Exactly `max` bytes then a newline: one line, no empty one after it.
+        assert_eq!(
+            lines_of(b"12345678\nx\n", 8).await,
+            vec![b"12345678".to_vec(), b"x".to_vec()]
+        );
+        let long = [b'x'; 20];
+        assert_eq!(
+            lines_of(&[&long[..], b"\n"].concat(), 8).await,
+            vec![vec![b'x'; 8], vec![b'x'; 8], vec![b'x'; 4]]
+        );
+        assert!(lines_of(b"", 8).await.is_empty());
+        // Not UTF-8: passed on as bytes (emit replaces them).
+        assert_eq!(lines_of(b"\xff\xfe\n", 8).await, vec![vec![0xff, 0xfe]]);
+    }
+
+    #[tokio::test]
+    async fn a_large_output_without_newlines_stays_bounded() {
+        let big = vec![b'y'; 3 * MAX_LOG_LINE + 5];
+        let lines = lines_of(&big, MAX_LOG_LINE).await;
+        assert_eq!(lines.len(), 4);
+        assert!(lines.iter().all(|l| l.len() <= MAX_LOG_LINE));
+        assert_eq!(lines.iter().map(Vec::len).sum::<usize>(), big.len());
+    }
+
+    #[test]
+    fn exit_statuses() {
+        assert_eq!(
+            last_exit_of(&ExitStatus::from_raw(3 << 8)),
+            Some(LastExit::Code(3))
+        );
+        assert_eq!(
+            last_exit_of(&ExitStatus::from_raw(libc::SIGKILL)),
+            Some(LastExit::Signal(libc::SIGKILL))
+        );
+    }
 }
