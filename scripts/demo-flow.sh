@@ -5,7 +5,8 @@
 #   2. verigated in front of them on one port, routing by SNI (TLS passes untouched);
 #   3. curl and openssl connect to each name through verigated and show which
 #      certificate answered: the service's own, so a client can still pin it;
-#   4. an unknown name gets a TLS unrecognized_name alert;
+#   4. an unknown name gets a TLS unrecognized_name alert, until a reload (SIGHUP)
+#      adds a catch-all route;
 #   5. verigated's own endpoint (its own name, or no SNI): /healthz and /metrics;
 #   6. verigated's log: one line per connection.
 #
@@ -120,6 +121,17 @@ if out=$(curl --silent --show-error --insecure --max-time 10 \
   exit 1
 fi
 echo "  $out"
+
+say "Reload (SIGHUP): a catch-all route, sni = \"*\", to app2; open connections are untouched"
+printf '\n[[route]]\nsni = "*"\nbackend = "127.0.0.1:%s"\n' "${PORT[app2.example.com]}" >>"$CONFIG"
+kill -HUP "$GW_PID"
+for _ in $(seq 1 100); do
+  grep -q 'configuration reloaded' "$WORK/verigated.log" && break
+  sleep 0.1
+done
+body=$(curl --silent --show-error --insecure --max-time 10 \
+  --resolve "nobody.example.org:$GW_PORT:127.0.0.1" "https://nobody.example.org:$GW_PORT/index.html")
+echo "  nobody.example.org now answers: \"$body\""
 
 # --- 5. verigated's own endpoint ---------------------------------------------------
 say "verigated's own endpoint (SNI vm.example.com): /healthz"
