@@ -163,6 +163,28 @@ fn snp_with_a_turin_vcek_or_an_expired_time_fails() {
 }
 
 #[test]
+fn a_vcek_given_as_vlek_fails_the_endorsement_key_check() {
+    let Some(e) = evidence() else { return };
+    // The report's SIGNING_KEY field says VCEK; the user said VLEK.
+    let r = verigate(&[
+        "report",
+        "verify",
+        p(&e.join("snp/milan-report.bin")),
+        "--vlek",
+        p(&e.join("snp/milan-vcek.der")),
+        "--at",
+        SNP_AT,
+    ]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("[FAIL] snp endorsement key"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("--vlek"), "{}", r.stdout);
+}
+
+#[test]
 fn tampered_vcek_fails() {
     let Some(e) = evidence() else { return };
     let dir = tempfile::tempdir().expect("tempdir");

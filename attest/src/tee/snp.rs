@@ -1204,6 +1204,88 @@ mod tests {
         assert_eq!(Product::from_cpuid(0x17, 0x31), None);
     }
 
+    /// The Milan evidence, for checks that a real report can only reach after its
+    /// signature (which no edited report passes): TCB and hwID comparison.
+    fn milan() -> Option<(SnpReport, Cert)> {
+        let dir =
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/evidence/snp");
+        let (Ok(report), Ok(vcek)) = (
+            std::fs::read(dir.join("milan-report.bin")),
+            std::fs::read(dir.join("milan-vcek.der")),
+        ) else {
+            eprintln!("skipped: {} is absent", dir.display());
+            return None;
+        };
+        Some((
+            parse_report(&report).expect("report parses"),
+            Cert::from_der("VCEK", &vcek).expect("VCEK parses"),
+        ))
+    }
+
+    #[test]
+    fn tcb_comparison_names_the_differing_field() {
+        let Some((report, vcek)) = milan() else {
+            return;
+        };
+        let kind = EndorsementKind::Vcek;
+        let tcb = TcbVersion::decode(report.reported_tcb, Product::Milan);
+        assert_eq!(check_tcb(&tcb, &vcek, kind, Product::Milan), Ok(()));
+        let older = TcbVersion {
+            snp: tcb.snp - 1,
+            ..tcb
+        };
+        assert_eq!(
+            check_tcb(&older, &vcek, kind, Product::Milan),
+            Err(SnpError::TcbMismatch {
+                field: "snp",
+                report: tcb.snp - 1,
+                certificate: tcb.snp,
+                key: kind
+            })
+        );
+        let newer_ucode = TcbVersion {
+            microcode: tcb.microcode + 1,
+            ..tcb
+        };
+        assert!(matches!(
+            check_tcb(&newer_ucode, &vcek, kind, Product::Milan),
+            Err(SnpError::TcbMismatch {
+                field: "microcode",
+                ..
+            })
+        ));
+        // Read as Turin, the Milan VCEK lacks the FMC extension.
+        assert!(matches!(
+            check_tcb(&tcb, &vcek, kind, Product::Turin),
+            Err(SnpError::TcbExtensionMissing { field: "fmc", .. })
+        ));
+    }
+
+    #[test]
+    fn hwid_comparison() {
+        let Some((report, vcek)) = milan() else {
+            return;
+        };
+        assert_eq!(check_hwid(&report, &vcek), Ok(()));
+        let mut other = report.clone();
+        other.chip_id[63] ^= 1;
+        assert!(matches!(
+            check_hwid(&other, &vcek),
+            Err(SnpError::HwIdMismatch { .. })
+        ));
+        other.chip_id = [0; 64];
+        assert_eq!(check_hwid(&other, &vcek), Err(SnpError::ChipIdMasked));
+        // A Turin-shaped chip id (8 bytes, then zeros) against a 64-byte hwID.
+        let mut turin_like = report.clone();
+        turin_like.chip_id[8..].fill(0);
+        assert!(matches!(
+            check_hwid(&turin_like, &vcek),
+            Err(SnpError::HwIdMismatch { .. })
+        ));
+        assert_eq!(chip_id_looks_turin(&turin_like.chip_id), Some(true));
+        assert_eq!(chip_id_looks_turin(&report.chip_id), Some(false));
+    }
+
     #[test]
     fn policy_flags_are_named() {
         let p = GuestPolicy(0x30000 | (1 << 19) | (1 << 18));

@@ -172,6 +172,25 @@ fn verify_snp(args: &VerifyArgs, bytes: &[u8], at: SystemTime) -> anyhow::Result
         fact(&mut out, "signing_key", json!(signer));
     }
 
+    // The flag names the key the user believes signed; the report's SIGNING_KEY field
+    // says which did. Disagreement means the wrong file or a wrong assumption.
+    if let Ok(kind) = snp::parse_report(bytes).and_then(|r| r.endorsement_kind()) {
+        let flag = match (&args.vcek, &args.vlek) {
+            (Some(_), _) => Some(("--vcek", snp::EndorsementKind::Vcek)),
+            (None, Some(_)) => Some(("--vlek", snp::EndorsementKind::Vlek)),
+            (None, None) => None,
+        };
+        if let Some((name, said)) = flag.filter(|(_, said)| *said != kind) {
+            out.checks
+                .push(Check::pass(snp_step_name(SnpStep::Format), "ok"));
+            out.checks.push(Check::fail(
+                snp_step_name(SnpStep::EndorsementKey),
+                format!("the report is signed by a {kind}, but {name} gave a {said}"),
+            ));
+            return Ok(out);
+        }
+    }
+
     match snp::verify(bytes, &certs, at) {
         Ok(v) => {
             fact(&mut out, "product", json!(v.product.to_string()));
