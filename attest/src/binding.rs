@@ -190,6 +190,29 @@ impl Manifest {
         self.entries.iter().find(|e| e.name == name)
     }
 
+    /// The entry that covers a TLS server name, matched as verigated routes it: the
+    /// exact name first, then the wildcard pattern with the longest suffix
+    /// (`*.example.com` covers `a.example.com` and `a.b.example.com`, not
+    /// `example.com`), then the catch-all `*`. A wildcard route's entry is keyed by its
+    /// pattern, since its backend presents one certificate for every name it matches.
+    pub fn entry_for_sni(&self, sni: &str) -> Option<&ManifestEntry> {
+        let sni = sni.to_ascii_lowercase();
+        if let Some(e) = self.entries.iter().find(|e| e.name == sni) {
+            return Some(e);
+        }
+        self.entries
+            .iter()
+            .filter_map(|e| {
+                let suffix = e.name.strip_prefix('*')?;
+                // `suffix` starts with '.', so a match leaves at least one byte before it.
+                (suffix.starts_with('.') && sni.len() > suffix.len() && sni.ends_with(suffix))
+                    .then_some((suffix.len(), e))
+            })
+            .max_by_key(|(len, _)| *len)
+            .map(|(_, e)| e)
+            .or_else(|| self.entries.iter().find(|e| e.name == "*"))
+    }
+
     /// SHA-256 over the encoded entries in name order.
     pub fn digest(&self) -> [u8; 32] {
         let mut bytes = Vec::new();
@@ -282,6 +305,27 @@ mod tests {
                 name: "a.example.com".into()
             })
         );
+    }
+
+    #[test]
+    fn sni_lookup_follows_routing_precedence() {
+        let m = Manifest::new(vec![
+            entry("*.example.com", 1),
+            entry("*.internal.example.com", 2),
+            entry("a.example.com", 3),
+            entry("*", 4),
+        ])
+        .unwrap();
+        let got = |sni: &str| m.entry_for_sni(sni).map(|e| e.cert_sha256[0]);
+        assert_eq!(got("A.example.com"), Some(3));
+        assert_eq!(got("b.example.com"), Some(1));
+        assert_eq!(got("x.y.example.com"), Some(1));
+        assert_eq!(got("db.internal.example.com"), Some(2));
+        assert_eq!(got("example.com"), Some(4));
+        assert_eq!(got("other.org"), Some(4));
+        let no_catch_all = Manifest::new(vec![entry("*.example.com", 1)]).unwrap();
+        assert!(no_catch_all.entry_for_sni("example.com").is_none());
+        assert!(no_catch_all.entry_for_sni("badexample.com").is_none());
     }
 
     #[test]

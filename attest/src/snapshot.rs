@@ -10,7 +10,9 @@ use crate::ima::HashAlg;
 use crate::tee::simulated::SimulatedReport;
 use crate::tee::snp::SnpVerified;
 use crate::tee::tdx::TdxVerified;
+use crate::tpm::quote::VerifiedQuote;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 
 /// The only snapshot format this code reads and writes.
@@ -134,7 +136,10 @@ impl TeePolicy {
 
 fn short(v: &serde_json::Value) -> String {
     match v {
-        serde_json::Value::String(s) if s.len() > 16 => format!("{}…", &s[..16]),
+        // chars, not bytes: a string from a user's snapshot file may be any UTF-8.
+        serde_json::Value::String(s) if s.chars().count() > 16 => {
+            format!("{}…", s.chars().take(16).collect::<String>())
+        }
         other => other.to_string(),
     }
 }
@@ -148,6 +153,18 @@ pub struct TpmPolicy {
     pub restart_count: u32,
     #[serde(with = "hex_digest")]
     pub ak_sha256: [u8; 32],
+}
+
+impl TpmPolicy {
+    /// The policy a verified quote and its attestation key (`TPMT_PUBLIC`) pin: the
+    /// fields that verification compares (`tpm reboot`, `tpm key`).
+    pub fn from_quote(quote: &VerifiedQuote, ak_public_tpmt: &[u8]) -> TpmPolicy {
+        TpmPolicy {
+            reset_count: quote.reset_count,
+            restart_count: quote.restart_count,
+            ak_sha256: Sha256::digest(ak_public_tpmt).into(),
+        }
+    }
 }
 
 /// Where the IMA log is quoted and which algorithm its file digests use.

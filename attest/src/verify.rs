@@ -1,1 +1,1111 @@
-//! TODO(owner): see DESIGN.md.
+//! Verification: evidence plus what the verifier expects in, one [`Check`] per question
+//! out (DESIGN.md "Verification"). Pure and offline: the CLI makes the TLS connections
+//! and hands over what it saw (the certificate on `--url`, each application's leaf).
+//!
+//! Every check is always reported, in a fixed order ([`names`]). A check that cannot be
+//! completed (no snapshot to compare with, a TEE report that did not verify so its
+//! fields cannot be trusted, ...) is a failure whose detail says why; nothing is skipped
+//! silently. Absence is accepted only where the snapshot records the same absence: no
+//! TPM in the evidence passes the `tpm *` checks only if the snapshot's `tpm_policy` is
+//! null, and no IMA log passes the `ima *` checks only if the snapshot's `ima` is null.
+//! Without a snapshot, every comparison with it fails.
+
+use crate::binding::{self, Manifest, ManifestEntry, Nonce};
+use crate::check::Check;
+use crate::evidence::{Evidence, TeeEvidence, TpmEvidence};
+use crate::ima::{self, ImaEntry};
+use crate::snapshot::{FileIndex, Snapshot, TeePolicy, TpmPolicy};
+use crate::tee::simulated::{self, SimulatedError, SimulatedReport};
+use crate::tee::snp::{self, SnpCerts, SnpError, SnpVerified};
+use crate::tee::tdx::{self, TdxError, TdxVerified};
+use crate::tpm::quote::{self, VerifiedQuote};
+use sha2::{Digest, Sha256};
+use std::time::SystemTime;
+
+/// The names of the checks, in the order [`verify`] returns them.
+pub mod names {
+    pub const NONCE: &str = "nonce";
+    pub const BINDING: &str = "binding";
+    pub const ENDPOINT_CERTIFICATE: &str = "endpoint certificate";
+    pub const TEE: &str = "tee";
+    pub const TEE_MEASUREMENT: &str = "tee measurement";
+    pub const TPM_QUOTE: &str = "tpm quote";
+    pub const TPM_REBOOT: &str = "tpm reboot";
+    pub const TPM_KEY: &str = "tpm key";
+    pub const IMA_REPLAY: &str = "ima replay";
+    pub const IMA_ENTRIES: &str = "ima entries";
+    pub const MANIFEST: &str = "manifest";
+    /// Every check [`super::verify`] returns, in order.
+    pub const ALL: [&str; 11] = [
+        NONCE,
+        BINDING,
+        ENDPOINT_CERTIFICATE,
+        TEE,
+        TEE_MEASUREMENT,
+        TPM_QUOTE,
+        TPM_REBOOT,
+        TPM_KEY,
+        IMA_REPLAY,
+        IMA_ENTRIES,
+        MANIFEST,
+    ];
+}
+
+/// How many unknown IMA paths a failure detail names before it only counts.
+const UNKNOWN_PATHS_SHOWN: usize = 5;
+
+/// What the verifier knows and accepts, independently of the evidence.
+#[derive(Debug, Clone)]
+pub struct Expectations<'a> {
+    /// The nonce the verifier sent with this call.
+    pub nonce: Nonce,
+    /// The reference to compare with; `None` makes every comparison with it fail.
+    pub snapshot: Option<&'a Snapshot>,
+    /// SHA-256 of the leaf certificate presented on the `--url` connection; `None` when
+    /// no connection was made (evidence read from a file), which fails
+    /// `endpoint certificate`: nothing then shows that no TLS-terminating proxy sat in
+    /// between.
+    pub endpoint_cert_sha256: Option<[u8; 32]>,
+    /// Extra accepted (path, digest) pairs (`--whitelist`), on top of the snapshot's.
+    pub whitelist: Option<&'a FileIndex>,
+    /// Accept the simulated TEE (`--allow-simulated-tee`); it proves nothing about
+    /// hardware.
+    pub allow_simulated_tee: bool,
+    /// TDX TCB statuses accepted besides `UpToDate` (Intel's names).
+    pub allowed_tdx_tcb_statuses: Vec<String>,
+    /// The time certificates, CRLs and collateral must be valid at.
+    pub at: SystemTime,
+    /// SEV-SNP certificates the user supplied (e.g. a VCEK fetched from AMD KDS); a
+    /// `chain_pem` here replaces the evidence's `cert_chain`.
+    pub snp_certs: Option<SnpCerts>,
+    /// TDX collateral JSON the user supplied; replaces the evidence's `collateral`.
+    pub tdx_collateral: Option<Vec<u8>>,
+    /// The names the user will check with `--application`: each must be covered by a
+    /// manifest entry (checked in `manifest`; the handshakes are [`check_application`]).
+    pub applications: Vec<String>,
+    /// Accept manifest certificates that differ from the snapshot's
+    /// (`--allow-certificate-change`).
+    pub allow_certificate_change: bool,
+}
+
+impl<'a> Expectations<'a> {
+    /// Expectations with nothing optional given and nothing extra allowed.
+    pub fn new(nonce: Nonce, at: SystemTime) -> Expectations<'a> {
+        Expectations {
+            nonce,
+            snapshot: None,
+            endpoint_cert_sha256: None,
+            whitelist: None,
+            allow_simulated_tee: false,
+            allowed_tdx_tcb_statuses: Vec::new(),
+            at,
+            snp_certs: None,
+            tdx_collateral: None,
+            applications: Vec::new(),
+            allow_certificate_change: false,
+        }
+    }
+}
+
+/// A TEE report whose signature (and, for hardware, certificate chain and platform
+/// policy) verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VerifiedTee {
+    Snp(Box<SnpVerified>),
+    Tdx(Box<TdxVerified>),
+    Simulated {
+        report: SimulatedReport,
+        /// SHA-256 of the SPKI DER the report verified under.
+        public_key_sha256: [u8; 32],
+    },
+}
+
+impl VerifiedTee {
+    /// The 64 bytes the report vouches for.
+    pub fn report_data(&self) -> &[u8; 64] {
+        match self {
+            VerifiedTee::Snp(v) => &v.report_data,
+            VerifiedTee::Tdx(v) => &v.report_data,
+            VerifiedTee::Simulated { report, .. } => &report.report_data,
+        }
+    }
+
+    /// The `kind` string of DESIGN.md.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            VerifiedTee::Snp(_) => "sev-snp",
+            VerifiedTee::Tdx(_) => "tdx",
+            VerifiedTee::Simulated { .. } => "simulated",
+        }
+    }
+
+    /// The snapshot's `tee_policy` for this report: what a snapshot records and what
+    /// `tee measurement` compares, built by the same code on both sides.
+    pub fn policy(&self) -> TeePolicy {
+        match self {
+            VerifiedTee::Snp(v) => TeePolicy::from_snp(v),
+            VerifiedTee::Tdx(v) => TeePolicy::from_tdx(v),
+            VerifiedTee::Simulated {
+                report,
+                public_key_sha256,
+            } => TeePolicy::from_simulated(report, *public_key_sha256),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            VerifiedTee::Snp(v) => format!(
+                "SEV-SNP report v{} ({:?}) signed by its {} chaining to the pinned AMD ARK; \
+                 guest policy {:#x} (no debug)",
+                v.version, v.product, v.signed_by, v.policy
+            ),
+            VerifiedTee::Tdx(v) => format!(
+                "TDX quote v{} verified to the Intel SGX root CA; TCB status {}",
+                v.quote_version, v.tcb_status
+            ),
+            VerifiedTee::Simulated {
+                public_key_sha256, ..
+            } => format!(
+                "simulated TEE report signed by key sha256 {}",
+                short(public_key_sha256)
+            ),
+        }
+    }
+}
+
+/// What [`verify_tee`] needs besides the report.
+#[derive(Debug, Clone, Copy)]
+pub struct TeeOptions<'a> {
+    /// User-supplied SEV-SNP certificates (see [`Expectations::snp_certs`]).
+    pub snp_certs: Option<&'a SnpCerts>,
+    /// User-supplied TDX collateral JSON (see [`Expectations::tdx_collateral`]).
+    pub tdx_collateral: Option<&'a [u8]>,
+    pub allowed_tdx_tcb_statuses: &'a [String],
+    pub at: SystemTime,
+}
+
+/// Why a TEE report did not verify.
+#[derive(Debug, thiserror::Error)]
+pub enum TeeError {
+    #[error("the evidence has no TEE report (kind `none`): nothing vouches for this VM or for report_data")]
+    NoTee,
+    #[error("SEV-SNP: {0}")]
+    Snp(#[from] SnpError),
+    #[error("TDX: {0}")]
+    Tdx(#[from] TdxError),
+    #[error("TDX: no collateral in the evidence and none given, so the quote cannot be checked")]
+    NoTdxCollateral,
+    #[error("{0}")]
+    Simulated(#[from] SimulatedError),
+    #[error("simulated TEE report's policy {policy:#x} allows a debugger")]
+    SimulatedDebug { policy: u64 },
+}
+
+/// Verifies the TEE part of evidence: signature, chain to the vendor root, platform
+/// policy. The gateway calls it on its own evidence to build a snapshot's `tee_policy`
+/// ([`VerifiedTee::policy`]).
+pub fn verify_tee(tee: &TeeEvidence, opts: &TeeOptions<'_>) -> Result<VerifiedTee, TeeError> {
+    match tee {
+        TeeEvidence::SevSnp { report, cert_chain } => {
+            let certs = SnpCerts {
+                vcek_or_vlek: opts.snp_certs.and_then(|c| c.vcek_or_vlek.clone()),
+                chain_pem: opts
+                    .snp_certs
+                    .and_then(|c| c.chain_pem.clone())
+                    .or_else(|| cert_chain.as_ref().map(|c| c.0.clone())),
+            };
+            Ok(VerifiedTee::Snp(Box::new(snp::verify(
+                &report.0, &certs, opts.at,
+            )?)))
+        }
+        TeeEvidence::Tdx { report, collateral } => {
+            let collateral = opts
+                .tdx_collateral
+                .or(collateral.as_ref().map(|c| c.0.as_slice()))
+                .ok_or(TeeError::NoTdxCollateral)?;
+            Ok(VerifiedTee::Tdx(Box::new(tdx::verify(
+                &report.0,
+                collateral,
+                opts.at,
+                opts.allowed_tdx_tcb_statuses,
+            )?)))
+        }
+        TeeEvidence::Simulated { report, public_key } => {
+            let fields = simulated::verify(&report.0, &public_key.0)?;
+            if fields.debug_allowed() {
+                return Err(TeeError::SimulatedDebug {
+                    policy: fields.policy,
+                });
+            }
+            Ok(VerifiedTee::Simulated {
+                report: fields,
+                public_key_sha256: simulated::public_key_sha256(&public_key.0),
+            })
+        }
+        TeeEvidence::None => Err(TeeError::NoTee),
+    }
+}
+
+/// Why a VM's own evidence cannot become a snapshot's policy.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotPolicyError {
+    #[error("TEE report: {0}")]
+    Tee(TeeError),
+    #[error("the TEE is simulated, which proves nothing about hardware: pass --allow-simulated-tee to snapshot it anyway")]
+    SimulatedNotAllowed,
+    #[error("the TEE report's report_data is {got}, but the evidence's nonce, manifest and TPM key give {expected}")]
+    Binding { expected: String, got: String },
+    #[error("TPM quote: {0}")]
+    Quote(#[from] quote::QuoteError),
+}
+
+/// The `tee_policy` and `tpm_policy` of a snapshot, from a VM's evidence for a fresh
+/// nonce: the TEE report and the quote are verified and must bind the evidence's own
+/// nonce, manifest and AK, then the policies are built by [`VerifiedTee::policy`] and
+/// [`TpmPolicy::from_quote`] — the same code `verify` compares with. Evidence of kind
+/// `none` gives [`TeePolicy::None`] (which `verify` still fails: nothing vouches for
+/// the VM). Used by the gateway's snapshot job and the CLI's `snapshot`.
+pub fn snapshot_policy(
+    evidence: &Evidence,
+    tee: &TeeOptions<'_>,
+    allow_simulated_tee: bool,
+) -> Result<(TeePolicy, Option<TpmPolicy>), SnapshotPolicyError> {
+    let ak_public = evidence.tpm.as_ref().map(|t| t.ak_public.0.as_slice());
+    let report_data = binding::report_data(
+        &evidence.nonce,
+        &evidence.manifest.digest(),
+        &binding::ak_digest(ak_public),
+    );
+    let tee_policy = match verify_tee(&evidence.tee, tee) {
+        Err(TeeError::NoTee) => TeePolicy::None,
+        Err(e) => return Err(SnapshotPolicyError::Tee(e)),
+        Ok(VerifiedTee::Simulated { .. }) if !allow_simulated_tee => {
+            return Err(SnapshotPolicyError::SimulatedNotAllowed)
+        }
+        Ok(v) if v.report_data() != &report_data => {
+            let (expected, got) = hex_pair(&report_data, v.report_data());
+            return Err(SnapshotPolicyError::Binding { expected, got });
+        }
+        Ok(v) => v.policy(),
+    };
+    let tpm_policy = match &evidence.tpm {
+        Some(t) => {
+            let q = quote::verify(
+                &t.ak_public.0,
+                &t.quote.0,
+                &t.signature.0,
+                &t.pcrs,
+                &binding::tpm_qualifying(&report_data),
+            )?;
+            Some(TpmPolicy::from_quote(&q, &t.ak_public.0))
+        }
+        None => None,
+    };
+    Ok((tee_policy, tpm_policy))
+}
+
+/// Verifies evidence against expectations. Returns every check of [`names::ALL`], in
+/// that order; the verdict is [`crate::check::Verdict::of`] the list.
+pub fn verify(evidence: &Evidence, expect: &Expectations<'_>) -> Vec<Check> {
+    let tee = verify_tee(
+        &evidence.tee,
+        &TeeOptions {
+            snp_certs: expect.snp_certs.as_ref(),
+            tdx_collateral: expect.tdx_collateral.as_deref(),
+            allowed_tdx_tcb_statuses: &expect.allowed_tdx_tcb_statuses,
+            at: expect.at,
+        },
+    );
+    // Recomputed from the nonce the verifier sent, not the one the evidence claims, so
+    // a replayed report fails `binding` even if the evidence's nonce field was edited.
+    let ak_public = evidence.tpm.as_ref().map(|t| t.ak_public.0.as_slice());
+    let expected_report_data = binding::report_data(
+        &expect.nonce,
+        &evidence.manifest.digest(),
+        &binding::ak_digest(ak_public),
+    );
+    let snapshot = expect.snapshot;
+
+    let mut checks = vec![
+        check_nonce(evidence, expect),
+        check_binding(evidence, &tee, &expected_report_data),
+        check_endpoint(evidence, expect),
+        check_tee(&tee, expect),
+        check_tee_measurement(&tee, snapshot),
+    ];
+
+    let tpm_absence = TpmAbsence::judge(evidence, snapshot);
+    let quote = evidence.tpm.as_ref().map(|t| {
+        quote::verify(
+            &t.ak_public.0,
+            &t.quote.0,
+            &t.signature.0,
+            &t.pcrs,
+            &binding::tpm_qualifying(&expected_report_data),
+        )
+    });
+    checks.push(check_tpm_quote(quote.as_ref(), &tpm_absence));
+    checks.push(check_tpm_reboot(quote.as_ref(), snapshot, &tpm_absence));
+    checks.push(check_tpm_key(evidence.tpm.as_ref(), snapshot, &tpm_absence));
+
+    let (replay_check, entries) = check_ima_replay(evidence, quote.as_ref(), snapshot);
+    let replay_passed = replay_check.passed();
+    checks.push(replay_check);
+    checks.push(check_ima_entries(
+        evidence,
+        entries.as_deref(),
+        replay_passed,
+        expect,
+    ));
+    checks.push(check_manifest(evidence, expect));
+    checks
+}
+
+/// The `application <name>` check, after the CLI's handshake with SNI `name` saw a leaf
+/// whose SHA-256 is `presented_cert_sha256`: the leaf must be the manifest's entry for
+/// that name (exact, else wildcard pattern, see [`Manifest::entry_for_sni`]) — else the
+/// name is served from outside the VM — and that entry must equal the snapshot's,
+/// unless `allow_certificate_change`. Without a snapshot the second part fails unless
+/// `allow_certificate_change`.
+pub fn check_application(
+    name: &str,
+    presented_cert_sha256: &[u8; 32],
+    manifest: &Manifest,
+    snapshot: Option<&Snapshot>,
+    allow_certificate_change: bool,
+) -> Check {
+    let check = format!("application {name}");
+    let Some(entry) = manifest.entry_for_sni(name) else {
+        return Check::fail(
+            check,
+            format!(
+                "no manifest entry covers `{name}`, so the VM does not vouch for it (manifest: {})",
+                manifest_names(manifest)
+            ),
+        );
+    };
+    if &entry.cert_sha256 != presented_cert_sha256 {
+        let (want, got) = hex_pair(&entry.cert_sha256, presented_cert_sha256);
+        return Check::fail(
+            check,
+            format!(
+                "the certificate presented for `{name}` (sha256 {got}) is not the one the VM \
+                 attests for `{}` (sha256 {want}): this name is served from outside the VM",
+                entry.name
+            ),
+        );
+    }
+    let via = if entry.name == name.to_ascii_lowercase() {
+        String::new()
+    } else {
+        format!(" (entry `{}`)", entry.name)
+    };
+    match snapshot.map(|s| s.manifest.get(&entry.name)) {
+        Some(Some(snap)) if snap.cert_sha256 == entry.cert_sha256 => Check::pass(
+            check,
+            format!(
+                "presented certificate sha256 {} is the attested one{via} and the snapshot's",
+                short(&entry.cert_sha256)
+            ),
+        ),
+        Some(Some(snap)) => {
+            let (was, now) = hex_pair(&snap.cert_sha256, &entry.cert_sha256);
+            let diff = format!("certificate of `{}` changed since the snapshot: snapshot sha256 {was}, now {now}", entry.name);
+            if allow_certificate_change {
+                Check::pass(
+                    check,
+                    format!("presented certificate is the attested one{via}; {diff} (allowed by --allow-certificate-change)"),
+                )
+            } else {
+                Check::fail(
+                    check,
+                    format!("{diff}; review it, then take a new snapshot or pass --allow-certificate-change"),
+                )
+            }
+        }
+        Some(None) if allow_certificate_change => Check::pass(
+            check,
+            format!("presented certificate is the attested one{via}; `{}` is new since the snapshot (allowed by --allow-certificate-change)", entry.name),
+        ),
+        Some(None) => Check::fail(
+            check,
+            format!(
+                "`{}` is not in the snapshot's manifest (a route added since?); review it, then take a new snapshot",
+                entry.name
+            ),
+        ),
+        None if allow_certificate_change => Check::pass(
+            check,
+            format!("presented certificate is the attested one{via}; no snapshot to compare with (allowed by --allow-certificate-change)"),
+        ),
+        None => Check::fail(
+            check,
+            format!("presented certificate is the attested one{via}, but there is no snapshot to compare it with"),
+        ),
+    }
+}
+
+fn check_nonce(evidence: &Evidence, expect: &Expectations<'_>) -> Check {
+    if evidence.nonce == expect.nonce {
+        Check::pass(
+            names::NONCE,
+            format!("evidence answers nonce {}", short(&expect.nonce.0)),
+        )
+    } else {
+        let (sent, got) = hex_pair(&expect.nonce.0, &evidence.nonce.0);
+        Check::fail(
+            names::NONCE,
+            format!("evidence answers nonce {got}, but {sent} was sent (a replayed answer?)"),
+        )
+    }
+}
+
+fn check_binding(
+    evidence: &Evidence,
+    tee: &Result<VerifiedTee, TeeError>,
+    expected: &[u8; 64],
+) -> Check {
+    let tee = match tee {
+        Ok(t) => t,
+        Err(TeeError::NoTee) => {
+            return Check::fail(
+                names::BINDING,
+                "no TEE report carries report_data, so nothing binds the nonce, the manifest and the TPM key",
+            )
+        }
+        Err(_) => {
+            return Check::fail(
+                names::BINDING,
+                "cannot compare: the TEE report did not verify, so its report_data is not trusted (see tee)",
+            )
+        }
+    };
+    let what = format!(
+        "SHA-512 of the nonce sent, the manifest of {} name(s) and {}",
+        evidence.manifest.entries().len(),
+        match &evidence.tpm {
+            Some(t) => format!(
+                "TPM key sha256 {}",
+                short(&binding::ak_digest(Some(&t.ak_public.0)))
+            ),
+            None => "no TPM key".to_string(),
+        }
+    );
+    if tee.report_data() == expected {
+        Check::pass(
+            names::BINDING,
+            format!("{} report_data is the {what}", tee.kind()),
+        )
+    } else {
+        let (want, got) = hex_pair(expected, tee.report_data());
+        Check::fail(
+            names::BINDING,
+            format!(
+                "{} report_data is {got}, expected {want} (the {what}): the report was made for another call, manifest or TPM key",
+                tee.kind()
+            ),
+        )
+    }
+}
+
+fn check_endpoint(evidence: &Evidence, expect: &Expectations<'_>) -> Check {
+    let Some(seen) = &expect.endpoint_cert_sha256 else {
+        return Check::fail(
+            names::ENDPOINT_CERTIFICATE,
+            format!(
+                "no TLS connection was made, so nothing shows that `{}` was reached without a TLS-terminating proxy in between",
+                evidence.domain
+            ),
+        );
+    };
+    // Evidence::from_json refuses a domain missing from the manifest; evidence built
+    // in memory might still lack it.
+    let Some(entry) = evidence.manifest.get(&evidence.domain) else {
+        return Check::fail(
+            names::ENDPOINT_CERTIFICATE,
+            format!(
+                "the evidence's domain `{}` has no manifest entry (manifest: {})",
+                evidence.domain,
+                manifest_names(&evidence.manifest)
+            ),
+        );
+    };
+    if &entry.cert_sha256 == seen {
+        Check::pass(
+            names::ENDPOINT_CERTIFICATE,
+            format!(
+                "the certificate on the connection (sha256 {}) is the manifest entry of `{}`",
+                short(seen),
+                entry.name
+            ),
+        )
+    } else {
+        let (want, got) = hex_pair(&entry.cert_sha256, seen);
+        Check::fail(
+            names::ENDPOINT_CERTIFICATE,
+            format!(
+                "the connection presented certificate sha256 {got}, but the VM attests {want} for `{}`: something between terminates TLS",
+                entry.name
+            ),
+        )
+    }
+}
+
+fn check_tee(tee: &Result<VerifiedTee, TeeError>, expect: &Expectations<'_>) -> Check {
+    match tee {
+        Ok(v @ VerifiedTee::Simulated { .. }) if !expect.allow_simulated_tee => Check::fail(
+            names::TEE,
+            format!(
+                "{}, but a simulated TEE proves nothing about hardware: refused without --allow-simulated-tee",
+                v.describe()
+            ),
+        ),
+        Ok(v @ VerifiedTee::Simulated { .. }) => Check::pass(
+            names::TEE,
+            format!(
+                "{} (accepted by --allow-simulated-tee; it proves nothing about hardware)",
+                v.describe()
+            ),
+        ),
+        Ok(v) => Check::pass(names::TEE, v.describe()),
+        Err(e) => Check::fail(names::TEE, e.to_string()),
+    }
+}
+
+fn check_tee_measurement(
+    tee: &Result<VerifiedTee, TeeError>,
+    snapshot: Option<&Snapshot>,
+) -> Check {
+    let Ok(tee) = tee else {
+        return Check::fail(
+            names::TEE_MEASUREMENT,
+            "cannot compare: the TEE report did not verify (see tee)",
+        );
+    };
+    let Some(snapshot) = snapshot else {
+        return Check::fail(
+            names::TEE_MEASUREMENT,
+            format!("no snapshot to compare the {} measurement with", tee.kind()),
+        );
+    };
+    let now = tee.policy();
+    let diffs = snapshot.tee_policy.differences(&now);
+    if diffs.is_empty() {
+        Check::pass(
+            names::TEE_MEASUREMENT,
+            format!("{} measurement and policy equal the snapshot's", tee.kind()),
+        )
+    } else {
+        Check::fail(names::TEE_MEASUREMENT, diffs.join("; "))
+    }
+}
+
+/// Whether a missing TPM is what the snapshot expects.
+enum TpmAbsence {
+    /// The evidence has a TPM quote.
+    Present,
+    /// Neither the evidence nor the snapshot has a TPM.
+    Expected,
+    /// The evidence has none; the detail says why that fails.
+    Unexpected(String),
+}
+
+impl TpmAbsence {
+    fn judge(evidence: &Evidence, snapshot: Option<&Snapshot>) -> TpmAbsence {
+        match (&evidence.tpm, snapshot) {
+            (Some(_), _) => TpmAbsence::Present,
+            (None, Some(s)) if s.tpm_policy.is_none() => TpmAbsence::Expected,
+            (None, Some(_)) => TpmAbsence::Unexpected(
+                "the evidence has no TPM quote, but the snapshot has a TPM".into(),
+            ),
+            (None, None) => TpmAbsence::Unexpected(
+                "the evidence has no TPM quote, and there is no snapshot saying the VM has none"
+                    .into(),
+            ),
+        }
+    }
+
+    /// The check for an absent TPM, or `None` when there is one.
+    fn check(&self, name: &str) -> Option<Check> {
+        match self {
+            TpmAbsence::Present => None,
+            TpmAbsence::Expected => Some(Check::pass(
+                name,
+                "no TPM: neither the evidence nor the snapshot has one",
+            )),
+            TpmAbsence::Unexpected(why) => Some(Check::fail(name, why.clone())),
+        }
+    }
+}
+
+fn check_tpm_quote(
+    quote: Option<&Result<VerifiedQuote, quote::QuoteError>>,
+    absence: &TpmAbsence,
+) -> Check {
+    if let Some(c) = absence.check(names::TPM_QUOTE) {
+        return c;
+    }
+    match quote {
+        Some(Ok(q)) => Check::pass(
+            names::TPM_QUOTE,
+            format!(
+                "{} signature under the attestation key; extraData is SHA-256(report_data); PCRs {}",
+                q.signature_scheme,
+                quote::display_selection(&q.pcr_select)
+            ),
+        ),
+        Some(Err(e)) => Check::fail(names::TPM_QUOTE, e.to_string()),
+        None => Check::fail(names::TPM_QUOTE, "the evidence has no TPM quote"),
+    }
+}
+
+fn check_tpm_reboot(
+    quote: Option<&Result<VerifiedQuote, quote::QuoteError>>,
+    snapshot: Option<&Snapshot>,
+    absence: &TpmAbsence,
+) -> Check {
+    if let Some(c) = absence.check(names::TPM_REBOOT) {
+        return c;
+    }
+    let Some(Ok(q)) = quote else {
+        return Check::fail(
+            names::TPM_REBOOT,
+            "cannot compare: the TPM quote did not verify, so its counters are not trusted (see tpm quote)",
+        );
+    };
+    let Some(policy) = snapshot_tpm_policy(snapshot) else {
+        return snapshot_tpm_missing(snapshot, names::TPM_REBOOT);
+    };
+    match q.check_counts(policy.reset_count, policy.restart_count) {
+        Ok(()) => Check::pass(
+            names::TPM_REBOOT,
+            format!(
+                "resetCount {} and restartCount {} equal the snapshot's: no reboot since",
+                q.reset_count, q.restart_count
+            ),
+        ),
+        Err(e) => Check::fail(names::TPM_REBOOT, e.to_string()),
+    }
+}
+
+fn check_tpm_key(
+    tpm: Option<&TpmEvidence>,
+    snapshot: Option<&Snapshot>,
+    absence: &TpmAbsence,
+) -> Check {
+    if let Some(c) = absence.check(names::TPM_KEY) {
+        return c;
+    }
+    let Some(tpm) = tpm else {
+        return Check::fail(names::TPM_KEY, "the evidence has no TPM attestation key");
+    };
+    let Some(policy) = snapshot_tpm_policy(snapshot) else {
+        return snapshot_tpm_missing(snapshot, names::TPM_KEY);
+    };
+    let now: [u8; 32] = Sha256::digest(&tpm.ak_public.0).into();
+    if now == policy.ak_sha256 {
+        Check::pass(
+            names::TPM_KEY,
+            format!("attestation key sha256 {} is the snapshot's", short(&now)),
+        )
+    } else {
+        let (was, got) = hex_pair(&policy.ak_sha256, &now);
+        Check::fail(
+            names::TPM_KEY,
+            format!("attestation key sha256 is {got}, the snapshot's is {was}: another TPM key signs the quotes"),
+        )
+    }
+}
+
+fn snapshot_tpm_policy(snapshot: Option<&Snapshot>) -> Option<&TpmPolicy> {
+    snapshot.and_then(|s| s.tpm_policy.as_ref())
+}
+
+fn snapshot_tpm_missing(snapshot: Option<&Snapshot>, name: &str) -> Check {
+    Check::fail(
+        name,
+        if snapshot.is_some() {
+            "the evidence has a TPM, but the snapshot has none (take a new snapshot if a TPM was added)"
+        } else {
+            "no snapshot to compare with"
+        },
+    )
+}
+
+/// The `ima replay` check, and the parsed entries when the log is anchored in the quote.
+fn check_ima_replay(
+    evidence: &Evidence,
+    quote: Option<&Result<VerifiedQuote, quote::QuoteError>>,
+    snapshot: Option<&Snapshot>,
+) -> (Check, Option<Vec<ImaEntry>>) {
+    let name = names::IMA_REPLAY;
+    let fail = |d: String| (Check::fail(name, d), None);
+    let snapshot_ima = snapshot.and_then(|s| s.ima.as_ref());
+    let Some(log) = &evidence.ima_log else {
+        return match snapshot {
+            Some(s) if s.ima.is_none() => (
+                Check::pass(
+                    name,
+                    "no IMA log: neither the evidence nor the snapshot has one",
+                ),
+                None,
+            ),
+            Some(_) => fail("the evidence has no IMA log, but the snapshot has IMA".into()),
+            None => fail(
+                "the evidence has no IMA log, and there is no snapshot saying the VM has none"
+                    .into(),
+            ),
+        };
+    };
+    let (Some(Ok(_)), Some(tpm)) = (quote, &evidence.tpm) else {
+        return fail(
+            "the IMA log cannot be anchored: there is no verified TPM quote of its PCR (see tpm quote)"
+                .into(),
+        );
+    };
+    let pcr = snapshot_ima.map_or(ima::replay::IMA_PCR, |p| p.pcr);
+    let Ok(pcr_u8) = u8::try_from(pcr) else {
+        return fail(format!("the snapshot's IMA PCR {pcr} is not a PCR index"));
+    };
+    // `binary_runtime_measurements` carries SHA-1 template hashes whatever the banks.
+    let entries = match ima::binary::parse(&log.0, ima::HashAlg::Sha1) {
+        Ok(e) => e,
+        Err(e) => return fail(format!("IMA log: {e}")),
+    };
+    if let Err(e) = ima::replay::check(&entries) {
+        return fail(format!("IMA log: {e}"));
+    }
+    // The kernel may log entries between the quote and the read of the log, so the
+    // quote covers a prefix of it: find the shortest prefix whose replay is the quoted
+    // value in the first bank, then require the same prefix in every other bank.
+    // Entries after it are not anchored and not judged (the next call covers them).
+    let quoted: Vec<(ima::HashAlg, &[u8])> = match tpm
+        .pcrs
+        .iter()
+        .filter(|(_, index, _)| *index == pcr_u8)
+        .map(|(bank, _, value)| {
+            bank.name()
+                .parse::<ima::HashAlg>()
+                .map(|b| (b, value))
+                .map_err(|_| bank.name())
+        })
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(q) => q,
+        Err(bank) => return fail(format!("PCR bank {bank} has no IMA replay")),
+    };
+    let Some(&(first_bank, first_value)) = quoted.first() else {
+        return fail(format!(
+            "the TPM quote does not cover PCR {pcr}, so the IMA log is not anchored"
+        ));
+    };
+    let Some(cut) = quoted_prefix(&entries, first_bank, pcr, first_value) else {
+        let replayed = ima::replay::replay_pcr(&entries, first_bank, pcr);
+        let (q, r) = hex_pair(first_value, &replayed);
+        return fail(format!(
+            "no prefix of the {} IMA entries replays to the quoted {first_bank} PCR {pcr} {q} \
+             (the whole log gives {r}): the log is not the one the kernel measured",
+            entries.len()
+        ));
+    };
+    let mut entries = entries;
+    let later = entries.len().saturating_sub(cut);
+    entries.truncate(cut);
+    for &(bank, value) in quoted.iter().skip(1) {
+        let replayed = ima::replay::replay_pcr(&entries, bank, pcr);
+        if replayed != value {
+            let (q, r) = hex_pair(value, &replayed);
+            return fail(format!(
+                "the first {cut} IMA entries replay to the quoted {first_bank} PCR {pcr}, but give {bank} {r} where the quote says {q}"
+            ));
+        }
+    }
+    let banks: Vec<String> = quoted
+        .iter()
+        .map(|(b, v)| format!("{b} {}", short(v)))
+        .collect();
+    let later_note = if later > 0 {
+        format!("; {later} later entries, logged after the quote, are not judged")
+    } else {
+        String::new()
+    };
+    (
+        Check::pass(
+            name,
+            format!(
+                "{cut} entries replay to the quoted PCR {pcr} ({}){later_note}",
+                banks.join(", ")
+            ),
+        ),
+        Some(entries),
+    )
+}
+
+/// The length of the shortest prefix of `entries` whose replay of PCR `pcr` in `bank`
+/// is `quoted` (entries for other PCRs inside the prefix are kept), if any.
+fn quoted_prefix(
+    entries: &[ImaEntry],
+    bank: ima::HashAlg,
+    pcr: u32,
+    quoted: &[u8],
+) -> Option<usize> {
+    let mut value = vec![0u8; bank.size()];
+    if value == quoted {
+        // Entries for other PCRs before the first one for `pcr` belong to the prefix.
+        return Some(entries.iter().take_while(|e| e.pcr() != pcr).count());
+    }
+    for (i, e) in entries.iter().enumerate() {
+        if e.pcr() != pcr {
+            continue;
+        }
+        value = ima::replay::extend(bank, &value, &e.extend_value(bank));
+        if value == quoted {
+            return Some(i.saturating_add(1));
+        }
+    }
+    None
+}
+
+fn check_ima_entries(
+    evidence: &Evidence,
+    entries: Option<&[ImaEntry]>,
+    replay_passed: bool,
+    expect: &Expectations<'_>,
+) -> Check {
+    let name = names::IMA_ENTRIES;
+    let Some(entries) = entries else {
+        return if replay_passed && evidence.ima_log.is_none() {
+            Check::pass(
+                name,
+                "no IMA log: neither the evidence nor the snapshot has one",
+            )
+        } else {
+            Check::fail(
+                name,
+                "cannot judge the entries: the IMA log did not replay to a verified quote (see ima replay)",
+            )
+        };
+    };
+    let mut known = match expect.snapshot {
+        Some(s) => s.file_index(),
+        None => FileIndex::default(),
+    };
+    if let Some(w) = expect.whitelist {
+        known.extend(w.clone());
+    }
+    if expect.snapshot.is_none() && expect.whitelist.is_none() {
+        return Check::fail(
+            name,
+            format!(
+                "no snapshot and no whitelist to judge {} IMA entries with",
+                entries.len()
+            ),
+        );
+    }
+    let skip_first = usize::from(ima::boot_aggregate(entries).is_some());
+    let mut violations = 0usize;
+    let mut unknown: Vec<String> = Vec::new();
+    let mut unknown_count = 0usize;
+    for e in entries.iter().skip(skip_first) {
+        if e.is_violation() {
+            violations = violations.saturating_add(1);
+            continue;
+        }
+        let path = e.path();
+        if !known.contains(&path, e.file_digest()) {
+            unknown_count = unknown_count.saturating_add(1);
+            if unknown.len() < UNKNOWN_PATHS_SHOWN {
+                unknown.push(format!(
+                    "{path} ({} {})",
+                    e.file_digest_alg(),
+                    short(e.file_digest())
+                ));
+            }
+        }
+    }
+    let judged = entries
+        .len()
+        .saturating_sub(skip_first)
+        .saturating_sub(violations);
+    let violations_note = if violations > 0 {
+        format!("; {violations} violation entries not judged")
+    } else {
+        String::new()
+    };
+    if unknown_count == 0 {
+        Check::pass(
+            name,
+            format!(
+                "all {judged} measured files are in the snapshot or whitelist{violations_note}"
+            ),
+        )
+    } else {
+        let more = unknown_count.saturating_sub(unknown.len());
+        let more = if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        };
+        Check::fail(
+            name,
+            format!(
+                "{unknown_count} of {judged} measured files are in neither the snapshot nor the whitelist: {}{more}{violations_note}",
+                unknown.join(", ")
+            ),
+        )
+    }
+}
+
+fn check_manifest(evidence: &Evidence, expect: &Expectations<'_>) -> Check {
+    let name = names::MANIFEST;
+    let uncovered: Vec<&str> = expect
+        .applications
+        .iter()
+        .map(String::as_str)
+        .filter(|a| evidence.manifest.entry_for_sni(a).is_none())
+        .collect();
+    if !uncovered.is_empty() {
+        return Check::fail(
+            name,
+            format!(
+                "no manifest entry covers {}, so the VM does not vouch for it (manifest: {})",
+                uncovered.join(", "),
+                manifest_names(&evidence.manifest)
+            ),
+        );
+    }
+    let Some(snapshot) = expect.snapshot else {
+        return Check::fail(name, "no snapshot to compare the manifest with");
+    };
+    let mut changed = Vec::new();
+    let mut added = Vec::new();
+    for e in evidence.manifest.entries() {
+        match snapshot.manifest.get(&e.name) {
+            Some(s) if s.cert_sha256 == e.cert_sha256 => {}
+            Some(s) => {
+                let (was, now) = hex_pair(&s.cert_sha256, &e.cert_sha256);
+                changed.push(format!("`{}`: snapshot {was}, now {now}", e.name));
+            }
+            None => added.push(format!("`{}`", e.name)),
+        }
+    }
+    let removed: Vec<String> = snapshot
+        .manifest
+        .entries()
+        .iter()
+        .filter(|s| evidence.manifest.get(&s.name).is_none())
+        .map(|s: &ManifestEntry| format!("`{}`", s.name))
+        .collect();
+    let mut problems = Vec::new();
+    if !added.is_empty() {
+        problems.push(format!("not in the snapshot: {}", added.join(", ")));
+    }
+    if !removed.is_empty() {
+        problems.push(format!("gone since the snapshot: {}", removed.join(", ")));
+    }
+    let n = evidence.manifest.entries().len();
+    if !problems.is_empty() {
+        if !changed.is_empty() {
+            problems.push(format!("certificate changed: {}", changed.join("; ")));
+        }
+        return Check::fail(
+            name,
+            format!(
+                "names differ from the snapshot's ({}); review, then take a new snapshot",
+                problems.join("; ")
+            ),
+        );
+    }
+    if changed.is_empty() {
+        Check::pass(name, format!("the {n} certificate(s) equal the snapshot's"))
+    } else if expect.allow_certificate_change {
+        Check::pass(
+            name,
+            format!(
+                "certificate changed since the snapshot (allowed by --allow-certificate-change): {}",
+                changed.join("; ")
+            ),
+        )
+    } else {
+        Check::fail(
+            name,
+            format!(
+                "certificate changed since the snapshot: {}; review it, then take a new snapshot or pass --allow-certificate-change",
+                changed.join("; ")
+            ),
+        )
+    }
+}
+
+fn manifest_names(m: &Manifest) -> String {
+    if m.entries().is_empty() {
+        return "empty".into();
+    }
+    m.entries()
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Bytes shown in a shortened hex value.
+const SHOWN_BYTES: usize = 8;
+
+/// The first bytes of a value in hex, `…` when cut.
+fn short(bytes: &[u8]) -> String {
+    let shown = bytes.get(..SHOWN_BYTES).unwrap_or(bytes);
+    if shown.len() < bytes.len() {
+        format!("{}…", hex::encode(shown))
+    } else {
+        hex::encode(shown)
+    }
+}
+
+/// Two values shortened so that the shown parts differ: cut around the first byte
+/// where they differ, which a prefix alone would hide when only the tail changed.
+fn hex_pair(expected: &[u8], got: &[u8]) -> (String, String) {
+    let first_diff = expected
+        .iter()
+        .zip(got)
+        .position(|(a, b)| a != b)
+        .unwrap_or(expected.len().min(got.len()));
+    let start = if first_diff < SHOWN_BYTES {
+        0
+    } else {
+        first_diff.saturating_sub(2)
+    };
+    let window = |b: &[u8]| {
+        let end = start.saturating_add(SHOWN_BYTES).min(b.len());
+        let part = b.get(start..end).unwrap_or(&[]);
+        format!(
+            "{}{}{}",
+            if start > 0 { "…" } else { "" },
+            hex::encode(part),
+            if end < b.len() { "…" } else { "" }
+        )
+    };
+    (window(expected), window(got))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_pair_shows_where_values_differ() {
+        let a = [0u8; 32];
+        let mut b = a;
+        b[31] = 1;
+        let (x, y) = hex_pair(&a, &b);
+        assert_ne!(x, y);
+        assert!(x.starts_with('…') && y.ends_with("01"), "{x} {y}");
+        let mut c = a;
+        c[0] = 0xff;
+        assert_eq!(
+            hex_pair(&a, &c),
+            ("0000000000000000…".into(), "ff00000000000000…".into())
+        );
+        assert_eq!(hex_pair(&[1, 2], &[1]), ("0102".into(), "01".into()));
+        assert_eq!(short(&[0xab; 4]), "abababab");
+    }
+}
