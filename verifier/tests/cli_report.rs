@@ -359,3 +359,29 @@ fn bad_arguments_exit_2() {
         assert!(r.stderr.contains(needle), "{args:?}: {}", r.stderr);
     }
 }
+
+#[test]
+fn unsupported_snp_version_fails_the_format_check() {
+    let Some(e) = evidence() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut bytes = std::fs::read(e.join("snp/milan-report.bin")).expect("report");
+    bytes[0] = 4;
+    let report = dir.path().join("v4.bin");
+    std::fs::write(&report, bytes).expect("write");
+    let r = verigate(&[
+        "report",
+        "verify",
+        p(&report),
+        "--vcek",
+        p(&e.join("snp/milan-vcek.der")),
+        "--at",
+        SNP_AT,
+    ]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout
+            .contains("[FAIL] snp report format: unsupported SEV-SNP report version 4"),
+        "{}",
+        r.stdout
+    );
+}
