@@ -1,0 +1,536 @@
+//! The snapshot job (DESIGN.md "Snapshot"): freezes the state of this VM into the
+//! reference that later verifications compare against. One job at a time: it collects
+//! evidence for a fresh random nonce and verifies it as the verifier would (TEE and TPM
+//! policy, manifest, IMA log), then scans the disk for code that has not run yet
+//! ([`crate::scan`], hashed with the IMA log's algorithm, cached in the data dir),
+//! merges both file lists and keeps the result on disk ([`store`]).
+//!
+//! [`SnapshotService`] holds the running job's live progress, the last finished
+//! snapshot and the last failure, for `POST/GET /v1/snapshot`
+//! ([`crate::endpoint::snapshot`]). A job interrupted by a restart is gone; the stored
+//! snapshot (if any) is loaded again at start.
+
+pub mod build;
+pub mod store;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Instant, SystemTime};
+
+use attest::binding::Nonce;
+use attest::evidence::Evidence;
+use attest::snapshot::{ImaPolicy, Snapshot, SNAPSHOT_VERSION};
+use serde::Serialize;
+
+use crate::scan::{self, CancelToken, ScanConfig, ScanError, ScanProgress};
+use build::PolicyError;
+use store::{SkippedFile, StoreError, Stored};
+
+/// Why a snapshot job failed; served as the `detail` of `GET /v1/snapshot`'s 500.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// The attester could not produce evidence.
+    #[error("collecting evidence: {0}")]
+    Evidence(String),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Scan(#[from] ScanError),
+    /// The configured IMA log (read when the evidence has none) cannot be read or parsed.
+    #[error("IMA log {path}: {detail}")]
+    ImaLog { path: PathBuf, detail: String },
+    #[error("a snapshot task ended abnormally: {0}")]
+    Task(String),
+    #[error("saving the snapshot: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Where a job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobPhase {
+    /// Collecting and verifying evidence (TEE, TPM, IMA log, manifest).
+    Policy,
+    /// Listing files under the roots.
+    Walking,
+    /// Classifying and hashing files.
+    Hashing,
+    /// Writing the scan cache.
+    SavingCache,
+    /// Writing the snapshot to the data dir.
+    Saving,
+    /// Finished; the snapshot is ready.
+    Done,
+    /// Stopped by an error (see `error`).
+    Failed,
+    /// Stopped because the gateway is shutting down.
+    Cancelled,
+}
+
+impl JobPhase {
+    const ALL: [JobPhase; 8] = [
+        JobPhase::Policy,
+        JobPhase::Walking,
+        JobPhase::Hashing,
+        JobPhase::SavingCache,
+        JobPhase::Saving,
+        JobPhase::Done,
+        JobPhase::Failed,
+        JobPhase::Cancelled,
+    ];
+
+    fn from_u8(v: u8) -> JobPhase {
+        JobPhase::ALL
+            .get(usize::from(v))
+            .copied()
+            .unwrap_or(JobPhase::Failed)
+    }
+
+    fn as_u8(self) -> u8 {
+        // The position in ALL; ALL has 8 entries, so this never truncates.
+        JobPhase::ALL
+            .iter()
+            .position(|p| *p == self)
+            .and_then(|i| u8::try_from(i).ok())
+            .unwrap_or(u8::MAX)
+    }
+
+    fn state(self) -> JobState {
+        match self {
+            JobPhase::Done => JobState::Done,
+            JobPhase::Failed | JobPhase::Cancelled => JobState::Failed,
+            _ => JobState::Running,
+        }
+    }
+}
+
+/// Whether a job still runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Running,
+    Done,
+    Failed,
+}
+
+/// The progress JSON of `POST /v1/snapshot` and `GET /v1/snapshot` (while running).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobProgress {
+    pub state: JobState,
+    pub phase: JobPhase,
+    /// RFC 3339 UTC time at which the job started.
+    pub started_at: String,
+    /// Milliseconds since the job started (frozen once it ends).
+    pub elapsed_ms: u64,
+    /// Measured entries of the IMA log (known once the policy phase is over).
+    pub ima_entries: u64,
+    /// Regular files found under the roots so far.
+    pub files_seen: u64,
+    /// Files examined (classified, hashed, answered by the cache or skipped).
+    pub files_done: u64,
+    /// Files whose digest was computed by this job.
+    pub files_hashed: u64,
+    /// Files answered by the scan cache without being read.
+    pub files_from_cache: u64,
+    /// Bytes hashed by this job.
+    pub bytes_hashed: u64,
+    /// Hash throughput since hashing began, bytes per second.
+    pub rate_bytes_per_s: u64,
+    /// Files that could not be read (listed by `GET /v1/snapshot/skipped` once done).
+    pub skipped: u64,
+    /// Entries of the finished snapshot's `filehashes`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filehashes: Option<u64>,
+    /// Why the job failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One job's live state, shared between its task and the API.
+#[derive(Debug)]
+struct Job {
+    started: Instant,
+    started_at: String,
+    phase: AtomicU8,
+    /// Milliseconds after `started` at which the job ended (0: still running).
+    ended_ms: AtomicU64,
+    ima_entries: AtomicU64,
+    filehashes: AtomicU64,
+    scan: Arc<ScanProgress>,
+    cancel: CancelToken,
+    error: Mutex<Option<String>>,
+}
+
+impl Job {
+    fn new() -> Job {
+        Job {
+            started: Instant::now(),
+            started_at: rfc3339(SystemTime::now()),
+            phase: AtomicU8::new(JobPhase::Policy.as_u8()),
+            ended_ms: AtomicU64::new(0),
+            ima_entries: AtomicU64::new(0),
+            filehashes: AtomicU64::new(0),
+            scan: Arc::new(ScanProgress::new()),
+            cancel: CancelToken::new(),
+            error: Mutex::new(None),
+        }
+    }
+
+    fn phase(&self) -> JobPhase {
+        JobPhase::from_u8(self.phase.load(Ordering::Relaxed))
+    }
+
+    fn set_phase(&self, phase: JobPhase) {
+        self.phase.store(phase.as_u8(), Ordering::Relaxed);
+        if phase.state() != JobState::Running {
+            let ms = u64::try_from(self.started.elapsed().as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1);
+            self.ended_ms.store(ms, Ordering::Relaxed);
+        }
+    }
+
+    fn progress(&self) -> JobProgress {
+        let mut phase = self.phase();
+        let scan = self.scan.report();
+        // While the scan runs, its own phase is the finer answer.
+        if matches!(
+            phase,
+            JobPhase::Walking | JobPhase::Hashing | JobPhase::SavingCache
+        ) {
+            phase = match scan.phase {
+                scan::Phase::Hashing => JobPhase::Hashing,
+                scan::Phase::SavingCache => JobPhase::SavingCache,
+                _ => JobPhase::Walking,
+            };
+        }
+        let ended = self.ended_ms.load(Ordering::Relaxed);
+        let elapsed_ms = if ended == 0 {
+            u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+        } else {
+            ended
+        };
+        let filehashes = self.filehashes.load(Ordering::Relaxed);
+        JobProgress {
+            state: phase.state(),
+            phase,
+            started_at: self.started_at.clone(),
+            elapsed_ms,
+            ima_entries: self.ima_entries.load(Ordering::Relaxed),
+            files_seen: scan.files_seen,
+            files_done: scan.files_done,
+            files_hashed: scan.files_hashed,
+            files_from_cache: scan.files_from_cache,
+            bytes_hashed: scan.bytes_hashed,
+            rate_bytes_per_s: scan.bytes_per_sec,
+            skipped: scan.skipped,
+            filehashes: (phase == JobPhase::Done).then_some(filehashes),
+            error: lock(&self.error).clone(),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these locks leaves plain data behind; keep serving.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// RFC 3339 UTC with second precision, as `created_at` is written.
+fn rfc3339(t: SystemTime) -> String {
+    let t = time::OffsetDateTime::from(t);
+    let t = t.replace_nanosecond(0).unwrap_or(t);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_string())
+}
+
+/// What `GET /v1/snapshot` answers.
+#[derive(Debug, Clone)]
+pub enum Status {
+    /// A job runs.
+    Running(JobProgress),
+    /// The last snapshot is ready.
+    Ready(Arc<Stored>),
+    /// The last job failed (it may have a predecessor on disk; the failure is newer).
+    Failed(JobProgress),
+    /// No snapshot was ever made (or it was lost with the data dir).
+    None,
+}
+
+/// Why a job could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Another job runs; its progress is attached.
+    #[error("a snapshot job started at {} is still running", .0.started_at)]
+    AlreadyRunning(JobProgress),
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// The job running now or the last one since start.
+    job: Option<Arc<Job>>,
+    /// The last snapshot made (loaded from disk at start).
+    ready: Option<Arc<Stored>>,
+}
+
+/// The snapshot jobs of one gateway: at most one running, the last result kept in
+/// memory and on disk in `data_dir`.
+#[derive(Debug)]
+pub struct SnapshotService {
+    data_dir: PathBuf,
+    state: Mutex<State>,
+}
+
+/// What a job needs from the gateway's configuration.
+#[derive(Debug, Clone)]
+pub struct JobConfig {
+    /// `[snapshot] roots`.
+    pub roots: Vec<PathBuf>,
+    /// `[snapshot] exclude`.
+    pub exclude: Vec<PathBuf>,
+    /// Hashing workers; 0 = one per core.
+    pub workers: usize,
+    /// `[attestation] ima_log`, read for `filehashes` when the evidence carries no log
+    /// (no TPM: nothing vouches for the log, but it still lists what ran). A missing
+    /// file means no log.
+    pub ima_log: Option<PathBuf>,
+}
+
+impl SnapshotService {
+    /// The service of `data_dir`, with the snapshot stored there (if any). A stored file
+    /// that cannot be read is logged and ignored: the gateway must still route, and the
+    /// next snapshot replaces the file.
+    pub fn load(data_dir: &Path) -> SnapshotService {
+        let ready = match store::load(data_dir) {
+            Ok(Some(stored)) => {
+                tracing::info!(
+                    created_at = %stored.snapshot.created_at,
+                    files = stored.snapshot.filehashes.len(),
+                    "loaded the stored snapshot"
+                );
+                Some(Arc::new(stored))
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!("ignoring the stored snapshot, GET /v1/snapshot answers 404 until the next one: {e}");
+                None
+            }
+        };
+        SnapshotService {
+            data_dir: data_dir.to_path_buf(),
+            state: Mutex::new(State { job: None, ready }),
+        }
+    }
+
+    /// Where the snapshot is stored.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// What `GET /v1/snapshot` answers now.
+    pub fn status(&self) -> Status {
+        let state = lock(&self.state);
+        if let Some(job) = &state.job {
+            let p = job.progress();
+            match p.state {
+                JobState::Running => return Status::Running(p),
+                JobState::Failed => return Status::Failed(p),
+                JobState::Done => {}
+            }
+        }
+        match &state.ready {
+            Some(s) => Status::Ready(s.clone()),
+            None => Status::None,
+        }
+    }
+
+    /// The progress of the running job, or of the last one since start.
+    pub fn last_progress(&self) -> Option<JobProgress> {
+        lock(&self.state).job.as_ref().map(|j| j.progress())
+    }
+
+    /// The last finished snapshot.
+    pub fn ready(&self) -> Option<Arc<Stored>> {
+        lock(&self.state).ready.clone()
+    }
+
+    /// Starts a job on the current tokio runtime and returns its first progress at once.
+    /// `collect` produces evidence for the nonce it is given (the attester); the job
+    /// verifies it before using it. When `stop` completes (gateway shutdown) the job is
+    /// cancelled at its next check and fails as `cancelled`.
+    pub fn start<F, Fut, S>(
+        self: &Arc<Self>,
+        config: JobConfig,
+        collect: F,
+        stop: S,
+    ) -> Result<JobProgress, StartError>
+    where
+        F: FnOnce(Nonce) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Evidence, String>> + Send + 'static,
+        S: Future<Output = ()> + Send + 'static,
+    {
+        let job = {
+            let mut state = lock(&self.state);
+            if let Some(job) = &state.job {
+                let p = job.progress();
+                if p.state == JobState::Running {
+                    return Err(StartError::AlreadyRunning(p));
+                }
+            }
+            let job = Arc::new(Job::new());
+            state.job = Some(job.clone());
+            job
+        };
+        let progress = job.progress();
+        let service = self.clone();
+        tokio::spawn(async move {
+            let run = service.run(&job, config, collect);
+            tokio::pin!(run);
+            let result = tokio::select! {
+                r = &mut run => r,
+                () = stop => {
+                    job.cancel.cancel();
+                    run.await
+                }
+            };
+            let mut state = lock(&service.state);
+            match result {
+                Ok(stored) => {
+                    tracing::info!(
+                        created_at = %stored.snapshot.created_at,
+                        files = stored.snapshot.filehashes.len(),
+                        skipped = stored.skipped.skipped.len(),
+                        "snapshot ready"
+                    );
+                    state.ready = Some(stored);
+                    job.set_phase(JobPhase::Done);
+                }
+                Err(e) => {
+                    tracing::error!("snapshot failed: {e}");
+                    *lock(&job.error) = Some(e.to_string());
+                    job.set_phase(if job.cancel.is_cancelled() {
+                        JobPhase::Cancelled
+                    } else {
+                        JobPhase::Failed
+                    });
+                }
+            }
+        });
+        Ok(progress)
+    }
+
+    async fn run<F, Fut>(
+        &self,
+        job: &Arc<Job>,
+        config: JobConfig,
+        collect: F,
+    ) -> Result<Arc<Stored>, JobError>
+    where
+        F: FnOnce(Nonce) -> Fut,
+        Fut: Future<Output = Result<Evidence, String>>,
+    {
+        let nonce = Nonce::random();
+        let evidence = collect(nonce).await.map_err(JobError::Evidence)?;
+        let mut policy = build::policy_from_evidence(&evidence, &nonce, SystemTime::now())?;
+        if !policy.has_ima_log {
+            if let Some(path) = config.ima_log.clone() {
+                policy.ima_entries = tokio::task::spawn_blocking(move || read_ima_log(&path))
+                    .await
+                    .map_err(|e| JobError::Task(e.to_string()))??;
+            }
+        }
+        let log_files = build::log_files(&policy.ima_entries);
+        let algorithm = build::log_algorithm(&policy.ima_entries);
+        job.ima_entries.store(
+            u64::try_from(log_files.len()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+
+        job.set_phase(JobPhase::Walking);
+        let scan_config = ScanConfig {
+            roots: config.roots,
+            exclude: config.exclude,
+            algorithm,
+            cache_file: Some(ScanConfig::cache_file_in(&self.data_dir)),
+            workers: config.workers,
+        };
+        let (progress, cancel) = (job.scan.clone(), job.cancel.clone());
+        let scanned =
+            tokio::task::spawn_blocking(move || scan::scan(&scan_config, &progress, &cancel))
+                .await
+                .map_err(|e| JobError::Task(e.to_string()))??;
+
+        job.set_phase(JobPhase::Saving);
+        let skipped = scanned
+            .skipped
+            .iter()
+            .map(|s| SkippedFile {
+                path: s.path.clone(),
+                reason: s.reason.to_string(),
+            })
+            .collect();
+        let snapshot = Snapshot {
+            version: SNAPSHOT_VERSION,
+            created_at: rfc3339(SystemTime::now()),
+            tee_policy: policy.tee_policy,
+            tpm_policy: policy.tpm_policy,
+            ima: Some(ImaPolicy {
+                pcr: build::IMA_PCR,
+                hash_algorithm: algorithm,
+            }),
+            manifest: policy.manifest,
+            filehashes: build::merge_files(log_files, scanned.files),
+        };
+        job.filehashes.store(
+            u64::try_from(snapshot.filehashes.len()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        let data_dir = self.data_dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let stored = Stored::new(snapshot, skipped);
+            store::save(&data_dir, &stored).map(|()| Arc::new(stored))
+        })
+        .await
+        .map_err(|e| JobError::Task(e.to_string()))?
+        .map_err(JobError::from)
+    }
+}
+
+/// The entries of the binary IMA log at `path`; none when the file does not exist.
+fn read_ima_log(path: &Path) -> Result<Vec<attest::ima::ImaEntry>, JobError> {
+    let fail = |detail: String| JobError::ImaLog {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(fail(e.to_string())),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let template_alg = attest::ima::template_hash_alg_for_file_name(&name);
+    attest::ima::binary::parse(&bytes, template_alg).map_err(|e| fail(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phases_round_trip_through_their_byte() {
+        for p in JobPhase::ALL {
+            assert_eq!(JobPhase::from_u8(p.as_u8()), p);
+        }
+        assert_eq!(JobPhase::from_u8(200), JobPhase::Failed);
+    }
+
+    #[test]
+    fn created_at_is_rfc3339_utc_to_the_second() {
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::new(1_795_824_000, 123);
+        assert_eq!(rfc3339(t), "2026-11-28T00:00:00Z");
+    }
+}
