@@ -88,17 +88,25 @@ pub enum TeeKind {
     None,
 }
 
-/// `[attestation]`; used by the attestation endpoint.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// `[attestation]`; used by the attestation endpoint (`crate::attestation`) and the
+/// certificate manifest (`crate::manifest`).
+#[derive(Debug, Clone)]
 pub struct AttestationConfig {
-    #[serde(default)]
     pub tee: TeeKind,
     /// `auto`, `none`, or a TCTI such as `device:/dev/tpmrm0`.
-    #[serde(default = "default_auto")]
     pub tpm: String,
-    #[serde(default = "default_ima_log")]
+    /// Absolute.
     pub ima_log: PathBuf,
+    /// The TPM persistent handle of the attestation key; `None`: attest's default
+    /// (0x81010100).
+    pub ak_handle: Option<u32>,
+    /// The SHA-256 PCRs the TPM quote covers, sorted, without duplicates.
+    pub pcrs: Vec<u8>,
+    /// With `tee = "simulated"`: the 48-byte measurement the simulated report carries
+    /// instead of the SHA-384 of verigated's own executable.
+    pub simulated_measurement: Option<[u8; 48]>,
+    /// How often the certificate manifest is rebuilt (besides at start and on reload).
+    pub manifest_refresh: Duration,
 }
 
 impl Default for AttestationConfig {
@@ -107,8 +115,55 @@ impl Default for AttestationConfig {
             tee: TeeKind::Auto,
             tpm: default_auto(),
             ima_log: default_ima_log(),
+            ak_handle: None,
+            pcrs: default_pcrs(),
+            simulated_measurement: None,
+            manifest_refresh: Duration::from_secs(60),
         }
     }
+}
+
+/// `[attestation]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAttestation {
+    #[serde(default)]
+    tee: TeeKind,
+    #[serde(default = "default_auto")]
+    tpm: String,
+    #[serde(default = "default_ima_log")]
+    ima_log: PathBuf,
+    #[serde(default)]
+    ak_handle: Option<i64>,
+    #[serde(default = "default_pcrs_raw")]
+    pcrs: Vec<i64>,
+    #[serde(default)]
+    simulated_measurement: Option<String>,
+    manifest_refresh: Option<RawDuration>,
+}
+
+impl Default for RawAttestation {
+    fn default() -> Self {
+        RawAttestation {
+            tee: TeeKind::Auto,
+            tpm: default_auto(),
+            ima_log: default_ima_log(),
+            ak_handle: None,
+            pcrs: default_pcrs_raw(),
+            simulated_measurement: None,
+            manifest_refresh: None,
+        }
+    }
+}
+
+/// Default of `attestation.manifest_refresh`, as a user would write it.
+pub const DEFAULT_MANIFEST_REFRESH: &str = "60s";
+
+fn default_pcrs() -> Vec<u8> {
+    vec![10]
+}
+fn default_pcrs_raw() -> Vec<i64> {
+    vec![10]
 }
 
 /// `[snapshot]`; used by the snapshot builder.
@@ -185,7 +240,7 @@ struct RawConfig {
     #[serde(default)]
     route: Vec<RawRoute>,
     #[serde(default)]
-    attestation: AttestationConfig,
+    attestation: RawAttestation,
     #[serde(default)]
     snapshot: SnapshotConfig,
     #[serde(default)]
@@ -572,10 +627,7 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
         }
     }
 
-    let mut attestation = raw.attestation;
-    if !data_dir.as_os_str().is_empty() && attestation.ima_log.is_relative() {
-        attestation.ima_log = data_dir.join(&attestation.ima_log);
-    }
+    let attestation = validate_attestation(raw.attestation, &data_dir, &mut problem);
     let mut api = raw.api;
     for (i, token) in api.admin_token_sha256.iter_mut().enumerate() {
         let lower = token.to_ascii_lowercase();
@@ -625,6 +677,115 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
         api,
         app,
     })
+}
+
+/// Checks `[attestation]`, reporting each problem through `problem`.
+fn validate_attestation(
+    raw: RawAttestation,
+    data_dir: &Path,
+    problem: &mut impl FnMut(&str, String),
+) -> AttestationConfig {
+    let ima_log = if raw.ima_log.is_relative() {
+        data_dir.join(&raw.ima_log)
+    } else {
+        raw.ima_log
+    };
+    if raw.tpm.trim().is_empty() {
+        problem(
+            "attestation.tpm",
+            "empty: write \"auto\", \"none\" or a TCTI such as \"device:/dev/tpmrm0\"".into(),
+        );
+    }
+    // The owner range of persistent handles (TPM 2.0 Part 2, 2.2: 0x81000000..0x81FFFFFF).
+    let ak_handle = raw.ak_handle.and_then(|h| match u32::try_from(h) {
+        Ok(h) if (0x8100_0000..=0x81ff_ffff).contains(&h) => Some(h),
+        _ => {
+            problem(
+                "attestation.ak_handle",
+                format!(
+                    "expected a persistent handle 0x81000000..=0x81ffffff such as 0x81010100, got {h:#x}"
+                ),
+            );
+            None
+        }
+    });
+    let mut pcrs = Vec::new();
+    if raw.pcrs.is_empty() {
+        problem(
+            "attestation.pcrs",
+            "empty: list the PCRs to quote, such as [10] (IMA's PCR)".into(),
+        );
+    }
+    for (i, &p) in raw.pcrs.iter().enumerate() {
+        match u8::try_from(p) {
+            Ok(p) if p <= 23 && pcrs.contains(&p) => problem(
+                &format!("attestation.pcrs[{i}]"),
+                format!("PCR {p} is listed twice"),
+            ),
+            Ok(p) if p <= 23 => pcrs.push(p),
+            _ => problem(
+                &format!("attestation.pcrs[{i}]"),
+                format!("expected a PCR index of 0..=23, got {p}"),
+            ),
+        }
+    }
+    pcrs.sort_unstable();
+    let simulated_measurement = raw.simulated_measurement.and_then(|text| {
+        let mut m = [0u8; 48];
+        if raw.tee != TeeKind::Simulated {
+            problem(
+                "attestation.simulated_measurement",
+                "only used with tee = \"simulated\": remove it or set tee = \"simulated\"".into(),
+            );
+            return None;
+        }
+        match hex::decode_to_slice(&text, &mut m) {
+            Ok(()) => Some(m),
+            Err(_) => {
+                problem(
+                    "attestation.simulated_measurement",
+                    format!(
+                        "expected 96 hex digits (a SHA-384), got {} characters",
+                        text.chars().count()
+                    ),
+                );
+                None
+            }
+        }
+    });
+    let manifest_refresh = match raw.manifest_refresh {
+        None => Duration::from_secs(60),
+        Some(RawDuration::Number(n)) => {
+            problem(
+                "attestation.manifest_refresh",
+                format!("expected a string with a unit such as \"{n}s\" or \"{n}m\", got the number {n}"),
+            );
+            Duration::from_secs(60)
+        }
+        Some(RawDuration::Text(t)) => match parse_duration(&t) {
+            Ok(d) if d.is_zero() => {
+                problem(
+                    "attestation.manifest_refresh",
+                    format!("must be more than zero, got `{t}`"),
+                );
+                Duration::from_secs(60)
+            }
+            Ok(d) => d,
+            Err(e) => {
+                problem("attestation.manifest_refresh", e);
+                Duration::from_secs(60)
+            }
+        },
+    };
+    AttestationConfig {
+        tee: raw.tee,
+        tpm: raw.tpm,
+        ima_log,
+        ak_handle,
+        pcrs,
+        simulated_measurement,
+        manifest_refresh,
+    }
 }
 
 #[cfg(test)]
@@ -830,6 +991,49 @@ mod tests {
         assert!(p.contains("gateway.ssl_certificate:"), "{p}");
         assert!(p.contains("gateway.ssl_private_key:"), "{p}");
         assert!(p.contains("route[0].certificate:"), "{p}");
+    }
+
+    #[test]
+    fn attestation_defaults_and_problems() {
+        let c = parse(HEAD).unwrap();
+        assert_eq!(c.attestation.pcrs, vec![10]);
+        assert_eq!(c.attestation.manifest_refresh, Duration::from_secs(60));
+        assert_eq!(c.attestation.ak_handle, None);
+        let ok = parse(&format!(
+            "{HEAD}[attestation]\ntee=\"simulated\"\nak_handle=0x81010101\npcrs=[10, 7]\n\
+             manifest_refresh=\"2s\"\nsimulated_measurement=\"{}\"\n",
+            "AB".repeat(48)
+        ))
+        .unwrap();
+        assert_eq!(ok.attestation.ak_handle, Some(0x8101_0101));
+        assert_eq!(ok.attestation.pcrs, vec![7, 10]);
+        assert_eq!(ok.attestation.manifest_refresh, Duration::from_secs(2));
+        assert_eq!(ok.attestation.simulated_measurement, Some([0xab; 48]));
+        let p = problems(&format!(
+            "{HEAD}[attestation]\ntee=\"none\"\ntpm=\"\"\nak_handle=0x1000\npcrs=[10, 24, 10]\n\
+             manifest_refresh=\"0s\"\nsimulated_measurement=\"ab\"\n"
+        ))
+        .join("\n");
+        for needle in [
+            "attestation.tpm: empty",
+            "attestation.ak_handle: expected a persistent handle",
+            "attestation.pcrs[1]: expected a PCR index of 0..=23, got 24",
+            "attestation.pcrs[2]: PCR 10 is listed twice",
+            "attestation.manifest_refresh: must be more than zero",
+            "attestation.simulated_measurement: only used with tee = \"simulated\"",
+        ] {
+            assert!(p.contains(needle), "{needle} missing:\n{p}");
+        }
+        let p = problems(&format!(
+            "{HEAD}[attestation]\ntee=\"simulated\"\nsimulated_measurement=\"xyz\"\nmanifest_refresh=5\npcrs=[]\n"
+        ))
+        .join("\n");
+        assert!(p.contains("attestation.simulated_measurement: expected 96 hex digits (a SHA-384), got 3 characters"), "{p}");
+        assert!(
+            p.contains("attestation.manifest_refresh: expected a string with a unit"),
+            "{p}"
+        );
+        assert!(p.contains("attestation.pcrs: empty"), "{p}");
     }
 
     #[test]

@@ -5,12 +5,14 @@
 //! The binary (`src/main.rs`) only parses arguments and wires these modules together.
 
 pub mod app;
+pub mod attestation;
 pub mod client_hello;
 pub mod config;
 pub mod endpoint;
 pub mod forward;
 pub mod listener;
 pub mod logging;
+pub mod manifest;
 pub mod metrics;
 pub mod proxy_protocol;
 pub mod routes;

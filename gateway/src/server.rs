@@ -50,6 +50,9 @@ pub enum LoadError {
     Certificate(#[from] CertificateError),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// `[attestation]` cannot be set up (TEE, TPM, IMA log).
+    #[error(transparent)]
+    Attestation(#[from] crate::attestation::AttesterError),
     /// A listen address cannot be bound (in use, not an address of this machine, no
     /// permission for a port below 1024).
     #[error("gateway.listen: cannot listen on {addr}: {source}")]
@@ -94,6 +97,10 @@ pub struct Server {
     config_path: PathBuf,
     active: RwLock<Arc<Active>>,
     pub metrics: Arc<Metrics>,
+    /// The certificate manifest, kept current by [`crate::manifest::keep_current`].
+    pub manifest: Arc<crate::manifest::ManifestStore>,
+    /// Builds the evidence of `GET /v1/attestation`.
+    pub attester: Arc<crate::attestation::Attester>,
     shutdown: watch::Sender<bool>,
     open: AtomicUsize,
     closed: Notify,
@@ -114,11 +121,19 @@ impl Server {
         let metrics = Arc::new(Metrics::default());
         let config = Config::load(config_path)?;
         let active = activate(config, &metrics)?;
+        let manifest = Arc::new(crate::manifest::ManifestStore::new(&active));
+        let attester = Arc::new(crate::attestation::Attester::from_config(
+            &active.config.attestation,
+            &active.config.gateway.data_dir,
+            manifest.clone(),
+        )?);
         let (shutdown, _) = watch::channel(false);
         Ok(Arc::new(Server {
             config_path: config_path.to_path_buf(),
             active: RwLock::new(Arc::new(active)),
             metrics,
+            manifest,
+            attester,
             shutdown,
             open: AtomicUsize::new(0),
             closed: Notify::new(),
@@ -154,6 +169,8 @@ impl Server {
                     );
                 }
                 self.metrics.reloads.fetch_add(1, Ordering::Relaxed);
+                // New routes or certificates: rebuild the manifest now, not at the next period.
+                self.manifest.request_refresh();
                 Ok(active)
             }
             Err(e) => {
@@ -178,11 +195,13 @@ impl Server {
     /// Serves on `listeners` until [`Server::begin_shutdown`]; returns once every
     /// listener is closed (new connections are then refused by the kernel).
     pub async fn run(self: &Arc<Self>, listeners: Vec<TcpListener>) {
+        let manifest = tokio::spawn(crate::manifest::keep_current(self.clone()));
         let mut tasks = tokio::task::JoinSet::new();
         for listener in listeners {
             tasks.spawn(crate::listener::accept_loop(self.clone(), listener));
         }
         while tasks.join_next().await.is_some() {}
+        manifest.abort();
     }
 
     /// Stops the accept loops and asks own-endpoint connections to finish.

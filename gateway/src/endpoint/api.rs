@@ -24,11 +24,28 @@ pub async fn handle(
     let response = match (req.method(), req.uri().path()) {
         (&Method::GET | &Method::HEAD, "/healthz") => text(StatusCode::OK, "ok\n"),
         (&Method::GET | &Method::HEAD, "/metrics") => {
-            let mut r = text(StatusCode::OK, server.metrics.render());
+            let mut r = text(
+                StatusCode::OK,
+                server.metrics.render() + &server.attester.render_metrics(),
+            );
             r.headers_mut().insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
             );
+            r
+        }
+        (&Method::GET, "/v1/attestation") => {
+            super::attestation::attestation(req.uri().query(), &server).await
+        }
+        (&Method::GET, "/v1/manifest") => super::attestation::manifest(&server),
+        (_, "/v1/attestation" | "/v1/manifest") => {
+            let mut r = super::attestation::json_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed",
+                "use GET",
+            );
+            r.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("GET"));
             r
         }
         (_, "/healthz" | "/metrics") => {

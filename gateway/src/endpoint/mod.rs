@@ -6,6 +6,7 @@
 //! drains.
 
 pub mod api;
+pub mod attestation;
 pub mod certificate;
 pub mod tls;
 

@@ -1,0 +1,321 @@
+//! Which TEE signs report_data, chosen once at start from `attestation.tee`.
+//!
+//! `auto` takes configfs-tsm when the kernel offers it (SEV-SNP and TDX guests, kernel
+//! 6.7+), else `/dev/sev-guest` when verigated was built with the `snp` feature and the
+//! device exists, else no TEE. It never falls back to the simulated TEE: that one proves
+//! nothing and must be asked for (`tee = "simulated"`).
+//!
+//! The simulated TEE signs with the key `simulated-tee-key.pem` of the data dir (created
+//! once) and reports as its measurement the SHA-384 of verigated's own executable
+//! (`/proc/self/exe`, hashed once at start), so replacing the binary changes the
+//! measurement as a new VM image would; `attestation.simulated_measurement` overrides
+//! it (tests use that to simulate a changed launch measurement).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use attest::evidence::{Base64, TeeEvidence};
+use attest::tee::simulated::{SimulatedError, SimulatedTee};
+use attest::tee::tsm::{self, TsmError};
+use sha2::{Digest, Sha384};
+
+use crate::config::TeeKind;
+
+/// Where a SEV-SNP guest's driver lives.
+pub const SEV_GUEST_DEVICE: &str = "/dev/sev-guest";
+
+/// Why no TEE backend could be set up at start.
+#[derive(Debug, thiserror::Error)]
+pub enum TeeSetupError {
+    /// The simulated TEE's key file cannot be read or created.
+    #[error("attestation.tee = \"simulated\": {0}")]
+    SimulatedKey(#[from] SimulatedError),
+    /// The own executable cannot be hashed for the simulated measurement.
+    #[error("attestation.tee = \"simulated\": cannot hash the own executable {path}: {source}")]
+    OwnExecutable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A hardware TEE was asked for and this machine does not offer it.
+    #[error("attestation.tee = \"{kind}\": {why}")]
+    Unavailable { kind: &'static str, why: String },
+}
+
+/// Why a TEE report could not be made for one call.
+#[derive(Debug, thiserror::Error)]
+pub enum TeeError {
+    /// configfs-tsm refused or failed.
+    #[error("configfs-tsm: {0}")]
+    Tsm(#[from] TsmError),
+    /// configfs-tsm answered from another TEE than configured.
+    #[error("configfs-tsm provider is `{got}`, expected one for {expected}")]
+    ProviderMismatch { expected: &'static str, got: String },
+    /// configfs-tsm answered from a provider verigate does not know.
+    #[error("configfs-tsm provider `{0}` is neither sev_guest nor tdx_guest")]
+    UnknownProvider(String),
+    /// The host's certificate table (auxblob) does not parse.
+    #[error("SEV-SNP certificate table from the host: {0}")]
+    CertTable(String),
+    /// `/dev/sev-guest` failed.
+    #[cfg(feature = "snp")]
+    #[error("{0}")]
+    SevGuest(#[from] attest::tee::snp::collect::SnpCollectError),
+}
+
+/// The TEE backend in use.
+pub enum TeeBackend {
+    /// No TEE: evidence says `kind: none`.
+    None,
+    /// The simulated TEE (see the module documentation).
+    Simulated {
+        tee: SimulatedTee,
+        measurement: [u8; 48],
+    },
+    /// configfs-tsm; `expect` is the kind the configuration asked for (`None`: auto).
+    Tsm {
+        root: PathBuf,
+        expect: Option<&'static str>,
+    },
+    /// `/dev/sev-guest` through the `sev` crate.
+    #[cfg(feature = "snp")]
+    SevGuest,
+}
+
+impl std::fmt::Debug for TeeBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.kind())
+    }
+}
+
+impl TeeBackend {
+    /// Chooses the backend for `kind` (see the module documentation).
+    pub fn select(
+        kind: TeeKind,
+        data_dir: &Path,
+        simulated_measurement: Option<[u8; 48]>,
+    ) -> Result<TeeBackend, TeeSetupError> {
+        Self::select_at(
+            kind,
+            data_dir,
+            simulated_measurement,
+            Path::new(tsm::TSM_REPORT_ROOT),
+        )
+    }
+
+    /// [`TeeBackend::select`] with another configfs-tsm root (tests).
+    pub fn select_at(
+        kind: TeeKind,
+        data_dir: &Path,
+        simulated_measurement: Option<[u8; 48]>,
+        tsm_root: &Path,
+    ) -> Result<TeeBackend, TeeSetupError> {
+        let tsm_present = tsm_root.is_dir();
+        let tsm = |expect| TeeBackend::Tsm {
+            root: tsm_root.to_path_buf(),
+            expect,
+        };
+        match kind {
+            TeeKind::None => Ok(TeeBackend::None),
+            TeeKind::Simulated => {
+                let tee = SimulatedTee::load_or_create(data_dir)?;
+                let measurement = match simulated_measurement {
+                    Some(m) => m,
+                    None => own_executable_sha384()?,
+                };
+                Ok(TeeBackend::Simulated { tee, measurement })
+            }
+            TeeKind::Auto if tsm_present => Ok(tsm(None)),
+            TeeKind::Auto => Ok(sev_guest().unwrap_or(TeeBackend::None)),
+            TeeKind::SevSnp if tsm_present => Ok(tsm(Some("sev-snp"))),
+            TeeKind::SevSnp => sev_guest().ok_or_else(|| TeeSetupError::Unavailable {
+                kind: "sev-snp",
+                why: format!(
+                    "neither configfs-tsm ({}) nor {SEV_GUEST_DEVICE} (with the `snp` build \
+                     feature{}) is available: is this an SEV-SNP guest?",
+                    tsm_root.display(),
+                    if cfg!(feature = "snp") {
+                        ""
+                    } else {
+                        ", not enabled in this build"
+                    }
+                ),
+            }),
+            TeeKind::Tdx if tsm_present => Ok(tsm(Some("tdx"))),
+            TeeKind::Tdx => Err(TeeSetupError::Unavailable {
+                kind: "tdx",
+                why: format!(
+                    "configfs-tsm ({}) is not available: is this a TDX guest with kernel 6.7 or later?",
+                    tsm_root.display()
+                ),
+            }),
+        }
+    }
+
+    /// The evidence `kind` this backend produces (`tsm` when configfs-tsm decides).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TeeBackend::None => "none",
+            TeeBackend::Simulated { .. } => "simulated",
+            TeeBackend::Tsm {
+                expect: Some(kind), ..
+            } => kind,
+            TeeBackend::Tsm { expect: None, .. } => "configfs-tsm",
+            #[cfg(feature = "snp")]
+            TeeBackend::SevGuest => "sev-snp",
+        }
+    }
+
+    /// A report carrying `report_data`. Blocks (configfs and ioctl I/O): call it from a
+    /// blocking task.
+    pub fn report(&self, report_data: [u8; 64]) -> Result<TeeEvidence, TeeError> {
+        match self {
+            TeeBackend::None => Ok(TeeEvidence::None),
+            TeeBackend::Simulated { tee, measurement } => Ok(TeeEvidence::Simulated {
+                report: Base64(tee.report(*measurement, report_data)),
+                public_key: Base64(tee.public_key_der()),
+            }),
+            TeeBackend::Tsm { root, expect } => {
+                let r = tsm::request_at(root, &report_data, None)?;
+                let kind = r
+                    .tee_kind()
+                    .ok_or_else(|| TeeError::UnknownProvider(r.provider.clone()))?;
+                if let Some(expected) = expect {
+                    if *expected != kind {
+                        return Err(TeeError::ProviderMismatch {
+                            expected,
+                            got: r.provider,
+                        });
+                    }
+                }
+                if kind == "tdx" {
+                    return Ok(TeeEvidence::Tdx {
+                        report: Base64(r.outblob),
+                        collateral: None,
+                    });
+                }
+                let cert_chain = match r.auxblob {
+                    Some(aux) => snp_chain_pem(&aux)?,
+                    None => None,
+                };
+                Ok(TeeEvidence::SevSnp {
+                    report: Base64(r.outblob),
+                    cert_chain,
+                })
+            }
+            #[cfg(feature = "snp")]
+            TeeBackend::SevGuest => {
+                let r = attest::tee::snp::collect::extended_report(&report_data, None)?;
+                let chain = attest::tee::snp::cert_table::certs_from_table(&r.certificates);
+                Ok(TeeEvidence::SevSnp {
+                    report: Base64(r.report),
+                    cert_chain: chain.chain_pem.map(Base64),
+                })
+            }
+        }
+    }
+}
+
+/// The host's certificate table as the PEM chain the evidence carries.
+fn snp_chain_pem(auxblob: &[u8]) -> Result<Option<Base64>, TeeError> {
+    use attest::tee::snp::cert_table;
+    let entries =
+        cert_table::parse_cert_table(auxblob).map_err(|e| TeeError::CertTable(e.to_string()))?;
+    Ok(cert_table::certs_from_table(&entries).chain_pem.map(Base64))
+}
+
+#[cfg(feature = "snp")]
+fn sev_guest() -> Option<TeeBackend> {
+    Path::new(SEV_GUEST_DEVICE)
+        .exists()
+        .then_some(TeeBackend::SevGuest)
+}
+
+#[cfg(not(feature = "snp"))]
+fn sev_guest() -> Option<TeeBackend> {
+    None
+}
+
+/// SHA-384 of `/proc/self/exe`, read in blocks.
+pub fn own_executable_sha384() -> Result<[u8; 48], TeeSetupError> {
+    let path = PathBuf::from("/proc/self/exe");
+    let err = |source| TeeSetupError::OwnExecutable {
+        path: path.clone(),
+        source,
+    };
+    let mut file = std::fs::File::open(&path).map_err(err)?;
+    let mut hasher = Sha384::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut buf).map_err(err)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(buf.get(..n).unwrap_or_default());
+    }
+    Ok(hasher.finalize().into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_without_tsm_is_none_never_simulated() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("no-tsm");
+        let b = TeeBackend::select_at(TeeKind::Auto, dir.path(), None, &missing).unwrap();
+        if cfg!(feature = "snp") && Path::new(SEV_GUEST_DEVICE).exists() {
+            assert_eq!(b.kind(), "sev-snp");
+        } else {
+            assert_eq!(b.kind(), "none");
+        }
+        assert!(!dir.path().join("simulated-tee-key.pem").exists());
+    }
+
+    #[test]
+    fn hardware_kinds_without_hardware_are_errors_that_say_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("no-tsm");
+        let e = TeeBackend::select_at(TeeKind::Tdx, dir.path(), None, &missing).unwrap_err();
+        assert!(e.to_string().contains("configfs-tsm"), "{e}");
+        if !Path::new(SEV_GUEST_DEVICE).exists() {
+            let e = TeeBackend::select_at(TeeKind::SevSnp, dir.path(), None, &missing).unwrap_err();
+            assert!(e.to_string().contains(SEV_GUEST_DEVICE), "{e}");
+        }
+    }
+
+    #[test]
+    fn simulated_measurement_is_the_executable_unless_configured() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("no-tsm");
+        let b = TeeBackend::select_at(TeeKind::Simulated, dir.path(), None, &missing).unwrap();
+        let TeeBackend::Simulated { measurement, .. } = &b else {
+            panic!("{b:?}");
+        };
+        let exe = std::fs::read("/proc/self/exe").unwrap();
+        let expected: [u8; 48] = Sha384::digest(&exe).into();
+        assert_eq!(*measurement, expected);
+        let b =
+            TeeBackend::select_at(TeeKind::Simulated, dir.path(), Some([7; 48]), &missing).unwrap();
+        let TeeEvidence::Simulated { report, public_key } = b.report([9; 64]).unwrap() else {
+            panic!("not simulated");
+        };
+        let r = attest::tee::simulated::verify(&report.0, &public_key.0).unwrap();
+        assert_eq!(r.measurement, [7; 48]);
+        assert_eq!(r.report_data, [9; 64]);
+    }
+
+    #[test]
+    fn a_fake_tsm_tree_that_fails_is_an_error_not_a_panic() {
+        // configfs creates the attributes when the entry directory is made; a plain
+        // directory does not, so the request fails reading `generation`.
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("tsm");
+        std::fs::create_dir(&root).unwrap();
+        let b = TeeBackend::select_at(TeeKind::Auto, dir.path(), None, &root).unwrap();
+        let e = b.report([0; 64]).unwrap_err();
+        assert!(matches!(e, TeeError::Tsm(_)), "{e}");
+        let e = snp_chain_pem(b"garbage").unwrap_err();
+        assert!(matches!(e, TeeError::CertTable(_)), "{e}");
+    }
+}

@@ -1,0 +1,154 @@
+//! The TPM side of an attestation: the attestation key (AK) opened at start, and a quote
+//! whose qualifying data binds the call (`tpm_qualifying(report_data)`).
+//!
+//! `Tpm` is `Send` but not `Sync` and every call blocks, so it lives behind a mutex and
+//! is only used from blocking tasks; concurrent attestations queue on the mutex. When a
+//! quote fails (the TPM connection broke, e.g. swtpm or the resource manager restarted),
+//! the TPM is opened again and the quote retried once, so a rebooted TPM is attested
+//! (with its raised resetCount) instead of failing every call until verigated restarts.
+
+use std::sync::{Arc, Mutex};
+
+use attest::binding::{ak_digest, report_data, tpm_qualifying, Nonce};
+use attest::tpm::collect::{CollectError, Quote, Tpm, DEFAULT_AK_HANDLE};
+
+/// Why the TPM gave no quote.
+#[derive(Debug, thiserror::Error)]
+pub enum TpmError {
+    /// Opening the TPM or loading the AK failed.
+    #[error("TPM {tcti}: {source}")]
+    Open {
+        tcti: String,
+        #[source]
+        source: CollectError,
+    },
+    /// The quote failed, after one reopen.
+    #[error("TPM quote: {0}")]
+    Quote(#[source] CollectError),
+    /// The quote was signed by another AK than the one bound in report_data.
+    #[error(
+        "the TPM signed with an attestation key other than the one at {handle:#010x} it reported"
+    )]
+    AkChanged { handle: u32 },
+}
+
+struct State {
+    tpm: Option<Tpm>,
+    /// TPMT_PUBLIC of the AK, as last loaded.
+    ak_public: Vec<u8>,
+}
+
+/// An open TPM with its AK; see the module documentation.
+pub struct TpmBackend {
+    tcti: String,
+    ak_handle: u32,
+    pcrs: Vec<u8>,
+    state: Arc<Mutex<State>>,
+}
+
+impl std::fmt::Debug for TpmBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TpmBackend")
+            .field("tcti", &self.tcti)
+            .field("ak_handle", &format_args!("{:#010x}", self.ak_handle))
+            .field("pcrs", &self.pcrs)
+            .finish()
+    }
+}
+
+/// The TPM's part of one attestation.
+#[derive(Debug, Clone)]
+pub struct BoundQuote {
+    /// The report_data the quote's qualifying data was derived from.
+    pub report_data: [u8; 64],
+    /// The quote, with the AK's TPMT_PUBLIC and the quoted PCR values.
+    pub quote: Quote,
+}
+
+fn open(tcti: &str, handle: u32) -> Result<(Tpm, Vec<u8>), TpmError> {
+    let err = |source| TpmError::Open {
+        tcti: tcti.to_string(),
+        source,
+    };
+    let mut tpm = Tpm::open(tcti).map_err(err)?;
+    let ak_public = tpm.attestation_key(handle).map_err(err)?;
+    Ok((tpm, ak_public))
+}
+
+impl TpmBackend {
+    /// Opens the TPM behind `tcti` and loads (or creates) the AK at `ak_handle` (default
+    /// 0x81010100). Blocks.
+    pub fn open(tcti: &str, ak_handle: Option<u32>, pcrs: &[u8]) -> Result<TpmBackend, TpmError> {
+        let ak_handle = ak_handle.unwrap_or(DEFAULT_AK_HANDLE);
+        let (tpm, ak_public) = open(tcti, ak_handle)?;
+        Ok(TpmBackend {
+            tcti: tcti.to_string(),
+            ak_handle,
+            pcrs: pcrs.to_vec(),
+            state: Arc::new(Mutex::new(State {
+                tpm: Some(tpm),
+                ak_public,
+            })),
+        })
+    }
+
+    /// The TCTI this backend talks to.
+    pub fn tcti(&self) -> &str {
+        &self.tcti
+    }
+
+    /// TPMT_PUBLIC of the AK as last loaded.
+    pub fn ak_public(&self) -> Vec<u8> {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .ak_public
+            .clone()
+    }
+
+    /// Computes report_data for `nonce` and `manifest_digest` with the AK's digest, and
+    /// quotes the configured PCRs with `tpm_qualifying(report_data)`. Blocks: call it
+    /// from a blocking task.
+    pub fn quote_bound(
+        &self,
+        nonce: &Nonce,
+        manifest_digest: &[u8; 32],
+    ) -> Result<BoundQuote, TpmError> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut last = None;
+        for attempt in 0..2 {
+            if state.tpm.is_none() {
+                let (tpm, ak_public) = open(&self.tcti, self.ak_handle)?;
+                state.tpm = Some(tpm);
+                state.ak_public = ak_public;
+            }
+            let ak = state.ak_public.clone();
+            let report_data = report_data(nonce, manifest_digest, &ak_digest(Some(&ak)));
+            let qualifying = tpm_qualifying(&report_data);
+            let Some(tpm) = state.tpm.as_mut() else {
+                continue;
+            };
+            match tpm.quote(&qualifying, &self.pcrs) {
+                Ok(quote) if quote.ak_public != ak => {
+                    return Err(TpmError::AkChanged {
+                        handle: self.ak_handle,
+                    })
+                }
+                Ok(quote) => return Ok(BoundQuote { report_data, quote }),
+                Err(e) => {
+                    if attempt == 0 {
+                        tracing::warn!(tcti = %self.tcti, "TPM quote failed, opening the TPM again: {e}");
+                    }
+                    // Dropping the context closes the broken connection.
+                    state.tpm = None;
+                    last = Some(e);
+                }
+            }
+        }
+        Err(TpmError::Quote(last.unwrap_or(
+            CollectError::NotPersistentHandle {
+                handle: self.ak_handle,
+            },
+        )))
+    }
+}

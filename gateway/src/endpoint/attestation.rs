@@ -1,0 +1,133 @@
+//! The attestation API on verigated's own endpoint: `GET /v1/attestation?nonce=<64 hex>`
+//! answers the Evidence JSON of DESIGN.md, `GET /v1/manifest` the current certificate
+//! manifest with the routes left out of it (for operators). Errors are JSON objects
+//! `{"error": ..., "detail": ...}`: 400 for a missing or malformed nonce, 503 when the
+//! TPM, the TEE or the IMA log fails (the VM may answer again later).
+
+use std::sync::atomic::Ordering;
+
+use attest::binding::Nonce;
+use http_body_util::Full;
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::{Response, StatusCode};
+
+use super::api::Body;
+use crate::server::Server;
+
+/// Why a query carries no usable nonce.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NonceQueryError {
+    #[error("missing query parameter `nonce`: send ?nonce=<64 hex characters> (32 random bytes)")]
+    Missing,
+    #[error("query parameter `nonce` is given {count} times; send it once")]
+    Repeated { count: usize },
+    #[error("{0}")]
+    Bad(#[from] attest::binding::BindingError),
+}
+
+/// The nonce of a query string (`nonce=<64 hex>`, other parameters ignored).
+pub fn nonce_from_query(query: Option<&str>) -> Result<Nonce, NonceQueryError> {
+    let values: Vec<&str> = query
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|pair| pair.strip_prefix("nonce="))
+        .collect();
+    match values.as_slice() {
+        [] => Err(NonceQueryError::Missing),
+        [one] => Ok(one.parse()?),
+        many => Err(NonceQueryError::Repeated { count: many.len() }),
+    }
+}
+
+/// `GET /v1/attestation?nonce=...`.
+pub async fn attestation(query: Option<&str>, server: &Server) -> Response<Body> {
+    let attester = &server.attester;
+    attester.metrics.calls.fetch_add(1, Ordering::Relaxed);
+    let nonce = match nonce_from_query(query) {
+        Ok(n) => n,
+        Err(e) => {
+            attester.metrics.failures.fetch_add(1, Ordering::Relaxed);
+            return json_error(StatusCode::BAD_REQUEST, "bad nonce", &e.to_string());
+        }
+    };
+    match attester.attest(nonce).await {
+        Ok(evidence) => json(StatusCode::OK, evidence.to_json()),
+        Err(e) => {
+            attester.metrics.failures.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(nonce = %nonce.to_hex(), "attestation failed: {e}");
+            json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "attestation failed",
+                &e.to_string(),
+            )
+        }
+    }
+}
+
+/// `GET /v1/manifest`.
+pub fn manifest(server: &Server) -> Response<Body> {
+    let state = server.manifest.current();
+    let body = serde_json::to_vec_pretty(&state.to_json()).unwrap_or_default();
+    json(StatusCode::OK, body)
+}
+
+/// A JSON response; never cached (evidence is per nonce, the manifest changes).
+pub fn json(status: StatusCode, body: Vec<u8>) -> Response<Body> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// `{"error": error, "detail": detail}` with `status`.
+pub fn json_error(status: StatusCode, error: &str, detail: &str) -> Response<Body> {
+    let body = serde_json::json!({ "error": error, "detail": detail });
+    json(status, serde_json::to_vec(&body).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nonce_queries() {
+        let hex = "ab".repeat(32);
+        assert_eq!(
+            nonce_from_query(Some(&format!("nonce={hex}"))).unwrap(),
+            Nonce([0xab; 32])
+        );
+        assert_eq!(
+            nonce_from_query(Some(&format!("x=1&nonce={hex}&y"))).unwrap(),
+            Nonce([0xab; 32])
+        );
+        assert_eq!(nonce_from_query(None), Err(NonceQueryError::Missing));
+        assert_eq!(nonce_from_query(Some("")), Err(NonceQueryError::Missing));
+        assert_eq!(
+            nonce_from_query(Some("nonces=1")),
+            Err(NonceQueryError::Missing)
+        );
+        assert_eq!(
+            nonce_from_query(Some(&format!("nonce={hex}&nonce={hex}"))),
+            Err(NonceQueryError::Repeated { count: 2 })
+        );
+        assert_eq!(
+            nonce_from_query(Some("nonce=abc")).unwrap_err().to_string(),
+            "nonce must be 64 hex characters (32 bytes), got 3 characters"
+        );
+        let e = nonce_from_query(Some(&format!("nonce={}", "zz".repeat(32)))).unwrap_err();
+        assert!(e.to_string().starts_with("nonce is not hex"), "{e}");
+        // Multi-byte characters are counted as characters, and never sliced.
+        let e = nonce_from_query(Some(&format!("nonce={}", "é".repeat(32)))).unwrap_err();
+        assert!(matches!(e, NonceQueryError::Bad(_)), "{e}");
+    }
+
+    #[test]
+    fn errors_are_json() {
+        let r = json_error(StatusCode::BAD_REQUEST, "bad nonce", "why");
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(r.headers()[CONTENT_TYPE], "application/json");
+    }
+}
