@@ -1092,6 +1092,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn quoted_prefix_finds_the_quoted_part_of_a_grown_log() {
+        use crate::ima::HashAlg;
+        let e = |p: &str| ImaEntry::measure(p, HashAlg::Sha256, p.as_bytes()).unwrap();
+        let log = vec![e("/a"), e("/other-pcr").with_pcr(11), e("/b"), e("/c")];
+        for bank in HashAlg::ALL {
+            // The quote was taken after /b; /c came later.
+            let quoted = ima::replay::replay_pcr(&log[..3], bank, 10);
+            assert_eq!(quoted_prefix(&log, bank, 10, &quoted), Some(3));
+            let all = ima::replay::replay_pcr(&log, bank, 10);
+            assert_eq!(quoted_prefix(&log, bank, 10, &all), Some(4));
+            // A PCR still at zeros: only entries for other PCRs before the first one.
+            let zeros = vec![0; bank.size()];
+            assert_eq!(quoted_prefix(&log, bank, 10, &zeros), Some(0));
+            assert_eq!(quoted_prefix(&log[1..], bank, 10, &zeros), Some(1));
+            // A value no prefix reaches, or of the wrong length.
+            assert_eq!(
+                quoted_prefix(&log, bank, 10, &vec![0x11; bank.size()]),
+                None
+            );
+            assert_eq!(quoted_prefix(&log, bank, 10, &[1, 2, 3]), None);
+            assert_eq!(quoted_prefix(&[], bank, 10, &all), None);
+        }
+    }
+
+    #[test]
     fn hex_pair_shows_where_values_differ() {
         let a = [0u8; 32];
         let mut b = a;
