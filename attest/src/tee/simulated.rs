@@ -8,6 +8,10 @@
 //! dir. The evidence carries the public key; a snapshot pins its SHA-256, so a swapped
 //! key fails verification.
 //!
+//! The measurement is the caller's choice: verigated reports the SHA-384 of its own
+//! executable (so a new build looks like a new VM image), or the configured
+//! `attestation.simulated_measurement` (see `gateway/src/attestation/tee.rs`).
+//!
 //! Report layout (little-endian integers, 228 bytes):
 //! `magic "VGSIMTEE" (8) | version u32 | policy u64 | measurement [48] | report_data [64]
 //!  | signature r||s [96]` — the signature covers everything before it.
