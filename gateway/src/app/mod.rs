@@ -380,6 +380,76 @@ impl<M: ServiceManager> AppController<M> {
         log_action("status", principal, None, &result);
         result
     }
+
+    /// [`AppController::init`] for a request: authorizes `creds` first, and on refusal
+    /// neither writes nor restarts anything (the refusal is logged with its reason).
+    pub async fn init_as(
+        &self,
+        creds: &Credentials<'_>,
+        auth: &ApiAuthConfig,
+        config: &[u8],
+    ) -> Result<ServiceStatus, ControlError> {
+        let principal = authorize_logged("init", creds, auth)?;
+        Ok(self.init(&principal, config).await?)
+    }
+
+    /// [`AppController::restart`] for a request, authorized first.
+    pub async fn restart_as(
+        &self,
+        creds: &Credentials<'_>,
+        auth: &ApiAuthConfig,
+    ) -> Result<ServiceStatus, ControlError> {
+        let principal = authorize_logged("restart", creds, auth)?;
+        Ok(self.restart(&principal).await?)
+    }
+
+    /// [`AppController::status`] for a request, authorized first.
+    pub async fn status_as(
+        &self,
+        creds: &Credentials<'_>,
+        auth: &ApiAuthConfig,
+    ) -> Result<ServiceStatus, ControlError> {
+        let principal = authorize_logged("status", creds, auth)?;
+        Ok(self.status(&principal).await?)
+    }
+}
+
+/// Why a control request failed: refused, or tried and failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error(transparent)]
+    Refused(#[from] AuthError),
+    #[error(transparent)]
+    Failed(#[from] AppError),
+}
+
+impl ControlError {
+    /// The HTTP status to answer with.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            ControlError::Refused(e) => e.http_status(),
+            ControlError::Failed(AppError::ConfigTooLarge { .. }) => 413,
+            ControlError::Failed(AppError::ManagerGone { .. }) => 503,
+            ControlError::Failed(_) => 500,
+        }
+    }
+}
+
+fn authorize_logged(
+    action: &str,
+    creds: &Credentials<'_>,
+    auth: &ApiAuthConfig,
+) -> Result<Principal, AuthError> {
+    authorize(creds, auth).inspect_err(|e| {
+        tracing::warn!(
+            target: "verigated::app",
+            action,
+            outcome = "refused",
+            status = e.http_status(),
+            reason = %e,
+            "app control"
+        )
+    })
 }
 
 /// One log line per control action. The configuration is described by its length only,
