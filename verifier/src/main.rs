@@ -2,7 +2,6 @@
 //! and turns the resulting checks into text or JSON and an exit status.
 #![forbid(unsafe_code)]
 
-#[allow(dead_code)] // the online commands (snapshot, verify) use it next
 mod client;
 mod commands;
 mod report;
@@ -19,12 +18,29 @@ struct Cli {
     #[arg(long, value_enum, default_value_t = OutputFormat::Text, global = true)]
     output: OutputFormat,
 
+    /// verigated's own endpoint, for `snapshot` and `verify`: https://HOST[:PORT]. An IP
+    /// address works too (no SNI is sent, and verigated answers for itself).
+    #[arg(long, global = true, value_name = "URL")]
+    url: Option<String>,
+
+    /// Do not check verigated's certificate against the Web PKI (it is usually
+    /// self-signed). The handshake signature is still checked, and attestation then
+    /// pins the certificate: `verify` fails if it is not the one the VM attests.
+    #[arg(long, global = true)]
+    allow_insecure_tls: bool,
+
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Have verigated snapshot its VM (TEE and TPM policy, certificates, file hashes),
+    /// check the result against fresh verified evidence, and write it to a file.
+    Snapshot(commands::snapshot::SnapshotArgs),
+    /// Verify the VM against a snapshot, and that each --application is served from
+    /// inside it: one TEE report for all of them.
+    Verify(commands::verify::VerifyArgs),
     /// Check a TEE report offline: an SEV-SNP report or a TDX quote (detected from its content).
     Report {
         #[command(subcommand)]
@@ -44,7 +60,13 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let online = commands::online::Online {
+        url: cli.url.clone(),
+        allow_insecure_tls: cli.allow_insecure_tls,
+    };
     let result = match cli.command {
+        Command::Snapshot(args) => commands::snapshot::run(&online, args),
+        Command::Verify(args) => commands::verify::run(&online, args),
         Command::Report { action } => commands::report::run(action),
         Command::Quote { action } => commands::quote::run(action),
         Command::Ima { action } => commands::ima::run(action),

@@ -1,5 +1,8 @@
 //! One module per subcommand.
 
 pub mod ima;
+pub mod online;
 pub mod quote;
 pub mod report;
+pub mod snapshot;
+pub mod verify;

@@ -1,0 +1,114 @@
+//! What the online commands (`snapshot`, `verify`) share: the global `--url` and
+//! `--allow-insecure-tls` options, the async runtime, and fetching evidence with a
+//! fresh nonce.
+
+use crate::client::{Connection, Endpoint, TlsOptions};
+use anyhow::Context as _;
+use attest::binding::Nonce;
+use hyper::body::Bytes;
+use hyper::{Method, StatusCode};
+
+/// The global options of the commands that talk to verigated.
+#[derive(Debug, Clone)]
+pub struct Online {
+    /// `--url`, as given.
+    pub url: Option<String>,
+    /// `--allow-insecure-tls`.
+    pub allow_insecure_tls: bool,
+}
+
+impl Online {
+    /// The parsed `--url`; its absence is a usage error (exit 2).
+    pub fn endpoint(&self) -> anyhow::Result<Endpoint> {
+        let url = self
+            .url
+            .as_deref()
+            .context("this command needs --url https://HOST[:PORT] (verigated's own endpoint)")?;
+        Ok(url.parse::<Endpoint>()?)
+    }
+
+    /// `--url` for messages.
+    pub fn url(&self) -> &str {
+        self.url.as_deref().unwrap_or_default()
+    }
+
+    /// TLS options for a connection, with `connect_to` as the dialed address if given.
+    pub fn tls_options(&self, connect_to: Option<String>) -> TlsOptions {
+        TlsOptions {
+            allow_insecure_tls: self.allow_insecure_tls,
+            connect_to,
+        }
+    }
+}
+
+/// A runtime for one command: the CLI is a short-lived client, so a current-thread
+/// runtime is enough (the handshakes are I/O-bound and run concurrently on it).
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// The error verigated answered with, for a message: its JSON `error`/`detail`, or
+/// the start of the body.
+pub fn describe_error(status: StatusCode, body: &Bytes) -> String {
+    let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    let text = match parsed {
+        Some(v) => match (v.get("error"), v.get("detail")) {
+            (Some(e), Some(d)) => format!("{}: {}", plain(e), plain(d)),
+            (Some(e), None) => plain(e),
+            _ => v.to_string(),
+        },
+        None => String::from_utf8_lossy(body).chars().take(200).collect(),
+    };
+    format!("HTTP {status}: {text}")
+}
+
+fn plain(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// `GET /v1/attestation?nonce=<hex>` on `conn`; the body of a 200, else an error (exit 2).
+pub async fn get_attestation(conn: &mut Connection, nonce: &Nonce) -> anyhow::Result<Bytes> {
+    let path = format!("/v1/attestation?nonce={}", nonce.to_hex());
+    let res = conn
+        .request(Method::GET, &path, None, None)
+        .await
+        .context("requesting /v1/attestation")?;
+    if res.status != StatusCode::OK {
+        anyhow::bail!("/v1/attestation: {}", describe_error(res.status, &res.body));
+    }
+    Ok(res.body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_of_the_api_read_well() {
+        let b = Bytes::from_static(br#"{"error":"bad nonce","detail":"must be 64 hex"}"#);
+        assert_eq!(
+            describe_error(StatusCode::BAD_REQUEST, &b),
+            "HTTP 400 Bad Request: bad nonce: must be 64 hex"
+        );
+        let b = Bytes::from_static(b"plain text");
+        assert_eq!(
+            describe_error(StatusCode::NOT_FOUND, &b),
+            "HTTP 404 Not Found: plain text"
+        );
+    }
+
+    #[test]
+    fn url_is_required() {
+        let o = Online {
+            url: None,
+            allow_insecure_tls: false,
+        };
+        assert!(o.endpoint().unwrap_err().to_string().contains("--url"));
+    }
+}

@@ -1,0 +1,544 @@
+//! `verigate snapshot`: asks verigated to build a snapshot of its VM, shows the job's
+//! progress, then checks the result against fresh evidence before writing it.
+//!
+//! The snapshot's TEE and TPM policy must be what the VM's *verified* evidence proves
+//! (same nonce-fresh connection, same certificate), not merely what the gateway claims:
+//! a snapshot whose policy disagrees is refused and nothing is written.
+
+use crate::client::{cert_sha256, Connection, Endpoint, TlsOptions};
+use crate::commands::online::{self, describe_error, Online};
+use crate::report::Outcome;
+use anyhow::Context as _;
+use attest::binding::Nonce;
+use attest::check::Check;
+use attest::evidence::Evidence;
+use attest::snapshot::Snapshot;
+use attest::tee::snp::SnpCerts;
+use attest::verify::{snapshot_policy, TeeOptions};
+use hyper::{Method, StatusCode};
+use serde::Deserialize;
+use serde_json::json;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+/// How often the job is polled.
+const POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// Without a terminal, one progress line at most this often (a log, not an animation).
+const PLAIN_LINE_INTERVAL: Duration = Duration::from_secs(5);
+/// Connection failures tolerated in a row while polling (verigated may close an idle
+/// keep-alive connection during a long scan); a new connection is opened each time.
+const MAX_RECONNECTS: u32 = 3;
+
+/// Arguments of `verigate snapshot`.
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Example:\n  \
+    verigate --url https://vm.example.com snapshot --out vm.json\n\n\
+    Exit status: 0 snapshot written, 1 the VM's evidence disagrees with the snapshot \
+    (nothing written), 2 it could not run.")]
+pub struct SnapshotArgs {
+    /// Where to write the snapshot. Default: verigate-snapshot-<domain>-<UTC date>.json
+    /// in the current folder.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+
+    /// Accept a VM with the simulated TEE (it proves nothing about hardware).
+    #[arg(long)]
+    allow_simulated_tee: bool,
+
+    /// A TDX TCB status to accept besides UpToDate. Repeatable.
+    #[arg(long = "allow-tcb-status", value_name = "NAME")]
+    allow_tcb_status: Vec<String>,
+
+    /// The VCEK or VLEK certificate (DER or PEM) for an SEV-SNP report whose evidence
+    /// carries none.
+    #[arg(long, value_name = "FILE")]
+    vcek: Option<PathBuf>,
+}
+
+/// What `GET /v1/snapshot` answers while the job runs (202), as verigated's snapshot
+/// job reports it (`gateway/src/snapshot`). Every field is optional here: progress is
+/// only shown, so a gateway that reports less still works.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct Progress {
+    pub state: Option<String>,
+    /// `policy`, `walking`, `hashing`, `saving_cache`, `saving`, ...
+    pub phase: Option<String>,
+    pub files_seen: u64,
+    pub files_done: u64,
+    pub files_hashed: u64,
+    pub files_from_cache: u64,
+    pub bytes_hashed: u64,
+    pub rate_bytes_per_s: Option<f64>,
+    pub skipped: u64,
+    pub elapsed_ms: Option<u64>,
+}
+
+/// A byte count for people: `1.5 GiB`.
+pub fn human_bytes(n: f64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = if n.is_finite() && n > 0.0 { n } else { 0.0 };
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{v:.0} {}", UNITS[unit])
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+/// One line describing the job's progress; `waited` is used when the gateway does not
+/// say how long the job has run.
+pub fn progress_line(p: &Progress, waited: Duration) -> String {
+    let mut line = format!(
+        "snapshot [{}]: {}/{} files",
+        p.phase.as_deref().unwrap_or("running"),
+        p.files_done,
+        p.files_seen
+    );
+    if p.files_seen > 0 {
+        let pct = (p.files_done.min(p.files_seen) as f64) * 100.0 / (p.files_seen as f64);
+        line.push_str(&format!(" ({pct:.0}% of those found so far)"));
+    }
+    line.push_str(&format!(
+        ", {} hashed ({} files, {} from cache)",
+        human_bytes(p.bytes_hashed as f64),
+        p.files_hashed,
+        p.files_from_cache
+    ));
+    if let Some(rate) = p.rate_bytes_per_s.filter(|r| *r > 0.0) {
+        line.push_str(&format!(", {}/s", human_bytes(rate)));
+    }
+    if p.skipped > 0 {
+        line.push_str(&format!(", {} unreadable", p.skipped));
+    }
+    let secs = p.elapsed_ms.map_or(waited.as_secs(), |ms| ms / 1000);
+    line.push_str(&format!(", {secs}s"));
+    line
+}
+
+/// Draws progress on stderr: a line redrawn in place on a terminal, a plain line now
+/// and then otherwise.
+struct ProgressView {
+    terminal: bool,
+    started: Instant,
+    last_plain: Option<Instant>,
+    drawn: bool,
+}
+
+impl ProgressView {
+    fn new() -> ProgressView {
+        ProgressView {
+            terminal: std::io::stderr().is_terminal(),
+            started: Instant::now(),
+            last_plain: None,
+            drawn: false,
+        }
+    }
+
+    fn show(&mut self, p: &Progress) {
+        let line = progress_line(p, self.started.elapsed());
+        let mut err = std::io::stderr().lock();
+        if self.terminal {
+            // \x1b[K clears what a longer previous line left behind.
+            let _ = write!(err, "\r{line}\x1b[K");
+            let _ = err.flush();
+            self.drawn = true;
+        } else if self
+            .last_plain
+            .is_none_or(|t| t.elapsed() >= PLAIN_LINE_INTERVAL)
+        {
+            let _ = writeln!(err, "{line}");
+            self.last_plain = Some(Instant::now());
+        }
+    }
+
+    fn finish(&mut self) {
+        if self.terminal && self.drawn {
+            let _ = writeln!(std::io::stderr());
+            self.drawn = false;
+        }
+    }
+}
+
+/// The default output file name.
+pub fn default_out(domain: &str, now: time::OffsetDateTime) -> PathBuf {
+    // The domain comes from the VM: keep only what is safe in a file name.
+    let safe: String = domain
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let safe = safe.trim_start_matches('.');
+    PathBuf::from(format!(
+        "verigate-snapshot-{}-{:04}-{:02}-{:02}.json",
+        if safe.is_empty() { "vm" } else { safe },
+        now.year(),
+        u8::from(now.month()),
+        now.day()
+    ))
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same folder and a rename,
+/// so the path holds either the old content or the whole new one.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .with_context(|| format!("`{}` is not a file path", path.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("writing `{}`", path.display()));
+    }
+    Ok(())
+}
+
+async fn reconnect(
+    conn: &mut Connection,
+    endpoint: &Endpoint,
+    opts: &TlsOptions,
+    failures: &mut u32,
+    err: crate::client::ClientError,
+) -> anyhow::Result<()> {
+    *failures += 1;
+    if *failures > MAX_RECONNECTS {
+        return Err(err).context("polling /v1/snapshot");
+    }
+    *conn = Connection::open(endpoint, opts)
+        .await
+        .context("reconnecting to poll /v1/snapshot")?;
+    Ok(())
+}
+
+/// Starts the job and polls until the snapshot is ready; returns it and the connection
+/// it came on.
+async fn build_remote(
+    endpoint: &Endpoint,
+    opts: &TlsOptions,
+    url: &str,
+) -> anyhow::Result<(Vec<u8>, Connection)> {
+    let mut conn = Connection::open(endpoint, opts)
+        .await
+        .with_context(|| format!("connecting to {url}"))?;
+    let res = conn
+        .request(Method::POST, "/v1/snapshot", None, None)
+        .await
+        .context("POST /v1/snapshot")?;
+    // 202: started. 409: one is already running, whose result is as good.
+    if res.status != StatusCode::ACCEPTED && res.status != StatusCode::CONFLICT {
+        anyhow::bail!(
+            "POST /v1/snapshot: {}",
+            describe_error(res.status, &res.body)
+        );
+    }
+    let mut view = ProgressView::new();
+    let mut failures = 0u32;
+    loop {
+        let res = match conn.request(Method::GET, "/v1/snapshot", None, None).await {
+            Ok(r) => r,
+            Err(e) => {
+                reconnect(&mut conn, endpoint, opts, &mut failures, e).await?;
+                continue;
+            }
+        };
+        failures = 0;
+        match res.status {
+            StatusCode::OK => {
+                view.finish();
+                return Ok((res.body.to_vec(), conn));
+            }
+            StatusCode::ACCEPTED => {
+                // Progress is informative only: a body we cannot read is not an error.
+                let p: Progress = serde_json::from_slice(&res.body).unwrap_or_default();
+                view.show(&p);
+            }
+            other => {
+                view.finish();
+                anyhow::bail!("GET /v1/snapshot: {}", describe_error(other, &res.body));
+            }
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// Runs `verigate snapshot`.
+pub fn run(online: &Online, args: SnapshotArgs) -> anyhow::Result<Outcome> {
+    let endpoint = online.endpoint()?;
+    let vcek = match &args.vcek {
+        Some(p) => {
+            Some(std::fs::read(p).with_context(|| format!("reading --vcek `{}`", p.display()))?)
+        }
+        None => None,
+    };
+    let opts = online.tls_options(None);
+    let nonce = Nonce::random();
+    let runtime = online::runtime()?;
+    let (snapshot_bytes, evidence_bytes, endpoint_sha) = runtime.block_on(async {
+        let (snapshot, mut conn) = build_remote(&endpoint, &opts, online.url()).await?;
+        // Evidence on the connection the snapshot came on, so both are from the
+        // certificate that is then checked against the attested manifest.
+        let evidence = online::get_attestation(&mut conn, &nonce).await?;
+        anyhow::Ok((snapshot, evidence, cert_sha256(conn.leaf())))
+    })?;
+
+    let mut out = Outcome::default();
+    out.facts.push(("url".into(), json!(online.url())));
+    let snapshot = match Snapshot::from_json(&snapshot_bytes) {
+        Ok(s) => s,
+        Err(e) => {
+            out.checks.push(Check::fail("snapshot", e.to_string()));
+            return Ok(out);
+        }
+    };
+    let evidence = match Evidence::from_json(&evidence_bytes) {
+        Ok(e) => e,
+        Err(e) => {
+            out.checks.push(Check::fail("evidence", e.to_string()));
+            return Ok(out);
+        }
+    };
+    out.facts.push(("domain".into(), json!(evidence.domain)));
+    out.facts.push(("tee".into(), json!(evidence.tee.kind())));
+    out.facts
+        .push(("files".into(), json!(snapshot.filehashes.len())));
+
+    let checks = check_against_evidence(
+        &snapshot,
+        &evidence,
+        &nonce,
+        endpoint_sha,
+        &TeeOptions {
+            snp_certs: vcek
+                .map(|v| SnpCerts {
+                    vcek_or_vlek: Some(v),
+                    chain_pem: None,
+                })
+                .as_ref(),
+            tdx_collateral: None,
+            allowed_tdx_tcb_statuses: &args.allow_tcb_status,
+            at: SystemTime::now(),
+        },
+        args.allow_simulated_tee,
+    );
+    let all_passed = checks.iter().all(Check::passed);
+    out.checks = checks;
+    if all_passed {
+        let path = args
+            .out
+            .clone()
+            .unwrap_or_else(|| default_out(&evidence.domain, time::OffsetDateTime::now_utc()));
+        write_atomically(&path, &snapshot.to_json())?;
+        out.facts
+            .push(("written".into(), json!(path.display().to_string())));
+    } else {
+        out.facts.push((
+            "written".into(),
+            json!("nothing: the snapshot disagrees with what the VM proves"),
+        ));
+    }
+    Ok(out)
+}
+
+/// The checks a snapshot must pass before it is written: fresh evidence, reached
+/// without a TLS-terminating proxy, whose verified policy and manifest equal the
+/// snapshot's.
+pub fn check_against_evidence(
+    snapshot: &Snapshot,
+    evidence: &Evidence,
+    nonce: &Nonce,
+    endpoint_sha: [u8; 32],
+    tee: &TeeOptions<'_>,
+    allow_simulated_tee: bool,
+) -> Vec<Check> {
+    let mut checks = Vec::new();
+    checks.push(if &evidence.nonce == nonce {
+        Check::pass("nonce", "the evidence answers this call's nonce")
+    } else {
+        Check::fail(
+            "nonce",
+            format!(
+                "sent {}, the evidence answers {}",
+                short(&nonce.0),
+                short(&evidence.nonce.0)
+            ),
+        )
+    });
+    checks.push(match evidence.manifest.get(&evidence.domain) {
+        Some(e) if e.cert_sha256 == endpoint_sha => Check::pass(
+            "endpoint certificate",
+            format!(
+                "the connection's certificate {} is the manifest entry of {}",
+                short(&endpoint_sha),
+                evidence.domain
+            ),
+        ),
+        Some(e) => Check::fail(
+            "endpoint certificate",
+            format!(
+                "the VM attests {} for {}, the connection presented {}: something in between \
+                 terminates TLS",
+                short(&e.cert_sha256),
+                evidence.domain,
+                short(&endpoint_sha)
+            ),
+        ),
+        None => Check::fail(
+            "endpoint certificate",
+            format!("{} has no manifest entry", evidence.domain),
+        ),
+    });
+    checks.push(match snapshot_policy(evidence, tee, allow_simulated_tee) {
+        Ok((tee_policy, tpm_policy)) => {
+            let mut diffs = snapshot.tee_policy.differences(&tee_policy);
+            if snapshot.tpm_policy != tpm_policy {
+                diffs.push(format!(
+                    "tpm_policy: the snapshot says {}, the evidence proves {}",
+                    serde_json::to_string(&snapshot.tpm_policy).unwrap_or_default(),
+                    serde_json::to_string(&tpm_policy).unwrap_or_default()
+                ));
+            }
+            if diffs.is_empty() {
+                Check::pass(
+                    "snapshot policy",
+                    format!(
+                        "{} TEE policy{} as the verified evidence proves",
+                        tee_policy.kind(),
+                        if tpm_policy.is_some() {
+                            " and TPM policy"
+                        } else {
+                            ", no TPM,"
+                        }
+                    ),
+                )
+            } else {
+                Check::fail("snapshot policy", diffs.join("; "))
+            }
+        }
+        Err(e) => Check::fail("snapshot policy", e.to_string()),
+    });
+    checks.push(if snapshot.manifest == evidence.manifest {
+        Check::pass(
+            "snapshot manifest",
+            format!(
+                "{} certificates, as the evidence binds",
+                snapshot.manifest.entries().len()
+            ),
+        )
+    } else {
+        let names = |m: &attest::binding::Manifest| {
+            m.entries()
+                .iter()
+                .map(|e| format!("{}={}", e.name, short(&e.cert_sha256)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        Check::fail(
+            "snapshot manifest",
+            format!(
+                "the snapshot lists [{}], the evidence binds [{}]: a certificate changed \
+                 during the snapshot; run it again",
+                names(&snapshot.manifest),
+                names(&evidence.manifest)
+            ),
+        )
+    });
+    checks
+}
+
+fn short(bytes: &[u8]) -> String {
+    let h = hex::encode(bytes);
+    match h.get(..16) {
+        Some(p) if h.len() > 16 => format!("{p}…"),
+        _ => h,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_reads_the_gateways_shape_and_tolerates_less() {
+        // As verigated's snapshot job serializes its JobProgress.
+        let p: Progress = serde_json::from_str(
+            r#"{"state":"running","phase":"hashing","started_at":"2026-11-28T03:00:00Z",
+                "elapsed_ms":3500,"ima_entries":12,"files_seen":40,"files_done":10,
+                "files_hashed":8,"files_from_cache":2,"bytes_hashed":2048,
+                "rate_bytes_per_s":1048576,"skipped":1}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            progress_line(&p, Duration::from_secs(99)),
+            "snapshot [hashing]: 10/40 files (25% of those found so far), 2.0 KiB hashed \
+             (8 files, 2 from cache), 1.0 MiB/s, 1 unreadable, 3s"
+        );
+        let p: Progress = serde_json::from_str(r#"{"phase":null}"#).unwrap();
+        assert_eq!(
+            progress_line(&p, Duration::from_secs(2)),
+            "snapshot [running]: 0/0 files, 0 B hashed (0 files, 0 from cache), 2s"
+        );
+        // A body that is not progress is shown as no progress, not an error.
+        assert!(serde_json::from_str::<Progress>(r#"{"files_seen":"many"}"#).is_err());
+    }
+
+    #[test]
+    fn human_bytes_handles_odd_input() {
+        assert_eq!(human_bytes(0.0), "0 B");
+        assert_eq!(human_bytes(-5.0), "0 B");
+        assert_eq!(human_bytes(f64::NAN), "0 B");
+        assert_eq!(human_bytes(1536.0 * 1024.0 * 1024.0), "1.5 GiB");
+    }
+
+    #[test]
+    fn default_out_names_domain_and_date_safely() {
+        let t = time::Date::from_calendar_date(2026, time::Month::November, 28)
+            .unwrap()
+            .with_hms(3, 0, 0)
+            .unwrap()
+            .assume_utc();
+        assert_eq!(
+            default_out("vm.example.com", t),
+            PathBuf::from("verigate-snapshot-vm.example.com-2026-11-28.json")
+        );
+        assert_eq!(
+            default_out("../../etc/passwd", t),
+            PathBuf::from("verigate-snapshot-_.._etc_passwd-2026-11-28.json")
+        );
+        assert!(!default_out("a/b", t).to_string_lossy().contains('/'));
+    }
+
+    #[test]
+    fn atomic_write_replaces_whole_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.json");
+        write_atomically(&p, b"one").unwrap();
+        write_atomically(&p, b"two").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        let err = write_atomically(&dir.path().join("missing/s.json"), b"x").unwrap_err();
+        assert!(format!("{err:#}").contains("missing/s.json"), "{err:#}");
+    }
+}

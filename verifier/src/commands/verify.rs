@@ -1,0 +1,376 @@
+//! `verigate verify`: proves, with one TEE report, that the VM behind `--url` is the one
+//! a snapshot recorded and that every `--application` name is served from inside it.
+//!
+//! One connection to verigated carries a fresh nonce and brings back the evidence; the
+//! certificate it presented is what `endpoint certificate` compares with the manifest.
+//! Then one TLS handshake per application, all at once, each compared with the same
+//! attested manifest. The checks themselves are `attest::verify`'s.
+
+use crate::client::{cert_sha256, presented_leaf, split_host_port, Connection};
+use crate::commands::online::{self, Online};
+use crate::report::Outcome;
+use anyhow::Context as _;
+use attest::binding::Nonce;
+use attest::check::Check;
+use attest::evidence::Evidence;
+use attest::snapshot::{FileIndex, Snapshot};
+use attest::tee::snp::SnpCerts;
+use attest::verify::{check_application, verify, Expectations};
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+/// Arguments of `verigate verify`.
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Example:\n  \
+    verigate --url https://vm.example.com verify --snapshot verigate-snapshot-vm.example.com.json \\\n      \
+    --application a.example.com --application b.example.com:8443\n\n\
+    Exit status: 0 every check passed, 1 a check failed, 2 the checks could not run.")]
+pub struct VerifyArgs {
+    /// The snapshot to compare with, as `verigate snapshot` wrote it.
+    #[arg(long, value_name = "FILE")]
+    snapshot: PathBuf,
+
+    /// A name the VM should serve, checked by a TLS handshake with that SNI: its
+    /// certificate must be the one the VM attests for it. Port 443 unless given.
+    /// Repeat for several names; the handshakes run concurrently.
+    #[arg(long = "application", value_name = "NAME[:PORT]")]
+    applications: Vec<String>,
+
+    /// Send application handshakes to another address than DNS gives (like curl's
+    /// --connect-to), for when DNS does not point at the VM. `HOST:PORT` sends every
+    /// application there; `NAME:PORT:HOST:PORT` only the handshake for NAME:PORT (an
+    /// empty NAME or PORT matches any), and wins over `HOST:PORT`. Repeatable. The
+    /// --url connection is not affected.
+    #[arg(long = "connect-to", value_name = "[NAME:PORT:]HOST:PORT")]
+    connect_to: Vec<String>,
+
+    /// More accepted (path, digest) pairs for the IMA log: a JSON list of
+    /// [path, hex digest], or another snapshot.
+    #[arg(long, value_name = "FILE")]
+    whitelist: Option<PathBuf>,
+
+    /// Accept the simulated TEE. It proves nothing about hardware: for tests and demos.
+    #[arg(long)]
+    allow_simulated_tee: bool,
+
+    /// Accept certificates that changed since the snapshot (e.g. after a renewal),
+    /// as long as the VM attests them.
+    #[arg(long)]
+    allow_certificate_change: bool,
+
+    /// A TDX TCB status to accept besides UpToDate (e.g. SWHardeningNeeded). Repeatable.
+    #[arg(long = "allow-tcb-status", value_name = "NAME")]
+    allow_tcb_status: Vec<String>,
+
+    /// The VCEK or VLEK certificate (DER or PEM) for an SEV-SNP report whose evidence
+    /// carries none, e.g. fetched from AMD KDS.
+    #[arg(long, value_name = "FILE")]
+    vcek: Option<PathBuf>,
+
+    /// Check certificates and collateral as of this time (RFC 3339) instead of now.
+    #[arg(long, value_name = "RFC3339")]
+    at: Option<String>,
+}
+
+/// An `--application` argument, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Application {
+    pub name: String,
+    pub port: u16,
+}
+
+/// Parses `NAME[:PORT]` (port 443 by default).
+pub fn parse_application(s: &str) -> anyhow::Result<Application> {
+    let (name, port) = split_host_port(s, 443)
+        .map_err(|_| anyhow::anyhow!("--application `{s}`: expected NAME[:PORT]"))?;
+    let name =
+        attest::binding::normalize_name(&name).with_context(|| format!("--application `{s}`"))?;
+    if name.contains('*') || name.parse::<std::net::IpAddr>().is_ok() {
+        anyhow::bail!(
+            "--application `{s}`: give a DNS name the VM serves, not a pattern or an address"
+        );
+    }
+    Ok(Application { name, port })
+}
+
+/// One `--connect-to` rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectTo {
+    /// Which handshakes it applies to: `None` = any name / any port.
+    pub name: Option<String>,
+    pub port: Option<u16>,
+    /// Where they go, `HOST:PORT` (IPv6 in brackets).
+    pub target: String,
+}
+
+/// Parses `HOST:PORT` or `NAME:PORT:HOST:PORT`.
+pub fn parse_connect_to(s: &str) -> anyhow::Result<ConnectTo> {
+    let bad = || anyhow::anyhow!("--connect-to `{s}`: expected HOST:PORT or NAME:PORT:HOST:PORT");
+    let target_of = |t: &str| -> anyhow::Result<String> {
+        let (host, port) = split_host_port(t, 0).map_err(|_| bad())?;
+        if host.is_empty() || port == 0 {
+            return Err(bad());
+        }
+        Ok(if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        })
+    };
+    // A bracketed IPv6 target, or a single colon: the short form.
+    if s.starts_with('[') || s.matches(':').count() == 1 {
+        return Ok(ConnectTo {
+            name: None,
+            port: None,
+            target: target_of(s)?,
+        });
+    }
+    let (name, rest) = s.split_once(':').ok_or_else(bad)?;
+    let (port, target) = rest.split_once(':').ok_or_else(bad)?;
+    let name = if name.is_empty() {
+        None
+    } else {
+        Some(attest::binding::normalize_name(name).map_err(|_| bad())?)
+    };
+    let port = if port.is_empty() {
+        None
+    } else {
+        Some(port.parse::<u16>().map_err(|_| bad())?)
+    };
+    Ok(ConnectTo {
+        name,
+        port,
+        target: target_of(target)?,
+    })
+}
+
+/// Where the handshake for `app` goes: the first rule naming it (or its port), else the
+/// first rule for any name, else `None` (resolve the name).
+pub fn route_for(app: &Application, rules: &[ConnectTo]) -> Option<String> {
+    let specific = rules.iter().find(|r| {
+        (r.name.is_some() || r.port.is_some())
+            && r.name.as_deref().is_none_or(|n| n == app.name)
+            && r.port.is_none_or(|p| p == app.port)
+    });
+    specific
+        .or_else(|| rules.iter().find(|r| r.name.is_none() && r.port.is_none()))
+        .map(|r| r.target.clone())
+}
+
+/// Parses `--at`.
+pub fn parse_at(s: &str) -> anyhow::Result<SystemTime> {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .with_context(|| format!("--at `{s}`: expected RFC 3339, e.g. 2026-11-28T12:00:00Z"))?;
+    Ok(SystemTime::from(t))
+}
+
+/// Runs `verigate verify`.
+pub fn run(online: &Online, args: VerifyArgs) -> anyhow::Result<Outcome> {
+    // Everything that stops the checks from running is an error (exit 2), found before
+    // any network traffic.
+    let endpoint = online.endpoint()?;
+    let snapshot_bytes = std::fs::read(&args.snapshot)
+        .with_context(|| format!("reading snapshot `{}`", args.snapshot.display()))?;
+    let snapshot = Snapshot::from_json(&snapshot_bytes)
+        .with_context(|| format!("snapshot `{}`", args.snapshot.display()))?;
+    let whitelist = match &args.whitelist {
+        Some(p) => {
+            let bytes =
+                std::fs::read(p).with_context(|| format!("reading whitelist `{}`", p.display()))?;
+            Some(
+                FileIndex::from_whitelist_json(&bytes)
+                    .with_context(|| format!("whitelist `{}`", p.display()))?,
+            )
+        }
+        None => None,
+    };
+    let applications = args
+        .applications
+        .iter()
+        .map(|a| parse_application(a))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let connect_to = args
+        .connect_to
+        .iter()
+        .map(|c| parse_connect_to(c))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let vcek = match &args.vcek {
+        Some(p) => {
+            Some(std::fs::read(p).with_context(|| format!("reading --vcek `{}`", p.display()))?)
+        }
+        None => None,
+    };
+    let at = match &args.at {
+        Some(s) => parse_at(s)?,
+        None => SystemTime::now(),
+    };
+
+    let runtime = online::runtime()?;
+    let url_opts = online.tls_options(None);
+    let nonce = Nonce::random();
+
+    let (evidence, endpoint_sha, app_results) = runtime.block_on(async {
+        let mut conn = Connection::open(&endpoint, &url_opts)
+            .await
+            .with_context(|| format!("connecting to {}", online.url()))?;
+        let endpoint_sha = cert_sha256(conn.leaf());
+        let body = online::get_attestation(&mut conn, &nonce).await?;
+        // The handshakes start only once the evidence is in: the manifest they are
+        // compared with is the one bound to this nonce.
+        let mut set = tokio::task::JoinSet::new();
+        for (i, app) in applications.iter().enumerate() {
+            let app = app.clone();
+            let opts = online.tls_options(route_for(&app, &connect_to));
+            set.spawn(async move {
+                let r = presented_leaf(&app.name, app.port, &opts).await;
+                (
+                    i,
+                    r.map(|leaf| cert_sha256(&leaf)).map_err(|e| e.to_string()),
+                )
+            });
+        }
+        let mut results = vec![None; applications.len()];
+        while let Some(joined) = set.join_next().await {
+            let (i, r) = joined.context("an application handshake task failed")?;
+            if let Some(slot) = results.get_mut(i) {
+                *slot = Some(r);
+            }
+        }
+        anyhow::Ok((body, endpoint_sha, results))
+    })?;
+
+    let mut out = Outcome::default();
+    out.facts.push(("url".into(), json!(online.url())));
+    let evidence = match Evidence::from_json(&evidence) {
+        Ok(e) => e,
+        Err(e) => {
+            // verigated answered, but not with evidence we can read: that is the VM's
+            // failure, not the user's, so it is a failed check (exit 1).
+            out.checks.push(Check::fail("evidence", e.to_string()));
+            return Ok(out);
+        }
+    };
+    out.facts.push(("domain".into(), json!(evidence.domain)));
+    out.facts.push(("tee".into(), json!(evidence.tee.kind())));
+    out.facts.push((
+        "snapshot".into(),
+        json!(args.snapshot.display().to_string()),
+    ));
+
+    let mut expect = Expectations::new(nonce, at);
+    expect.snapshot = Some(&snapshot);
+    expect.endpoint_cert_sha256 = Some(endpoint_sha);
+    expect.whitelist = whitelist.as_ref();
+    expect.allow_simulated_tee = args.allow_simulated_tee;
+    expect.allow_certificate_change = args.allow_certificate_change;
+    expect.allowed_tdx_tcb_statuses = args.allow_tcb_status.clone();
+    expect.snp_certs = vcek.map(|v| SnpCerts {
+        vcek_or_vlek: Some(v),
+        chain_pem: None,
+    });
+    expect.applications = applications.iter().map(|a| a.name.clone()).collect();
+    out.checks = verify(&evidence, &expect);
+
+    for (app, result) in applications.iter().zip(app_results) {
+        out.checks.push(match result {
+            Some(Ok(sha)) => check_application(
+                &app.name,
+                &sha,
+                &evidence.manifest,
+                Some(&snapshot),
+                args.allow_certificate_change,
+            ),
+            Some(Err(e)) => Check::fail(
+                format!("application {}", app.name),
+                format!("TLS handshake on port {} failed: {e}", app.port),
+            ),
+            None => Check::fail(
+                format!("application {}", app.name),
+                "the handshake did not report back",
+            ),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn applications_parse_with_default_port() {
+        assert_eq!(
+            parse_application("A.example.com").unwrap(),
+            Application {
+                name: "a.example.com".into(),
+                port: 443
+            }
+        );
+        assert_eq!(parse_application("a.example.com:8443").unwrap().port, 8443);
+        for bad in [
+            "",
+            "a.example.com:x",
+            "a.example.com:70000",
+            "*.example.com",
+            "127.0.0.1",
+            "a b",
+        ] {
+            assert!(parse_application(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn connect_to_rules_parse_and_route() {
+        let all = parse_connect_to("127.0.0.1:9443").unwrap();
+        assert_eq!(all.target, "127.0.0.1:9443");
+        assert_eq!(parse_connect_to("[::1]:9443").unwrap().target, "[::1]:9443");
+        let one = parse_connect_to("B.example.com:443:127.0.0.2:8443").unwrap();
+        assert_eq!(one.name.as_deref(), Some("b.example.com"));
+        assert_eq!(one.port, Some(443));
+        let any_name = parse_connect_to(":8443:[::1]:1").unwrap();
+        assert_eq!((any_name.name, any_name.port), (None, Some(8443)));
+        for bad in [
+            "",
+            "host",
+            "host:",
+            ":443",
+            "a:b:c",
+            "a:443:host",
+            "a:x:host:1",
+            "a:443:host:0",
+            "a b:443:host:1",
+        ] {
+            assert!(parse_connect_to(bad).is_err(), "{bad:?} should be refused");
+        }
+
+        let rules = [
+            parse_connect_to("127.0.0.1:1").unwrap(),
+            parse_connect_to("b.example.com:443:127.0.0.2:2").unwrap(),
+        ];
+        let app = |n: &str, port| Application {
+            name: n.into(),
+            port,
+        };
+        assert_eq!(
+            route_for(&app("b.example.com", 443), &rules).as_deref(),
+            Some("127.0.0.2:2")
+        );
+        assert_eq!(
+            route_for(&app("b.example.com", 8443), &rules).as_deref(),
+            Some("127.0.0.1:1")
+        );
+        assert_eq!(
+            route_for(&app("a.example.com", 443), &rules).as_deref(),
+            Some("127.0.0.1:1")
+        );
+        assert_eq!(route_for(&app("a.example.com", 443), &rules[1..]), None);
+    }
+
+    #[test]
+    fn at_parses_rfc3339_only() {
+        assert!(parse_at("2026-11-28T12:00:00Z").is_ok());
+        assert!(parse_at("2026-11-28").is_err());
+        assert!(parse_at("yesterday").is_err());
+    }
+}
