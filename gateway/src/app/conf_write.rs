@@ -4,10 +4,14 @@
 //! survives a crash. Any failure before the rename removes the temporary file and leaves
 //! the previous `app.conf` untouched, whether the disk is full, the folder read-only, or
 //! the write interrupted.
+//!
+//! The new file keeps the owner of the previous `app.conf` (or takes the folder's owner
+//! when there is none yet): verigated runs as root, and an application running as its
+//! own user must still be able to read a file of mode 0600.
 
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -33,6 +37,14 @@ pub enum ConfWriteError {
     #[error("creating a temporary file in `{folder}`: {source}")]
     CreateTemp {
         folder: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("giving `{path}` the owner {uid}:{gid} of the file it replaces: {source}")]
+    Chown {
+        path: PathBuf,
+        uid: u32,
+        gid: u32,
         #[source]
         source: std::io::Error,
     },
@@ -91,10 +103,28 @@ pub fn write_app_conf(
             })?;
     }
     let target = folder.join(APP_CONF_NAME);
+    // symlink_metadata: a symlink named app.conf is replaced, never followed.
+    let owner = std::fs::symlink_metadata(&target)
+        .or_else(|_| std::fs::metadata(folder))
+        .ok()
+        .map(|m| (m.uid(), m.gid()));
     let (temp_path, file) = create_temp(folder)?;
     let guard = TempGuard {
         path: Some(temp_path.clone()),
     };
+    if let Some((uid, gid)) = owner {
+        let current = file.metadata().ok().map(|m| (m.uid(), m.gid()));
+        if current != Some((uid, gid)) {
+            std::os::unix::fs::fchown(&file, Some(uid), Some(gid)).map_err(|source| {
+                ConfWriteError::Chown {
+                    path: temp_path.clone(),
+                    uid,
+                    gid,
+                    source,
+                }
+            })?;
+        }
+    }
     write_and_sync(file, &temp_path, bytes)?;
     std::fs::rename(&temp_path, &target).map_err(|source| ConfWriteError::Rename {
         from: temp_path.clone(),
@@ -216,6 +246,51 @@ mod tests {
         assert_eq!(std::fs::read(folder.join(APP_CONF_NAME)).unwrap(), b"x");
         let mode = std::fs::metadata(&folder).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700);
+    }
+
+    #[test]
+    fn keeps_the_owner_of_the_previous_file() {
+        // Tests run as root, which may give files any owner.
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join(APP_CONF_NAME);
+        std::fs::write(&target, b"old").unwrap();
+        if std::os::unix::fs::chown(&target, Some(12345), Some(23456)).is_err() {
+            eprintln!("skipped: not allowed to chown here");
+            return;
+        }
+        write_app_conf(dir.path(), b"new", 10).unwrap();
+        let meta = std::fs::metadata(&target).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (12345, 23456));
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::read(&target).unwrap(), b"new");
+    }
+
+    #[test]
+    fn first_file_takes_the_folders_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("app");
+        std::fs::create_dir(&folder).unwrap();
+        if std::os::unix::fs::chown(&folder, Some(4242), Some(4343)).is_err() {
+            eprintln!("skipped: not allowed to chown here");
+            return;
+        }
+        write_app_conf(&folder, b"x", 10).unwrap();
+        let meta = std::fs::metadata(folder.join(APP_CONF_NAME)).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (4242, 4343));
+    }
+
+    #[test]
+    fn a_symlink_named_app_conf_is_replaced_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::write(&elsewhere, b"untouched").unwrap();
+        let folder = dir.path().join("app");
+        std::fs::create_dir(&folder).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, folder.join(APP_CONF_NAME)).unwrap();
+        write_app_conf(&folder, b"new", 10).unwrap();
+        assert_eq!(std::fs::read(&elsewhere).unwrap(), b"untouched");
+        let meta = std::fs::symlink_metadata(folder.join(APP_CONF_NAME)).unwrap();
+        assert!(meta.file_type().is_file());
     }
 
     #[test]
