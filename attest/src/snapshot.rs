@@ -99,6 +99,58 @@ impl TeePolicy {
         }
     }
 
+    /// Refuses fields of the wrong size, so that a hand-edited snapshot is reported as
+    /// such rather than as a measurement that differs.
+    fn check_lengths(&self) -> Result<(), SnapshotError> {
+        fn len(field: &'static str, v: &[u8], expected: usize) -> Result<(), SnapshotError> {
+            if v.len() == expected {
+                Ok(())
+            } else {
+                Err(SnapshotError::BadPolicyField {
+                    field,
+                    expected,
+                    got: hex::encode(v.get(..expected.min(v.len())).unwrap_or(&[])),
+                })
+            }
+        }
+        match self {
+            TeePolicy::SevSnp {
+                measurement,
+                host_data,
+                ..
+            } => {
+                len("measurement", measurement, 48)?;
+                len("host_data", host_data, 32)
+            }
+            TeePolicy::Tdx {
+                mrtd,
+                rtmrs,
+                mr_config_id,
+                mr_owner,
+                mr_owner_config,
+                td_attributes,
+                xfam,
+            } => {
+                len("mrtd", mrtd, 48)?;
+                for r in rtmrs {
+                    let bytes = hex::decode(r).map_err(|_| SnapshotError::BadPolicyField {
+                        field: "rtmrs",
+                        expected: 48,
+                        got: r.chars().take(100).collect(),
+                    })?;
+                    len("rtmrs", &bytes, 48)?;
+                }
+                len("mr_config_id", mr_config_id, 48)?;
+                len("mr_owner", mr_owner, 48)?;
+                len("mr_owner_config", mr_owner_config, 48)?;
+                len("td_attributes", td_attributes, 8)?;
+                len("xfam", xfam, 8)
+            }
+            TeePolicy::Simulated { measurement, .. } => len("measurement", measurement, 48),
+            TeePolicy::None => Ok(()),
+        }
+    }
+
     /// The `kind` string of DESIGN.md.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -139,6 +191,12 @@ fn short(v: &serde_json::Value) -> String {
         // chars, not bytes: a string from a user's snapshot file may be any UTF-8.
         serde_json::Value::String(s) if s.chars().count() > 16 => {
             format!("{}…", s.chars().take(16).collect::<String>())
+        }
+        serde_json::Value::Array(items) => {
+            format!(
+                "[{}]",
+                items.iter().map(short).collect::<Vec<_>>().join(", ")
+            )
         }
         other => other.to_string(),
     }
@@ -204,6 +262,12 @@ pub enum SnapshotError {
     UnsupportedVersion(u32),
     #[error("filehashes[{index}] ({path}): digest is not hex")]
     BadDigest { index: usize, path: String },
+    #[error("tee_policy.{field}: expected {expected} bytes of hex, got `{got}`")]
+    BadPolicyField {
+        field: &'static str,
+        expected: usize,
+        got: String,
+    },
     #[error("whitelist is neither a list of [path, hex digest] nor a snapshot: {0}")]
     BadWhitelist(String),
 }
@@ -221,6 +285,7 @@ impl Snapshot {
         if s.version != SNAPSHOT_VERSION {
             return Err(SnapshotError::UnsupportedVersion(s.version));
         }
+        s.tee_policy.check_lengths()?;
         FileIndex::from_pairs(&s.filehashes)?;
         Ok(s)
     }
@@ -345,6 +410,49 @@ mod tests {
             "{e}"
         );
         assert!(Snapshot::from_json(b"{}").is_err());
+    }
+
+    #[test]
+    fn policy_fields_of_the_wrong_size_are_named() {
+        let mut v: serde_json::Value = serde_json::from_slice(&sample().to_json()).unwrap();
+        v["tee_policy"]["measurement"] = "abcd".into();
+        let e = Snapshot::from_json(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                SnapshotError::BadPolicyField {
+                    field: "measurement",
+                    expected: 48,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let tdx = |rtmr: &str| {
+            serde_json::json!({
+                "version": 1, "created_at": "x", "tpm_policy": null, "ima": null,
+                "manifest": [], "filehashes": [],
+                "tee_policy": {"kind": "tdx", "mrtd": "00".repeat(48),
+                    "rtmrs": [rtmr, "00".repeat(48), "00".repeat(48)],
+                    "mr_config_id": "00".repeat(48), "mr_owner": "00".repeat(48),
+                    "mr_owner_config": "00".repeat(48), "td_attributes": "00".repeat(8),
+                    "xfam": "00".repeat(8)}
+            })
+        };
+        let ok = tdx(&"00".repeat(48));
+        assert!(Snapshot::from_json(&serde_json::to_vec(&ok).unwrap()).is_ok());
+        // Multi-byte characters: refused by name, and never sliced mid-character.
+        let bad = tdx(&"é".repeat(60));
+        let e = Snapshot::from_json(&serde_json::to_vec(&bad).unwrap()).unwrap_err();
+        assert!(
+            matches!(e, SnapshotError::BadPolicyField { field: "rtmrs", .. }),
+            "{e}"
+        );
+        let a: TeePolicy = serde_json::from_value(ok["tee_policy"].clone()).unwrap();
+        let b: TeePolicy = serde_json::from_value(bad["tee_policy"].clone()).unwrap();
+        let d = a.differences(&b);
+        assert!(d[0].starts_with("rtmrs: snapshot [000000"), "{d:?}");
+        assert!(d[0].len() < 200, "{d:?}");
     }
 
     #[test]
