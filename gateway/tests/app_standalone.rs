@@ -360,3 +360,40 @@ async fn missing_program_is_reported_and_retried() {
         .contains("no-such-program"));
     manager.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn concurrent_inits_are_serialized() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("storage");
+    std::fs::create_dir(&storage).unwrap();
+    let conf = storage.join(APP_CONF_NAME);
+    std::fs::write(&conf, b"start\n").unwrap();
+    let seen = dir.path().join("seen");
+    let app = script(dir.path(), "app.sh", APP_SCRIPT);
+    let controller = AppController::new(
+        Standalone::spawn("app", settings(&app, &[&conf, &seen])),
+        Some(storage.clone()),
+        1 << 20,
+    );
+    wait_status(controller.manager(), "first start", |s| {
+        s.state == ServiceState::Running
+    })
+    .await;
+    let (a, b) = tokio::join!(
+        controller.init(&PRINCIPAL, b"from a\n"),
+        controller.init(&PRINCIPAL, b"from b\n")
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_ne!(a.pid, b.pid);
+    let last = controller.status(&PRINCIPAL).await.unwrap();
+    // The init whose restart came last wrote the config the running program read.
+    let winner: &[u8] = if last.pid == a.pid {
+        b"from a\n"
+    } else {
+        assert_eq!(last.pid, b.pid, "{last:?} is neither {a:?} nor {b:?}");
+        b"from b\n"
+    };
+    assert_eq!(std::fs::read(&conf).unwrap(), winner);
+    wait_file(&seen, &seen_text(last.pid.unwrap(), winner)).await;
+    controller.into_manager().shutdown().await.unwrap();
+}
