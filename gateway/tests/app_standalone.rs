@@ -397,3 +397,26 @@ async fn concurrent_inits_are_serialized() {
     wait_file(&seen, &seen_text(last.pid.unwrap(), winner)).await;
     controller.into_manager().shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn environment_and_working_directory_reach_the_program() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let out = dir.path().join("out");
+    let env_script = script(
+        dir.path(),
+        "env.sh",
+        "#!/bin/sh\nprintf '%s %s\\n' \"$VERIGATE_APP_TEST\" \"$(pwd)\" > \"$1\"\nexec sleep 1000\n",
+    );
+    let mut s = settings(&env_script, &[&out]);
+    s.env = vec![("VERIGATE_APP_TEST".into(), "value with spaces".into())];
+    s.working_dir = Some(work.clone());
+    let manager = Standalone::spawn("env", s);
+    wait_file(
+        &out,
+        format!("value with spaces {}\n", work.display()).as_bytes(),
+    )
+    .await;
+    manager.shutdown().await.unwrap();
+}
