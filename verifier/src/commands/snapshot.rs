@@ -504,6 +504,141 @@ mod tests {
         assert!(serde_json::from_str::<Progress>(r#"{"files_seen":"many"}"#).is_err());
     }
 
+    /// Evidence of a VM with the simulated TEE and no TPM, bound as verigated binds it,
+    /// and the snapshot that matches it.
+    fn vm_evidence(nonce: Nonce) -> (Evidence, Snapshot) {
+        use attest::binding::{ak_digest, report_data, Manifest, ManifestEntry};
+        use attest::evidence::{Base64, TeeEvidence};
+        use attest::snapshot::TeePolicy;
+        use attest::tee::simulated::{self, SimulatedTee};
+        let tee = SimulatedTee::ephemeral();
+        let manifest = Manifest::new(vec![ManifestEntry {
+            name: "vm.example.com".into(),
+            cert_sha256: [0xd0; 32],
+        }])
+        .unwrap();
+        let rd = report_data(&nonce, &manifest.digest(), &ak_digest(None));
+        let report = tee.report([0x5a; 48], rd);
+        let evidence = Evidence {
+            version: 1,
+            nonce,
+            domain: "vm.example.com".into(),
+            manifest: manifest.clone(),
+            tee: TeeEvidence::Simulated {
+                report: Base64(report.clone()),
+                public_key: Base64(tee.public_key_der()),
+            },
+            tpm: None,
+            ima_log: None,
+        };
+        let fields = simulated::verify(&report, &tee.public_key_der()).unwrap();
+        let snapshot = Snapshot {
+            version: attest::snapshot::SNAPSHOT_VERSION,
+            created_at: "2026-11-28T00:00:00Z".into(),
+            tee_policy: TeePolicy::from_simulated(
+                &fields,
+                simulated::public_key_sha256(&tee.public_key_der()),
+            ),
+            tpm_policy: None,
+            ima: None,
+            manifest,
+            filehashes: vec![],
+        };
+        (evidence, snapshot)
+    }
+
+    fn run_checks(s: &Snapshot, e: &Evidence, nonce: &Nonce, cert: [u8; 32]) -> Vec<Check> {
+        let tee = TeeOptions {
+            snp_certs: None,
+            tdx_collateral: None,
+            allowed_tdx_tcb_statuses: &[],
+            at: SystemTime::now(),
+        };
+        check_against_evidence(s, e, nonce, cert, &tee, true)
+    }
+
+    fn failed(checks: &[Check]) -> Vec<&str> {
+        checks
+            .iter()
+            .filter(|c| !c.passed())
+            .map(|c| c.name.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn a_snapshot_that_matches_verified_evidence_passes() {
+        let nonce = Nonce::random();
+        let (e, s) = vm_evidence(nonce);
+        let checks = run_checks(&s, &e, &nonce, [0xd0; 32]);
+        assert_eq!(failed(&checks), Vec::<&str>::new(), "{checks:?}");
+        // Without the option, the simulated TEE is refused.
+        let tee = TeeOptions {
+            snp_certs: None,
+            tdx_collateral: None,
+            allowed_tdx_tcb_statuses: &[],
+            at: SystemTime::now(),
+        };
+        let checks = check_against_evidence(&s, &e, &nonce, [0xd0; 32], &tee, false);
+        assert_eq!(failed(&checks), ["snapshot policy"]);
+    }
+
+    #[test]
+    fn a_snapshot_that_disagrees_with_the_evidence_is_refused() {
+        let nonce = Nonce::random();
+        let (e, s) = vm_evidence(nonce);
+
+        // The gateway claims another measurement than its TEE reports.
+        let mut claimed = s.clone();
+        if let attest::snapshot::TeePolicy::Simulated { measurement, .. } = &mut claimed.tee_policy
+        {
+            measurement[0] ^= 1;
+        }
+        let checks = run_checks(&claimed, &e, &nonce, [0xd0; 32]);
+        assert_eq!(failed(&checks), ["snapshot policy"]);
+        assert!(
+            checks[2].detail.contains("measurement"),
+            "{}",
+            checks[2].detail
+        );
+
+        // ... or a TPM policy the evidence does not prove.
+        let mut claimed = s.clone();
+        claimed.tpm_policy = Some(attest::snapshot::TpmPolicy {
+            reset_count: 1,
+            restart_count: 0,
+            ak_sha256: [1; 32],
+        });
+        assert_eq!(
+            failed(&run_checks(&claimed, &e, &nonce, [0xd0; 32])),
+            ["snapshot policy"]
+        );
+
+        // ... or another manifest.
+        let mut claimed = s.clone();
+        claimed.manifest = attest::binding::Manifest::default();
+        assert_eq!(
+            failed(&run_checks(&claimed, &e, &nonce, [0xd0; 32])),
+            ["snapshot manifest"]
+        );
+
+        // Stale evidence, a proxy in between, evidence that does not bind itself.
+        assert_eq!(
+            failed(&run_checks(&s, &e, &Nonce::random(), [0xd0; 32])),
+            ["nonce"]
+        );
+        assert_eq!(
+            failed(&run_checks(&s, &e, &nonce, [0xee; 32])),
+            ["endpoint certificate"]
+        );
+        let mut unbound = e.clone();
+        unbound.nonce = Nonce::random();
+        let unbound_nonce = unbound.nonce;
+        assert_eq!(
+            failed(&run_checks(&s, &unbound, &unbound_nonce, [0xd0; 32])),
+            ["snapshot policy"]
+        );
+    }
+
     #[test]
     fn human_bytes_handles_odd_input() {
         assert_eq!(human_bytes(0.0), "0 B");
