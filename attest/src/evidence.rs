@@ -44,7 +44,7 @@ impl<'de> Deserialize<'de> for Base64 {
 
 /// What the TEE said, by kind.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", deny_unknown_fields)]
+#[serde(tag = "kind", deny_unknown_fields, from = "TeeEvidenceWire")]
 pub enum TeeEvidence {
     /// An AMD SEV-SNP attestation report (1184 bytes) and, optionally, the certificates
     /// the host supplied (VCEK/VLEK, ASK, ARK as PEM). Their root is never trusted: the
@@ -69,6 +69,45 @@ pub enum TeeEvidence {
     /// No TEE: nothing vouches for report_data.
     #[serde(rename = "none")]
     None,
+}
+
+/// The wire form of [`TeeEvidence`] for parsing: serde lets a unit variant of an
+/// internally tagged enum take any fields, so `none` is an empty struct variant here,
+/// which `deny_unknown_fields` covers (`{"kind": "none", "report": ...}` is refused).
+#[derive(Deserialize)]
+#[serde(tag = "kind", deny_unknown_fields)]
+enum TeeEvidenceWire {
+    #[serde(rename = "sev-snp")]
+    SevSnp {
+        report: Base64,
+        #[serde(default)]
+        cert_chain: Option<Base64>,
+    },
+    #[serde(rename = "tdx")]
+    Tdx {
+        report: Base64,
+        #[serde(default)]
+        collateral: Option<Base64>,
+    },
+    #[serde(rename = "simulated")]
+    Simulated { report: Base64, public_key: Base64 },
+    #[serde(rename = "none")]
+    None {},
+}
+
+impl From<TeeEvidenceWire> for TeeEvidence {
+    fn from(w: TeeEvidenceWire) -> TeeEvidence {
+        match w {
+            TeeEvidenceWire::SevSnp { report, cert_chain } => {
+                TeeEvidence::SevSnp { report, cert_chain }
+            }
+            TeeEvidenceWire::Tdx { report, collateral } => TeeEvidence::Tdx { report, collateral },
+            TeeEvidenceWire::Simulated { report, public_key } => {
+                TeeEvidence::Simulated { report, public_key }
+            }
+            TeeEvidenceWire::None {} => TeeEvidence::None,
+        }
+    }
 }
 
 impl TeeEvidence {
@@ -189,6 +228,77 @@ mod tests {
         let mut v: serde_json::Value = serde_json::from_slice(&sample().to_json()).unwrap();
         f(&mut v);
         Evidence::from_json(&serde_json::to_vec(&v).unwrap())
+    }
+
+    #[test]
+    fn every_kind_and_the_tpm_part_round_trip_in_the_design_shape() {
+        let mut pcrs = PcrValues::new();
+        pcrs.insert(crate::tpm::quote::HashAlg::Sha256, 10, vec![0xaa; 32])
+            .unwrap();
+        for tee in [
+            TeeEvidence::SevSnp {
+                report: Base64(vec![1; 5]),
+                cert_chain: Some(Base64(b"-----BEGIN CERTIFICATE-----".to_vec())),
+            },
+            TeeEvidence::SevSnp {
+                report: Base64(vec![1; 5]),
+                cert_chain: None,
+            },
+            TeeEvidence::Tdx {
+                report: Base64(vec![2; 5]),
+                collateral: Some(Base64(b"{}".to_vec())),
+            },
+            TeeEvidence::None,
+        ] {
+            let mut e = sample();
+            e.tee = tee;
+            e.tpm = Some(TpmEvidence {
+                ak_public: Base64(vec![3]),
+                quote: Base64(vec![4]),
+                signature: Base64(vec![5]),
+                pcrs: pcrs.clone(),
+            });
+            e.ima_log = Some(Base64(vec![6; 7]));
+            let v: serde_json::Value = serde_json::from_slice(&e.to_json()).unwrap();
+            assert_eq!(v["tee"]["kind"], e.tee.kind());
+            assert_eq!(v["tpm"]["pcrs"]["sha256"]["10"], "aa".repeat(32));
+            assert_eq!(v["ima_log"], "BgYGBgYGBg==");
+            assert_eq!(Evidence::from_json(&e.to_json()).unwrap(), e);
+        }
+    }
+
+    #[test]
+    fn base64_must_be_standard_with_padding() {
+        for bad in ["AQI", "AQI=x", "-_8=", "AQ I="] {
+            let e = mutate(|v| v["tee"]["report"] = bad.into()).unwrap_err();
+            assert!(e.to_string().contains("base64"), "{bad}: {e}");
+        }
+        let ok = mutate(|v| v["tee"]["report"] = "AQI=".into()).unwrap();
+        assert!(matches!(ok.tee, TeeEvidence::Simulated { ref report, .. } if report.0 == [1, 2]));
+    }
+
+    #[test]
+    fn fields_of_one_kind_are_refused_in_another() {
+        // A TDX collateral in SNP evidence, a public key without the simulated kind.
+        let e = mutate(|v| {
+            v["tee"] =
+                serde_json::json!({"kind": "sev-snp", "report": "AQI=", "collateral": "AQI="})
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("collateral"), "{e}");
+        let e = mutate(|v| v["tee"] = serde_json::json!({"kind": "none", "public_key": "AQI="}))
+            .unwrap_err();
+        assert!(e.to_string().contains("public_key"), "{e}");
+        let e = mutate(|v| v["tee"] = serde_json::json!({"report": "AQI="})).unwrap_err();
+        assert!(e.to_string().contains("kind"), "{e}");
+        let e = mutate(|v| {
+            v["tpm"] = serde_json::json!({"ak_public": "AQI=", "quote": "AQI=",
+                "signature": "AQI=", "pcrs": {"md5": {"10": "00"}}})
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("md5"), "{e}");
+        let e = mutate(|v| v["manifest"][0]["name"] = "bad name".into()).unwrap_err();
+        assert!(e.to_string().contains("bad name"), "{e}");
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub const MAX_SNAPSHOT_BYTES: usize = 512 * 1024 * 1024;
 
 /// What the TEE must keep reporting, by kind.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", deny_unknown_fields)]
+#[serde(tag = "kind", deny_unknown_fields, from = "TeePolicyWire")]
 pub enum TeePolicy {
     /// SEV-SNP: the launch measurement and the guest policy.
     #[serde(rename = "sev-snp")]
@@ -64,6 +64,91 @@ pub enum TeePolicy {
     /// No TEE at snapshot time.
     #[serde(rename = "none")]
     None,
+}
+
+/// The wire form of [`TeePolicy`] for parsing: `none` as an empty struct variant, so
+/// that `deny_unknown_fields` refuses fields next to it (serde lets a unit variant of an
+/// internally tagged enum take any).
+#[derive(Deserialize)]
+#[serde(tag = "kind", deny_unknown_fields)]
+enum TeePolicyWire {
+    #[serde(rename = "sev-snp")]
+    SevSnp {
+        #[serde(with = "hex::serde")]
+        measurement: Vec<u8>,
+        policy: u64,
+        #[serde(with = "hex::serde")]
+        host_data: Vec<u8>,
+    },
+    #[serde(rename = "tdx")]
+    Tdx {
+        #[serde(with = "hex::serde")]
+        mrtd: Vec<u8>,
+        rtmrs: [String; 3],
+        #[serde(with = "hex::serde")]
+        mr_config_id: Vec<u8>,
+        #[serde(with = "hex::serde")]
+        mr_owner: Vec<u8>,
+        #[serde(with = "hex::serde")]
+        mr_owner_config: Vec<u8>,
+        #[serde(with = "hex::serde")]
+        td_attributes: Vec<u8>,
+        #[serde(with = "hex::serde")]
+        xfam: Vec<u8>,
+    },
+    #[serde(rename = "simulated")]
+    Simulated {
+        #[serde(with = "hex::serde")]
+        measurement: Vec<u8>,
+        policy: u64,
+        #[serde(with = "hex_digest")]
+        public_key_sha256: [u8; 32],
+    },
+    #[serde(rename = "none")]
+    None {},
+}
+
+impl From<TeePolicyWire> for TeePolicy {
+    fn from(w: TeePolicyWire) -> TeePolicy {
+        match w {
+            TeePolicyWire::SevSnp {
+                measurement,
+                policy,
+                host_data,
+            } => TeePolicy::SevSnp {
+                measurement,
+                policy,
+                host_data,
+            },
+            TeePolicyWire::Tdx {
+                mrtd,
+                rtmrs,
+                mr_config_id,
+                mr_owner,
+                mr_owner_config,
+                td_attributes,
+                xfam,
+            } => TeePolicy::Tdx {
+                mrtd,
+                rtmrs,
+                mr_config_id,
+                mr_owner,
+                mr_owner_config,
+                td_attributes,
+                xfam,
+            },
+            TeePolicyWire::Simulated {
+                measurement,
+                policy,
+                public_key_sha256,
+            } => TeePolicy::Simulated {
+                measurement,
+                policy,
+                public_key_sha256,
+            },
+            TeePolicyWire::None {} => TeePolicy::None,
+        }
+    }
 }
 
 impl TeePolicy {
@@ -410,6 +495,17 @@ mod tests {
             "{e}"
         );
         assert!(Snapshot::from_json(b"{}").is_err());
+        // `none` takes no fields: a measurement beside it is a mistake, not ignored.
+        let mut v: serde_json::Value = serde_json::from_slice(&sample().to_json()).unwrap();
+        v["tee_policy"] = serde_json::json!({"kind": "none", "measurement": "00"});
+        let e = Snapshot::from_json(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+        assert!(e.to_string().contains("measurement"), "{e}");
+        v["tee_policy"] = serde_json::json!({"kind": "none"});
+        let s = Snapshot::from_json(&serde_json::to_vec(&v).unwrap()).unwrap();
+        assert_eq!(s.tee_policy, TeePolicy::None);
+        v["tee_policy"] = serde_json::json!({"kind": "sgx"});
+        let e = Snapshot::from_json(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+        assert!(e.to_string().contains("sgx"), "{e}");
     }
 
     #[test]
