@@ -14,6 +14,7 @@
 //! was edited fails `tee measurement`.
 
 use serde_json::Value;
+use sha2::Digest as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -86,10 +87,13 @@ fn write_ima_log(tpm: &Swtpm, path: &Path) {
 struct Vm {
     dir: tempfile::TempDir,
     // Dropped in this order: verigated first, then what it talks to.
-    _gateway: ChildGuard,
+    gateway: ChildGuard,
     addr: SocketAddr,
     log_path: PathBuf,
-    _backends: Vec<TlsBackend>,
+    /// The config file, and its text without the routes.
+    config: PathBuf,
+    base: String,
+    backends: Vec<TlsBackend>,
     _tpm: Swtpm,
 }
 
@@ -127,21 +131,18 @@ impl Vm {
         for attempt in 0..5 {
             let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
             let config = dir.path().join("verigated.toml");
-            std::fs::write(
-                &config,
-                format!(
-                    "[gateway]\nlisten = [\"{addr}\"]\ndomain = \"{DOMAIN}\"\ndata_dir = \"{}\"\n\n\
+            let base = format!(
+                "[gateway]\nlisten = [\"{addr}\"]\ndomain = \"{DOMAIN}\"\ndata_dir = \"{}\"\n\n\
                      [attestation]\ntee = \"simulated\"\nsimulated_measurement = \"{}\"\n\
                      tpm = \"{}\"\nima_log = \"{}\"\n\n\
-                     [snapshot]\nroots = [\"{}\"]\nexclude = []\n\n{routes}",
-                    data.display(),
-                    "5a".repeat(48),
-                    tpm.tcti(),
-                    ima.display(),
-                    tree.display()
-                ),
-            )
-            .unwrap();
+                     [snapshot]\nroots = [\"{}\"]\nexclude = []\n\n",
+                data.display(),
+                "5a".repeat(48),
+                tpm.tcti(),
+                ima.display(),
+                tree.display()
+            );
+            std::fs::write(&config, format!("{base}{routes}")).unwrap();
             let log_path = dir.path().join(format!("verigated-{attempt}.log"));
             let log = std::fs::File::create(&log_path).unwrap();
             let mut cmd = Command::new(bin);
@@ -155,10 +156,12 @@ impl Vm {
             if wait_for_listener(addr, PATIENCE) && child.is_running() {
                 return Vm {
                     dir,
-                    _gateway: child,
+                    gateway: child,
                     addr,
                     log_path,
-                    _backends: backends,
+                    config,
+                    base,
+                    backends,
                     _tpm: tpm,
                 };
             }
@@ -166,6 +169,51 @@ impl Vm {
             last_log = std::fs::read_to_string(&log_path).unwrap_or_default();
         }
         panic!("verigated did not start; its log:\n{last_log}");
+    }
+
+    /// Replaces the backend of `name` by a new one (a new certificate, as after a
+    /// renewal inside the VM), reloads verigated with SIGHUP and waits until its
+    /// manifest holds the new certificate. Returns the new certificate's SHA-256.
+    fn renew(&mut self, name: &str) -> String {
+        let fresh = TlsBackend::start(name).expect("renewed backend");
+        let sha = hex::encode(sha2::Sha256::digest(fresh.cert.as_ref()));
+        if let Some(b) = self.backends.iter_mut().find(|b| b.name == name) {
+            *b = fresh;
+        }
+        let routes: String = self
+            .backends
+            .iter()
+            .map(|b| {
+                format!(
+                    "[[route]]\nsni = \"{}\"\nbackend = \"{}\"\n\n",
+                    b.name, b.addr
+                )
+            })
+            .collect();
+        let tmp = self.config.with_extension("tmp");
+        std::fs::write(&tmp, format!("{}{routes}", self.base)).unwrap();
+        std::fs::rename(&tmp, &self.config).unwrap();
+        self.gateway.signal(1); // SIGHUP
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while std::time::Instant::now() < deadline {
+            let out = Command::new("curl")
+                .args([
+                    "-sk",
+                    "--max-time",
+                    "30",
+                    &format!("{}/v1/manifest", self.url()),
+                ])
+                .output()
+                .expect("run curl");
+            if String::from_utf8_lossy(&out.stdout).contains(&sha) {
+                return sha;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "the manifest never showed the renewed certificate; log:\n{}",
+            self.log()
+        );
     }
 
     fn url(&self) -> String {
@@ -365,4 +413,148 @@ fn snapshot_then_verify_passes_and_an_impostor_fails_only_its_name() {
     );
     assert!(text.contains("[PASS] tpm reboot: "), "{text}");
     assert!(text.trim_end().ends_with("verdict: PASS"), "{text}");
+}
+
+/// A TLS-terminating proxy: it presents its own certificate for verigated's name,
+/// decrypts, and relays over a new TLS connection to verigated, as a load balancer that
+/// terminates TLS (or an attacker in the middle) would. Stops on drop.
+struct TerminatingProxy {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TerminatingProxy {
+    fn start(upstream: SocketAddr) -> TerminatingProxy {
+        let own = testkit::tls::self_signed(DOMAIN).expect("proxy certificate");
+        let mut server = rustls::ServerConfig::builder_with_provider(testkit::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![own.cert], own.key)
+            .unwrap();
+        server.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server));
+        let connector =
+            tokio_rustls::TlsConnector::from(testkit::tls::client_config(&["http/1.1"]).unwrap());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+                    return;
+                };
+                let serve = async {
+                    loop {
+                        let Ok((tcp, _)) = listener.accept().await else {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            continue;
+                        };
+                        let (acceptor, connector) = (acceptor.clone(), connector.clone());
+                        tokio::spawn(async move {
+                            let Ok(mut down) = acceptor.accept(tcp).await else {
+                                return;
+                            };
+                            let Ok(up_tcp) = tokio::net::TcpStream::connect(upstream).await else {
+                                return;
+                            };
+                            let name = rustls::pki_types::ServerName::try_from(DOMAIN)
+                                .expect("a DNS name");
+                            let Ok(mut up) = connector.connect(name, up_tcp).await else {
+                                return;
+                            };
+                            let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+                        });
+                    }
+                };
+                tokio::select! {
+                    () = serve => {}
+                    _ = stopped => {}
+                }
+            });
+        });
+        TerminatingProxy {
+            addr,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for TerminatingProxy {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn a_tls_terminating_proxy_fails_the_endpoint_certificate() {
+    let (Some(bin), true) = (verigated_binary(), tools_available()) else {
+        return;
+    };
+    let vm = Vm::start(&bin);
+    let snap = vm.snapshot();
+    let proxy = TerminatingProxy::start(vm.addr);
+    let out = Command::new(env!("CARGO_BIN_EXE_verigate"))
+        .args([
+            "--url",
+            &format!("https://{}", proxy.addr),
+            "--allow-insecure-tls",
+            "--output",
+            "json",
+            "verify",
+            "--snapshot",
+            snap.to_str().unwrap(),
+            "--allow-simulated-tee",
+        ])
+        .output()
+        .expect("run verigate");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(failed(&report), ["endpoint certificate"], "{report:#}");
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn a_certificate_renewed_inside_the_vm_fails_its_application_unless_allowed() {
+    let (Some(bin), true) = (verigated_binary(), tools_available()) else {
+        return;
+    };
+    let mut vm = Vm::start(&bin);
+    let snap = vm.snapshot();
+    let sha = vm.renew("c.example.com");
+    let mut args = application_args(vm.addr);
+    args.push("--allow-simulated-tee".into());
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, report) = vm.verify(&snap, &argv);
+    // The VM attests the new certificate, so the handshake matches the manifest; what
+    // differs is the snapshot: the application and the manifest comparison say so.
+    assert_eq!(
+        failed(&report),
+        ["manifest", "application c.example.com"],
+        "{report:#}"
+    );
+    assert_eq!(code, 1);
+    assert!(report.to_string().contains(&sha[..16]), "{report:#}");
+
+    args.push("--allow-certificate-change".into());
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, report) = vm.verify(&snap, &argv);
+    assert_eq!(
+        (code, failed(&report)),
+        (0, Vec::<String>::new()),
+        "{report:#}"
+    );
 }
