@@ -631,7 +631,11 @@ fn certificate_files_wildcards_and_the_catch_all() {
         route("*.w.example.com", wildcard.addr),
         route("*", catch_all.addr),
     );
-    let gw = Verigated::start(dir.path(), "tee = \"simulated\"\ntpm = \"none\"", &routes);
+    let gw = Verigated::start(
+        dir.path(),
+        "tee = \"simulated\"\ntpm = \"none\"\nmanifest_refresh = \"1s\"",
+        &routes,
+    );
     let nonce = Nonce::random();
     let (evidence, own_cert) = gw.evidence(&nonce);
     assert_eq!(
@@ -664,6 +668,41 @@ fn certificate_files_wildcards_and_the_catch_all() {
     assert_eq!(
         hex::encode(r.measurement),
         text.split_whitespace().next().unwrap()
+    );
+
+    // The certificate file disappears: the route leaves the manifest, named with why.
+    std::fs::remove_file(&cert_path).unwrap();
+    gw.wait_manifest("files.example.com unreachable", |m| {
+        m["unreachable"].as_array().is_some_and(|a| {
+            a.iter().any(|e| {
+                e["name"] == "files.example.com"
+                    && e["error"]
+                        .as_str()
+                        .is_some_and(|t| t.contains("certificate file") && t.contains("files.pem"))
+            })
+        })
+    });
+    let (evidence, _) = gw.evidence(&Nonce::random());
+    assert_eq!(entry(&evidence, "files.example.com"), None);
+    assert_eq!(evidence.manifest.entries().len(), 3);
+
+    // Only GET is served on the attestation paths.
+    let mut session =
+        tls::connect(gw.addr, Some(DOMAIN), &["http/1.1"], HelloDelivery::Whole).unwrap();
+    session
+        .stream
+        .write_all(
+            format!("POST /v1/attestation HTTP/1.1\r\nHost: {DOMAIN}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .unwrap();
+    let mut response = Vec::new();
+    let _ = session.stream.read_to_end(&mut response);
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 405"), "{response}");
+    assert!(
+        response.contains("\"error\":\"method not allowed\""),
+        "{response}"
     );
 }
 
