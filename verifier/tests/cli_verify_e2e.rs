@@ -558,3 +558,48 @@ fn a_certificate_renewed_inside_the_vm_fails_its_application_unless_allowed() {
         "{report:#}"
     );
 }
+
+#[test]
+fn verification_passes_through_haproxy_in_tcp_passthrough() {
+    let (Some(bin), true) = (verigated_binary(), tools_available()) else {
+        return;
+    };
+    if !testkit::haproxy::available() {
+        eprintln!("skipping: haproxy not installed");
+        return;
+    }
+    let vm = Vm::start(&bin);
+    let snap = vm.snapshot();
+    // The example config users copy, unchanged: TCP mode, TLS untouched.
+    let config = testkit::haproxy::examples_dir().join("passthrough.cfg");
+    let lb = testkit::haproxy::Haproxy::start(&config, vm.addr).expect("haproxy");
+    let front = lb.front().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_verigate"))
+        .args([
+            "--url",
+            &format!("https://{front}"),
+            "--allow-insecure-tls",
+            "--output",
+            "json",
+            "verify",
+            "--snapshot",
+            snap.to_str().unwrap(),
+            "--allow-simulated-tee",
+            "--connect-to",
+            &front,
+            "--application",
+            "a.example.com",
+            "--application",
+            "b.example.com",
+        ])
+        .output()
+        .expect("run verigate");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(
+        failed(&report),
+        Vec::<String>::new(),
+        "{report:#}\n{}",
+        lb.log()
+    );
+    assert_eq!(out.status.code(), Some(0));
+}
