@@ -366,7 +366,8 @@ pub fn verify(evidence: &Evidence, expect: &Expectations<'_>) -> Vec<Check> {
 /// that name (exact, else wildcard pattern, see [`Manifest::entry_for_sni`]) — else the
 /// name is served from outside the VM — and that entry must equal the snapshot's,
 /// unless `allow_certificate_change`. Without a snapshot the second part fails unless
-/// `allow_certificate_change`.
+/// `allow_certificate_change`. `name` is the SNI alone (the CLI strips a `:port`); the
+/// check is named `application <name>`.
 pub fn check_application(
     name: &str,
     presented_cert_sha256: &[u8; 32],
