@@ -841,3 +841,120 @@ fn a_restarted_tpm_is_reopened() {
         "same AK"
     );
 }
+
+/// A TLS backend that requires a PROXY v2 header before the handshake (as one behind
+/// `send_proxy_protocol = true` does) and reports the authority (SNI) each header carried.
+fn proxy_backend(
+    name: &str,
+) -> (
+    SocketAddr,
+    [u8; 32],
+    std::sync::mpsc::Receiver<Option<String>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let signed = tls::self_signed(name).unwrap();
+    let sha = sha256(&signed.cert);
+    let config = rustls::ServerConfig::builder_with_provider(tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![signed.cert.clone()], signed.key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (seen_tx, seen_rx) = std::sync::mpsc::channel();
+    // Detached: it lives as long as the test process, which is short.
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                // The v2 header: 16 fixed bytes, the last two the length of the rest.
+                let mut head = [0u8; 16];
+                if tcp.read_exact(&mut head).await.is_err() {
+                    continue;
+                }
+                let len = usize::from(u16::from_be_bytes([head[14], head[15]]));
+                let mut rest = vec![0u8; len];
+                if tcp.read_exact(&mut rest).await.is_err() {
+                    continue;
+                }
+                let mut header = head.to_vec();
+                header.extend_from_slice(&rest);
+                match gateway::proxy_protocol::parse(&header) {
+                    Ok(Some((h, used))) if used == header.len() => {
+                        let _ = seen_tx.send(h.authority);
+                    }
+                    // No valid header: refuse, as such a backend does.
+                    _ => continue,
+                }
+                if let Ok(mut s) = acceptor.accept(tcp).await {
+                    let _ = s.write_all(b"hello\n").await;
+                    let _ = s.shutdown().await;
+                }
+            }
+        });
+    });
+    (addr, sha, seen_rx)
+}
+
+#[test]
+fn a_backend_behind_proxy_protocol_gets_the_header_on_the_probe() {
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, sha, seen) = proxy_backend("p.example.com");
+    let (waddr, wsha, wseen) = proxy_backend("*.pw.example.com");
+    let routes = format!(
+        "[[route]]\nsni = \"p.example.com\"\nbackend = \"{addr}\"\nsend_proxy_protocol = true\n\n\
+         [[route]]\nsni = \"*.pw.example.com\"\nbackend = \"{waddr}\"\nsend_proxy_protocol = true\n\n"
+    );
+    let gw = Verigated::start(dir.path(), "tee = \"none\"\ntpm = \"none\"", &routes);
+    let (evidence, _) = gw.evidence(&Nonce::random());
+    assert_eq!(entry(&evidence, "p.example.com"), Some(sha));
+    assert_eq!(entry(&evidence, "*.pw.example.com"), Some(wsha));
+    assert_eq!(
+        seen.recv_timeout(PATIENCE).unwrap().as_deref(),
+        Some("p.example.com")
+    );
+    // A wildcard route is probed with a name its pattern matches.
+    assert_eq!(
+        wseen.recv_timeout(PATIENCE).unwrap().as_deref(),
+        Some("verigate-probe.pw.example.com")
+    );
+}
+
+#[test]
+fn check_config_names_bad_attestation_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[gateway]\nlisten = [\"127.0.0.1:1\"]\ndomain = \"{DOMAIN}\"\ndata_dir = \"{}\"\n\n\
+             [attestation]\ntee = \"simulated\"\npcrs = [10, 99]\nak_handle = 5\n\
+             manifest_refresh = \"soon\"\nsimulated_measurement = \"abcd\"\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_verigated"))
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        "4 problem(s)",
+        "attestation.pcrs[1]: expected a PCR index of 0..=23, got 99",
+        "attestation.ak_handle: expected a persistent handle 0x81000000..=0x81ffffff such as 0x81010100, got 0x5",
+        "attestation.manifest_refresh: expected a duration such as \"5s\" or \"250ms\", got `soon`",
+        "attestation.simulated_measurement: expected 96 hex digits (a SHA-384), got 4 characters",
+    ] {
+        assert!(err.contains(needle), "{needle} missing:\n{err}");
+    }
+}
