@@ -439,6 +439,30 @@ pub fn check_against_evidence(
         }
         Err(e) => Check::fail("snapshot policy", e.to_string()),
     });
+    checks.push(match (&snapshot.ima, &evidence.ima_log) {
+        (Some(ima), Some(_)) => Check::pass(
+            "snapshot ima",
+            format!(
+                "IMA log quoted in PCR {}, {} file digests",
+                ima.pcr, ima.hash_algorithm
+            ),
+        ),
+        (None, None) => Check::pass("snapshot ima", "no IMA log, as in the evidence"),
+        // A snapshot that every verification of this same VM would fail is refused now,
+        // not discovered at the first verify.
+        (Some(ima), None) => Check::fail(
+            "snapshot ima",
+            format!(
+                "the snapshot pins an IMA log (PCR {}), but the VM's evidence carries none, \
+                 so every verify would fail ima replay: check [attestation] ima_log",
+                ima.pcr
+            ),
+        ),
+        (None, Some(_)) => Check::fail(
+            "snapshot ima",
+            "the VM's evidence carries an IMA log, but the snapshot does not pin IMA",
+        ),
+    });
     checks.push(if snapshot.manifest == evidence.manifest {
         Check::pass(
             "snapshot manifest",
@@ -611,6 +635,23 @@ mod tests {
         assert_eq!(
             failed(&run_checks(&claimed, &e, &nonce, [0xd0; 32])),
             ["snapshot policy"]
+        );
+
+        // ... or an IMA log the evidence does not carry.
+        let mut claimed = s.clone();
+        claimed.ima = Some(attest::snapshot::ImaPolicy {
+            pcr: 10,
+            hash_algorithm: attest::ima::HashAlg::Sha256,
+        });
+        assert_eq!(
+            failed(&run_checks(&claimed, &e, &nonce, [0xd0; 32])),
+            ["snapshot ima"]
+        );
+        let mut with_log = e.clone();
+        with_log.ima_log = Some(attest::evidence::Base64(vec![]));
+        assert_eq!(
+            failed(&run_checks(&s, &with_log, &nonce, [0xd0; 32])),
+            ["snapshot ima"]
         );
 
         // ... or another manifest.
