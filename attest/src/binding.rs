@@ -357,6 +357,15 @@ mod tests {
             not_hex.parse::<Nonce>(),
             Err(BindingError::NonceNotHex(_))
         ));
+        // 64 bytes but 32 characters: not hex, and no slicing inside a character.
+        assert!(matches!(
+            "é".repeat(32).parse::<Nonce>(),
+            Err(BindingError::NonceNotHex(_))
+        ));
+        assert_eq!(
+            "é".repeat(10).parse::<Nonce>(),
+            Err(BindingError::NonceLength { len: 10 })
+        );
         let ok = "0f".repeat(32);
         assert_eq!(ok.parse::<Nonce>().unwrap().0, [0x0f; 32]);
     }
