@@ -160,7 +160,9 @@ impl ManifestStore {
             .clone()
     }
 
-    /// The current manifest once the first build finished (at once afterwards).
+    /// The current manifest once the first build finished (at once afterwards). The
+    /// first build is made by [`keep_current`], which [`Server::run`] starts: a caller
+    /// outside a running server must call [`ManifestStore::refresh`] first.
     pub async fn ready(&self) -> Arc<ManifestState> {
         let mut rx = self.built.subscribe();
         let _ = rx.wait_for(|g| *g >= 1).await;

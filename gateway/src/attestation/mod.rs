@@ -133,12 +133,7 @@ impl Attester {
         let tcti = resolve_tpm(&config.tpm);
         let ima_log = match &tcti {
             Some(_) => {
-                std::fs::File::open(&config.ima_log).map_err(|source| {
-                    AttesterError::ImaLogMissing {
-                        path: config.ima_log.clone(),
-                        source,
-                    }
-                })?;
+                check_ima_log(&config.ima_log)?;
                 Some(config.ima_log.clone())
             }
             None => None,
@@ -191,7 +186,8 @@ impl Attester {
     }
 
     /// The Evidence for `nonce` (see the module documentation for the order of steps).
-    /// Concurrent calls are fine: the TPM is serialized behind its mutex.
+    /// Concurrent calls are fine: the TPM is serialized behind its mutex. Waits for the
+    /// manifest's first build (see [`ManifestStore::ready`]).
     pub async fn attest(&self, nonce: Nonce) -> Result<Evidence, AttestError> {
         let state = self.manifest.ready().await;
         let manifest_digest = state.manifest.digest();
@@ -290,6 +286,20 @@ impl Attester {
     }
 }
 
+/// The IMA log must be a readable file (opening a directory would succeed, reading it
+/// would fail at every call).
+fn check_ima_log(path: &Path) -> Result<(), AttesterError> {
+    let missing = |source| AttesterError::ImaLogMissing {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(missing)?;
+    if file.metadata().map_err(missing)?.is_dir() {
+        return Err(missing(std::io::Error::other("a directory, not a file")));
+    }
+    Ok(())
+}
+
 /// Runs `f` on the blocking pool.
 async fn blocking<T: Send + 'static>(
     what: &'static str,
@@ -301,4 +311,37 @@ async fn blocking<T: Send + 'static>(
             what,
             why: e.to_string(),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tpm_settings() {
+        assert_eq!(resolve_tpm("none"), None);
+        assert_eq!(
+            resolve_tpm("swtpm:host=127.0.0.1,port=1"),
+            Some("swtpm:host=127.0.0.1,port=1".to_string())
+        );
+        let auto = resolve_tpm("auto");
+        if Path::new(AUTO_TPM_DEVICE).exists() {
+            assert_eq!(auto.as_deref(), Some("device:/dev/tpmrm0"));
+        } else {
+            assert_eq!(auto, None);
+        }
+    }
+
+    #[test]
+    fn ima_log_must_be_a_readable_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = check_ima_log(dir.path()).unwrap_err();
+        assert!(e.to_string().contains("a directory"), "{e}");
+        let missing = dir.path().join("nope");
+        let e = check_ima_log(&missing).unwrap_err();
+        assert!(e.to_string().contains("nope"), "{e}");
+        let file = dir.path().join("log");
+        std::fs::write(&file, b"").unwrap();
+        assert!(check_ima_log(&file).is_ok());
+    }
 }
