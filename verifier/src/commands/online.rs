@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use attest::binding::Nonce;
 use hyper::body::Bytes;
 use hyper::{Method, StatusCode};
+use std::time::Duration;
 
 /// The global options of the commands that talk to verigated.
 #[derive(Debug, Clone)]
@@ -72,13 +73,35 @@ fn plain(v: &serde_json::Value) -> String {
     }
 }
 
+/// The longest the CLI waits for one answer of verigated. Evidence takes a TPM quote and
+/// a TEE report (seconds at most); a server that accepts the connection but never
+/// answers must not hang the CLI.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// `method path` on `conn`, bounded by [`REQUEST_TIMEOUT`].
+pub async fn request(
+    conn: &mut Connection,
+    method: Method,
+    path: &str,
+) -> anyhow::Result<crate::client::Response> {
+    match tokio::time::timeout(
+        REQUEST_TIMEOUT,
+        conn.request(method.clone(), path, None, None),
+    )
+    .await
+    {
+        Ok(r) => Ok(r.with_context(|| format!("{method} {path}"))?),
+        Err(_) => anyhow::bail!(
+            "{method} {path}: no answer within {} s",
+            REQUEST_TIMEOUT.as_secs()
+        ),
+    }
+}
+
 /// `GET /v1/attestation?nonce=<hex>` on `conn`; the body of a 200, else an error (exit 2).
 pub async fn get_attestation(conn: &mut Connection, nonce: &Nonce) -> anyhow::Result<Bytes> {
     let path = format!("/v1/attestation?nonce={}", nonce.to_hex());
-    let res = conn
-        .request(Method::GET, &path, None, None)
-        .await
-        .context("requesting /v1/attestation")?;
+    let res = request(conn, Method::GET, &path).await?;
     if res.status != StatusCode::OK {
         anyhow::bail!("/v1/attestation: {}", describe_error(res.status, &res.body));
     }

@@ -243,10 +243,7 @@ async fn build_remote(
     let mut conn = Connection::open(endpoint, opts)
         .await
         .with_context(|| format!("connecting to {url}"))?;
-    let res = conn
-        .request(Method::POST, "/v1/snapshot", None, None)
-        .await
-        .context("POST /v1/snapshot")?;
+    let res = online::request(&mut conn, Method::POST, "/v1/snapshot").await?;
     // 202: started. 409: one is already running, whose result is as good.
     if res.status != StatusCode::ACCEPTED && res.status != StatusCode::CONFLICT {
         anyhow::bail!(
@@ -257,12 +254,21 @@ async fn build_remote(
     let mut view = ProgressView::new();
     let mut failures = 0u32;
     loop {
-        let res = match conn.request(Method::GET, "/v1/snapshot", None, None).await {
-            Ok(r) => r,
-            Err(e) => {
+        let polled = tokio::time::timeout(
+            online::REQUEST_TIMEOUT,
+            conn.request(Method::GET, "/v1/snapshot", None, None),
+        )
+        .await;
+        let res = match polled {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
                 reconnect(&mut conn, endpoint, opts, &mut failures, e).await?;
                 continue;
             }
+            Err(_) => anyhow::bail!(
+                "GET /v1/snapshot: no answer within {} s",
+                online::REQUEST_TIMEOUT.as_secs()
+            ),
         };
         failures = 0;
         match res.status {
