@@ -94,7 +94,7 @@ struct Vm {
     config: PathBuf,
     base: String,
     backends: Vec<TlsBackend>,
-    _tpm: Swtpm,
+    tpm: Swtpm,
 }
 
 impl Vm {
@@ -162,7 +162,7 @@ impl Vm {
                     config,
                     base,
                     backends,
-                    _tpm: tpm,
+                    tpm,
                 };
             }
             drop(child);
@@ -602,4 +602,20 @@ fn verification_passes_through_haproxy_in_tcp_passthrough() {
         lb.log()
     );
     assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn a_reboot_fails_the_reboot_check() {
+    let (Some(bin), true) = (verigated_binary(), tools_available()) else {
+        return;
+    };
+    let mut vm = Vm::start(&bin);
+    let snap = vm.snapshot();
+    // Power-cycle the TPM under the running verigated (it reopens the TPM on the next
+    // quote): resetCount goes up and PCR 10 starts from zeros again.
+    vm.tpm.restart().expect("swtpm restarts");
+    let (code, report) = vm.verify(&snap, &["--allow-simulated-tee"]);
+    let failed = failed(&report);
+    assert!(failed.contains(&"tpm reboot".to_string()), "{report:#}");
+    assert_eq!(code, 1);
 }
