@@ -394,6 +394,16 @@ fn snapshot_then_verify_passes_and_an_impostor_fails_only_its_name() {
         (1, vec!["tee measurement".to_string()])
     );
 
+    // A second snapshot without --out goes to the default name, in the current folder.
+    let out = vm.verigate(&["snapshot", "--allow-simulated-tee"]);
+    assert_eq!(out.status.code(), Some(0));
+    let written: Vec<String> = std::fs::read_dir(vm.dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("verigate-snapshot-vm.example.com-") && n.ends_with(".json"))
+        .collect();
+    assert_eq!(written.len(), 1, "{written:?}");
+
     // Text output: one line per check and the verdict.
     let out = vm.verigate(&[
         "verify",
