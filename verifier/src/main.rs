@@ -23,9 +23,10 @@ struct Cli {
     #[arg(long, global = true, value_name = "URL")]
     url: Option<String>,
 
-    /// Do not check verigated's certificate against the Web PKI (it is usually
-    /// self-signed). The handshake signature is still checked, and attestation then
-    /// pins the certificate: `verify` fails if it is not the one the VM attests.
+    /// Do not check certificates against the Web PKI: verigated's (usually
+    /// self-signed) and, in `verify`, each --application's. Handshake signatures are
+    /// still checked, and attestation then pins each certificate: `verify` fails if one
+    /// is not the one the VM attests. Default: PKI checked.
     #[arg(long, global = true)]
     allow_insecure_tls: bool,
 
