@@ -14,8 +14,12 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// What the stand-in answers to `(method, path)`: a status and a body, or `None` to
-/// close the connection without an answer.
+/// close the connection without an answer (see [`CLOSE`] to close after answering).
 type Answer = Arc<dyn Fn(&str, &str) -> Option<(u16, Vec<u8>)> + Send + Sync>;
+
+/// Status codes above this are sent as `code - CLOSE` and the connection is closed
+/// after the answer, as a server without keep-alive does.
+const CLOSE: u16 = 1000;
 
 /// A TLS server on 127.0.0.1 speaking just enough HTTP/1.1 (keep-alive, no request
 /// bodies) to answer the CLI. Stops on drop.
@@ -118,13 +122,19 @@ async fn serve(mut tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>, 
         let Some((status, body)) = answer(method, path) else {
             return;
         };
+        let (status, close) = if status > CLOSE {
+            (status - CLOSE, true)
+        } else {
+            (status, false)
+        };
         let mut res = format!(
             "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
             body.len()
         )
         .into_bytes();
         res.extend_from_slice(&body);
-        if tls.write_all(&res).await.is_err() {
+        if tls.write_all(&res).await.is_err() || close {
+            let _ = tls.shutdown().await;
             return;
         }
     }
@@ -277,4 +287,65 @@ fn snapshot_writes_nothing_from_a_bad_server() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("[FAIL] evidence: "));
 
     assert!(!out_file.exists(), "nothing was written");
+}
+
+#[test]
+fn snapshot_polls_on_through_a_server_that_closes_every_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("out.json");
+    let polls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let gets = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let evidence_gets = gets.clone();
+    // Every answer closes its connection: the CLI must open a new one for each request
+    // (polls, then the evidence) rather than stop.
+    let server = StandIn::start(Arc::new(move |method, path| match (method, path) {
+        ("POST", _) => Some((CLOSE + 202, b"{}".to_vec())),
+        ("GET", "/v1/snapshot") => {
+            if polls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 2 {
+                Some((
+                    CLOSE + 202,
+                    br#"{"phase":"hashing","files_done":1}"#.to_vec(),
+                ))
+            } else {
+                Some((CLOSE + 200, snapshot_json()))
+            }
+        }
+        _ => {
+            evidence_gets.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Some((CLOSE + 200, b"not evidence".to_vec()))
+        }
+    }));
+    let out = verigate(
+        &server.url(),
+        &[
+            "snapshot",
+            "--allow-simulated-tee",
+            "--out",
+            out_file.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    // It got as far as judging the evidence (which is not evidence, so exit 1).
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("[FAIL] evidence: "));
+    assert_eq!(gets.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert!(!out_file.exists());
+}
+
+fn snapshot_json() -> Vec<u8> {
+    attest::snapshot::Snapshot {
+        version: attest::snapshot::SNAPSHOT_VERSION,
+        created_at: "2026-11-28T00:00:00Z".into(),
+        tee_policy: attest::snapshot::TeePolicy::None,
+        tpm_policy: None,
+        ima: None,
+        manifest: attest::binding::Manifest::default(),
+        filehashes: vec![],
+    }
+    .to_json()
 }

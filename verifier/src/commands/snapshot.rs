@@ -305,8 +305,18 @@ pub fn run(online: &Online, args: SnapshotArgs) -> anyhow::Result<Outcome> {
     let (snapshot_bytes, evidence_bytes, endpoint_sha) = runtime.block_on(async {
         let (snapshot, mut conn) = build_remote(&endpoint, &opts, online.url()).await?;
         // Evidence on the connection the snapshot came on, so both are from the
-        // certificate that is then checked against the attested manifest.
-        let evidence = online::get_attestation(&mut conn, &nonce).await?;
+        // certificate that is then checked against the attested manifest. A server may
+        // close a connection after an answer: then once more on a new connection,
+        // whose certificate is the one checked.
+        let evidence = match online::get_attestation(&mut conn, &nonce).await {
+            Ok(e) => e,
+            Err(first) => {
+                conn = Connection::open(&endpoint, &opts)
+                    .await
+                    .with_context(|| format!("{first:#}; then reconnecting"))?;
+                online::get_attestation(&mut conn, &nonce).await?
+            }
+        };
         anyhow::Ok((snapshot, evidence, cert_sha256(conn.leaf())))
     })?;
 
