@@ -8,18 +8,30 @@
 #   4. an unknown name gets a TLS unrecognized_name alert, until a reload (SIGHUP)
 #      adds a catch-all route;
 #   5. verigated's own endpoint (its own name, or no SNI): /healthz and /metrics;
-#   6. verigated's log: one line per connection.
+#   6. verigated's log: one line per connection;
+#   7. attestation on a simulated confidential VM (simulated TEE, a real swtpm, an IMA
+#      log the demo writes and extends into PCR 10): `verigate snapshot`, then
+#      `verigate verify` with the three applications (every check passes), then two
+#      attacks that verify catches: a backend's certificate swapped, and a new
+#      executable in the IMA log.
 #
-# Run by scripts/demo.sh after the release build; VERIGATED=path overrides the binary.
+# Run by scripts/demo.sh after the release build; VERIGATED=path and VERIGATE=path
+# override the binaries.
 # Every process it starts is stopped by PID on exit, and its temp dir removed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VERIGATED=${VERIGATED:-target/release/verigated}
-if [ ! -x "$VERIGATED" ]; then
-  echo "demo: $VERIGATED not found; run scripts/demo.sh (it builds it) or set VERIGATED" >&2
-  exit 2
-fi
+VERIGATE=${VERIGATE:-target/release/verigate}
+for bin in "$VERIGATED" "$VERIGATE"; do
+  if [ ! -x "$bin" ]; then
+    echo "demo: $bin not found; run scripts/demo.sh (it builds it) or set VERIGATED/VERIGATE" >&2
+    exit 2
+  fi
+done
+for tool in swtpm tpm2_pcrextend openssl curl python3; do
+  command -v "$tool" >/dev/null || { echo "demo: $tool not installed (scripts/install-deps.sh)" >&2; exit 2; }
+done
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/verigate-demo.XXXXXX")
 PIDS=()
@@ -34,6 +46,17 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
+free_port_pair() { # P such that P and P+1 are free (swtpm: server and control ports)
+  python3 -c '
+import socket
+for _ in range(100):
+    a = socket.socket(); a.bind(("127.0.0.1", 0)); p = a.getsockname()[1]
+    b = socket.socket()
+    try:
+        b.bind(("127.0.0.1", p + 1)); print(p); break
+    except OSError:
+        pass'
+}
 wait_port() { # wait until something listens on 127.0.0.1:$1
   for _ in $(seq 1 100); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
@@ -42,12 +65,27 @@ wait_port() { # wait until something listens on 127.0.0.1:$1
   echo "demo: nothing listens on 127.0.0.1:$1" >&2
   return 1
 }
+stop_pid() { # SIGTERM one process we started, wait for it, forget its PID
+  kill -TERM "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+  local keep=() p
+  for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+  PIDS=("${keep[@]}")
+}
 fingerprint() { openssl x509 -noout -fingerprint -sha256 | cut -d= -f2; }
 
 # --- 1. three TLS services ----------------------------------------------------------
 say "Starting three TLS services, each with its own self-signed certificate"
 NAMES=(app1.example.com app2.example.com svc.internal.example.com)
-declare -A PORT FPR
+declare -A PORT FPR SPID
+start_service() { # start_service NAME CERT KEY: an HTTPS server for NAME on PORT[NAME]
+  local dir="$WORK/$1"
+  # -WWW serves files of the current directory over HTTPS.
+  (cd "$dir/www" && exec openssl s_server -quiet -WWW -accept "127.0.0.1:${PORT[$1]}" \
+    -cert "$2" -key "$3") >>"$dir/s_server.log" 2>&1 &
+  SPID[$1]=$!
+  PIDS+=("$!")
+}
 for name in "${NAMES[@]}"; do
   dir="$WORK/$name"
   mkdir -p "$dir/www"
@@ -56,14 +94,69 @@ for name in "${NAMES[@]}"; do
     -keyout "$dir/key.pem" -out "$dir/cert.pem" 2>/dev/null
   echo "hello from $name" >"$dir/www/index.html"
   PORT[$name]=$(free_port)
-  # -WWW serves files of the current directory over HTTPS.
-  (cd "$dir/www" && exec openssl s_server -quiet -WWW -accept "127.0.0.1:${PORT[$name]}" \
-    -cert "$dir/cert.pem" -key "$dir/key.pem") >"$dir/s_server.log" 2>&1 &
-  PIDS+=($!)
+  start_service "$name" "$dir/cert.pem" "$dir/key.pem"
   FPR[$name]=$(fingerprint <"$dir/cert.pem")
   printf '  %-26s 127.0.0.1:%-6s certificate sha256 %s\n' "$name" "${PORT[$name]}" "${FPR[$name]:0:29}..."
 done
 for name in "${NAMES[@]}"; do wait_port "${PORT[$name]}"; done
+
+# --- 1b. a simulated confidential VM: a TPM and an IMA log -------------------------
+# No SEV-SNP or TDX here: verigated signs "simulated" TEE reports with a key of its data
+# dir (verify accepts them only with --allow-simulated-tee). The TPM is real (swtpm), and
+# the IMA log is one the demo writes as the kernel would: each entry's hash is extended
+# into PCR 10, so the TPM quote vouches for the log.
+say "A simulated confidential VM: swtpm (TPM 2.0) and an IMA log extended into PCR 10"
+TPM_PORT=$(free_port_pair)
+mkdir -p "$WORK/swtpm"
+swtpm socket --tpm2 --tpmstate "dir=$WORK/swtpm" \
+  --server "type=tcp,port=$TPM_PORT,bindaddr=127.0.0.1" \
+  --ctrl "type=tcp,port=$((TPM_PORT + 1)),bindaddr=127.0.0.1" \
+  --flags not-need-init,startup-clear --log "file=$WORK/swtpm/swtpm.log" &
+SWTPM_PID=$!
+PIDS+=("$SWTPM_PID")
+wait_port "$TPM_PORT"
+TCTI="swtpm:host=127.0.0.1,port=$TPM_PORT"
+echo "  swtpm pid $SWTPM_PID, TCTI $TCTI"
+
+# ima.py LOG PATH [FILE]: appends an ima-ng entry (sha256 file digest) for PATH to the
+# binary measurement list LOG, as the kernel does when PATH is executed, and prints the
+# SHA-256 of the entry's template data: the value the kernel extends into PCR 10's
+# SHA-256 bank. Without FILE, PATH is `boot_aggregate` (digest of PCRs 0-9, all zero).
+cat >"$WORK/ima.py" <<'PYEOF'
+import hashlib, struct, sys
+log, path = sys.argv[1], sys.argv[2]
+if len(sys.argv) > 3:
+    with open(sys.argv[3], "rb") as f:
+        digest = hashlib.sha256(f.read()).digest()
+else:
+    digest = hashlib.sha256(bytes(32 * 10)).digest()
+fields = [b"sha256:\0" + digest, path.encode() + b"\0"]
+data = b"".join(struct.pack("<I", len(f)) + f for f in fields)
+entry = (struct.pack("<I", 10) + hashlib.sha1(data).digest()
+         + struct.pack("<I", 6) + b"ima-ng" + struct.pack("<I", len(data)) + data)
+with open(log, "ab") as f:
+    f.write(entry)
+print(hashlib.sha256(data).hexdigest())
+PYEOF
+IMA_LOG="$WORK/binary_runtime_measurements"
+: >"$IMA_LOG"
+measure() { # measure PATH [FILE]: log it, then extend PCR 10 with the same value
+  local value
+  value=$(python3 "$WORK/ima.py" "$IMA_LOG" "$@")
+  TPM2TOOLS_TCTI="$TCTI" tpm2_pcrextend "10:sha256=$value"
+  printf '  %-34s extended PCR 10 by %s...\n' "$1" "${value:0:16}"
+}
+measure boot_aggregate
+for f in /usr/bin/bash /usr/bin/openssl /usr/bin/curl; do
+  [ -r "$f" ] && measure "$f" "$f"
+done
+echo "  the log replays to the TPM's PCR 10:"
+"$VERIGATE" ima replay "$IMA_LOG" | sed 's/^/    /'
+printf '    TPM: '
+TPM2TOOLS_TCTI="$TCTI" tpm2_pcrread sha256:10 | tail -n 1 | sed 's/^ *//'
+# The files a snapshot scans besides the IMA log (a real VM: "/", minus volatile trees).
+mkdir -p "$WORK/vm-root/usr/bin"
+cp /usr/bin/bash "$WORK/vm-root/usr/bin/"
 
 # --- 2. verigated in front ----------------------------------------------------------
 GW_PORT=$(free_port)
@@ -87,19 +180,27 @@ sni = "*.internal.example.com"
 backend = "127.0.0.1:${PORT[svc.internal.example.com]}"
 
 [attestation]
-tee = "none"
-tpm = "none"
+tee = "simulated"
+tpm = "$TCTI"
+ima_log = "$IMA_LOG"
+
+[snapshot]
+roots = ["$WORK/vm-root"]
+exclude = []
 EOF
 say "verigated's configuration ($CONFIG)"
 sed 's/^/  /' "$CONFIG"
 say "verigated check-config"
 "$VERIGATED" check-config "$CONFIG"
 
+start_verigated() {
+  "$VERIGATED" --config "$CONFIG" >>"$WORK/verigated.log" 2>&1 &
+  GW_PID=$!
+  PIDS+=("$GW_PID")
+  wait_port "$GW_PORT"
+}
 say "Starting verigated on 127.0.0.1:$GW_PORT"
-"$VERIGATED" --config "$CONFIG" >"$WORK/verigated.log" 2>&1 &
-GW_PID=$!
-PIDS+=("$GW_PID")
-wait_port "$GW_PORT"
+start_verigated
 echo "  pid $GW_PID; own certificate generated in $WORK/verigated/data/"
 
 # --- 3. each name through verigated ------------------------------------------------
@@ -149,7 +250,102 @@ sleep 0.3 # the last connection's line is written as it closes
 grep 'verigated::connection' "$WORK/verigated.log" | grep -v 'closed_before_client_hello' |
   sed -E 's/^[^ ]+ +INFO verigated::connection: connection /  /' | tail -n 12
 
+# --- 7. attestation: snapshot, verify, and two attacks ---------------------------------
+URL="https://127.0.0.1:$GW_PORT"
+# --allow-insecure-tls: verigated's own certificate is self-signed; the attestation pins
+# it instead (the manifest must hold the certificate this very connection presented).
+# --allow-simulated-tee: there is no SEV-SNP/TDX hardware in this demo.
+APPS=(--connect-to "127.0.0.1:$GW_PORT")
+for name in "${NAMES[@]}"; do APPS+=(--application "$name"); done
+# verify [--brief]: runs verigate verify with the three applications and prints its report
+# (--brief: only the failed checks and the verdict) and its exit status.
+verify() {
+  local out rc=0
+  out=$("$VERIGATE" --url "$URL" --allow-insecure-tls verify --snapshot "$WORK/snapshot.json" \
+    --allow-simulated-tee "${APPS[@]}" 2>&1) || rc=$?
+  if [ "${1:-}" = --brief ]; then
+    printf '  (%s checks passed)\n' "$(grep -c '^\[PASS\]' <<<"$out")"
+    grep -v -E '^\[PASS\]|^(url|domain|tee|snapshot): |^$' <<<"$out" | sed 's/^/  /'
+  else
+    sed 's/^/  /' <<<"$out"
+  fi
+  printf '  \033[1m-> verigate verify exit status: %s\033[0m\n' "$rc"
+  LAST_RC=$rc
+}
+wait_manifest() { # wait until verigated's manifest holds the SHA-256 $1
+  for _ in $(seq 1 100); do
+    curl --silent --insecure --max-time 10 "$URL/v1/manifest" | grep -qi "$1" && return 0
+    sleep 0.1
+  done
+  echo "demo: the manifest never showed certificate $1" >&2
+  return 1
+}
+
+say "Snapshot: freeze the VM's state (TEE and TPM policy, certificates, IMA files)"
+echo "  \$ verigate --url $URL --allow-insecure-tls snapshot --allow-simulated-tee --out snapshot.json"
+rc=0
+out=$("$VERIGATE" --url "$URL" --allow-insecure-tls snapshot --allow-simulated-tee \
+  --out "$WORK/snapshot.json" </dev/null 2>&1) || rc=$?
+sed 's/^/  /' <<<"$out"
+printf '  \033[1m-> verigate snapshot exit status: %s\033[0m\n' "$rc"
+[ "$rc" = 0 ] || { echo "demo: the snapshot failed" >&2; exit 1; }
+python3 - "$WORK/snapshot.json" <<'PYEOF'
+import json, sys
+s = json.load(open(sys.argv[1]))
+print("  the snapshot pins:")
+for k, v in s.items():
+    if isinstance(v, dict):
+        v = ", ".join(sorted(v)[:6]) + (" ..." if len(v) > 6 else "")
+    elif isinstance(v, list):
+        v = f"{len(v)} items"
+    print(f"    {k}: {str(v)[:90]}")
+PYEOF
+
+say "Verify the untouched VM: one TEE report, and one handshake per application"
+echo "  \$ verigate --url $URL --allow-insecure-tls verify --snapshot snapshot.json --allow-simulated-tee ${APPS[*]}"
+verify
+[ "$LAST_RC" = 0 ] || { echo "demo: the untouched VM should pass" >&2; exit 1; }
+
+say "Attack 1: app2's certificate swapped inside the VM (e.g. a stolen key replaced)"
+dir="$WORK/app2.example.com"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+  -subj "/CN=app2.example.com" -addext "subjectAltName=DNS:app2.example.com" \
+  -keyout "$dir/key2.pem" -out "$dir/cert2.pem" 2>/dev/null
+stop_pid "${SPID[app2.example.com]}"
+start_service app2.example.com "$dir/cert2.pem" "$dir/key2.pem"
+wait_port "${PORT[app2.example.com]}"
+NEW=$(fingerprint <"$dir/cert2.pem" | tr -d : | tr 'A-F' 'a-f')
+echo "  app2 restarted with a new certificate, sha256 ${NEW:0:16}...; SIGHUP makes verigated"
+echo "  refresh its manifest at once (it also refreshes periodically)"
+kill -HUP "$GW_PID"
+wait_manifest "$NEW"
+verify --brief
+[ "$LAST_RC" = 1 ] || { echo "demo: a swapped certificate should fail verify" >&2; exit 1; }
+echo "  (a planned renewal passes with --allow-certificate-change, as the VM attests the new one)"
+
+say "Back to app2's original certificate: verify passes again"
+stop_pid "${SPID[app2.example.com]}"
+start_service app2.example.com "$dir/cert.pem" "$dir/key.pem"
+wait_port "${PORT[app2.example.com]}"
+kill -HUP "$GW_PID"
+wait_manifest "$(tr -d : <<<"${FPR[app2.example.com]}" | tr 'A-F' 'a-f')"
+verify --brief
+
+say "Attack 2: a new executable runs in the VM (IMA logs it and extends PCR 10)"
+mkdir -p "$WORK/vm-root/usr/local/bin"
+printf '#!/bin/sh\n# pretend miner\n' >"$WORK/vm-root/usr/local/bin/cryptominer"
+chmod +x "$WORK/vm-root/usr/local/bin/cryptominer"
+# The demo's swtpm serves one client at a time and verigated holds the connection, so
+# verigated steps aside while the demo extends PCR 10 (in a real VM the kernel does it).
+stop_pid "$GW_PID"
+measure /usr/local/bin/cryptominer "$WORK/vm-root/usr/local/bin/cryptominer"
+start_verigated
+echo "  verigated restarted (pid $GW_PID); the log and PCR 10 still agree, so only the"
+echo "  comparison with the snapshot can tell:"
+verify --brief
+[ "$LAST_RC" = 1 ] || { echo "demo: an unknown executable should fail verify" >&2; exit 1; }
+
 say "Done: stopping verigated (SIGTERM drains open connections) and the services"
 kill -TERM "$GW_PID"
 wait "$GW_PID" || true
-grep -E 'stopping|drained' "$WORK/verigated.log" | sed -E 's/^[^ ]+ +//; s/^/  /'
+grep -E 'stopping|drained' "$WORK/verigated.log" | tail -n 2 | sed -E 's/^[^ ]+ +//; s/^/  /'
