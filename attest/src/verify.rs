@@ -809,6 +809,17 @@ fn check_ima_replay(
             entries.len()
         ));
     };
+    // A kernel with IMA extends boot_aggregate first, so a quoted PCR still at its reset
+    // value while the log holds measurements means the TPM was reset after they were
+    // made: none of them is anchored, and judging "the empty prefix" would judge nothing.
+    let measured = entries.iter().filter(|e| e.pcr() == pcr).count();
+    let quoted_measured = entries[..cut].iter().filter(|e| e.pcr() == pcr).count();
+    if quoted_measured == 0 && measured > 0 {
+        return fail(format!(
+            "the quoted PCR {pcr} is at its reset value but the IMA log holds {measured} \
+             measurements for it: the TPM was reset after they were made, so none is anchored"
+        ));
+    }
     let mut entries = entries;
     let later = entries.len().saturating_sub(cut);
     entries.truncate(cut);

@@ -348,6 +348,24 @@ fn a_reboot_fails_the_reboot_check() {
 }
 
 #[test]
+fn a_reset_tpm_whose_pcr_covers_none_of_the_log_fails_the_replay() {
+    let mut vm = Vm::start();
+    let snap = vm.snapshot();
+    // A reboot after which nothing was measured again: PCR 10 is back at zeros while
+    // the log still lists what ran before. The empty prefix "replays", but it anchors
+    // nothing, so the replay must fail rather than leave every entry unjudged.
+    vm.sw.restart().expect("swtpm restarts");
+    vm.tpm = Tpm::open(&vm.sw.tcti()).expect("TPM reopens");
+    let nonce = Nonce::random();
+    let checks = verify(&vm.evidence(nonce), &expect(nonce, Some(&snap)));
+    assert_failed(&checks, &["tpm reboot", "ima replay", "ima entries"]);
+    assert!(
+        detail(&checks, "ima replay").contains("reset value"),
+        "{checks:?}"
+    );
+}
+
+#[test]
 fn another_attestation_key_fails_the_key_check() {
     let mut vm = Vm::start();
     let snap = vm.snapshot();
