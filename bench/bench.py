@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import atexit
 import datetime
+import json
 import os
 import platform
 import random
@@ -254,7 +255,7 @@ stream {{
 """
 
 
-def verigated_conf(tmp, port, backend_port, crt):
+def verigated_conf(tmp, port, backend_port, crt, splice=True):
     return f"""# verigated SNI passthrough: one route, no TEE/TPM (the bench measures forwarding).
 [gateway]
 listen = ["127.0.0.1:{port}"]
@@ -262,6 +263,7 @@ domain = "{GW_DOMAIN}"
 data_dir = "{tmp}/verigated"
 client_hello_timeout = "5s"
 max_connections = 20000
+splice = {"true" if splice else "false"}
 
 [[route]]
 sni = "{SNI}"
@@ -334,13 +336,22 @@ async def open_idle(port, count, concurrency=64):
     ctx = client_context()
     sem = asyncio.Semaphore(concurrency)
     conns = []
+    # After the first failure (a proxy at its connection or descriptor limit), the rest
+    # are not attempted: the number opened is the answer, and waiting out timeouts is not.
+    failed = asyncio.Event()
 
     async def one(i):
         async with sem:
-            r, w = await asyncio.wait_for(
-                asyncio.open_connection("127.0.0.1", port, ssl=ctx, server_hostname=SNI,
-                                        local_addr=(SOURCES[i % len(SOURCES)], 0)),
-                timeout=30)
+            if failed.is_set():
+                return
+            try:
+                r, w = await asyncio.wait_for(
+                    asyncio.open_connection("127.0.0.1", port, ssl=ctx, server_hostname=SNI,
+                                            local_addr=(SOURCES[i % len(SOURCES)], 0)),
+                    timeout=10)
+            except BaseException:
+                failed.set()
+                raise
             conns.append((r, w))
 
     results = await asyncio.gather(*(one(i) for i in range(count)), return_exceptions=True)
@@ -425,20 +436,38 @@ def main():
     ap.add_argument("--large-mib", type=int, default=1024, help="size of the large file (1024)")
     ap.add_argument("--bulk-repeats", type=int, default=2, help="downloads of the large file per proxy (2)")
     ap.add_argument("--connections", type=int, default=5000, help="new TLS connections per proxy (5000)")
-    ap.add_argument("--idle", type=int, default=9000, help="idle TLS connections per proxy (9000)")
+    ap.add_argument("--idle", type=int, default=7500,
+                    help="idle TLS connections per proxy (7500: with the hard open-files limit of 20000 "
+                         "here, HAProxy with splice reserves descriptors for pipes and accepts ~8000)")
     ap.add_argument("--settle", type=float, default=2.0, help="seconds before reading RSS (2)")
     ap.add_argument("--only", default="", help="comma-separated subset of paths to run")
     ap.add_argument("--quick", action="store_true", help="small counts, for checking the script")
     ap.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
+    ap.add_argument("--render", action="store_true",
+                    help="only re-write RESULTS.md from bench/results.json (the last run's numbers)")
     args = ap.parse_args()
     if args.quick:
         args.large_mib, args.bulk_repeats, args.connections, args.idle = 64, 1, 200, 300
 
+    if args.render:
+        # Re-render RESULTS.md (e.g. after editing discussion.md) from the last run's numbers.
+        with open(os.path.join(HERE, "results.json")) as f:
+            saved = json.load(f)
+        saved_args = argparse.Namespace(**saved["meta"]["args"])
+        saved_args.out = args.out
+        report(saved_args, saved["meta"], saved["results"], saved["configs"],
+               saved["verigated_missing"], saved["lines"])
+        return
     started_at = datetime.datetime.now(datetime.timezone.utc)
+    with open("/proc/loadavg") as f:
+        load_at_start = " ".join(f.read().split()[:3])
     tmp = tempfile.mkdtemp(prefix="verigate-bench-")
     lines = []
 
+    t_start = time.time()
+
     def log(msg):
+        msg = f"[{time.time() - t_start:6.1f}s] {msg}"
         print(msg, flush=True)
         lines.append(msg)
 
@@ -460,7 +489,10 @@ def main():
         paths = []
         verigated_missing = None
         if os.path.exists(args.verigated):
-            paths.append("verigated")
+            # verigated as shipped (logs one line per connection at info, splice on); with
+            # RUST_LOG=warn, since the peers here log no line per connection either; and
+            # with `splice = false` (its portable copy loop).
+            paths += ["verigated", "verigated-quiet", "verigated-nosplice"]
         else:
             verigated_missing = f"{args.verigated} not found"
         paths += ["haproxy-splice", "haproxy-nosplice", "nginx-stream", "direct"]
@@ -473,6 +505,7 @@ def main():
         for name in paths:
             port = free_port()
             proc = None
+            env = None
             if name == "direct":
                 port = bport
                 configs[name] = ("(none)", "client connects to the backend directly")
@@ -487,8 +520,8 @@ def main():
                 cmd = ["nginx", "-c", path, "-p", tmp]
                 configs[name] = (" ".join(cmd), conf)
             else:
-                conf = verigated_conf(tmp, port, bport, crt)
-                path = write(f"{tmp}/verigated.toml", conf)
+                conf = verigated_conf(tmp, port, bport, crt, splice=(name != "verigated-nosplice"))
+                path = write(f"{tmp}/{name}.toml", conf)
                 check = subprocess.run([args.verigated, "check-config", path],
                                        capture_output=True, text=True, timeout=30)
                 if check.returncode != 0:
@@ -496,16 +529,17 @@ def main():
                     log(f"verigated: {verigated_missing}")
                     continue
                 cmd = [args.verigated, "--config", path]
-                configs[name] = (" ".join(cmd), conf)
+                env = dict(os.environ, RUST_LOG="warn" if name != "verigated" else "info")
+                configs[name] = (f"RUST_LOG={env['RUST_LOG']} " + " ".join(cmd), conf)
             if name != "direct":
-                proc = start(cmd, f"{tmp}/{name}.log")
+                proc = start(cmd, f"{tmp}/{name}.log", env=env)
                 try:
                     wait_port(port, proc, name)
                 except RuntimeError as e:
                     with open(f"{tmp}/{name}.log", errors="replace") as f:
                         tail = f.read()[-2000:]
                     log(f"{name}: {e}; log: {tail}")
-                    if name == "verigated":
+                    if name.startswith("verigated"):
                         verigated_missing = f"it did not start: {e}"
                     stop(proc)
                     continue
@@ -523,7 +557,12 @@ def main():
                     stop(proc)
             time.sleep(1)
         stop(backend)
-        report(args, started_at, results, configs, verigated_missing, lines)
+        meta = {"started_at": started_at.isoformat(), "load": load_at_start, "machine": machine(),
+                "argv": sys.argv[1:], "args": vars(args)}
+        with open(os.path.join(HERE, "results.json"), "w") as f:
+            json.dump({"meta": meta, "results": results, "configs": configs,
+                       "verigated_missing": verigated_missing, "lines": lines}, f, indent=1)
+        report(args, meta, results, configs, verigated_missing, lines)
     finally:
         kill_started()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -562,10 +601,11 @@ def fmt(v, digits=2):
     return "n/a" if v is None or v != v else f"{v:.{digits}f}"
 
 
-def report(args, started_at, results, configs, verigated_missing, lines):
-    m = machine()
+def report(args, meta, results, configs, verigated_missing, lines):
+    m = meta["machine"]
+    started_at = datetime.datetime.fromisoformat(meta["started_at"])
     ha_names = ["haproxy-splice", "haproxy-nosplice"]
-    proxies = [n for n in ["verigated", "haproxy-splice", "haproxy-nosplice", "nginx-stream"] if n in results]
+    proxies = [n for n in ["verigated", "verigated-quiet", "verigated-nosplice", "haproxy-splice", "haproxy-nosplice", "nginx-stream"] if n in results]
 
     out = []
     out.append("# verigated vs HAProxy 2.6 and nginx stream — SNI passthrough on loopback\n")
@@ -573,7 +613,9 @@ def report(args, started_at, results, configs, verigated_missing, lines):
                "Re-run it to refresh this file; every number below comes from that one run.\n")
     out.append("## Machine\n")
     out.append(f"- `nproc`: {m['nproc']}\n- CPU: {m['cpu']}\n- kernel: {m['kernel']}\n"
-               f"- {m['haproxy']}\n- {m['nginx']}\n- {m['curl']}\n- load generator: {m['python']}\n")
+               f"- {m['haproxy']}\n- {m['nginx']}\n- {m['curl']}\n- load generator: {m['python']}")
+    out.append(f"- load average when the run started: {meta['load']} (other work on the machine "
+               "shares the cores: CPU-seconds are per process and barely move with it, latency does)\n")
     out.append("Client, proxy and backend share these cores, so absolute numbers are loopback "
                "numbers; the ratios are what the targets are about.\n")
 
@@ -587,7 +629,7 @@ def report(args, started_at, results, configs, verigated_missing, lines):
     out.append("Ratios are to HAProxy with `option splice-auto` and with splice off. A target is "
                "judged against the better (lower) of the two HAProxy numbers.\n")
 
-    def verdict(get, target, ratio=True):
+    def verdict(get, target, ratio=True, interval=None):
         if "verigated" not in results:
             return "target not judged: verigated not measured"
         ha = [get(results[h]) for h in ha_names if h in results]
@@ -601,8 +643,16 @@ def report(args, started_at, results, configs, verigated_missing, lines):
             return (f"target ≤ {target}× HAProxy's best: verigated is {v / best:.2f}× — "
                     + ("**met**" if ok else "**missed**"))
         ok = v <= best
-        return (f"target ≤ HAProxy's best ({best:.0f} µs): verigated {v:.0f} µs — "
+        text = (f"target ≤ HAProxy's best ({best:.0f} µs): verigated {v:.0f} µs — "
                 + ("**met**" if ok else "**missed**"))
+        if interval is not None:
+            best_name = min((h for h in ha_names if h in results), key=lambda h: get(results[h]))
+            lo, hi = interval(results["verigated"])
+            blo, bhi = interval(results[best_name])
+            if lo <= bhi and blo <= hi:
+                text += (f" (but the 95% intervals, {lo:.0f} .. {hi:.0f} and {blo:.0f} .. {bhi:.0f}, "
+                         "overlap: the difference is within this run's noise)")
+        return text
 
     ratio_metrics = [
         ("proxy CPU per GiB forwarded (bulk download)", "CPU s/GiB", 3,
@@ -624,6 +674,13 @@ def report(args, started_at, results, configs, verigated_missing, lines):
                 ratios.append(fmt(v / hv) if (hv and v is not None and v == v) else "n/a")
             out.append(f"| {n} | {fmt(v, digits)} | {ratios[0]} | {ratios[1]} |")
         out.append(f"\n{verdict(get, target)}\n")
+        if unit == "KiB/conn":
+            for n in proxies:
+                r = results[n]
+                if r.get("idle_opened", args.idle) < args.idle:
+                    out.append(f"- {n} held only {r['idle_opened']} of {args.idle} idle connections "
+                               f"(first failure: {r.get('idle_error')}); its KiB/conn is over those.")
+            out.append("")
 
     for key, p in (("added_p50", "p50"), ("added_p99", "p99")):
         out.append(f"### added connect+handshake latency over direct, {p}\n")
@@ -635,7 +692,7 @@ def report(args, started_at, results, configs, verigated_missing, lines):
             for h in ha_names:
                 minus.append(f"{v - results[h][key][0]:+.0f}" if h in results else "n/a")
             out.append(f"| {n} | {v:.0f} | {lo:.0f} .. {hi:.0f} | {minus[0]} | {minus[1]} |")
-        out.append(f"\n{verdict(lambda r: r[key][0], 1.0, ratio=False)}\n")
+        out.append(f"\n{verdict(lambda r, k=key: r[k][0], 1.0, ratio=False, interval=lambda r, k=key: (r[k][1], r[k][2]))}\n")
 
     out.append("### Raw numbers\n")
     out.append("| path | bulk GiB | bulk wall s | CPU s/GiB | CPU µs/conn | handshake p50 µs | p99 µs | idle conns opened | idle KiB/conn |")
@@ -679,7 +736,7 @@ def report(args, started_at, results, configs, verigated_missing, lines):
                "workers are each program's default (HAProxy: one thread per CPU; nginx: `worker_processes "
                "auto`; verigated: its default runtime).\n")
     out.append("## Exact commands and configurations\n")
-    out.append("```\nbench/run.sh " + " ".join(sys.argv[1:]) + "\n```\n")
+    out.append("```\nbench/run.sh " + " ".join(meta["argv"]) + "\n```\n")
     for n, (cmd, conf) in configs.items():
         out.append(f"### {n}\n\n```\n{cmd}\n```\n\n```\n{conf.strip()}\n```\n")
     out.append("## Log of the run\n\n```")

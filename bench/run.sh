@@ -28,4 +28,4 @@ if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
         echo "bench: verigated did not build; measuring the peers only" >&2
 fi
 
-exec timeout 3600 python3 bench/bench.py "$@"
+exec timeout 3600 python3 -B bench/bench.py "$@"
