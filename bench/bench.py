@@ -21,6 +21,7 @@ Run through bench/run.sh, which raises the open-files limit and builds verigated
 import argparse
 import asyncio
 import atexit
+import ctypes
 import datetime
 import json
 import os
@@ -88,9 +89,16 @@ def free_port():
         return s.getsockname()[1]
 
 
+def die_with_parent():
+    # PR_SET_PDEATHSIG = 1: a child gets SIGTERM if this script dies without cleaning up
+    # (even SIGKILL), so no proxy or backend outlives the run.
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+
+
 def start(cmd, log, **kw):
     out = open(log, "ab")
-    p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, **kw)
+    p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                         preexec_fn=die_with_parent, **kw)
     STARTED.append(p)
     return p
 
@@ -444,14 +452,14 @@ def main():
     ap.add_argument("--quick", action="store_true", help="small counts, for checking the script")
     ap.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
     ap.add_argument("--render", action="store_true",
-                    help="only re-write RESULTS.md from bench/results.json (the last run's numbers)")
+                    help="only re-write RESULTS.md from RESULTS.json beside it (the last run's numbers)")
     args = ap.parse_args()
     if args.quick:
         args.large_mib, args.bulk_repeats, args.connections, args.idle = 64, 1, 200, 300
 
     if args.render:
         # Re-render RESULTS.md (e.g. after editing discussion.md) from the last run's numbers.
-        with open(os.path.join(HERE, "results.json")) as f:
+        with open(os.path.splitext(args.out)[0] + ".json") as f:
             saved = json.load(f)
         saved_args = argparse.Namespace(**saved["meta"]["args"])
         saved_args.out = args.out
@@ -559,7 +567,7 @@ def main():
         stop(backend)
         meta = {"started_at": started_at.isoformat(), "load": load_at_start, "machine": machine(),
                 "argv": sys.argv[1:], "args": vars(args)}
-        with open(os.path.join(HERE, "results.json"), "w") as f:
+        with open(os.path.splitext(args.out)[0] + ".json", "w") as f:
             json.dump({"meta": meta, "results": results, "configs": configs,
                        "verigated_missing": verigated_missing, "lines": lines}, f, indent=1)
         report(args, meta, results, configs, verigated_missing, lines)
