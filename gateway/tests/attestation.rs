@@ -958,3 +958,32 @@ fn check_config_names_bad_attestation_fields() {
         assert!(err.contains(needle), "{needle} missing:\n{err}");
     }
 }
+
+#[test]
+fn the_log_read_after_the_quote_may_run_ahead_and_a_prefix_replays_to_the_quote() {
+    let s = full_setup("", "");
+    // A measurement logged but not (yet) extended when the quote was taken: the kernel
+    // appends to the log and extends PCR 10 one after the other, and verigated reads the
+    // log after quoting, so the log it sends may hold entries the quote does not cover.
+    let late = ImaEntry::measure("/usr/bin/late", ImaAlg::Sha256, b"late").unwrap();
+    let mut entries = s.ima_entries.clone();
+    entries.push(late);
+    std::fs::write(
+        s._dir.path().join("ima.bin"),
+        ima::binary::serialize(&entries),
+    )
+    .unwrap();
+    let nonce = Nonce::random();
+    let (evidence, _) = s.gw.evidence(&nonce);
+    let tpm = evidence.tpm.as_ref().unwrap();
+    let quoted = tpm.pcrs.get(TpmAlg::Sha256, 10).unwrap();
+    let log = ima::binary::parse(&evidence.ima_log.as_ref().unwrap().0, ImaAlg::Sha1).unwrap();
+    assert_eq!(log, entries);
+    assert_ne!(ima::replay::replay(&log, ImaAlg::Sha256), quoted);
+    // The verifier replays entry by entry: the first prefix equal to the quote is the
+    // covered part, here every entry but the late one.
+    let covered = (0..=log.len())
+        .find(|&n| ima::replay::replay(&log[..n], ImaAlg::Sha256) == quoted)
+        .expect("a prefix replays to the quoted PCR 10");
+    assert_eq!(covered, s.ima_entries.len());
+}
