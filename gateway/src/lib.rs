@@ -18,4 +18,5 @@ pub mod proxy_protocol;
 pub mod routes;
 pub mod scan;
 pub mod server;
+pub mod snapshot;
 pub mod splice;

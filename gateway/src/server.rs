@@ -101,6 +101,8 @@ pub struct Server {
     pub manifest: Arc<crate::manifest::ManifestStore>,
     /// Builds the evidence of `GET /v1/attestation`.
     pub attester: Arc<crate::attestation::Attester>,
+    /// The snapshot job and the last snapshot (kept in the start configuration's data_dir).
+    pub snapshots: Arc<crate::snapshot::SnapshotService>,
     shutdown: watch::Sender<bool>,
     open: AtomicUsize,
     closed: Notify,
@@ -127,6 +129,9 @@ impl Server {
             &active.config.gateway.data_dir,
             manifest.clone(),
         )?);
+        let snapshots = Arc::new(crate::snapshot::SnapshotService::load(
+            &active.config.gateway.data_dir,
+        ));
         let (shutdown, _) = watch::channel(false);
         Ok(Arc::new(Server {
             config_path: config_path.to_path_buf(),
@@ -134,6 +139,7 @@ impl Server {
             metrics,
             manifest,
             attester,
+            snapshots,
             shutdown,
             open: AtomicUsize::new(0),
             closed: Notify::new(),

@@ -48,6 +48,9 @@ pub async fn handle(
                 .insert(ALLOW, HeaderValue::from_static("GET"));
             r
         }
+        (method, path) if super::snapshot::is_snapshot_path(path) => {
+            super::snapshot::handle(method, path, &server)
+        }
         (_, "/healthz" | "/metrics") => {
             let mut r = text(
                 StatusCode::METHOD_NOT_ALLOWED,

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod attestation;
 pub mod certificate;
+pub mod snapshot;
 pub mod tls;
 
 use std::sync::Arc;

@@ -28,14 +28,19 @@ use super::api::Body;
 use crate::server::Server;
 use crate::snapshot::{JobConfig, StartError, Status};
 
-/// The paths this module answers.
+/// The paths this module answers (others under `/v1/snapshot/` get a JSON 404).
 pub const PATHS: [&str; 3] = [
     "/v1/snapshot",
     "/v1/snapshot/progress",
     "/v1/snapshot/skipped",
 ];
 
-/// Answers `method path` for one of [`PATHS`].
+/// Whether [`handle`] answers `path`: `/v1/snapshot` and everything under it.
+pub fn is_snapshot_path(path: &str) -> bool {
+    path == "/v1/snapshot" || path.starts_with("/v1/snapshot/")
+}
+
+/// Answers `method path` for a path where [`is_snapshot_path`] holds.
 pub fn handle(method: &Method, path: &str, server: &Arc<Server>) -> Response<Body> {
     match (method, path) {
         (&Method::POST, "/v1/snapshot") => start(server),
@@ -53,7 +58,12 @@ pub fn handle(method: &Method, path: &str, server: &Arc<Server>) -> Response<Bod
             None => no_snapshot(),
         },
         (_, "/v1/snapshot") => not_allowed("GET, POST"),
-        (_, _) => not_allowed("GET"),
+        (_, p) if PATHS.contains(&p) => not_allowed("GET"),
+        (_, p) => json_error(
+            StatusCode::NOT_FOUND,
+            "no such endpoint",
+            &format!("{p}: the snapshot API has {}", PATHS.join(", ")),
+        ),
     }
 }
 

@@ -263,7 +263,7 @@ pub enum Status {
 pub enum StartError {
     /// Another job runs; its progress is attached.
     #[error("a snapshot job started at {} is still running", .0.started_at)]
-    AlreadyRunning(JobProgress),
+    AlreadyRunning(Box<JobProgress>),
 }
 
 #[derive(Debug, Default)]
@@ -375,7 +375,7 @@ impl SnapshotService {
             if let Some(job) = &state.job {
                 let p = job.progress();
                 if p.state == JobState::Running {
-                    return Err(StartError::AlreadyRunning(p));
+                    return Err(StartError::AlreadyRunning(Box::new(p)));
                 }
             }
             let job = Arc::new(Job::new());
