@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 
 bash scripts/install-deps.sh
 cargo build --workspace --all-targets --locked
-cargo test --workspace --locked -- --test-threads=2
+cargo test --workspace --locked --no-fail-fast -- --test-threads=2
