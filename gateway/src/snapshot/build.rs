@@ -127,12 +127,44 @@ pub fn merge_files(
     all
 }
 
+/// Simulated evidence as the gateway produces it: the real simulated TEE signs a
+/// report whose report_data binds `nonce` and the manifest (no TPM). For tests.
+#[cfg(test)]
+pub(crate) fn test_evidence(
+    nonce: Nonce,
+    ima_log: Option<Vec<u8>>,
+) -> (Evidence, attest::tee::simulated::SimulatedTee) {
+    use attest::binding::{ak_digest, report_data, ManifestEntry};
+    use attest::evidence::{Base64, TeeEvidence, EVIDENCE_VERSION};
+    use attest::tee::simulated::SimulatedTee;
+    let tee = SimulatedTee::ephemeral();
+    let manifest = Manifest::new(vec![ManifestEntry {
+        name: "vm.example.com".into(),
+        cert_sha256: [7; 32],
+    }])
+    .expect("manifest");
+    let rd = report_data(&nonce, &manifest.digest(), &ak_digest(None));
+    let report = tee.report([3; 48], rd);
+    let evidence = Evidence {
+        version: EVIDENCE_VERSION,
+        nonce,
+        domain: "vm.example.com".into(),
+        manifest,
+        tee: TeeEvidence::Simulated {
+            report: Base64(report),
+            public_key: Base64(tee.public_key_der()),
+        },
+        tpm: None,
+        ima_log: ima_log.map(Base64),
+    };
+    (evidence, tee)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use attest::binding::{ak_digest, report_data, ManifestEntry};
-    use attest::evidence::{Base64, TeeEvidence, EVIDENCE_VERSION};
-    use attest::tee::simulated::{self, SimulatedTee};
+    use attest::binding::ManifestEntry;
+    use attest::tee::simulated;
 
     fn digest(alg: HashAlg, byte: u8) -> Vec<u8> {
         vec![byte; alg.size()]
@@ -204,31 +236,7 @@ mod tests {
         );
     }
 
-    /// Simulated evidence as the gateway produces it: the real simulated TEE signs a
-    /// report whose report_data binds `nonce` and the manifest (no TPM here).
-    fn simulated_evidence(nonce: Nonce, ima_log: Option<Vec<u8>>) -> (Evidence, SimulatedTee) {
-        let tee = SimulatedTee::ephemeral();
-        let manifest = Manifest::new(vec![ManifestEntry {
-            name: "vm.example.com".into(),
-            cert_sha256: [7; 32],
-        }])
-        .expect("manifest");
-        let rd = report_data(&nonce, &manifest.digest(), &ak_digest(None));
-        let report = tee.report([3; 48], rd);
-        let evidence = Evidence {
-            version: EVIDENCE_VERSION,
-            nonce,
-            domain: "vm.example.com".into(),
-            manifest,
-            tee: TeeEvidence::Simulated {
-                report: Base64(report),
-                public_key: Base64(tee.public_key_der()),
-            },
-            tpm: None,
-            ima_log: ima_log.map(Base64),
-        };
-        (evidence, tee)
-    }
+    use super::test_evidence as simulated_evidence;
 
     #[test]
     fn policy_from_verified_simulated_evidence() {

@@ -385,15 +385,25 @@ impl SnapshotService {
         let progress = job.progress();
         let service = self.clone();
         tokio::spawn(async move {
-            let run = service.run(&job, config, collect);
-            tokio::pin!(run);
-            let result = tokio::select! {
-                r = &mut run => r,
-                () = stop => {
-                    job.cancel.cancel();
-                    run.await
+            // The job runs in its own task so that a panic in it (a bug) ends as a
+            // failed job instead of a job reported as running forever.
+            let worker = tokio::spawn({
+                let (service, job) = (service.clone(), job.clone());
+                async move {
+                    let run = service.run(&job, config, collect);
+                    tokio::pin!(run);
+                    tokio::select! {
+                        r = &mut run => r,
+                        () = stop => {
+                            job.cancel.cancel();
+                            run.await
+                        }
+                    }
                 }
-            };
+            });
+            let result = worker
+                .await
+                .unwrap_or_else(|e| Err(JobError::Task(e.to_string())));
             let mut state = lock(&service.state);
             match result {
                 Ok(stored) => {
@@ -519,6 +529,188 @@ fn read_ima_log(path: &Path) -> Result<Vec<attest::ima::ImaEntry>, JobError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::os::unix::fs::PermissionsExt;
+
+    fn job_config(root: &Path) -> JobConfig {
+        JobConfig {
+            roots: vec![root.to_path_buf()],
+            exclude: Vec::new(),
+            workers: 1,
+            ima_log: None,
+        }
+    }
+
+    /// Polls until the job is no longer running (never a timing assertion: the bound
+    /// only turns a hang into a failure).
+    async fn settled(service: &SnapshotService) -> Status {
+        for _ in 0..6000 {
+            match service.status() {
+                Status::Running(_) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await
+                }
+                other => return other,
+            }
+        }
+        panic!("the job never ended");
+    }
+
+    fn tree() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("root");
+        std::fs::create_dir(&root).expect("mkdir");
+        let script = root.join("run");
+        std::fs::write(&script, "#!/bin/sh\n").expect("script");
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        dir
+    }
+
+    #[tokio::test]
+    async fn one_job_at_a_time_then_the_result_is_stored() {
+        let dir = tree();
+        let service = Arc::new(SnapshotService::load(dir.path()));
+        assert!(matches!(service.status(), Status::None));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let collect = move |nonce| async move {
+            // Holds the job in its policy phase until the test lets it go.
+            let _ = rx.await;
+            Ok(build::test_evidence(nonce, None).0)
+        };
+        let first = service
+            .start(
+                job_config(&dir.path().join("root")),
+                collect,
+                std::future::pending(),
+            )
+            .expect("start");
+        assert_eq!(
+            (first.state, first.phase),
+            (JobState::Running, JobPhase::Policy)
+        );
+        let refused = service
+            .start(
+                job_config(dir.path()),
+                |_| async { Err("must not run".to_string()) },
+                std::future::pending(),
+            )
+            .unwrap_err();
+        let StartError::AlreadyRunning(running) = refused;
+        assert_eq!(running.started_at, first.started_at);
+        assert!(matches!(service.status(), Status::Running(_)));
+        tx.send(()).expect("release");
+        let Status::Ready(stored) = settled(&service).await else {
+            panic!("expected a ready snapshot");
+        };
+        let script = dir.path().join("root/run").display().to_string();
+        assert_eq!(stored.snapshot.filehashes.len(), 1);
+        assert_eq!(stored.snapshot.filehashes[0].0, script);
+        // On disk, and loaded by a new service (a restart).
+        let again = SnapshotService::load(dir.path());
+        let Status::Ready(loaded) = again.status() else {
+            panic!("the stored snapshot was not loaded");
+        };
+        assert_eq!(loaded.json, stored.json);
+        let done = service.last_progress().expect("progress");
+        assert_eq!((done.state, done.filehashes), (JobState::Done, Some(1)));
+    }
+
+    #[tokio::test]
+    async fn an_attester_error_fails_the_job_and_keeps_no_file() {
+        let dir = tree();
+        let service = Arc::new(SnapshotService::load(dir.path()));
+        service
+            .start(
+                job_config(&dir.path().join("root")),
+                |_| async { Err("TPM: connection refused".to_string()) },
+                std::future::pending(),
+            )
+            .expect("start");
+        let Status::Failed(p) = settled(&service).await else {
+            panic!("expected a failure");
+        };
+        assert_eq!((p.state, p.phase), (JobState::Failed, JobPhase::Failed));
+        assert_eq!(
+            p.error.as_deref(),
+            Some("collecting evidence: TPM: connection refused")
+        );
+        assert!(!dir.path().join(store::SNAPSHOT_FILE).exists());
+    }
+
+    #[tokio::test]
+    async fn evidence_for_another_nonce_fails_the_job() {
+        let dir = tree();
+        let service = Arc::new(SnapshotService::load(dir.path()));
+        // A replayed answer: evidence for a nonce the job did not choose.
+        let collect = |_| async { Ok(build::test_evidence(Nonce::random(), None).0) };
+        service
+            .start(
+                job_config(&dir.path().join("root")),
+                collect,
+                std::future::pending(),
+            )
+            .expect("start");
+        let Status::Failed(p) = settled(&service).await else {
+            panic!("expected a failure");
+        };
+        assert!(
+            p.error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("evidence nonce: expected")),
+            "{p:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_is_a_failed_job() {
+        let dir = tree();
+        let service = Arc::new(SnapshotService::load(dir.path()));
+        let collect = |_| async { panic!("attester bug") };
+        service
+            .start(job_config(dir.path()), collect, std::future::pending())
+            .expect("start");
+        let Status::Failed(p) = settled(&service).await else {
+            panic!("expected a failure");
+        };
+        assert!(
+            p.error
+                .as_deref()
+                .is_some_and(|e| e.contains("ended abnormally")),
+            "{p:?}"
+        );
+        // And a new job may start.
+        assert!(service
+            .start(
+                job_config(dir.path()),
+                |_| async { Err("x".to_string()) },
+                std::future::pending()
+            )
+            .is_ok());
+    }
+
+    #[tokio::test]
+    async fn shutdown_cancels_the_job() {
+        let dir = tree();
+        let big = dir.path().join("root/big");
+        let f = std::fs::File::create(&big).expect("big");
+        f.set_len(1 << 30).expect("sparse");
+        std::fs::set_permissions(&big, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let service = Arc::new(SnapshotService::load(dir.path()));
+        let collect = |nonce| async move { Ok(build::test_evidence(nonce, None).0) };
+        // Shutdown is already under way when the job starts.
+        service
+            .start(
+                job_config(&dir.path().join("root")),
+                collect,
+                std::future::ready(()),
+            )
+            .expect("start");
+        let Status::Failed(p) = settled(&service).await else {
+            panic!("expected a cancelled job");
+        };
+        assert_eq!(p.phase, JobPhase::Cancelled);
+        assert_eq!(p.error.as_deref(), Some("scan cancelled"));
+        assert!(!dir.path().join(store::SNAPSHOT_FILE).exists());
+    }
 
     #[test]
     fn phases_round_trip_through_their_byte() {
