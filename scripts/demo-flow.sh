@@ -150,10 +150,11 @@ measure boot_aggregate
 for f in /usr/bin/bash /usr/bin/openssl /usr/bin/curl; do
   [ -r "$f" ] && measure "$f" "$f"
 done
-echo "  the log replays to the TPM's PCR 10:"
-"$VERIGATE" ima replay "$IMA_LOG" | sed 's/^/    /'
-printf '    TPM: '
-TPM2TOOLS_TCTI="$TCTI" tpm2_pcrread sha256:10 | tail -n 1 | sed 's/^ *//'
+PCR10=$(TPM2TOOLS_TCTI="$TCTI" tpm2_pcrread sha256:10 | tail -n 1 | sed 's/.*0x//' | tr 'A-F' 'a-f')
+echo "  the TPM's PCR 10 (sha256) is $PCR10; the log replays to it:"
+echo "  \$ verigate ima replay --bank sha256 --expect $PCR10 binary_runtime_measurements"
+"$VERIGATE" ima replay --bank sha256 --expect "$PCR10" "$IMA_LOG" |
+  grep -E '^(entries|pcr 10|\[)' | sed 's/^/    /'
 # The files a snapshot scans besides the IMA log (a real VM: "/", minus volatile trees).
 mkdir -p "$WORK/vm-root/usr/bin"
 cp /usr/bin/bash "$WORK/vm-root/usr/bin/"
