@@ -35,6 +35,9 @@ pub struct Config {
     pub snapshot: SnapshotConfig,
     pub api: ApiConfig,
     pub app: Option<AppConfig>,
+    /// The app-control keys of `[api]`, `[app]` and `[app.standalone]` beyond the two
+    /// structs above (client CA, size limit, manager settings), validated.
+    pub control: crate::app::settings::ValidatedControl,
 }
 
 /// `[gateway]`: listeners, own endpoint, limits and timeouts.
@@ -174,6 +177,9 @@ pub struct SnapshotConfig {
     pub roots: Vec<PathBuf>,
     #[serde(default = "default_exclude")]
     pub exclude: Vec<PathBuf>,
+    /// Hashing threads of the scan; 0 (the default) = one per available core.
+    #[serde(default)]
+    pub workers: usize,
 }
 
 impl Default for SnapshotConfig {
@@ -181,6 +187,46 @@ impl Default for SnapshotConfig {
         SnapshotConfig {
             roots: default_roots(),
             exclude: default_exclude(),
+            workers: 0,
+        }
+    }
+}
+
+/// The most hashing threads `snapshot.workers` may ask for.
+pub const MAX_SNAPSHOT_WORKERS: usize = 256;
+
+/// Checks `[snapshot]`: roots and excludes must be absolute (a relative one would depend
+/// on verigated's working directory, or never match).
+fn validate_snapshot(s: &SnapshotConfig, problem: &mut impl FnMut(&str, String)) {
+    if s.roots.is_empty() {
+        problem(
+            "snapshot.roots",
+            "empty: list the trees to scan, e.g. [\"/\"]".into(),
+        );
+    }
+    for (i, root) in s.roots.iter().enumerate() {
+        if root.is_relative() {
+            problem(
+                &format!("snapshot.roots[{i}]"),
+                format!("`{}` is relative: write it from /", root.display()),
+            );
+        }
+    }
+    if s.workers > MAX_SNAPSHOT_WORKERS {
+        problem(
+            "snapshot.workers",
+            format!(
+                "{} threads: at most {MAX_SNAPSHOT_WORKERS} (0 = one per core)",
+                s.workers
+            ),
+        );
+    }
+    for (i, exclude) in s.exclude.iter().enumerate() {
+        if exclude.is_relative() {
+            problem(
+                &format!("snapshot.exclude[{i}]"),
+                format!("`{}` is relative: write it from /", exclude.display()),
+            );
         }
     }
 }
@@ -244,9 +290,43 @@ struct RawConfig {
     #[serde(default)]
     snapshot: SnapshotConfig,
     #[serde(default)]
-    api: ApiConfig,
+    api: RawApi,
     #[serde(default)]
-    app: Option<AppConfig>,
+    app: Option<RawApp>,
+}
+
+/// `[api]` as written: [`ApiConfig`] plus the app-control keys of
+/// [`crate::app::settings::RawApiControl`] (listed here because `deny_unknown_fields`
+/// and `flatten` do not combine).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    #[serde(default)]
+    admin_token_sha256: Vec<String>,
+    #[serde(default)]
+    client_ca: Option<PathBuf>,
+    #[serde(default)]
+    max_config_bytes: Option<i64>,
+}
+
+/// `[app]` as written: [`AppConfig`] plus [`crate::app::settings::RawAppControl`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApp {
+    service_type: ServiceType,
+    service_name: String,
+    #[serde(default)]
+    app_storage: Option<PathBuf>,
+    #[serde(default)]
+    supervisor_socket: Option<String>,
+    #[serde(default)]
+    supervisor_conf: Option<PathBuf>,
+    #[serde(default)]
+    supervisorctl: Option<PathBuf>,
+    #[serde(default)]
+    systemctl: Option<PathBuf>,
+    #[serde(default)]
+    standalone: Option<crate::app::settings::RawStandalone>,
 }
 
 /// A duration as written: a string with a unit, or (refused with a hint) a bare number.
@@ -628,7 +708,13 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
     }
 
     let attestation = validate_attestation(raw.attestation, &data_dir, &mut problem);
-    let mut api = raw.api;
+    let raw_api_control = crate::app::settings::RawApiControl {
+        client_ca: raw.api.client_ca,
+        max_config_bytes: raw.api.max_config_bytes,
+    };
+    let mut api = ApiConfig {
+        admin_token_sha256: raw.api.admin_token_sha256,
+    };
     for (i, token) in api.admin_token_sha256.iter_mut().enumerate() {
         let lower = token.to_ascii_lowercase();
         if lower.len() != 64 || !lower.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -639,7 +725,38 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
         }
         *token = lower;
     }
-    let mut app = raw.app;
+    let (mut app, raw_app_control) = match raw.app {
+        Some(a) => (
+            Some(AppConfig {
+                service_type: a.service_type,
+                service_name: a.service_name,
+                app_storage: a.app_storage,
+            }),
+            crate::app::settings::RawAppControl {
+                supervisor_socket: a.supervisor_socket,
+                supervisor_conf: a.supervisor_conf,
+                supervisorctl: a.supervisorctl,
+                systemctl: a.systemctl,
+                standalone: a.standalone,
+            },
+        ),
+        None => (None, crate::app::settings::RawAppControl::default()),
+    };
+    let control = crate::app::settings::validate(
+        &raw_api_control,
+        &raw_app_control,
+        app.as_ref().map(|a| a.service_type),
+        &data_dir,
+    )
+    .unwrap_or_else(|found| {
+        for p in found {
+            problem(&p.field, p.message);
+        }
+        crate::app::settings::ValidatedControl {
+            settings: crate::app::AppControlSettings::default(),
+            client_ca: None,
+        }
+    });
     if let Some(app) = &mut app {
         if app.service_name.trim().is_empty() {
             problem(
@@ -651,6 +768,8 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
             app.app_storage = Some(data_dir.join(storage));
         }
     }
+
+    validate_snapshot(&raw.snapshot, &mut problem);
 
     if !problems.is_empty() {
         return Err(problems);
@@ -676,6 +795,7 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
         snapshot: raw.snapshot,
         api,
         app,
+        control,
     })
 }
 

@@ -53,6 +53,9 @@ pub enum LoadError {
     /// `[attestation]` cannot be set up (TEE, TPM, IMA log).
     #[error(transparent)]
     Attestation(#[from] crate::attestation::AttesterError),
+    /// `[app]` names a manager that cannot be set up.
+    #[error("[app]: {0}")]
+    App(#[from] crate::app::AppError),
     /// A listen address cannot be bound (in use, not an address of this machine, no
     /// permission for a port below 1024).
     #[error("gateway.listen: cannot listen on {addr}: {source}")]
@@ -75,7 +78,8 @@ pub fn activate(config: Config, metrics: &Metrics) -> Result<Active, LoadError> 
             "generated a self-signed certificate for the own endpoint"
         );
     }
-    let server_config = tls::server_config(&own)?;
+    let server_config =
+        tls::server_config_with_client_ca(&own, config.control.client_ca.as_deref())?;
     let own_certificate =
         own.chain
             .first()
@@ -103,6 +107,9 @@ pub struct Server {
     pub attester: Arc<crate::attestation::Attester>,
     /// The snapshot job and the last snapshot (kept in the start configuration's data_dir).
     pub snapshots: Arc<crate::snapshot::SnapshotService>,
+    /// App control, built at start from `[app]`; kept across reloads (a standalone
+    /// manager owns the application's process), `None` without `[app]`.
+    pub app: Option<crate::endpoint::app::AppControl>,
     shutdown: watch::Sender<bool>,
     open: AtomicUsize,
     closed: Notify,
@@ -132,6 +139,7 @@ impl Server {
         let snapshots = Arc::new(crate::snapshot::SnapshotService::load(
             &active.config.gateway.data_dir,
         ));
+        let app = crate::endpoint::app::AppControl::from_config(&active.config)?;
         let (shutdown, _) = watch::channel(false);
         Ok(Arc::new(Server {
             config_path: config_path.to_path_buf(),
@@ -140,6 +148,7 @@ impl Server {
             manifest,
             attester,
             snapshots,
+            app,
             shutdown,
             open: AtomicUsize::new(0),
             closed: Notify::new(),
@@ -174,6 +183,7 @@ impl Server {
                         "gateway.listen changed: listeners change only on restart; keeping the old ones"
                     );
                 }
+                crate::endpoint::app::warn_if_changed(self.app.as_ref(), &active.config);
                 self.metrics.reloads.fetch_add(1, Ordering::Relaxed);
                 // New routes or certificates: rebuild the manifest now, not at the next period.
                 self.manifest.request_refresh();

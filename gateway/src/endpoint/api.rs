@@ -48,6 +48,7 @@ pub async fn handle(
                 .insert(ALLOW, HeaderValue::from_static("GET"));
             r
         }
+        (_, path) if super::app::is_app_path(path) => super::app::handle(req, &server).await,
         (method, path) if super::snapshot::is_snapshot_path(path) => {
             super::snapshot::handle(method, path, &server)
         }

@@ -6,6 +6,7 @@
 //! drains.
 
 pub mod api;
+pub mod app;
 pub mod attestation;
 pub mod certificate;
 pub mod snapshot;
@@ -46,7 +47,18 @@ pub async fn serve(
         .await
         .map_err(|_| EndpointError::HandshakeTimeout(handshake_timeout))?
         .map_err(EndpointError::Handshake)?;
-    let service = hyper::service::service_fn(move |req| api::handle(req, server.clone()));
+    // The client certificate rustls verified against `[api] client_ca`, for app control.
+    let client_chain = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .map(|chain| app::ClientChain(Arc::new(chain.to_vec())));
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
+        if let Some(chain) = &client_chain {
+            req.extensions_mut().insert(chain.clone());
+        }
+        api::handle(req, server.clone())
+    });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     // A client that opens a request and never finishes its headers must not hold a
     // connection slot forever.

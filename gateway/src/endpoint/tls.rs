@@ -20,15 +20,33 @@ pub enum TlsError {
     /// The key does not match the certificate, or rustls cannot use it.
     #[error("the own certificate and key cannot be used: {0}")]
     Rustls(#[from] rustls::Error),
+    /// `[api] client_ca` cannot be read or holds no usable CA certificate.
+    #[error("api.client_ca: {0}")]
+    ClientCa(#[from] crate::app::AuthError),
 }
 
 /// The rustls server configuration of the own endpoint.
 pub fn server_config(own: &OwnCertificate) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    server_config_with_client_ca(own, None)
+}
+
+/// [`server_config`], and with `client_ca` set, a handshake that asks for a client
+/// certificate and verifies one if sent (app control accepts it as a credential); a
+/// client without one still connects, as attestation clients have none.
+pub fn server_config_with_client_ca(
+    own: &OwnCertificate,
+    client_ca: Option<&std::path::Path>,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(own.chain.clone(), own.key.clone_key())?;
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    let builder = match client_ca {
+        Some(ca) => {
+            builder.with_client_cert_verifier(crate::app::auth::client_verifier(ca, provider)?)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_single_cert(own.chain.clone(), own.key.clone_key())?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

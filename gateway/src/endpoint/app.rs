@@ -1,0 +1,277 @@
+//! The app-control endpoints of the own endpoint: `POST /v1/app/init` (body: the new
+//! `app.conf`), `POST /v1/app/restart` and `GET /v1/app/status`. This module is only the
+//! HTTP side: it collects the request's credentials (the `Authorization` header and the
+//! client certificate that rustls verified), reads the body under the size limit, and
+//! hands the action to [`AppController`], which authorizes, acts and logs.
+//!
+//! The controller is built once at start ([`AppControl::from_config`]) and survives
+//! SIGHUP reloads: a standalone manager owns the application's process, and rebuilding
+//! it would stop the application. Credentials (`admin_token_sha256`, `client_ca`) follow
+//! reloads; a change to `[app]`, `[app.standalone]` or `max_config_bytes` takes effect
+//! only when verigated restarts, and a reload that changes them says so in the log.
+
+use std::sync::Arc;
+
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ALLOW, CONTENT_LENGTH};
+use hyper::{Method, Request, Response, StatusCode};
+use rustls::pki_types::CertificateDer;
+
+use super::api::Body;
+use super::attestation::{json, json_error};
+use crate::app::{
+    auth::credentials_from, authorize, manager_from_config, AnyManager, ApiAuthConfig,
+    AppController, AppError, AuthError, ControlError, ServiceStatus,
+};
+use crate::config::Config;
+use crate::server::Server;
+
+/// The path prefix of app control.
+pub const PREFIX: &str = "/v1/app/";
+
+/// The client certificate chain that rustls verified against `[api] client_ca` (leaf
+/// first), put by the endpoint into the extensions of every request of the connection.
+#[derive(Debug, Clone)]
+pub struct ClientChain(pub Arc<Vec<CertificateDer<'static>>>);
+
+/// The application's controller as built at start, with what it was built from.
+pub struct AppControl {
+    controller: AppController<AnyManager>,
+    /// `[app]` and the manager settings it was built from, as text, to tell on reload
+    /// whether they changed (the settings types carry no `PartialEq`).
+    built_from: String,
+    max_config_bytes: usize,
+}
+
+impl std::fmt::Debug for AppControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppControl")
+            .field("built_from", &self.built_from)
+            .finish_non_exhaustive()
+    }
+}
+
+fn built_from(config: &Config) -> String {
+    format!("{:?} {:?}", config.app, config.control.settings)
+}
+
+impl AppControl {
+    /// The controller of `config`'s `[app]`, or `None` without one. A standalone manager
+    /// starts the program here, so this runs inside the tokio runtime.
+    pub fn from_config(config: &Config) -> Result<Option<AppControl>, AppError> {
+        let Some(app) = &config.app else {
+            return Ok(None);
+        };
+        let manager = manager_from_config(app, &config.control.settings)?;
+        Ok(Some(AppControl {
+            controller: AppController::new(
+                manager,
+                app.app_storage.clone(),
+                config.control.settings.max_config_bytes,
+            ),
+            built_from: built_from(config),
+            max_config_bytes: config.control.settings.max_config_bytes,
+        }))
+    }
+
+    /// The controller.
+    pub fn controller(&self) -> &AppController<AnyManager> {
+        &self.controller
+    }
+
+    /// The size limit of `init` that this controller enforces; the body is read up to it.
+    pub fn max_config_bytes(&self) -> usize {
+        self.max_config_bytes
+    }
+}
+
+/// Logs, after a reload to `config`, that `[app]` changes wait for a restart.
+pub fn warn_if_changed(current: Option<&AppControl>, config: &Config) {
+    let changed = match current {
+        Some(control) => control.built_from != built_from(config),
+        None => config.app.is_some(),
+    };
+    if changed {
+        tracing::warn!(
+            target: "verigated::app",
+            "[app] or its control settings changed: app control keeps the settings it started with until verigated restarts (the application keeps running)"
+        );
+    }
+}
+
+/// Whether `path` is app control's.
+pub fn is_app_path(path: &str) -> bool {
+    path.starts_with(PREFIX) || path == "/v1/app"
+}
+
+/// Answers one app-control request.
+pub async fn handle(req: Request<Incoming>, server: &Server) -> Response<Body> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let action = match (&method, path.as_str()) {
+        (&Method::POST, "/v1/app/init") => Action::Init,
+        (&Method::POST, "/v1/app/restart") => Action::Restart,
+        (&Method::GET, "/v1/app/status") => Action::Status,
+        (_, "/v1/app/init" | "/v1/app/restart") => return not_allowed("POST"),
+        (_, "/v1/app/status") => return not_allowed("GET"),
+        _ => {
+            return json_error(
+                StatusCode::NOT_FOUND,
+                "no such endpoint",
+                &format!(
+                    "{path}: app control has /v1/app/init, /v1/app/restart and /v1/app/status"
+                ),
+            )
+        }
+    };
+    tracing::info!(target: "verigated::app", method = %method, path, "app control request");
+
+    let config = server.current().config.clone();
+    let auth = match ApiAuthConfig::from_api(&config.api, config.control.client_ca.clone()) {
+        Ok(auth) => auth,
+        Err(e) => return refused(&e),
+    };
+    let (parts, body) = req.into_parts();
+    let chain = parts.extensions.get::<ClientChain>();
+    let creds = credentials_from(&parts.headers, chain.map(|c| c.0.as_slice()));
+
+    // Decide before reading a body: a caller without a credential makes us buffer nothing.
+    if let Err(e) = authorize(&creds, &auth) {
+        tracing::warn!(
+            target: "verigated::app",
+            action = action.name(),
+            outcome = "refused",
+            status = e.http_status(),
+            reason = %e,
+            "app control"
+        );
+        return refused(&e);
+    }
+    let Some(control) = server.app.as_ref() else {
+        return json_error(
+            StatusCode::CONFLICT,
+            "no [app] configured",
+            "verigated.toml has no [app] section: add one (service_type, service_name, app_storage) and restart verigated",
+        );
+    };
+    let controller = control.controller();
+    let result = match action {
+        Action::Init => {
+            let limit = control.max_config_bytes();
+            let bytes = match read_limited(&parts.headers, body, limit).await {
+                Ok(bytes) => bytes,
+                Err(response) => return response,
+            };
+            controller.init_as(&creds, &auth, &bytes).await
+        }
+        Action::Restart => controller.restart_as(&creds, &auth).await,
+        Action::Status => controller.status_as(&creds, &auth).await,
+    };
+    respond(result)
+}
+
+#[derive(Clone, Copy)]
+enum Action {
+    Init,
+    Restart,
+    Status,
+}
+
+impl Action {
+    fn name(self) -> &'static str {
+        match self {
+            Action::Init => "init",
+            Action::Restart => "restart",
+            Action::Status => "status",
+        }
+    }
+}
+
+/// Reads the body, refusing (413) one that announces or sends more than `limit` bytes
+/// without buffering more than `limit`.
+async fn read_limited(
+    headers: &hyper::HeaderMap,
+    body: Incoming,
+    limit: usize,
+) -> Result<Vec<u8>, Response<Body>> {
+    let too_large = |got: String| {
+        tracing::warn!(target: "verigated::app", action = "init", outcome = "refused", status = 413, got, limit, "app control");
+        json_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "configuration too large",
+            &format!("the configuration is {got} bytes, more than the limit of {limit} (`[api] max_config_bytes`)"),
+        )
+    };
+    if let Some(length) = headers.get(CONTENT_LENGTH) {
+        let announced = length
+            .to_str()
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok());
+        match announced {
+            Some(n) if usize::try_from(n).map_or(true, |n| n > limit) => {
+                return Err(too_large(n.to_string()))
+            }
+            Some(_) => {}
+            None => {
+                return Err(json_error(
+                    StatusCode::BAD_REQUEST,
+                    "bad Content-Length",
+                    "the Content-Length header is not a number",
+                ))
+            }
+        }
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes().to_vec()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(too_large(format!("more than {limit}")))
+        }
+        Err(e) => Err(json_error(
+            StatusCode::BAD_REQUEST,
+            "could not read the request body",
+            &e.to_string(),
+        )),
+    }
+}
+
+fn respond(result: Result<ServiceStatus, ControlError>) -> Response<Body> {
+    match result {
+        Ok(status) => json(
+            StatusCode::OK,
+            serde_json::to_vec(&status).unwrap_or_default(),
+        ),
+        Err(ControlError::Refused(e)) => refused(&e),
+        Err(e @ ControlError::Failed(_)) => {
+            let status =
+                StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            json_error(status, "app control failed", &e.to_string())
+        }
+    }
+}
+
+fn refused(e: &AuthError) -> Response<Body> {
+    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let error = match e.http_status() {
+        403 => "app control is not configured",
+        401 => "unauthorized",
+        _ => "app control is misconfigured",
+    };
+    let mut r = json_error(status, error, &e.to_string());
+    if status == StatusCode::UNAUTHORIZED {
+        r.headers_mut()
+            .insert("www-authenticate", HeaderValue::from_static("Bearer"));
+    }
+    r
+}
+
+fn not_allowed(allow: &'static str) -> Response<Body> {
+    let mut r = json_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed",
+        &format!("use {allow}"),
+    );
+    r.headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
+    r
+}
