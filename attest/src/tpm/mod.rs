@@ -18,3 +18,5 @@
 #[cfg(feature = "tpm-collect")]
 pub mod collect;
 pub mod quote;
+#[cfg(feature = "tpm-collect")]
+pub mod seal;
