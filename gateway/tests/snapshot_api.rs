@@ -476,3 +476,52 @@ fn a_corrupt_ima_log_fails_the_job_and_names_the_file() {
     assert!(detail.contains("entry 1"), "{detail}");
     gw.stop();
 }
+
+#[test]
+fn check_config_names_bad_snapshot_settings() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("verigated.toml");
+    fs::write(
+        &path,
+        format!(
+            "[gateway]\nlisten = [\"127.0.0.1:1\"]\ndomain = \"{DOMAIN}\"\ndata_dir = \"{}\"\n\n\
+             [snapshot]\nroots = [\"/usr\", \"opt/app\"]\nexclude = [\"var/cache\"]\nworkers = 100000\n",
+            dir.path().display()
+        ),
+    )
+    .expect("write config");
+    let out = Command::new(env!("CARGO_BIN_EXE_verigated"))
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .expect("run verigated");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("snapshot.roots[1]: `opt/app` is relative"),
+        "{err}"
+    );
+    assert!(
+        err.contains("snapshot.exclude[0]: `var/cache` is relative"),
+        "{err}"
+    );
+    assert!(err.contains("snapshot.workers: 100000 threads"), "{err}");
+    assert!(!err.contains("snapshot.roots[0]"), "{err}");
+
+    fs::write(
+        &path,
+        format!(
+            "[gateway]\nlisten = [\"127.0.0.1:1\"]\ndomain = \"{DOMAIN}\"\ndata_dir = \"{}\"\n\n\
+             [snapshot]\nroots = []\n",
+            dir.path().display()
+        ),
+    )
+    .expect("write config");
+    let out = Command::new(env!("CARGO_BIN_EXE_verigated"))
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .expect("run verigated");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("snapshot.roots: empty"));
+}

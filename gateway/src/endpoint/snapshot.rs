@@ -72,7 +72,7 @@ fn start(server: &Arc<Server>) -> Response<Body> {
     let config = JobConfig {
         roots: snapshot.roots.clone(),
         exclude: snapshot.exclude.clone(),
-        workers: 0,
+        workers: snapshot.workers,
         ima_log: Some(server.current().config.attestation.ima_log.clone()),
     };
     let attester = server.attester.clone();
