@@ -5,7 +5,8 @@
 //! One VM serves the whole sequence to keep the suite fast: each change a real attack
 //! (or a reboot) would make is applied, `verify` must fail with exit status 1 naming
 //! the check, and the change is undone so the next step starts from a VM that passes
-//! again. The changes that cannot be undone (a reboot, a grown IMA log) come last.
+//! again. The changes that cannot be undone (a reboot, a grown IMA log) come last; the
+//! grown log then passes with a `--whitelist` of the new file's digest, not another's.
 //! Certificate changes, impostors, TLS-terminating proxies and HAProxy passthrough are
 //! in `cli_verify_e2e.rs`; old nonces and altered report_data in-process in
 //! `attest/tests/verify_*.rs` (and here: an old evidence body replayed by a server that
@@ -470,6 +471,50 @@ fn each_change_to_the_vm_fails_its_check_and_undoing_it_passes_again() {
     );
     assert!(
         detail(&report, "ima entries").contains("/usr/local/bin/miner"),
+        "{report:#}"
+    );
+
+    // The user reviews it and accepts that one file with --whitelist: verify passes.
+    let whitelist = vm.dir.path().join("whitelist.json");
+    let digest = hex::encode(HashAlg::Sha256.digest(b"miner"));
+    std::fs::write(
+        &whitelist,
+        serde_json::to_vec(&serde_json::json!([["/usr/local/bin/miner", digest]])).unwrap(),
+    )
+    .unwrap();
+    let (code, report) = vm.verify_at(
+        &vm.url(),
+        &snap,
+        &[
+            "--allow-simulated-tee",
+            "--whitelist",
+            whitelist.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        (code, failed_checks(&report)),
+        (0, Vec::<String>::new()),
+        "{report:#}"
+    );
+    // A whitelist entry of another digest for the same path does not cover it.
+    let other = hex::encode(HashAlg::Sha256.digest(b"miner v2"));
+    std::fs::write(
+        &whitelist,
+        serde_json::to_vec(&serde_json::json!([["/usr/local/bin/miner", other]])).unwrap(),
+    )
+    .unwrap();
+    let (code, report) = vm.verify_at(
+        &vm.url(),
+        &snap,
+        &[
+            "--allow-simulated-tee",
+            "--whitelist",
+            whitelist.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        (code, failed_checks(&report)),
+        (1, vec!["ima entries".to_string()]),
         "{report:#}"
     );
 }
