@@ -712,6 +712,25 @@ mod tests {
         assert!(!dir.path().join(store::SNAPSHOT_FILE).exists());
     }
 
+    #[tokio::test]
+    async fn a_corrupt_stored_snapshot_is_ignored_and_replaced() {
+        let dir = tree();
+        std::fs::write(dir.path().join(store::SNAPSHOT_FILE), b"\x00not json").expect("write");
+        let service = Arc::new(SnapshotService::load(dir.path()));
+        assert!(matches!(service.status(), Status::None));
+        let collect = |nonce| async move { Ok(build::test_evidence(nonce, None).0) };
+        service
+            .start(
+                job_config(&dir.path().join("root")),
+                collect,
+                std::future::pending(),
+            )
+            .expect("start");
+        assert!(matches!(settled(&service).await, Status::Ready(_)));
+        let reloaded = SnapshotService::load(dir.path());
+        assert!(matches!(reloaded.status(), Status::Ready(_)));
+    }
+
     #[test]
     fn phases_round_trip_through_their_byte() {
         for p in JobPhase::ALL {
