@@ -525,3 +525,26 @@ fn check_config_names_bad_snapshot_settings() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("snapshot.roots: empty"));
 }
+
+#[test]
+fn a_job_interrupted_by_a_restart_is_gone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("tree");
+    fs::create_dir(&root).expect("mkdir");
+    let big = root.join("big");
+    let f = fs::File::create(&big).expect("big");
+    (&f).write_all(b"#!/bin/sh\n").expect("write");
+    f.set_len(2 << 30).expect("sparse");
+    let ima_log = dir.path().join("no-ima-log");
+    let gw = Gateway::start(dir.path(), "none", &ima_log, &[&root]);
+    assert_eq!(gw.call("POST", "/v1/snapshot").0, 202);
+    // SIGTERM while the job runs: verigated cancels it and exits (stop() waits for the
+    // exit and fails the test if it never comes).
+    gw.stop();
+    assert!(!dir.path().join("data/snapshot.json").exists());
+    let gw = Gateway::start(dir.path(), "none", &ima_log, &[&root]);
+    let (status, body) = gw.call("GET", "/v1/snapshot");
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(gw.call("GET", "/v1/snapshot/progress").0, 404);
+    gw.stop();
+}
