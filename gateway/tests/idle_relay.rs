@@ -1,0 +1,74 @@
+//! An idle passthrough connection holds its two sockets and nothing else: the splice
+//! pipes (two file descriptors each) are made when bytes first arrive. This runs in its
+//! own test binary because it counts the process's open pipes.
+
+use std::time::Duration;
+
+use gateway::forward::{relay, RelayOptions, TrafficCounters};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+fn open_pipes() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with("pipe:"))
+        .count()
+}
+
+/// A connected pair of loopback sockets.
+async fn pair() -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (a, b) = tokio::join!(TcpStream::connect(addr), listener.accept());
+    (a.unwrap(), b.unwrap().0)
+}
+
+#[tokio::test]
+async fn idle_relays_hold_no_pipes_until_bytes_flow() {
+    if !cfg!(target_os = "linux") {
+        eprintln!("splice exists only on Linux: nothing to check here");
+        return;
+    }
+    let before = open_pipes();
+    let opts = RelayOptions {
+        idle_timeout: Duration::from_secs(60),
+        use_splice: true,
+    };
+    let mut ends = Vec::new();
+    let mut relays = Vec::new();
+    for _ in 0..20 {
+        let (client_peer, client) = pair().await;
+        let (backend, backend_peer) = pair().await;
+        let opts = opts.clone();
+        relays.push(tokio::spawn(async move {
+            let counters = TrafficCounters::default();
+            relay(client, backend, &[], &opts, &counters).await
+        }));
+        ends.push((client_peer, backend_peer));
+    }
+    // Let every relay task reach its wait for the first bytes.
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(open_pipes(), before, "idle relays made pipes");
+
+    // Bytes on one connection: its client-to-backend pipe appears, and the bytes arrive.
+    let (client_peer, backend_peer) = &mut ends[0];
+    client_peer.write_all(b"hello").await.unwrap();
+    let mut got = [0u8; 5];
+    backend_peer.read_exact(&mut got).await.unwrap();
+    assert_eq!(&got, b"hello");
+    assert_eq!(
+        open_pipes(),
+        before + 2,
+        "one direction, one pipe (two descriptors)"
+    );
+
+    drop(ends);
+    for r in relays {
+        r.await.unwrap();
+    }
+    assert_eq!(open_pipes(), before, "pipes closed with their connections");
+}
