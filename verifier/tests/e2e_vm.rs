@@ -371,6 +371,31 @@ fn each_change_to_the_vm_fails_its_check_and_undoing_it_passes_again() {
     std::fs::write(&vm.ima, &original).unwrap();
     vm.assert_passes(&snap, "IMA log restored");
 
+    // The IMA log gone (unreadable): verigated cannot attest; verify must not pass.
+    std::fs::rename(&vm.ima, vm.ima.with_extension("moved")).unwrap();
+    let gw = vm.addr.to_string();
+    let out = vm.verigate(
+        &vm.url(),
+        &[
+            "--output",
+            "json",
+            "verify",
+            "--snapshot",
+            snap.to_str().unwrap(),
+            "--allow-simulated-tee",
+            "--connect-to",
+            &gw,
+            "--application",
+            APPS[0],
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "verify could not run");
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("IMA log"), "{text}");
+    std::fs::rename(vm.ima.with_extension("moved"), &vm.ima).unwrap();
+    vm.assert_passes(&snap, "IMA log back");
+
     // Another measurement (another image booted): `tee measurement`.
     vm.measurement = "5b".into();
     vm.restart_gateway(&bin);
