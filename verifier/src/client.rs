@@ -57,6 +57,43 @@ pub enum ClientError {
     Http { addr: String, source: hyper::Error },
     #[error("HTTP response from {addr} is larger than {limit} bytes")]
     ResponseTooLarge { addr: String, limit: usize },
+    #[error("client certificate `{path}`: {reason}")]
+    ClientIdentity { path: String, reason: String },
+}
+
+/// A client certificate chain and its key, presented to verigated when it asks (app
+/// control accepts certificates issued by its `[api] client_ca`).
+pub struct ClientIdentity {
+    chain: Vec<CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+}
+
+impl ClientIdentity {
+    /// Reads a PEM certificate chain (leaf first) and a PEM private key.
+    pub fn load(
+        cert: &std::path::Path,
+        key: &std::path::Path,
+    ) -> Result<ClientIdentity, ClientError> {
+        let err = |path: &std::path::Path, reason: String| ClientError::ClientIdentity {
+            path: path.display().to_string(),
+            reason,
+        };
+        let pem = std::fs::read(cert).map_err(|e| err(cert, e.to_string()))?;
+        let chain = rustls_pemfile::certs(&mut pem.as_slice())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| err(cert, e.to_string()))?;
+        if chain.is_empty() {
+            return Err(err(cert, "no CERTIFICATE block".into()));
+        }
+        let pem = std::fs::read(key).map_err(|e| err(key, e.to_string()))?;
+        let key_der = rustls_pemfile::private_key(&mut pem.as_slice())
+            .map_err(|e| err(key, e.to_string()))?
+            .ok_or_else(|| err(key, "no PRIVATE KEY block".into()))?;
+        Ok(ClientIdentity {
+            chain,
+            key: key_der,
+        })
+    }
 }
 
 /// Where verigated's own endpoint is, from `--url https://host[:port]`.
@@ -119,24 +156,31 @@ pub struct TlsOptions {
 }
 
 impl TlsOptions {
-    fn client_config(&self, alpn: &[&[u8]]) -> Arc<ClientConfig> {
+    fn client_config(
+        &self,
+        alpn: &[&[u8]],
+        identity: Option<&ClientIdentity>,
+    ) -> Result<Arc<ClientConfig>, rustls::Error> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .expect("ring supports the default protocol versions");
-        let mut config = if self.allow_insecure_tls {
+        let builder = if self.allow_insecure_tls {
             builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(SignatureOnlyVerifier { provider }))
-                .with_no_client_auth()
         } else {
             let roots = rustls::RootCertStore {
                 roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
             };
-            builder.with_root_certificates(roots).with_no_client_auth()
+            builder.with_root_certificates(roots)
+        };
+        let mut config = match identity {
+            Some(id) => builder.with_client_auth_cert(id.chain.clone(), id.key.clone_key())?,
+            None => builder.with_no_client_auth(),
         };
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        Arc::new(config)
+        Ok(Arc::new(config))
     }
 
     /// The TCP address for a connection to `host:port`.
@@ -209,8 +253,15 @@ async fn tls_connect(
     port: u16,
     opts: &TlsOptions,
     alpn: &[&[u8]],
+    identity: Option<&ClientIdentity>,
 ) -> Result<(tokio_rustls::client::TlsStream<TcpStream>, String), ClientError> {
     let addr = opts.dial_address(name, port);
+    let config = opts
+        .client_config(alpn, identity)
+        .map_err(|e| ClientError::ClientIdentity {
+            path: "--client-cert/--client-key".into(),
+            reason: e.to_string(),
+        })?;
     let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr)).await {
         Ok(Ok(tcp)) => tcp,
         Ok(Err(source)) => return Err(ClientError::Connect { addr, source }),
@@ -224,7 +275,7 @@ async fn tls_connect(
     let _ = tcp.set_nodelay(true);
     let server_name = ServerName::try_from(name.to_string())
         .map_err(|_| ClientError::BadServerName(name.to_string()))?;
-    let connector = TlsConnector::from(opts.client_config(alpn));
+    let connector = TlsConnector::from(config);
     let handshake = connector.connect(server_name, tcp);
     let tls = match tokio::time::timeout(CONNECT_TIMEOUT, handshake).await {
         Ok(Ok(tls)) => tls,
@@ -273,7 +324,7 @@ pub async fn presented_leaf(
     port: u16,
     opts: &TlsOptions,
 ) -> Result<CertificateDer<'static>, ClientError> {
-    let (tls, addr) = tls_connect(name, port, opts, &[]).await?;
+    let (tls, addr) = tls_connect(name, port, opts, &[], None).await?;
     leaf_of(&tls, name, &addr)
 }
 
@@ -295,7 +346,24 @@ pub struct Connection {
 
 impl Connection {
     pub async fn open(endpoint: &Endpoint, opts: &TlsOptions) -> Result<Connection, ClientError> {
-        let (tls, addr) = tls_connect(&endpoint.host, endpoint.port, opts, &[b"http/1.1"]).await?;
+        Connection::open_as(endpoint, opts, None).await
+    }
+
+    /// [`Connection::open`], presenting `identity` when verigated asks for a client
+    /// certificate.
+    pub async fn open_as(
+        endpoint: &Endpoint,
+        opts: &TlsOptions,
+        identity: Option<&ClientIdentity>,
+    ) -> Result<Connection, ClientError> {
+        let (tls, addr) = tls_connect(
+            &endpoint.host,
+            endpoint.port,
+            opts,
+            &[b"http/1.1"],
+            identity,
+        )
+        .await?;
         let leaf = leaf_of(&tls, &endpoint.host, &addr)?;
         let io = hyper_util::rt::TokioIo::new(tls);
         let (sender, conn) = hyper::client::conn::http1::handshake(io)

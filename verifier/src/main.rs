@@ -42,6 +42,9 @@ enum Command {
     /// Verify the VM against a snapshot, and that each --application is served from
     /// inside it: one TEE report for all of them.
     Verify(commands::verify::VerifyArgs),
+    /// Control the application inside the VM (init with a new configuration, restart,
+    /// status), after verifying the VM as `verify` does, on the same TLS connection.
+    App(commands::app::AppArgs),
     /// Check a TEE report offline: an SEV-SNP report or a TDX quote (detected from its content).
     Report {
         #[command(subcommand)]
@@ -66,6 +69,8 @@ fn main() -> ExitCode {
         allow_insecure_tls: cli.allow_insecure_tls,
     };
     let result = match cli.command {
+        // Prints its checks and then the application's status, so it finishes itself.
+        Command::App(args) => return commands::app::run(&online, args, cli.output),
         Command::Snapshot(args) => commands::snapshot::run(&online, args),
         Command::Verify(args) => commands::verify::run(&online, args),
         Command::Report { action } => commands::report::run(action),

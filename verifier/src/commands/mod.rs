@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod app;
 pub mod ima;
 pub mod online;
 pub mod quote;

@@ -29,13 +29,13 @@ use std::time::SystemTime;
 pub struct VerifyArgs {
     /// The snapshot to compare with, as `verigate snapshot` wrote it.
     #[arg(long, value_name = "FILE")]
-    snapshot: PathBuf,
+    pub snapshot: PathBuf,
 
     /// A name the VM should serve, checked by a TLS handshake with that SNI: its
     /// certificate must be the one the VM attests for it. Port 443 unless given.
     /// Repeat for several names; the handshakes run concurrently.
     #[arg(long = "application", value_name = "NAME[:PORT]")]
-    applications: Vec<String>,
+    pub applications: Vec<String>,
 
     /// Send application handshakes to another address than DNS gives (like curl's
     /// --connect-to), for when DNS does not point at the VM. `HOST:PORT` sends every
@@ -43,34 +43,34 @@ pub struct VerifyArgs {
     /// empty NAME or PORT matches any), and wins over `HOST:PORT`. Repeatable. The
     /// --url connection is not affected.
     #[arg(long = "connect-to", value_name = "[NAME:PORT:]HOST:PORT")]
-    connect_to: Vec<String>,
+    pub connect_to: Vec<String>,
 
     /// More accepted (path, digest) pairs for the IMA log: a JSON list of
     /// [path, hex digest], or another snapshot.
     #[arg(long, value_name = "FILE")]
-    whitelist: Option<PathBuf>,
+    pub whitelist: Option<PathBuf>,
 
     /// Accept the simulated TEE. It proves nothing about hardware: for tests and demos.
     #[arg(long)]
-    allow_simulated_tee: bool,
+    pub allow_simulated_tee: bool,
 
     /// Accept certificates that changed since the snapshot (e.g. after a renewal),
     /// as long as the VM attests them.
     #[arg(long)]
-    allow_certificate_change: bool,
+    pub allow_certificate_change: bool,
 
     /// A TDX TCB status to accept besides UpToDate (e.g. SWHardeningNeeded). Repeatable.
     #[arg(long = "allow-tcb-status", value_name = "NAME")]
-    allow_tcb_status: Vec<String>,
+    pub allow_tcb_status: Vec<String>,
 
     /// The VCEK or VLEK certificate (DER or PEM) for an SEV-SNP report whose evidence
     /// carries none, e.g. fetched from AMD KDS.
     #[arg(long, value_name = "FILE")]
-    vcek: Option<PathBuf>,
+    pub vcek: Option<PathBuf>,
 
     /// Check certificates and collateral as of this time (RFC 3339) instead of now.
     #[arg(long, value_name = "RFC3339")]
-    at: Option<String>,
+    pub at: Option<String>,
 }
 
 /// An `--application` argument, parsed.
@@ -165,11 +165,23 @@ pub fn parse_at(s: &str) -> anyhow::Result<SystemTime> {
     Ok(SystemTime::from(t))
 }
 
-/// Runs `verigate verify`.
-pub fn run(online: &Online, args: VerifyArgs) -> anyhow::Result<Outcome> {
-    // Everything that stops the checks from running is an error (exit 2), found before
-    // any network traffic.
-    let endpoint = online.endpoint()?;
+/// What one verification needs, read and parsed from [`VerifyArgs`] before any network
+/// traffic (a problem here is a usage error, exit 2).
+pub struct Plan {
+    pub snapshot_path: PathBuf,
+    pub snapshot: Snapshot,
+    pub whitelist: Option<FileIndex>,
+    pub applications: Vec<Application>,
+    pub connect_to: Vec<ConnectTo>,
+    pub vcek: Option<Vec<u8>>,
+    pub at: SystemTime,
+    pub allow_simulated_tee: bool,
+    pub allow_certificate_change: bool,
+    pub allow_tcb_status: Vec<String>,
+}
+
+/// Reads the snapshot and every other file `args` names, and parses the options.
+pub fn plan(args: &VerifyArgs) -> anyhow::Result<Plan> {
     let snapshot_bytes = std::fs::read(&args.snapshot)
         .with_context(|| format!("reading snapshot `{}`", args.snapshot.display()))?;
     let snapshot = Snapshot::from_json(&snapshot_bytes)
@@ -205,23 +217,56 @@ pub fn run(online: &Online, args: VerifyArgs) -> anyhow::Result<Outcome> {
         Some(s) => parse_at(s)?,
         None => SystemTime::now(),
     };
+    Ok(Plan {
+        snapshot_path: args.snapshot.clone(),
+        snapshot,
+        whitelist,
+        applications,
+        connect_to,
+        vcek,
+        at,
+        allow_simulated_tee: args.allow_simulated_tee,
+        allow_certificate_change: args.allow_certificate_change,
+        allow_tcb_status: args.allow_tcb_status.clone(),
+    })
+}
 
+/// Runs `verigate verify`.
+pub fn run(online: &Online, args: VerifyArgs) -> anyhow::Result<Outcome> {
+    // Everything that stops the checks from running is an error (exit 2), found before
+    // any network traffic.
+    let endpoint = online.endpoint()?;
+    let plan = plan(&args)?;
     let runtime = online::runtime()?;
     let url_opts = online.tls_options(None);
-    let nonce = Nonce::random();
-
-    let (evidence, endpoint_sha, app_results) = runtime.block_on(async {
+    runtime.block_on(async {
         let mut conn = Connection::open(&endpoint, &url_opts)
             .await
             .with_context(|| format!("connecting to {}", online.url()))?;
+        check_connection(&mut conn, online, &plan).await
+    })
+}
+
+/// Verifies the VM behind `conn` against `plan`: fresh evidence on `conn` (whose
+/// certificate `endpoint certificate` compares with the manifest), then one handshake
+/// per application. `conn` stays open, so that a caller (`verigate app`) can send on the
+/// connection that was just attested. An `Err` means the checks could not run.
+pub async fn check_connection(
+    conn: &mut Connection,
+    online: &Online,
+    plan: &Plan,
+) -> anyhow::Result<Outcome> {
+    let nonce = Nonce::random();
+    let applications = &plan.applications;
+    let (evidence, endpoint_sha, app_results) = {
         let endpoint_sha = cert_sha256(conn.leaf());
-        let body = online::get_attestation(&mut conn, &nonce).await?;
+        let body = online::get_attestation(conn, &nonce).await?;
         // The handshakes start only once the evidence is in: the manifest they are
         // compared with is the one bound to this nonce.
         let mut set = tokio::task::JoinSet::new();
         for (i, app) in applications.iter().enumerate() {
             let app = app.clone();
-            let opts = online.tls_options(route_for(&app, &connect_to));
+            let opts = online.tls_options(route_for(&app, &plan.connect_to));
             set.spawn(async move {
                 let r = presented_leaf(&app.name, app.port, &opts).await;
                 (
@@ -237,8 +282,9 @@ pub fn run(online: &Online, args: VerifyArgs) -> anyhow::Result<Outcome> {
                 *slot = Some(r);
             }
         }
-        anyhow::Ok((body, endpoint_sha, results))
-    })?;
+        (body, endpoint_sha, results)
+    };
+    let snapshot = &plan.snapshot;
 
     let mut out = Outcome::default();
     out.facts.push(("url".into(), json!(online.url())));
@@ -255,17 +301,17 @@ pub fn run(online: &Online, args: VerifyArgs) -> anyhow::Result<Outcome> {
     out.facts.push(("tee".into(), json!(evidence.tee.kind())));
     out.facts.push((
         "snapshot".into(),
-        json!(args.snapshot.display().to_string()),
+        json!(plan.snapshot_path.display().to_string()),
     ));
 
-    let mut expect = Expectations::new(nonce, at);
-    expect.snapshot = Some(&snapshot);
+    let mut expect = Expectations::new(nonce, plan.at);
+    expect.snapshot = Some(snapshot);
     expect.endpoint_cert_sha256 = Some(endpoint_sha);
-    expect.whitelist = whitelist.as_ref();
-    expect.allow_simulated_tee = args.allow_simulated_tee;
-    expect.allow_certificate_change = args.allow_certificate_change;
-    expect.allowed_tdx_tcb_statuses = args.allow_tcb_status.clone();
-    expect.snp_certs = vcek.map(|v| SnpCerts {
+    expect.whitelist = plan.whitelist.as_ref();
+    expect.allow_simulated_tee = plan.allow_simulated_tee;
+    expect.allow_certificate_change = plan.allow_certificate_change;
+    expect.allowed_tdx_tcb_statuses = plan.allow_tcb_status.clone();
+    expect.snp_certs = plan.vcek.clone().map(|v| SnpCerts {
         vcek_or_vlek: Some(v),
         chain_pem: None,
     });
@@ -278,8 +324,8 @@ pub fn run(online: &Online, args: VerifyArgs) -> anyhow::Result<Outcome> {
                 &app.name,
                 &sha,
                 &evidence.manifest,
-                Some(&snapshot),
-                args.allow_certificate_change,
+                Some(snapshot),
+                plan.allow_certificate_change,
             ),
             Some(Err(e)) => Check::fail(
                 format!("application {}", app.name),
