@@ -7,6 +7,7 @@
 //! the check, and the change is undone so the next step starts from a VM that passes
 //! again. The changes that cannot be undone (a reboot, a grown IMA log) come last; the
 //! grown log then passes with a `--whitelist` of the new file's digest, not another's.
+//! A VM that cannot attest (its IMA log gone) makes verify exit 2 with the reason.
 //! Certificate changes, impostors, TLS-terminating proxies and HAProxy passthrough are
 //! in `cli_verify_e2e.rs`; old nonces and altered report_data in-process in
 //! `attest/tests/verify_*.rs` (and here: an old evidence body replayed by a server that
