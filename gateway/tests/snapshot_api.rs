@@ -478,6 +478,36 @@ fn a_corrupt_ima_log_fails_the_job_and_names_the_file() {
 }
 
 #[test]
+fn without_a_tpm_the_log_feeds_filehashes_but_ima_is_not_pinned() {
+    // No TPM: nothing quotes the log, so the evidence carries none and verification
+    // cannot require one; the snapshot says so with `ima: null`, while the files the log
+    // lists are still known.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ima_log = dir.path().join("binary_runtime_measurements");
+    let bytes = binary::serialize(&[
+        ImaEntry::ima_ng("boot_aggregate", HashAlg::Sha256, &[1; 32]).expect("entry"),
+        ImaEntry::ima_ng("/usr/bin/x", HashAlg::Sha256, &[2; 32]).expect("entry"),
+    ]);
+    fs::write(&ima_log, bytes).expect("write");
+    let root = dir.path().join("empty");
+    fs::create_dir(&root).expect("mkdir");
+    let gw = Gateway::start(dir.path(), "none", &ima_log, &[&root]);
+    assert_eq!(gw.call("POST", "/v1/snapshot").0, 202);
+    let (status, body, _) = gw.wait_snapshot();
+    assert_eq!(status, 200, "{body}");
+    assert!(body["ima"].is_null(), "{body}");
+    assert!(body["tpm_policy"].is_null(), "{body}");
+    let files = body["filehashes"].as_array().expect("filehashes");
+    assert!(
+        files
+            .iter()
+            .any(|f| f[0] == "/usr/bin/x" && f[1] == "02".repeat(32)),
+        "{body}"
+    );
+    gw.stop();
+}
+
+#[test]
 fn check_config_names_bad_snapshot_settings() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("verigated.toml");

@@ -443,6 +443,9 @@ impl SnapshotService {
         let nonce = Nonce::random();
         let evidence = collect(nonce).await.map_err(JobError::Evidence)?;
         let mut policy = build::policy_from_evidence(&evidence, &nonce, SystemTime::now())?;
+        // The snapshot pins IMA only when the evidence carries a quoted log: verification
+        // then requires one. Without a TPM the log file still feeds `filehashes`.
+        let ima_quoted = policy.has_ima_log;
         if !policy.has_ima_log {
             if let Some(path) = config.ima_log.clone() {
                 policy.ima_entries = tokio::task::spawn_blocking(move || read_ima_log(&path))
@@ -485,7 +488,7 @@ impl SnapshotService {
             created_at: rfc3339(SystemTime::now()),
             tee_policy: policy.tee_policy,
             tpm_policy: policy.tpm_policy,
-            ima: Some(ImaPolicy {
+            ima: ima_quoted.then_some(ImaPolicy {
                 pcr: build::IMA_PCR,
                 hash_algorithm: algorithm,
             }),
