@@ -322,7 +322,10 @@ async fn pump(
         // connection then holds its two sockets only, not two pipes (four more file
         // descriptors and their kernel buffers) as well.
         // (A one-byte peek, because readiness alone may be reported before any byte.)
-        src.as_ref().peek(&mut [0u8; 1]).await.map_err(PumpError::Read)?;
+        src.as_ref()
+            .peek(&mut [0u8; 1])
+            .await
+            .map_err(PumpError::Read)?;
         // Out of descriptors for a pipe: this connection still works, by copying.
         if let Ok(pipe) = crate::splice::SplicePipe::new() {
             let (src_stream, dst_stream): (&TcpStream, &TcpStream) = (src.as_ref(), dst.as_ref());
@@ -350,7 +353,10 @@ async fn copy_portable(
     tally: &Tally<'_>,
 ) -> Result<(), PumpError> {
     // Allocated when the first bytes arrive, so an idle connection holds no buffer.
-    src.as_ref().peek(&mut [0u8; 1]).await.map_err(PumpError::Read)?;
+    src.as_ref()
+        .peek(&mut [0u8; 1])
+        .await
+        .map_err(PumpError::Read)?;
     let mut buf = vec![0u8; PORTABLE_BUFFER];
     loop {
         let n = src.read(&mut buf).await.map_err(PumpError::Read)?;
