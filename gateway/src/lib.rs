@@ -20,3 +20,4 @@ pub mod scan;
 pub mod server;
 pub mod snapshot;
 pub mod splice;
+pub mod storage;

@@ -38,10 +38,17 @@ enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Encrypted storage for the data dir: LUKS2 container, key sealed to the TPM.
+    #[command(subcommand)]
+    Storage(gateway::storage::cli::StorageCommand),
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Command::Storage(command)) = args.command {
+        logging::init(args.log_format);
+        return gateway::storage::cli::run(&args.config, command);
+    }
     if let Some(Command::CheckConfig { file }) = args.command {
         return match Config::load(&file) {
             Ok(config) => {

@@ -1,0 +1,253 @@
+//! The LUKS2 container, driven through `cryptsetup` as a subprocess. The key only ever
+//! travels on cryptsetup's stdin (`--key-file=-`): never in argv (readable by every
+//! user in `/proc/*/cmdline`), never in a file. cryptsetup's own messages never echo
+//! the key, so its stderr is kept for error messages.
+//!
+//! The container key is 64 random bytes, not a passphrase, so PBKDF stretching adds
+//! nothing: the keyslot uses PBKDF2 at cryptsetup's minimum of 1000 iterations, which
+//! also keeps `open` fast on small VMs (argon2id would reserve memory for nothing).
+
+use super::StorageError;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// The data cipher: AES-256 in XTS mode (a 512-bit XTS key is two AES-256 keys).
+pub const CIPHER: &str = "aes-xts-plain64";
+/// Key size in bits as cryptsetup counts it.
+pub const KEY_BITS: u32 = 512;
+/// The container key length in bytes.
+pub const KEY_LEN: usize = 64;
+
+/// What `open` needs to know about a header before it trusts the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// The cipher of each data segment (`aes-xts-plain64`).
+    pub segment_ciphers: Vec<String>,
+    /// The cipher of each keyslot's area.
+    pub keyslot_ciphers: Vec<String>,
+}
+
+/// A finished cryptsetup run: exit code, stderr, stdout.
+type Outcome = (i32, String, Vec<u8>);
+
+/// Runs cryptsetup with `args`, writing `key` (if any) to its stdin.
+fn cryptsetup(args: &[&std::ffi::OsStr], key: Option<&[u8]>) -> Result<Outcome, StorageError> {
+    let mut child = Command::new("cryptsetup")
+        .args(args)
+        .stdin(if key.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| StorageError::Spawn {
+            program: "cryptsetup",
+            source,
+        })?;
+    if let (Some(key), Some(mut stdin)) = (key, child.stdin.take()) {
+        // A write error means cryptsetup exited early; its status says why.
+        let _ = stdin.write_all(key);
+        // Dropping stdin closes it: `--key-file=-` reads to end of file.
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|source| StorageError::Spawn {
+            program: "cryptsetup",
+            source,
+        })?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        out.stdout,
+    ))
+}
+
+fn failed(op: &'static str, code: i32, stderr: String) -> StorageError {
+    StorageError::Cryptsetup { op, code, stderr }
+}
+
+/// Formats `image` (an existing file) as LUKS2, AES-XTS-512, with `key` in keyslot 0.
+pub fn format(image: &Path, key: &[u8]) -> Result<(), StorageError> {
+    let iterations = "1000";
+    let bits = KEY_BITS.to_string();
+    let args: Vec<&std::ffi::OsStr> = vec![
+        "luksFormat".as_ref(),
+        "--type".as_ref(),
+        "luks2".as_ref(),
+        "--batch-mode".as_ref(),
+        "--cipher".as_ref(),
+        CIPHER.as_ref(),
+        "--key-size".as_ref(),
+        bits.as_ref(),
+        "--pbkdf".as_ref(),
+        "pbkdf2".as_ref(),
+        "--pbkdf-force-iterations".as_ref(),
+        iterations.as_ref(),
+        "--key-file=-".as_ref(),
+        image.as_os_str(),
+    ];
+    match cryptsetup(&args, Some(key))? {
+        (0, _, _) => Ok(()),
+        (code, stderr, _) => Err(failed("luksFormat", code, stderr)),
+    }
+}
+
+/// Reads and checks the header: LUKS2, and no segment or keyslot with `cipher_null`
+/// (a header an attacker swapped in to make the "encrypted" data dir plaintext).
+pub fn check_header(image: &Path) -> Result<Header, StorageError> {
+    if !image.is_file() {
+        return Err(StorageError::ImageMissing {
+            image: image.to_path_buf(),
+        });
+    }
+    let args: Vec<&std::ffi::OsStr> = vec![
+        "isLuks".as_ref(),
+        "--type".as_ref(),
+        "luks2".as_ref(),
+        image.as_os_str(),
+    ];
+    if cryptsetup(&args, None)?.0 != 0 {
+        return Err(StorageError::NotLuks2 {
+            image: image.to_path_buf(),
+        });
+    }
+    let args: Vec<&std::ffi::OsStr> = vec![
+        "luksDump".as_ref(),
+        "--dump-json-metadata".as_ref(),
+        image.as_os_str(),
+    ];
+    let (code, stderr, stdout) = cryptsetup(&args, None)?;
+    if code != 0 {
+        return Err(failed("luksDump", code, stderr));
+    }
+    let header = parse_metadata(&stdout).map_err(|reason| StorageError::BadHeader {
+        image: image.to_path_buf(),
+        reason,
+    })?;
+    for cipher in header.segment_ciphers.iter().chain(&header.keyslot_ciphers) {
+        if cipher.starts_with("cipher_null") {
+            return Err(StorageError::CipherNull {
+                image: image.to_path_buf(),
+                cipher: cipher.clone(),
+            });
+        }
+    }
+    if header.segment_ciphers.is_empty() {
+        return Err(StorageError::BadHeader {
+            image: image.to_path_buf(),
+            reason: "no data segment".into(),
+        });
+    }
+    Ok(header)
+}
+
+/// Parses cryptsetup's LUKS2 JSON metadata (untrusted: it comes from the image).
+pub fn parse_metadata(json: &[u8]) -> Result<Header, String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(json).map_err(|e| format!("metadata is not JSON: {e}"))?;
+    let ciphers =
+        |section: &str, field: &dyn Fn(&serde_json::Value) -> Option<&serde_json::Value>| {
+            let mut out = Vec::new();
+            let Some(map) = value.get(section).and_then(|s| s.as_object()) else {
+                return Err(format!("`{section}` is missing or not an object"));
+            };
+            for (id, entry) in map {
+                match field(entry).and_then(|e| e.as_str()) {
+                    Some(c) => out.push(c.to_string()),
+                    None => return Err(format!("{section}.{id}: no `encryption` string")),
+                }
+            }
+            Ok(out)
+        };
+    Ok(Header {
+        segment_ciphers: ciphers("segments", &|e| e.get("encryption"))?,
+        keyslot_ciphers: ciphers("keyslots", &|e| {
+            e.get("area").and_then(|a| a.get("encryption"))
+        })?,
+    })
+}
+
+/// Checks that `key` opens a keyslot of `image`, without device-mapper
+/// (`cryptsetup open --test-passphrase`). `Ok(false)`: the key is wrong.
+pub fn test_key(image: &Path, key: &[u8]) -> Result<bool, StorageError> {
+    if key.is_empty() {
+        // cryptsetup reads an empty stdin as "nothing to read", not as a wrong key.
+        return Ok(false);
+    }
+    let args: Vec<&std::ffi::OsStr> = vec![
+        "open".as_ref(),
+        "--type".as_ref(),
+        "luks2".as_ref(),
+        "--test-passphrase".as_ref(),
+        "--key-file=-".as_ref(),
+        image.as_os_str(),
+    ];
+    match cryptsetup(&args, Some(key))? {
+        (0, _, _) => Ok(true),
+        // cryptsetup's exit code 2: "No key available with this passphrase".
+        (2, _, _) => Ok(false),
+        (code, stderr, _) => Err(failed("open --test-passphrase", code, stderr)),
+    }
+}
+
+/// Where device-mapper's control node lives; without it nothing can be opened.
+pub const DM_CONTROL: &str = "/dev/mapper/control";
+
+/// Fails with [`StorageError::NoDeviceMapper`] where device-mapper is missing.
+pub fn require_device_mapper() -> Result<(), StorageError> {
+    if Path::new(DM_CONTROL).exists() {
+        Ok(())
+    } else {
+        Err(StorageError::NoDeviceMapper)
+    }
+}
+
+/// Opens `image` as `/dev/mapper/<name>` with `key`.
+pub fn open(image: &Path, name: &str, key: &[u8]) -> Result<(), StorageError> {
+    require_device_mapper()?;
+    let args: Vec<&std::ffi::OsStr> = vec![
+        "open".as_ref(),
+        "--type".as_ref(),
+        "luks2".as_ref(),
+        "--key-file=-".as_ref(),
+        image.as_os_str(),
+        name.as_ref(),
+    ];
+    match cryptsetup(&args, Some(key))? {
+        (0, _, _) => Ok(()),
+        (code, stderr, _) => Err(failed("open", code, stderr)),
+    }
+}
+
+/// Closes `/dev/mapper/<name>`.
+pub fn close(name: &str) -> Result<(), StorageError> {
+    let args: Vec<&std::ffi::OsStr> = vec!["close".as_ref(), name.as_ref()];
+    match cryptsetup(&args, None)? {
+        (0, _, _) => Ok(()),
+        (code, stderr, _) => Err(failed("close", code, stderr)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_without_sections_or_ciphers_is_refused() {
+        assert!(parse_metadata(b"not json").is_err());
+        assert!(parse_metadata(b"{}").unwrap_err().contains("segments"));
+        let e =
+            parse_metadata(br#"{"segments":{"0":{"type":"crypt"}},"keyslots":{}}"#).unwrap_err();
+        assert!(e.contains("segments.0"), "{e}");
+        let h = parse_metadata(
+            br#"{"segments":{"0":{"encryption":"cipher_null-ecb"}},
+                 "keyslots":{"0":{"area":{"encryption":"aes-xts-plain64"}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(h.segment_ciphers, vec!["cipher_null-ecb"]);
+        assert_eq!(h.keyslot_ciphers, vec!["aes-xts-plain64"]);
+    }
+}

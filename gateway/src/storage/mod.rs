@@ -1,0 +1,508 @@
+//! Encrypted storage for the data dir: a LUKS2 container whose random key is sealed to
+//! the TPM, so the data is readable only on this VM's TPM (and, when bound to PCRs,
+//! only after the same boot chain).
+//!
+//! - [`init`] creates the container file (sparse), formats it with a fresh 64-byte key
+//!   ([`luks`]), seals the key ([`attest::tpm::seal`]) and writes the sealed blob; on
+//!   any failure it removes what it created, and it never touches an existing image.
+//! - [`open`] refuses a header that is not LUKS2 or uses `cipher_null`, unseals the key,
+//!   checks it against the header, opens the container through device-mapper, makes an
+//!   ext4 file system on first use, mounts it on the data dir and mounts the run-time
+//!   tmpfs ([`tmpfs`]) at `<data_dir>/run`.
+//!
+//! The container cannot live inside the folder it is mounted over, so by default the
+//! image and the blob sit next to the data dir: `<data_dir>/../verigate-data.luks` and
+//! `<data_dir>/../verigate-data.sealed` ([`StoragePaths::for_data_dir`]). The key is
+//! held in an [`attest::tpm::seal::Secret`] (cleared on drop), passed to cryptsetup on
+//! stdin only, and never logged: log lines carry paths and PCR indices only.
+
+pub mod cli;
+pub mod luks;
+pub mod tmpfs;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The device-mapper name of the open container (`/dev/mapper/verigate-data`).
+pub const MAPPER_NAME: &str = "verigate-data";
+/// LUKS2 keeps 16 MiB of header and keyslots; smaller containers are refused.
+pub const MIN_SIZE: u64 = 32 << 20;
+/// The run-time tmpfs size.
+pub const RUN_TMPFS_SIZE: u64 = 64 << 20;
+
+/// Why a storage step failed. No variant carries key material.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("size `{value}`: {reason} (examples: 64M, 1G, 512M; at least 32M)")]
+    BadSize { value: String, reason: String },
+    #[error("{image} already exists: verigated never overwrites a container (remove it yourself if it is really unused)")]
+    ImageExists { image: PathBuf },
+    #[error("{blob} already exists: verigated never overwrites a sealed key")]
+    BlobExists { blob: PathBuf },
+    #[error("{image} does not exist: run `verigated storage init --size SIZE` first")]
+    ImageMissing { image: PathBuf },
+    #[error("{image} is not a LUKS2 container")]
+    NotLuks2 { image: PathBuf },
+    #[error("{image}: LUKS header uses `{cipher}`, which stores the data unencrypted; refused")]
+    CipherNull { image: PathBuf, cipher: String },
+    #[error("{image}: LUKS header: {reason}")]
+    BadHeader { image: PathBuf, reason: String },
+    #[error("{image}: the key unsealed from {blob} does not open the container (another container's key?)")]
+    WrongKey { image: PathBuf, blob: PathBuf },
+    #[error(
+        "device-mapper is not available on this machine (no {}): cannot open the container; \
+         run `verigated storage open` on the VM",
+        luks::DM_CONTROL
+    )]
+    NoDeviceMapper,
+    #[error("cannot run {program}: {source}")]
+    Spawn {
+        program: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cryptsetup {op} failed (exit {code}): {stderr}")]
+    Cryptsetup {
+        op: &'static str,
+        code: i32,
+        stderr: String,
+    },
+    #[error("{what} {path}: {stderr}")]
+    Mount {
+        what: &'static str,
+        path: PathBuf,
+        stderr: String,
+    },
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[cfg(feature = "tpm")]
+    #[error("sealed key {blob}: {source}")]
+    Seal {
+        blob: PathBuf,
+        #[source]
+        source: attest::tpm::seal::SealError,
+    },
+}
+
+fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StorageError {
+    let path = path.to_path_buf();
+    move |source| StorageError::Io { op, path, source }
+}
+
+/// Where the container, its sealed key and the mount point are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoragePaths {
+    /// The LUKS2 container file (outside `data_dir`).
+    pub image: PathBuf,
+    /// The sealed key blob (not secret by itself: only this TPM can load it).
+    pub blob: PathBuf,
+    /// Where the container is mounted: the data dir.
+    pub data_dir: PathBuf,
+}
+
+impl StoragePaths {
+    /// The defaults: image and blob next to `data_dir`, in its parent folder.
+    pub fn for_data_dir(data_dir: &Path) -> StoragePaths {
+        let parent = data_dir.parent().unwrap_or(Path::new("/"));
+        StoragePaths {
+            image: parent.join("verigate-data.luks"),
+            blob: parent.join("verigate-data.sealed"),
+            data_dir: data_dir.to_path_buf(),
+        }
+    }
+}
+
+/// Parses a size: bytes, or a number with K, M, G or T (powers of 1024, optional
+/// trailing `B`/`iB`). At least [`MIN_SIZE`].
+pub fn parse_size(value: &str) -> Result<u64, StorageError> {
+    let bad = |reason: &str| StorageError::BadSize {
+        value: value.to_string(),
+        reason: reason.to_string(),
+    };
+    let s = value.trim();
+    let s = s
+        .strip_suffix("iB")
+        .or_else(|| s.strip_suffix('B'))
+        .unwrap_or(s);
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    if digits.is_empty() {
+        return Err(bad("no number"));
+    }
+    let n: u64 = digits.parse().map_err(|_| bad("number too large"))?;
+    let shift = match unit.to_ascii_uppercase().as_str() {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return Err(bad("unknown unit")),
+    };
+    let bytes = n
+        .checked_mul(1u64 << shift)
+        .ok_or_else(|| bad("number too large"))?;
+    if bytes < MIN_SIZE {
+        return Err(bad("too small for a LUKS2 header and data"));
+    }
+    Ok(bytes)
+}
+
+/// Removes the files an unfinished [`init`] created, unless disarmed.
+struct Cleanup {
+    paths: Vec<PathBuf>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for p in &self.paths {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// Reads `n` bytes from the kernel's CSPRNG.
+fn random_key(n: usize) -> Result<Vec<u8>, StorageError> {
+    use std::io::Read;
+    let path = Path::new("/dev/urandom");
+    let mut key = vec![0u8; n];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut key))
+        .map_err(io("reading", path))?;
+    Ok(key)
+}
+
+/// Writes `bytes` to `path` atomically, mode 0600: temporary file in the same folder,
+/// fsync, rename (refusing to replace an existing file), fsync of the folder.
+fn write_new_atomically(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io("creating", &tmp))?;
+        f.write_all(bytes).map_err(io("writing", &tmp))?;
+        f.sync_all().map_err(io("syncing", &tmp))?;
+        // A hard link fails if `path` exists, where rename would replace it.
+        std::fs::hard_link(&tmp, path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                StorageError::BlobExists {
+                    blob: path.to_path_buf(),
+                }
+            } else {
+                StorageError::Io {
+                    op: "linking",
+                    path: path.to_path_buf(),
+                    source: e,
+                }
+            }
+        })?;
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io("syncing", dir))
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    result
+}
+
+/// What `status` reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// The image exists.
+    pub image: bool,
+    /// The image's header, checked (`None`: no image, or the check failed: `header_error`).
+    pub header: Option<luks::Header>,
+    /// Why the header check failed.
+    pub header_error: Option<String>,
+    /// The sealed key exists; the PCRs it is bound to when it parses.
+    pub blob_pcrs: Option<Vec<u8>>,
+    /// `/dev/mapper/verigate-data` exists.
+    pub mapped: bool,
+    /// The data dir is a mount point.
+    pub mounted: bool,
+    /// `<data_dir>/run` is a mount point.
+    pub run_mounted: bool,
+}
+
+/// Looks at the container without the TPM or device-mapper.
+pub fn status(paths: &StoragePaths) -> Status {
+    let image = paths.image.is_file();
+    let (header, header_error) = if image {
+        match luks::check_header(&paths.image) {
+            Ok(h) => (Some(h), None),
+            Err(e) => (None, Some(e.to_string())),
+        }
+    } else {
+        (None, None)
+    };
+    #[cfg(feature = "tpm")]
+    let blob_pcrs = std::fs::read(&paths.blob)
+        .ok()
+        .and_then(|b| attest::tpm::seal::SealedBlob::from_bytes(&b).ok())
+        .map(|b| b.pcrs);
+    #[cfg(not(feature = "tpm"))]
+    let blob_pcrs = None;
+    Status {
+        image,
+        header,
+        header_error,
+        blob_pcrs,
+        mapped: Path::new("/dev/mapper").join(MAPPER_NAME).exists(),
+        mounted: tmpfs::is_mounted(&paths.data_dir),
+        run_mounted: tmpfs::is_mounted(&tmpfs::run_dir(&paths.data_dir)),
+    }
+}
+
+#[cfg(feature = "tpm")]
+pub use with_tpm::{init, open, unseal_key};
+
+#[cfg(feature = "tpm")]
+mod with_tpm {
+    use super::*;
+    use attest::tpm::seal::{self, SealTpm, SealedBlob, Secret};
+
+    /// Creates the container at `image` (`size` bytes, sparse) with a fresh random key
+    /// sealed to `tpm` (bound to SHA-256 `pcrs`, may be empty) into `blob`. Refuses if
+    /// either file exists; on failure removes both.
+    pub fn init(
+        size: u64,
+        image: &Path,
+        blob: &Path,
+        pcrs: &[u8],
+        tpm: &mut SealTpm,
+    ) -> Result<(), StorageError> {
+        if size < MIN_SIZE {
+            return Err(StorageError::BadSize {
+                value: size.to_string(),
+                reason: "too small for a LUKS2 header and data".into(),
+            });
+        }
+        if image.symlink_metadata().is_ok() {
+            return Err(StorageError::ImageExists {
+                image: image.to_path_buf(),
+            });
+        }
+        if blob.symlink_metadata().is_ok() {
+            return Err(StorageError::BlobExists {
+                blob: blob.to_path_buf(),
+            });
+        }
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(image)
+            .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    StorageError::ImageExists {
+                        image: image.to_path_buf(),
+                    }
+                } else {
+                    StorageError::Io {
+                        op: "creating",
+                        path: image.to_path_buf(),
+                        source: e,
+                    }
+                }
+            })?;
+        let mut cleanup = Cleanup {
+            paths: vec![image.to_path_buf()],
+        };
+        file.set_len(size).map_err(io("sizing", image))?;
+        drop(file);
+        let key = Secret::new(random_key(luks::KEY_LEN)?);
+        luks::format(image, key.expose())?;
+        luks::check_header(image)?;
+        let sealed = seal::seal(tpm, key.expose(), pcrs).map_err(|source| StorageError::Seal {
+            blob: blob.to_path_buf(),
+            source,
+        })?;
+        cleanup.paths.push(blob.to_path_buf());
+        write_new_atomically(blob, &sealed.to_bytes()).map_err(|e| match e {
+            // Someone created the blob meanwhile: theirs stays, so it is not ours to remove.
+            StorageError::BlobExists { .. } => {
+                cleanup.paths.pop();
+                e
+            }
+            e => e,
+        })?;
+        cleanup.paths.clear();
+        tracing::info!(
+            image = %image.display(),
+            blob = %blob.display(),
+            size,
+            pcrs = ?sealed.pcrs,
+            "encrypted storage created (LUKS2 {}, key sealed to the TPM)",
+            luks::CIPHER
+        );
+        Ok(())
+    }
+
+    /// Reads `blob` and unseals the container key (for `open`, and for tests that check
+    /// the key against the header).
+    pub fn unseal_key(blob: &Path, tpm: &mut SealTpm) -> Result<Secret, StorageError> {
+        let bytes = std::fs::read(blob).map_err(io("reading the sealed key", blob))?;
+        let sealed = SealedBlob::from_bytes(&bytes).map_err(|source| StorageError::Seal {
+            blob: blob.to_path_buf(),
+            source,
+        })?;
+        seal::unseal(tpm, &sealed).map_err(|source| StorageError::Seal {
+            blob: blob.to_path_buf(),
+            source,
+        })
+    }
+
+    /// Checks the header, unseals the key, checks it against the header, then opens the
+    /// container, makes its file system on first use, mounts it on `paths.data_dir` and
+    /// mounts the run-time tmpfs. Where device-mapper is missing this ends with
+    /// [`StorageError::NoDeviceMapper`] after every check that can run without it.
+    pub fn open(paths: &StoragePaths, tpm: &mut SealTpm) -> Result<(), StorageError> {
+        let image = &paths.image;
+        luks::check_header(image)?;
+        let key = unseal_key(&paths.blob, tpm)?;
+        if !luks::test_key(image, key.expose())? {
+            return Err(StorageError::WrongKey {
+                image: image.clone(),
+                blob: paths.blob.clone(),
+            });
+        }
+        tracing::info!(image = %image.display(), "storage key unsealed and checked against the header");
+        luks::open(image, MAPPER_NAME, key.expose())?;
+        drop(key);
+        let device = Path::new("/dev/mapper").join(MAPPER_NAME);
+        let mounted = make_fs_if_blank(&device).and_then(|()| {
+            std::fs::create_dir_all(&paths.data_dir).map_err(io("creating", &paths.data_dir))?;
+            mount_device(&device, &paths.data_dir)
+        });
+        if let Err(e) = mounted {
+            let _ = luks::close(MAPPER_NAME);
+            return Err(e);
+        }
+        if let Err(e) = tmpfs::mount(&tmpfs::run_dir(&paths.data_dir), RUN_TMPFS_SIZE) {
+            let _ = tmpfs::unmount(&paths.data_dir);
+            let _ = luks::close(MAPPER_NAME);
+            return Err(e);
+        }
+        tracing::info!(data_dir = %paths.data_dir.display(), "encrypted storage mounted");
+        Ok(())
+    }
+
+    fn make_fs_if_blank(device: &Path) -> Result<(), StorageError> {
+        // `blkid -p` exits 2 when it finds no signature: a fresh container.
+        let probe = Command::new("blkid")
+            .arg("-p")
+            .arg(device)
+            .output()
+            .map_err(|source| StorageError::Spawn {
+                program: "blkid",
+                source,
+            })?;
+        if probe.status.code() != Some(2) {
+            return Ok(());
+        }
+        let out = Command::new("mkfs.ext4")
+            .args(["-q", "-L", "verigate-data"])
+            .arg(device)
+            .output()
+            .map_err(|source| StorageError::Spawn {
+                program: "mkfs.ext4",
+                source,
+            })?;
+        if out.status.success() {
+            tracing::info!(device = %device.display(), "first open: ext4 created");
+            Ok(())
+        } else {
+            Err(StorageError::Mount {
+                what: "mkfs.ext4",
+                path: device.to_path_buf(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            })
+        }
+    }
+
+    fn mount_device(device: &Path, dir: &Path) -> Result<(), StorageError> {
+        let out = Command::new("mount")
+            .args(["-t", "ext4", "-o", "nosuid,nodev"])
+            .arg(device)
+            .arg(dir)
+            .output()
+            .map_err(|source| StorageError::Spawn {
+                program: "mount",
+                source,
+            })?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(StorageError::Mount {
+                what: "mount",
+                path: dir.to_path_buf(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            })
+        }
+    }
+}
+
+/// Unmounts the run tmpfs and the data dir (those that are mounted) and closes the
+/// container.
+pub fn close(paths: &StoragePaths) -> Result<(), StorageError> {
+    let run = tmpfs::run_dir(&paths.data_dir);
+    if tmpfs::is_mounted(&run) {
+        tmpfs::unmount(&run)?;
+    }
+    if tmpfs::is_mounted(&paths.data_dir) {
+        tmpfs::unmount(&paths.data_dir)?;
+    }
+    if Path::new("/dev/mapper").join(MAPPER_NAME).exists() {
+        luks::close(MAPPER_NAME)?;
+    }
+    tracing::info!(data_dir = %paths.data_dir.display(), "encrypted storage closed");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_and_bad_ones_are_named() {
+        assert_eq!(parse_size("64M").unwrap(), 64 << 20);
+        assert_eq!(parse_size("1G").unwrap(), 1 << 30);
+        assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
+        assert_eq!(parse_size("33554432").unwrap(), 32 << 20);
+        for (bad, why) in [
+            ("", "no number"),
+            ("M", "no number"),
+            ("12X", "unknown unit"),
+            ("1M", "too small"),
+            ("99999999999999999999", "too large"),
+            ("99999999999T", "too large"),
+        ] {
+            match parse_size(bad) {
+                Err(StorageError::BadSize { reason, .. }) => {
+                    assert!(reason.contains(why), "{bad}: {reason}")
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn default_paths_sit_next_to_the_data_dir() {
+        let p = StoragePaths::for_data_dir(Path::new("/var/lib/verigate/data"));
+        assert_eq!(p.image, Path::new("/var/lib/verigate/verigate-data.luks"));
+        assert_eq!(p.blob, Path::new("/var/lib/verigate/verigate-data.sealed"));
+        assert!(!p.image.starts_with(&p.data_dir));
+    }
+}
