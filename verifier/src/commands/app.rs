@@ -128,8 +128,8 @@ pub struct AppOptions {
 enum Sent {
     /// Verification failed: nothing was sent.
     NotSent,
-    /// verigated answered 200 with this status.
-    Done(Value),
+    /// verigated answered 200 with this status; `verified` is false under --no-verify.
+    Done { status: Value, verified: bool },
 }
 
 /// Runs `verigate app`, prints the checks and the application's status, and returns the
@@ -137,7 +137,38 @@ enum Sent {
 pub fn run(online: &Online, args: AppArgs, format: OutputFormat) -> ExitCode {
     match execute(online, &args) {
         Ok((outcome, Sent::NotSent)) => report::finish(Ok(outcome), format),
-        Ok((mut outcome, Sent::Done(status))) => match format {
+        Ok((
+            outcome,
+            Sent::Done {
+                status,
+                verified: false,
+            },
+        )) => {
+            // No checks ran, so there is no verdict to print: the facts say why.
+            match format {
+                OutputFormat::Json => {
+                    let mut v: serde_json::Map<String, Value> = outcome.facts.into_iter().collect();
+                    v.insert("app".into(), status);
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&json!({"verdict": "unverified", "facts": v}))
+                            .unwrap_or_default()
+                    );
+                }
+                OutputFormat::Text => {
+                    for (name, value) in &outcome.facts {
+                        match value {
+                            Value::String(s) => println!("{name}: {s}"),
+                            other => println!("{name}: {other}"),
+                        }
+                    }
+                    println!();
+                    print_status(action_name(&args.action), &status);
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Ok((mut outcome, Sent::Done { status, .. })) => match format {
             OutputFormat::Json => {
                 outcome.facts.push(("app".into(), status));
                 report::finish(Ok(outcome), format)
@@ -225,7 +256,13 @@ fn execute(online: &Online, args: &AppArgs) -> anyhow::Result<(Outcome, Sent)> {
             }
         };
         let status = send(&mut conn, method, path, body, o.token.as_deref()).await?;
-        Ok((outcome, Sent::Done(status)))
+        Ok((
+            outcome,
+            Sent::Done {
+                status,
+                verified: plan.is_some(),
+            },
+        ))
     })
 }
 
