@@ -260,9 +260,9 @@ pub async fn check_connection(
     let applications = &plan.applications;
     let (evidence, endpoint_sha, app_results) = {
         let endpoint_sha = cert_sha256(conn.leaf());
-        let body = online::get_attestation(conn, &nonce).await?;
-        // The handshakes start only once the evidence is in: the manifest they are
-        // compared with is the one bound to this nonce.
+        // The handshakes run while the evidence is fetched: each is compared, after
+        // both are in, with the manifest bound to this call's nonce. A certificate
+        // renewed in between can only make a check fail, never pass.
         let mut set = tokio::task::JoinSet::new();
         for (i, app) in applications.iter().enumerate() {
             let app = app.clone();
@@ -275,6 +275,7 @@ pub async fn check_connection(
                 )
             });
         }
+        let body = online::get_attestation(conn, &nonce).await?;
         let mut results = vec![None; applications.len()];
         while let Some(joined) = set.join_next().await {
             let (i, r) = joined.context("an application handshake task failed")?;
