@@ -424,3 +424,147 @@ fn cli_refuses_an_image_inside_the_data_dir() {
     assert!(err.contains("outside the folder they mount over"), "{err}");
     assert!(!p.image.exists());
 }
+
+#[test]
+fn damaged_or_foreign_sealed_keys_are_named_errors() {
+    let a = Swtpm::start().expect("swtpm a");
+    let b = Swtpm::start().expect("swtpm b");
+    let dir = tempfile::tempdir().expect("tmp");
+    let p = paths(dir.path());
+    let mut tpm_a = SealTpm::open(&a.tcti()).expect("tpm a");
+    storage::init(SIZE, &p.image, &p.blob, &[], &mut tpm_a).expect("init");
+    let good = std::fs::read(&p.blob).expect("blob");
+    // Only the files this call made are left: no temporary blob.
+    let mut names: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["data", "verigate-data.luks", "verigate-data.sealed"]
+    );
+
+    // Sealed by another TPM.
+    let mut tpm_b = SealTpm::open(&b.tcti()).expect("tpm b");
+    match storage::open(&p, &mut tpm_b) {
+        Err(StorageError::Seal {
+            source: SealError::WrongTpm,
+            ..
+        }) => {}
+        other => panic!("expected WrongTpm, got {other:?}"),
+    }
+    // Truncated, and garbage.
+    for bad in [&good[..good.len() / 2], b"garbage".as_slice(), &[]] {
+        std::fs::write(&p.blob, bad).expect("write");
+        match storage::open(&p, &mut tpm_a) {
+            Err(StorageError::Seal {
+                source: SealError::BadBlob { .. },
+                ..
+            }) => {}
+            other => panic!("expected BadBlob, got {other:?}"),
+        }
+    }
+    // Missing.
+    std::fs::remove_file(&p.blob).expect("rm");
+    match storage::open(&p, &mut tpm_a) {
+        Err(StorageError::Io { path, .. }) => assert_eq!(path, p.blob),
+        other => panic!("expected Io on the blob, got {other:?}"),
+    }
+    assert_eq!(tpm_a.transient_count().expect("handles"), 0);
+    assert_eq!(tpm_b.transient_count().expect("handles"), 0);
+}
+
+/// The key must never be in cryptsetup's argv (readable by every user in
+/// /proc/PID/cmdline). A wrapper named `cryptsetup` first on PATH records each argv,
+/// then runs the real cryptsetup with the same arguments and stdin: the real tool does
+/// the work, the wrapper only observes the command boundary.
+#[test]
+fn the_key_is_never_in_cryptsetup_argv() {
+    let real = [
+        "/usr/sbin/cryptsetup",
+        "/sbin/cryptsetup",
+        "/usr/bin/cryptsetup",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists());
+    let Some(real) = real else {
+        eprintln!("skipped: cryptsetup not found in /usr/sbin, /sbin or /usr/bin");
+        return;
+    };
+    let sw = Swtpm::start().expect("swtpm");
+    let dir = tempfile::tempdir().expect("tmp");
+    let p = paths(dir.path());
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).expect("bin");
+    let argv_log = dir.path().join("argv.log");
+    let wrapper = bin.join("cryptsetup");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\nexec {real} \"$@\"\n",
+            argv_log.display()
+        ),
+    )
+    .expect("wrapper");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_verigated"))
+            .args(["--config", "/nonexistent/verigated.toml", "storage"])
+            .args(args)
+            .arg("--image")
+            .arg(&p.image)
+            .arg("--blob")
+            .arg(&p.blob)
+            .arg("--data-dir")
+            .arg(&p.data_dir)
+            .args(["--tpm", &sw.tcti()])
+            .env("PATH", &path)
+            .output()
+            .expect("verigated")
+    };
+    assert!(run(&["init", "--size", "40M"]).status.success());
+    run(&["open"]);
+    let argv = std::fs::read_to_string(&argv_log).expect("wrapper ran");
+    assert!(
+        argv.contains("luksFormat") && argv.contains("--test-passphrase"),
+        "{argv}"
+    );
+    assert!(
+        argv.lines()
+            .filter(|l| l.contains("luksFormat") || l.contains("open"))
+            .all(|l| l.contains("--key-file=-")),
+        "{argv}"
+    );
+    let key = {
+        let mut tpm = SealTpm::open(&sw.tcti()).expect("tpm");
+        storage::unseal_key(&p.blob, &mut tpm).expect("unseal")
+    };
+    let k = key.expose();
+    for needle in [
+        hex::encode(k),
+        hex::encode(&k[..8]),
+        base64(k),
+        base64(&k[..12]),
+    ] {
+        assert!(!argv.contains(&needle), "key material in argv: {argv}");
+    }
+    // No file outside the image and the sealed blob holds the key in clear.
+    for entry in std::fs::read_dir(dir.path()).expect("dir") {
+        let path = entry.expect("entry").path();
+        if path.is_file() && path != p.image {
+            let bytes = std::fs::read(&path).expect("read");
+            assert!(
+                !bytes.windows(16).any(|w| w == &k[..16]),
+                "{} holds the key",
+                path.display()
+            );
+        }
+    }
+}
