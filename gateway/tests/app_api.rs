@@ -44,6 +44,13 @@ impl Drop for Vm {
         if let Some(gw) = self.gw.take() {
             drop(gw);
         }
+        // The program last started may not have been seen yet (a test that failed early).
+        if let Some(pid) = std::fs::read_to_string(&self.out)
+            .ok()
+            .and_then(|t| t.lines().next()?.strip_prefix("pid=")?.parse::<i32>().ok())
+        {
+            self.pids.borrow_mut().push(pid);
+        }
         // verigated killed with SIGKILL cannot stop the program it started: stop the
         // groups of the PIDs this test saw (each one a program the test made it start).
         for pid in self.pids.borrow().iter() {

@@ -187,6 +187,13 @@ struct Vm {
 impl Drop for Vm {
     fn drop(&mut self) {
         drop(self.gateway.take());
+        // The program last started may not have been seen yet (a test that failed early).
+        if let Some(pid) = std::fs::read_to_string(&self.out)
+            .ok()
+            .and_then(|t| t.lines().next()?.strip_prefix("pid=")?.parse::<i32>().ok())
+        {
+            self.pids.borrow_mut().push(pid);
+        }
         // A verigated killed with SIGKILL cannot stop the program it started: stop the
         // process groups of the PIDs this test saw (programs it made verigated start).
         for pid in self.pids.borrow().iter().filter(|p| **p > 1) {
