@@ -514,7 +514,7 @@ fn the_key_is_never_in_cryptsetup_argv() {
         bin.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let mut run = |args: &[&str]| {
+    let run = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_verigated"))
             .args(["--config", "/nonexistent/verigated.toml", "storage"])
             .args(args)
