@@ -196,13 +196,37 @@ pub fn test_key(image: &Path, key: &[u8]) -> Result<bool, StorageError> {
 /// Where device-mapper's control node lives; without it nothing can be opened.
 pub const DM_CONTROL: &str = "/dev/mapper/control";
 
-/// Fails with [`StorageError::NoDeviceMapper`] where device-mapper is missing.
+/// Fails with [`StorageError::NoDeviceMapper`] where the kernel has no device-mapper.
+/// The control node alone proves nothing: libdevmapper creates `/dev/mapper/control`
+/// itself (cryptsetup does so even for `luksFormat` on a file), so the kernel's own
+/// list of misc devices decides; a `dm_mod` module not loaded yet is loaded first.
 pub fn require_device_mapper() -> Result<(), StorageError> {
-    if Path::new(DM_CONTROL).exists() {
-        Ok(())
-    } else {
-        Err(StorageError::NoDeviceMapper)
+    if kernel_has_device_mapper() {
+        return Ok(());
     }
+    // Best effort: where dm is a module, loading it registers the misc device.
+    let _ = Command::new("modprobe")
+        .arg("dm_mod")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if kernel_has_device_mapper() {
+        return Ok(());
+    }
+    let reason = if Path::new(DM_CONTROL).exists() {
+        format!("{DM_CONTROL} exists but the kernel does not register device-mapper in /proc/misc")
+    } else {
+        format!("no {DM_CONTROL}")
+    };
+    Err(StorageError::NoDeviceMapper { reason })
+}
+
+fn kernel_has_device_mapper() -> bool {
+    std::fs::read_to_string("/proc/misc").is_ok_and(|misc| {
+        misc.lines()
+            .any(|l| l.split_whitespace().nth(1) == Some("device-mapper"))
+    })
 }
 
 /// Opens `image` as `/dev/mapper/<name>` with `key`.

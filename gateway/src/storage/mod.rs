@@ -51,11 +51,10 @@ pub enum StorageError {
     #[error("{image}: the key unsealed from {blob} does not open the container (another container's key?)")]
     WrongKey { image: PathBuf, blob: PathBuf },
     #[error(
-        "device-mapper is not available on this machine (no {}): cannot open the container; \
-         run `verigated storage open` on the VM",
-        luks::DM_CONTROL
+        "device-mapper is not available on this machine ({reason}): cannot open the \
+         container; run `verigated storage open` on the VM"
     )]
-    NoDeviceMapper,
+    NoDeviceMapper { reason: String },
     #[error("cannot run {program}: {source}")]
     Spawn {
         program: &'static str,
