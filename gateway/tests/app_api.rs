@@ -98,6 +98,18 @@ fn sha256_hex(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
 
+/// The `[api]`, `[app]` and `[app.standalone]` sections for the script in `dir`.
+fn sections(dir: &Path, api: &str, grace: &str) -> String {
+    let conf = dir.join("app").join("app.conf");
+    format!(
+        "[api]\n{api}\n\n[app]\nservice_type = \"standalone\"\nservice_name = \"demo\"\napp_storage = \"app\"\n\n\
+         [app.standalone]\ncommand = [\"/bin/sh\", \"{}\", \"{}\", \"{}\"]\nstop_grace_period = \"{grace}\"\n",
+        dir.join("app.sh").display(),
+        conf.display(),
+        dir.join("program-read").display()
+    )
+}
+
 /// Starts verigated in `dir` with `api` lines under `[api]` and a standalone `[app]`.
 fn start(dir: &Path, api: &str) -> Vm {
     let storage = dir.join("app");
@@ -107,13 +119,7 @@ fn start(dir: &Path, api: &str) -> Vm {
     let script = dir.join("app.sh");
     std::fs::write(&script, APP_SCRIPT).unwrap();
     let out = dir.join("program-read");
-    let extra = format!(
-        "[api]\n{api}\n\n[app]\nservice_type = \"standalone\"\nservice_name = \"demo\"\napp_storage = \"app\"\n\n\
-         [app.standalone]\ncommand = [\"/bin/sh\", \"{}\", \"{}\", \"{}\"]\nstop_grace_period = \"5s\"\n",
-        script.display(),
-        conf.display(),
-        out.display()
-    );
+    let extra = sections(dir, api, "5s");
     let vm = Vm {
         gw: Some(Gateway::start(dir, "", &extra)),
         conf,
@@ -322,6 +328,27 @@ fn a_body_over_the_limit_is_413_and_nothing_is_written() {
         assert_eq!(std::fs::read_to_string(&vm.conf).unwrap(), "version=1\n");
         assert_eq!(vm.program(None).0, pid);
     }
+    // Far larger than anything verigated reads: refused (413, or a closed connection
+    // once the bounded drain gives up), nothing written, and verigated still serves.
+    std::fs::write(&big, vec![b'z'; 3 << 20]).unwrap();
+    let (code, body) = curl(
+        vm.gw(),
+        "POST",
+        "/v1/app/init",
+        &[
+            "-H",
+            &h,
+            "--data-binary",
+            &data,
+            "-H",
+            "Transfer-Encoding: chunked",
+        ],
+    );
+    assert!(code == 413 || code == 0, "{code}: {body}");
+    assert_eq!(std::fs::read_to_string(&vm.conf).unwrap(), "version=1\n");
+    assert_eq!(vm.program(None).0, pid);
+    assert!(vm.gw().get("/healthz").0.contains("200"));
+
     // Exactly the limit passes.
     std::fs::write(&big, "y".repeat(64)).unwrap();
     let (code, body) = curl(
@@ -525,4 +552,52 @@ fn check_config_names_the_app_control_problems() {
         String::from_utf8_lossy(&out.stderr).contains("unknown_key")
             || String::from_utf8_lossy(&out.stdout).contains("unknown_key")
     );
+}
+
+#[test]
+fn the_application_survives_a_reload_and_new_tokens_apply_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let old_token = format!("admin_token_sha256 = [\"{}\"]", sha256_hex(TOKEN));
+    let vm = start(dir.path(), &old_token);
+    let (pid, _) = vm.program(None);
+
+    // Another token, same [app]: the program keeps running; the new token works at once.
+    vm.gw().rewrite_routes(&sections(
+        dir.path(),
+        &format!("admin_token_sha256 = [\"{}\"]", sha256_hex("new-token")),
+        "5s",
+    ));
+    vm.gw().signal(1); // SIGHUP
+    vm.gw().wait_for_log("configuration reloaded");
+    let (code, body) = curl(vm.gw(), "GET", "/v1/app/status", &["-H", &bearer(TOKEN)]);
+    assert_eq!(code, 401, "the old token still works: {body}");
+    let (code, body) = curl(
+        vm.gw(),
+        "GET",
+        "/v1/app/status",
+        &["-H", &bearer("new-token")],
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(json(&body)["pid"], pid, "the reload restarted the program");
+    assert!(!vm.gw().log().contains("keeps the settings it started with"));
+
+    // A changed [app.standalone]: kept as started, and the log says a restart is needed.
+    vm.gw().rewrite_routes(&sections(
+        dir.path(),
+        &format!("admin_token_sha256 = [\"{}\"]", sha256_hex("new-token")),
+        "7s",
+    ));
+    vm.gw().signal(1);
+    vm.gw().wait_for_log_count("configuration reloaded", 2);
+    vm.gw()
+        .wait_for_log("keeps the settings it started with until verigated restarts");
+    let (code, body) = curl(
+        vm.gw(),
+        "GET",
+        "/v1/app/status",
+        &["-H", &bearer("new-token")],
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(json(&body)["pid"], pid);
+    assert_eq!(vm.program(None).0, pid);
 }

@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, CONTENT_LENGTH};
 use hyper::{Method, Request, Response, StatusCode};
@@ -132,7 +132,7 @@ pub async fn handle(req: Request<Incoming>, server: &Server) -> Response<Body> {
         Ok(auth) => auth,
         Err(e) => return refused(&e),
     };
-    let (parts, body) = req.into_parts();
+    let (parts, mut body) = req.into_parts();
     let chain = parts.extensions.get::<ClientChain>();
     let creds = credentials_from(&parts.headers, chain.map(|c| c.0.as_slice()));
 
@@ -146,9 +146,13 @@ pub async fn handle(req: Request<Incoming>, server: &Server) -> Response<Body> {
             reason = %e,
             "app control"
         );
+        // Discarded (bounded), never kept: a client still sending its body would
+        // otherwise see a reset instead of the answer.
+        drain(&mut body).await;
         return refused(&e);
     }
     let Some(control) = server.app.as_ref() else {
+        drain(&mut body).await;
         return json_error(
             StatusCode::CONFLICT,
             "no [app] configured",
@@ -188,11 +192,19 @@ impl Action {
     }
 }
 
-/// Reads the body, refusing (413) one that announces or sends more than `limit` bytes
-/// without buffering more than `limit`.
+/// After refusing a body as too large, at most this much more of it is read and
+/// discarded, so that the client (still sending) sees the 413 instead of a reset; a
+/// larger body gets the 413 and a closed connection.
+const DRAIN_BYTES: usize = 1 << 20;
+
+/// How long the drain may take.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Reads the body, keeping at most `limit` bytes: one that announces or sends more is
+/// refused (413), and what follows is discarded, never buffered.
 async fn read_limited(
     headers: &hyper::HeaderMap,
-    body: Incoming,
+    mut body: Incoming,
     limit: usize,
 ) -> Result<Vec<u8>, Response<Body>> {
     let too_large = |got: String| {
@@ -210,7 +222,8 @@ async fn read_limited(
             .and_then(|t| t.trim().parse::<u64>().ok());
         match announced {
             Some(n) if usize::try_from(n).map_or(true, |n| n > limit) => {
-                return Err(too_large(n.to_string()))
+                drain(&mut body).await;
+                return Err(too_large(n.to_string()));
             }
             Some(_) => {}
             None => {
@@ -222,17 +235,42 @@ async fn read_limited(
             }
         }
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes().to_vec()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(too_large(format!("more than {limit}")))
+    let mut bytes = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            json_error(
+                StatusCode::BAD_REQUEST,
+                "could not read the request body",
+                &e.to_string(),
+            )
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        if data.len() > limit.saturating_sub(bytes.len()) {
+            drain(&mut body).await;
+            return Err(too_large(format!("more than {limit}")));
         }
-        Err(e) => Err(json_error(
-            StatusCode::BAD_REQUEST,
-            "could not read the request body",
-            &e.to_string(),
-        )),
+        bytes.extend_from_slice(&data);
     }
+    Ok(bytes)
+}
+
+/// Reads and discards up to [`DRAIN_BYTES`] of what is left of `body`, for at most
+/// [`DRAIN_TIME`].
+async fn drain(body: &mut Incoming) {
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Some(data) = frame.data_ref() {
+                seen = seen.saturating_add(data.len());
+            }
+            if seen > DRAIN_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 fn respond(result: Result<ServiceStatus, ControlError>) -> Response<Body> {
