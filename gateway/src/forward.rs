@@ -327,9 +327,9 @@ async fn pump(
             .await
             .map_err(PumpError::Read)?;
         // Out of descriptors for a pipe: this connection still works, by copying.
-        if let Ok(pipe) = crate::splice::SplicePipe::new() {
+        if let Ok(pipe) = crate::splice::SplicePipe::take() {
             let (src_stream, dst_stream): (&TcpStream, &TcpStream) = (src.as_ref(), dst.as_ref());
-            return crate::splice::splice_one_way(src_stream, dst_stream, &pipe, |n| tally.add(n))
+            return crate::splice::splice_one_way(src_stream, dst_stream, pipe, |n| tally.add(n))
                 .await;
         }
     }

@@ -1,7 +1,10 @@
 //! Zero-copy forwarding on Linux: socket → pipe → socket with splice(2), so the bytes of
 //! a passthrough connection never enter user space.
 //!
-//! Each direction of a relay owns one [`SplicePipe`]. The sockets stay in tokio's
+//! A direction of a relay holds a [`SplicePipe`] only while bytes are in flight: when
+//! the source has nothing more for now and the pipe is empty, the pipe goes back to a
+//! small per-thread pool. So an idle connection — even one that has forwarded bytes —
+//! holds its two sockets and no pipe, as HAProxy's pipe pool does. The sockets stay in tokio's
 //! reactor: a splice is tried only after tokio reports the socket ready, and a
 //! `EAGAIN` clears that readiness through `try_io`, so nothing here blocks a thread. This
 //! is the only module of the gateway with `unsafe`: the three libc calls below.
@@ -43,6 +46,34 @@ impl SplicePipe {
     }
 }
 
+/// Empty pipes kept per worker thread for the next burst; more are closed.
+const POOL_PER_THREAD: usize = 64;
+
+thread_local! {
+    static POOL: std::cell::RefCell<Vec<SplicePipe>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl SplicePipe {
+    /// An empty pipe from this thread's pool, or a new one.
+    pub fn take() -> io::Result<SplicePipe> {
+        match POOL.with(|p| p.borrow_mut().pop()) {
+            Some(pipe) => Ok(pipe),
+            None => SplicePipe::new(),
+        }
+    }
+
+    /// Gives an EMPTY pipe back for reuse (a pipe that may hold bytes is dropped
+    /// instead, never pooled: its bytes would leak into another connection).
+    fn give_back(self) {
+        POOL.with(|p| {
+            let mut pool = p.borrow_mut();
+            if pool.len() < POOL_PER_THREAD {
+                pool.push(self);
+            }
+        });
+    }
+}
+
 /// One splice(2) call between two descriptors that the caller keeps open.
 fn splice(fd_in: RawFd, fd_out: RawFd, len: usize) -> io::Result<usize> {
     // SAFETY: both descriptors are open for the duration of the call (borrowed from a
@@ -62,27 +93,45 @@ fn splice(fd_in: RawFd, fd_out: RawFd, len: usize) -> io::Result<usize> {
     usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 
-/// Moves bytes from `src` to `dst` through `pipe` until `src` reaches end of stream.
-/// `moved` is told every count of bytes written to `dst`. The caller shuts down `dst`.
+/// Moves bytes from `src` to `dst` through a pipe until `src` reaches end of stream,
+/// starting with `pipe` (made by the caller when the first bytes arrived). `moved` is
+/// told every count of bytes written to `dst`. The caller shuts down `dst`.
 ///
 /// A write to a peer that has gone raises SIGPIPE in the kernel; Rust programs ignore
 /// that signal from start-up, so it comes back here as `EPIPE`.
 pub async fn splice_one_way(
     src: &TcpStream,
     dst: &TcpStream,
-    pipe: &SplicePipe,
+    pipe: SplicePipe,
     mut moved: impl FnMut(u64),
 ) -> Result<(), PumpError> {
     let (src_fd, dst_fd) = (src.as_raw_fd(), dst.as_raw_fd());
-    let (pipe_r, pipe_w) = (pipe.read.as_raw_fd(), pipe.write.as_raw_fd());
+    let mut held = Some(pipe);
     loop {
+        let pipe = match held.take() {
+            Some(pipe) => pipe,
+            None => {
+                // Idle: wait for bytes (or the FIN) without holding a pipe. A one-byte
+                // peek, because readiness alone may be reported before any byte.
+                src.peek(&mut [0u8; 1]).await.map_err(PumpError::Read)?;
+                SplicePipe::take().map_err(PumpError::Read)?
+            }
+        };
+        let (pipe_r, pipe_w) = (pipe.read.as_raw_fd(), pipe.write.as_raw_fd());
         // The pipe is empty here, so an EAGAIN can only mean the socket has nothing.
         src.readable().await.map_err(PumpError::Read)?;
         let mut in_pipe =
             match src.try_io(Interest::READABLE, || splice(src_fd, pipe_w, SPLICE_CHUNK)) {
-                Ok(0) => return Ok(()),
+                Ok(0) => {
+                    pipe.give_back();
+                    return Ok(());
+                }
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // Nothing more for now and the pipe is empty: let it go.
+                    pipe.give_back();
+                    continue;
+                }
                 Err(e) => return Err(PumpError::Read(e)),
             };
         while in_pipe > 0 {
@@ -103,5 +152,7 @@ pub async fn splice_one_way(
                 Err(e) => return Err(PumpError::Write(e)),
             }
         }
+        // The pipe is empty again: keep it for the next chunk of this burst.
+        held = Some(pipe);
     }
 }
