@@ -273,17 +273,16 @@ network adds one more round trip per connection, to every size alike. One attest
 fetched per verify whatever the number of names (`verifier/tests/cli_verify_e2e.rs` checks
 this with verigated's `verigated_attestation_calls_total`).
 
-The CLI starts the application handshakes only once the evidence has arrived
-(`verifier/src/commands/verify.rs`), so a verify costs the attestation's round trips plus
-the handshakes' round trip; starting both at once would bring time({hi}) close to the
-larger of the two.
+Since 65abadb the CLI runs the application handshakes while the evidence is fetched
+(`verifier/src/commands/verify.rs`; each is compared with the manifest of this call once
+both are in), so a verify costs about the larger of the two, not their sum.
 
 ## What is measured
 
 The wall time of one `verigate verify` process, start to exit, as a user sees it: process
 start, one TLS connection to verigated, `GET /v1/attestation` (simulated TEE report, a real
 swtpm quote of PCR 10, the IMA log), the checks of `attest::verify`, then one TLS handshake
-per `--application`, all at once, each compared with the attested manifest. Every run must
+per `--application`, all at once and while the evidence is fetched, each compared with the attested manifest. Every run must
 exit 0 (all checks pass) or the bench stops.
 
 The simulated VM: verigated (release) with `tee = "simulated"`, swtpm over TCP, an IMA log
