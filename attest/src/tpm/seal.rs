@@ -13,6 +13,10 @@
 //! `userWithAuth` is clear, so the only way to unseal is a policy session in which the
 //! PCRs still hold those values. Without PCRs, an empty password unseals it.
 //!
+//! Every command that carries the secret runs in a session salted by the SRK with
+//! parameter encryption, so the secret never crosses the TPM interface in clear (a
+//! host that emulates the TPM device, or anyone reading TCTI traces, sees ciphertext).
+//!
 //! There is no resource manager between us and the TPM: the SRK, the loaded object and
 //! every session are flushed before the call returns, on error paths too (swtpm has
 //! three transient object slots).
@@ -278,12 +282,20 @@ impl SealTpm {
         let _ = self.ctx.flush_context(handle);
     }
 
-    fn start_policy(&mut self, kind: SessionType) -> Result<PolicySession, SealError> {
+    /// Starts a session of `kind`. With `salt_key` (the SRK) the session is salted by
+    /// it and encrypts the first parameter of commands (`decrypt`) and responses
+    /// (`encrypt`) with AES-128-CFB: the secret crosses the TPM interface (a socket,
+    /// a bus, a hypervisor-emulated device) only encrypted.
+    fn start_session(
+        &mut self,
+        kind: SessionType,
+        salt_key: Option<KeyHandle>,
+    ) -> Result<AuthSession, SealError> {
         let session = self
             .ctx
             .execute_without_session(|ctx| {
                 ctx.start_auth_session(
-                    None,
+                    salt_key,
                     None,
                     None,
                     kind,
@@ -291,26 +303,42 @@ impl SealTpm {
                     HashingAlgorithm::Sha256,
                 )
             })
-            .map_err(tpm("starting a policy session"))?
+            .map_err(tpm("starting a session"))?
             .ok_or(SealError::Tpm {
-                op: "starting a policy session",
+                op: "starting a session",
                 source: tss_esapi::Error::WrapperError(
                     tss_esapi::WrapperErrorKind::WrongValueFromTpm,
                 ),
             })?;
-        let (attrs, mask) = SessionAttributesBuilder::new().build();
-        let set = self
-            .ctx
-            .tr_sess_set_attributes(session, attrs, mask)
-            .map_err(tpm("session attributes"));
-        let policy = PolicySession::try_from(session).map_err(tpm("policy session"));
-        match (set, policy) {
-            (Ok(()), Ok(policy)) => Ok(policy),
-            (Err(e), _) | (_, Err(e)) => {
-                self.flush(session_object(session));
-                Err(e)
-            }
+        let encrypted = salt_key.is_some();
+        let (attrs, mask) = SessionAttributesBuilder::new()
+            .with_continue_session(true)
+            .with_decrypt(encrypted)
+            .with_encrypt(encrypted)
+            .build();
+        if let Err(e) = self.ctx.tr_sess_set_attributes(session, attrs, mask) {
+            self.flush(session_object(session));
+            return Err(SealError::Tpm {
+                op: "session attributes",
+                source: e,
+            });
         }
+        Ok(session)
+    }
+
+    fn start_policy(
+        &mut self,
+        kind: SessionType,
+        salt_key: Option<KeyHandle>,
+    ) -> Result<PolicySession, SealError> {
+        let session = self.start_session(kind, salt_key)?;
+        PolicySession::try_from(session).map_err(|e| {
+            self.flush(session_object(session));
+            SealError::Tpm {
+                op: "policy session",
+                source: e,
+            }
+        })
     }
 
     /// `TPM2_PolicyPCR` over `pcrs` in `session` with an empty digest: the TPM uses the
@@ -323,7 +351,7 @@ impl SealTpm {
     }
 
     fn pcr_policy_digest(&mut self, pcrs: &[u8]) -> Result<Digest, SealError> {
-        let session = self.start_policy(SessionType::Trial)?;
+        let session = self.start_policy(SessionType::Trial, None)?;
         let digest = self.policy_pcr(session, pcrs).and_then(|()| {
             self.ctx
                 .policy_get_digest(session)
@@ -347,12 +375,17 @@ impl SealTpm {
         let template = sealed_template(policy)?;
         let data = SensitiveData::try_from(secret.to_vec())
             .map_err(|_| SealError::SecretLength { got: secret.len() })?;
+        // The SRK's empty auth is proven with an HMAC session salted by the SRK itself,
+        // which also encrypts `inSensitive` (the secret) on its way to the TPM.
+        let session = self.start_session(SessionType::Hmac, Some(srk))?;
         let created = self
             .ctx
-            .execute_with_session(Some(AuthSession::Password), |ctx| {
+            .execute_with_session(Some(session), |ctx| {
                 ctx.create(srk, template, None, Some(data), None, None)
             })
-            .map_err(tpm("creating the sealed object"))?;
+            .map_err(tpm("creating the sealed object"));
+        self.flush(session_object(session));
+        let created = created?;
         Ok(SealedBlob {
             pcrs: pcrs.to_vec(),
             public: created
@@ -397,16 +430,23 @@ impl SealTpm {
                     source: e,
                 },
             })?;
-        let result = self.unseal_loaded(object, &blob.pcrs);
+        let result = self.unseal_loaded(srk, object, &blob.pcrs);
         self.flush(object.into());
         result
     }
 
-    fn unseal_loaded(&mut self, object: KeyHandle, pcrs: &[u8]) -> Result<Secret, SealError> {
+    fn unseal_loaded(
+        &mut self,
+        srk: KeyHandle,
+        object: KeyHandle,
+        pcrs: &[u8],
+    ) -> Result<Secret, SealError> {
+        // Either way the session is salted by the SRK and encrypts the response, so
+        // the unsealed secret leaves the TPM encrypted.
         let (session, policy) = if pcrs.is_empty() {
-            (AuthSession::Password, None)
+            (self.start_session(SessionType::Hmac, Some(srk))?, None)
         } else {
-            let policy = self.start_policy(SessionType::Policy)?;
+            let policy = self.start_policy(SessionType::Policy, Some(srk))?;
             (AuthSession::from(policy), Some(policy))
         };
         let result = match policy {
@@ -428,9 +468,7 @@ impl SealTpm {
                     },
                 })
         });
-        if policy.is_some() {
-            self.flush(session_object(session));
-        }
+        self.flush(session_object(session));
         // `SensitiveData` clears itself on drop; the copy lives in a `Secret`.
         result.map(|data| Secret::new(data.value().to_vec()))
     }

@@ -98,8 +98,24 @@ fn resolve(config_path: &Path, args: PathArgs) -> Result<Resolved, String> {
     Ok(Resolved { paths, tpm })
 }
 
+/// libtss2 at debug level (`TSS2_LOG=esys+debug`) dumps command parameters before it
+/// encrypts them, and responses after decrypting them: the storage key would land in
+/// the log. Whatever the operator asked for, the ESYS modules stay at `warning`; the
+/// TCTI dumps (what actually crosses the TPM interface, encrypted) stay available.
+fn quiet_tss_parameter_logs() {
+    if let Ok(setting) = std::env::var("TSS2_LOG") {
+        // Read by libtss2 when it first logs, after this point; the storage commands
+        // run before any other thread starts.
+        std::env::set_var(
+            "TSS2_LOG",
+            format!("{setting},esys+warning,esys_crypto+warning,esys_tr+warning"),
+        );
+    }
+}
+
 /// Runs a storage subcommand; errors go to stderr (and the log) and exit 1.
 pub fn run(config_path: &Path, command: StorageCommand) -> ExitCode {
+    quiet_tss_parameter_logs();
     match run_inner(config_path, command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
