@@ -61,6 +61,8 @@ pub struct PathArgs {
 
 struct Resolved {
     paths: StoragePaths,
+    // Only init and open use the TPM, and they need the `tpm` feature.
+    #[cfg_attr(not(feature = "tpm"), allow(dead_code))]
     tpm: Option<String>,
 }
 

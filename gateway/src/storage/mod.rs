@@ -20,9 +20,7 @@ pub mod cli;
 pub mod luks;
 pub mod tmpfs;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// The device-mapper name of the open container (`/dev/mapper/verigate-data`).
 pub const MAPPER_NAME: &str = "verigate-data";
@@ -89,6 +87,7 @@ pub enum StorageError {
     },
 }
 
+#[cfg(feature = "tpm")]
 fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StorageError {
     let path = path.to_path_buf();
     move |source| StorageError::Io { op, path, source }
@@ -152,11 +151,13 @@ pub fn parse_size(value: &str) -> Result<u64, StorageError> {
     Ok(bytes)
 }
 
+#[cfg(feature = "tpm")]
 /// Removes the files an unfinished [`init`] created, unless disarmed.
 struct Cleanup {
     paths: Vec<PathBuf>,
 }
 
+#[cfg(feature = "tpm")]
 impl Drop for Cleanup {
     fn drop(&mut self) {
         for p in &self.paths {
@@ -165,6 +166,7 @@ impl Drop for Cleanup {
     }
 }
 
+#[cfg(feature = "tpm")]
 /// Reads `n` bytes from the kernel's CSPRNG.
 fn random_key(n: usize) -> Result<Vec<u8>, StorageError> {
     use std::io::Read;
@@ -176,9 +178,11 @@ fn random_key(n: usize) -> Result<Vec<u8>, StorageError> {
     Ok(key)
 }
 
+#[cfg(feature = "tpm")]
 /// Writes `bytes` to `path` atomically, mode 0600: temporary file in the same folder,
 /// fsync, rename (refusing to replace an existing file), fsync of the folder.
 fn write_new_atomically(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
+    use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
@@ -272,6 +276,7 @@ pub use with_tpm::{init, open, unseal_key};
 mod with_tpm {
     use super::*;
     use attest::tpm::seal::{self, SealTpm, SealedBlob, Secret};
+    use std::process::Command;
 
     /// Creates the container at `image` (`size` bytes, sparse) with a fresh random key
     /// sealed to `tpm` (bound to SHA-256 `pcrs`, may be empty) into `blob`. Refuses if
