@@ -11,5 +11,7 @@ pub mod evidence;
 pub mod ima;
 pub mod snapshot;
 pub mod tee;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod tpm;
 pub mod verify;

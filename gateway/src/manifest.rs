@@ -26,10 +26,8 @@ use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use attest::binding::{Manifest, ManifestEntry};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use attest::tls::SignatureOnlyVerifier;
+use rustls::pki_types::{CertificateDer, ServerName};
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -387,66 +385,11 @@ fn probe_client_config() -> Arc<rustls::ClientConfig> {
                 // ring supports every default version; an error here is a build defect.
                 .expect("the ring provider supports the default TLS versions")
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(SignatureOnlyVerifier { provider }))
+                .with_custom_certificate_verifier(Arc::new(SignatureOnlyVerifier::new(provider)))
                 .with_no_client_auth();
             Arc::new(config)
         })
         .clone()
-}
-
-/// Accepts any certificate chain but checks that the server signed the handshake with
-/// the key of the certificate it presented: the manifest records what a backend
-/// presents, and only a server holding that key can present it.
-#[derive(Debug)]
-struct SignatureOnlyVerifier {
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for SignatureOnlyVerifier {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
 }
 
 /// Keeps `server`'s manifest current until shutdown: builds it at once, then again after

@@ -7,14 +7,13 @@
 //! handshake signature is always verified, so whoever answers does hold the key of the
 //! certificate it presented, and that certificate is what attestation then pins.
 
+use attest::tls::SignatureOnlyVerifier;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper::client::conn::http1::SendRequest;
 use hyper::{Method, Request, StatusCode};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::ClientConfig;
 use sha2::{Digest, Sha256};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -168,7 +167,7 @@ impl TlsOptions {
         let builder = if self.allow_insecure_tls {
             builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(SignatureOnlyVerifier { provider }))
+                .with_custom_certificate_verifier(Arc::new(SignatureOnlyVerifier::new(provider)))
         } else {
             let roots = rustls::RootCertStore {
                 roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
@@ -190,61 +189,6 @@ impl TlsOptions {
             None if host.contains(':') => format!("[{host}]:{port}"),
             None => format!("{host}:{port}"),
         }
-    }
-}
-
-/// Accepts any certificate chain but still checks that the server signed the handshake
-/// with the key of the certificate it presented. Used with `--allow-insecure-tls`, where
-/// attestation, not the PKI, decides whether that certificate is trusted.
-#[derive(Debug)]
-struct SignatureOnlyVerifier {
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for SignatureOnlyVerifier {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
     }
 }
 
