@@ -251,7 +251,7 @@ pub enum ServiceType {
 }
 
 /// `[app]`; used by app control.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppConfig {
     pub service_type: ServiceType,

@@ -4,10 +4,12 @@
 //!
 //! The binary (`src/main.rs`) only parses arguments and wires these modules together.
 
+pub mod active;
 pub mod app;
 pub mod attestation;
 pub mod client_hello;
 pub mod config;
+pub mod daemon;
 pub mod endpoint;
 pub mod forward;
 pub mod listener;
@@ -17,7 +19,8 @@ pub mod metrics;
 pub mod proxy_protocol;
 pub mod routes;
 pub mod scan;
-pub mod server;
+pub mod shutdown;
+pub mod slots;
 pub mod snapshot;
 pub mod splice;
 pub mod storage;

@@ -16,15 +16,17 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 
+use crate::active::{Active, ActiveView};
 use crate::client_hello::{self, ClientHello, ClientHelloError, MAX_CLIENT_HELLO_BYTES};
 use crate::endpoint::{self, tls::PrefixedStream};
 use crate::forward::{self, RelayOptions, TrafficCounters};
 use crate::logging::ConnectionLog;
-use crate::metrics::OWN_ROUTE_LABEL;
+use crate::metrics::{Metrics, OWN_ROUTE_LABEL};
 use crate::proxy_protocol::{self, ProxyError, ProxyHeader, V2_MAX_LEN};
 use crate::routes::{Destination, Route};
-use crate::server::{Active, ConnectionSlot, Server};
+use crate::slots::{ConnectionSlot, ConnectionSlots};
 
 /// The fatal `unrecognized_name` alert (RFC 6066 §3) as a plaintext TLS record: content
 /// type 21 (alert), version TLS 1.2, length 2, level 2 (fatal), description 112.
@@ -78,28 +80,45 @@ pub struct Preamble {
     pub buf: Vec<u8>,
 }
 
+/// What the accept loops use: the active configuration, the connection slots, the
+/// counters, the own endpoint (for connections to `gateway.domain`) and the shutdown
+/// signal. Each connection task receives only the parts it needs.
+#[derive(Debug, Clone)]
+pub struct Listening {
+    pub active: ActiveView,
+    pub slots: Arc<ConnectionSlots>,
+    pub metrics: Arc<Metrics>,
+    pub own: Arc<endpoint::Services>,
+    pub shutdown: watch::Receiver<bool>,
+}
+
 /// Accepts on `listener` until shutdown begins, one task per connection.
-pub async fn accept_loop(server: Arc<Server>, listener: TcpListener) {
-    let mut shutdown = server.shutdown_signal();
+pub async fn accept_loop(ctx: Listening, listener: TcpListener) {
+    let mut shutdown = ctx.shutdown.clone();
     let local = listener.local_addr().ok();
     tracing::info!(listen = ?local, "listening");
     loop {
         let accepted = tokio::select! {
             biased;
-            () = endpoint::stopping(&mut shutdown) => break,
+            () = crate::shutdown::stopping(&mut shutdown) => break,
             accepted = listener.accept() => accepted,
         };
         match accepted {
             Ok((stream, peer)) => {
-                server.metrics.accepted.fetch_add(1, Ordering::Relaxed);
-                let active = server.current();
-                match server.try_open(active.config.gateway.max_connections) {
+                ctx.metrics.accepted.fetch_add(1, Ordering::Relaxed);
+                let active = ctx.active.current();
+                match ctx.slots.try_open(active.config.gateway.max_connections) {
                     Some(slot) => {
-                        tokio::spawn(handle(server.clone(), active, stream, peer, slot));
+                        let connection = Connection {
+                            metrics: ctx.metrics.clone(),
+                            own: ctx.own.clone(),
+                            active,
+                            slot,
+                        };
+                        tokio::spawn(handle(connection, stream, peer));
                     }
                     None => {
-                        server
-                            .metrics
+                        ctx.metrics
                             .refused_max_connections
                             .fetch_add(1, Ordering::Relaxed);
                         let log = ConnectionLog::new(peer, stream.local_addr().ok());
@@ -126,14 +145,26 @@ pub async fn accept_loop(server: Arc<Server>, listener: TcpListener) {
     tracing::info!(listen = ?local, "stopped listening");
 }
 
-/// Serves one accepted connection to its end.
-async fn handle(
-    server: Arc<Server>,
+/// What one connection starts with, before its destination is known.
+struct Connection {
+    metrics: Arc<Metrics>,
+    /// Kept only by connections to the own endpoint; a passthrough connection lets go
+    /// of it once routed.
+    own: Arc<endpoint::Services>,
+    /// The configuration of the moment of accept, kept to the connection's end.
     active: Arc<Active>,
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    _slot: ConnectionSlot,
-) {
+    /// Freed when the connection ends.
+    slot: ConnectionSlot,
+}
+
+/// Serves one accepted connection to its end.
+async fn handle(connection: Connection, mut stream: TcpStream, peer: SocketAddr) {
+    let Connection {
+        metrics,
+        own,
+        active,
+        slot: _slot,
+    } = connection;
     let _ = stream.set_nodelay(true);
     let local = stream.local_addr().ok();
     let mut log = ConnectionLog::new(peer, local);
@@ -153,9 +184,9 @@ async fn handle(
         Ok(Ok(preamble)) => preamble,
         Ok(Err(e)) => {
             let counter = match &e {
-                PeekError::Proxy(_) => Some(&server.metrics.refused_proxy_header),
+                PeekError::Proxy(_) => Some(&metrics.refused_proxy_header),
                 PeekError::ClientHello(_) | PeekError::TooLarge { .. } => {
-                    Some(&server.metrics.client_hello_errors)
+                    Some(&metrics.client_hello_errors)
                 }
                 PeekError::ClosedEarly { .. } | PeekError::Io(_) => None,
             };
@@ -166,8 +197,7 @@ async fn handle(
             return;
         }
         Err(_) => {
-            server
-                .metrics
+            metrics
                 .client_hello_timeouts
                 .fetch_add(1, Ordering::Relaxed);
             log.finish(
@@ -197,15 +227,15 @@ async fn handle(
     match active.routes.lookup(hello.sni.as_deref()) {
         // Boxed: the TLS + HTTP state is large, and the task of every passthrough
         // connection would otherwise reserve room for it.
-        Destination::Own => Box::pin(serve_own(&server, &active, stream, buf, log)).await,
+        Destination::Own => Box::pin(serve_own(own, &active, stream, buf, log)).await,
         Destination::Route(route) => {
+            // A forwarded connection keeps its route, its slot and its counters, not the
+            // services of the own endpoint.
+            drop((own, metrics));
             passthrough(&active, &route, stream, client, dialed, &hello, buf, log).await
         }
         Destination::Unrecognized => {
-            server
-                .metrics
-                .unrecognized_name
-                .fetch_add(1, Ordering::Relaxed);
+            metrics.unrecognized_name.fetch_add(1, Ordering::Relaxed);
             let written = refuse_unrecognized_name(stream).await;
             log.finish(
                 "unrecognized_name",
@@ -344,14 +374,14 @@ async fn refuse_unrecognized_name(mut stream: TcpStream) -> u64 {
 
 /// Terminates TLS locally and serves the API.
 async fn serve_own(
-    server: &Arc<Server>,
+    services: Arc<endpoint::Services>,
     active: &Active,
     stream: TcpStream,
     buf: Vec<u8>,
     mut log: ConnectionLog,
 ) {
     log.route = Some(OWN_ROUTE_LABEL.to_string());
-    let metrics = server.metrics.own();
+    let metrics = services.metrics.own();
     let _open = metrics.open_guard();
     let counters = Arc::new(TrafficCounters::default());
     let stream = PrefixedStream::new(buf, stream, vec![counters.clone()]);
@@ -360,8 +390,7 @@ async fn serve_own(
         active.acceptor.clone(),
         active.config.gateway.client_hello_timeout,
         active.config.gateway.idle_timeout,
-        server.clone(),
-        server.shutdown_signal(),
+        services,
     )
     .await;
     let read = counters.client_to_backend.load(Ordering::Relaxed);
@@ -574,14 +603,20 @@ mod size_tests {
             ),
         )
         .unwrap();
-        let server = Server::load(&path).unwrap();
+        let gateway = crate::daemon::Gateway::load(&path).unwrap();
+        let listening = gateway.listening();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let _client = TcpStream::connect(listener.local_addr().unwrap())
             .await
             .unwrap();
         let (stream, peer) = listener.accept().await.unwrap();
-        let slot = server.try_open(10).unwrap();
-        let future = handle(server.clone(), server.current(), stream, peer, slot);
+        let connection = Connection {
+            metrics: listening.metrics.clone(),
+            own: listening.own.clone(),
+            active: listening.active.current(),
+            slot: listening.slots.try_open(10).unwrap(),
+        };
+        let future = handle(connection, stream, peer);
         let size = std::mem::size_of_val(&future);
         eprintln!("connection task: {size} bytes");
         assert!(size <= 4096, "the connection task grew to {size} bytes");

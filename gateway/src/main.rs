@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use gateway::config::{Config, DEFAULT_CONFIG_PATH};
+use gateway::daemon::Gateway;
 use gateway::logging::{self, LogFormat};
-use gateway::server::Server;
 use tokio::signal::unix::{signal, SignalKind};
 
 /// verigated: routes TLS connections by SNI, untouched, to the services of this
@@ -101,10 +101,10 @@ async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     let mut hangup = signal(SignalKind::hangup())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
-    let server = Server::load(&config_path)?;
-    let listeners = server.bind().await?;
+    let gateway = Gateway::load(&config_path)?;
+    let listeners = gateway.bind().await?;
     {
-        let active = server.current();
+        let active = gateway.current();
         tracing::info!(
             config = %config_path.display(),
             domain = %active.routes.domain(),
@@ -113,13 +113,10 @@ async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         );
     }
 
-    let serving = tokio::spawn({
-        let server = server.clone();
-        async move { server.run(listeners).await }
-    });
+    let serving = gateway.serve(listeners);
     loop {
         tokio::select! {
-            _ = hangup.recv() => match server.reload() {
+            _ = hangup.recv() => match gateway.reload() {
                 Ok(active) => tracing::info!(
                     config = %config_path.display(),
                     routes = active.routes.routes().len(),
@@ -135,19 +132,19 @@ async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         }
     }
 
-    let grace = server.current().config.gateway.drain_grace_period;
+    let grace = gateway.current().config.gateway.drain_grace_period;
     tracing::info!(
-        open = server.open_connections(),
+        open = gateway.open_connections(),
         grace = ?grace,
         "stopping: no new connections, draining open ones"
     );
-    server.begin_shutdown();
+    gateway.begin_shutdown();
     let _ = serving.await;
     // A second SIGTERM/SIGINT cuts the drain short (an operator who means it).
     let left = tokio::select! {
-        left = server.drain(grace) => left,
-        _ = terminate.recv() => server.open_connections(),
-        _ = interrupt.recv() => server.open_connections(),
+        left = gateway.drain(grace) => left,
+        _ = terminate.recv() => gateway.open_connections(),
+        _ = interrupt.recv() => gateway.open_connections(),
     };
     if left > 0 {
         tracing::warn!(

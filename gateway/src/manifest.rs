@@ -31,11 +31,11 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
+use crate::active::{Active, ActiveView};
 use crate::endpoint::certificate::{read_certificate_chain, CertificateError};
 use crate::routes::{Route, SniPattern};
-use crate::server::{Active, Server};
 
 /// The SNI label put in front of a wildcard route's suffix for its probe handshake.
 pub const PROBE_LABEL: &str = "verigate-probe";
@@ -124,8 +124,6 @@ pub struct ManifestStore {
     current: RwLock<Arc<ManifestState>>,
     /// The generation of the last build; attestations wait for generation 1.
     built: watch::Sender<u64>,
-    /// Asks [`keep_current`] for a rebuild now (reload).
-    wake: Notify,
 }
 
 impl ManifestStore {
@@ -146,7 +144,6 @@ impl ManifestStore {
                 generation: 0,
             })),
             built,
-            wake: Notify::new(),
         }
     }
 
@@ -159,17 +156,12 @@ impl ManifestStore {
     }
 
     /// The current manifest once the first build finished (at once afterwards). The
-    /// first build is made by [`keep_current`], which [`Server::run`] starts: a caller
-    /// outside a running server must call [`ManifestStore::refresh`] first.
+    /// first build is made by [`keep_current`], which the running gateway starts: a
+    /// caller outside a running gateway must call [`ManifestStore::refresh`] first.
     pub async fn ready(&self) -> Arc<ManifestState> {
         let mut rx = self.built.subscribe();
         let _ = rx.wait_for(|g| *g >= 1).await;
         self.current()
-    }
-
-    /// Asks for a rebuild as soon as possible (called after a reload).
-    pub fn request_refresh(&self) {
-        self.wake.notify_one();
     }
 
     /// Builds the manifest of `active` now and makes it current; logs entries that
@@ -392,17 +384,22 @@ fn probe_client_config() -> Arc<rustls::ClientConfig> {
         .clone()
 }
 
-/// Keeps `server`'s manifest current until shutdown: builds it at once, then again after
-/// each [`ManifestStore::request_refresh`] and every `attestation.manifest_refresh` of
+/// Keeps `store` current until `shutdown`: builds it at once, then again each time the
+/// active configuration is replaced (a reload: new routes or certificates are in the
+/// manifest at once, not at the next period) and every `attestation.manifest_refresh` of
 /// the active configuration (re-read each time, so a reload changes the period).
-pub async fn keep_current(server: Arc<Server>) {
-    let store = server.manifest.clone();
-    let mut shutdown = server.shutdown_signal();
+pub async fn keep_current(
+    store: Arc<ManifestStore>,
+    mut active: ActiveView,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut reloads = true;
     loop {
-        let active = server.current();
-        let timeout = active.config.gateway.backend_connect_timeout;
-        let period = active.config.attestation.manifest_refresh;
-        let state = store.refresh(&active, timeout).await;
+        let current = active.mark_seen();
+        let timeout = current.config.gateway.backend_connect_timeout;
+        let period = current.config.attestation.manifest_refresh;
+        let state = store.refresh(&current, timeout).await;
+        drop(current);
         tracing::debug!(
             generation = state.generation,
             entries = state.manifest.entries().len(),
@@ -411,8 +408,9 @@ pub async fn keep_current(server: Arc<Server>) {
         );
         tokio::select! {
             () = tokio::time::sleep(period) => {}
-            () = store.wake.notified() => {}
-            () = crate::endpoint::stopping(&mut shutdown) => return,
+            // Once the configuration can no longer change, only the period remains.
+            changed = active.changed(), if reloads => reloads = changed,
+            () = crate::shutdown::stopping(&mut shutdown) => return,
         }
     }
 }

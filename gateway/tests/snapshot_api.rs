@@ -129,6 +129,12 @@ impl Gateway {
                 .contains("content-type: application/json"),
             "{method} {path}: not JSON: {head}"
         );
+        // Progress, results and errors all change: no answer may be served from a cache.
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("cache-control: no-store"),
+            "{method} {path}: cacheable: {head}"
+        );
         let status = head
             .split_whitespace()
             .nth(1)

@@ -15,6 +15,7 @@
 pub mod auth;
 mod command;
 pub mod conf_write;
+pub mod control;
 pub mod settings;
 pub mod standalone;
 pub mod supervisor;
@@ -248,7 +249,7 @@ impl ServiceManager for AnyManager {
 
 /// App-control settings that `[api]`/`[app]` (in `config.rs`) do not carry yet; the
 /// keys a user writes for them and their validation are in [`settings`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppControlSettings {
     /// Largest `app.conf` accepted by `init`.
     pub max_config_bytes: usize,

@@ -30,7 +30,7 @@ use super::{AppError, LastExit, ManagerKind, ServiceManager, ServiceState, Servi
 pub const MAX_LOG_LINE: usize = 16 * 1024;
 
 /// What to run and how to supervise it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StandaloneSettings {
     pub program: PathBuf,
     pub args: Vec<OsString>,

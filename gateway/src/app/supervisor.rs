@@ -12,7 +12,7 @@ use super::command::{self, Output};
 use super::{AppError, ManagerKind, ServiceManager, ServiceState, ServiceStatus};
 
 /// How to reach supervisord.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SupervisorSettings {
     /// The `supervisorctl` program (default: found on `PATH`).
     pub supervisorctl: PathBuf,

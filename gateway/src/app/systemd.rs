@@ -17,7 +17,7 @@ pub const SHOW_PROPERTIES: &str =
     "LoadState,ActiveState,SubState,MainPID,ActiveEnterTimestamp,ExecMainStatus,ExecMainCode";
 
 /// How to reach systemd.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SystemdSettings {
     /// The `systemctl` program (default: found on `PATH`).
     pub systemctl: PathBuf,

@@ -2,30 +2,24 @@
 //! `app.conf`), `POST /v1/app/restart` and `GET /v1/app/status`. This module is only the
 //! HTTP side: it collects the request's credentials (the `Authorization` header and the
 //! client certificate that rustls verified), reads the body under the size limit, and
-//! hands the action to [`AppController`], which authorizes, acts and logs.
-//!
-//! The controller is built once at start ([`AppControl::from_config`]) and survives
-//! SIGHUP reloads: a standalone manager owns the application's process, and rebuilding
-//! it would stop the application. Credentials (`admin_token_sha256`, `client_ca`) follow
-//! reloads; a change to `[app]`, `[app.standalone]` or `max_config_bytes` takes effect
-//! only when verigated restarts, and a reload that changes them says so in the log.
+//! hands the action to the controller ([`crate::app::control::AppControl`]), which
+//! authorizes, acts and logs. The credentials (`admin_token_sha256`, `client_ca`) are
+//! those of the configuration active when the request arrives, so they follow reloads.
 
 use std::sync::Arc;
 
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CONTENT_LENGTH};
+use hyper::header::{HeaderValue, CONTENT_LENGTH};
 use hyper::{Method, Request, Response, StatusCode};
 use rustls::pki_types::CertificateDer;
 
-use super::api::Body;
-use super::attestation::{json, json_error};
+use super::response::{json, json_error, not_allowed, Body};
+use crate::app::control::AppControl;
 use crate::app::{
-    auth::credentials_from, authorize, manager_from_config, AnyManager, ApiAuthConfig,
-    AppController, AppError, AuthError, ControlError, ServiceStatus,
+    auth::credentials_from, authorize, ApiAuthConfig, AuthError, ControlError, ServiceStatus,
 };
 use crate::config::Config;
-use crate::server::Server;
 
 /// The path prefix of app control.
 pub const PREFIX: &str = "/v1/app/";
@@ -35,78 +29,18 @@ pub const PREFIX: &str = "/v1/app/";
 #[derive(Debug, Clone)]
 pub struct ClientChain(pub Arc<Vec<CertificateDer<'static>>>);
 
-/// The application's controller as built at start, with what it was built from.
-pub struct AppControl {
-    controller: AppController<AnyManager>,
-    /// `[app]` and the manager settings it was built from, as text, to tell on reload
-    /// whether they changed (the settings types carry no `PartialEq`).
-    built_from: String,
-    max_config_bytes: usize,
-}
-
-impl std::fmt::Debug for AppControl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppControl")
-            .field("built_from", &self.built_from)
-            .finish_non_exhaustive()
-    }
-}
-
-fn built_from(config: &Config) -> String {
-    format!("{:?} {:?}", config.app, config.control.settings)
-}
-
-impl AppControl {
-    /// The controller of `config`'s `[app]`, or `None` without one. A standalone manager
-    /// starts the program here, so this runs inside the tokio runtime.
-    pub fn from_config(config: &Config) -> Result<Option<AppControl>, AppError> {
-        let Some(app) = &config.app else {
-            return Ok(None);
-        };
-        let manager = manager_from_config(app, &config.control.settings)?;
-        Ok(Some(AppControl {
-            controller: AppController::new(
-                manager,
-                app.app_storage.clone(),
-                config.control.settings.max_config_bytes,
-            ),
-            built_from: built_from(config),
-            max_config_bytes: config.control.settings.max_config_bytes,
-        }))
-    }
-
-    /// The controller.
-    pub fn controller(&self) -> &AppController<AnyManager> {
-        &self.controller
-    }
-
-    /// The size limit of `init` that this controller enforces; the body is read up to it.
-    pub fn max_config_bytes(&self) -> usize {
-        self.max_config_bytes
-    }
-}
-
-/// Logs, after a reload to `config`, that `[app]` changes wait for a restart.
-pub fn warn_if_changed(current: Option<&AppControl>, config: &Config) {
-    let changed = match current {
-        Some(control) => control.built_from != built_from(config),
-        None => config.app.is_some(),
-    };
-    if changed {
-        tracing::warn!(
-            target: "verigated::app",
-            "[app] or its control settings changed: app control keeps the settings it started with until verigated restarts (the application keeps running)"
-        );
-    }
-}
-
 /// Whether `path` is app control's.
 pub fn is_app_path(path: &str) -> bool {
     path.starts_with(PREFIX) || path == "/v1/app"
 }
 
-/// Answers one app-control request.
-pub async fn handle(req: Request<Incoming>, server: &Server) -> Response<Body> {
+/// Answers one app-control request, with the credentials of `config` (the active one)
+/// and the controller `app` (`None` without `[app]`).
+pub async fn handle(
+    req: Request<Incoming>,
+    config: &Config,
+    app: Option<&AppControl>,
+) -> Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let action = match (&method, path.as_str()) {
@@ -127,7 +61,6 @@ pub async fn handle(req: Request<Incoming>, server: &Server) -> Response<Body> {
     };
     tracing::info!(target: "verigated::app", method = %method, path, "app control request");
 
-    let config = server.current().config.clone();
     let auth = match ApiAuthConfig::from_api(&config.api, config.control.client_ca.clone()) {
         Ok(auth) => auth,
         Err(e) => return refused(&e),
@@ -151,7 +84,7 @@ pub async fn handle(req: Request<Incoming>, server: &Server) -> Response<Body> {
         drain(&mut body).await;
         return refused(&e);
     }
-    let Some(control) = server.app.as_ref() else {
+    let Some(control) = app else {
         drain(&mut body).await;
         return json_error(
             StatusCode::CONFLICT,
@@ -300,16 +233,5 @@ fn refused(e: &AuthError) -> Response<Body> {
         r.headers_mut()
             .insert("www-authenticate", HeaderValue::from_static("Bearer"));
     }
-    r
-}
-
-fn not_allowed(allow: &'static str) -> Response<Body> {
-    let mut r = json_error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method not allowed",
-        &format!("use {allow}"),
-    );
-    r.headers_mut()
-        .insert(ALLOW, HeaderValue::from_static(allow));
     r
 }

@@ -7,12 +7,11 @@
 use std::sync::atomic::Ordering;
 
 use attest::binding::Nonce;
-use http_body_util::Full;
-use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 
-use super::api::Body;
-use crate::server::Server;
+use super::response::{json, json_error, Body};
+use crate::attestation::Attester;
+use crate::manifest::ManifestStore;
 
 /// Why a query carries no usable nonce.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,8 +39,7 @@ pub fn nonce_from_query(query: Option<&str>) -> Result<Nonce, NonceQueryError> {
 }
 
 /// `GET /v1/attestation?nonce=...`.
-pub async fn attestation(query: Option<&str>, server: &Server) -> Response<Body> {
-    let attester = &server.attester;
+pub async fn attestation(query: Option<&str>, attester: &Attester) -> Response<Body> {
     attester.metrics.calls.fetch_add(1, Ordering::Relaxed);
     let nonce = match nonce_from_query(query) {
         Ok(n) => n,
@@ -65,27 +63,10 @@ pub async fn attestation(query: Option<&str>, server: &Server) -> Response<Body>
 }
 
 /// `GET /v1/manifest`.
-pub fn manifest(server: &Server) -> Response<Body> {
-    let state = server.manifest.current();
+pub fn manifest(store: &ManifestStore) -> Response<Body> {
+    let state = store.current();
     let body = serde_json::to_vec_pretty(&state.to_json()).unwrap_or_default();
     json(StatusCode::OK, body)
-}
-
-/// A JSON response; never cached (evidence is per nonce, the manifest changes).
-pub fn json(status: StatusCode, body: Vec<u8>) -> Response<Body> {
-    let mut r = Response::new(Full::new(body.into()));
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r.headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
-}
-
-/// `{"error": error, "detail": detail}` with `status`.
-pub fn json_error(status: StatusCode, error: &str, detail: &str) -> Response<Body> {
-    let body = serde_json::json!({ "error": error, "detail": detail });
-    json(status, serde_json::to_vec(&body).unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -122,12 +103,5 @@ mod tests {
         // Multi-byte characters are counted as characters, and never sliced.
         let e = nonce_from_query(Some(&format!("nonce={}", "é".repeat(32)))).unwrap_err();
         assert!(matches!(e, NonceQueryError::Bad(_)), "{e}");
-    }
-
-    #[test]
-    fn errors_are_json() {
-        let r = json_error(StatusCode::BAD_REQUEST, "bad nonce", "why");
-        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-        assert_eq!(r.headers()[CONTENT_TYPE], "application/json");
     }
 }

@@ -9,6 +9,7 @@ pub mod api;
 pub mod app;
 pub mod attestation;
 pub mod certificate;
+pub mod response;
 pub mod snapshot;
 pub mod tls;
 
@@ -18,8 +19,34 @@ use std::time::Duration;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
-use crate::server::Server;
+use crate::active::ActiveView;
+use crate::app::control::AppControl;
+use crate::attestation::Attester;
+use crate::manifest::ManifestStore;
+use crate::metrics::Metrics;
+use crate::snapshot::SnapshotService;
 use tls::PrefixedStream;
+
+/// What the own endpoint's API uses, and nothing else: each handler takes the pieces it
+/// needs from here.
+#[derive(Debug)]
+pub struct Services {
+    /// The configuration of the moment a request arrives (app-control credentials and
+    /// snapshot roots follow reloads).
+    pub active: ActiveView,
+    /// Rendered by `GET /metrics`.
+    pub metrics: Arc<Metrics>,
+    /// `GET /v1/manifest`.
+    pub manifest: Arc<ManifestStore>,
+    /// Builds the evidence of `GET /v1/attestation` and of a snapshot.
+    pub attester: Arc<Attester>,
+    /// The snapshot job and the last snapshot.
+    pub snapshots: Arc<SnapshotService>,
+    /// App control, built at start from `[app]`; `None` without `[app]`.
+    pub app: Option<AppControl>,
+    /// Turns true when verigated stops: connections finish, a snapshot job stops.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
 
 /// How a connection to the own endpoint ended badly.
 #[derive(thiserror::Error, Debug)]
@@ -40,9 +67,9 @@ pub async fn serve(
     acceptor: tokio_rustls::TlsAcceptor,
     handshake_timeout: Duration,
     max_lifetime: Duration,
-    server: Arc<Server>,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    services: Arc<Services>,
 ) -> Result<(), EndpointError> {
+    let mut shutdown = services.shutdown.clone();
     let tls = tokio::time::timeout(handshake_timeout, acceptor.accept(stream))
         .await
         .map_err(|_| EndpointError::HandshakeTimeout(handshake_timeout))?
@@ -57,7 +84,7 @@ pub async fn serve(
         if let Some(chain) = &client_chain {
             req.extensions_mut().insert(chain.clone());
         }
-        api::handle(req, server.clone())
+        api::handle(req, services.clone())
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     // A client that opens a request and never finishes its headers must not hold a
@@ -76,7 +103,7 @@ pub async fn serve(
     };
     let result = tokio::select! {
         r = conn.as_mut() => r,
-        () = stopping(&mut shutdown) => {
+        () = crate::shutdown::stopping(&mut shutdown) => {
             conn.as_mut().graceful_shutdown();
             conn.await
         }
@@ -88,10 +115,4 @@ pub async fn serve(
         }
     };
     result.map_err(|e| EndpointError::Http(e.to_string()))
-}
-
-/// Completes when `shutdown` turns true (or its sender is gone).
-pub async fn stopping(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
-    // The guard `wait_for` returns is not Send; drop it before anything else awaits.
-    let _ = shutdown.wait_for(|stop| *stop).await;
 }

@@ -17,16 +17,11 @@
 //!
 //! Every error body is `{"error": ..., "detail": ...}`.
 
-use std::sync::Arc;
-
-use http_body_util::Full;
-use hyper::body::Bytes;
-use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::{Method, Response, StatusCode};
 
-use super::api::Body;
-use crate::server::Server;
-use crate::snapshot::{JobConfig, StartError, Status};
+use super::response::{json, json_error, json_value, not_allowed, Body};
+use super::Services;
+use crate::snapshot::{JobConfig, SnapshotService, StartError, Status};
 
 /// The paths this module answers (others under `/v1/snapshot/` get a JSON 404).
 pub const PATHS: [&str; 3] = [
@@ -41,11 +36,11 @@ pub fn is_snapshot_path(path: &str) -> bool {
 }
 
 /// Answers `method path` for a path where [`is_snapshot_path`] holds.
-pub fn handle(method: &Method, path: &str, server: &Arc<Server>) -> Response<Body> {
+pub fn handle(method: &Method, path: &str, services: &Services) -> Response<Body> {
     match (method, path) {
-        (&Method::POST, "/v1/snapshot") => start(server),
-        (&Method::GET, "/v1/snapshot") => status(server),
-        (&Method::GET, "/v1/snapshot/progress") => match server.snapshots.last_progress() {
+        (&Method::POST, "/v1/snapshot") => start(services),
+        (&Method::GET, "/v1/snapshot") => status(&services.snapshots),
+        (&Method::GET, "/v1/snapshot/progress") => match services.snapshots.last_progress() {
             Some(p) => json_value(StatusCode::OK, &p),
             None => json_error(
                 StatusCode::NOT_FOUND,
@@ -53,7 +48,7 @@ pub fn handle(method: &Method, path: &str, server: &Arc<Server>) -> Response<Bod
                 "no snapshot job ran since verigated started; POST /v1/snapshot starts one",
             ),
         },
-        (&Method::GET, "/v1/snapshot/skipped") => match server.snapshots.ready() {
+        (&Method::GET, "/v1/snapshot/skipped") => match services.snapshots.ready() {
             Some(stored) => json_value(StatusCode::OK, &stored.skipped),
             None => no_snapshot(),
         },
@@ -67,21 +62,21 @@ pub fn handle(method: &Method, path: &str, server: &Arc<Server>) -> Response<Bod
     }
 }
 
-fn start(server: &Arc<Server>) -> Response<Body> {
-    let snapshot = &server.current().config.snapshot;
-    let config = JobConfig {
-        roots: snapshot.roots.clone(),
-        exclude: snapshot.exclude.clone(),
-        workers: snapshot.workers,
-        ima_log: Some(server.current().config.attestation.ima_log.clone()),
+fn start(services: &Services) -> Response<Body> {
+    let config = services.active.current().config.clone();
+    let job = JobConfig {
+        roots: config.snapshot.roots.clone(),
+        exclude: config.snapshot.exclude.clone(),
+        workers: config.snapshot.workers,
+        ima_log: Some(config.attestation.ima_log.clone()),
     };
-    let attester = server.attester.clone();
+    let attester = services.attester.clone();
     let collect =
         move |nonce| async move { attester.attest(nonce).await.map_err(|e| e.to_string()) };
     // A shutdown must not wait for a scan of the whole disk: it stops the job.
-    let mut shutdown = server.shutdown_signal();
-    let stop = async move { super::stopping(&mut shutdown).await };
-    match server.snapshots.start(config, collect, stop) {
+    let mut shutdown = services.shutdown.clone();
+    let stop = async move { crate::shutdown::stopping(&mut shutdown).await };
+    match services.snapshots.start(job, collect, stop) {
         Ok(progress) => json_value(StatusCode::ACCEPTED, &progress),
         Err(e @ StartError::AlreadyRunning(_)) => {
             let StartError::AlreadyRunning(progress) = &e;
@@ -97,8 +92,8 @@ fn start(server: &Arc<Server>) -> Response<Body> {
     }
 }
 
-fn status(server: &Arc<Server>) -> Response<Body> {
-    match server.snapshots.status() {
+fn status(snapshots: &SnapshotService) -> Response<Body> {
+    match snapshots.status() {
         Status::Running(p) => json_value(StatusCode::ACCEPTED, &p),
         Status::Ready(stored) => json(StatusCode::OK, stored.json.clone()),
         Status::Failed(p) => json_value(
@@ -119,42 +114,4 @@ fn no_snapshot() -> Response<Body> {
         "no snapshot",
         "no snapshot was made on this VM; POST /v1/snapshot starts one",
     )
-}
-
-fn not_allowed(allow: &'static str) -> Response<Body> {
-    let mut r = json_error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method not allowed",
-        &format!("use {allow}"),
-    );
-    r.headers_mut()
-        .insert(ALLOW, HeaderValue::from_static(allow));
-    r
-}
-
-/// `{"error": error, "detail": detail}` with `status`.
-pub fn json_error(status: StatusCode, error: &str, detail: &str) -> Response<Body> {
-    json_value(
-        status,
-        &serde_json::json!({ "error": error, "detail": detail }),
-    )
-}
-
-fn json_value(status: StatusCode, value: &impl serde::Serialize) -> Response<Body> {
-    match serde_json::to_vec(value) {
-        Ok(body) => json(status, body),
-        // Plain data always serializes; answer something sensible if it ever does not.
-        Err(_) => json(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            br#"{"error":"internal","detail":"response did not serialize"}"#.to_vec(),
-        ),
-    }
-}
-
-fn json(status: StatusCode, body: Vec<u8>) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r
 }

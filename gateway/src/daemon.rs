@@ -1,0 +1,199 @@
+//! The composition root of verigated: loads the configuration, builds the services
+//! (metrics, certificate manifest, attester, snapshots, app control), starts and
+//! supervises the tasks (one accept loop per listen address, the manifest refresher),
+//! reloads on SIGHUP and stops accepting and drains on SIGTERM.
+//!
+//! [`Gateway`] is held by `main` alone: the tasks it starts receive only the parts they
+//! use (the listener its [`Listening`], the own endpoint its [`Services`], the manifest
+//! refresher its store and a view of the active configuration).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::active::{activate, Active, ActiveConfig, LoadError};
+use crate::app::control::{self, AppControl};
+use crate::attestation::{Attester, AttesterError};
+use crate::config::Config;
+use crate::endpoint::Services;
+use crate::listener::{self, Listening};
+use crate::manifest::{self, ManifestStore};
+use crate::metrics::Metrics;
+use crate::slots::ConnectionSlots;
+use crate::snapshot::SnapshotService;
+
+/// Why verigated cannot start.
+#[derive(thiserror::Error, Debug)]
+pub enum StartError {
+    /// The configuration, the own certificate or its TLS setup.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// `[attestation]` cannot be set up (TEE, TPM, IMA log).
+    #[error(transparent)]
+    Attestation(#[from] AttesterError),
+    /// `[app]` names a manager that cannot be set up.
+    #[error("[app]: {0}")]
+    App(#[from] crate::app::AppError),
+    /// A listen address cannot be bound (in use, not an address of this machine, no
+    /// permission for a port below 1024).
+    #[error("gateway.listen: cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// The gateway process: what it was started from, the services, and the handles that
+/// reload, stop and drain it.
+pub struct Gateway {
+    config_path: PathBuf,
+    active: ActiveConfig,
+    metrics: Arc<Metrics>,
+    services: Arc<Services>,
+    slots: Arc<ConnectionSlots>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("config_path", &self.config_path)
+            .field("open", &self.slots.open())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// Loads `config_path`, makes it active and builds the services. A standalone app
+    /// manager starts the application here, so this runs inside the tokio runtime.
+    pub fn load(config_path: &Path) -> Result<Gateway, StartError> {
+        let metrics = Arc::new(Metrics::default());
+        let config = Config::load(config_path).map_err(LoadError::from)?;
+        let active = activate(config, &metrics)?;
+        let manifest = Arc::new(ManifestStore::new(&active));
+        let attester = Arc::new(Attester::from_config(
+            &active.config.attestation,
+            &active.config.gateway.data_dir,
+            manifest.clone(),
+        )?);
+        let snapshots = Arc::new(SnapshotService::load(&active.config.gateway.data_dir));
+        let app = AppControl::from_config(&active.config)?;
+        let active = ActiveConfig::new(active);
+        let (shutdown, _) = watch::channel(false);
+        let services = Arc::new(Services {
+            active: active.view(),
+            metrics: metrics.clone(),
+            manifest,
+            attester,
+            snapshots,
+            app,
+            shutdown: shutdown.subscribe(),
+        });
+        Ok(Gateway {
+            config_path: config_path.to_path_buf(),
+            active,
+            metrics,
+            services,
+            slots: ConnectionSlots::new(),
+            shutdown,
+        })
+    }
+
+    /// The configuration new connections use.
+    pub fn current(&self) -> Arc<Active> {
+        self.active.current()
+    }
+
+    /// Binds every `gateway.listen` address of the active configuration.
+    pub async fn bind(&self) -> Result<Vec<TcpListener>, StartError> {
+        let mut listeners = Vec::new();
+        for addr in self.current().config.gateway.listen.iter().copied() {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { addr, source })?;
+            listeners.push(listener);
+        }
+        Ok(listeners)
+    }
+
+    /// What the accept loops receive.
+    pub fn listening(&self) -> Listening {
+        Listening {
+            active: self.active.view(),
+            slots: self.slots.clone(),
+            metrics: self.metrics.clone(),
+            own: self.services.clone(),
+            shutdown: self.shutdown.subscribe(),
+        }
+    }
+
+    /// Starts the manifest refresher and one accept loop per listener. The returned task
+    /// ends once every accept loop stopped ([`Gateway::begin_shutdown`]): new connections
+    /// are then refused by the kernel.
+    pub fn serve(&self, listeners: Vec<TcpListener>) -> tokio::task::JoinHandle<()> {
+        let refresher = tokio::spawn(manifest::keep_current(
+            self.services.manifest.clone(),
+            self.active.view(),
+            self.shutdown.subscribe(),
+        ));
+        let listening = self.listening();
+        tokio::spawn(async move {
+            let mut loops = tokio::task::JoinSet::new();
+            for listener in listeners {
+                loops.spawn(listener::accept_loop(listening.clone(), listener));
+            }
+            while loops.join_next().await.is_some() {}
+            refresher.abort();
+        })
+    }
+
+    /// Reads the config file again and, if it is valid and its certificate loads, makes
+    /// it active for new connections (and the manifest refresher rebuilds at once). On
+    /// error nothing changes.
+    pub fn reload(&self) -> Result<Arc<Active>, LoadError> {
+        let result = Config::load(&self.config_path)
+            .map_err(LoadError::from)
+            .and_then(|config| activate(config, &self.metrics));
+        match result {
+            Ok(active) => {
+                let active = Arc::new(active);
+                let old = self.active.replace(active.clone());
+                if old.config.gateway.listen != active.config.gateway.listen {
+                    tracing::warn!(
+                        old = ?old.config.gateway.listen,
+                        new = ?active.config.gateway.listen,
+                        "gateway.listen changed: listeners change only on restart; keeping the old ones"
+                    );
+                }
+                control::warn_if_changed(self.services.app.as_ref(), &active.config);
+                self.metrics.reloads.fetch_add(1, Ordering::Relaxed);
+                Ok(active)
+            }
+            Err(e) => {
+                self.metrics.reload_failures.fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    /// Stops the accept loops and asks own-endpoint connections to finish.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// Waits until no connection is open, at most `grace`; returns how many were still
+    /// open at the end.
+    pub async fn drain(&self, grace: Duration) -> usize {
+        self.slots.drain(grace).await
+    }
+
+    /// Connections open now.
+    pub fn open_connections(&self) -> usize {
+        self.slots.open()
+    }
+}

@@ -1,0 +1,94 @@
+//! The responses of the own endpoint's API, built in one place: plain text, JSON, and the
+//! JSON error object `{"error": ..., "detail": ...}`. Every JSON answer carries
+//! `Cache-Control: no-store`: evidence is per nonce, and the manifest, a snapshot's
+//! progress and the app's status change, so no proxy or client may answer from a copy.
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::{Response, StatusCode};
+
+/// The response body type of the API.
+pub type Body = Full<Bytes>;
+
+/// A `text/plain` response.
+pub fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// A JSON response of already serialized `body`; never cached.
+pub fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// `value` as a JSON response.
+pub fn json_value(status: StatusCode, value: &impl serde::Serialize) -> Response<Body> {
+    match serde_json::to_vec(value) {
+        Ok(body) => json(status, body),
+        // Plain data always serializes; answer something sensible if it ever does not.
+        Err(_) => json(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &br#"{"error":"internal","detail":"response did not serialize"}"#[..],
+        ),
+    }
+}
+
+/// `{"error": error, "detail": detail}` with `status`.
+pub fn json_error(status: StatusCode, error: &str, detail: &str) -> Response<Body> {
+    json_value(
+        status,
+        &serde_json::json!({ "error": error, "detail": detail }),
+    )
+}
+
+/// 405 as a JSON error, with the `Allow` header naming the methods that work.
+pub fn not_allowed(allow: &'static str) -> Response<Body> {
+    let r = json_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed",
+        &format!("use {allow}"),
+    );
+    with_allow(r, allow)
+}
+
+/// `response` with the `Allow` header set to `allow`.
+pub fn with_allow(mut response: Response<Body>, allow: &'static str) -> Response<Body> {
+    response
+        .headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_answers_are_never_cached() {
+        let r = json_error(StatusCode::BAD_REQUEST, "bad nonce", "why");
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(r.headers()[CONTENT_TYPE], "application/json");
+        assert_eq!(r.headers()[CACHE_CONTROL], "no-store");
+        let r = json_value(
+            StatusCode::ACCEPTED,
+            &serde_json::json!({"state": "running"}),
+        );
+        assert_eq!(r.headers()[CACHE_CONTROL], "no-store");
+        let r = not_allowed("GET, POST");
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(r.headers()[ALLOW], "GET, POST");
+        assert_eq!(r.headers()[CACHE_CONTROL], "no-store");
+    }
+}
