@@ -20,6 +20,8 @@ use serde::Deserialize;
 
 use crate::routes::SniPattern;
 
+pub mod control;
+
 /// Where `verigated` looks for its configuration when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/verigate/verigated.toml";
 
@@ -37,7 +39,7 @@ pub struct Config {
     pub app: Option<AppConfig>,
     /// The app-control keys of `[api]`, `[app]` and `[app.standalone]` beyond the two
     /// structs above (client CA, size limit, manager settings), validated.
-    pub control: crate::app::settings::ValidatedControl,
+    pub control: control::ValidatedControl,
 }
 
 /// `[gateway]`: listeners, own endpoint, limits and timeouts.
@@ -296,7 +298,7 @@ struct RawConfig {
 }
 
 /// `[api]` as written: [`ApiConfig`] plus the app-control keys of
-/// [`crate::app::settings::RawApiControl`] (listed here because `deny_unknown_fields`
+/// [`control::RawApiControl`] (listed here because `deny_unknown_fields`
 /// and `flatten` do not combine).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -309,7 +311,7 @@ struct RawApi {
     max_config_bytes: Option<i64>,
 }
 
-/// `[app]` as written: [`AppConfig`] plus [`crate::app::settings::RawAppControl`].
+/// `[app]` as written: [`AppConfig`] plus [`control::RawAppControl`].
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawApp {
@@ -326,7 +328,7 @@ struct RawApp {
     #[serde(default)]
     systemctl: Option<PathBuf>,
     #[serde(default)]
-    standalone: Option<crate::app::settings::RawStandalone>,
+    standalone: Option<control::RawStandalone>,
 }
 
 /// A duration as written: a string with a unit, or (refused with a hint) a bare number.
@@ -708,7 +710,7 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
     }
 
     let attestation = validate_attestation(raw.attestation, &data_dir, &mut problem);
-    let raw_api_control = crate::app::settings::RawApiControl {
+    let raw_api_control = control::RawApiControl {
         client_ca: raw.api.client_ca,
         max_config_bytes: raw.api.max_config_bytes,
     };
@@ -732,7 +734,7 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
                 service_name: a.service_name,
                 app_storage: a.app_storage,
             }),
-            crate::app::settings::RawAppControl {
+            control::RawAppControl {
                 supervisor_socket: a.supervisor_socket,
                 supervisor_conf: a.supervisor_conf,
                 supervisorctl: a.supervisorctl,
@@ -740,9 +742,9 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
                 standalone: a.standalone,
             },
         ),
-        None => (None, crate::app::settings::RawAppControl::default()),
+        None => (None, control::RawAppControl::default()),
     };
-    let control = crate::app::settings::validate(
+    let control = control::validate(
         &raw_api_control,
         &raw_app_control,
         app.as_ref().map(|a| a.service_type),
@@ -752,8 +754,8 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
         for p in found {
             problem(&p.field, p.message);
         }
-        crate::app::settings::ValidatedControl {
-            settings: crate::app::AppControlSettings::default(),
+        control::ValidatedControl {
+            settings: control::AppControlSettings::default(),
             client_ca: None,
         }
     });

@@ -603,18 +603,38 @@ mod size_tests {
             ),
         )
         .unwrap();
-        let gateway = crate::daemon::Gateway::load(&path).unwrap();
-        let listening = gateway.listening();
+        // Built from its parts, as the composition root does: the listener needs no more.
+        let metrics = Arc::new(Metrics::default());
+        let config = crate::config::Config::load(&path).unwrap();
+        let active = crate::active::activate(config, &metrics).unwrap();
+        let manifest = Arc::new(crate::manifest::ManifestStore::new(&active));
+        let attester = crate::attestation::Attester::from_config(
+            &active.config.attestation,
+            dir.path(),
+            manifest.clone(),
+        )
+        .unwrap();
+        let active = crate::active::ActiveConfig::new(active);
+        let (_stop, shutdown) = watch::channel(false);
+        let own = Arc::new(endpoint::Services {
+            active: active.view(),
+            metrics: metrics.clone(),
+            manifest,
+            attester: Arc::new(attester),
+            snapshots: Arc::new(crate::snapshot::SnapshotService::load(dir.path())),
+            app: None,
+            shutdown,
+        });
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let _client = TcpStream::connect(listener.local_addr().unwrap())
             .await
             .unwrap();
         let (stream, peer) = listener.accept().await.unwrap();
         let connection = Connection {
-            metrics: listening.metrics.clone(),
-            own: listening.own.clone(),
-            active: listening.active.current(),
-            slot: listening.slots.try_open(10).unwrap(),
+            metrics,
+            own,
+            active: active.current(),
+            slot: ConnectionSlots::new().try_open(10).unwrap(),
         };
         let future = handle(connection, stream, peer);
         let size = std::mem::size_of_val(&future);

@@ -16,7 +16,6 @@ pub mod auth;
 mod command;
 pub mod conf_write;
 pub mod control;
-pub mod settings;
 pub mod standalone;
 pub mod supervisor;
 pub mod systemd;
@@ -29,18 +28,14 @@ use serde::Serialize;
 
 use crate::config::{AppConfig, ServiceType};
 
+pub use crate::config::control::{
+    AppControlSettings, DEFAULT_COMMAND_TIMEOUT, DEFAULT_MAX_CONFIG_BYTES,
+};
 pub use auth::{authorize, ApiAuthConfig, AuthError, Credentials, Principal};
 pub use conf_write::{write_app_conf, ConfWriteError, APP_CONF_NAME};
 pub use standalone::{Standalone, StandaloneSettings};
 pub use supervisor::{Supervisor, SupervisorSettings};
 pub use systemd::{Systemd, SystemdSettings};
-
-/// The default limit on the size of an `app.conf` sent to `init`.
-pub const DEFAULT_MAX_CONFIG_BYTES: usize = 1 << 20;
-
-/// How long one `supervisorctl`/`systemctl` call may take before it counts as failed.
-/// A restart waits for the program to stop and start, so this is generous.
-pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The state of the application as its manager reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -243,29 +238,6 @@ impl ServiceManager for AnyManager {
             AnyManager::Supervisor(m) => m.status().await,
             AnyManager::Systemd(m) => m.status().await,
             AnyManager::Standalone(m) => m.status().await,
-        }
-    }
-}
-
-/// App-control settings that `[api]`/`[app]` (in `config.rs`) do not carry yet; the
-/// keys a user writes for them and their validation are in [`settings`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AppControlSettings {
-    /// Largest `app.conf` accepted by `init`.
-    pub max_config_bytes: usize,
-    pub supervisor: SupervisorSettings,
-    pub systemd: SystemdSettings,
-    /// Required when `service_type = "standalone"`: what to run.
-    pub standalone: Option<StandaloneSettings>,
-}
-
-impl Default for AppControlSettings {
-    fn default() -> Self {
-        AppControlSettings {
-            max_config_bytes: DEFAULT_MAX_CONFIG_BYTES,
-            supervisor: SupervisorSettings::default(),
-            systemd: SystemdSettings::default(),
-            standalone: None,
         }
     }
 }

@@ -10,9 +10,7 @@
 //! line by line (bounded) with the service name. Dropping the [`Standalone`] kills the
 //! group, so verigated leaves no orphan behind.
 
-use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,45 +22,12 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+pub use crate::config::control::StandaloneSettings;
+
 use super::{AppError, LastExit, ManagerKind, ServiceManager, ServiceState, ServiceStatus};
 
 /// The longest line of the program's output logged as one event; longer ones are split.
 pub const MAX_LOG_LINE: usize = 16 * 1024;
-
-/// What to run and how to supervise it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StandaloneSettings {
-    pub program: PathBuf,
-    pub args: Vec<OsString>,
-    /// Added to verigated's own environment.
-    pub env: Vec<(OsString, OsString)>,
-    pub working_dir: Option<PathBuf>,
-    /// Between SIGTERM and SIGKILL when stopping.
-    pub grace_period: Duration,
-    /// The first wait before starting a program that exited; doubled at each exit.
-    pub backoff_initial: Duration,
-    /// The longest wait; a run longer than this resets the wait to `backoff_initial`.
-    pub backoff_max: Duration,
-    /// Start the program as soon as the manager exists.
-    pub autostart: bool,
-}
-
-impl StandaloneSettings {
-    /// `program` with no arguments and the defaults: 10 s grace, backoff 1 s doubling up
-    /// to 60 s, started at once.
-    pub fn new(program: impl Into<PathBuf>) -> StandaloneSettings {
-        StandaloneSettings {
-            program: program.into(),
-            args: Vec::new(),
-            env: Vec::new(),
-            working_dir: None,
-            grace_period: Duration::from_secs(10),
-            backoff_initial: Duration::from_secs(1),
-            backoff_max: Duration::from_secs(60),
-            autostart: true,
-        }
-    }
-}
 
 type Reply = oneshot::Sender<Result<ServiceStatus, AppError>>;
 

@@ -5,36 +5,12 @@
 //! [D day[s], ]H:MM:SS` when running; anything else is an error that quotes the output.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
+
+pub use crate::config::control::SupervisorSettings;
 
 use super::command::{self, Output};
 use super::{AppError, ManagerKind, ServiceManager, ServiceState, ServiceStatus};
-
-/// How to reach supervisord.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SupervisorSettings {
-    /// The `supervisorctl` program (default: found on `PATH`).
-    pub supervisorctl: PathBuf,
-    /// `supervisorctl -c CONF`, when set.
-    pub conf: Option<PathBuf>,
-    /// `supervisorctl -s URL` (e.g. `unix:///run/supervisor.sock`), when set; wins over
-    /// the URL in `conf`.
-    pub server_url: Option<String>,
-    /// The longest a single `supervisorctl` call may take.
-    pub timeout: Duration,
-}
-
-impl Default for SupervisorSettings {
-    fn default() -> Self {
-        SupervisorSettings {
-            supervisorctl: PathBuf::from("supervisorctl"),
-            conf: None,
-            server_url: None,
-            timeout: super::DEFAULT_COMMAND_TIMEOUT,
-        }
-    }
-}
 
 /// One supervisord program.
 #[derive(Debug, Clone)]

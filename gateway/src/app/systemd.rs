@@ -6,8 +6,9 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
+
+pub use crate::config::control::SystemdSettings;
 
 use super::command::{self, Output};
 use super::{AppError, LastExit, ManagerKind, ServiceManager, ServiceState, ServiceStatus};
@@ -15,24 +16,6 @@ use super::{AppError, LastExit, ManagerKind, ServiceManager, ServiceState, Servi
 /// The properties `status` asks for.
 pub const SHOW_PROPERTIES: &str =
     "LoadState,ActiveState,SubState,MainPID,ActiveEnterTimestamp,ExecMainStatus,ExecMainCode";
-
-/// How to reach systemd.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SystemdSettings {
-    /// The `systemctl` program (default: found on `PATH`).
-    pub systemctl: PathBuf,
-    /// The longest a single `systemctl` call may take.
-    pub timeout: Duration,
-}
-
-impl Default for SystemdSettings {
-    fn default() -> Self {
-        SystemdSettings {
-            systemctl: PathBuf::from("systemctl"),
-            timeout: super::DEFAULT_COMMAND_TIMEOUT,
-        }
-    }
-}
 
 /// One systemd unit.
 #[derive(Debug, Clone)]

@@ -1,9 +1,10 @@
-//! The `verigated.toml` keys app control needs beyond today's `[api]` and `[app]`
-//! (which `config.rs` owns), as written by the user, and their validation into
-//! [`AppControlSettings`]. `config.rs` can embed these as they are: [`RawApiControl`]'s
-//! keys in `[api]`, [`RawAppControl`]'s keys in `[app]` and [`RawStandalone`] as the
-//! `[app.standalone]` table; then call [`validate`]. Problems name the field and the fix,
-//! in the style of `check-config`.
+//! The app-control part of `verigated.toml`'s schema: the keys of `[api]`, `[app]` and
+//! `[app.standalone]` that say how to reach and run the application, as written
+//! ([`RawApiControl`], [`RawAppControl`], [`RawStandalone`], embedded by the parent
+//! module's raw structs), their validation ([`validate`]), and the parsed values that app
+//! control uses ([`AppControlSettings`] and the settings of each manager). The
+//! configuration owns the schema of the whole file; `crate::app` only reads these
+//! values. Problems name the field and the fix, in the style of `check-config`.
 //!
 //! ```toml
 //! [api]
@@ -28,13 +29,121 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{AppControlSettings, StandaloneSettings, DEFAULT_MAX_CONFIG_BYTES};
-use crate::config::{parse_duration, Problem, ServiceType};
+use super::{parse_duration, Problem, ServiceType};
+
+/// The default limit on the size of an `app.conf` sent to `init`.
+pub const DEFAULT_MAX_CONFIG_BYTES: usize = 1 << 20;
+
+/// How long one `supervisorctl`/`systemctl` call may take before it counts as failed.
+/// A restart waits for the program to stop and start, so this is generous.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// App control's settings beyond `[app]`'s `service_type`, `service_name` and
+/// `app_storage`: the size limit of `init` and how to reach each manager.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppControlSettings {
+    /// Largest `app.conf` accepted by `init`.
+    pub max_config_bytes: usize,
+    pub supervisor: SupervisorSettings,
+    pub systemd: SystemdSettings,
+    /// Required when `service_type = "standalone"`: what to run.
+    pub standalone: Option<StandaloneSettings>,
+}
+
+impl Default for AppControlSettings {
+    fn default() -> Self {
+        AppControlSettings {
+            max_config_bytes: DEFAULT_MAX_CONFIG_BYTES,
+            supervisor: SupervisorSettings::default(),
+            systemd: SystemdSettings::default(),
+            standalone: None,
+        }
+    }
+}
+
+/// How to reach supervisord.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SupervisorSettings {
+    /// The `supervisorctl` program (default: found on `PATH`).
+    pub supervisorctl: PathBuf,
+    /// `supervisorctl -c CONF`, when set.
+    pub conf: Option<PathBuf>,
+    /// `supervisorctl -s URL` (e.g. `unix:///run/supervisor.sock`), when set; wins over
+    /// the URL in `conf`.
+    pub server_url: Option<String>,
+    /// The longest a single `supervisorctl` call may take.
+    pub timeout: Duration,
+}
+
+impl Default for SupervisorSettings {
+    fn default() -> Self {
+        SupervisorSettings {
+            supervisorctl: PathBuf::from("supervisorctl"),
+            conf: None,
+            server_url: None,
+            timeout: DEFAULT_COMMAND_TIMEOUT,
+        }
+    }
+}
+
+/// How to reach systemd.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemdSettings {
+    /// The `systemctl` program (default: found on `PATH`).
+    pub systemctl: PathBuf,
+    /// The longest a single `systemctl` call may take.
+    pub timeout: Duration,
+}
+
+impl Default for SystemdSettings {
+    fn default() -> Self {
+        SystemdSettings {
+            systemctl: PathBuf::from("systemctl"),
+            timeout: DEFAULT_COMMAND_TIMEOUT,
+        }
+    }
+}
+
+/// What to run and how to supervise it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StandaloneSettings {
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    /// Added to verigated's own environment.
+    pub env: Vec<(OsString, OsString)>,
+    pub working_dir: Option<PathBuf>,
+    /// Between SIGTERM and SIGKILL when stopping.
+    pub grace_period: Duration,
+    /// The first wait before starting a program that exited; doubled at each exit.
+    pub backoff_initial: Duration,
+    /// The longest wait; a run longer than this resets the wait to `backoff_initial`.
+    pub backoff_max: Duration,
+    /// Start the program as soon as the manager exists.
+    pub autostart: bool,
+}
+
+impl StandaloneSettings {
+    /// `program` with no arguments and the defaults: 10 s grace, backoff 1 s doubling up
+    /// to 60 s, started at once.
+    pub fn new(program: impl Into<PathBuf>) -> StandaloneSettings {
+        StandaloneSettings {
+            program: program.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            working_dir: None,
+            grace_period: Duration::from_secs(10),
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+            autostart: true,
+        }
+    }
+}
 
 /// `[api]` keys for app control.
 #[derive(Debug, Clone, Default, Deserialize)]
