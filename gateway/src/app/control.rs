@@ -74,3 +74,45 @@ pub fn warn_if_changed(current: Option<&AppControl>, config: &Config) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn config(app: &str) -> Config {
+        let text =
+            format!("[gateway]\nlisten = [\"127.0.0.1:8443\"]\ndomain = \"vm.example.com\"\n{app}");
+        Config::parse(&text, Path::new("/nonexistent-dir/verigated.toml")).unwrap()
+    }
+
+    const SUPERVISOR: &str = "[app]\nservice_type = \"supervisor\"\nservice_name = \"my_app\"\n";
+
+    #[test]
+    fn reload_changes_are_told_by_value() {
+        // A supervisor manager only stores its settings: nothing is started here.
+        let control = AppControl::from_config(&config(SUPERVISOR))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            control.max_config_bytes(),
+            crate::app::DEFAULT_MAX_CONFIG_BYTES
+        );
+        assert!(!control.differs_from(&config(SUPERVISOR)));
+        // The credentials follow reloads; they are not app control's settings.
+        assert!(!control.differs_from(&config(&format!(
+            "[api]\nadmin_token_sha256 = [\"{}\"]\n{SUPERVISOR}",
+            "ab".repeat(32)
+        ))));
+        for changed in [
+            "[app]\nservice_type = \"supervisor\"\nservice_name = \"other_app\"\n".to_string(),
+            format!("[api]\nmax_config_bytes = 4096\n{SUPERVISOR}"),
+            format!("{SUPERVISOR}supervisor_socket = \"/run/supervisor.sock\"\n"),
+            String::new(),
+        ] {
+            assert!(control.differs_from(&config(&changed)), "{changed}");
+        }
+        assert!(AppControl::from_config(&config("")).unwrap().is_none());
+    }
+}
