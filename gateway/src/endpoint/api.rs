@@ -12,7 +12,7 @@ use hyper::{Method, Request, Response, StatusCode};
 
 pub use super::response::Body;
 use super::response::{json_error, text, with_allow};
-use super::Services;
+use super::services::Services;
 
 /// Answers one request.
 pub async fn handle(

@@ -10,6 +10,7 @@ pub mod app;
 pub mod attestation;
 pub mod certificate;
 pub mod response;
+mod services;
 pub mod snapshot;
 pub mod tls;
 
@@ -19,34 +20,8 @@ use std::time::Duration;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
-use crate::active::ActiveView;
-use crate::app::control::AppControl;
-use crate::attestation::Attester;
-use crate::manifest::ManifestStore;
-use crate::metrics::Metrics;
-use crate::snapshot::SnapshotService;
+pub use services::Services;
 use tls::PrefixedStream;
-
-/// What the own endpoint's API uses, and nothing else: each handler takes the pieces it
-/// needs from here.
-#[derive(Debug)]
-pub struct Services {
-    /// The configuration of the moment a request arrives (app-control credentials and
-    /// snapshot roots follow reloads).
-    pub active: ActiveView,
-    /// Rendered by `GET /metrics`.
-    pub metrics: Arc<Metrics>,
-    /// `GET /v1/manifest`.
-    pub manifest: Arc<ManifestStore>,
-    /// Builds the evidence of `GET /v1/attestation` and of a snapshot.
-    pub attester: Arc<Attester>,
-    /// The snapshot job and the last snapshot.
-    pub snapshots: Arc<SnapshotService>,
-    /// App control, built at start from `[app]`; `None` without `[app]`.
-    pub app: Option<AppControl>,
-    /// Turns true when verigated stops: connections finish, a snapshot job stops.
-    pub shutdown: tokio::sync::watch::Receiver<bool>,
-}
 
 /// How a connection to the own endpoint ended badly.
 #[derive(thiserror::Error, Debug)]

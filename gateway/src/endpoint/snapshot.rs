@@ -20,7 +20,7 @@
 use hyper::{Method, Response, StatusCode};
 
 use super::response::{json, json_error, json_value, not_allowed, Body};
-use super::Services;
+use super::services::Services;
 use crate::snapshot::{JobConfig, SnapshotService, StartError, Status};
 
 /// The paths this module answers (others under `/v1/snapshot/` get a JSON 404).
