@@ -1,9 +1,9 @@
 //! The composition root of verigated: loads the configuration, builds the services
 //! (metrics, certificate manifest, attester, snapshots, app control), starts and
 //! supervises the tasks (one accept loop per listen address, the manifest refresher),
-//! reloads on SIGHUP and stops accepting and drains on SIGTERM.
+//! reloads on SIGHUP and stops accepting and drains on SIGTERM ([`run`]).
 //!
-//! [`Gateway`] is held by `main` alone: the tasks it starts receive only the parts they
+//! [`Gateway`] is held by [`run`] alone: the tasks it starts receive only the parts they
 //! use (the listener its [`Listening`], the own endpoint its [`Services`], the manifest
 //! refresher its store and a view of the active configuration).
 
@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
 use crate::active::{activate, Active, ActiveConfig, LoadError};
@@ -46,6 +47,9 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    /// The signal handlers cannot be installed.
+    #[error(transparent)]
+    Signal(#[from] std::io::Error),
 }
 
 /// The gateway process: what it was started from, the services, and the handles that
@@ -196,4 +200,70 @@ impl Gateway {
     pub fn open_connections(&self) -> usize {
         self.slots.open()
     }
+}
+
+/// Runs verigated from `config_path` until SIGTERM or SIGINT: starts, reloads on SIGHUP
+/// (an invalid file is refused and the old one stays), then stops accepting and drains
+/// open connections for up to `gateway.drain_grace_period`; a second SIGTERM or SIGINT
+/// ends the drain at once.
+pub async fn run(config_path: &Path) -> Result<(), StartError> {
+    // Handlers first: a SIGHUP that arrives once the port accepts must reload, not kill
+    // (its default action).
+    let mut hangup = signal(SignalKind::hangup())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let gateway = Gateway::load(config_path)?;
+    let listeners = gateway.bind().await?;
+    {
+        let active = gateway.current();
+        tracing::info!(
+            config = %config_path.display(),
+            domain = %active.routes.domain(),
+            routes = active.routes.routes().len(),
+            "verigated started"
+        );
+    }
+
+    let serving = gateway.serve(listeners);
+    loop {
+        tokio::select! {
+            _ = hangup.recv() => match gateway.reload() {
+                Ok(active) => tracing::info!(
+                    config = %config_path.display(),
+                    routes = active.routes.routes().len(),
+                    "configuration reloaded; new connections use it"
+                ),
+                Err(e) => tracing::error!(
+                    config = %config_path.display(),
+                    "reload refused, the previous configuration stays: {e}"
+                ),
+            },
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+        }
+    }
+
+    let grace = gateway.current().config.gateway.drain_grace_period;
+    tracing::info!(
+        open = gateway.open_connections(),
+        grace = ?grace,
+        "stopping: no new connections, draining open ones"
+    );
+    gateway.begin_shutdown();
+    let _ = serving.await;
+    // A second SIGTERM/SIGINT cuts the drain short (an operator who means it).
+    let left = tokio::select! {
+        left = gateway.drain(grace) => left,
+        _ = terminate.recv() => gateway.open_connections(),
+        _ = interrupt.recv() => gateway.open_connections(),
+    };
+    if left > 0 {
+        tracing::warn!(
+            open = left,
+            "grace period over: closing the remaining connections"
+        );
+    } else {
+        tracing::info!("drained: every connection finished");
+    }
+    Ok(())
 }

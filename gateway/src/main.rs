@@ -1,13 +1,12 @@
-//! `verigated`: argument parsing, signals and wiring only; the logic lives in the library.
+//! `verigated`: argument parsing and printing only; the process (start, signals, reload,
+//! drain) is [`gateway::daemon::run`], the logic lives in the library.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use gateway::config::{Config, DEFAULT_CONFIG_PATH};
-use gateway::daemon::Gateway;
 use gateway::logging::{self, LogFormat};
-use tokio::signal::unix::{signal, SignalKind};
 
 /// verigated: routes TLS connections by SNI, untouched, to the services of this
 /// confidential VM, and serves its own attested endpoint for `gateway.domain`.
@@ -85,74 +84,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args.config)) {
+    match runtime.block_on(gateway::daemon::run(&args.config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            let e = anyhow::Error::from(e);
             tracing::error!("{e:#}");
             eprintln!("verigated: {e:#}");
             ExitCode::FAILURE
         }
     }
-}
-
-async fn run(config_path: PathBuf) -> anyhow::Result<()> {
-    // Handlers first: a SIGHUP that arrives once the port accepts must reload, not kill
-    // (its default action).
-    let mut hangup = signal(SignalKind::hangup())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let gateway = Gateway::load(&config_path)?;
-    let listeners = gateway.bind().await?;
-    {
-        let active = gateway.current();
-        tracing::info!(
-            config = %config_path.display(),
-            domain = %active.routes.domain(),
-            routes = active.routes.routes().len(),
-            "verigated started"
-        );
-    }
-
-    let serving = gateway.serve(listeners);
-    loop {
-        tokio::select! {
-            _ = hangup.recv() => match gateway.reload() {
-                Ok(active) => tracing::info!(
-                    config = %config_path.display(),
-                    routes = active.routes.routes().len(),
-                    "configuration reloaded; new connections use it"
-                ),
-                Err(e) => tracing::error!(
-                    config = %config_path.display(),
-                    "reload refused, the previous configuration stays: {e}"
-                ),
-            },
-            _ = terminate.recv() => break,
-            _ = interrupt.recv() => break,
-        }
-    }
-
-    let grace = gateway.current().config.gateway.drain_grace_period;
-    tracing::info!(
-        open = gateway.open_connections(),
-        grace = ?grace,
-        "stopping: no new connections, draining open ones"
-    );
-    gateway.begin_shutdown();
-    let _ = serving.await;
-    // A second SIGTERM/SIGINT cuts the drain short (an operator who means it).
-    let left = tokio::select! {
-        left = gateway.drain(grace) => left,
-        _ = terminate.recv() => gateway.open_connections(),
-        _ = interrupt.recv() => gateway.open_connections(),
-    };
-    if left > 0 {
-        tracing::warn!(
-            open = left,
-            "grace period over: closing the remaining connections"
-        );
-    } else {
-        tracing::info!("drained: every connection finished");
-    }
-    Ok(())
 }
