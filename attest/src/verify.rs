@@ -49,7 +49,20 @@ pub mod names {
         IMA_ENTRIES,
         MANIFEST,
     ];
+    pub const SNAPSHOT_POLICY: &str = "snapshot policy";
+    pub const SNAPSHOT_IMA: &str = "snapshot ima";
+    pub const SNAPSHOT_MANIFEST: &str = "snapshot manifest";
+    /// Every check [`super::snapshot::check_snapshot_against_evidence`] returns, in order.
+    pub const SNAPSHOT_ALL: [&str; 5] = [
+        NONCE,
+        ENDPOINT_CERTIFICATE,
+        SNAPSHOT_POLICY,
+        SNAPSHOT_IMA,
+        SNAPSHOT_MANIFEST,
+    ];
 }
+
+pub mod snapshot;
 
 /// How many unknown IMA paths a failure detail names before it only counts.
 const UNKNOWN_PATHS_SHOWN: usize = 5;
