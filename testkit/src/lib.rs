@@ -5,6 +5,9 @@
 pub mod haproxy;
 pub mod ports;
 pub mod process;
+pub mod require;
 pub mod supervisord;
 pub mod swtpm;
 pub mod tls;
+
+pub use require::{require, require_path, require_programs};
