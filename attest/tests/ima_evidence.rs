@@ -14,13 +14,10 @@ const REPLAY_SHA512: &str = "078beeb9112bbbb5a441f9d06c16e02f83e13a5996e1c7d28be
 fn evidence_log() -> Option<String> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../shared/evidence/ima/keylime-ascii_runtime_measurements");
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Some(text),
-        Err(e) => {
-            eprintln!("skipping: evidence {} not readable ({e})", path.display());
-            None
-        }
+    if !testkit::require_path(&path, testkit::require::install::EVIDENCE) {
+        return None;
     }
+    Some(std::fs::read_to_string(&path).expect("the evidence log is readable"))
 }
 
 #[test]

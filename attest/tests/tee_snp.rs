@@ -10,12 +10,7 @@ use std::time::{Duration, SystemTime};
 
 fn evidence_dir() -> Option<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/evidence/snp");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("skipped: {} is absent", dir.display());
-        None
-    }
+    testkit::require_path(&dir, testkit::require::install::EVIDENCE).then_some(dir)
 }
 
 struct Evidence {

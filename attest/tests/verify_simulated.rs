@@ -555,12 +555,7 @@ fn shared_evidence(sub: &str) -> Option<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../shared/evidence")
         .join(sub);
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("skipping: {} is absent", dir.display());
-        None
-    }
+    testkit::require_path(&dir, testkit::require::install::EVIDENCE).then_some(dir)
 }
 
 #[test]

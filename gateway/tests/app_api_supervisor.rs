@@ -51,14 +51,10 @@ fn curl(gw: &Gateway, method: &str, path: &str, args: &[&str]) -> (u16, String) 
 
 #[test]
 fn init_over_http_restarts_a_supervisord_program_with_the_new_config() {
-    // testkit's `available()` runs `supervisorctl --version`, which supervisorctl 4.2
-    // refuses (exit 2); ask the shell whether both programs exist instead.
-    let installed = Command::new("sh")
-        .args(["-c", "command -v supervisord && command -v supervisorctl"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !installed {
-        eprintln!("skipped: supervisord/supervisorctl not installed");
+    if !testkit::require_programs(
+        &["supervisord", "supervisorctl"],
+        testkit::require::install::SUPERVISOR,
+    ) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -78,8 +78,11 @@ fn wait_seen(seen: &Path, pid: u32, conf: &[u8]) {
 }
 
 fn start_supervisord(setup: &Setup) -> Option<Supervisord> {
-    if !supervisord::available() {
-        eprintln!("skipped: supervisord/supervisorctl not installed");
+    if !testkit::require(
+        supervisord::available(),
+        "supervisord and supervisorctl",
+        testkit::require::install::SUPERVISOR,
+    ) {
         return None;
     }
     Some(Supervisord::start(&Program::new("app", &setup.command())).expect("supervisord"))
@@ -327,8 +330,11 @@ async fn unknown_program_and_dead_socket_are_named() {
 
 #[tokio::test]
 async fn a_program_that_cannot_start_is_failed_and_restart_says_why() {
-    if !supervisord::available() {
-        eprintln!("skipped: supervisord/supervisorctl not installed");
+    if !testkit::require(
+        supervisord::available(),
+        "supervisord and supervisorctl",
+        testkit::require::install::SUPERVISOR,
+    ) {
         return;
     }
     let sv = Supervisord::start(&Program::new("crash", "/bin/sh -c 'exit 3'")).unwrap();

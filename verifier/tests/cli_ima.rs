@@ -15,12 +15,7 @@ const REPLAY_SHA256: &str = "c4a065637fc6a7c55f2811dd06cb45dd037133be2b3dc5c3e6f
 fn evidence_path() -> Option<PathBuf> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../shared/evidence/ima/keylime-ascii_runtime_measurements");
-    if path.exists() {
-        Some(path)
-    } else {
-        eprintln!("skipping: evidence {} absent", path.display());
-        None
-    }
+    testkit::require_path(&path, testkit::require::install::EVIDENCE).then_some(path)
 }
 
 fn verigate(args: &[&str], file: &Path) -> Output {
