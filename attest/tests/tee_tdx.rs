@@ -9,8 +9,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 fn evidence_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/evidence/tdx");
-    testkit::require_path(&dir, testkit::require::install::EVIDENCE).then_some(dir)
+    testkit::evidence::dir("tdx")
 }
 
 fn read(name: &str) -> Option<Vec<u8>> {

@@ -552,10 +552,7 @@ fn snapshot_policy_refuses_evidence_that_does_not_bind_itself() {
 }
 
 fn shared_evidence(sub: &str) -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/evidence")
-        .join(sub);
-    testkit::require_path(&dir, testkit::require::install::EVIDENCE).then_some(dir)
+    testkit::evidence::dir(sub)
 }
 
 #[test]

@@ -78,8 +78,8 @@ pub mod install {
     pub const UTIL_LINUX: &str = "apt-get install util-linux (unshare, mount)";
     pub const E2FSPROGS: &str = "apt-get install e2fsprogs (chattr)";
     /// The real evidence of `../shared/evidence`, beside the repository.
-    pub const EVIDENCE: &str =
-        "put the real evidence folder `shared/evidence` beside the repository (see its README)";
+    pub const EVIDENCE: &str = "put the real evidence folder `shared/evidence` beside the \
+         repository, or name it in VERIGATE_EVIDENCE";
     /// verigated, which the CLI's end-to-end tests start.
     pub const VERIGATED: &str = "run `cargo build -p gateway` first";
 }
