@@ -1,7 +1,7 @@
 //! App control over HTTP with a real supervisord running the application: init with a
 //! valid token replaces app.conf and supervisord restarts the program, which reads the
-//! new config; a wrong token changes nothing (same app.conf, same PID). Skips with a
-//! message when supervisord is not installed.
+//! new config; a wrong token changes nothing (same app.conf, same PID). Without
+//! supervisord it skips with a message, or fails under CI (`testkit::require`).
 
 mod common;
 

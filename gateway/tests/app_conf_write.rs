@@ -8,7 +8,8 @@
 //!   the write fails with ENOSPC; the check runs in a child copy of this test binary,
 //!   since a multithreaded test process cannot enter a new mount namespace itself.
 //!
-//! Each case skips with a message where the mechanism is unavailable.
+//! Each case skips with a message where the mechanism is unavailable, or fails under CI
+//! (`testkit::require`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,7 +1,7 @@
 //! The run-time plaintext area: `<data_dir>/run` mounted as a tmpfs with mode 0700.
 //! The mount happens in a private mount namespace (`unshare -m`, the test binary runs
 //! itself there), so nothing stays mounted on the machine; where unshare or tmpfs is
-//! not allowed the test says so and skips.
+//! not allowed the test says so and skips, or fails under CI (`testkit::require`).
 
 use gateway::storage::tmpfs;
 use std::os::unix::fs::PermissionsExt;

@@ -8,6 +8,7 @@ pub mod haproxy;
 pub mod ports;
 pub mod process;
 pub mod require;
+pub mod serve;
 pub mod supervisord;
 pub mod swtpm;
 pub mod tls;

@@ -17,7 +17,7 @@ use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
+use testkit::serve::Server;
 use testkit::tls::TlsBackend;
 use testkit::vm::{failed_checks as failed, Binaries, Vm, VmOptions, DOMAIN};
 
@@ -154,8 +154,7 @@ fn snapshot_then_verify_passes_and_an_impostor_fails_only_its_name() {
 /// terminates TLS (or an attacker in the middle) would. Stops on drop.
 struct TerminatingProxy {
     addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: Server,
 }
 
 impl TerminatingProxy {
@@ -171,65 +170,26 @@ impl TerminatingProxy {
         let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server));
         let connector =
             tokio_rustls::TlsConnector::from(testkit::tls::client_config(&["http/1.1"]).unwrap());
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+        let server = Server::start("terminating proxy", move |tcp| {
+            let (acceptor, connector) = (acceptor.clone(), connector.clone());
+            async move {
+                let Ok(mut down) = acceptor.accept(tcp).await else {
                     return;
                 };
-                let serve = async {
-                    loop {
-                        let Ok((tcp, _)) = listener.accept().await else {
-                            tokio::time::sleep(Duration::from_millis(10)).await;
-                            continue;
-                        };
-                        let (acceptor, connector) = (acceptor.clone(), connector.clone());
-                        tokio::spawn(async move {
-                            let Ok(mut down) = acceptor.accept(tcp).await else {
-                                return;
-                            };
-                            let Ok(up_tcp) = tokio::net::TcpStream::connect(upstream).await else {
-                                return;
-                            };
-                            let name = rustls::pki_types::ServerName::try_from(DOMAIN)
-                                .expect("a DNS name");
-                            let Ok(mut up) = connector.connect(name, up_tcp).await else {
-                                return;
-                            };
-                            let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
-                        });
-                    }
+                let Ok(up_tcp) = tokio::net::TcpStream::connect(upstream).await else {
+                    return;
                 };
-                tokio::select! {
-                    () = serve => {}
-                    _ = stopped => {}
-                }
-            });
-        });
+                let name = rustls::pki_types::ServerName::try_from(DOMAIN).expect("a DNS name");
+                let Ok(mut up) = connector.connect(name, up_tcp).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+            }
+        })
+        .expect("proxy server");
         TerminatingProxy {
-            addr,
-            stop: Some(stop),
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for TerminatingProxy {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            addr: server.addr(),
+            _server: server,
         }
     }
 }

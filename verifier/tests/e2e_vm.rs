@@ -24,7 +24,7 @@ use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
+use testkit::serve::Server;
 use testkit::swtpm::Swtpm;
 use testkit::vm::{extend, failed_checks, Binaries, Vm, VmOptions, MEASUREMENT};
 
@@ -317,8 +317,7 @@ fn fetch_evidence(vm: &Vm, nonce: &str) -> Vec<u8> {
 /// one recorded evidence body. Stops on drop.
 struct Replayer {
     addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: Server,
 }
 
 impl Replayer {
@@ -339,44 +338,17 @@ impl Replayer {
             .unwrap();
         server.alpn_protocols = vec![b"http/1.1".to_vec()];
         let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
         let body = std::sync::Arc::new(body);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-                    return;
-                };
-                let serve = async {
-                    loop {
-                        let Ok((tcp, _)) = listener.accept().await else {
-                            tokio::time::sleep(Duration::from_millis(10)).await;
-                            continue;
-                        };
-                        let (acceptor, body) = (acceptor.clone(), body.clone());
-                        tokio::spawn(async move {
-                            let _ = answer(acceptor, tcp, &body).await;
-                        });
-                    }
-                };
-                tokio::select! {
-                    () = serve => {}
-                    _ = stopped => {}
-                }
-            });
-        });
+        let server = Server::start("replayer", move |tcp| {
+            let (acceptor, body) = (acceptor.clone(), body.clone());
+            async move {
+                let _ = answer(acceptor, tcp, &body).await;
+            }
+        })
+        .expect("replayer server");
         Replayer {
-            addr,
-            stop: Some(stop),
-            thread: Some(thread),
+            addr: server.addr(),
+            _server: server,
         }
     }
 }
@@ -406,15 +378,4 @@ async fn answer(
     tls.write_all(reply.as_bytes()).await?;
     tls.write_all(body).await?;
     tls.shutdown().await
-}
-
-impl Drop for Replayer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
 }
