@@ -10,6 +10,7 @@ packages=(
   supervisor                               # app control tests
   cryptsetup-bin                           # LUKS2 container tests
   openssl curl python3                     # peers and test-vector scripts
+  e2fsprogs util-linux procps              # chattr, unshare/mount, kill in tests
 )
 
 missing=()

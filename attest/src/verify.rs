@@ -9,6 +9,9 @@
 //! TPM in the evidence passes the `tpm *` checks only if the snapshot's `tpm_policy` is
 //! null, and no IMA log passes the `ima *` checks only if the snapshot's `ima` is null.
 //! Without a snapshot, every comparison with it fails.
+//!
+//! [`snapshot`] holds the other direction: the checks a new snapshot must pass against
+//! the VM's verified evidence before the CLI writes it.
 
 use crate::binding::{self, Manifest, ManifestEntry, Nonce};
 use crate::check::Check;
@@ -22,7 +25,8 @@ use crate::tpm::quote::{self, VerifiedQuote};
 use sha2::{Digest, Sha256};
 use std::time::SystemTime;
 
-/// The names of the checks, in the order [`verify`] returns them.
+/// The names of the checks, in the order `verify` returns them (`ALL`), then those of
+/// `snapshot::check_snapshot_against_evidence` (`SNAPSHOT_ALL`).
 pub mod names {
     pub const NONCE: &str = "nonce";
     pub const BINDING: &str = "binding";
@@ -49,7 +53,20 @@ pub mod names {
         IMA_ENTRIES,
         MANIFEST,
     ];
+    pub const SNAPSHOT_POLICY: &str = "snapshot policy";
+    pub const SNAPSHOT_IMA: &str = "snapshot ima";
+    pub const SNAPSHOT_MANIFEST: &str = "snapshot manifest";
+    /// Every check [`super::snapshot::check_snapshot_against_evidence`] returns, in order.
+    pub const SNAPSHOT_ALL: [&str; 5] = [
+        NONCE,
+        ENDPOINT_CERTIFICATE,
+        SNAPSHOT_POLICY,
+        SNAPSHOT_IMA,
+        SNAPSHOT_MANIFEST,
+    ];
 }
+
+pub mod snapshot;
 
 /// How many unknown IMA paths a failure detail names before it only counts.
 const UNKNOWN_PATHS_SHOWN: usize = 5;

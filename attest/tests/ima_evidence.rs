@@ -3,7 +3,6 @@
 //! values computed independently by `tests/vectors/ima_replay.py` from the same file.
 
 use attest::ima::{ascii, binary, replay, HashAlg, ImaError};
-use std::path::PathBuf;
 
 /// Output of `python3 tests/vectors/ima_replay.py <log> <bank>` for each bank.
 const REPLAY_SHA1: &str = "82231c67a69da98dc5b3aa10f6343d33109225fc";
@@ -12,15 +11,8 @@ const REPLAY_SHA384: &str = "cd3b31be56970702d736d8faebcf9c0ad90961e38a4922975b3
 const REPLAY_SHA512: &str = "078beeb9112bbbb5a441f9d06c16e02f83e13a5996e1c7d28be8b6c4431dc13c8380b320605b98ab430d2f1805371a7be99f04cff295d375d86fc79906be3a44";
 
 fn evidence_log() -> Option<String> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/evidence/ima/keylime-ascii_runtime_measurements");
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Some(text),
-        Err(e) => {
-            eprintln!("skipping: evidence {} not readable ({e})", path.display());
-            None
-        }
-    }
+    let path = testkit::evidence::dir("ima")?.join("keylime-ascii_runtime_measurements");
+    Some(std::fs::read_to_string(&path).expect("the evidence log is readable"))
 }
 
 #[test]

@@ -9,13 +9,10 @@ use std::process::Command;
 use testkit::swtpm::Swtpm;
 
 fn tools_available() -> bool {
-    ["swtpm", "tpm2_pcrextend", "tpm2_pcrread"].iter().all(|t| {
-        Command::new("sh")
-            .arg("-c")
-            .arg(format!("command -v {t}"))
-            .output()
-            .is_ok_and(|o| o.status.success())
-    })
+    testkit::require_programs(
+        &["swtpm", "tpm2_pcrextend", "tpm2_pcrread"],
+        testkit::require::install::SWTPM,
+    )
 }
 
 /// PCR 10 of every bank that swtpm allocated, from `tpm2_pcrread`'s YAML output
@@ -73,7 +70,6 @@ fn entries() -> Vec<ImaEntry> {
 #[test]
 fn swtpm_pcr10_equals_replay() {
     if !tools_available() {
-        eprintln!("skipping: swtpm or tpm2-tools not installed");
         return;
     }
     let tpm = Swtpm::start().expect("start swtpm");

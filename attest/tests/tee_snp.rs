@@ -9,13 +9,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 fn evidence_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/evidence/snp");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("skipped: {} is absent", dir.display());
-        None
-    }
+    testkit::evidence::dir("snp")
 }
 
 struct Evidence {

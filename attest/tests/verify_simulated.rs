@@ -552,15 +552,7 @@ fn snapshot_policy_refuses_evidence_that_does_not_bind_itself() {
 }
 
 fn shared_evidence(sub: &str) -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/evidence")
-        .join(sub);
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("skipping: {} is absent", dir.display());
-        None
-    }
+    testkit::evidence::dir(sub)
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! App control over HTTP with a real supervisord running the application: init with a
 //! valid token replaces app.conf and supervisord restarts the program, which reads the
-//! new config; a wrong token changes nothing (same app.conf, same PID). Skips with a
-//! message when supervisord is not installed.
+//! new config; a wrong token changes nothing (same app.conf, same PID). Without
+//! supervisord it skips with a message, or fails under CI (`testkit::require`).
 
 mod common;
 
@@ -51,14 +51,10 @@ fn curl(gw: &Gateway, method: &str, path: &str, args: &[&str]) -> (u16, String) 
 
 #[test]
 fn init_over_http_restarts_a_supervisord_program_with_the_new_config() {
-    // testkit's `available()` runs `supervisorctl --version`, which supervisorctl 4.2
-    // refuses (exit 2); ask the shell whether both programs exist instead.
-    let installed = Command::new("sh")
-        .args(["-c", "command -v supervisord && command -v supervisorctl"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !installed {
-        eprintln!("skipped: supervisord/supervisorctl not installed");
+    if !testkit::require_programs(
+        &["supervisord", "supervisorctl"],
+        testkit::require::install::SUPERVISOR,
+    ) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -8,7 +8,8 @@
 //!   the write fails with ENOSPC; the check runs in a child copy of this test binary,
 //!   since a multithreaded test process cannot enter a new mount namespace itself.
 //!
-//! Each case skips with a message where the mechanism is unavailable.
+//! Each case skips with a message where the mechanism is unavailable, or fails under CI
+//! (`testkit::require`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -53,10 +54,8 @@ fn read_only_folder_keeps_the_previous_config() {
     let dir = tempfile::tempdir().unwrap();
     write_app_conf(dir.path(), PREVIOUS, 1024).unwrap();
     let Some(_guard) = Immutable::set(dir.path()) else {
-        eprintln!(
-            "skipped: chattr +i does not work on {}",
-            dir.path().display()
-        );
+        let what = format!("a working `chattr +i` on {}", dir.path().display());
+        testkit::require(false, &what, testkit::require::install::E2FSPROGS);
         return;
     };
     let err = write_app_conf(dir.path(), b"new = 1\n", 1024).unwrap_err();
@@ -78,7 +77,8 @@ fn failed_rename_removes_the_temporary_file() {
     write_app_conf(dir.path(), PREVIOUS, 1024).unwrap();
     let target = dir.path().join(APP_CONF_NAME);
     let Some(guard) = Immutable::set(&target) else {
-        eprintln!("skipped: chattr +i does not work on {}", target.display());
+        let what = format!("a working `chattr +i` on {}", target.display());
+        testkit::require(false, &what, testkit::require::install::E2FSPROGS);
         return;
     };
     let err = write_app_conf(dir.path(), b"new = 1\n", 1024).unwrap_err();
@@ -115,14 +115,23 @@ fn full_disk_keeps_the_previous_config() {
     let out = match out {
         Ok(out) => out,
         Err(e) => {
-            eprintln!("skipped: unshare is not available: {e}");
+            testkit::require(
+                false,
+                &format!("unshare ({e})"),
+                testkit::require::install::UTIL_LINUX,
+            );
             return;
         }
     };
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     if stderr.contains("unshare failed") || stdout.contains("skipped: mount") {
-        eprintln!("skipped: no private mount namespace or tmpfs here: {stderr}{stdout}");
+        let what = format!("a private mount namespace with tmpfs: {stderr}{stdout}");
+        testkit::require(
+            false,
+            &what,
+            "run as root (CAP_SYS_ADMIN), outside a locked-down container",
+        );
         return;
     }
     assert!(

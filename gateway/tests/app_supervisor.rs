@@ -78,8 +78,11 @@ fn wait_seen(seen: &Path, pid: u32, conf: &[u8]) {
 }
 
 fn start_supervisord(setup: &Setup) -> Option<Supervisord> {
-    if !supervisord::available() {
-        eprintln!("skipped: supervisord/supervisorctl not installed");
+    if !testkit::require(
+        supervisord::available(),
+        "supervisord and supervisorctl",
+        testkit::require::install::SUPERVISOR,
+    ) {
         return None;
     }
     Some(Supervisord::start(&Program::new("app", &setup.command())).expect("supervisord"))
@@ -272,7 +275,12 @@ async fn refused_config_leaves_program_and_file_alone() {
         let err = result.unwrap_err();
         assert!(matches!(err, AppError::Write(_)), "{err}");
     } else {
-        eprintln!("chattr +i unavailable: the failed-write part is skipped");
+        // Only the failed-write half needs chattr; the rest of the test still runs.
+        testkit::require(
+            false,
+            "a working `chattr +i` (the failed-write half of this test)",
+            testkit::require::install::E2FSPROGS,
+        );
     }
 
     let after = controller.status(&PRINCIPAL).await.unwrap();
@@ -327,8 +335,11 @@ async fn unknown_program_and_dead_socket_are_named() {
 
 #[tokio::test]
 async fn a_program_that_cannot_start_is_failed_and_restart_says_why() {
-    if !supervisord::available() {
-        eprintln!("skipped: supervisord/supervisorctl not installed");
+    if !testkit::require(
+        supervisord::available(),
+        "supervisord and supervisorctl",
+        testkit::require::install::SUPERVISOR,
+    ) {
         return;
     }
     let sv = Supervisord::start(&Program::new("crash", "/bin/sh -c 'exit 3'")).unwrap();

@@ -337,11 +337,14 @@ struct Scene {
 }
 
 impl Scene {
-    /// `None` (with a message) when HAProxy is not installed. `proxy_to_a`: the route of
+    /// `None` when HAProxy is not installed ([`testkit::require`]: a failure under CI). `proxy_to_a`: the route of
     /// `a.example.com` sends a PROXY v2 header to its backend.
     async fn start(config_file: &str, accept_proxy: bool, proxy_to_a: bool) -> Option<Scene> {
-        if !haproxy::available() {
-            eprintln!("SKIP: haproxy is not installed");
+        if !testkit::require(
+            haproxy::available(),
+            "haproxy",
+            testkit::require::install::HAPROXY,
+        ) {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();

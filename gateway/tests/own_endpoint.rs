@@ -112,7 +112,13 @@ fn healthz_and_metrics_over_http2() {
         .output()
     {
         Ok(out) => assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n\n2"),
-        Err(e) => eprintln!("SKIP curl part: {e}"),
+        Err(e) => {
+            testkit::require(
+                false,
+                &format!("curl, for the HTTP/2 part ({e})"),
+                testkit::require::install::CURL,
+            );
+        }
     }
 }
 

@@ -66,8 +66,11 @@ fn each_name_reaches_its_own_backend_with_curl_and_openssl() {
                 .map(|o| o.status.success())
                 .unwrap_or(false)
     };
-    if !have("curl") || !have("openssl") {
-        eprintln!("SKIP: curl or openssl is not installed");
+    if !testkit::require(
+        have("curl") && have("openssl"),
+        "curl and openssl",
+        "apt-get install curl openssl",
+    ) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

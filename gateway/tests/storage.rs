@@ -496,7 +496,11 @@ fn the_key_is_never_in_cryptsetup_argv() {
     .into_iter()
     .find(|p| Path::new(p).exists());
     let Some(real) = real else {
-        eprintln!("skipped: cryptsetup not found in /usr/sbin, /sbin or /usr/bin");
+        testkit::require(
+            false,
+            "cryptsetup in /usr/sbin, /sbin or /usr/bin",
+            testkit::require::install::CRYPTSETUP,
+        );
         return;
     };
     let sw = Swtpm::start().expect("swtpm");

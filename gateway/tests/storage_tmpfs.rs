@@ -1,7 +1,7 @@
 //! The run-time plaintext area: `<data_dir>/run` mounted as a tmpfs with mode 0700.
 //! The mount happens in a private mount namespace (`unshare -m`, the test binary runs
 //! itself there), so nothing stays mounted on the machine; where unshare or tmpfs is
-//! not allowed the test says so and skips.
+//! not allowed the test says so and skips, or fails under CI (`testkit::require`).
 
 use gateway::storage::tmpfs;
 use std::os::unix::fs::PermissionsExt;
@@ -31,14 +31,23 @@ fn run_dir_is_a_private_tmpfs() {
     let out = match out {
         Ok(out) => out,
         Err(e) => {
-            eprintln!("skipped: unshare is not available: {e}");
+            testkit::require(
+                false,
+                &format!("unshare ({e})"),
+                testkit::require::install::UTIL_LINUX,
+            );
             return;
         }
     };
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     if stderr.contains("unshare failed") || stdout.contains("skipped: mount") {
-        eprintln!("skipped: no private mount namespace or tmpfs here: {stderr}{stdout}");
+        let what = format!("a private mount namespace with tmpfs: {stderr}{stdout}");
+        testkit::require(
+            false,
+            &what,
+            "run as root (CAP_SYS_ADMIN), outside a locked-down container",
+        );
         return;
     }
     assert!(

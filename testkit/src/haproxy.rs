@@ -19,7 +19,7 @@ pub fn examples_dir() -> PathBuf {
         .join("haproxy-examples")
 }
 
-/// True when an `haproxy` binary runs here; tests print why and skip otherwise.
+/// True when an `haproxy` binary runs here; tests hand it to [`crate::require`].
 pub fn available() -> bool {
     Command::new("haproxy")
         .arg("-v")

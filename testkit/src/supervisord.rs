@@ -15,8 +15,8 @@ use crate::process::ChildGuard;
 /// How long [`Supervisord::start`] waits for `supervisorctl status` to answer.
 const READY_PATIENCE: Duration = Duration::from_secs(30);
 
-/// True when `supervisord` and `supervisorctl` run here; tests print why and skip
-/// otherwise.
+/// True when `supervisord` and `supervisorctl` run here; tests hand it to
+/// [`crate::require`].
 pub fn available() -> bool {
     // Looked up on PATH: `supervisorctl --version` exits 2 on supervisor 4.2, so running
     // the programs would wrongly skip every test.

@@ -54,8 +54,7 @@ pub struct TlsBackend {
     pub name: String,
     pub addr: SocketAddr,
     pub cert: CertificateDer<'static>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: crate::serve::Server,
 }
 
 impl TlsBackend {
@@ -67,64 +66,22 @@ impl TlsBackend {
             .with_no_client_auth()
             .with_single_cert(vec![cert.clone()], key)?;
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let std_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        std_listener.set_nonblocking(true)?;
-        let addr = std_listener.local_addr()?;
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let greeting = format!("hello from {name}\n");
-        let thread = std::thread::Builder::new()
-            .name(format!("backend {name}"))
-            .spawn(move || {
-                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                else {
-                    return;
-                };
-                rt.block_on(async move {
-                    let Ok(listener) = tokio::net::TcpListener::from_std(std_listener) else {
-                        return;
-                    };
-                    let serve = async {
-                        loop {
-                            let Ok((tcp, _)) = listener.accept().await else {
-                                // Out of descriptors, say: wait instead of spinning.
-                                tokio::time::sleep(Duration::from_millis(10)).await;
-                                continue;
-                            };
-                            let acceptor = acceptor.clone();
-                            let greeting = greeting.clone();
-                            tokio::spawn(async move {
-                                if let Ok(tls) = acceptor.accept(tcp).await {
-                                    let _ = serve_one(tls, &greeting).await;
-                                }
-                            });
-                        }
-                    };
-                    tokio::select! {
-                        () = serve => {}
-                        _ = stop_rx => {}
-                    }
-                });
-            })?;
+        let server = crate::serve::Server::start(&format!("backend {name}"), move |tcp| {
+            let acceptor = acceptor.clone();
+            let greeting = greeting.clone();
+            async move {
+                if let Ok(tls) = acceptor.accept(tcp).await {
+                    let _ = serve_one(tls, &greeting).await;
+                }
+            }
+        })?;
         Ok(TlsBackend {
             name: name.to_string(),
-            addr,
+            addr: server.addr(),
             cert,
-            stop: Some(stop_tx),
-            thread: Some(thread),
+            _server: server,
         })
-    }
-}
-
-impl Drop for TlsBackend {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

@@ -11,23 +11,18 @@
 //! `--no-verify` sends; a wrong token is refused by verigated (exit 2, nothing changed);
 //! a client certificate from `[api] client_ca` is accepted.
 //!
-//! verigated is the binary `cargo build -p gateway` puts beside `verigate`; without it,
-//! swtpm, tpm2-tools or openssl these tests print why and return.
+//! The VM is `testkit::vm`. verigated is the binary `cargo build -p gateway` puts beside
+//! `verigate`; without it, swtpm, tpm2-tools or openssl these tests say so and return,
+//! or fail under CI (`testkit::require`).
 
 use serde_json::Value;
 use sha2::Digest as _;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-use testkit::ports::{free_port, wait_for_listener};
-use testkit::process::ChildGuard;
-use testkit::swtpm::Swtpm;
-use testkit::tls::TlsBackend;
+use testkit::vm::{Binaries, Vm, VmOptions, PATIENCE};
 
-const DOMAIN: &str = "vm.example.com";
 const APP: &str = "a.example.com";
-const PATIENCE: Duration = Duration::from_secs(60);
 const TOKEN: &str = "operator-token-for-tests";
 
 /// Records `pid=<its pid>` and the app.conf it read into `$2`, then sleeps as the same
@@ -38,58 +33,6 @@ out="$2"
 { echo "pid=$$"; cat "$conf"; } > "$out.tmp.$$" && mv "$out.tmp.$$" "$out"
 exec sleep 1000
 "#;
-
-fn verigated_binary() -> Option<PathBuf> {
-    let bin = Path::new(env!("CARGO_BIN_EXE_verigate")).with_file_name("verigated");
-    if bin.exists() {
-        Some(bin)
-    } else {
-        eprintln!(
-            "skipping: {} absent (run `cargo build -p gateway` first)",
-            bin.display()
-        );
-        None
-    }
-}
-
-fn tools_available() -> bool {
-    let ok = ["swtpm", "tpm2_pcrextend", "openssl"].iter().all(|t| {
-        Command::new("sh")
-            .arg("-c")
-            .arg(format!("command -v {t}"))
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
-    if !ok {
-        eprintln!("skipping: swtpm, tpm2-tools or openssl not installed");
-    }
-    ok
-}
-
-/// Writes an IMA log to `path` and extends each entry into swtpm's PCR 10.
-fn write_ima_log(tpm: &Swtpm, path: &Path) {
-    use attest::ima::{binary, HashAlg, ImaEntry};
-    let entries = vec![
-        ImaEntry::ima_ng("boot_aggregate", HashAlg::Sha256, &[0x11; 32]).unwrap(),
-        ImaEntry::measure("/usr/bin/app", HashAlg::Sha256, b"app v1").unwrap(),
-    ];
-    std::fs::write(path, binary::serialize(&entries)).unwrap();
-    for e in &entries {
-        let out = Command::new("tpm2_pcrextend")
-            .args([
-                "-T",
-                &tpm.tcti(),
-                &format!("10:sha256={}", hex::encode(e.extend_value(HashAlg::Sha256))),
-            ])
-            .output()
-            .expect("run tpm2_pcrextend");
-        assert!(
-            out.status.success(),
-            "tpm2_pcrextend: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
 
 /// A CA and a client certificate it issued (openssl); returns (ca, cert, key).
 fn client_pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
@@ -169,24 +112,26 @@ fn client_pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     (ca, cert, key)
 }
 
-/// swtpm, the IMA log, one backend, and verigated running the app script.
-struct Vm {
-    dir: tempfile::TempDir,
-    // Dropped in this order: verigated first, then what it talks to.
-    gateway: Option<ChildGuard>,
-    addr: SocketAddr,
-    log_path: PathBuf,
+/// The VM of `testkit::vm` (one backend, an IMA log of two entries) with verigated
+/// running the app script under `[app]` and accepting the operator CA's clients.
+struct AppVm {
+    vm: Vm,
     conf: PathBuf,
     out: PathBuf,
     client: (PathBuf, PathBuf),
     pids: std::cell::RefCell<Vec<i32>>,
-    _backend: TlsBackend,
-    _tpm: Swtpm,
 }
 
-impl Drop for Vm {
+impl std::ops::Deref for AppVm {
+    type Target = Vm;
+    fn deref(&self) -> &Vm {
+        &self.vm
+    }
+}
+
+impl Drop for AppVm {
     fn drop(&mut self) {
-        drop(self.gateway.take());
+        self.vm.stop_gateway();
         // The program last started may not have been seen yet (a test that failed early).
         if let Some(pid) = std::fs::read_to_string(&self.out)
             .ok()
@@ -205,85 +150,40 @@ impl Drop for Vm {
     }
 }
 
-impl Vm {
-    fn start(bin: &Path) -> Vm {
-        let dir = tempfile::tempdir().unwrap();
-        let tpm = Swtpm::start().expect("swtpm");
-        let ima = dir.path().join("ima.bin");
-        write_ima_log(&tpm, &ima);
-        let tree = dir.path().join("tree");
-        std::fs::create_dir_all(&tree).unwrap();
-        std::fs::write(tree.join("tool"), b"#!/bin/sh\necho tool\n").unwrap();
-        let backend = TlsBackend::start(APP).expect("backend");
-        let (ca, cert, key) = client_pki(dir.path());
-        let data = dir.path().join("data");
-        let storage = data.join("app");
+impl AppVm {
+    fn start(bins: &Binaries) -> AppVm {
+        let mut options = VmOptions::new(&[APP]);
+        options.entries.truncate(2); // boot aggregate and the app
+        let mut vm = Vm::prepare(bins, options);
+        let dir = vm.dir.path().to_path_buf();
+        let (ca, cert, key) = client_pki(&dir);
+        let storage = vm.data.join("app");
         std::fs::create_dir_all(&storage).unwrap();
         let conf = storage.join("app.conf");
         std::fs::write(&conf, "version=1\n").unwrap();
-        let script = dir.path().join("app.sh");
+        let script = dir.join("app.sh");
         std::fs::write(&script, APP_SCRIPT).unwrap();
-        let out = dir.path().join("program-read");
-        let mut last_log = String::new();
-        for attempt in 0..5 {
-            let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-            let config = dir.path().join("verigated.toml");
-            let text = format!(
-                "[gateway]\nlisten = [\"{addr}\"]\ndomain = \"{DOMAIN}\"\ndata_dir = \"{}\"\n\n\
-                 [attestation]\ntee = \"simulated\"\nsimulated_measurement = \"{}\"\n\
-                 tpm = \"{}\"\nima_log = \"{}\"\n\n\
-                 [snapshot]\nroots = [\"{}\"]\nexclude = []\n\n\
-                 [api]\nadmin_token_sha256 = [\"{}\"]\nclient_ca = \"{}\"\n\n\
-                 [app]\nservice_type = \"standalone\"\nservice_name = \"demo\"\napp_storage = \"app\"\n\n\
-                 [app.standalone]\ncommand = [\"/bin/sh\", \"{}\", \"{}\", \"{}\"]\nstop_grace_period = \"5s\"\n\n\
-                 [[route]]\nsni = \"{APP}\"\nbackend = \"{}\"\n",
-                data.display(),
-                "5a".repeat(48),
-                tpm.tcti(),
-                ima.display(),
-                tree.display(),
-                hex::encode(sha2::Sha256::digest(TOKEN.as_bytes())),
-                ca.display(),
-                script.display(),
-                conf.display(),
-                out.display(),
-                backend.addr,
-            );
-            std::fs::write(&config, text).unwrap();
-            let log_path = dir.path().join(format!("verigated-{attempt}.log"));
-            let log = std::fs::File::create(&log_path).unwrap();
-            let mut cmd = Command::new(bin);
-            cmd.arg("--config")
-                .arg(&config)
-                .env("RUST_LOG", "info")
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log);
-            let mut child = ChildGuard::spawn("verigated", &mut cmd).expect("spawn verigated");
-            if wait_for_listener(addr, PATIENCE) && child.is_running() {
-                let vm = Vm {
-                    dir,
-                    gateway: Some(child),
-                    addr,
-                    log_path,
-                    conf,
-                    out,
-                    client: (cert, key),
-                    pids: Default::default(),
-                    _backend: backend,
-                    _tpm: tpm,
-                };
-                vm.program(None);
-                return vm;
-            }
-            drop(child);
-            last_log = std::fs::read_to_string(&log_path).unwrap_or_default();
-        }
-        panic!("verigated did not start; its log:\n{last_log}");
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+        let out = dir.join("program-read");
+        vm.extra_config = format!(
+            "[api]\nadmin_token_sha256 = [\"{}\"]\nclient_ca = \"{}\"\n\n\
+             [app]\nservice_type = \"standalone\"\nservice_name = \"demo\"\napp_storage = \"app\"\n\n\
+             [app.standalone]\ncommand = [\"/bin/sh\", \"{}\", \"{}\", \"{}\"]\nstop_grace_period = \"5s\"\n\n",
+            hex::encode(sha2::Sha256::digest(TOKEN.as_bytes())),
+            ca.display(),
+            script.display(),
+            conf.display(),
+            out.display(),
+        );
+        vm.start_gateway(None);
+        let vm = AppVm {
+            vm,
+            conf,
+            out,
+            client: (cert, key),
+            pids: Default::default(),
+        };
+        vm.program(None);
+        vm
     }
 
     /// The PID and config the program last recorded, waiting for a start whose PID is
@@ -312,40 +212,11 @@ impl Vm {
 
     /// Runs verigate with `--url`, `--allow-insecure-tls` and `env` set.
     fn verigate(&self, env: &[(&str, &str)], args: &[&str]) -> Output {
-        let url = format!("https://{}", self.addr);
-        let mut all = vec!["--url", url.as_str(), "--allow-insecure-tls"];
-        all.extend_from_slice(args);
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_verigate"));
-        cmd.args(&all)
-            .current_dir(self.dir.path())
-            .env_remove("VERIGATE_TOKEN");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let out = cmd.output().expect("run verigate");
-        eprintln!(
-            "$ verigate {}\nexit {:?}\n{}{}",
-            all.join(" "),
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
+        self.vm.verigate_at(&self.vm.url(), env, args)
     }
 
     fn snapshot(&self) -> PathBuf {
-        let path = self.dir.path().join("snap.json");
-        let out = self.verigate(
-            &[],
-            &[
-                "snapshot",
-                "--allow-simulated-tee",
-                "--out",
-                path.to_str().unwrap(),
-            ],
-        );
-        assert_eq!(out.status.code(), Some(0), "snapshot; log:\n{}", self.log());
-        path
+        self.vm.snapshot("snap.json")
     }
 
     fn new_conf(&self, text: &str) -> PathBuf {
@@ -366,10 +237,10 @@ fn stdout(out: &Output) -> String {
 
 #[test]
 fn init_after_verification_replaces_the_config_and_restarts_the_program() {
-    let (Some(bin), true) = (verigated_binary(), tools_available()) else {
+    let Some(bins) = Binaries::require(env!("CARGO_BIN_EXE_verigate"), &["openssl"]) else {
         return;
     };
-    let vm = Vm::start(&bin);
+    let vm = AppVm::start(&bins);
     let snap = vm.snapshot();
     let (before, _) = vm.program(None);
     let conf = vm.new_conf("version=2\npassword=hunter2\n");
@@ -441,10 +312,10 @@ fn init_after_verification_replaces_the_config_and_restarts_the_program() {
 
 #[test]
 fn a_vm_that_fails_verification_is_sent_nothing() {
-    let (Some(bin), true) = (verigated_binary(), tools_available()) else {
+    let Some(bins) = Binaries::require(env!("CARGO_BIN_EXE_verigate"), &["openssl"]) else {
         return;
     };
-    let vm = Vm::start(&bin);
+    let vm = AppVm::start(&bins);
     let snap = vm.snapshot();
     let (pid, _) = vm.program(None);
     let conf = vm.new_conf("version=evil\n");
@@ -505,10 +376,10 @@ fn a_vm_that_fails_verification_is_sent_nothing() {
 
 #[test]
 fn without_snapshot_it_refuses_unless_no_verify_and_verigated_still_checks_the_token() {
-    let (Some(bin), true) = (verigated_binary(), tools_available()) else {
+    let Some(bins) = Binaries::require(env!("CARGO_BIN_EXE_verigate"), &["openssl"]) else {
         return;
     };
-    let vm = Vm::start(&bin);
+    let vm = AppVm::start(&bins);
     let (pid, _) = vm.program(None);
     let conf = vm.new_conf("version=unverified\n");
     let conf = conf.to_str().unwrap();

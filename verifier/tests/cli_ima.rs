@@ -13,14 +13,8 @@ const REPLAY_SHA1: &str = "82231c67a69da98dc5b3aa10f6343d33109225fc";
 const REPLAY_SHA256: &str = "c4a065637fc6a7c55f2811dd06cb45dd037133be2b3dc5c3e6fbe6bf061db724";
 
 fn evidence_path() -> Option<PathBuf> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/evidence/ima/keylime-ascii_runtime_measurements");
-    if path.exists() {
-        Some(path)
-    } else {
-        eprintln!("skipping: evidence {} absent", path.display());
-        None
-    }
+    let path = testkit::evidence::dir("ima")?.join("keylime-ascii_runtime_measurements");
+    testkit::require_path(&path, testkit::require::install::EVIDENCE).then_some(path)
 }
 
 fn verigate(args: &[&str], file: &Path) -> Output {

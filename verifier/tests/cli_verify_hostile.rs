@@ -6,11 +6,10 @@
 //! run (exit 2, the reason printed); bytes that are not evidence are a failed check
 //! (exit 1), since the VM, not the user, is at fault; no snapshot file is written.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;
-use std::time::Duration;
+use testkit::serve::Server;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// What the stand-in answers to `(method, path)`: a status and a body, or `None` to
@@ -24,9 +23,7 @@ const CLOSE: u16 = 1000;
 /// A TLS server on 127.0.0.1 speaking just enough HTTP/1.1 (keep-alive, no request
 /// bodies) to answer the CLI. Stops on drop.
 struct StandIn {
-    addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    server: Server,
 }
 
 impl StandIn {
@@ -40,61 +37,20 @@ impl StandIn {
             .unwrap();
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-                    return;
-                };
-                let serve = async {
-                    loop {
-                        let Ok((tcp, _)) = listener.accept().await else {
-                            tokio::time::sleep(Duration::from_millis(10)).await;
-                            continue;
-                        };
-                        let (acceptor, answer) = (acceptor.clone(), answer.clone());
-                        tokio::spawn(async move {
-                            if let Ok(tls) = acceptor.accept(tcp).await {
-                                serve(tls, answer).await;
-                            }
-                        });
-                    }
-                };
-                tokio::select! {
-                    () = serve => {}
-                    _ = stopped => {}
+        let server = Server::start("stand-in", move |tcp| {
+            let (acceptor, answer) = (acceptor.clone(), answer.clone());
+            async move {
+                if let Ok(tls) = acceptor.accept(tcp).await {
+                    serve(tls, answer).await;
                 }
-            });
-        });
-        StandIn {
-            addr,
-            stop: Some(stop),
-            thread: Some(thread),
-        }
+            }
+        })
+        .expect("stand-in server");
+        StandIn { server }
     }
 
     fn url(&self) -> String {
-        format!("https://{}", self.addr)
-    }
-}
-
-impl Drop for StandIn {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        format!("https://{}", self.server.addr())
     }
 }
 

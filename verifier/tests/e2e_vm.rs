@@ -13,308 +13,55 @@
 //! `attest/tests/verify_*.rs` (and here: an old evidence body replayed by a server that
 //! holds verigated's own TLS key).
 //!
-//! verigated is the binary `cargo build -p gateway` puts beside `verigate`
-//! (`target/<profile>/verigated`). `cargo test --workspace` (scripts/test.sh) builds
-//! it; `cargo test -p verifier` alone does not, so on a fresh tree run
-//! `cargo build -p gateway` first. Without it, or without swtpm/tpm2-tools, the test
-//! prints why and returns.
+//! The VM is `testkit::vm`. verigated is the binary `cargo build -p gateway` puts beside
+//! `verigate`. `cargo test --workspace` (scripts/test.sh) builds it; `cargo test -p
+//! verifier` alone does not, so on a fresh tree run `cargo build -p gateway` first.
+//! Without it, or without swtpm/tpm2-tools, the test says so and returns, or fails
+//! under CI (`testkit::require`).
 
 use attest::ima::{binary, HashAlg, ImaEntry};
 use serde_json::Value;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::Duration;
-use testkit::ports::{free_port, wait_for_listener};
-use testkit::process::ChildGuard;
+use std::path::Path;
+use std::process::Command;
+use testkit::serve::Server;
 use testkit::swtpm::Swtpm;
-use testkit::tls::TlsBackend;
+use testkit::vm::{extend, failed_checks, Binaries, Vm, VmOptions, MEASUREMENT};
 
-const DOMAIN: &str = "vm.example.com";
 const APPS: [&str; 3] = ["a.example.com", "b.example.com", "c.example.com"];
-const PATIENCE: Duration = Duration::from_secs(60);
-/// The simulated measurement the VM starts with.
-const MEASUREMENT: &str = "5a";
 
-fn verigated_binary() -> Option<PathBuf> {
-    let bin = Path::new(env!("CARGO_BIN_EXE_verigate")).with_file_name("verigated");
-    if bin.exists() {
-        Some(bin)
-    } else {
-        eprintln!(
-            "skipping: {} absent (run `cargo build -p gateway` first)",
-            bin.display()
-        );
-        None
+/// `verify --output json` of the three applications (through verigated) with `extra`,
+/// against `url`; returns (exit status, report).
+fn verify_at(vm: &Vm, url: &str, snapshot: &Path, extra: &[&str]) -> (i32, Value) {
+    let gw = vm.addr.to_string();
+    let mut args = vec![
+        "verify",
+        "--snapshot",
+        snapshot.to_str().unwrap(),
+        "--connect-to",
+        gw.as_str(),
+    ];
+    for a in APPS {
+        args.extend(["--application", a]);
     }
+    args.extend_from_slice(extra);
+    vm.verify_json(url, &args)
 }
 
-fn tools_available() -> bool {
-    let ok = ["swtpm", "tpm2_pcrextend"].iter().all(|t| {
-        Command::new("sh")
-            .arg("-c")
-            .arg(format!("command -v {t}"))
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
-    if !ok {
-        eprintln!("skipping: swtpm or tpm2-tools not installed");
-    }
-    ok
+/// `verify` with `--allow-simulated-tee`: (exit status, failed checks, report).
+fn verify(vm: &Vm, snapshot: &Path) -> (i32, Vec<String>, Value) {
+    let (code, report) = verify_at(vm, &vm.url(), snapshot, &["--allow-simulated-tee"]);
+    (code, failed_checks(&report), report)
 }
 
-/// Extends `entry` into `tpm`'s SHA-256 PCR 10, as the kernel does when it logs it.
-/// swtpm serves one client at a time: verigated must be stopped meanwhile.
-fn extend(tpm: &Swtpm, entry: &ImaEntry) {
-    let out = Command::new("tpm2_pcrextend")
-        .args([
-            "-T",
-            &tpm.tcti(),
-            &format!(
-                "10:sha256={}",
-                hex::encode(entry.extend_value(HashAlg::Sha256))
-            ),
-        ])
-        .output()
-        .expect("run tpm2_pcrextend");
-    assert!(
-        out.status.success(),
-        "tpm2_pcrextend: {}",
-        String::from_utf8_lossy(&out.stderr)
+fn assert_passes(vm: &Vm, snapshot: &Path, after: &str) {
+    let (code, failed, report) = verify(vm, snapshot);
+    assert_eq!(
+        (code, failed),
+        (0, Vec::<String>::new()),
+        "{after}: the VM should pass again: {report:#}\nverigated log:\n{}",
+        vm.log()
     );
-}
-
-/// A simulated confidential VM. verigated can be stopped, reconfigured and started
-/// again on the same data dir (same own certificate, same simulated-TEE key).
-struct Vm {
-    // Dropped in this order: verigated first, then what it talks to, then the files.
-    gateway: Option<ChildGuard>,
-    backends: Vec<TlsBackend>,
-    tpm: Swtpm,
-    dir: tempfile::TempDir,
-    addr: SocketAddr,
-    data: PathBuf,
-    ima: PathBuf,
-    entries: Vec<ImaEntry>,
-    /// The simulated measurement, one byte repeated (hex).
-    measurement: String,
-    starts: u32,
-}
-
-impl Vm {
-    fn start(bin: &Path) -> Vm {
-        let dir = tempfile::tempdir().unwrap();
-        let tpm = Swtpm::start().expect("swtpm");
-        let ima = dir.path().join("binary_runtime_measurements");
-        let entries = vec![
-            ImaEntry::ima_ng("boot_aggregate", HashAlg::Sha256, &[0x11; 32]).unwrap(),
-            ImaEntry::measure("/usr/bin/app", HashAlg::Sha256, b"app v1").unwrap(),
-            ImaEntry::measure("/usr/lib/libc.so.6", HashAlg::Sha256, b"libc").unwrap(),
-        ];
-        std::fs::write(&ima, binary::serialize(&entries)).unwrap();
-        for e in &entries {
-            extend(&tpm, e);
-        }
-        // The snapshot's scan: a small tree, not the whole machine.
-        let tree = dir.path().join("tree");
-        std::fs::create_dir_all(&tree).unwrap();
-        std::fs::write(tree.join("tool"), b"#!/bin/sh\necho tool\n").unwrap();
-        let data = dir.path().join("data");
-        std::fs::create_dir_all(&data).unwrap();
-        let backends = APPS
-            .iter()
-            .map(|n| TlsBackend::start(n).expect("backend"))
-            .collect();
-        let mut vm = Vm {
-            gateway: None,
-            backends,
-            tpm,
-            dir,
-            addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
-            data,
-            ima,
-            entries,
-            measurement: MEASUREMENT.to_string(),
-            starts: 0,
-        };
-        vm.start_gateway(bin, None);
-        vm
-    }
-
-    /// Writes the config (against `other_tpm` if given) and starts verigated, on the
-    /// same address as before when it is still free.
-    fn start_gateway(&mut self, bin: &Path, other_tpm: Option<&Swtpm>) {
-        assert!(self.gateway.is_none(), "verigated already runs");
-        let tcti = other_tpm.unwrap_or(&self.tpm).tcti();
-        let routes: String = self
-            .backends
-            .iter()
-            .map(|b| {
-                format!(
-                    "[[route]]\nsni = \"{}\"\nbackend = \"{}\"\n\n",
-                    b.name, b.addr
-                )
-            })
-            .collect();
-        let mut last_log = String::new();
-        for attempt in 0..5 {
-            if attempt > 0 {
-                self.addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-            }
-            let config = self.dir.path().join("verigated.toml");
-            std::fs::write(
-                &config,
-                format!(
-                    "[gateway]\nlisten = [\"{}\"]\ndomain = \"{DOMAIN}\"\ndata_dir = \"{}\"\n\n\
-                     [attestation]\ntee = \"simulated\"\nsimulated_measurement = \"{}\"\n\
-                     tpm = \"{tcti}\"\nima_log = \"{}\"\n\n\
-                     [snapshot]\nroots = [\"{}\"]\nexclude = []\n\n{routes}",
-                    self.addr,
-                    self.data.display(),
-                    self.measurement.repeat(48),
-                    self.ima.display(),
-                    self.dir.path().join("tree").display(),
-                ),
-            )
-            .unwrap();
-            self.starts += 1;
-            let log_path = self.log_path();
-            let log = std::fs::File::create(&log_path).unwrap();
-            let mut cmd = Command::new(bin);
-            cmd.arg("--config")
-                .arg(&config)
-                .env("RUST_LOG", "info")
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log);
-            let mut child = ChildGuard::spawn("verigated", &mut cmd).expect("spawn verigated");
-            if wait_for_listener(self.addr, PATIENCE) && child.is_running() {
-                self.gateway = Some(child);
-                return;
-            }
-            drop(child);
-            last_log = std::fs::read_to_string(&log_path).unwrap_or_default();
-        }
-        panic!("verigated did not start; its log:\n{last_log}");
-    }
-
-    /// Kills verigated (and waits for it), which closes its TPM connection.
-    fn stop_gateway(&mut self) {
-        drop(self.gateway.take());
-    }
-
-    fn restart_gateway(&mut self, bin: &Path) {
-        self.stop_gateway();
-        self.start_gateway(bin, None);
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.dir
-            .path()
-            .join(format!("verigated-{}.log", self.starts))
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.log_path()).unwrap_or_default()
-    }
-
-    fn url(&self) -> String {
-        format!("https://{}", self.addr)
-    }
-
-    /// Runs verigate with `--url URL --allow-insecure-tls` (verigated's certificate is
-    /// self-signed; attestation pins it) and `args`.
-    fn verigate(&self, url: &str, args: &[&str]) -> Output {
-        let mut all = vec!["--url", url, "--allow-insecure-tls"];
-        all.extend_from_slice(args);
-        let out = Command::new(env!("CARGO_BIN_EXE_verigate"))
-            .args(&all)
-            .current_dir(self.dir.path())
-            .output()
-            .expect("run verigate");
-        eprintln!(
-            "$ verigate {}\nexit {:?}\n{}{}",
-            all.join(" "),
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-
-    /// `snapshot` into `name`, which must succeed.
-    fn snapshot(&self, name: &str) -> PathBuf {
-        let path = self.dir.path().join(name);
-        let out = self.verigate(
-            &self.url(),
-            &[
-                "snapshot",
-                "--allow-simulated-tee",
-                "--out",
-                path.to_str().unwrap(),
-            ],
-        );
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "snapshot failed; verigated log:\n{}",
-            self.log()
-        );
-        path
-    }
-
-    /// `verify --output json` of the three applications (through verigated) with
-    /// `extra`, against `url`; returns (exit status, report).
-    fn verify_at(&self, url: &str, snapshot: &Path, extra: &[&str]) -> (i32, Value) {
-        let gw = self.addr.to_string();
-        let mut args = vec![
-            "--output",
-            "json",
-            "verify",
-            "--snapshot",
-            snapshot.to_str().unwrap(),
-            "--connect-to",
-            gw.as_str(),
-        ];
-        for a in APPS {
-            args.extend(["--application", a]);
-        }
-        args.extend_from_slice(extra);
-        let out = self.verigate(url, &args);
-        let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "verify printed no JSON ({e}); verigated log:\n{}",
-                self.log()
-            )
-        });
-        (out.status.code().expect("exit status"), report)
-    }
-
-    /// `verify` with `--allow-simulated-tee`: (exit status, failed checks, report).
-    fn verify(&self, snapshot: &Path) -> (i32, Vec<String>, Value) {
-        let (code, report) = self.verify_at(&self.url(), snapshot, &["--allow-simulated-tee"]);
-        (code, failed_checks(&report), report)
-    }
-
-    fn assert_passes(&self, snapshot: &Path, after: &str) {
-        let (code, failed, report) = self.verify(snapshot);
-        assert_eq!(
-            (code, failed),
-            (0, Vec::<String>::new()),
-            "{after}: the VM should pass again: {report:#}\nverigated log:\n{}",
-            self.log()
-        );
-    }
-}
-
-fn failed_checks(report: &Value) -> Vec<String> {
-    report["checks"]
-        .as_array()
-        .expect("checks")
-        .iter()
-        .filter(|c| c["outcome"] != "pass")
-        .map(|c| c["name"].as_str().unwrap_or_default().to_string())
-        .collect()
 }
 
 fn detail<'a>(report: &'a Value, check: &str) -> &'a str {
@@ -327,14 +74,14 @@ fn detail<'a>(report: &'a Value, check: &str) -> &'a str {
 
 #[test]
 fn each_change_to_the_vm_fails_its_check_and_undoing_it_passes_again() {
-    let (Some(bin), true) = (verigated_binary(), tools_available()) else {
+    let Some(bins) = Binaries::require(env!("CARGO_BIN_EXE_verigate"), &[]) else {
         return;
     };
-    let mut vm = Vm::start(&bin);
+    let mut vm = Vm::start(&bins, VmOptions::new(&APPS));
     let snap = vm.snapshot("snap.json");
 
     // Untouched: every check passes, the three applications included.
-    let (code, failed, report) = vm.verify(&snap);
+    let (code, failed, report) = verify(&vm, &snap);
     assert_eq!((code, &failed), (0, &Vec::new()), "{report:#}");
     for a in APPS {
         assert_eq!(
@@ -350,7 +97,7 @@ fn each_change_to_the_vm_fails_its_check_and_undoing_it_passes_again() {
     }
 
     // Simulated evidence without --allow-simulated-tee: `tee` fails, nothing else.
-    let (code, report) = vm.verify_at(&vm.url(), &snap, &[]);
+    let (code, report) = verify_at(&vm, &vm.url(), &snap, &[]);
     assert_eq!((code, failed_checks(&report)), (1, vec!["tee".to_string()]));
 
     // The IMA log edited after the fact: one file's digest rewritten, no extend. The
@@ -359,7 +106,7 @@ fn each_change_to_the_vm_fails_its_check_and_undoing_it_passes_again() {
     let mut edited = vm.entries.clone();
     edited[1] = ImaEntry::measure("/usr/bin/app", HashAlg::Sha256, b"app v2").unwrap();
     std::fs::write(&vm.ima, binary::serialize(&edited)).unwrap();
-    let (code, failed, report) = vm.verify(&snap);
+    let (code, failed, report) = verify(&vm, &snap);
     assert_eq!(
         (code, failed),
         (1, vec!["ima replay".to_string(), "ima entries".to_string()]),
@@ -370,13 +117,14 @@ fn each_change_to_the_vm_fails_its_check_and_undoing_it_passes_again() {
         "{report:#}"
     );
     std::fs::write(&vm.ima, &original).unwrap();
-    vm.assert_passes(&snap, "IMA log restored");
+    assert_passes(&vm, &snap, "IMA log restored");
 
     // The IMA log gone (unreadable): verigated cannot attest; verify must not pass.
     std::fs::rename(&vm.ima, vm.ima.with_extension("moved")).unwrap();
     let gw = vm.addr.to_string();
-    let out = vm.verigate(
+    let out = vm.verigate_at(
         &vm.url(),
+        &[],
         &[
             "--output",
             "json",
@@ -395,20 +143,20 @@ fn each_change_to_the_vm_fails_its_check_and_undoing_it_passes_again() {
         String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("IMA log"), "{text}");
     std::fs::rename(vm.ima.with_extension("moved"), &vm.ima).unwrap();
-    vm.assert_passes(&snap, "IMA log back");
+    assert_passes(&vm, &snap, "IMA log back");
 
     // Another measurement (another image booted): `tee measurement`.
     vm.measurement = "5b".into();
-    vm.restart_gateway(&bin);
-    let (code, failed, report) = vm.verify(&snap);
+    vm.restart_gateway();
+    let (code, failed, report) = verify(&vm, &snap);
     assert_eq!(
         (code, failed),
         (1, vec!["tee measurement".to_string()]),
         "{report:#}"
     );
     vm.measurement = MEASUREMENT.into();
-    vm.restart_gateway(&bin);
-    vm.assert_passes(&snap, "measurement restored");
+    vm.restart_gateway();
+    assert_passes(&vm, &snap, "measurement restored");
 
     // Another simulated-TEE key (as another VM would have): verigated makes a new one
     // when its key file is gone. The report is still well signed, by a key that is not
@@ -416,9 +164,9 @@ fn each_change_to_the_vm_fails_its_check_and_undoing_it_passes_again() {
     let key = vm.data.join(attest::tee::simulated::KEY_FILE);
     let saved = std::fs::read(&key).expect("verigated keeps its simulated-TEE key");
     std::fs::remove_file(&key).unwrap();
-    vm.restart_gateway(&bin);
+    vm.restart_gateway();
     assert_ne!(std::fs::read(&key).expect("a new key"), saved);
-    let (code, failed, report) = vm.verify(&snap);
+    let (code, failed, report) = verify(&vm, &snap);
     assert_eq!(code, 1, "{report:#}");
     assert_eq!(failed, ["tee measurement"], "{report:#}");
     assert!(
@@ -426,8 +174,8 @@ fn each_change_to_the_vm_fails_its_check_and_undoing_it_passes_again() {
         "{report:#}"
     );
     std::fs::write(&key, &saved).unwrap();
-    vm.restart_gateway(&bin);
-    vm.assert_passes(&snap, "simulated-TEE key restored");
+    vm.restart_gateway();
+    assert_passes(&vm, &snap, "simulated-TEE key restored");
 
     // Another TPM attestation key: verigated against a fresh swtpm whose PCR 10 holds
     // the same IMA log (the log replays, only the key differs).
@@ -436,8 +184,8 @@ fn each_change_to_the_vm_fails_its_check_and_undoing_it_passes_again() {
         extend(&other, e);
     }
     vm.stop_gateway();
-    vm.start_gateway(&bin, Some(&other));
-    let (code, failed, report) = vm.verify(&snap);
+    vm.start_gateway(Some(&other));
+    let (code, failed, report) = verify(&vm, &snap);
     assert_eq!(
         (code, failed),
         (1, vec!["tpm key".to_string()]),
@@ -445,14 +193,15 @@ fn each_change_to_the_vm_fails_its_check_and_undoing_it_passes_again() {
     );
     vm.stop_gateway();
     drop(other);
-    vm.start_gateway(&bin, None);
-    vm.assert_passes(&snap, "back on the VM's own TPM");
+    vm.start_gateway(None);
+    assert_passes(&vm, &snap, "back on the VM's own TPM");
 
     // An old evidence body replayed by a server that even holds verigated's own TLS key
     // (so `endpoint certificate` passes): the nonce gives it away.
     let old = fetch_evidence(&vm, &"ab".repeat(32));
     let replayer = Replayer::start(&vm.data, old);
-    let (code, report) = vm.verify_at(
+    let (code, report) = verify_at(
+        &vm,
         &format!("https://{}", replayer.addr),
         &snap,
         &["--allow-simulated-tee"],
@@ -471,8 +220,8 @@ fn each_change_to_the_vm_fails_its_check_and_undoing_it_passes_again() {
     for e in &vm.entries {
         extend(&vm.tpm, e);
     }
-    vm.start_gateway(&bin, None);
-    let (code, failed, report) = vm.verify(&snap);
+    vm.start_gateway(None);
+    let (code, failed, report) = verify(&vm, &snap);
     assert_eq!(
         (code, failed),
         (1, vec!["tpm reboot".to_string()]),
@@ -482,14 +231,14 @@ fn each_change_to_the_vm_fails_its_check_and_undoing_it_passes_again() {
     // After a reboot the user takes a new snapshot; then a new executable runs: IMA
     // logs it and extends PCR 10. The log replays; the file is not in the snapshot.
     let snap = vm.snapshot("after-reboot.json");
-    vm.assert_passes(&snap, "new snapshot after the reboot");
+    assert_passes(&vm, &snap, "new snapshot after the reboot");
     let miner = ImaEntry::measure("/usr/local/bin/miner", HashAlg::Sha256, b"miner").unwrap();
     vm.stop_gateway();
     extend(&vm.tpm, &miner);
     vm.entries.push(miner);
     std::fs::write(&vm.ima, binary::serialize(&vm.entries)).unwrap();
-    vm.start_gateway(&bin, None);
-    let (code, failed, report) = vm.verify(&snap);
+    vm.start_gateway(None);
+    let (code, failed, report) = verify(&vm, &snap);
     assert_eq!(
         (code, failed),
         (1, vec!["ima entries".to_string()]),
@@ -508,7 +257,8 @@ fn each_change_to_the_vm_fails_its_check_and_undoing_it_passes_again() {
         serde_json::to_vec(&serde_json::json!([["/usr/local/bin/miner", digest]])).unwrap(),
     )
     .unwrap();
-    let (code, report) = vm.verify_at(
+    let (code, report) = verify_at(
+        &vm,
         &vm.url(),
         &snap,
         &[
@@ -529,7 +279,8 @@ fn each_change_to_the_vm_fails_its_check_and_undoing_it_passes_again() {
         serde_json::to_vec(&serde_json::json!([["/usr/local/bin/miner", other]])).unwrap(),
     )
     .unwrap();
-    let (code, report) = vm.verify_at(
+    let (code, report) = verify_at(
+        &vm,
         &vm.url(),
         &snap,
         &[
@@ -566,8 +317,7 @@ fn fetch_evidence(vm: &Vm, nonce: &str) -> Vec<u8> {
 /// one recorded evidence body. Stops on drop.
 struct Replayer {
     addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: Server,
 }
 
 impl Replayer {
@@ -588,44 +338,17 @@ impl Replayer {
             .unwrap();
         server.alpn_protocols = vec![b"http/1.1".to_vec()];
         let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
         let body = std::sync::Arc::new(body);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-                    return;
-                };
-                let serve = async {
-                    loop {
-                        let Ok((tcp, _)) = listener.accept().await else {
-                            tokio::time::sleep(Duration::from_millis(10)).await;
-                            continue;
-                        };
-                        let (acceptor, body) = (acceptor.clone(), body.clone());
-                        tokio::spawn(async move {
-                            let _ = answer(acceptor, tcp, &body).await;
-                        });
-                    }
-                };
-                tokio::select! {
-                    () = serve => {}
-                    _ = stopped => {}
-                }
-            });
-        });
+        let server = Server::start("replayer", move |tcp| {
+            let (acceptor, body) = (acceptor.clone(), body.clone());
+            async move {
+                let _ = answer(acceptor, tcp, &body).await;
+            }
+        })
+        .expect("replayer server");
         Replayer {
-            addr,
-            stop: Some(stop),
-            thread: Some(thread),
+            addr: server.addr(),
+            _server: server,
         }
     }
 }
@@ -655,15 +378,4 @@ async fn answer(
     tls.write_all(reply.as_bytes()).await?;
     tls.write_all(body).await?;
     tls.shutdown().await
-}
-
-impl Drop for Replayer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
 }
