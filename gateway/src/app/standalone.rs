@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-pub use crate::config::control::StandaloneSettings;
+use crate::config::control::StandaloneSettings;
 
 use super::{AppError, LastExit, ManagerKind, ServiceManager, ServiceState, ServiceStatus};
 
