@@ -10,7 +10,7 @@
 //! it; nothing here knows about HTTP except the status codes that [`auth::AuthError`]
 //! maps to.
 
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 pub mod auth;
 mod command;
