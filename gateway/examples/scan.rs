@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use attest::ima::HashAlg;
 use clap::Parser;
-use gateway::scan::{self, CancelToken, HashAlg, ScanConfig, ScanProgress, DEFAULT_EXCLUDES};
+use gateway::scan::{self, CancelToken, ScanConfig, ScanProgress, DEFAULT_EXCLUDES};
 
 /// Scan the files IMA would measure (executables, shared objects, scripts) and hash them.
 #[derive(Parser)]

@@ -7,6 +7,8 @@
 //! task that follows the configuration (the manifest refresher) learns of a reload by
 //! subscribing instead of being poked.
 
+#![forbid(unsafe_code)]
+
 use std::sync::Arc;
 
 use rustls::pki_types::CertificateDer;

@@ -24,6 +24,8 @@
 //! Offsets in errors are byte offsets in the buffer the caller passed (the client's
 //! stream), even when the hello was reassembled from several records.
 
+#![forbid(unsafe_code)]
+
 use std::borrow::Cow;
 use std::fmt;
 

@@ -10,6 +10,8 @@
 //! Relative paths resolve under `gateway.data_dir`; a relative `data_dir` resolves
 //! against the directory of the config file.
 
+#![forbid(unsafe_code)]
+
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;

@@ -8,6 +8,8 @@
 //! header, then the peeked bytes, then both ways until both sides close), or a TLS
 //! `unrecognized_name` alert. Each connection ends with one log line.
 
+#![forbid(unsafe_code)]
+
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;

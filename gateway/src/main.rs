@@ -1,6 +1,8 @@
 //! `verigated`: argument parsing and printing only; the process (start, signals, reload,
 //! drain) is [`gateway::daemon::run`], the logic lives in the library.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -7,6 +7,8 @@
 //! `send-proxy-v2` writes, plus the SNI as an authority TLV. No I/O happens here, so the
 //! listener decides how many bytes to wait for and how long.
 
+#![forbid(unsafe_code)]
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 /// The 12 bytes that open every v2 header.

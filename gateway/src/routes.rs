@@ -13,6 +13,8 @@
 //! 4. the catch-all route `sni = "*"`;
 //! 5. nothing: the client gets a TLS `unrecognized_name` alert.
 
+#![forbid(unsafe_code)]
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;

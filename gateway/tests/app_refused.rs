@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use gateway::app::auth::credentials_from;
 use gateway::app::{
     ApiAuthConfig, AppController, AuthError, ControlError, ServiceManager, ServiceState,
-    Standalone, StandaloneSettings, APP_CONF_NAME,
+    Standalone, APP_CONF_NAME,
 };
+use gateway::config::control::StandaloneSettings;
 use hyper::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use sha2::{Digest, Sha256};
 

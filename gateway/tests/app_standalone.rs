@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use gateway::app::{
     AppController, AppError, LastExit, Principal, ServiceManager, ServiceState, ServiceStatus,
-    Standalone, StandaloneSettings, APP_CONF_NAME,
+    Standalone, APP_CONF_NAME,
 };
+use gateway::config::control::StandaloneSettings;
 
 const PATIENCE: Duration = Duration::from_secs(30);
 

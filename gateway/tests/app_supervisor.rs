@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gateway::app::{
-    AppController, AppError, Principal, ServiceManager, ServiceState, Supervisor,
-    SupervisorSettings, APP_CONF_NAME,
+    AppController, AppError, Principal, ServiceManager, ServiceState, Supervisor, APP_CONF_NAME,
 };
+use gateway::config::control::SupervisorSettings;
 use testkit::supervisord::{self, Program, Supervisord};
 
 /// How long to wait for something that should happen; never a timing assertion.

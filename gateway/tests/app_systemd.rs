@@ -11,8 +11,9 @@ use std::time::{Duration, SystemTime};
 use gateway::app::systemd::SHOW_PROPERTIES;
 use gateway::app::{
     AppController, AppError, LastExit, Principal, ServiceManager, ServiceState, Systemd,
-    SystemdSettings, APP_CONF_NAME,
+    APP_CONF_NAME,
 };
+use gateway::config::control::SystemdSettings;
 
 const FAKE_SYSTEMCTL: &str = r#"#!/bin/sh
 # Test stand-in for systemctl (no systemd runs here): records each call, prints

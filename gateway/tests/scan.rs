@@ -13,8 +13,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use attest::ima::HashAlg;
 use gateway::scan::{
-    self, CancelToken, HashAlg, Phase, ScanConfig, ScanError, ScanProgress, ScanResult, SkipReason,
+    self, CancelToken, Phase, ScanConfig, ScanError, ScanProgress, ScanResult, SkipReason,
 };
 
 /// A 64-byte ELF header prefix with the given `e_type` (little-endian, 64-bit).

@@ -3,6 +3,8 @@
 
 use std::process::{Child, Command};
 
+use rustix::process::{kill_process, Pid, Signal};
+
 /// Owns a child process; kills and reaps it on drop.
 pub struct ChildGuard {
     pub child: Child,
@@ -24,15 +26,16 @@ impl ChildGuard {
         self.child.id()
     }
 
-    /// Sends a signal (e.g. `libc::SIGHUP`) to this child only.
+    /// Sends a signal (e.g. `libc::SIGHUP`) to this child only. A number that names no
+    /// signal is ignored, like a child that has already been reaped.
     pub fn signal(&self, sig: i32) {
-        let Ok(pid) = libc::pid_t::try_from(self.child.id()) else {
+        let Some(pid) = i32::try_from(self.child.id()).ok().and_then(Pid::from_raw) else {
             return;
         };
-        // SAFETY: kill(2) reads no memory of ours; the PID is our own child's.
-        unsafe {
-            libc::kill(pid, sig);
-        }
+        let Some(sig) = Signal::from_named_raw(sig) else {
+            return;
+        };
+        let _ = kill_process(pid, sig);
     }
 
     /// True while the process has not exited.

@@ -97,7 +97,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             control.max_config_bytes(),
-            crate::app::DEFAULT_MAX_CONFIG_BYTES
+            crate::config::control::DEFAULT_MAX_CONFIG_BYTES
         );
         assert!(!control.differs_from(&config(SUPERVISOR)));
         // The credentials follow reloads; they are not app control's settings.

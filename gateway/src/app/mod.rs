@@ -10,7 +10,7 @@
 //! it; nothing here knows about HTTP except the status codes that [`auth::AuthError`]
 //! maps to.
 
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 pub mod auth;
 mod command;
@@ -26,16 +26,14 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
+use crate::config::control::AppControlSettings;
 use crate::config::{AppConfig, ServiceType};
 
-pub use crate::config::control::{
-    AppControlSettings, DEFAULT_COMMAND_TIMEOUT, DEFAULT_MAX_CONFIG_BYTES,
-};
 pub use auth::{authorize, ApiAuthConfig, AuthError, Credentials, Principal};
 pub use conf_write::{write_app_conf, ConfWriteError, APP_CONF_NAME};
-pub use standalone::{Standalone, StandaloneSettings};
-pub use supervisor::{Supervisor, SupervisorSettings};
-pub use systemd::{Systemd, SystemdSettings};
+pub use standalone::Standalone;
+pub use supervisor::Supervisor;
+pub use systemd::Systemd;
 
 /// The state of the application as its manager reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

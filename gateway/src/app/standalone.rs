@@ -16,13 +16,15 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use rustix::io::Errno;
+use rustix::process::{kill_process_group, Pid, Signal};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-pub use crate::config::control::StandaloneSettings;
+use crate::config::control::StandaloneSettings;
 
 use super::{AppError, LastExit, ManagerKind, ServiceManager, ServiceState, ServiceStatus};
 
@@ -136,7 +138,7 @@ impl Drop for Standalone {
         // run, sees the closed channel and reaps the child.
         let pgid = self.shared.pgid.swap(0, Ordering::SeqCst);
         if pgid > 0 {
-            signal_group(pgid, libc::SIGKILL);
+            signal_group(pgid, Signal::KILL);
         }
     }
 }
@@ -146,20 +148,20 @@ fn lock(m: &Mutex<ServiceStatus>) -> std::sync::MutexGuard<'_, ServiceStatus> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Sends `sig` to every process of the group `pgid`.
-#[allow(unsafe_code)]
-fn signal_group(pgid: i32, sig: i32) {
+/// Sends `sig` to every process of the group `pgid`, the group our own child leads.
+fn signal_group(pgid: i32, sig: Signal) {
     if pgid <= 1 {
         // kill(0, ..) and kill(-1, ..) would reach our own group or every process.
         return;
     }
-    // SAFETY: kill(2) takes two integers and touches no memory of ours; a negative PID
-    // addresses the process group that our own child leads (checked > 1 above).
-    let rc = unsafe { libc::kill(-pgid, sig) };
-    if rc != 0 {
-        let e = std::io::Error::last_os_error();
+    let Some(group) = Pid::from_raw(pgid) else {
+        return;
+    };
+    match kill_process_group(group, sig) {
         // ESRCH: the group is already empty, which is the goal.
-        if e.raw_os_error() != Some(libc::ESRCH) {
+        Ok(()) | Err(Errno::SRCH) => {}
+        Err(e) => {
+            let sig = sig.as_raw();
             tracing::warn!(pgid, sig, error = %e, "could not signal the application's process group");
         }
     }
@@ -344,7 +346,7 @@ impl Runner {
         };
         self.shared.pgid.store(0, Ordering::SeqCst);
         // Helpers it left behind in its group go with it.
-        signal_group(running.pgid, libc::SIGKILL);
+        signal_group(running.pgid, Signal::KILL);
         self.last_exit = exit.as_ref().ok().and_then(last_exit_of);
         let ran = running.started.elapsed();
         tracing::warn!(
@@ -382,7 +384,7 @@ impl Runner {
             return;
         };
         self.set_status(ServiceState::Stopping, running.child.id(), None);
-        signal_group(running.pgid, libc::SIGTERM);
+        signal_group(running.pgid, Signal::TERM);
         let exit =
             match tokio::time::timeout(self.settings.grace_period, running.child.wait()).await {
                 Ok(exit) => exit,
@@ -392,7 +394,7 @@ impl Runner {
                         grace_period = ?self.settings.grace_period,
                         "application ignored SIGTERM; sending SIGKILL"
                     );
-                    signal_group(running.pgid, libc::SIGKILL);
+                    signal_group(running.pgid, Signal::KILL);
                     running.child.wait().await
                 }
             };
@@ -400,7 +402,7 @@ impl Runner {
         // Members of the group that survived SIGTERM after the leader exited. The
         // leader was reaped a moment ago; its PID is reused only after the group is
         // empty, which is what this kill achieves anyway.
-        signal_group(running.pgid, libc::SIGKILL);
+        signal_group(running.pgid, Signal::KILL);
         self.last_exit = exit.as_ref().ok().and_then(last_exit_of);
         tracing::info!(
             service = %self.name,

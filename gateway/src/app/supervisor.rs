@@ -7,7 +7,7 @@
 use std::ffi::OsString;
 use std::time::{Duration, SystemTime};
 
-pub use crate::config::control::SupervisorSettings;
+use crate::config::control::SupervisorSettings;
 
 use super::command::{self, Output};
 use super::{AppError, ManagerKind, ServiceManager, ServiceState, ServiceStatus};

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::time::{Duration, SystemTime};
 
-pub use crate::config::control::SystemdSettings;
+use crate::config::control::SystemdSettings;
 
 use super::command::{self, Output};
 use super::{AppError, LastExit, ManagerKind, ServiceManager, ServiceState, ServiceStatus};

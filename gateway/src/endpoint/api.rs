@@ -10,8 +10,7 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 
-pub use super::response::Body;
-use super::response::{json_error, text, with_allow};
+use super::response::{json_error, text, with_allow, Body};
 use super::services::Services;
 
 /// Answers one request.

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::classify::FileClass;
-use super::hasher::HashAlg;
+use attest::ima::HashAlg;
 
 /// File name of the cache inside the data dir.
 pub const CACHE_FILE_NAME: &str = "scan-cache.jsonl";

@@ -12,9 +12,9 @@ use super::CancelToken;
 /// to hashing, small enough that a pool of workers stays well under a few MiB.
 pub const BUFFER_SIZE: usize = 256 * 1024;
 
-/// The digest algorithm of the scan: it must be the IMA log's file-digest algorithm so
-/// that scanned and logged entries of `filehashes` compare.
-pub use attest::ima::HashAlg;
+// The scan digests with the IMA log's own algorithm type, so that scanned and logged
+// entries of `filehashes` compare.
+use attest::ima::HashAlg;
 
 /// An incremental digest of one of the supported algorithms.
 pub enum Hasher {

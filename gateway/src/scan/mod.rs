@@ -34,11 +34,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use attest::ima::HashAlg;
 use serde::Serialize;
 
 pub use cache::{FileKey, ScanCache, CACHE_FILE_NAME};
 pub use classify::FileClass;
-pub use hasher::HashAlg;
 
 /// Trees skipped by default: kernel and device pseudo-filesystems, runtime and temporary
 /// state, caches, logs and spools (they change all the time and hold no installed code),

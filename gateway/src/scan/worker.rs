@@ -8,9 +8,11 @@ use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use attest::ima::HashAlg;
+
 use super::cache::{self, FileKey, ScanCache};
 use super::{classify, hasher, walk};
-use super::{CancelToken, HashAlg, ScanConfig, ScanError, ScanProgress, SkipReason, Skipped};
+use super::{CancelToken, ScanConfig, ScanError, ScanProgress, SkipReason, Skipped};
 
 /// What a worker concluded about one candidate.
 pub(super) enum Outcome {
