@@ -16,9 +16,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use passthrough::sni::SniPattern;
 use serde::Deserialize;
-
-use crate::routes::SniPattern;
 
 /// Where `verigated` looks for its configuration when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/verigate/verigated.toml";
@@ -505,7 +504,7 @@ pub fn check_host_port(text: &str) -> Result<(), String> {
     match port.parse::<u16>() {
         Ok(0) => Err(format!("port 0 in `{text}`: expected a port of 1..=65535")),
         Ok(_) => {
-            if crate::routes::is_dns_name(&host.to_ascii_lowercase()) {
+            if wire::dns::is_dns_name(host) {
                 Ok(())
             } else {
                 Err(format!(
@@ -551,7 +550,7 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
     }
 
     let domain = g.domain.to_ascii_lowercase();
-    if !crate::routes::is_dns_name(&domain) {
+    if !wire::dns::is_dns_name(&domain) {
         problem(
             "gateway.domain",
             format!(
@@ -667,7 +666,7 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
         let sni = match SniPattern::parse(&r.sni) {
             Ok(sni) => Some(sni),
             Err(e) => {
-                problem(&field("sni"), e);
+                problem(&field("sni"), e.to_string());
                 None
             }
         };

@@ -6,18 +6,14 @@
 
 pub mod app;
 pub mod attestation;
-pub mod client_hello;
 pub mod config;
 pub mod endpoint;
-pub mod forward;
 pub mod listener;
 pub mod logging;
 pub mod manifest;
 pub mod metrics;
-pub mod proxy_protocol;
 pub mod routes;
 pub mod scan;
 pub mod server;
 pub mod snapshot;
-pub mod splice;
 pub mod storage;

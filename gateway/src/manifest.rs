@@ -27,6 +27,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use attest::binding::{Manifest, ManifestEntry};
 use attest::tls::SignatureOnlyVerifier;
+use passthrough::proxy_protocol;
+use passthrough::sni::SniPattern;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
@@ -34,7 +36,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{watch, Notify};
 
 use crate::endpoint::certificate::{read_certificate_chain, CertificateError};
-use crate::routes::{Route, SniPattern};
+use crate::routes::Route;
 use crate::server::{Active, Server};
 
 /// The SNI label put in front of a wildcard route's suffix for its probe handshake.
@@ -337,7 +339,7 @@ pub async fn probe_certificate(
                 backend: backend.to_string(),
                 source,
             };
-            let header = crate::proxy_protocol::encode_v2(
+            let header = proxy_protocol::encode_v2(
                 tcp.local_addr().map_err(connect_err)?,
                 tcp.peer_addr().map_err(connect_err)?,
                 Some(sni),

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::forward::TrafficCounters;
+use passthrough::forward::TrafficCounters;
 
 /// The route label of verigated's own endpoint.
 pub const OWN_ROUTE_LABEL: &str = "self";

@@ -17,75 +17,10 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use passthrough::sni::SniPattern;
+
 use crate::config::RouteConfig;
 use crate::metrics::{Metrics, RouteMetrics};
-
-/// The `sni` of a route, as validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SniPattern {
-    /// One name, lowercase.
-    Exact(String),
-    /// `*.suffix`: any name ending with `.suffix`; holds the pattern, lowercase.
-    Wildcard(String),
-    /// `*`: every name that nothing else matches.
-    CatchAll,
-}
-
-impl SniPattern {
-    /// Parses a route's `sni`: a DNS name, `*.` followed by a DNS name (the `*` as the
-    /// whole leftmost label), or `*` alone. The error says what to write instead.
-    pub fn parse(text: &str) -> Result<SniPattern, String> {
-        if text.trim() != text {
-            return Err(format!("`{text}` has surrounding spaces: remove them"));
-        }
-        let lower = text.to_ascii_lowercase();
-        if lower == "*" {
-            return Ok(SniPattern::CatchAll);
-        }
-        if let Some(suffix) = lower.strip_prefix("*.") {
-            if is_dns_name(suffix) {
-                return Ok(SniPattern::Wildcard(lower));
-            }
-        } else if is_dns_name(&lower) {
-            return Ok(SniPattern::Exact(lower));
-        }
-        if lower.contains('*') {
-            Err(format!(
-                "wildcard in the wrong place in `{text}`: write `*.example.com` (the `*` as \
-                 the whole leftmost label) or `*` alone for the catch-all route"
-            ))
-        } else {
-            Err(format!(
-                "expected a DNS name such as \"app.example.com\", got `{text}`"
-            ))
-        }
-    }
-
-    /// The pattern as written in lowercase (`app.example.com`, `*.example.com`, `*`);
-    /// used as the route's name in logs and metrics.
-    pub fn as_str(&self) -> &str {
-        match self {
-            SniPattern::Exact(name) | SniPattern::Wildcard(name) => name,
-            SniPattern::CatchAll => "*",
-        }
-    }
-}
-
-/// True for a DNS host name as TLS clients send it: labels of letters, digits, `-` and
-/// `_`, each 1..=63 bytes, at most 253 bytes, no trailing dot. Expects lowercase.
-pub fn is_dns_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
-}
 
 /// A route: where connections for its names go.
 #[derive(Debug)]
@@ -190,10 +125,8 @@ impl RouteTable {
         if let Some(route) = self.exact.get(&sni) {
             return Destination::Route(route.clone());
         }
-        for (suffix, route) in &self.wildcards {
-            if sni.len() > suffix.len() && sni.ends_with(suffix.as_str()) {
-                return Destination::Route(route.clone());
-            }
+        if let Some((_, route)) = self.wildcards.iter().find(|(_, r)| r.sni.matches(&sni)) {
+            return Destination::Route(route.clone());
         }
         match &self.catch_all {
             Some(route) => Destination::Route(route.clone()),
@@ -279,22 +212,5 @@ mod tests {
     fn suffix_is_matched_on_a_label_boundary() {
         let t = table(&["*.example.com"]);
         assert_eq!(backend(&t, Some("badexample.com")), "alert");
-    }
-
-    #[test]
-    fn patterns() {
-        assert_eq!(
-            SniPattern::parse("App.Example.com"),
-            Ok(SniPattern::Exact("app.example.com".into()))
-        );
-        assert_eq!(SniPattern::parse("*"), Ok(SniPattern::CatchAll));
-        for bad in [
-            "", " a.test", "a..test", "-a.test", "a.test.", "a:443", "*.*", "**",
-        ] {
-            assert!(SniPattern::parse(bad).is_err(), "{bad}");
-        }
-        assert!(SniPattern::parse("a.*.test")
-            .unwrap_err()
-            .contains("wildcard in the wrong place"));
     }
 }
