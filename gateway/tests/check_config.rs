@@ -78,7 +78,10 @@ fn an_address_as_a_route_sni_is_refused() {
         "route[1].sni: expected a DNS name such as \"app.example.com\", got `*.10.0.0.1`",
         "the route would never match",
     ] {
-        assert!(stderr.contains(expected), "missing `{expected}` in:\n{stderr}");
+        assert!(
+            stderr.contains(expected),
+            "missing `{expected}` in:\n{stderr}"
+        );
     }
 }
 

@@ -878,6 +878,48 @@ mod tests {
         }
     }
 
+    /// The backend gets the PROXY v2 header, then the peeked bytes, then the stream; the
+    /// route's counters measure what the backend received (header included), the
+    /// transfer what came from the client (header not included), each counted once.
+    #[tokio::test]
+    async fn opening_header_then_peeked_bytes_counted_once() {
+        for use_splice in [false, cfg!(target_os = "linux")] {
+            let s = sockets().await;
+            let counters = TrafficCounters::default();
+            let source: SocketAddr = "192.0.2.1:40000".parse().unwrap();
+            let destination: SocketAddr = "192.0.2.2:443".parse().unwrap();
+            let header = proxy_protocol::encode_v2(source, destination, Some("a.example.com"));
+            let opening = Opening {
+                proxy_v2: Some(ProxyV2 {
+                    source,
+                    destination,
+                    authority: Some("a.example.com".into()),
+                }),
+                peeked: b"hello".to_vec(),
+            };
+            let relay_opts = opts(use_splice, Duration::from_secs(30));
+            let relay_fut = pass_through(s.client, s.backend, opening, &relay_opts, &counters);
+            let client = send_and_drain(s.client_peer, b" world".to_vec());
+            let backend = send_and_drain(s.backend_peer, b"reply".to_vec());
+            let (transfer, at_client, at_backend) = tokio::time::timeout(HANG_GUARD, async {
+                tokio::join!(relay_fut, client, backend)
+            })
+            .await
+            .expect("relay finished");
+            let mut want = header.clone();
+            want.extend_from_slice(b"hello world");
+            assert_eq!(at_backend, want);
+            assert_eq!(at_client, b"reply");
+            assert_eq!(transfer.client_to_backend, 11);
+            assert_eq!(transfer.backend_to_client, 5);
+            assert_eq!(
+                counters.client_to_backend.load(Ordering::Relaxed),
+                header.len() as u64 + 11
+            );
+            assert_eq!(counters.backend_to_client.load(Ordering::Relaxed), 5);
+        }
+    }
+
     #[test]
     fn outcome_reads_well_in_a_log_line() {
         let e = io::Error::new(io::ErrorKind::ConnectionReset, "reset by peer");
