@@ -1,4 +1,5 @@
-//! SNI → destination: the route table.
+//! SNI → destination: the route table (the own name first, then the routes, matched by
+//! [`passthrough::sni::SniTable`]).
 //!
 //! A [`RouteTable`] is immutable. A reload builds a new one and swaps it in whole, so a
 //! connection decides with one consistent table and never sees half of an update. Names
@@ -13,11 +14,10 @@
 //! 4. the catch-all route `sni = "*"`;
 //! 5. nothing: the client gets a TLS `unrecognized_name` alert.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use passthrough::sni::SniPattern;
+use passthrough::sni::{SniPattern, SniTable};
 
 use crate::config::RouteConfig;
 use crate::metrics::{Metrics, RouteMetrics};
@@ -54,14 +54,12 @@ pub enum Destination {
     Unrecognized,
 }
 
-/// The immutable SNI → destination table.
+/// The immutable SNI → destination table: the own name in front of the data plane's
+/// [`SniTable`] of routes.
 #[derive(Debug)]
 pub struct RouteTable {
     domain: String,
-    exact: HashMap<String, Arc<Route>>,
-    /// Sorted by suffix length, longest first.
-    wildcards: Vec<(String, Arc<Route>)>,
-    catch_all: Option<Arc<Route>>,
+    by_sni: SniTable<Arc<Route>>,
     /// In file order, for listing.
     all: Vec<Arc<Route>>,
 }
@@ -72,9 +70,7 @@ impl RouteTable {
     pub fn new(domain: &str, routes: &[RouteConfig], metrics: &Metrics) -> RouteTable {
         let mut table = RouteTable {
             domain: domain.to_ascii_lowercase(),
-            exact: HashMap::new(),
-            wildcards: Vec::new(),
-            catch_all: None,
+            by_sni: SniTable::default(),
             all: Vec::new(),
         };
         for r in routes {
@@ -87,29 +83,9 @@ impl RouteTable {
             });
             // Validation refused duplicates; if one slips through, the first one wins,
             // as in the file.
-            match &r.sni {
-                SniPattern::Exact(name) => {
-                    table
-                        .exact
-                        .entry(name.clone())
-                        .or_insert_with(|| route.clone());
-                }
-                SniPattern::Wildcard(pattern) => {
-                    // "*.example.com" -> ".example.com": what a matching name ends with.
-                    let suffix = pattern.trim_start_matches('*').to_string();
-                    if !table.wildcards.iter().any(|(s, _)| *s == suffix) {
-                        table.wildcards.push((suffix, route.clone()));
-                    }
-                }
-                SniPattern::CatchAll => {
-                    table.catch_all.get_or_insert_with(|| route.clone());
-                }
-            }
+            table.by_sni.insert(&r.sni, route.clone());
             table.all.push(route);
         }
-        table
-            .wildcards
-            .sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
         table
     }
 
@@ -122,13 +98,7 @@ impl RouteTable {
         if sni == self.domain {
             return Destination::Own;
         }
-        if let Some(route) = self.exact.get(&sni) {
-            return Destination::Route(route.clone());
-        }
-        if let Some((_, route)) = self.wildcards.iter().find(|(_, r)| r.sni.matches(&sni)) {
-            return Destination::Route(route.clone());
-        }
-        match &self.catch_all {
+        match self.by_sni.lookup(&sni) {
             Some(route) => Destination::Route(route.clone()),
             None => Destination::Unrecognized,
         }

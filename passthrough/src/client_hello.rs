@@ -1,7 +1,7 @@
 //! The ClientHello peek: decides, from the first bytes a client sends, whether they are a
 //! TLS ClientHello and, if so, which server name (SNI) and application protocols (ALPN) it
 //! asks for. It is a pure function over untrusted bytes — no I/O, no panics — that the
-//! listener calls again with the whole buffer each time more bytes arrive; "need more
+//! peek ([`crate::peek`]) calls again with the whole buffer each time more bytes arrive; "need more
 //! bytes", "not what we expected" and "found it" are three different answers.
 //!
 //! What is accepted, and why:
@@ -14,9 +14,11 @@
 //!   returned for a buffer shorter than the bound, and a caller that caps its buffer at
 //!   the bound never has to guess.
 //! - SNI: exactly one entry, of type host_name (RFC 6066 §3 forbids two names of one type
-//!   and defines no other type), holding a DNS name (letters, digits, `-`, `_`; labels of
-//!   1..=63 bytes; at most 253 bytes; no trailing dot; not an IPv4 literal). It is returned
-//!   lowercased.
+//!   and defines no other type), holding a DNS name by the one rule of [`wire::dns`]
+//!   (letters, digits, `-`, `_`; labels of 1..=63 bytes; at most 253 bytes; no trailing
+//!   dot; not an IPv4 literal), which route patterns follow too. It is returned lowercased.
+//! - Fields are read through [`wire::Reader`]; a field that runs past its vector or the
+//!   message is reported as [`ClientHelloError::Malformed`], naming the field.
 //! - Any other malformation (lengths that do not add up, a repeated extension, bytes after
 //!   the hello in its last record) is refused: the gateway routes on these bytes, and two
 //!   parsers that disagree on an ambiguous hello are how routing gets confused.

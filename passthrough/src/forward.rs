@@ -98,7 +98,7 @@ pub struct TrafficCounters {
     pub backend_to_client: AtomicU64,
 }
 
-/// How [`relay`] moves bytes.
+/// How [`pass_through`] moves bytes once the opening is sent.
 #[derive(Debug, Clone)]
 pub struct RelayOptions {
     /// The relay ends when no byte moved either way for this long. `Duration::ZERO`

@@ -1,4 +1,5 @@
-//! Route patterns: which server names (SNI) a route takes.
+//! Route patterns: which server names (SNI) a route takes, and the table that picks, for
+//! one SNI, the pattern that takes it.
 //!
 //! A pattern is one name (`app.example.com`), a wildcard (`*.example.com`: any name
 //! ending with `.example.com`, on a label boundary, not `example.com` itself), or the
@@ -6,7 +7,12 @@
 //! parser accepts ([`wire::dns`]), so a pattern that parses is one a client can match:
 //! `10.0.0.1` is refused here because no client may send it as SNI (RFC 6066 §3).
 //! Patterns are lowercased, as the parser lowercases the SNI.
+//!
+//! Precedence in an [`SniTable`], for an SNI `s`: the exact pattern `s`; then the
+//! wildcard with the longest suffix `s` ends with (so `*.internal.example.com` beats
+//! `*.example.com`); then the catch-all `*`; else nothing.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use wire::dns::{self, DnsNameError};
@@ -97,13 +103,87 @@ impl SniPattern {
     pub fn matches(&self, sni: &str) -> bool {
         match self {
             SniPattern::Exact(name) => sni == name,
-            // "*.example.com" -> ".example.com": what a matching name ends with.
-            SniPattern::Wildcard(pattern) => {
-                let suffix = pattern.trim_start_matches('*');
-                sni.len() > suffix.len() && sni.ends_with(suffix)
-            }
+            SniPattern::Wildcard(pattern) => ends_with_label(sni, wildcard_suffix(pattern)),
             SniPattern::CatchAll => true,
         }
+    }
+}
+
+/// "*.example.com" -> ".example.com": what a name the wildcard takes ends with.
+fn wildcard_suffix(pattern: &str) -> &str {
+    pattern.trim_start_matches('*')
+}
+
+/// True when `sni` is at least one label longer than `suffix` (which starts with a dot)
+/// and ends with it: `*.example.com` takes `a.example.com`, not `example.com`.
+fn ends_with_label(sni: &str, suffix: &str) -> bool {
+    sni.len() > suffix.len() && sni.ends_with(suffix)
+}
+
+/// SNI -> value, by pattern. Immutable once built, in practice: the gateway builds a new
+/// one on reload and swaps it whole. The first value inserted for a pattern wins, as the
+/// first route in a file does.
+#[derive(Debug)]
+pub struct SniTable<R> {
+    exact: HashMap<String, R>,
+    /// (suffix with its leading dot, value), longest suffix first.
+    wildcards: Vec<(String, R)>,
+    catch_all: Option<R>,
+}
+
+impl<R> Default for SniTable<R> {
+    fn default() -> Self {
+        SniTable {
+            exact: HashMap::new(),
+            wildcards: Vec::new(),
+            catch_all: None,
+        }
+    }
+}
+
+impl<R> SniTable<R> {
+    /// Adds `value` for `pattern`; false (and `value` dropped) when the pattern is
+    /// already taken.
+    pub fn insert(&mut self, pattern: &SniPattern, value: R) -> bool {
+        match pattern {
+            SniPattern::Exact(name) => {
+                if self.exact.contains_key(name) {
+                    return false;
+                }
+                self.exact.insert(name.clone(), value);
+            }
+            SniPattern::Wildcard(pattern) => {
+                let suffix = wildcard_suffix(pattern);
+                if self.wildcards.iter().any(|(s, _)| s == suffix) {
+                    return false;
+                }
+                self.wildcards.push((suffix.to_string(), value));
+                // Longest suffix first (then by name, for a stable order), so a lookup
+                // stops at the most specific wildcard.
+                self.wildcards
+                    .sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+            }
+            SniPattern::CatchAll => {
+                if self.catch_all.is_some() {
+                    return false;
+                }
+                self.catch_all = Some(value);
+            }
+        }
+        true
+    }
+
+    /// The value whose pattern takes `sni` (lowercase, as the ClientHello parser returns
+    /// it), by the precedence in the module doc.
+    pub fn lookup(&self, sni: &str) -> Option<&R> {
+        if let Some(value) = self.exact.get(sni) {
+            return Some(value);
+        }
+        self.wildcards
+            .iter()
+            .find(|(suffix, _)| ends_with_label(sni, suffix))
+            .map(|(_, value)| value)
+            .or(self.catch_all.as_ref())
     }
 }
 
@@ -147,6 +227,33 @@ mod tests {
             );
             assert!(e.to_string().contains("IP address literal"), "{e}");
         }
+    }
+
+    #[test]
+    fn table_precedence_exact_then_longest_wildcard_then_catch_all() {
+        let mut t = SniTable::default();
+        for (i, p) in [
+            "*.example.com",
+            "a.example.com",
+            "*.internal.example.com",
+            "x.internal.example.com",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            assert!(t.insert(&SniPattern::parse(p).unwrap(), i));
+        }
+        assert!(!t.insert(&SniPattern::parse("A.example.com").unwrap(), 9));
+        assert_eq!(t.lookup("a.example.com"), Some(&1));
+        assert_eq!(t.lookup("b.c.example.com"), Some(&0));
+        assert_eq!(t.lookup("y.internal.example.com"), Some(&2));
+        assert_eq!(t.lookup("x.internal.example.com"), Some(&3));
+        assert_eq!(t.lookup("internal.example.com"), Some(&0));
+        assert_eq!(t.lookup("example.com"), None);
+        assert_eq!(t.lookup("badexample.com"), None);
+        assert!(t.insert(&SniPattern::CatchAll, 4));
+        assert!(!t.insert(&SniPattern::CatchAll, 5));
+        assert_eq!(t.lookup("other.test"), Some(&4));
     }
 
     #[test]
