@@ -1,8 +1,10 @@
 //! Captures the first bytes a real TLS client sends (its ClientHello) into a file, for the
-//! parser tests in `tests/client_hello_captures.rs`. It listens on a free loopback port,
-//! accepts one connection, reads until the client has been quiet for a second (a client
-//! waits for the ServerHello after its hello, so the quiet marks the hello's end), writes
-//! what it read, and closes; the client then fails its handshake, which is expected.
+//! parser tests in `passthrough/tests/client_hello_captures.rs` (it lives here, not
+//! beside them, because it runs a rustls client, which the data plane does not link). It
+//! listens on a free loopback port, accepts one connection, reads until the client has
+//! been quiet for a second (a client waits for the ServerHello after its hello, so the
+//! quiet marks the hello's end), writes what it read, and closes; the client then fails
+//! its handshake, which is expected.
 //!
 //! ```text
 //! capture_hello listen OUT.bin             # prints the port; point any client at it

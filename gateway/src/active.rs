@@ -7,7 +7,6 @@
 //! task that follows the configuration (the manifest refresher) learns of a reload by
 //! subscribing instead of being poked.
 
-#![forbid(unsafe_code)]
 
 use std::sync::Arc;
 

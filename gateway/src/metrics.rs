@@ -4,14 +4,13 @@
 //! live in a registry keyed by the route's pattern, so a route kept across a reload
 //! keeps counting; the own endpoint counts under the route label `self`.
 
-#![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::forward::TrafficCounters;
+use passthrough::forward::TrafficCounters;
 
 /// The route label of verigated's own endpoint.
 pub const OWN_ROUTE_LABEL: &str = "self";

@@ -1,4 +1,5 @@
-//! SNI → destination: the route table.
+//! SNI → destination: the route table (the own name first, then the routes, matched by
+//! [`passthrough::sni::SniTable`]).
 //!
 //! A [`RouteTable`] is immutable. A reload builds a new one and swaps it in whole, so a
 //! connection decides with one consistent table and never sees half of an update. Names
@@ -13,81 +14,14 @@
 //! 4. the catch-all route `sni = "*"`;
 //! 5. nothing: the client gets a TLS `unrecognized_name` alert.
 
-#![forbid(unsafe_code)]
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use passthrough::sni::{SniPattern, SniTable};
+
 use crate::config::RouteConfig;
 use crate::metrics::{Metrics, RouteMetrics};
-
-/// The `sni` of a route, as validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SniPattern {
-    /// One name, lowercase.
-    Exact(String),
-    /// `*.suffix`: any name ending with `.suffix`; holds the pattern, lowercase.
-    Wildcard(String),
-    /// `*`: every name that nothing else matches.
-    CatchAll,
-}
-
-impl SniPattern {
-    /// Parses a route's `sni`: a DNS name, `*.` followed by a DNS name (the `*` as the
-    /// whole leftmost label), or `*` alone. The error says what to write instead.
-    pub fn parse(text: &str) -> Result<SniPattern, String> {
-        if text.trim() != text {
-            return Err(format!("`{text}` has surrounding spaces: remove them"));
-        }
-        let lower = text.to_ascii_lowercase();
-        if lower == "*" {
-            return Ok(SniPattern::CatchAll);
-        }
-        if let Some(suffix) = lower.strip_prefix("*.") {
-            if is_dns_name(suffix) {
-                return Ok(SniPattern::Wildcard(lower));
-            }
-        } else if is_dns_name(&lower) {
-            return Ok(SniPattern::Exact(lower));
-        }
-        if lower.contains('*') {
-            Err(format!(
-                "wildcard in the wrong place in `{text}`: write `*.example.com` (the `*` as \
-                 the whole leftmost label) or `*` alone for the catch-all route"
-            ))
-        } else {
-            Err(format!(
-                "expected a DNS name such as \"app.example.com\", got `{text}`"
-            ))
-        }
-    }
-
-    /// The pattern as written in lowercase (`app.example.com`, `*.example.com`, `*`);
-    /// used as the route's name in logs and metrics.
-    pub fn as_str(&self) -> &str {
-        match self {
-            SniPattern::Exact(name) | SniPattern::Wildcard(name) => name,
-            SniPattern::CatchAll => "*",
-        }
-    }
-}
-
-/// True for a DNS host name as TLS clients send it: labels of letters, digits, `-` and
-/// `_`, each 1..=63 bytes, at most 253 bytes, no trailing dot. Expects lowercase.
-pub fn is_dns_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
-}
 
 /// A route: where connections for its names go.
 #[derive(Debug)]
@@ -121,14 +55,12 @@ pub enum Destination {
     Unrecognized,
 }
 
-/// The immutable SNI → destination table.
+/// The immutable SNI → destination table: the own name in front of the data plane's
+/// [`SniTable`] of routes.
 #[derive(Debug)]
 pub struct RouteTable {
     domain: String,
-    exact: HashMap<String, Arc<Route>>,
-    /// Sorted by suffix length, longest first.
-    wildcards: Vec<(String, Arc<Route>)>,
-    catch_all: Option<Arc<Route>>,
+    by_sni: SniTable<Arc<Route>>,
     /// In file order, for listing.
     all: Vec<Arc<Route>>,
 }
@@ -139,9 +71,7 @@ impl RouteTable {
     pub fn new(domain: &str, routes: &[RouteConfig], metrics: &Metrics) -> RouteTable {
         let mut table = RouteTable {
             domain: domain.to_ascii_lowercase(),
-            exact: HashMap::new(),
-            wildcards: Vec::new(),
-            catch_all: None,
+            by_sni: SniTable::default(),
             all: Vec::new(),
         };
         for r in routes {
@@ -154,29 +84,9 @@ impl RouteTable {
             });
             // Validation refused duplicates; if one slips through, the first one wins,
             // as in the file.
-            match &r.sni {
-                SniPattern::Exact(name) => {
-                    table
-                        .exact
-                        .entry(name.clone())
-                        .or_insert_with(|| route.clone());
-                }
-                SniPattern::Wildcard(pattern) => {
-                    // "*.example.com" -> ".example.com": what a matching name ends with.
-                    let suffix = pattern.trim_start_matches('*').to_string();
-                    if !table.wildcards.iter().any(|(s, _)| *s == suffix) {
-                        table.wildcards.push((suffix, route.clone()));
-                    }
-                }
-                SniPattern::CatchAll => {
-                    table.catch_all.get_or_insert_with(|| route.clone());
-                }
-            }
+            table.by_sni.insert(&r.sni, route.clone());
             table.all.push(route);
         }
-        table
-            .wildcards
-            .sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
         table
     }
 
@@ -189,15 +99,7 @@ impl RouteTable {
         if sni == self.domain {
             return Destination::Own;
         }
-        if let Some(route) = self.exact.get(&sni) {
-            return Destination::Route(route.clone());
-        }
-        for (suffix, route) in &self.wildcards {
-            if sni.len() > suffix.len() && sni.ends_with(suffix.as_str()) {
-                return Destination::Route(route.clone());
-            }
-        }
-        match &self.catch_all {
+        match self.by_sni.lookup(&sni) {
             Some(route) => Destination::Route(route.clone()),
             None => Destination::Unrecognized,
         }
@@ -281,22 +183,5 @@ mod tests {
     fn suffix_is_matched_on_a_label_boundary() {
         let t = table(&["*.example.com"]);
         assert_eq!(backend(&t, Some("badexample.com")), "alert");
-    }
-
-    #[test]
-    fn patterns() {
-        assert_eq!(
-            SniPattern::parse("App.Example.com"),
-            Ok(SniPattern::Exact("app.example.com".into()))
-        );
-        assert_eq!(SniPattern::parse("*"), Ok(SniPattern::CatchAll));
-        for bad in [
-            "", " a.test", "a..test", "-a.test", "a.test.", "a:443", "*.*", "**",
-        ] {
-            assert!(SniPattern::parse(bad).is_err(), "{bad}");
-        }
-        assert!(SniPattern::parse("a.*.test")
-            .unwrap_err()
-            .contains("wildcard in the wrong place"));
     }
 }

@@ -886,7 +886,7 @@ fn proxy_backend(
                 }
                 let mut header = head.to_vec();
                 header.extend_from_slice(&rest);
-                match gateway::proxy_protocol::parse(&header) {
+                match passthrough::proxy_protocol::parse(&header) {
                     Ok(Some((h, used))) if used == header.len() => {
                         let _ = seen_tx.send(h.authority);
                     }

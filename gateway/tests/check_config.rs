@@ -60,6 +60,31 @@ fn every_problem_is_named() {
     }
 }
 
+/// A route's sni follows the rule the ClientHello parser applies to what clients send:
+/// an address is never an SNI (RFC 6066), so a route for one could never match and is
+/// refused with the reason rather than accepted and silently dead.
+#[test]
+fn an_address_as_a_route_sni_is_refused() {
+    let text = format!(
+        "{HEAD}[[route]]\nsni = \"10.0.0.1\"\nbackend = \"127.0.0.1:1\"\n\
+         [[route]]\nsni = \"*.10.0.0.1\"\nbackend = \"127.0.0.1:2\"\n"
+    );
+    let (ok, _, stderr) = check(&text);
+    assert!(!ok);
+    for expected in [
+        "2 problem(s)",
+        "route[0].sni: expected a DNS name such as \"app.example.com\", got `10.0.0.1`: an IP \
+         address literal",
+        "route[1].sni: expected a DNS name such as \"app.example.com\", got `*.10.0.0.1`",
+        "the route would never match",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing `{expected}` in:\n{stderr}"
+        );
+    }
+}
+
 #[test]
 fn unknown_field_and_bad_toml_are_located() {
     let (ok, _, stderr) = check(&format!("{HEAD}acept_proxy_protocol = true\n"));

@@ -69,7 +69,8 @@ fn own_endpoint_gets_split_hellos_too() {
 #[test]
 fn captured_real_hellos_are_forwarded_untouched() {
     use std::io::Write;
-    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/hellos");
+    let data =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../passthrough/tests/data/hellos");
     let captures = [
         ("curl.bin", "curl.example.net"),
         ("openssl_mixed_case.bin", "openssl.example.com"),

@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 
 use common::*;
-use gateway::proxy_protocol;
+use passthrough::proxy_protocol;
 use testkit::tls::{self, HelloDelivery};
 
 #[test]

@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::certificate::OwnCertificate;
-use crate::forward::TrafficCounters;
+use passthrough::forward::TrafficCounters;
 
 /// Why the own endpoint's TLS configuration cannot be built.
 #[derive(thiserror::Error, Debug)]

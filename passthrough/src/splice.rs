@@ -7,9 +7,8 @@
 //! holds its two sockets and no pipe, as HAProxy's pipe pool does. The sockets stay in tokio's
 //! reactor: a splice is tried only after tokio reports the socket ready, and a
 //! `EAGAIN` clears that readiness through `try_io`, so nothing here blocks a thread. This
-//! is the only module of the gateway with `unsafe`: the three libc calls below.
-
-#![cfg(target_os = "linux")]
+//! is the only module of the data plane allowed `unsafe` (the crate denies it everywhere
+//! else): the three libc calls below.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -17,7 +16,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-use crate::forward::PumpError;
+use crate::pump::PumpError;
 
 /// The most one splice call asks to move; the pipe's own capacity (64 KiB by default)
 /// bounds it anyway.
@@ -99,7 +98,7 @@ fn splice(fd_in: RawFd, fd_out: RawFd, len: usize) -> io::Result<usize> {
 ///
 /// A write to a peer that has gone raises SIGPIPE in the kernel; Rust programs ignore
 /// that signal from start-up, so it comes back here as `EPIPE`.
-pub async fn splice_one_way(
+pub(crate) async fn splice_one_way(
     src: &TcpStream,
     dst: &TcpStream,
     pipe: SplicePipe,

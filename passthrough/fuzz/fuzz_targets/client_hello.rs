@@ -2,7 +2,7 @@
 //! keep their promises to the listener (bounded buffer, `consumed` within the input and
 //! stable when the hello is re-parsed alone or with bytes after it).
 #![no_main]
-use gateway::client_hello::{parse, MAX_CLIENT_HELLO_BYTES};
+use passthrough::client_hello::{parse, MAX_CLIENT_HELLO_BYTES};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

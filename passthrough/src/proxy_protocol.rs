@@ -11,6 +11,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
+use wire::Reader;
+
 /// The 12 bytes that open every v2 header.
 pub const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
 /// What opens every v1 header.
@@ -249,7 +251,13 @@ fn v1_port(text: &str, offset: usize, what: &'static str) -> Result<u16, ProxyEr
 }
 
 fn parse_v2(buf: &[u8]) -> Result<Option<(ProxyHeader, usize)>, ProxyError> {
-    let Some(&ver_cmd) = buf.get(12) else {
+    // Every field of the fixed part is checked as soon as it arrives; a read past the
+    // end of `buf` only means that more bytes are needed.
+    let mut fixed = Reader::new(buf);
+    let Ok(ver_cmd) = fixed
+        .skip(V2_SIGNATURE.len(), "v2 signature")
+        .and_then(|()| fixed.u8("v2 version/command"))
+    else {
         return Ok(None);
     };
     let version = ver_cmd >> 4;
@@ -260,13 +268,13 @@ fn parse_v2(buf: &[u8]) -> Result<Option<(ProxyHeader, usize)>, ProxyError> {
     if command != V2_CMD_LOCAL && command != V2_CMD_PROXY {
         return Err(ProxyError::UnsupportedCommand { command });
     }
-    let Some(&family) = buf.get(13) else {
+    let Ok(family) = fixed.u8("v2 family/transport") else {
         return Ok(None);
     };
-    let Some(len_bytes) = buf.get(14..16) else {
+    let Ok(body_len) = fixed.u16_be("v2 length") else {
         return Ok(None);
     };
-    let body_len = usize::from(u16::from_be_bytes([len_bytes[0], len_bytes[1]]));
+    let body_len = usize::from(body_len);
     let header_len = V2_FIXED_LEN + body_len;
     let Some(header) = buf.get(..header_len) else {
         return Ok(None);
@@ -334,34 +342,27 @@ fn v2_address_len(family: u8) -> Option<usize> {
 }
 
 fn v2_addresses(family: u8, body: &[u8]) -> Result<(SocketAddr, SocketAddr), ProxyError> {
-    let short = || malformed("v2 address block", V2_FIXED_LEN);
+    // The caller checked the length field against the family, so a short block is a bug
+    // here; it is still answered as an error, not a panic.
+    let short = |_| malformed("v2 address block", V2_FIXED_LEN);
+    let mut r = Reader::at(body, V2_FIXED_LEN);
     if family == V2_FAM_TCP4 {
-        let b: [u8; V2_ADDR_LEN_TCP4] = body
-            .get(..V2_ADDR_LEN_TCP4)
-            .and_then(|s| s.try_into().ok())
-            .ok_or_else(short)?;
-        let src = Ipv4Addr::new(b[0], b[1], b[2], b[3]);
-        let dst = Ipv4Addr::new(b[4], b[5], b[6], b[7]);
-        let sport = u16::from_be_bytes([b[8], b[9]]);
-        let dport = u16::from_be_bytes([b[10], b[11]]);
+        let src = Ipv4Addr::from(r.array::<4>("v2 source address").map_err(short)?);
+        let dst = Ipv4Addr::from(r.array::<4>("v2 destination address").map_err(short)?);
+        let sport = r.u16_be("v2 source port").map_err(short)?;
+        let dport = r.u16_be("v2 destination port").map_err(short)?;
         Ok((
             SocketAddr::V4(SocketAddrV4::new(src, sport)),
             SocketAddr::V4(SocketAddrV4::new(dst, dport)),
         ))
     } else {
-        let b: [u8; V2_ADDR_LEN_TCP6] = body
-            .get(..V2_ADDR_LEN_TCP6)
-            .and_then(|s| s.try_into().ok())
-            .ok_or_else(short)?;
-        let mut src = [0u8; 16];
-        let mut dst = [0u8; 16];
-        src.copy_from_slice(&b[..16]);
-        dst.copy_from_slice(&b[16..32]);
-        let sport = u16::from_be_bytes([b[32], b[33]]);
-        let dport = u16::from_be_bytes([b[34], b[35]]);
+        let src = Ipv6Addr::from(r.array::<16>("v2 source address").map_err(short)?);
+        let dst = Ipv6Addr::from(r.array::<16>("v2 destination address").map_err(short)?);
+        let sport = r.u16_be("v2 source port").map_err(short)?;
+        let dport = r.u16_be("v2 destination port").map_err(short)?;
         Ok((
-            SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::from(src), sport, 0, 0)),
-            SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::from(dst), dport, 0, 0)),
+            SocketAddr::V6(SocketAddrV6::new(src, sport, 0, 0)),
+            SocketAddr::V6(SocketAddrV6::new(dst, dport, 0, 0)),
         ))
     }
 }
@@ -369,16 +370,16 @@ fn v2_addresses(family: u8, body: &[u8]) -> Result<(SocketAddr, SocketAddr), Pro
 /// Walks the TLVs from `start` to the end of `header`, checks the CRC-32C when one is
 /// present, and returns the authority. Unknown TLV types are skipped, as the spec asks.
 fn parse_tlvs(header: &[u8], start: usize) -> Result<Option<String>, ProxyError> {
-    let mut pos = start;
+    let mut tlvs = Reader::at(header.get(start..).unwrap_or_default(), start);
     let mut authority = None;
     let mut crc: Option<(usize, u32)> = None;
-    while pos < header.len() {
-        let (Some(&kind), Some(len_bytes)) = (header.get(pos), header.get(pos + 1..pos + 3)) else {
+    while !tlvs.is_empty() {
+        let pos = tlvs.offset();
+        let (Ok(kind), Ok(len)) = (tlvs.u8("v2 TLV type"), tlvs.u16_be("v2 TLV length")) else {
             return Err(malformed("v2 TLV header runs past the header length", pos));
         };
-        let len = usize::from(u16::from_be_bytes([len_bytes[0], len_bytes[1]]));
-        let value_at = pos + 3;
-        let Some(value) = header.get(value_at..value_at + len) else {
+        let value_at = tlvs.offset();
+        let Ok(value) = tlvs.take(usize::from(len), "v2 TLV value") else {
             return Err(malformed("v2 TLV value runs past the header length", pos));
         };
         match kind {
@@ -406,7 +407,6 @@ fn parse_tlvs(header: &[u8], start: usize) -> Result<Option<String>, ProxyError>
             }
             _ => {}
         }
-        pos = value_at + len;
     }
     if let Some((at, expected)) = crc {
         let computed = crc32c_with_zeroed(header, at);

@@ -1,7 +1,7 @@
 //! The ClientHello peek: decides, from the first bytes a client sends, whether they are a
 //! TLS ClientHello and, if so, which server name (SNI) and application protocols (ALPN) it
 //! asks for. It is a pure function over untrusted bytes — no I/O, no panics — that the
-//! listener calls again with the whole buffer each time more bytes arrive; "need more
+//! peek ([`crate::peek`]) calls again with the whole buffer each time more bytes arrive; "need more
 //! bytes", "not what we expected" and "found it" are three different answers.
 //!
 //! What is accepted, and why:
@@ -14,9 +14,11 @@
 //!   returned for a buffer shorter than the bound, and a caller that caps its buffer at
 //!   the bound never has to guess.
 //! - SNI: exactly one entry, of type host_name (RFC 6066 §3 forbids two names of one type
-//!   and defines no other type), holding a DNS name (letters, digits, `-`, `_`; labels of
-//!   1..=63 bytes; at most 253 bytes; no trailing dot; not an IPv4 literal). It is returned
-//!   lowercased.
+//!   and defines no other type), holding a DNS name by the one rule of [`wire::dns`]
+//!   (letters, digits, `-`, `_`; labels of 1..=63 bytes; at most 253 bytes; no trailing
+//!   dot; not an IPv4 literal), which route patterns follow too. It is returned lowercased.
+//! - Fields are read through [`wire::Reader`]; a field that runs past its vector or the
+//!   message is reported as [`ClientHelloError::Malformed`], naming the field.
 //! - Any other malformation (lengths that do not add up, a repeated extension, bytes after
 //!   the hello in its last record) is refused: the gateway routes on these bytes, and two
 //!   parsers that disagree on an ambiguous hello are how routing gets confused.
@@ -28,6 +30,9 @@
 
 use std::borrow::Cow;
 use std::fmt;
+
+use wire::dns::{self, DnsNameError};
+use wire::{Reader, Truncated};
 
 /// The most bytes the peek buffers before giving up: every record holding the hello must
 /// end within this many bytes. Real hellos are 0.2–2 KiB (2 KiB with a post-quantum key
@@ -46,9 +51,6 @@ const HANDSHAKE_CLIENT_HELLO: u8 = 1;
 const EXTENSION_SERVER_NAME: u16 = 0;
 const EXTENSION_ALPN: u16 = 16;
 const NAME_TYPE_HOST_NAME: u8 = 0;
-/// RFC 1035 as applied by RFC 6066: a host name without trailing dot is at most 253 bytes.
-const MAX_HOST_NAME_LEN: usize = 253;
-const MAX_LABEL_LEN: usize = 63;
 
 /// What the peeked ClientHello says about routing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -333,106 +335,13 @@ fn reassemble(buf: &[u8]) -> Result<Option<Reassembled<'_>>, ClientHelloError> {
     }
 }
 
-/// A bounds-checked cursor over the reassembled handshake message.
-struct Reader<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-    /// Offset of `bytes[0]` in the handshake message, for error offsets of sub-readers.
-    base: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn new(bytes: &'a [u8], base: usize) -> Self {
-        Self {
-            bytes,
-            pos: 0,
-            base,
-        }
+/// A field of the reassembled message ran past its end (or past its vector's end):
+/// reported as `Malformed`, naming the field, at its offset in the caller's buffer.
+fn truncated(e: Truncated, map: &OffsetMap) -> ClientHelloError {
+    ClientHelloError::Malformed {
+        what: e.field,
+        offset: map.buf_offset(e.offset),
     }
-
-    /// Offset in the handshake message of the next byte to read.
-    fn offset(&self) -> usize {
-        self.base + self.pos
-    }
-
-    fn is_empty(&self) -> bool {
-        self.pos >= self.bytes.len()
-    }
-
-    fn take(
-        &mut self,
-        n: usize,
-        what: &'static str,
-        map: &OffsetMap,
-    ) -> Result<&'a [u8], ClientHelloError> {
-        let end = self.pos.checked_add(n);
-        match end.and_then(|end| self.bytes.get(self.pos..end)) {
-            Some(s) => {
-                self.pos += n;
-                Ok(s)
-            }
-            None => Err(ClientHelloError::Malformed {
-                what,
-                offset: map.buf_offset(self.offset()),
-            }),
-        }
-    }
-
-    fn u8(&mut self, what: &'static str, map: &OffsetMap) -> Result<u8, ClientHelloError> {
-        match self.take(1, what, map)? {
-            [b] => Ok(*b),
-            _ => unreachable_len(what, self.offset(), map),
-        }
-    }
-
-    fn u16(&mut self, what: &'static str, map: &OffsetMap) -> Result<u16, ClientHelloError> {
-        match self.take(2, what, map)? {
-            [a, b] => Ok(u16::from_be_bytes([*a, *b])),
-            _ => unreachable_len(what, self.offset(), map),
-        }
-    }
-
-    /// A vector with a one- or two-byte length prefix, as a sub-reader over its contents.
-    fn vec(
-        &mut self,
-        prefix: LenPrefix,
-        what: &'static str,
-        map: &OffsetMap,
-    ) -> Result<Reader<'a>, ClientHelloError> {
-        // Errors name the offset of the length prefix: that is the field that lies.
-        let prefix_at = self.offset();
-        let len = match prefix {
-            LenPrefix::U8 => usize::from(self.u8(what, map)?),
-            LenPrefix::U16 => usize::from(self.u16(what, map)?),
-        };
-        let base = self.offset();
-        let bytes = self
-            .take(len, what, map)
-            .map_err(|_| ClientHelloError::Malformed {
-                what,
-                offset: map.buf_offset(prefix_at),
-            })?;
-        Ok(Reader::new(bytes, base))
-    }
-}
-
-#[derive(Clone, Copy)]
-enum LenPrefix {
-    U8,
-    U16,
-}
-
-/// `take(n)` returned a slice of another length: cannot happen, but answered as an error
-/// rather than a panic.
-fn unreachable_len<T>(
-    what: &'static str,
-    offset: usize,
-    map: &OffsetMap,
-) -> Result<T, ClientHelloError> {
-    Err(ClientHelloError::Malformed {
-        what,
-        offset: map.buf_offset(offset),
-    })
 }
 
 /// Parses a complete ClientHello handshake message (header included; its type and length
@@ -442,36 +351,42 @@ fn parse_client_hello(
     map: &OffsetMap,
 ) -> Result<(Option<String>, Vec<Vec<u8>>), ClientHelloError> {
     let body = message.get(HANDSHAKE_HEADER_LEN..).unwrap_or(&[]);
-    let mut r = Reader::new(body, HANDSHAKE_HEADER_LEN);
+    let mut r = Reader::at(body, HANDSHAKE_HEADER_LEN);
 
     let version_at = r.offset();
-    let legacy_version = r.u16("legacy_version", map)?;
+    let legacy_version = r.u16_be("legacy_version").map_err(|e| truncated(e, map))?;
     if legacy_version >> 8 != 3 {
         return Err(ClientHelloError::Malformed {
             what: "legacy_version is not 3.x",
             offset: map.buf_offset(version_at),
         });
     }
-    r.take(32, "random", map)?;
+    r.skip(32, "random").map_err(|e| truncated(e, map))?;
     let session_at = r.offset();
-    let session_id = r.vec(LenPrefix::U8, "legacy_session_id", map)?;
-    if session_id.bytes.len() > 32 {
+    let session_id = r
+        .vec_u8("legacy_session_id")
+        .map_err(|e| truncated(e, map))?;
+    if session_id.remaining() > 32 {
         return Err(ClientHelloError::Malformed {
             what: "legacy_session_id longer than 32 bytes",
             offset: map.buf_offset(session_at),
         });
     }
     let suites_at = r.offset();
-    let suites = r.vec(LenPrefix::U16, "cipher_suites", map)?;
-    if suites.bytes.is_empty() || suites.bytes.len() % 2 != 0 {
+    let suites = r
+        .vec_u16_be("cipher_suites")
+        .map_err(|e| truncated(e, map))?;
+    if suites.is_empty() || suites.remaining() % 2 != 0 {
         return Err(ClientHelloError::Malformed {
             what: "cipher_suites length is zero or odd",
             offset: map.buf_offset(suites_at),
         });
     }
     let compression_at = r.offset();
-    let compression = r.vec(LenPrefix::U8, "legacy_compression_methods", map)?;
-    if compression.bytes.is_empty() {
+    let compression = r
+        .vec_u8("legacy_compression_methods")
+        .map_err(|e| truncated(e, map))?;
+    if compression.is_empty() {
         return Err(ClientHelloError::Malformed {
             what: "empty legacy_compression_methods",
             offset: map.buf_offset(compression_at),
@@ -481,7 +396,7 @@ fn parse_client_hello(
     if r.is_empty() {
         return Ok((None, Vec::new()));
     }
-    let mut extensions = r.vec(LenPrefix::U16, "extensions", map)?;
+    let mut extensions = r.vec_u16_be("extensions").map_err(|e| truncated(e, map))?;
     if !r.is_empty() {
         return Err(ClientHelloError::Malformed {
             what: "bytes after the extensions",
@@ -494,8 +409,12 @@ fn parse_client_hello(
     let mut alpn = Vec::new();
     while !extensions.is_empty() {
         let ext_at = extensions.offset();
-        let extension_type = extensions.u16("extension type", map)?;
-        let data = extensions.vec(LenPrefix::U16, "extension data", map)?;
+        let extension_type = extensions
+            .u16_be("extension type")
+            .map_err(|e| truncated(e, map))?;
+        let data = extensions
+            .vec_u16_be("extension data")
+            .map_err(|e| truncated(e, map))?;
         if seen.contains(&extension_type) {
             return Err(ClientHelloError::DuplicateExtension {
                 extension_type,
@@ -516,7 +435,9 @@ fn parse_client_hello(
 /// opaque HostName<1..2^16-1>`.
 fn parse_server_name(mut data: Reader, map: &OffsetMap) -> Result<String, ClientHelloError> {
     let list_at = data.offset();
-    let mut list = data.vec(LenPrefix::U16, "server_name_list length", map)?;
+    let mut list = data
+        .vec_u16_be("server_name_list length")
+        .map_err(|e| truncated(e, map))?;
     if !data.is_empty() {
         return Err(ClientHelloError::Malformed {
             what: "bytes after server_name_list",
@@ -532,29 +453,34 @@ fn parse_server_name(mut data: Reader, map: &OffsetMap) -> Result<String, Client
     let mut host_name = None;
     while !list.is_empty() {
         let entry_at = list.offset();
-        let name_type = list.u8("server_name name_type", map)?;
+        let name_type = list
+            .u8("server_name name_type")
+            .map_err(|e| truncated(e, map))?;
         if name_type != NAME_TYPE_HOST_NAME {
             return Err(ClientHelloError::UnsupportedNameType {
                 name_type,
                 offset: map.buf_offset(entry_at),
             });
         }
-        let name = list.vec(LenPrefix::U16, "host_name length", map)?;
+        let name = list
+            .vec_u16_be("host_name length")
+            .map_err(|e| truncated(e, map))?;
         if host_name.is_some() {
             return Err(ClientHelloError::BadServerName {
-                name: printable(name.bytes),
+                name: printable(name.rest()),
                 reason: "a second host_name entry (RFC 6066 allows one)",
                 offset: map.buf_offset(entry_at),
             });
         }
-        let name_at = map.buf_offset(name.base);
-        host_name = Some(validate_host_name(name.bytes).map_err(|reason| {
-            ClientHelloError::BadServerName {
-                name: printable(name.bytes),
-                reason,
-                offset: name_at,
-            }
-        })?);
+        let name_at = map.buf_offset(name.offset());
+        host_name =
+            Some(
+                dns::normalize(name.rest()).map_err(|e| ClientHelloError::BadServerName {
+                    name: printable(name.rest()),
+                    reason: sni_reason(e),
+                    offset: name_at,
+                })?,
+            );
     }
     // The list is non-empty and every entry is a host_name or an error, so one was found.
     host_name.ok_or(ClientHelloError::Malformed {
@@ -563,48 +489,31 @@ fn parse_server_name(mut data: Reader, map: &OffsetMap) -> Result<String, Client
     })
 }
 
-/// Checks that `name` is a DNS host name as RFC 6066 sends it and returns it lowercased.
-fn validate_host_name(name: &[u8]) -> Result<String, &'static str> {
-    if name.is_empty() {
-        return Err("empty");
-    }
-    if name.len() > MAX_HOST_NAME_LEN {
-        return Err("longer than 253 bytes");
-    }
-    if name.last() == Some(&b'.') {
-        return Err("trailing dot (RFC 6066 sends names without it)");
-    }
-    let mut all_numeric_last_label = false;
-    for label in name.split(|&b| b == b'.') {
-        if label.is_empty() {
-            return Err("empty label");
+/// Why an SNI is not a host name, in the words this error has always logged: the rule
+/// itself is [`wire::dns`], shared with route patterns and the manifest, so that a name
+/// a route accepts is a name a client can send.
+fn sni_reason(e: DnsNameError) -> &'static str {
+    match e {
+        DnsNameError::Empty => "empty",
+        DnsNameError::TooLong { .. } => "longer than 253 bytes",
+        DnsNameError::TrailingDot => "trailing dot (RFC 6066 sends names without it)",
+        DnsNameError::EmptyLabel => "empty label",
+        DnsNameError::LabelTooLong => "label longer than 63 bytes",
+        DnsNameError::BadByte { .. } => "byte outside letters, digits, '-', '_' and '.'",
+        DnsNameError::HyphenAtLabelEdge => "label starts or ends with '-'",
+        DnsNameError::NumericTopLabel => {
+            "an IP address literal (RFC 6066 forbids them) or all-numeric top label"
         }
-        if label.len() > MAX_LABEL_LEN {
-            return Err("label longer than 63 bytes");
-        }
-        if !label
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return Err("byte outside letters, digits, '-', '_' and '.'");
-        }
-        if label.first() == Some(&b'-') || label.last() == Some(&b'-') {
-            return Err("label starts or ends with '-'");
-        }
-        all_numeric_last_label = label.iter().all(u8::is_ascii_digit);
     }
-    if all_numeric_last_label {
-        return Err("an IP address literal (RFC 6066 forbids them) or all-numeric top label");
-    }
-    // Every byte is ASCII (checked above), so this conversion cannot fail.
-    String::from_utf8(name.to_ascii_lowercase()).map_err(|_| "not ASCII")
 }
 
 /// RFC 7301: `ProtocolName protocol_name_list<2..2^16-1>`, each `opaque
 /// ProtocolName<1..2^8-1>`.
 fn parse_alpn(mut data: Reader, map: &OffsetMap) -> Result<Vec<Vec<u8>>, ClientHelloError> {
     let list_at = data.offset();
-    let mut list = data.vec(LenPrefix::U16, "ALPN protocol_name_list length", map)?;
+    let mut list = data
+        .vec_u16_be("ALPN protocol_name_list length")
+        .map_err(|e| truncated(e, map))?;
     if !data.is_empty() {
         return Err(ClientHelloError::Malformed {
             what: "bytes after ALPN protocol_name_list",
@@ -620,14 +529,16 @@ fn parse_alpn(mut data: Reader, map: &OffsetMap) -> Result<Vec<Vec<u8>>, ClientH
     let mut protocols = Vec::new();
     while !list.is_empty() {
         let name_at = list.offset();
-        let name = list.vec(LenPrefix::U8, "ALPN protocol name length", map)?;
-        if name.bytes.is_empty() {
+        let name = list
+            .vec_u8("ALPN protocol name length")
+            .map_err(|e| truncated(e, map))?;
+        if name.is_empty() {
             return Err(ClientHelloError::Malformed {
                 what: "empty ALPN protocol name",
                 offset: map.buf_offset(name_at),
             });
         }
-        protocols.push(name.bytes.to_vec());
+        protocols.push(name.rest().to_vec());
     }
     Ok(protocols)
 }
@@ -646,6 +557,11 @@ fn printable(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The SNI check as the parser applies it: the shared rule, this module's wording.
+    fn validate_host_name(name: &[u8]) -> Result<String, &'static str> {
+        dns::normalize(name).map_err(sni_reason)
+    }
 
     #[test]
     fn host_names() {

@@ -2,7 +2,7 @@
 //! reaches the port when `accept_proxy_protocol` is on) must never panic it, and what it
 //! accepts must be self-consistent.
 #![no_main]
-use gateway::proxy_protocol::{encode_v2, parse};
+use passthrough::proxy_protocol::{encode_v2, parse};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -4,7 +4,7 @@
 //! the hello is cut into TLS records; `tls-parser` is used as an independent second
 //! parser. Then each kind of bad input gets its own named error.
 
-use gateway::client_hello::{
+use passthrough::client_hello::{
     parse, ClientHello, ClientHelloError, NotTlsReason, MAX_CLIENT_HELLO_BYTES,
 };
 

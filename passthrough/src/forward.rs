@@ -1,17 +1,20 @@
-//! Passthrough: connect a route's backend, then relay bytes between client and backend,
-//! untouched, until both sides are done.
+//! Passthrough: connect a route's backend, send it the connection's opening bytes (a
+//! PROXY v2 header when the route asks for one, then what the peek read from the client),
+//! then relay bytes between client and backend, untouched, until both sides are done.
+//! [`pass_through`] is the one place that writes and counts those bytes.
 //!
 //! The relay keeps TCP half-close (a FIN from one side becomes a `shutdown(WR)` on the
 //! other while the opposite direction goes on), ends on an idle timeout, and on an error
 //! on either side closes both sockets at once, resetting the other side so that it does
 //! not mistake the failure for a clean end. On Linux the bytes move with splice(2)
-//! ([`crate::splice`]); elsewhere, or when asked, with plain reads and writes through
+//! (the `splice` module); elsewhere, or when asked, with plain reads and writes through
 //! one reused buffer per direction.
 
 #![forbid(unsafe_code)]
 
 use std::fmt;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -19,6 +22,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+
+use crate::proxy_protocol;
+use crate::pump::PumpError;
 
 /// Buffer of one direction on the portable path.
 const PORTABLE_BUFFER: usize = 32 * 1024;
@@ -81,17 +87,18 @@ async fn connect_any(addr: &str) -> Result<TcpStream, ForwardError> {
     })
 }
 
-/// Bytes moved for one route, across all its connections; shared by `Arc` with the
-/// metrics, and added to while bytes move (not only when a connection ends).
+/// Bytes moved for one route (or for the own endpoint), across all its connections;
+/// shared by `Arc` with the metrics, and added to while bytes move (not only when a
+/// connection ends).
 #[derive(Debug, Default)]
 pub struct TrafficCounters {
-    /// Bytes written to the backend (the `initial` bytes of [`relay`] included).
+    /// Bytes written to the backend (the PROXY header and the peeked bytes included).
     pub client_to_backend: AtomicU64,
     /// Bytes written to the client.
     pub backend_to_client: AtomicU64,
 }
 
-/// How [`relay`] moves bytes.
+/// How [`pass_through`] moves bytes once the opening is sent.
 #[derive(Debug, Clone)]
 pub struct RelayOptions {
     /// The relay ends when no byte moved either way for this long. `Duration::ZERO`
@@ -134,23 +141,36 @@ impl fmt::Display for RelayOutcome {
     }
 }
 
-/// What one relay moved, and how it ended.
+/// What one connection moved, and how it ended.
 #[derive(Debug)]
 pub struct Transfer {
-    /// Bytes written to the backend, `initial` included.
+    /// Bytes of the client's stream written to the backend, the peeked bytes included
+    /// (a PROXY header the gateway wrote is not the client's, so not counted here).
     pub client_to_backend: u64,
     /// Bytes written to the client.
     pub backend_to_client: u64,
+    /// How the connection ended.
     pub outcome: RelayOutcome,
 }
 
-/// A failure of one direction: which operation, so the relay can tell whose fault it is.
+/// What a backend receives before any relayed byte.
 #[derive(Debug)]
-pub enum PumpError {
-    /// Reading the source socket failed.
-    Read(io::Error),
-    /// Writing the destination socket failed.
-    Write(io::Error),
+pub struct Opening {
+    /// A PROXY v2 header to write first, when the route asks for one.
+    pub proxy_v2: Option<ProxyV2>,
+    /// The bytes the peek read from the client: the ClientHello and whatever followed.
+    pub peeked: Vec<u8>,
+}
+
+/// The PROXY v2 header a backend receives: who the client is and what it asked for.
+#[derive(Debug, Clone)]
+pub struct ProxyV2 {
+    /// The client (behind a load balancer, the one its PROXY header named).
+    pub source: SocketAddr,
+    /// The address the client dialed.
+    pub destination: SocketAddr,
+    /// The SNI, sent as the authority TLV.
+    pub authority: Option<String>,
 }
 
 /// Which socket failed.
@@ -209,14 +229,64 @@ impl Tally<'_> {
     }
 }
 
-/// Writes `initial` (optional PROXY header + the peeked ClientHello bytes) to the
-/// backend, then moves bytes both ways until both sides closed, keeping half-close.
-/// Ends on idle timeout or on an error on either side; both sockets are closed when
-/// this returns.
-pub async fn relay(
+/// Serves one passthrough connection once its backend is connected: writes the
+/// [`Opening`] (PROXY v2 header, then the peeked bytes) to the backend, then moves bytes
+/// both ways until both sides closed, keeping half-close. Ends on idle timeout or on an
+/// error on either side; both sockets are closed when this returns. Every byte written
+/// to the backend is added to `counters` once, here.
+pub async fn pass_through(
+    client: TcpStream,
+    mut backend: TcpStream,
+    opening: Opening,
+    opts: &RelayOptions,
+    counters: &TrafficCounters,
+) -> Transfer {
+    let peeked = match send_opening(&mut backend, opening, counters).await {
+        Ok(peeked) => peeked,
+        Err(e) => {
+            // As in the relay: the backend broke, so the client is reset, not closed.
+            let _ = client.set_zero_linger();
+            return Transfer {
+                client_to_backend: 0,
+                backend_to_client: 0,
+                outcome: RelayOutcome::BackendError(e),
+            };
+        }
+    };
+    let mut transfer = relay(client, backend, opts, counters).await;
+    transfer.client_to_backend = transfer.client_to_backend.saturating_add(peeked);
+    transfer
+}
+
+/// Writes the opening in one write and counts it; returns how many of its bytes were
+/// the client's. Written before the relay starts, rather than by it, so that neither the
+/// peeked bytes nor their copy stays allocated for the connection's whole life (idle
+/// connections should cost little).
+async fn send_opening(
+    backend: &mut TcpStream,
+    opening: Opening,
+    counters: &TrafficCounters,
+) -> io::Result<u64> {
+    let Opening { proxy_v2, peeked } = opening;
+    let mut initial = match proxy_v2 {
+        Some(h) => proxy_protocol::encode_v2(h.source, h.destination, h.authority.as_deref()),
+        None => Vec::new(),
+    };
+    initial.extend_from_slice(&peeked);
+    let client_bytes = peeked.len() as u64;
+    drop(peeked);
+    backend.write_all(&initial).await?;
+    counters
+        .client_to_backend
+        .fetch_add(initial.len() as u64, Ordering::Relaxed);
+    Ok(client_bytes)
+}
+
+/// Moves bytes both ways until both sides closed, keeping half-close; see
+/// [`pass_through`].
+async fn relay(
     mut client: TcpStream,
     mut backend: TcpStream,
-    initial: &[u8],
     opts: &RelayOptions,
     counters: &TrafficCounters,
 ) -> Transfer {
@@ -236,14 +306,6 @@ pub async fn relay(
         let (client_rd, client_wr) = client.split();
         let (backend_rd, backend_wr) = backend.split();
         let to_backend = async {
-            let mut backend_wr = backend_wr;
-            if !initial.is_empty() {
-                backend_wr
-                    .write_all(initial)
-                    .await
-                    .map_err(Failure::Backend)?;
-                c2b.add(initial.len() as u64);
-            }
             one_way(client_rd, backend_wr, opts.use_splice, &c2b)
                 .await
                 .map_err(|e| match e {
@@ -408,6 +470,14 @@ mod tests {
         }
     }
 
+    /// An opening of just `peeked` bytes, no PROXY header.
+    fn opening(peeked: &[u8]) -> Opening {
+        Opening {
+            proxy_v2: None,
+            peeked: peeked.to_vec(),
+        }
+    }
+
     fn opts(use_splice: bool, idle_timeout: Duration) -> RelayOptions {
         RelayOptions {
             idle_timeout,
@@ -453,10 +523,10 @@ mod tests {
             let counters = counters.clone();
             let initial = initial.clone();
             tokio::spawn(async move {
-                relay(
+                pass_through(
                     s.client,
                     s.backend,
-                    &initial,
+                    opening(&initial),
                     &opts(use_splice, Duration::from_secs(30)),
                     &counters,
                 )
@@ -514,7 +584,7 @@ mod tests {
         let s = sockets().await;
         let counters = TrafficCounters::default();
         let relay_opts = opts(use_splice, Duration::from_secs(30));
-        let relay_fut = relay(s.client, s.backend, b"", &relay_opts, &counters);
+        let relay_fut = pass_through(s.client, s.backend, opening(b""), &relay_opts, &counters);
         let (mut first, mut second) = if client_first {
             (s.client_peer, s.backend_peer)
         } else {
@@ -570,7 +640,13 @@ mod tests {
             let mut s = sockets().await;
             let counters = TrafficCounters::default();
             let relay_opts = opts(use_splice, Duration::from_millis(200));
-            let relay_fut = relay(s.client, s.backend, b"hello", &relay_opts, &counters);
+            let relay_fut = pass_through(
+                s.client,
+                s.backend,
+                opening(b"hello"),
+                &relay_opts,
+                &counters,
+            );
             let transfer = tokio::time::timeout(HANG_GUARD, relay_fut)
                 .await
                 .expect("relay finished");
@@ -595,7 +671,7 @@ mod tests {
         let s = sockets().await;
         let counters = TrafficCounters::default();
         let relay_opts = opts(false, Duration::ZERO);
-        let relay_fut = relay(s.client, s.backend, b"", &relay_opts, &counters);
+        let relay_fut = pass_through(s.client, s.backend, opening(b""), &relay_opts, &counters);
         let (mut client_peer, mut backend_peer) = (s.client_peer, s.backend_peer);
         let peers = async move {
             // Quiet for longer than any sensible timeout granularity, then a clean end.
@@ -620,7 +696,7 @@ mod tests {
         let s = sockets().await;
         let counters = TrafficCounters::default();
         let relay_opts = opts(use_splice, Duration::from_secs(30));
-        let relay_fut = relay(s.client, s.backend, b"", &relay_opts, &counters);
+        let relay_fut = pass_through(s.client, s.backend, opening(b""), &relay_opts, &counters);
         let (failing, mut other) = if backend_resets {
             (s.backend_peer, s.client_peer)
         } else {
@@ -675,7 +751,13 @@ mod tests {
             let up = pattern(1000 + i, 3);
             let down = pattern(70_000 + i, 4);
             let relay_opts = opts(use_splice, Duration::from_secs(30));
-            let relay_fut = relay(s.client, s.backend, b"init", &relay_opts, &counters);
+            let relay_fut = pass_through(
+                s.client,
+                s.backend,
+                opening(b"init"),
+                &relay_opts,
+                &counters,
+            );
             let client = send_and_drain(s.client_peer, up);
             let backend = send_and_drain(s.backend_peer, down);
             let (transfer, _, _) = tokio::time::timeout(HANG_GUARD, async {
@@ -770,7 +852,13 @@ mod tests {
             let mut client_peer = s.client_peer;
             let (transfer, client_read) = tokio::time::timeout(HANG_GUARD, async {
                 tokio::join!(
-                    relay(s.client, s.backend, &initial, &relay_opts, &counters),
+                    pass_through(
+                        s.client,
+                        s.backend,
+                        opening(&initial),
+                        &relay_opts,
+                        &counters
+                    ),
                     async {
                         let mut buf = [0u8; 16];
                         client_peer.read(&mut buf).await
@@ -787,6 +875,48 @@ mod tests {
             assert!(transfer.client_to_backend < initial.len() as u64);
             let err = client_read.expect_err("client is reset");
             assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err}");
+        }
+    }
+
+    /// The backend gets the PROXY v2 header, then the peeked bytes, then the stream; the
+    /// route's counters measure what the backend received (header included), the
+    /// transfer what came from the client (header not included), each counted once.
+    #[tokio::test]
+    async fn opening_header_then_peeked_bytes_counted_once() {
+        for use_splice in [false, cfg!(target_os = "linux")] {
+            let s = sockets().await;
+            let counters = TrafficCounters::default();
+            let source: SocketAddr = "192.0.2.1:40000".parse().unwrap();
+            let destination: SocketAddr = "192.0.2.2:443".parse().unwrap();
+            let header = proxy_protocol::encode_v2(source, destination, Some("a.example.com"));
+            let opening = Opening {
+                proxy_v2: Some(ProxyV2 {
+                    source,
+                    destination,
+                    authority: Some("a.example.com".into()),
+                }),
+                peeked: b"hello".to_vec(),
+            };
+            let relay_opts = opts(use_splice, Duration::from_secs(30));
+            let relay_fut = pass_through(s.client, s.backend, opening, &relay_opts, &counters);
+            let client = send_and_drain(s.client_peer, b" world".to_vec());
+            let backend = send_and_drain(s.backend_peer, b"reply".to_vec());
+            let (transfer, at_client, at_backend) = tokio::time::timeout(HANG_GUARD, async {
+                tokio::join!(relay_fut, client, backend)
+            })
+            .await
+            .expect("relay finished");
+            let mut want = header.clone();
+            want.extend_from_slice(b"hello world");
+            assert_eq!(at_backend, want);
+            assert_eq!(at_client, b"reply");
+            assert_eq!(transfer.client_to_backend, 11);
+            assert_eq!(transfer.backend_to_client, 5);
+            assert_eq!(
+                counters.client_to_backend.load(Ordering::Relaxed),
+                header.len() as u64 + 11
+            );
+            assert_eq!(counters.backend_to_client.load(Ordering::Relaxed), 5);
         }
     }
 

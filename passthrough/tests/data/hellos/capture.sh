@@ -1,10 +1,10 @@
 #!/bin/sh
 # Re-captures the ClientHellos in this folder from real clients (see README.md).
-# Run from the workspace root: sh gateway/tests/data/hellos/capture.sh
+# Run from the workspace root: sh passthrough/tests/data/hellos/capture.sh
 # Needs: openssl, curl, chromium (Debian package `chromium`). Loopback only; each client
 # is bounded by `timeout`, and every process started here is killed by PID on exit.
 set -eu
-D=gateway/tests/data/hellos
+D=passthrough/tests/data/hellos
 cargo build -q -p gateway --example capture_hello
 BIN=target/debug/examples/capture_hello
 TMP=$(mktemp -d)

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use gateway::forward::{relay, RelayOptions, TrafficCounters};
+use passthrough::forward::{pass_through, Opening, RelayOptions, TrafficCounters};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -43,7 +43,11 @@ async fn idle_relays_hold_no_pipes_before_or_after_a_burst() {
         let opts = opts.clone();
         relays.push(tokio::spawn(async move {
             let counters = TrafficCounters::default();
-            relay(client, backend, &[], &opts, &counters).await
+            let nothing_peeked = Opening {
+                proxy_v2: None,
+                peeked: Vec::new(),
+            };
+            pass_through(client, backend, nothing_peeked, &opts, &counters).await
         }));
         ends.push((client_peer, backend_peer));
     }

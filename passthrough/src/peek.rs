@@ -1,0 +1,280 @@
+//! The preamble peek: reads the first bytes of an accepted connection, the PROXY header
+//! when a load balancer sends one and then the TLS records up to a whole ClientHello,
+//! bounded in bytes (the PROXY v2 maximum, then [`MAX_CLIENT_HELLO_BYTES`]). The caller
+//! bounds it in time. Every byte read is kept: after the PROXY header, they are the
+//! client's stream, and they go on to wherever the connection is routed.
+
+use std::io;
+
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+use crate::client_hello::{self, ClientHello, ClientHelloError, MAX_CLIENT_HELLO_BYTES};
+use crate::proxy_protocol::{self, ProxyError, ProxyHeader, V2_MAX_LEN};
+
+/// Why a connection ended before it could be routed.
+#[derive(thiserror::Error, Debug)]
+pub enum PeekError {
+    /// The client closed its side before a whole ClientHello arrived.
+    #[error("client closed after {received} bytes, before a whole ClientHello")]
+    ClosedEarly {
+        /// Bytes received after the PROXY header, if any.
+        received: usize,
+    },
+    /// Reading the socket failed.
+    #[error("reading from the client: {0}")]
+    Io(#[from] io::Error),
+    /// A PROXY header was expected and these bytes are not one.
+    #[error("PROXY header required (accept_proxy_protocol = true): {0}")]
+    Proxy(ProxyError),
+    /// The bytes are not a ClientHello the gateway accepts.
+    #[error("{0}")]
+    ClientHello(ClientHelloError),
+    /// The PROXY header or the hello did not end within its byte bound.
+    #[error("no whole ClientHello within the first {limit} bytes")]
+    TooLarge {
+        /// The bound that was reached.
+        limit: usize,
+    },
+}
+
+impl PeekError {
+    /// The short outcome word of the connection log line.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            PeekError::ClosedEarly { .. } => "closed_before_client_hello",
+            PeekError::Io(_) => "client_error",
+            PeekError::Proxy(_) => "refused_proxy_header",
+            PeekError::ClientHello(ClientHelloError::NotTls { .. }) => "not_tls",
+            PeekError::ClientHello(_) => "bad_client_hello",
+            PeekError::TooLarge { .. } => "client_hello_too_large",
+        }
+    }
+}
+
+/// What the peek learned before routing.
+#[derive(Debug)]
+pub struct Preamble {
+    /// The load balancer's PROXY header, when one was expected.
+    pub proxy: Option<ProxyHeader>,
+    /// The parsed ClientHello, whose SNI decides the route.
+    pub hello: ClientHello,
+    /// Every byte read after the PROXY header: the hello and anything after it.
+    pub buf: Vec<u8>,
+}
+
+/// Reads the optional PROXY header, then bytes until they hold a whole ClientHello.
+pub async fn read_preamble(
+    stream: &mut TcpStream,
+    expect_proxy: bool,
+) -> Result<Preamble, PeekError> {
+    read_preamble_into(stream, expect_proxy, &mut None).await
+}
+
+/// [`read_preamble`], leaving the PROXY header in `early_proxy` as soon as it is read,
+/// so that a caller that gives up on the hello (timeout) still knows the client.
+pub async fn read_preamble_into(
+    stream: &mut TcpStream,
+    expect_proxy: bool,
+    early_proxy: &mut Option<ProxyHeader>,
+) -> Result<Preamble, PeekError> {
+    let mut buf = Vec::with_capacity(2048);
+    let mut proxy = None;
+    if expect_proxy {
+        loop {
+            match proxy_protocol::parse(&buf) {
+                Ok(Some((header, len))) => {
+                    buf = buf.get(len..).map(<[u8]>::to_vec).unwrap_or_default();
+                    *early_proxy = Some(header.clone());
+                    proxy = Some(header);
+                    break;
+                }
+                Ok(None) => read_some(stream, &mut buf, V2_MAX_LEN).await?,
+                Err(e) => return Err(PeekError::Proxy(e)),
+            }
+        }
+    }
+    // The parser reads the whole buffer on each call. A client that sends its hello a
+    // byte at a time would make that quadratic, so it is called only when its answer can
+    // change: when a byte of a record header arrives (so non-TLS bytes are refused at
+    // once) or when a record completes, not for each byte inside a record.
+    let mut next_record = 0;
+    let mut last_progress = None;
+    loop {
+        next_record = complete_records_end(&buf, next_record);
+        let progress = (
+            next_record,
+            buf.len().saturating_sub(next_record).min(RECORD_HEADER_LEN),
+        );
+        if last_progress != Some(progress) {
+            last_progress = Some(progress);
+            match client_hello::parse(&buf) {
+                Ok(Some(hello)) => return Ok(Preamble { proxy, hello, buf }),
+                Ok(None) => {}
+                Err(e) => return Err(PeekError::ClientHello(e)),
+            }
+        }
+        read_some(stream, &mut buf, MAX_CLIENT_HELLO_BYTES).await?;
+    }
+}
+
+/// TLS record header: type, version, length.
+const RECORD_HEADER_LEN: usize = 5;
+
+/// Walks whole TLS records from `from` (the start of a record) and returns where the
+/// first incomplete one starts (`buf.len()` when every record is complete). Only looks
+/// at the length fields; the parser judges the rest.
+fn complete_records_end(buf: &[u8], mut from: usize) -> usize {
+    while let Some(header) = buf.get(from..from.saturating_add(RECORD_HEADER_LEN)) {
+        let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
+        let end = from + RECORD_HEADER_LEN + len;
+        if end > buf.len() {
+            break;
+        }
+        from = end;
+    }
+    from
+}
+
+/// Appends what the socket has (at least one byte) to `buf`, never growing it past
+/// `limit`.
+async fn read_some(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    limit: usize,
+) -> Result<(), PeekError> {
+    let room = limit.saturating_sub(buf.len());
+    if room == 0 {
+        return Err(PeekError::TooLarge { limit });
+    }
+    // Read straight into the buffer's tail: a stack array here would live in the
+    // connection task's state for the connection's whole life.
+    let start = buf.len();
+    buf.resize(start + room.min(READ_CHUNK), 0);
+    let read = match buf.get_mut(start..) {
+        Some(tail) => stream.read(tail).await,
+        None => Ok(0),
+    };
+    let n = match read {
+        Ok(n) => n,
+        Err(e) => {
+            buf.truncate(start);
+            return Err(e.into());
+        }
+    };
+    buf.truncate(start + n);
+    if n == 0 {
+        return Err(PeekError::ClosedEarly { received: start });
+    }
+    Ok(())
+}
+
+/// Most bytes one read of the peek asks for.
+const READ_CHUNK: usize = 4096;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+
+    /// A connected pair of loopback sockets: (what the gateway reads, what the client writes).
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (server, client)
+    }
+
+    fn hello() -> Vec<u8> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/hellos/rustls_h2_http11.bin");
+        std::fs::read(path).unwrap()
+    }
+
+    #[tokio::test]
+    async fn proxy_header_split_then_hello_with_trailing_bytes() {
+        let (mut server, mut client) = pair().await;
+        let header = proxy_protocol::encode_v2(
+            "192.0.2.1:1000".parse().unwrap(),
+            "192.0.2.2:443".parse().unwrap(),
+            None,
+        );
+        let hello = hello();
+        let writer = tokio::spawn(async move {
+            client.set_nodelay(true).unwrap();
+            client.write_all(&header[..5]).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let mut rest = header[5..].to_vec();
+            rest.extend_from_slice(&hello);
+            rest.extend_from_slice(b"early");
+            client.write_all(&rest).await.unwrap();
+            client
+        });
+        let preamble = read_preamble(&mut server, true).await.unwrap();
+        let _client = writer.await.unwrap();
+        assert_eq!(
+            preamble.proxy.unwrap().source,
+            Some("192.0.2.1:1000".parse().unwrap())
+        );
+        assert_eq!(preamble.hello.sni.as_deref(), Some("rustls.example.com"));
+        // The bytes after the hello are kept: they go to the backend too.
+        assert!(preamble.buf.ends_with(b"early"));
+        assert_eq!(preamble.hello.consumed + 5, preamble.buf.len());
+    }
+
+    #[test]
+    fn record_walk() {
+        assert_eq!(complete_records_end(&[], 0), 0);
+        assert_eq!(complete_records_end(&[22, 3, 1], 0), 0);
+        assert_eq!(complete_records_end(&[22, 3, 1, 0, 2, 9], 0), 0);
+        assert_eq!(complete_records_end(&[22, 3, 1, 0, 1, 9], 0), 6);
+        assert_eq!(
+            complete_records_end(&[22, 3, 1, 0, 1, 9, 22, 3, 1, 0, 0, 22], 0),
+            11
+        );
+        assert_eq!(complete_records_end(&[22, 3, 1, 0, 1, 9, 22], 6), 6);
+    }
+
+    #[tokio::test]
+    async fn byte_by_byte_hello() {
+        let (mut server, mut client) = pair().await;
+        let hello = hello();
+        let writer = tokio::spawn(async move {
+            client.set_nodelay(true).unwrap();
+            for b in &hello {
+                client.write_all(std::slice::from_ref(b)).await.unwrap();
+            }
+            client
+        });
+        let preamble = read_preamble(&mut server, false).await.unwrap();
+        let _client = writer.await.unwrap();
+        assert_eq!(preamble.hello.sni.as_deref(), Some("rustls.example.com"));
+    }
+
+    #[tokio::test]
+    async fn early_close_and_garbage_are_told_apart() {
+        let (mut server, mut client) = pair().await;
+        client.write_all(&hello()[..10]).await.unwrap();
+        drop(client);
+        let e = read_preamble(&mut server, false).await.unwrap_err();
+        assert!(matches!(e, PeekError::ClosedEarly { received: 10 }), "{e}");
+        assert_eq!(e.outcome(), "closed_before_client_hello");
+
+        let (mut server, mut client) = pair().await;
+        client.write_all(b"SSH-2.0-OpenSSH_9.2\r\n").await.unwrap();
+        let e = read_preamble(&mut server, false).await.unwrap_err();
+        assert_eq!(e.outcome(), "not_tls");
+
+        let (mut server, mut client) = pair().await;
+        client.write_all(&hello()).await.unwrap();
+        let e = read_preamble(&mut server, true).await.unwrap_err();
+        assert!(
+            matches!(e, PeekError::Proxy(ProxyError::NotProxyProtocol)),
+            "{e}"
+        );
+    }
+}
