@@ -7,7 +7,6 @@
 //! task that follows the configuration (the manifest refresher) learns of a reload by
 //! subscribing instead of being poked.
 
-
 use std::sync::Arc;
 
 use rustls::pki_types::CertificateDer;

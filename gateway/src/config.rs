@@ -10,7 +10,6 @@
 //! Relative paths resolve under `gateway.data_dir`; a relative `data_dir` resolves
 //! against the directory of the config file.
 
-
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
@@ -19,7 +18,6 @@ use std::time::Duration;
 
 use passthrough::sni::SniPattern;
 use serde::Deserialize;
-
 
 pub mod control;
 

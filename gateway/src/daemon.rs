@@ -7,7 +7,6 @@
 //! use (the listener its [`Listening`], the own endpoint its [`Services`], the manifest
 //! refresher its store and a view of the active configuration).
 
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;

@@ -8,7 +8,6 @@
 //! header, then the peeked bytes, then both ways until both sides close), or a TLS
 //! `unrecognized_name` alert. Each connection ends with one log line.
 
-
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

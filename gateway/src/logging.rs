@@ -7,7 +7,6 @@
 //! gateway/backend), `bytes_out`, `duration_ms`, `outcome` (a short word such as
 //! `closed`, `unrecognized_name`, `client_hello_timeout`) and `detail` when there is one.
 
-
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::time::Instant;

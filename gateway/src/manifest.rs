@@ -21,7 +21,6 @@
 //! `attestation.manifest_refresh`; the probes of one rebuild run concurrently. An
 //! attestation only clones the `Arc`: it never waits on backend handshakes.
 
-
 use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -4,7 +4,6 @@
 //! live in a registry keyed by the route's pattern, so a route kept across a reload
 //! keeps counting; the own endpoint counts under the route label `self`.
 
-
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -14,7 +14,6 @@
 //! 4. the catch-all route `sni = "*"`;
 //! 5. nothing: the client gets a TLS `unrecognized_name` alert.
 
-
 use std::path::PathBuf;
 use std::sync::Arc;
 

@@ -2,7 +2,6 @@
 //! accepting. Accept loops, own-endpoint connections, the manifest refresher and a
 //! running snapshot job each hold a receiver and finish when it turns.
 
-
 use tokio::sync::watch;
 
 /// Completes when `shutdown` turns true (or its sender is gone).

@@ -4,7 +4,6 @@
 //! The listener takes a [`ConnectionSlot`] per accepted connection and the connection's
 //! task holds it to its end; dropping it frees the slot and wakes a drain.
 
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;

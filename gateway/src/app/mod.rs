@@ -10,7 +10,6 @@
 //! it; nothing here knows about HTTP except the status codes that [`auth::AuthError`]
 //! maps to.
 
-
 pub mod auth;
 mod command;
 pub mod conf_write;

@@ -19,7 +19,6 @@
 //! in report_data is 32 zero bytes. TEE, TPM and AK are chosen at start; changing them
 //! takes a restart (a reload changes the routes, hence the manifest, only).
 
-
 pub mod tee;
 #[cfg(feature = "tpm")]
 pub mod tpm;

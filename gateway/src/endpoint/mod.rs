@@ -5,7 +5,6 @@
 //! HTTP/1.1 or HTTP/2 (as ALPN chose) with hyper until the client leaves or the gateway
 //! drains.
 
-
 pub mod api;
 pub mod app;
 pub mod attestation;

@@ -10,7 +10,6 @@
 //! ([`crate::endpoint::snapshot`]). A job interrupted by a restart is gone; the stored
 //! snapshot (if any) is loaded again at start.
 
-
 pub mod build;
 pub mod store;
 

@@ -16,7 +16,6 @@
 //! held in an [`attest::tpm::seal::Secret`] (cleared on drop), passed to cryptsetup on
 //! stdin only, and never logged: log lines carry paths and PCR indices only.
 
-
 pub mod cli;
 pub mod luks;
 pub mod tmpfs;
