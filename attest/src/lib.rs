@@ -9,6 +9,7 @@ pub mod binding;
 pub mod check;
 pub mod evidence;
 pub mod ima;
+pub mod pem;
 pub mod snapshot;
 pub mod tee;
 #[cfg(feature = "tls")]
