@@ -8,6 +8,7 @@
 pub mod binding;
 pub mod check;
 pub mod evidence;
+pub mod hash;
 pub mod ima;
 pub mod pem;
 pub mod snapshot;
