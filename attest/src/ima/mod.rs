@@ -595,20 +595,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hash_alg_names_round_trip() {
-        for alg in HashAlg::ALL {
-            assert_eq!(alg.to_string().parse::<HashAlg>(), Ok(alg));
-            assert_eq!(alg.digest(b"x").len(), alg.size());
-            assert_eq!(HashAlg::from_size(alg.size()), Some(alg));
-            let json = serde_json::to_string(&alg).unwrap();
-            assert_eq!(json, format!("\"{}\"", alg.name()));
-            assert_eq!(serde_json::from_str::<HashAlg>(&json).unwrap(), alg);
-        }
-        assert!("md5".parse::<HashAlg>().is_err());
-        assert!("SHA256".parse::<HashAlg>().is_err());
-    }
-
-    #[test]
     fn detects_the_list_format() {
         let e = ImaEntry::measure("/x", HashAlg::Sha1, b"x").unwrap();
         let bin = binary::serialize(std::slice::from_ref(&e));
