@@ -70,21 +70,6 @@ pub enum Error {
     },
 }
 
-impl Error {
-    /// The underlying I/O error, if the failure came from the system.
-    pub fn io(&self) -> Option<&io::Error> {
-        match self {
-            Error::NotAFile { .. } | Error::Exists { .. } => None,
-            Error::CreateTemp { source, .. }
-            | Error::Chown { source, .. }
-            | Error::Write { source, .. }
-            | Error::Sync { source, .. }
-            | Error::Rename { source, .. }
-            | Error::SyncFolder { source, .. } => Some(source),
-        }
-    }
-}
-
 /// Writes `bytes` to `path` whole or not at all, the file created with `mode`.
 pub fn write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Error> {
     Options::new(mode).write(path, bytes)
