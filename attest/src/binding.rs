@@ -11,7 +11,7 @@
 //! ```
 //!
 //! The test vectors in `attest/tests/vectors/binding.json` come from
-//! `attest/tests/vectors/binding.py`, written from DESIGN.md with Python's hashlib.
+//! `attest/tests/vectors/binding.py`, written from the formula above with Python's hashlib.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256, Sha512};
@@ -35,8 +35,15 @@ pub enum BindingError {
         len: usize,
         max: usize,
     },
-    #[error("manifest name `{name}` has a byte that is not printable ASCII at offset {offset}")]
+    #[error(
+        "manifest name `{name}` has a byte outside letters, digits, '-', '_' and '.' at offset {offset}"
+    )]
     BadNameByte { name: String, offset: usize },
+    #[error("manifest name `{name}` is not a host name, `*.` and a host name, or `*`: {reason}")]
+    NotAHostName {
+        name: String,
+        reason: wire::dns::DnsNameError,
+    },
     #[error("manifest lists `{name}` twice")]
     DuplicateName { name: String },
     #[error("nonce must be 64 hex characters (32 bytes), got {len} characters")]
@@ -99,8 +106,9 @@ impl<'de> Deserialize<'de> for Nonce {
     }
 }
 
-/// Lowercases and validates a name for the manifest: printable ASCII without spaces
-/// (a DNS name, or a wildcard pattern such as `*.example.com` for a wildcard route).
+/// Lowercases and validates a name for the manifest. A name is a route pattern: a DNS
+/// host name, `*.` and a DNS host name (a wildcard route), or `*` (the catch-all route);
+/// what a host name is comes from [`wire::dns`], the one rule for every parser.
 pub fn normalize_name(name: &str) -> Result<String, BindingError> {
     if name.is_empty() {
         return Err(BindingError::EmptyName);
@@ -112,13 +120,24 @@ pub fn normalize_name(name: &str) -> Result<String, BindingError> {
             max: MAX_NAME_LEN,
         });
     }
-    if let Some(offset) = name.bytes().position(|b| !b.is_ascii_graphic()) {
-        return Err(BindingError::BadNameByte {
-            name: name.escape_default().to_string(),
-            offset,
-        });
+    if name == "*" {
+        return Ok(name.to_string());
     }
-    Ok(name.to_ascii_lowercase())
+    let (prefix, host) = match name.strip_prefix("*.") {
+        Some(host) => ("*.", host),
+        None => ("", name),
+    };
+    match wire::dns::normalize(host.as_bytes()) {
+        Ok(host) => Ok(format!("{prefix}{host}")),
+        Err(wire::dns::DnsNameError::BadByte { offset }) => Err(BindingError::BadNameByte {
+            name: name.escape_default().to_string(),
+            offset: prefix.len() + offset,
+        }),
+        Err(reason) => Err(BindingError::NotAHostName {
+            name: name.escape_default().to_string(),
+            reason,
+        }),
+    }
 }
 
 /// One name the VM serves and the SHA-256 of the leaf certificate it presents.
@@ -329,6 +348,20 @@ mod tests {
     }
 
     #[test]
+    fn route_patterns_are_names() {
+        assert_eq!(normalize_name("VM.Example.COM").unwrap(), "vm.example.com");
+        assert_eq!(
+            normalize_name("*.Apps.example.com").unwrap(),
+            "*.apps.example.com"
+        );
+        assert_eq!(normalize_name("*").unwrap(), "*");
+        assert_eq!(
+            normalize_name("_svc.example.com").unwrap(),
+            "_svc.example.com"
+        );
+    }
+
+    #[test]
     fn bad_names_are_refused() {
         assert_eq!(normalize_name(""), Err(BindingError::EmptyName));
         assert!(matches!(
@@ -338,6 +371,23 @@ mod tests {
         assert!(matches!(
             normalize_name("é.com"),
             Err(BindingError::BadNameByte { offset: 0, .. })
+        ));
+        assert!(matches!(
+            normalize_name("*.a b"),
+            Err(BindingError::BadNameByte { offset: 3, .. })
+        ));
+        for not_a_pattern in ["a..com", "-a.com", "a.com.", "10.0.0.1", "a.*.com", "**"] {
+            assert!(
+                normalize_name(not_a_pattern).is_err(),
+                "{not_a_pattern} was accepted"
+            );
+        }
+        assert!(matches!(
+            normalize_name("example.com."),
+            Err(BindingError::NotAHostName {
+                reason: wire::dns::DnsNameError::TrailingDot,
+                ..
+            })
         ));
         let long = "a".repeat(MAX_NAME_LEN + 1);
         assert!(matches!(

@@ -2,13 +2,15 @@
 //! features), and how anyone verifies them offline in pure Rust.
 //!
 //! Nothing here opens a socket or speaks HTTP: the gateway and the verifier CLI do that,
-//! and both depend on this crate. See `../shared/DESIGN.md` for the formats.
+//! and both depend on this crate. Each format is described in the module that reads it.
 #![forbid(unsafe_code)]
 
 pub mod binding;
 pub mod check;
 pub mod evidence;
+pub mod hash;
 pub mod ima;
+pub mod pem;
 pub mod snapshot;
 pub mod tee;
 #[cfg(feature = "tls")]

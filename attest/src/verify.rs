@@ -797,21 +797,12 @@ fn check_ima_replay(
     // quote covers a prefix of it: find the shortest prefix whose replay is the quoted
     // value in the first bank, then require the same prefix in every other bank.
     // Entries after it are not anchored and not judged (the next call covers them).
-    let quoted: Vec<(ima::HashAlg, &[u8])> = match tpm
+    let quoted: Vec<(ima::HashAlg, &[u8])> = tpm
         .pcrs
         .iter()
         .filter(|(_, index, _)| *index == pcr_u8)
-        .map(|(bank, _, value)| {
-            bank.name()
-                .parse::<ima::HashAlg>()
-                .map(|b| (b, value))
-                .map_err(|_| bank.name())
-        })
-        .collect::<Result<Vec<_>, _>>()
-    {
-        Ok(q) => q,
-        Err(bank) => return fail(format!("PCR bank {bank} has no IMA replay")),
-    };
+        .map(|(bank, _, value)| (bank, value))
+        .collect();
     let Some(&(first_bank, first_value)) = quoted.first() else {
         return fail(format!(
             "the TPM quote does not cover PCR {pcr}, so the IMA log is not anchored"

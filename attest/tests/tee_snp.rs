@@ -2,8 +2,8 @@
 //! a Milan report with its VCEK, and a Turin VCEK chain. Every tampering must fail.
 
 use attest::tee::snp::{
-    self, cert_table, check_certificate_signature, check_guest_policy, parse_report,
-    verify_endorsement_key, EndorsementKind, Product, SnpCerts, SnpError, REPORT_LEN, SIGNED_LEN,
+    self, check_certificate_signature, check_guest_policy, parse_report, verify_endorsement_key,
+    EndorsementKind, Product, SnpCerts, SnpError, REPORT_LEN, SIGNED_LEN,
 };
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -89,7 +89,7 @@ fn milan_report_verifies_with_the_chain_that_comes_with_it() {
     );
 
     // The VCEK may come inside the chain itself (as from an extended report).
-    let mut bundle = cert_table::der_to_pem(&e.milan_vcek).into_bytes();
+    let mut bundle = attest::pem::der_to_pem(&e.milan_vcek).into_bytes();
     bundle.extend_from_slice(&e.milan_chain);
     let in_chain = SnpCerts {
         vcek_or_vlek: None,
@@ -291,7 +291,7 @@ fn a_self_signed_root_in_the_offered_chain_is_never_trusted() {
     // Offer the Turin ARK as the issuer of the Milan VCEK: it is self-issued and not
     // the Milan ARK, so the Milan chain still decides (and still passes).
     let ders = snp::pem_certificates(&e.turin_chain).expect("chain parses");
-    let pem = cert_table::der_to_pem(&ders[1]);
+    let pem = attest::pem::der_to_pem(&ders[1]);
     let got = verify_endorsement_key(
         &e.milan_vcek,
         EndorsementKind::Vcek,
@@ -470,7 +470,7 @@ fn truncated_der_inside_pem_is_an_error_not_a_hang() {
     // `MA==` (the one byte 0x30) makes der 0.7.10's `Certificate::from_pem` loop forever
     // (checked outside this project); our PEM decoding must answer with an error.
     for der in [&[0x30u8][..], &[0x30, 0x82, 0x10, 0x00, 1, 2, 3]] {
-        let pem = cert_table::der_to_pem(der);
+        let pem = attest::pem::der_to_pem(der);
         let certs = SnpCerts {
             vcek_or_vlek: Some(e.milan_vcek.clone()),
             chain_pem: Some(pem.into_bytes()),
@@ -481,7 +481,7 @@ fn truncated_der_inside_pem_is_an_error_not_a_hang() {
         ));
     }
     // The VCEK itself as a truncated PEM.
-    let pem = cert_table::der_to_pem(&e.milan_vcek[..e.milan_vcek.len() / 2]);
+    let pem = attest::pem::der_to_pem(&e.milan_vcek[..e.milan_vcek.len() / 2]);
     let certs = SnpCerts {
         vcek_or_vlek: Some(pem.into_bytes()),
         chain_pem: None,

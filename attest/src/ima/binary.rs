@@ -11,6 +11,8 @@
 //! The input is untrusted: every length is checked against a limit and against the
 //! bytes left before anything is allocated or sliced.
 
+use wire::Reader;
+
 use super::{
     check_template_name, field_bytes, len_u32, parse_dng, parse_n, parse_nng, EntryProblem, Field,
     FieldKind, HashAlg, ImaEntry, ImaError, IMA_DIGEST_SIZE, IMA_EVENT_NAME_LEN_MAX, MAX_PCR,
@@ -28,87 +30,49 @@ pub const MAX_TEMPLATE_DATA_LEN: u32 = 16 * 1024 * 1024;
 /// A failed read: the file offset where the field starts, and what went wrong.
 type ReadError = (usize, EntryProblem);
 
-/// A cursor over `bytes` that knows its absolute offset in the file, so that errors
-/// inside the template data still name a file offset.
-struct Reader<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-    base: usize,
+/// The input ended inside a field: the offset is the field's, as `wire` reports it.
+fn truncated(e: wire::Truncated) -> ReadError {
+    (
+        e.offset,
+        EntryProblem::Truncated {
+            field: e.field,
+            needed: u64::try_from(e.needed).unwrap_or(u64::MAX),
+            available: e.available,
+        },
+    )
 }
 
-impl<'a> Reader<'a> {
-    fn new(bytes: &'a [u8], base: usize) -> Self {
-        Reader {
-            bytes,
-            pos: 0,
-            base,
-        }
+/// Reads a u32 length then that many bytes, refusing a length above `max` before
+/// looking at what follows.
+fn prefixed<'a>(
+    r: &mut Reader<'a>,
+    len_field: &'static str,
+    field: &'static str,
+    max: u32,
+) -> Result<&'a [u8], ReadError> {
+    let at = r.offset();
+    let len = r.u32_le(len_field).map_err(truncated)?;
+    if len > max {
+        return Err((
+            at,
+            EntryProblem::TooLong {
+                field,
+                len: u64::from(len),
+                max: u64::from(max),
+            },
+        ));
     }
-
-    fn offset(&self) -> usize {
-        self.base.saturating_add(self.pos)
-    }
-
-    fn remaining(&self) -> usize {
-        self.bytes.len().saturating_sub(self.pos)
-    }
-
-    fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], ReadError> {
-        let start = self.pos;
-        let slice = start
-            .checked_add(n)
-            .and_then(|end| self.bytes.get(start..end))
-            .ok_or((
-                self.offset(),
-                EntryProblem::Truncated {
-                    field,
-                    needed: n as u64,
-                    available: self.remaining(),
-                },
-            ))?;
-        self.pos = start + n;
-        Ok(slice)
-    }
-
-    fn u32(&mut self, field: &'static str) -> Result<u32, ReadError> {
-        let b = self.take(4, field)?;
-        let mut a = [0u8; 4];
-        a.copy_from_slice(b);
-        Ok(u32::from_le_bytes(a))
-    }
-
-    /// Reads a u32 length then that many bytes, refusing a length above `max` before
-    /// looking at what follows.
-    fn prefixed(
-        &mut self,
-        len_field: &'static str,
-        field: &'static str,
-        max: u32,
-    ) -> Result<&'a [u8], ReadError> {
-        let at = self.offset();
-        let len = self.u32(len_field)?;
-        if len > max {
-            return Err((
-                at,
-                EntryProblem::TooLong {
-                    field,
-                    len: u64::from(len),
-                    max: u64::from(max),
-                },
-            ));
-        }
-        // u32 -> usize cannot fail on the 32- and 64-bit targets Rust supports; if it
-        // did, the length could not fit in memory anyway: report it as truncated.
-        let n = usize::try_from(len).unwrap_or(usize::MAX);
-        self.take(n, field)
-    }
+    // u32 -> usize cannot fail on the 32- and 64-bit targets Rust supports; if it
+    // did, the length could not fit in memory anyway: report it as truncated.
+    let n = usize::try_from(len).unwrap_or(usize::MAX);
+    r.take(n, field).map_err(truncated)
 }
 
 /// Parses a binary measurement list whose template hashes are `template_hash_alg`
 /// digests (SHA-1 for `binary_runtime_measurements`, SHA-256 for
 /// `binary_runtime_measurements_sha256`, ...). An empty input is an empty list.
 pub fn parse(bytes: &[u8], template_hash_alg: HashAlg) -> Result<Vec<ImaEntry>, ImaError> {
-    let mut r = Reader::new(bytes, 0);
+    let mut r = Reader::new(bytes);
     let mut entries = Vec::new();
     while r.remaining() > 0 {
         let entry = parse_entry(&mut r, template_hash_alg).map_err(|(offset, problem)| {
@@ -125,13 +89,17 @@ pub fn parse(bytes: &[u8], template_hash_alg: HashAlg) -> Result<Vec<ImaEntry>, 
 
 fn parse_entry(r: &mut Reader<'_>, template_hash_alg: HashAlg) -> Result<ImaEntry, ReadError> {
     let at = r.offset();
-    let pcr = r.u32("PCR index")?;
+    let pcr = r.u32_le("PCR index").map_err(truncated)?;
     if pcr > MAX_PCR {
         return Err((at, EntryProblem::PcrOutOfRange(u64::from(pcr))));
     }
-    let template_hash = r.take(template_hash_alg.size(), "template hash")?.to_vec();
+    let template_hash = r
+        .take(template_hash_alg.size(), "template hash")
+        .map_err(truncated)?
+        .to_vec();
     let at = r.offset();
-    let name = r.prefixed(
+    let name = prefixed(
+        r,
         "template name length",
         "template name",
         MAX_TEMPLATE_NAME_LEN,
@@ -140,9 +108,13 @@ fn parse_entry(r: &mut Reader<'_>, template_hash_alg: HashAlg) -> Result<ImaEntr
 
     let fields = if template_name == "ima" {
         // The `ima` template has no template-data length and no length on its digest.
-        let d = r.take(IMA_DIGEST_SIZE, "d (ima template digest)")?.to_vec();
+        let d = r
+            .take(IMA_DIGEST_SIZE, "d (ima template digest)")
+            .map_err(truncated)?
+            .to_vec();
         let at = r.offset();
-        let n = r.prefixed(
+        let n = prefixed(
+            r,
             "n (ima template name) length",
             "n (ima template name)",
             len_u32(IMA_EVENT_NAME_LEN_MAX),
@@ -150,18 +122,19 @@ fn parse_entry(r: &mut Reader<'_>, template_hash_alg: HashAlg) -> Result<ImaEntr
         vec![Field::D(d), parse_n(n).map_err(|p| (at, p))?]
     } else {
         let at = r.offset();
-        let data = r.prefixed(
+        let data = prefixed(
+            r,
             "template data length",
             "template data",
             MAX_TEMPLATE_DATA_LEN,
         )?;
         // `data` starts 4 bytes after `at`, past its length.
-        let mut d = Reader::new(data, at.saturating_add(4));
+        let mut d = Reader::at(data, at.saturating_add(4));
         let mut fields = Vec::with_capacity(kinds.len());
         for kind in kinds {
             let at = d.offset();
             let (len_name, name) = field_names(kind);
-            let bytes = d.prefixed(len_name, name, MAX_TEMPLATE_DATA_LEN)?;
+            let bytes = prefixed(&mut d, len_name, name, MAX_TEMPLATE_DATA_LEN)?;
             let field = match kind {
                 FieldKind::DNg => parse_dng(bytes),
                 FieldKind::NNg => parse_nng(bytes),

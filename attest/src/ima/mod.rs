@@ -15,10 +15,10 @@ pub mod ascii;
 pub mod binary;
 pub mod replay;
 
+pub use crate::hash::{HashAlg, UnknownHashAlg};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::fmt;
-use std::str::FromStr;
 
 /// The name the kernel gives the first entry of the log, which measures PCRs 0-7
 /// (the boot chain) rather than a file.
@@ -30,88 +30,6 @@ pub const IMA_EVENT_NAME_LEN_MAX: usize = 255;
 
 /// Digest size of the `ima` template's `d` field (always SHA-1).
 const IMA_DIGEST_SIZE: usize = 20;
-
-/// A hash algorithm that IMA uses for file digests, template hashes or a PCR bank.
-///
-/// Names are the kernel's (`sha1`, `sha256`, ...), as they appear in `d-ng` fields, in
-/// `*_runtime_measurements_sha256` file names, and in verigate's JSON.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HashAlg {
-    Sha1,
-    Sha256,
-    Sha384,
-    Sha512,
-}
-
-impl HashAlg {
-    /// Every supported algorithm, in increasing digest size.
-    pub const ALL: [HashAlg; 4] = [
-        HashAlg::Sha1,
-        HashAlg::Sha256,
-        HashAlg::Sha384,
-        HashAlg::Sha512,
-    ];
-
-    /// The digest of `data` under this algorithm.
-    pub fn digest(self, data: &[u8]) -> Vec<u8> {
-        use sha2::Digest as _;
-        match self {
-            HashAlg::Sha1 => sha1::Sha1::digest(data).to_vec(),
-            HashAlg::Sha256 => sha2::Sha256::digest(data).to_vec(),
-            HashAlg::Sha384 => sha2::Sha384::digest(data).to_vec(),
-            HashAlg::Sha512 => sha2::Sha512::digest(data).to_vec(),
-        }
-    }
-
-    /// Digest size in bytes.
-    pub fn size(self) -> usize {
-        match self {
-            HashAlg::Sha1 => 20,
-            HashAlg::Sha256 => 32,
-            HashAlg::Sha384 => 48,
-            HashAlg::Sha512 => 64,
-        }
-    }
-
-    /// The kernel's name of the algorithm.
-    pub fn name(self) -> &'static str {
-        match self {
-            HashAlg::Sha1 => "sha1",
-            HashAlg::Sha256 => "sha256",
-            HashAlg::Sha384 => "sha384",
-            HashAlg::Sha512 => "sha512",
-        }
-    }
-
-    /// The algorithm whose digest is `size` bytes long, if any (each supported size is
-    /// unique, which lets the ASCII parser tell a `_sha256` list from a SHA-1 one).
-    pub fn from_size(size: usize) -> Option<HashAlg> {
-        HashAlg::ALL.into_iter().find(|a| a.size() == size)
-    }
-}
-
-impl fmt::Display for HashAlg {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// A hash algorithm name that verigate does not support.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown hash algorithm {0:?} (expected sha1, sha256, sha384 or sha512)")]
-pub struct UnknownHashAlg(pub String);
-
-impl FromStr for HashAlg {
-    type Err = UnknownHashAlg;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        HashAlg::ALL
-            .into_iter()
-            .find(|a| a.name() == s)
-            .ok_or_else(|| UnknownHashAlg(s.to_owned()))
-    }
-}
 
 /// The two forms in which the kernel exposes the measurement list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -675,20 +593,6 @@ pub(crate) const MAX_PCR: u32 = 23;
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hash_alg_names_round_trip() {
-        for alg in HashAlg::ALL {
-            assert_eq!(alg.to_string().parse::<HashAlg>(), Ok(alg));
-            assert_eq!(alg.digest(b"x").len(), alg.size());
-            assert_eq!(HashAlg::from_size(alg.size()), Some(alg));
-            let json = serde_json::to_string(&alg).unwrap();
-            assert_eq!(json, format!("\"{}\"", alg.name()));
-            assert_eq!(serde_json::from_str::<HashAlg>(&json).unwrap(), alg);
-        }
-        assert!("md5".parse::<HashAlg>().is_err());
-        assert!("SHA256".parse::<HashAlg>().is_err());
-    }
 
     #[test]
     fn detects_the_list_format() {

@@ -22,7 +22,6 @@ use p384::pkcs8::{
     DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding,
 };
 use sha2::{Digest, Sha256};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// First bytes of every simulated report.
@@ -60,6 +59,8 @@ pub enum SimulatedError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("simulated TEE key file: {0}")]
+    Save(durable::Error),
 }
 
 /// The verified content of a simulated report.
@@ -117,10 +118,14 @@ impl SimulatedTee {
                             path: path.clone(),
                             why: e.to_string(),
                         })?;
-                write_private_file(&path, pem.as_bytes()).map_err(|source| SimulatedError::Io {
-                    path: path.clone(),
-                    source,
-                })?;
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(|source| SimulatedError::Io {
+                        path: path.clone(),
+                        source,
+                    })?;
+                }
+                // Mode 0600 from creation: the key is never readable by others.
+                durable::write(&path, pem.as_bytes(), 0o600).map_err(SimulatedError::Save)?;
                 Ok(SimulatedTee { key })
             }
             Err(source) => Err(SimulatedError::Io { path, source }),
@@ -188,30 +193,6 @@ pub fn verify(report: &[u8], public_key: &[u8]) -> Result<SimulatedReport, Simul
         measurement: signed[20..68].try_into().expect("48 bytes"),
         report_data: signed[68..132].try_into().expect("64 bytes"),
     })
-}
-
-/// Writes a secret file: mode 0600 from creation, temp file + fsync + rename + fsync of
-/// the folder, so the path holds either nothing or the whole file.
-fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{KEY_FILE}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 #[cfg(test)]

@@ -786,52 +786,11 @@ fn common_name(name: &x509_cert::name::Name) -> Option<String> {
     None
 }
 
-/// Splits PEM text into certificates, block by block, decoding the base64 here and
-/// parsing DER. (x509-cert's `load_pem_chain` underflows on empty input, and der 0.7's
-/// PEM reader loops forever on some truncated contents, e.g. the one byte `0x30` — found
-/// by the `snp_report` fuzz target — so untrusted bundles go through neither.)
-pub(crate) fn split_pem_certificates(text: &[u8]) -> Result<Vec<Certificate>, String> {
-    use base64::Engine as _;
-    const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
-    const END: &[u8] = b"-----END CERTIFICATE-----";
-    let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w == needle);
-    let mut certs = Vec::new();
-    let mut rest = text;
-    loop {
-        let start = rest
-            .iter()
-            .position(|b| !b.is_ascii_whitespace())
-            .unwrap_or(rest.len());
-        rest = rest.get(start..).unwrap_or_default();
-        if rest.is_empty() {
-            return Ok(certs);
-        }
-        let n = certs.len();
-        let body = rest
-            .strip_prefix(BEGIN)
-            .ok_or_else(|| format!("certificate {n}: expected a BEGIN CERTIFICATE line"))?;
-        let end = find(body, END).ok_or_else(|| format!("certificate {n} has no END line"))?;
-        let b64: Vec<u8> = body
-            .get(..end)
-            .unwrap_or_default()
-            .iter()
-            .copied()
-            .filter(|b| !b.is_ascii_whitespace())
-            .collect();
-        let der = base64::engine::general_purpose::STANDARD
-            .decode(&b64)
-            .map_err(|e| format!("certificate {n}: bad base64: {e}"))?;
-        let cert = Certificate::from_der(&der).map_err(|e| format!("certificate {n}: {e}"))?;
-        certs.push(cert);
-        rest = body.get(end + END.len()..).unwrap_or_default();
-    }
-}
-
 /// Splits a PEM bundle into DER certificates.
 pub fn pem_certificates(pem: &[u8]) -> Result<Vec<Vec<u8>>, SnpError> {
-    let certs = split_pem_certificates(pem).map_err(|reason| SnpError::CertificateParse {
+    let certs = crate::pem::parse_certificates(pem).map_err(|e| SnpError::CertificateParse {
         which: "chain (PEM)".into(),
-        reason,
+        reason: e.to_string(),
     })?;
     certs
         .iter()

@@ -8,7 +8,6 @@
 //! status other than `UpToDate` is refused unless the caller allowed it by name, a debug
 //! TD is refused unless allowed, and bytes after the quote's declared end are refused.
 
-use base64::Engine as _;
 use dcap_qvl::quote::{Quote, Report, TDReport10};
 use dcap_qvl::QuoteCollateralV3;
 use std::time::SystemTime;
@@ -338,18 +337,6 @@ pub fn check_td_attributes(td: &TdReportFields, allow_debug: bool) -> Result<(),
     Ok(())
 }
 
-/// The canonical PEM form of a certificate: 64-column base64 lines, `\n` line ends.
-fn canonical_pem(der: &[u8]) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(line));
-        out.push('\n');
-    }
-    out.push_str("-----END CERTIFICATE-----\n");
-    out
-}
-
 /// Checks a PEM chain that travels with a quote or its collateral: every certificate
 /// parses, the bytes are exactly the canonical PEM of those certificates (then NUL
 /// padding), it ends with Intel's pinned root and holds no other self-issued certificate. The PEM text is
@@ -359,7 +346,7 @@ pub fn check_pem_chain(chain: &'static str, raw: &[u8]) -> Result<(), TdxError> 
     let fail = |reason: String| TdxError::CertChain { chain, reason };
     let end = raw.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
     let text = raw.get(..end).unwrap_or_default();
-    let certs = crate::tee::snp::split_pem_certificates(text).map_err(fail)?;
+    let certs = crate::pem::parse_certificates(text).map_err(|e| fail(e.to_string()))?;
     if certs.is_empty() {
         return Err(fail("no certificate".into()));
     }
@@ -374,7 +361,7 @@ pub fn check_pem_chain(chain: &'static str, raw: &[u8]) -> Result<(), TdxError> 
                 "certificate {i} is a root other than Intel's SGX Root CA"
             )));
         }
-        canonical.push_str(&canonical_pem(&der));
+        canonical.push_str(&crate::pem::der_to_pem(&der));
     }
     // Intel's chains end with the root; a damaged copy there would otherwise go unseen,
     // since verification uses the pinned one.

@@ -258,10 +258,10 @@ impl Tpm {
         bank: HashAlg,
         digest: &[u8],
     ) -> Result<(), CollectError> {
-        if digest.len() != bank.digest_len() {
+        if digest.len() != bank.size() {
             return Err(CollectError::DigestLength {
                 bank,
-                expected: bank.digest_len(),
+                expected: bank.size(),
                 got: digest.len(),
             });
         }
@@ -272,7 +272,7 @@ impl Tpm {
             .map_err(|_| CollectError::BadPcrIndex { index })?;
         let digest = Digest::try_from(digest.to_vec()).map_err(tpm("PCR digest"))?;
         let mut values = DigestValues::new();
-        values.set(hashing_algorithm(bank), digest);
+        values.set(HashingAlgorithm::from(bank), digest);
         self.ctx
             .execute_with_session(Some(AuthSession::Password), |ctx| {
                 ctx.pcr_extend(handle, values)
@@ -446,15 +446,6 @@ fn ak_template() -> Result<Public, CollectError> {
         .map_err(tpm("AK template"))
 }
 
-fn hashing_algorithm(bank: HashAlg) -> HashingAlgorithm {
-    match bank {
-        HashAlg::Sha1 => HashingAlgorithm::Sha1,
-        HashAlg::Sha256 => HashingAlgorithm::Sha256,
-        HashAlg::Sha384 => HashingAlgorithm::Sha384,
-        HashAlg::Sha512 => HashingAlgorithm::Sha512,
-    }
-}
-
 fn slot_index(slot: PcrSlot) -> u8 {
     // A PcrSlot is a single bit of a 32-bit mask: its position is the PCR index (< 32).
     u8::try_from(u32::from(slot).trailing_zeros()).unwrap_or(u8::MAX)
@@ -472,7 +463,7 @@ fn selection_list(selection: &[(HashAlg, Vec<u8>)]) -> Result<PcrSelectionList, 
                 .map_err(|_| CollectError::BadPcrIndex { index })?;
             slots.push(slot);
         }
-        builder = builder.with_selection(hashing_algorithm(*bank), &slots);
+        builder = builder.with_selection(HashingAlgorithm::from(*bank), &slots);
     }
     builder.build().map_err(tpm("PCR selection"))
 }

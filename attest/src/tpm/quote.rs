@@ -3,7 +3,7 @@
 //! them — the signature under the AK, the qualifying data (`extraData`), and the PCR
 //! values against the quoted `pcrDigest`. No libtss2: the verifier CLI links this.
 //!
-//! Every parser reads untrusted bytes through a bounds-checked `Reader`, so a short,
+//! Every parser reads untrusted bytes through `wire::Reader`, bounds-checked, so a short,
 //! long or corrupted structure is a [`QuoteError`] that names the field and offset,
 //! never a panic. Byte order is the TPM's wire format (big-endian), except for the
 //! `tpm2_quote -o` "serialized" PCR file, which tpm2-tools writes as raw C structures
@@ -11,9 +11,12 @@
 
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use sha2::Digest as _;
 use std::collections::BTreeMap;
-use std::fmt;
+use wire::Reader;
+
+pub use crate::hash::HashAlg;
+#[cfg(test)]
+use crate::hash::TPM_ALG_SHA256;
 
 /// `TPM_GENERATED_VALUE`: the first field of every structure the TPM signs itself, so a
 /// restricted key never signs outside data that looks like a quote.
@@ -22,10 +25,6 @@ pub const TPM_GENERATED_VALUE: u32 = 0xff54_4347;
 pub const TPM_ST_ATTEST_QUOTE: u16 = 0x8018;
 
 const TPM_ALG_RSA: u16 = 0x0001;
-const TPM_ALG_SHA1: u16 = 0x0004;
-const TPM_ALG_SHA256: u16 = 0x000b;
-const TPM_ALG_SHA384: u16 = 0x000c;
-const TPM_ALG_SHA512: u16 = 0x000d;
 const TPM_ALG_NULL: u16 = 0x0010;
 const TPM_ALG_RSASSA: u16 = 0x0014;
 const TPM_ALG_RSAES: u16 = 0x0015;
@@ -114,152 +113,31 @@ pub enum QuoteError {
     PcrValues(String),
 }
 
-/// A hash algorithm that names a PCR bank or a signature digest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HashAlg {
-    Sha1,
-    Sha256,
-    Sha384,
-    Sha512,
-}
-
-impl HashAlg {
-    /// From a `TPM_ALG_ID`.
-    pub fn from_tpm(id: u16) -> Option<HashAlg> {
-        match id {
-            TPM_ALG_SHA1 => Some(HashAlg::Sha1),
-            TPM_ALG_SHA256 => Some(HashAlg::Sha256),
-            TPM_ALG_SHA384 => Some(HashAlg::Sha384),
-            TPM_ALG_SHA512 => Some(HashAlg::Sha512),
-            _ => None,
-        }
-    }
-
-    /// The `TPM_ALG_ID`.
-    pub fn tpm_id(self) -> u16 {
-        match self {
-            HashAlg::Sha1 => TPM_ALG_SHA1,
-            HashAlg::Sha256 => TPM_ALG_SHA256,
-            HashAlg::Sha384 => TPM_ALG_SHA384,
-            HashAlg::Sha512 => TPM_ALG_SHA512,
-        }
-    }
-
-    /// The bank name used in JSON and by tpm2-tools: `sha1`, `sha256`, `sha384`, `sha512`.
-    pub fn name(self) -> &'static str {
-        match self {
-            HashAlg::Sha1 => "sha1",
-            HashAlg::Sha256 => "sha256",
-            HashAlg::Sha384 => "sha384",
-            HashAlg::Sha512 => "sha512",
-        }
-    }
-
-    /// From a bank name (see [`HashAlg::name`]).
-    pub fn from_name(name: &str) -> Option<HashAlg> {
-        match name {
-            "sha1" => Some(HashAlg::Sha1),
-            "sha256" => Some(HashAlg::Sha256),
-            "sha384" => Some(HashAlg::Sha384),
-            "sha512" => Some(HashAlg::Sha512),
-            _ => None,
-        }
-    }
-
-    /// Digest length in bytes.
-    pub fn digest_len(self) -> usize {
-        match self {
-            HashAlg::Sha1 => 20,
-            HashAlg::Sha256 => 32,
-            HashAlg::Sha384 => 48,
-            HashAlg::Sha512 => 64,
-        }
-    }
-
-    /// Hashes `data`.
-    pub fn digest(self, data: &[u8]) -> Vec<u8> {
-        match self {
-            HashAlg::Sha1 => sha1::Sha1::digest(data).to_vec(),
-            HashAlg::Sha256 => sha2::Sha256::digest(data).to_vec(),
-            HashAlg::Sha384 => sha2::Sha384::digest(data).to_vec(),
-            HashAlg::Sha512 => sha2::Sha512::digest(data).to_vec(),
+/// The input ended inside a field: the offset is the field's first byte (for a `TPM2B`
+/// body, its size field's), as `wire` reports it.
+impl From<wire::Truncated> for QuoteError {
+    fn from(e: wire::Truncated) -> QuoteError {
+        QuoteError::Truncated {
+            what: e.field,
+            offset: e.offset,
         }
     }
 }
 
-impl fmt::Display for HashAlg {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// A bounds-checked big-endian cursor over untrusted bytes. Every read names the field,
-/// so a short input reports which field it ended in and where.
-pub(crate) struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    pub(crate) fn new(buf: &'a [u8]) -> Self {
-        Reader { buf, pos: 0 }
-    }
-
-    pub(crate) fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], QuoteError> {
-        let end = self.pos.checked_add(n).ok_or(QuoteError::Truncated {
-            what,
-            offset: self.pos,
-        })?;
-        let bytes = self.buf.get(self.pos..end).ok_or(QuoteError::Truncated {
-            what,
-            offset: self.pos,
-        })?;
-        self.pos = end;
-        Ok(bytes)
-    }
-
-    fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], QuoteError> {
-        let mut out = [0u8; N];
-        out.copy_from_slice(self.take(N, what)?);
-        Ok(out)
-    }
-
-    pub(crate) fn u8(&mut self, what: &'static str) -> Result<u8, QuoteError> {
-        Ok(self.array::<1>(what)?[0])
-    }
-
-    pub(crate) fn u16(&mut self, what: &'static str) -> Result<u16, QuoteError> {
-        Ok(u16::from_be_bytes(self.array(what)?))
-    }
-
-    pub(crate) fn u32(&mut self, what: &'static str) -> Result<u32, QuoteError> {
-        Ok(u32::from_be_bytes(self.array(what)?))
-    }
-
-    pub(crate) fn u64(&mut self, what: &'static str) -> Result<u64, QuoteError> {
-        Ok(u64::from_be_bytes(self.array(what)?))
-    }
-
-    /// A `TPM2B_*`: a big-endian u16 size, then that many bytes.
-    pub(crate) fn tpm2b(&mut self, what: &'static str) -> Result<&'a [u8], QuoteError> {
-        let size = self.u16(what)?;
-        self.take(usize::from(size), what)
-    }
-
-    /// Fails if bytes remain: a structure with a tail is not the structure we signed.
-    pub(crate) fn finish(&self, what: &'static str) -> Result<(), QuoteError> {
-        let extra = self.buf.len().saturating_sub(self.pos);
-        if extra == 0 {
-            Ok(())
-        } else {
-            Err(QuoteError::TrailingBytes {
-                what,
-                offset: self.pos,
-                extra,
-            })
+/// A structure with a tail is not the structure that was signed.
+impl From<wire::Trailing> for QuoteError {
+    fn from(e: wire::Trailing) -> QuoteError {
+        QuoteError::TrailingBytes {
+            what: e.field,
+            offset: e.offset,
+            extra: e.extra,
         }
     }
+}
+
+/// A `TPM2B_*`: a big-endian u16 size, then that many bytes.
+fn tpm2b<'a>(r: &mut Reader<'a>, what: &'static str) -> Result<&'a [u8], QuoteError> {
+    Ok(r.vec_u16_be(what)?.rest())
 }
 
 /// `TPMS_CLOCK_INFO`: the TPM's clock and its reboot counters at the time of the quote.
@@ -287,7 +165,7 @@ impl PcrSelection {
     /// Parses one selection; the bitmap is `sizeofSelect` bytes, PCR `n` is bit `n % 8`
     /// of byte `n / 8`.
     fn read(r: &mut Reader<'_>) -> Result<PcrSelection, QuoteError> {
-        let alg = r.u16("TPMS_PCR_SELECTION.hash")?;
+        let alg = r.u16_be("TPMS_PCR_SELECTION.hash")?;
         let bank = HashAlg::from_tpm(alg).ok_or(QuoteError::UnsupportedAlgorithm {
             what: "TPMS_PCR_SELECTION.hash (PCR bank)",
             id: alg,
@@ -335,7 +213,7 @@ pub fn display_selection(selection: &[PcrSelection]) -> String {
 }
 
 fn read_pcr_selection_list(r: &mut Reader<'_>) -> Result<Vec<PcrSelection>, QuoteError> {
-    let count = r.u32("TPML_PCR_SELECTION.count")?;
+    let count = r.u32_be("TPML_PCR_SELECTION.count")?;
     if count > MAX_PCR_BANKS {
         return Err(QuoteError::Malformed {
             what: "TPML_PCR_SELECTION.count",
@@ -375,19 +253,19 @@ impl QuoteInfo {
     /// magic or type, a truncated field, or trailing bytes.
     pub fn parse(bytes: &[u8]) -> Result<QuoteInfo, QuoteError> {
         let mut r = Reader::new(bytes);
-        let magic = r.u32("TPMS_ATTEST.magic")?;
+        let magic = r.u32_be("TPMS_ATTEST.magic")?;
         if magic != TPM_GENERATED_VALUE {
             return Err(QuoteError::BadMagic { got: magic });
         }
-        let kind = r.u16("TPMS_ATTEST.type")?;
+        let kind = r.u16_be("TPMS_ATTEST.type")?;
         if kind != TPM_ST_ATTEST_QUOTE {
             return Err(QuoteError::WrongType { got: kind });
         }
-        let qualified_signer = r.tpm2b("TPMS_ATTEST.qualifiedSigner")?.to_vec();
-        let extra_data = r.tpm2b("TPMS_ATTEST.extraData")?.to_vec();
-        let clock = r.u64("TPMS_CLOCK_INFO.clock")?;
-        let reset_count = r.u32("TPMS_CLOCK_INFO.resetCount")?;
-        let restart_count = r.u32("TPMS_CLOCK_INFO.restartCount")?;
+        let qualified_signer = tpm2b(&mut r, "TPMS_ATTEST.qualifiedSigner")?.to_vec();
+        let extra_data = tpm2b(&mut r, "TPMS_ATTEST.extraData")?.to_vec();
+        let clock = r.u64_be("TPMS_CLOCK_INFO.clock")?;
+        let reset_count = r.u32_be("TPMS_CLOCK_INFO.resetCount")?;
+        let restart_count = r.u32_be("TPMS_CLOCK_INFO.restartCount")?;
         let safe = match r.u8("TPMS_CLOCK_INFO.safe")? {
             0 => false,
             1 => true,
@@ -398,9 +276,9 @@ impl QuoteInfo {
                 })
             }
         };
-        let firmware_version = r.u64("TPMS_ATTEST.firmwareVersion")?;
+        let firmware_version = r.u64_be("TPMS_ATTEST.firmwareVersion")?;
         let pcr_select = read_pcr_selection_list(&mut r)?;
-        let pcr_digest = r.tpm2b("TPMS_QUOTE_INFO.pcrDigest")?.to_vec();
+        let pcr_digest = tpm2b(&mut r, "TPMS_QUOTE_INFO.pcrDigest")?.to_vec();
         r.finish("TPMS_ATTEST")?;
         Ok(QuoteInfo {
             qualified_signer,
@@ -527,23 +405,23 @@ fn left_pad<const N: usize>(bytes: &[u8]) -> Option<[u8; N]> {
 
 /// Reads a `TPMT_SYM_DEF_OBJECT` and ignores it (signing keys have none).
 fn skip_sym_def_object(r: &mut Reader<'_>) -> Result<(), QuoteError> {
-    let alg = r.u16("TPMT_SYM_DEF_OBJECT.algorithm")?;
+    let alg = r.u16_be("TPMT_SYM_DEF_OBJECT.algorithm")?;
     if alg != TPM_ALG_NULL {
-        r.u16("TPMT_SYM_DEF_OBJECT.keyBits")?;
-        r.u16("TPMT_SYM_DEF_OBJECT.mode")?;
+        r.u16_be("TPMT_SYM_DEF_OBJECT.keyBits")?;
+        r.u16_be("TPMT_SYM_DEF_OBJECT.mode")?;
     }
     Ok(())
 }
 
 /// Reads a `TPMT_RSA_SCHEME` / `TPMT_ECC_SCHEME`: the scheme and its hash, if any.
 fn read_scheme(r: &mut Reader<'_>) -> Result<Option<(u16, HashAlg)>, QuoteError> {
-    let scheme = r.u16("TPMT_ASYM_SCHEME.scheme")?;
+    let scheme = r.u16_be("TPMT_ASYM_SCHEME.scheme")?;
     match scheme {
         TPM_ALG_NULL | TPM_ALG_RSAES => Ok(None),
         _ => {
-            let hash = r.u16("TPMT_ASYM_SCHEME.details.hashAlg")?;
+            let hash = r.u16_be("TPMT_ASYM_SCHEME.details.hashAlg")?;
             if scheme == TPM_ALG_ECDAA {
-                r.u16("TPMS_SCHEME_ECDAA.count")?;
+                r.u16_be("TPMS_SCHEME_ECDAA.count")?;
             }
             match HashAlg::from_tpm(hash) {
                 Some(h) => Ok(Some((scheme, h))),
@@ -569,7 +447,7 @@ impl AkPublic {
     /// Parses a marshalled `TPM2B_PUBLIC` (u16 size, then a `TPMT_PUBLIC`).
     pub fn from_tpm2b(bytes: &[u8]) -> Result<AkPublic, QuoteError> {
         let mut r = Reader::new(bytes);
-        let inner = r.tpm2b("TPM2B_PUBLIC")?;
+        let inner = tpm2b(&mut r, "TPM2B_PUBLIC")?;
         r.finish("TPM2B_PUBLIC")?;
         AkPublic::from_tpmt(inner)
     }
@@ -623,21 +501,21 @@ impl AkPublic {
     }
 
     fn read_tpmt(r: &mut Reader<'_>) -> Result<AkPublic, QuoteError> {
-        let kind = r.u16("TPMT_PUBLIC.type")?;
-        let name_alg = HashAlg::from_tpm(r.u16("TPMT_PUBLIC.nameAlg")?);
-        let attributes = r.u32("TPMT_PUBLIC.objectAttributes")?;
-        r.tpm2b("TPMT_PUBLIC.authPolicy")?;
+        let kind = r.u16_be("TPMT_PUBLIC.type")?;
+        let name_alg = HashAlg::from_tpm(r.u16_be("TPMT_PUBLIC.nameAlg")?);
+        let attributes = r.u32_be("TPMT_PUBLIC.objectAttributes")?;
+        tpm2b(r, "TPMT_PUBLIC.authPolicy")?;
         let (key, scheme) = match kind {
             TPM_ALG_RSA => {
                 skip_sym_def_object(r)?;
                 let scheme = read_scheme(r)?;
-                let key_bits = r.u16("TPMS_RSA_PARMS.keyBits")?;
-                let exponent = match r.u32("TPMS_RSA_PARMS.exponent")? {
+                let key_bits = r.u16_be("TPMS_RSA_PARMS.keyBits")?;
+                let exponent = match r.u32_be("TPMS_RSA_PARMS.exponent")? {
                     // 0 means the default exponent, 2^16 + 1.
                     0 => 65_537,
                     e => e,
                 };
-                let modulus = r.tpm2b("TPMT_PUBLIC.unique.rsa")?;
+                let modulus = tpm2b(r, "TPMT_PUBLIC.unique.rsa")?;
                 let n = rsa::BigUint::from_bytes_be(modulus);
                 if n.bits() != usize::from(key_bits) {
                     return Err(QuoteError::InvalidKey(format!(
@@ -652,13 +530,13 @@ impl AkPublic {
             TPM_ALG_ECC => {
                 skip_sym_def_object(r)?;
                 let scheme = read_scheme(r)?;
-                let curve = r.u16("TPMS_ECC_PARMS.curveID")?;
-                let kdf = r.u16("TPMT_KDF_SCHEME.scheme")?;
+                let curve = r.u16_be("TPMS_ECC_PARMS.curveID")?;
+                let kdf = r.u16_be("TPMT_KDF_SCHEME.scheme")?;
                 if kdf != TPM_ALG_NULL {
-                    r.u16("TPMT_KDF_SCHEME.details.hashAlg")?;
+                    r.u16_be("TPMT_KDF_SCHEME.details.hashAlg")?;
                 }
-                let x = r.tpm2b("TPMS_ECC_POINT.x")?;
-                let y = r.tpm2b("TPMS_ECC_POINT.y")?;
+                let x = tpm2b(r, "TPMS_ECC_POINT.x")?;
+                let y = tpm2b(r, "TPMS_ECC_POINT.y")?;
                 let key = match curve {
                     TPM_ECC_NIST_P256 => AkKey::EccP256(ecc_key::<32, _>(x, y, |sec1| {
                         p256::ecdsa::VerifyingKey::from_sec1_bytes(sec1).ok()
@@ -691,8 +569,8 @@ impl AkPublic {
         })
     }
 
-    /// The marshalled `TPMT_PUBLIC`, when the key came in a TPM form. DESIGN.md's
-    /// `ak_digest` is SHA-256 of these bytes.
+    /// The marshalled `TPMT_PUBLIC`, when the key came in a TPM form. The binding's
+    /// `ak_digest` (see [`crate::binding`]) is SHA-256 of these bytes.
     pub fn tpmt_bytes(&self) -> Option<&[u8]> {
         self.tpmt.as_deref()
     }
@@ -761,9 +639,9 @@ impl TpmSignature {
     /// would let one signed quote stand for another.
     pub fn parse(bytes: &[u8]) -> Result<TpmSignature, QuoteError> {
         let mut r = Reader::new(bytes);
-        let alg = r.u16("TPMT_SIGNATURE.sigAlg")?;
+        let alg = r.u16_be("TPMT_SIGNATURE.sigAlg")?;
         let hash_id = match alg {
-            TPM_ALG_ECDSA | TPM_ALG_RSASSA | TPM_ALG_RSAPSS => r.u16("TPMT_SIGNATURE.hash")?,
+            TPM_ALG_ECDSA | TPM_ALG_RSASSA | TPM_ALG_RSAPSS => r.u16_be("TPMT_SIGNATURE.hash")?,
             other => {
                 return Err(QuoteError::UnsupportedAlgorithm {
                     what: "TPMT_SIGNATURE.sigAlg",
@@ -782,17 +660,17 @@ impl TpmSignature {
         };
         let sig = match alg {
             TPM_ALG_ECDSA => {
-                let r_ = r.tpm2b("TPMS_SIGNATURE_ECDSA.signatureR")?.to_vec();
-                let s = r.tpm2b("TPMS_SIGNATURE_ECDSA.signatureS")?.to_vec();
+                let r_ = tpm2b(&mut r, "TPMS_SIGNATURE_ECDSA.signatureR")?.to_vec();
+                let s = tpm2b(&mut r, "TPMS_SIGNATURE_ECDSA.signatureS")?.to_vec();
                 TpmSignature::Ecdsa { hash, r: r_, s }
             }
             TPM_ALG_RSASSA => TpmSignature::RsaSsa {
                 hash,
-                sig: r.tpm2b("TPMS_SIGNATURE_RSA.sig")?.to_vec(),
+                sig: tpm2b(&mut r, "TPMS_SIGNATURE_RSA.sig")?.to_vec(),
             },
             _ => TpmSignature::RsaPss {
                 hash,
-                sig: r.tpm2b("TPMS_SIGNATURE_RSA.sig")?.to_vec(),
+                sig: tpm2b(&mut r, "TPMS_SIGNATURE_RSA.sig")?.to_vec(),
             },
         };
         r.finish("TPMT_SIGNATURE")?;
@@ -891,7 +769,7 @@ fn verify_pss(
     sig: &[u8],
 ) -> Result<(), QuoteError> {
     use rsa::traits::PublicKeyParts;
-    let h = hash.digest_len();
+    let h = hash.size();
     let em_bytes = (key.n().bits().saturating_sub(1)).div_ceil(8);
     let max_salt = em_bytes.saturating_sub(h + 2);
     for salt in [h, max_salt] {
@@ -909,7 +787,7 @@ fn verify_pss(
 }
 
 /// PCR values by bank and index, as the verifier receives them beside a quote. In JSON
-/// (DESIGN.md): `{"sha256": {"10": "<hex>"}}`. Each value has its bank's digest length.
+/// (the evidence's form): `{"sha256": {"10": "<hex>"}}`. Each value has its bank's digest length.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PcrValues {
     banks: BTreeMap<HashAlg, BTreeMap<u8, Vec<u8>>>,
@@ -923,11 +801,11 @@ impl PcrValues {
 
     /// Sets one value; fails if its length is not the bank's digest length.
     pub fn insert(&mut self, bank: HashAlg, index: u8, value: Vec<u8>) -> Result<(), QuoteError> {
-        if value.len() != bank.digest_len() {
+        if value.len() != bank.size() {
             return Err(QuoteError::PcrLength {
                 bank: bank.name(),
                 index,
-                expected: bank.digest_len(),
+                expected: bank.size(),
                 got: value.len(),
             });
         }
@@ -958,7 +836,7 @@ impl PcrValues {
     }
 
     /// Reads a PCR file beside a quote, in any of the forms we accept:
-    /// - DESIGN.md JSON `{"sha256": {"10": "<hex>"}}` (starts with `{`);
+    /// - the evidence's JSON `{"sha256": {"10": "<hex>"}}` (starts with `{`);
     /// - `tpm2_quote -o FILE` in its default "serialized" form: the raw C structures
     ///   `TPML_PCR_SELECTION`, a u32 count, then that many `TPML_DIGEST`, little-endian
     ///   (tpm2-tools writes host order; every platform it targets here is little-endian);
@@ -992,16 +870,15 @@ impl PcrValues {
         const PCR_SELECT_MAX: usize = 4;
         const DIGESTS_PER_LIST: usize = 8;
         const TPM2B_DIGEST_SIZE: usize = 66;
-        let mut r = LeReader(Reader::new(bytes));
-        let count = usize::try_from(r.u32("TPML_PCR_SELECTION.count")?).unwrap_or(usize::MAX);
+        let mut r = Reader::new(bytes);
+        let count = usize::try_from(r.u32_le("TPML_PCR_SELECTION.count")?).unwrap_or(usize::MAX);
         if count > SEL_MAX {
             return Err(QuoteError::Malformed {
                 what: "TPML_PCR_SELECTION.count",
                 detail: format!("{count} > {SEL_MAX}"),
             });
         }
-        let selections =
-            r.0.take(SEL_MAX * SEL_SIZE, "TPML_PCR_SELECTION.pcrSelections")?;
+        let selections = r.take(SEL_MAX * SEL_SIZE, "TPML_PCR_SELECTION.pcrSelections")?;
         let mut wanted: Vec<(HashAlg, u8)> = Vec::new();
         for i in 0..count {
             let sel =
@@ -1026,7 +903,7 @@ impl PcrValues {
             let bitmap = sel.get(3..3 + size).unwrap_or_default();
             wanted.extend(bitmap_to_indices(bitmap).into_iter().map(|p| (bank, p)));
         }
-        let lists = usize::try_from(r.u32("TPML_DIGEST list count")?).unwrap_or(usize::MAX);
+        let lists = usize::try_from(r.u32_le("TPML_DIGEST list count")?).unwrap_or(usize::MAX);
         // One TPML_DIGEST per 8 PCRs, so the count is bounded by the selection.
         if lists > wanted.len().div_ceil(DIGESTS_PER_LIST).max(1) {
             return Err(QuoteError::Malformed {
@@ -1036,15 +913,14 @@ impl PcrValues {
         }
         let mut digests: Vec<&[u8]> = Vec::new();
         for _ in 0..lists {
-            let n = usize::try_from(r.u32("TPML_DIGEST.count")?).unwrap_or(usize::MAX);
+            let n = usize::try_from(r.u32_le("TPML_DIGEST.count")?).unwrap_or(usize::MAX);
             if n > DIGESTS_PER_LIST {
                 return Err(QuoteError::Malformed {
                     what: "TPML_DIGEST.count",
                     detail: format!("{n} > {DIGESTS_PER_LIST}"),
                 });
             }
-            let entries =
-                r.0.take(DIGESTS_PER_LIST * TPM2B_DIGEST_SIZE, "TPML_DIGEST.digests")?;
+            let entries = r.take(DIGESTS_PER_LIST * TPM2B_DIGEST_SIZE, "TPML_DIGEST.digests")?;
             for j in 0..n {
                 let entry = entries
                     .get(j * TPM2B_DIGEST_SIZE..(j + 1) * TPM2B_DIGEST_SIZE)
@@ -1060,7 +936,7 @@ impl PcrValues {
                 digests.push(value);
             }
         }
-        r.0.finish("tpm2-tools serialized PCR file")?;
+        r.finish("tpm2-tools serialized PCR file")?;
         if digests.len() != wanted.len() {
             return Err(QuoteError::Malformed {
                 what: "tpm2-tools serialized PCR file",
@@ -1087,21 +963,12 @@ impl PcrValues {
         let mut out = PcrValues::new();
         for sel in selection {
             for &index in &sel.pcrs {
-                let value = r.take(sel.bank.digest_len(), "PCR value")?;
+                let value = r.take(sel.bank.size(), "PCR value")?;
                 out.insert(sel.bank, index, value.to_vec())?;
             }
         }
         r.finish("PCR values")?;
         Ok(out)
-    }
-}
-
-/// Little-endian reads for the tpm2-tools serialized PCR file only.
-struct LeReader<'a>(Reader<'a>);
-
-impl LeReader<'_> {
-    fn u32(&mut self, what: &'static str) -> Result<u32, QuoteError> {
-        Ok(self.0.u32(what)?.swap_bytes())
     }
 }
 
@@ -1124,7 +991,7 @@ impl<'de> Deserialize<'de> for PcrValues {
         let raw: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::deserialize(deserializer)?;
         let mut out = PcrValues::new();
         for (bank_name, values) in raw {
-            let bank = HashAlg::from_name(&bank_name).ok_or_else(|| {
+            let bank = bank_name.parse::<HashAlg>().map_err(|_| {
                 D::Error::custom(format!(
                     "unknown PCR bank `{bank_name}` (expected sha1, sha256, sha384 or sha512)"
                 ))
@@ -1240,6 +1107,7 @@ mod tests {
     //! same checks against a real TPM are in `tests/tpm_swtpm.rs` and `tests/tpm_tools.rs`.
     use super::*;
     use p256::ecdsa::signature::hazmat::PrehashSigner;
+    use sha2::Digest as _;
 
     const ATTRS_AK: u32 = 0x0005_0072;
 

@@ -37,6 +37,7 @@ use tss_esapi::structures::{
 use tss_esapi::tcti_ldr::TctiNameConf;
 use tss_esapi::traits::{Marshall, UnMarshall};
 use tss_esapi::Context;
+use wire::Reader;
 
 /// The largest secret a sealed data object holds (`MAX_SYM_DATA`).
 pub const MAX_SECRET_LEN: usize = 128;
@@ -153,7 +154,7 @@ impl SealedBlob {
 
     /// Parses a blob file; every length is checked against what is left.
     pub fn from_bytes(bytes: &[u8]) -> Result<SealedBlob, SealError> {
-        let mut r = Reader { bytes, pos: 0 };
+        let mut r = Reader::new(bytes);
         let magic = r.take(BLOB_MAGIC.len(), "format marker")?;
         if magic != BLOB_MAGIC {
             return Err(SealError::BadBlob {
@@ -161,7 +162,7 @@ impl SealedBlob {
                 reason: "not a verigate sealed blob (bad format marker)".into(),
             });
         }
-        let count = usize::from(r.take(1, "PCR count")?[0]);
+        let count = usize::from(r.u8("PCR count")?);
         let pcrs = r.take(count, "PCR indices")?.to_vec();
         if let Some(&index) = pcrs.iter().find(|&&i| i > MAX_PCR_INDEX) {
             return Err(SealError::BadBlob {
@@ -169,14 +170,9 @@ impl SealedBlob {
                 reason: format!("PCR index {index} out of range"),
             });
         }
-        let public = r.sized("TPM2B_PUBLIC")?.to_vec();
-        let private = r.sized("TPM2B_PRIVATE")?.to_vec();
-        if r.pos != bytes.len() {
-            return Err(SealError::BadBlob {
-                offset: r.pos,
-                reason: format!("{} trailing bytes", bytes.len() - r.pos),
-            });
-        }
+        let public = r.vec_u16_be("TPM2B_PUBLIC")?.rest().to_vec();
+        let private = r.vec_u16_be("TPM2B_PRIVATE")?.rest().to_vec();
+        r.finish("the sealed blob")?;
         Public::unmarshall(&public).map_err(|e| SealError::BadBlob {
             offset: BLOB_MAGIC.len() + 3 + pcrs.len(),
             reason: format!("TPMT_PUBLIC does not parse: {e}"),
@@ -189,34 +185,26 @@ impl SealedBlob {
     }
 }
 
-struct Reader<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], SealError> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len());
-        match end {
-            Some(end) => {
-                let out = &self.bytes[self.pos..end];
-                self.pos = end;
-                Ok(out)
-            }
-            None => Err(SealError::BadBlob {
-                offset: self.pos,
-                reason: format!(
-                    "truncated {what}: {n} bytes needed, {} left",
-                    self.bytes.len() - self.pos
-                ),
-            }),
+/// A blob that ends inside a field names the field, where it starts, and what was left.
+impl From<wire::Truncated> for SealError {
+    fn from(e: wire::Truncated) -> SealError {
+        SealError::BadBlob {
+            offset: e.offset,
+            reason: format!(
+                "truncated {}: {} bytes needed, {} left",
+                e.field, e.needed, e.available
+            ),
         }
     }
+}
 
-    fn sized(&mut self, what: &str) -> Result<&'a [u8], SealError> {
-        let len = self.take(2, what)?;
-        let n = usize::from(u16::from_be_bytes([len[0], len[1]]));
-        self.take(n, what)
+/// Bytes after the private part: not a blob this code wrote.
+impl From<wire::Trailing> for SealError {
+    fn from(e: wire::Trailing) -> SealError {
+        SealError::BadBlob {
+            offset: e.offset,
+            reason: format!("{} trailing bytes", e.extra),
+        }
     }
 }
 

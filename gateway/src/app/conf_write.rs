@@ -9,17 +9,15 @@
 //! when there is none yet): verigated runs as root, and an application running as its
 //! own user must still be able to read a file of mode 0600.
 
-use std::fs::{DirBuilder, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::fs::DirBuilder;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The file init writes, inside `app_storage`.
 pub const APP_CONF_NAME: &str = "app.conf";
 
-/// Prefix of temporary files; a crash between create and rename leaves one behind, and
-/// the name says what it is.
+/// Prefix of temporary files (`durable`'s naming for `app.conf`); a crash between create
+/// and rename leaves one behind, and the name says what it is.
 pub const TEMP_PREFIX: &str = ".app.conf.tmp.";
 
 /// Why `app.conf` was not replaced. Before the rename the previous file is untouched;
@@ -67,6 +65,9 @@ pub enum ConfWriteError {
         #[source]
         source: std::io::Error,
     },
+    /// A failure `durable` names that cannot happen for `<folder>/app.conf`.
+    #[error(transparent)]
+    Unexpected(durable::Error),
     /// The new file is in place but the rename may not survive a crash.
     #[error("flushing the folder `{path}` after replacing app.conf: {source}")]
     SyncFolder {
@@ -76,8 +77,39 @@ pub enum ConfWriteError {
     },
 }
 
-/// Makes temporary names unique within the process; O_EXCL makes them unique on disk.
-static COUNTER: AtomicU64 = AtomicU64::new(0);
+/// Each step of [`durable`] keeps its own variant here, so callers and tests can tell a
+/// full disk from a read-only folder.
+impl From<durable::Error> for ConfWriteError {
+    fn from(e: durable::Error) -> ConfWriteError {
+        match e {
+            durable::Error::CreateTemp { folder, source } => {
+                ConfWriteError::CreateTemp { folder, source }
+            }
+            durable::Error::Chown {
+                path,
+                uid,
+                gid,
+                source,
+            } => ConfWriteError::Chown {
+                path,
+                uid,
+                gid,
+                source,
+            },
+            durable::Error::Write { path, source } => ConfWriteError::Write { path, source },
+            durable::Error::Sync { path, source } => ConfWriteError::Sync { path, source },
+            durable::Error::Rename { from, to, source } => {
+                ConfWriteError::Rename { from, to, source }
+            }
+            durable::Error::SyncFolder { path, source } => {
+                ConfWriteError::SyncFolder { path, source }
+            }
+            other @ (durable::Error::NotAFile { .. } | durable::Error::Exists { .. }) => {
+                ConfWriteError::Unexpected(other)
+            }
+        }
+    }
+}
 
 /// Replaces `folder/app.conf` with `bytes` atomically (see the module doc), creating
 /// `folder` (mode 0700) if it does not exist. Returns the path written.
@@ -108,99 +140,12 @@ pub fn write_app_conf(
         .or_else(|_| std::fs::metadata(folder))
         .ok()
         .map(|m| (m.uid(), m.gid()));
-    let (temp_path, file) = create_temp(folder)?;
-    let guard = TempGuard {
-        path: Some(temp_path.clone()),
-    };
+    let mut options = durable::Options::new(0o600);
     if let Some((uid, gid)) = owner {
-        let current = file.metadata().ok().map(|m| (m.uid(), m.gid()));
-        if current != Some((uid, gid)) {
-            std::os::unix::fs::fchown(&file, Some(uid), Some(gid)).map_err(|source| {
-                ConfWriteError::Chown {
-                    path: temp_path.clone(),
-                    uid,
-                    gid,
-                    source,
-                }
-            })?;
-        }
+        options = options.owner(uid, gid);
     }
-    write_and_sync(file, &temp_path, bytes)?;
-    std::fs::rename(&temp_path, &target).map_err(|source| ConfWriteError::Rename {
-        from: temp_path.clone(),
-        to: target.clone(),
-        source,
-    })?;
-    guard.disarm();
-    File::open(folder)
-        .and_then(|dir| dir.sync_all())
-        .map_err(|source| ConfWriteError::SyncFolder {
-            path: folder.to_path_buf(),
-            source,
-        })?;
+    options.write(&target, bytes)?;
     Ok(target)
-}
-
-fn create_temp(folder: &Path) -> Result<(PathBuf, File), ConfWriteError> {
-    let mut last_error = None;
-    for _ in 0..16 {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = folder.join(format!("{TEMP_PREFIX}{}.{n}", std::process::id()));
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-        {
-            Ok(file) => return Ok((path, file)),
-            // A leftover of an earlier crash with the same name: try the next one.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last_error = Some(e),
-            Err(source) => {
-                return Err(ConfWriteError::CreateTemp {
-                    folder: folder.to_path_buf(),
-                    source,
-                })
-            }
-        }
-    }
-    Err(ConfWriteError::CreateTemp {
-        folder: folder.to_path_buf(),
-        source: last_error.unwrap_or_else(|| std::io::Error::other("no free temporary name")),
-    })
-}
-
-fn write_and_sync(mut file: File, path: &Path, bytes: &[u8]) -> Result<(), ConfWriteError> {
-    file.write_all(bytes)
-        .and_then(|()| file.flush())
-        .map_err(|source| ConfWriteError::Write {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    file.sync_all().map_err(|source| ConfWriteError::Sync {
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
-/// Removes the temporary file unless the rename consumed it.
-struct TempGuard {
-    path: Option<PathBuf>,
-}
-
-impl TempGuard {
-    fn disarm(mut self) {
-        self.path = None;
-    }
-}
-
-impl Drop for TempGuard {
-    fn drop(&mut self) {
-        if let Some(path) = self.path.take() {
-            if let Err(e) = std::fs::remove_file(&path) {
-                tracing::warn!(path = %path.display(), error = %e, "could not remove a temporary app.conf");
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -221,6 +166,11 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from(APP_CONF_NAME)]);
+    }
+
+    #[test]
+    fn temp_prefix_is_the_one_durable_writes() {
+        assert_eq!(TEMP_PREFIX, durable::temp_prefix(APP_CONF_NAME));
     }
 
     #[test]

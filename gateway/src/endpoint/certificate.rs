@@ -8,9 +8,8 @@
 //! attestation, so silently replacing it would break them: a pair is only generated when
 //! neither file exists.
 
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -35,6 +34,8 @@ pub enum CertificateError {
     Generate(#[from] rcgen::Error),
     #[error("{path}: cannot write: {source}")]
     Write { path: PathBuf, source: io::Error },
+    #[error("cannot save the certificate or key: {0}")]
+    Save(durable::Error),
 }
 
 /// The own endpoint's certificate chain and key.
@@ -157,39 +158,16 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "verigated".to_string())
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename, with `mode`.
+/// Writes `bytes` to `path` whole or not at all, with `mode` (see [`durable`]), creating
+/// the folder first.
 fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CertificateError> {
-    let err = |source| CertificateError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or_else(|| Path::new("."));
-    fs::create_dir_all(dir).map_err(err)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "file".to_string());
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let _ = fs::remove_file(&tmp);
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)?;
-        // The rename is durable once the directory is synced.
-        fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).map_err(|source| CertificateError::Write {
+            path: path.to_path_buf(),
+            source,
+        })?;
     }
-    result.map_err(err)
+    durable::write(path, bytes, mode).map_err(CertificateError::Save)
 }
 
 #[cfg(test)]

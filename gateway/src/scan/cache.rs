@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File, Metadata};
-use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -23,6 +23,8 @@ use attest::ima::HashAlg;
 pub const CACHE_FILE_NAME: &str = "scan-cache.jsonl";
 
 const FORMAT: &str = "verigate-scan-cache";
+/// The cache holds digests of files anyone on the VM can read; nothing in it is secret.
+const CACHE_MODE: u32 = 0o644;
 const VERSION: u32 = 1;
 
 /// The identity of one version of one file: any change of content, mode, owner or name
@@ -131,10 +133,10 @@ pub enum CacheLoadError {
 #[derive(Debug, thiserror::Error)]
 #[error("saving scan cache {path}: {source}")]
 pub struct CacheSaveError {
-    /// The file being written (the temp file or the final path).
+    /// The cache file.
     pub path: PathBuf,
-    /// The I/O error.
-    pub source: io::Error,
+    /// The step that failed.
+    pub source: durable::Error,
 }
 
 /// The in-memory cache of one scan.
@@ -259,51 +261,27 @@ impl ScanCache {
         self.entries.is_empty()
     }
 
-    /// Write the cache to `path` atomically (temp file in the same dir, fsync, rename,
-    /// fsync of the dir). Entries are written in key order so that two saves of the same
-    /// cache give the same bytes.
+    /// Write the cache to `path` whole or not at all (see [`durable`]). Entries are
+    /// written in key order so that two saves of the same cache give the same bytes.
+    /// A failed flush of the folder after the rename is not an error: a crash may then
+    /// bring back the old cache, which only costs a rebuild.
     pub fn save(&self, path: &Path) -> Result<(), CacheSaveError> {
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-            _ => PathBuf::from("."),
-        };
-        let file_name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| CACHE_FILE_NAME.to_owned());
-        let tmp = dir.join(format!(".{file_name}.tmp.{}", std::process::id()));
-        let result = self.write_to(&tmp).and_then(|()| {
-            fs::rename(&tmp, path).map_err(|source| CacheSaveError {
+        match durable::write_with(path, CACHE_MODE, |w| self.write_to(w)) {
+            Ok(()) | Err(durable::Error::SyncFolder { .. }) => Ok(()),
+            Err(source) => Err(CacheSaveError {
                 path: path.to_owned(),
                 source,
-            })
-        });
-        if result.is_err() {
-            // Best effort: the temp file is ours and useless now.
-            let _ = fs::remove_file(&tmp);
-            return result;
+            }),
         }
-        // Persist the rename itself; without it a crash may bring back the old cache,
-        // which is harmless, so a failure here is not an error.
-        if let Ok(d) = File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
     }
 
-    fn write_to(&self, tmp: &Path) -> Result<(), CacheSaveError> {
-        let err = |source| CacheSaveError {
-            path: tmp.to_owned(),
-            source,
-        };
-        let file = File::create(tmp).map_err(err)?;
-        let mut w = BufWriter::new(file);
+    fn write_to(&self, w: &mut impl Write) -> io::Result<()> {
         let header = Header {
             format: FORMAT.to_owned(),
             version: VERSION,
         };
-        serde_json::to_writer(&mut w, &header).map_err(|e| err(e.into()))?;
-        w.write_all(b"\n").map_err(err)?;
+        serde_json::to_writer(&mut *w, &header)?;
+        w.write_all(b"\n")?;
         let mut keys: Vec<&FileKey> = self.entries.keys().collect();
         keys.sort_by_key(|k| (k.dev, k.ino, k.size, k.mtime, k.ctime));
         for key in keys {
@@ -324,11 +302,9 @@ impl ScanCache {
                 alg,
                 digest,
             };
-            serde_json::to_writer(&mut w, &line).map_err(|e| err(e.into()))?;
-            w.write_all(b"\n").map_err(err)?;
+            serde_json::to_writer(&mut *w, &line)?;
+            w.write_all(b"\n")?;
         }
-        let file = w.into_inner().map_err(|e| err(e.into_error()))?;
-        file.sync_all().map_err(err)?;
         Ok(())
     }
 }

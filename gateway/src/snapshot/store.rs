@@ -9,8 +9,8 @@
 //! `created_at` matches the snapshot's, so a crash between the two renames shows an
 //! empty skipped list with a warning rather than the list of another snapshot.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use attest::snapshot::{Snapshot, SnapshotError};
@@ -68,6 +68,8 @@ impl Stored {
 pub enum StoreError {
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Write(durable::Error),
     #[error("{path}: {source}")]
     Snapshot {
         path: PathBuf,
@@ -137,35 +139,12 @@ pub fn save(data_dir: &Path, stored: &Stored) -> Result<(), StoreError> {
     write_atomic(&data_dir.join(SNAPSHOT_FILE), &stored.json)
 }
 
-/// Replaces `path` with `bytes`: a temporary file beside it, fsync, rename over `path`,
-/// fsync of the directory (so the rename itself survives a power loss).
+/// Mode of both files: the snapshot is public (it is served as is), nothing here is secret.
+const FILE_MODE: u32 = 0o644;
+
+/// Replaces `path` with `bytes`, whole or not at all (see [`durable`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let written = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()
-    })();
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(io_err(&tmp)(e));
-    }
-    if let Err(e) = fs::rename(&tmp, path) {
-        let _ = fs::remove_file(&tmp);
-        return Err(io_err(path)(e));
-    }
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))
+    durable::write(path, bytes, FILE_MODE).map_err(StoreError::Write)
 }
 
 #[cfg(test)]

@@ -38,6 +38,8 @@ pub enum StorageError {
     ImageExists { image: PathBuf },
     #[error("{blob} already exists: verigated never overwrites a sealed key")]
     BlobExists { blob: PathBuf },
+    #[error(transparent)]
+    Write(durable::Error),
     #[error("{image} does not exist: run `verigated storage init --size SIZE` first")]
     ImageMissing { image: PathBuf },
     #[error("{image} is not a LUKS2 container")]
@@ -179,46 +181,13 @@ fn random_key(n: usize) -> Result<Vec<u8>, StorageError> {
 }
 
 #[cfg(feature = "tpm")]
-/// Writes `bytes` to `path` atomically, mode 0600: temporary file in the same folder,
-/// fsync, rename (refusing to replace an existing file), fsync of the folder.
+/// Writes the sealed key to `path`, mode 0600, whole or not at all, never replacing an
+/// existing file (see [`durable::write_new`]).
 fn write_new_atomically(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io("creating", &tmp))?;
-        f.write_all(bytes).map_err(io("writing", &tmp))?;
-        f.sync_all().map_err(io("syncing", &tmp))?;
-        // A hard link fails if `path` exists, where rename would replace it.
-        std::fs::hard_link(&tmp, path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                StorageError::BlobExists {
-                    blob: path.to_path_buf(),
-                }
-            } else {
-                StorageError::Io {
-                    op: "linking",
-                    path: path.to_path_buf(),
-                    source: e,
-                }
-            }
-        })?;
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io("syncing", dir))
-    })();
-    let _ = std::fs::remove_file(&tmp);
-    result
+    durable::write_new(path, bytes, 0o600).map_err(|e| match e {
+        durable::Error::Exists { path } => StorageError::BlobExists { blob: path },
+        e => StorageError::Write(e),
+    })
 }
 
 /// What `status` reports.

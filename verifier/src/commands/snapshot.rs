@@ -189,32 +189,10 @@ pub fn default_out(domain: &str, now: time::OffsetDateTime) -> PathBuf {
     ))
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename,
-/// so the path holds either the old content or the whole new one.
+/// Writes `bytes` to `path` whole or not at all (see [`durable`]): the path holds either
+/// the old content or the whole new one, also after a power loss.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .with_context(|| format!("`{}` is not a file path", path.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("writing `{}`", path.display()));
-    }
-    Ok(())
+    durable::write(path, bytes, 0o644).with_context(|| format!("writing `{}`", path.display()))
 }
 
 async fn reconnect(

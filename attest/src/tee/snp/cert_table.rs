@@ -8,7 +8,6 @@
 //! and length is checked, and what it yields is only a candidate for [`super::verify`].
 
 use super::SnpCerts;
-use base64::Engine as _;
 
 /// Size of one table entry.
 pub const ENTRY_LEN: usize = 24;
@@ -194,18 +193,6 @@ pub fn build_cert_table(entries: &[CertTableEntry]) -> Vec<u8> {
     header
 }
 
-/// PEM-encodes one DER certificate.
-pub fn der_to_pem(der: &[u8]) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(line));
-        out.push('\n');
-    }
-    out.push_str("-----END CERTIFICATE-----\n");
-    out
-}
-
 /// Turns table entries into the candidates [`super::verify`] takes: every certificate
 /// (VCEK, VLEK, ASK/ASVK, ARK) goes into the untrusted PEM chain, where verification picks
 /// the endorsement key that the report's SIGNING_KEY field names and ignores any ARK (it
@@ -219,7 +206,7 @@ pub fn certs_from_table(entries: &[CertTableEntry]) -> SnpCerts {
                 CertKind::Vcek | CertKind::Vlek | CertKind::Ask | CertKind::Ark
             )
         })
-        .map(|e| der_to_pem(&e.data))
+        .map(|e| crate::pem::der_to_pem(&e.data))
         .collect();
     SnpCerts {
         vcek_or_vlek: None,
