@@ -11,7 +11,8 @@
 //! ```
 //!
 //! The test vectors in `attest/tests/vectors/binding.json` come from
-//! `attest/tests/vectors/binding.py`, written from DESIGN.md with Python's hashlib.
+//! `attest/tests/vectors/binding.py`, written from ARCHITECTURE.md ("Binding") with
+//! Python's hashlib.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256, Sha512};
