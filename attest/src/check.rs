@@ -72,7 +72,7 @@ impl Verdict {
     }
 }
 
-/// The JSON report of DESIGN.md: `{"verdict": ..., "checks": [...]}`.
+/// The JSON report (ARCHITECTURE.md, "Verification"): `{"verdict": ..., "checks": [...]}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     pub verdict: Verdict,

@@ -1,4 +1,5 @@
-//! The Evidence JSON that `GET /v1/attestation?nonce=...` returns (DESIGN.md): the TEE
+//! The Evidence JSON that `GET /v1/attestation?nonce=...` returns (ARCHITECTURE.md,
+//! "Evidence"): the TEE
 //! report, the TPM quote, the IMA log and the certificate manifest of one call.
 //!
 //! Parsing is strict: an unknown `version`, `kind` or field is an error that names it,
@@ -111,7 +112,7 @@ impl From<TeeEvidenceWire> for TeeEvidence {
 }
 
 impl TeeEvidence {
-    /// The `kind` string of DESIGN.md.
+    /// The `kind` string (ARCHITECTURE.md, "Evidence").
     pub fn kind(&self) -> &'static str {
         match self {
             TeeEvidence::SevSnp { .. } => "sev-snp",

@@ -2,7 +2,8 @@
 //! features), and how anyone verifies them offline in pure Rust.
 //!
 //! Nothing here opens a socket or speaks HTTP: the gateway and the verifier CLI do that,
-//! and both depend on this crate. Each format is described in the module that reads it.
+//! and both depend on this crate. The formats are described in `ARCHITECTURE.md` at the
+//! repository root.
 #![forbid(unsafe_code)]
 
 pub mod binding;

@@ -1,5 +1,6 @@
 //! The snapshot: the reference state of a VM that later verifications compare against
-//! (DESIGN.md). Field names follow the Cosmian VM snapshot so its users feel at home.
+//! (ARCHITECTURE.md, "Snapshot"). Field names follow the Cosmian VM snapshot so its users
+//! feel at home.
 //!
 //! The policy parts (`tee_policy`, `tpm_policy`) are built from *verified* evidence with
 //! the `from_*` helpers here, and verification compares exactly those fields, so what a
@@ -236,7 +237,7 @@ impl TeePolicy {
         }
     }
 
-    /// The `kind` string of DESIGN.md.
+    /// The `kind` string (ARCHITECTURE.md, "Snapshot").
     pub fn kind(&self) -> &'static str {
         match self {
             TeePolicy::SevSnp { .. } => "sev-snp",

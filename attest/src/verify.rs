@@ -1,5 +1,5 @@
 //! Verification: evidence plus what the verifier expects in, one [`Check`] per question
-//! out (DESIGN.md "Verification"). Pure and offline: the CLI makes the TLS connections
+//! out (ARCHITECTURE.md, "Verification"). Pure and offline: the CLI makes the TLS connections
 //! and hands over what it saw (the certificate on `--url`, each application's leaf).
 //!
 //! Every check is always reported, in a fixed order ([`names`]). A check that cannot be
@@ -147,7 +147,7 @@ impl VerifiedTee {
         }
     }
 
-    /// The `kind` string of DESIGN.md.
+    /// The `kind` string (ARCHITECTURE.md, "Evidence").
     pub fn kind(&self) -> &'static str {
         match self {
             VerifiedTee::Snp(_) => "sev-snp",

@@ -1,5 +1,5 @@
 //! The report-data binding against vectors computed by `vectors/binding.py` (Python's
-//! hashlib, written from DESIGN.md, not from this crate).
+//! hashlib, written from ARCHITECTURE.md "Binding", not from this crate).
 
 use attest::binding::{ak_digest, report_data, tpm_qualifying, Manifest, ManifestEntry, Nonce};
 use serde_json::Value;

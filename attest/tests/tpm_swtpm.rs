@@ -299,7 +299,7 @@ fn several_banks_and_pcrs_in_one_quote() {
     banks.sort_unstable();
     assert_eq!(banks, ["sha1:10", "sha256:10,16"], "{shown}");
     assert_eq!(q.pcrs.len(), 3);
-    // The JSON form of DESIGN.md round-trips and still verifies.
+    // The JSON form of the evidence (ARCHITECTURE.md, "Evidence") round-trips and still verifies.
     let json = serde_json::to_string(&q.pcrs).unwrap();
     assert!(json.starts_with("{\"sha1\":{\"10\":\""), "{json}");
     let back: PcrValues = serde_json::from_str(&json).unwrap();

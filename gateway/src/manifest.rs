@@ -1,5 +1,5 @@
 //! The certificate manifest: for verigated's own domain and for every route, the SHA-256
-//! of the DER leaf certificate that the name presents (DESIGN.md, "The certificate
+//! of the DER leaf certificate that the name presents (ARCHITECTURE.md, "The certificate
 //! manifest"). An attestation binds its digest into report_data, so a verifier learns
 //! from one TEE report which certificates are served from inside the VM.
 //!

@@ -1,5 +1,6 @@
 //! Turns the outcome of a command into what the user sees and the exit status of
-//! DESIGN.md: 0 every check passed, 1 a check failed, 2 the checks could not run.
+//! ARCHITECTURE.md ("Verification"): 0 every check passed, 1 a check failed, 2 the checks
+//! could not run.
 
 use attest::check::{Check, Report, Verdict};
 use serde_json::Value;

@@ -212,7 +212,8 @@ fn pem_key_and_values_format_pass() {
 #[test]
 fn json_output_and_json_pcrs() {
     let fx = Fixture::new();
-    // The JSON PCR form of DESIGN.md, taken from the verifier's own JSON facts.
+    // The JSON PCR form of the evidence (ARCHITECTURE.md, "Evidence"), taken from the
+    // verifier's own JSON facts.
     let o = fx.verify_default(&[], &["--output", "json"]);
     assert_eq!(o.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON output");

@@ -12,8 +12,8 @@
 //!   returns a [`quote::VerifiedQuote`] (reset and restart counts, clock, selection),
 //!   whose [`quote::VerifiedQuote::check_counts`] compares the counters with a snapshot.
 //!
-//! DESIGN.md's `ak_digest` is SHA-256 of the `TPMT_PUBLIC` bytes (computed by
-//! `binding`); `tpm_qualifying` is what the gateway passes as qualifying data.
+//! The `ak_digest` of ARCHITECTURE.md ("Binding") is SHA-256 of the `TPMT_PUBLIC` bytes
+//! (computed by `binding`); `tpm_qualifying` is what the gateway passes as qualifying data.
 
 #[cfg(feature = "tpm-collect")]
 pub mod collect;

@@ -569,8 +569,8 @@ impl AkPublic {
         })
     }
 
-    /// The marshalled `TPMT_PUBLIC`, when the key came in a TPM form. The binding's
-    /// `ak_digest` (see [`crate::binding`]) is SHA-256 of these bytes.
+    /// The marshalled `TPMT_PUBLIC`, when the key came in a TPM form. The
+    /// `ak_digest` of ARCHITECTURE.md ("Binding") is SHA-256 of these bytes.
     pub fn tpmt_bytes(&self) -> Option<&[u8]> {
         self.tpmt.as_deref()
     }
@@ -787,7 +787,8 @@ fn verify_pss(
 }
 
 /// PCR values by bank and index, as the verifier receives them beside a quote. In JSON
-/// (the evidence's form): `{"sha256": {"10": "<hex>"}}`. Each value has its bank's digest length.
+/// (ARCHITECTURE.md, "Evidence"): `{"sha256": {"10": "<hex>"}}`. Each value has its bank's
+/// digest length.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PcrValues {
     banks: BTreeMap<HashAlg, BTreeMap<u8, Vec<u8>>>,
@@ -836,7 +837,7 @@ impl PcrValues {
     }
 
     /// Reads a PCR file beside a quote, in any of the forms we accept:
-    /// - the evidence's JSON `{"sha256": {"10": "<hex>"}}` (starts with `{`);
+    /// - the evidence JSON `{"sha256": {"10": "<hex>"}}` (starts with `{`);
     /// - `tpm2_quote -o FILE` in its default "serialized" form: the raw C structures
     ///   `TPML_PCR_SELECTION`, a u32 count, then that many `TPML_DIGEST`, little-endian
     ///   (tpm2-tools writes host order; every platform it targets here is little-endian);

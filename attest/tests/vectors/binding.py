@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Test vectors for verigate's report-data binding, computed from DESIGN.md with
-hashlib only (independently of the Rust code). Writes binding.json beside this file.
+"""Test vectors for verigate's report-data binding, computed from ARCHITECTURE.md
+("Binding") with hashlib only (independently of the Rust code). Writes binding.json beside
+this file.
 
     entry           = u16_be(len(name)) || name (lowercase ASCII) || sha256(leaf DER)
     manifest_digest = SHA-256(entries sorted by name bytes, concatenated)

@@ -1,4 +1,4 @@
-//! The Attester: answers `attest(nonce)` with the Evidence of DESIGN.md, built from
+//! The Attester: answers `attest(nonce)` with the Evidence of ARCHITECTURE.md, built from
 //! `[attestation]` at start.
 //!
 //! One call: take the current certificate manifest (never waiting on backends: see

@@ -1,5 +1,5 @@
 //! The attestation API on verigated's own endpoint: `GET /v1/attestation?nonce=<64 hex>`
-//! answers the Evidence JSON of DESIGN.md, `GET /v1/manifest` the current certificate
+//! answers the Evidence JSON of ARCHITECTURE.md, `GET /v1/manifest` the current certificate
 //! manifest with the routes left out of it (for operators). Errors are JSON objects
 //! `{"error": ..., "detail": ...}`: 400 for a missing or malformed nonce, 503 when the
 //! TPM, the TEE or the IMA log fails (the VM may answer again later).

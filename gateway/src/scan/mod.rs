@@ -61,9 +61,10 @@ pub const DEFAULT_EXCLUDES: &[&str] = &[
 /// What to scan and how.
 #[derive(Debug, Clone)]
 pub struct ScanConfig {
-    /// Where to look (DESIGN.md `[snapshot] roots`); each must exist.
+    /// Where to look (`[snapshot] roots` of `configs/verigated.toml`); each must exist.
     pub roots: Vec<PathBuf>,
-    /// Path prefixes never entered (DESIGN.md `[snapshot] exclude`), compared by component.
+    /// Path prefixes never entered (`[snapshot] exclude` of `configs/verigated.toml`),
+    /// compared by component.
     pub exclude: Vec<PathBuf>,
     /// The IMA log's file-digest algorithm.
     pub algorithm: HashAlg,

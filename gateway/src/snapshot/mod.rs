@@ -1,4 +1,4 @@
-//! The snapshot job (DESIGN.md "Snapshot"): freezes the state of this VM into the
+//! The snapshot job (ARCHITECTURE.md, "Snapshot"): freezes the state of this VM into the
 //! reference that later verifications compare against. One job at a time: it collects
 //! evidence for a fresh random nonce and verifies it as the verifier would (TEE and TPM
 //! policy, manifest, IMA log), then scans the disk for code that has not run yet

@@ -109,7 +109,8 @@ fn verify(args: &VerifyArgs) -> anyhow::Result<Outcome> {
     };
     fact(&mut out, "ak key", json!(ak.key.describe()));
     if let Some(tpmt) = ak.tpmt_bytes() {
-        // DESIGN.md's ak_digest, the value a snapshot pins and report_data binds.
+        // The ak_digest of ARCHITECTURE.md ("Binding"), the value a snapshot pins and
+        // report_data binds.
         fact(
             &mut out,
             "ak sha256",
