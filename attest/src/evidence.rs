@@ -283,7 +283,7 @@ mod tests {
         // A TDX collateral in SNP evidence, a public key without the simulated kind.
         let e = mutate(|v| {
             v["tee"] =
-                serde_json::json!({"kind": "sev-snp", "report": "AQI=", "collateral": "AQI="})
+                serde_json::json!({"kind": "sev-snp", "report": "AQI=", "collateral": "AQI="});
         })
         .unwrap_err();
         assert!(e.to_string().contains("collateral"), "{e}");
@@ -294,7 +294,7 @@ mod tests {
         assert!(e.to_string().contains("kind"), "{e}");
         let e = mutate(|v| {
             v["tpm"] = serde_json::json!({"ak_public": "AQI=", "quote": "AQI=",
-                "signature": "AQI=", "pcrs": {"md5": {"10": "00"}}})
+                "signature": "AQI=", "pcrs": {"md5": {"10": "00"}}});
         })
         .unwrap_err();
         assert!(e.to_string().contains("md5"), "{e}");

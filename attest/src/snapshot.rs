@@ -253,9 +253,10 @@ impl TeePolicy {
         if self == current {
             return Vec::new();
         }
-        let (a, b) = match (serde_json::to_value(self), serde_json::to_value(current)) {
-            (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) => (a, b),
-            _ => return vec!["TEE policy differs".into()],
+        let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) =
+            (serde_json::to_value(self), serde_json::to_value(current))
+        else {
+            return vec!["TEE policy differs".into()];
         };
         let mut out = Vec::new();
         for (k, va) in &a {

@@ -63,7 +63,7 @@ fn outdated_quote_has_no_matching_tcb_level() {
     // Allowing every status does not help: the TCB is not in the collateral at all.
     let all: Vec<String> = tdx::TCB_STATUS_NAMES
         .iter()
-        .map(|s| s.to_string())
+        .map(std::string::ToString::to_string)
         .collect();
     assert!(tdx::verify(&q, &c, outdated_window(), &all).is_err());
 }
@@ -337,6 +337,6 @@ fn auth_data_lengths_must_add_up() {
     t[632 + 4 + 130] += 1;
     assert!(matches!(
         parse_quote(&t),
-        Err(TdxError::AuthDataLength { .. }) | Err(TdxError::Parse(_))
+        Err(TdxError::AuthDataLength { .. } | TdxError::Parse(_))
     ));
 }

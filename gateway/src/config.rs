@@ -526,7 +526,7 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
         problems.push(Problem {
             field: field.to_string(),
             message,
-        })
+        });
     };
     let g = raw.gateway;
 

@@ -192,7 +192,7 @@ async fn handle(connection: Connection, mut stream: TcpStream, peer: SocketAddr)
             // A forwarded connection keeps its route, its slot and its counters, not the
             // services of the own endpoint.
             drop((own, metrics));
-            passthrough(&active, &route, stream, client, dialed, &hello, buf, log).await
+            passthrough(&active, &route, stream, client, dialed, &hello, buf, log).await;
         }
         Destination::Unrecognized => {
             metrics.unrecognized_name.fetch_add(1, Ordering::Relaxed);

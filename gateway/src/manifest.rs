@@ -153,7 +153,7 @@ impl ManifestStore {
     pub fn current(&self) -> Arc<ManifestState> {
         self.current
             .read()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
     }
 
@@ -174,7 +174,10 @@ impl ManifestStore {
         state.generation = previous.generation + 1;
         log_changes(&previous, &state);
         let state = Arc::new(state);
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = state.clone();
+        *self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = state.clone();
         self.built.send_replace(state.generation);
         state
     }

@@ -71,7 +71,10 @@ pub struct Metrics {
 impl Metrics {
     /// The counters of route `name` (created on first use, kept across reloads).
     pub fn route(&self, name: &str) -> Arc<RouteMetrics> {
-        let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut routes = self
+            .routes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         routes.entry(name.to_string()).or_default().clone()
     }
 
@@ -82,7 +85,10 @@ impl Metrics {
 
     /// Connections open on all routes (the own endpoint included).
     pub fn open_connections(&self) -> u64 {
-        let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        let routes = self
+            .routes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         routes
             .values()
             .map(|r| r.open.load(Ordering::Relaxed))
@@ -92,7 +98,10 @@ impl Metrics {
     /// Prometheus text exposition format, version 0.0.4.
     pub fn render(&self) -> String {
         let routes: Vec<(String, Arc<RouteMetrics>)> = {
-            let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+            let routes = self
+                .routes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             routes.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
         };
         let mut out = String::new();

@@ -254,7 +254,9 @@ fn handshake(
     let mut conn = rustls::ServerConnection::new(Arc::new(server_config)).unwrap();
     let result = loop {
         if !conn.is_handshaking() {
-            break Ok(conn.peer_certificates().map(|c| c.to_vec()));
+            break Ok(conn
+                .peer_certificates()
+                .map(<[rustls::pki_types::CertificateDer<'_>]>::to_vec));
         }
         if let Err(e) = conn.complete_io(&mut server_sock) {
             break Err(e.to_string());

@@ -176,7 +176,7 @@ fn full_disk_child() {
     let err = write_app_conf(&dir, &new, 1 << 20).unwrap_err();
     match &err {
         ConfWriteError::Write { source, .. } | ConfWriteError::Sync { source, .. } => {
-            assert_eq!(source.raw_os_error(), Some(libc::ENOSPC), "{err}")
+            assert_eq!(source.raw_os_error(), Some(libc::ENOSPC), "{err}");
         }
         other => panic!("expected a failed write, got: {other}"),
     }

@@ -64,7 +64,7 @@ impl Fake {
         for _ in 0..100 {
             match std::process::Command::new(&path).arg("warm-up").output() {
                 Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
-                    std::thread::sleep(Duration::from_millis(20))
+                    std::thread::sleep(Duration::from_millis(20));
                 }
                 _ => break,
             }

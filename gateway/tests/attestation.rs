@@ -747,7 +747,7 @@ fn a_tpm_without_its_ima_log_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
     let tpm = Swtpm::start().expect("swtpm");
     let missing = dir.path().join("no-such-ima-log");
-    let log = match Verigated::try_start(
+    let Err(log) = Verigated::try_start(
         dir.path(),
         &format!(
             "tee = \"none\"\ntpm = \"{}\"\nima_log = \"{}\"",
@@ -755,9 +755,8 @@ fn a_tpm_without_its_ima_log_refuses_to_start() {
             missing.display()
         ),
         "",
-    ) {
-        Ok(_) => panic!("verigated started without its IMA log"),
-        Err(log) => log,
+    ) else {
+        panic!("verigated started without its IMA log");
     };
     assert!(log.contains("attestation.ima_log"), "{log}");
     assert!(log.contains(&missing.display().to_string()), "{log}");
@@ -770,16 +769,15 @@ fn an_unreachable_tpm_refuses_to_start_and_a_lost_one_is_a_503() {
     std::fs::write(&ima_path, b"").unwrap();
     // Nobody listens on this port: the TPM cannot be opened at start.
     let port = free_port();
-    let log = match Verigated::try_start(
+    let Err(log) = Verigated::try_start(
         dir.path(),
         &format!(
             "tee = \"none\"\ntpm = \"swtpm:host=127.0.0.1,port={port}\"\nima_log = \"{}\"",
             ima_path.display()
         ),
         "",
-    ) {
-        Ok(_) => panic!("verigated started without its TPM"),
-        Err(log) => log,
+    ) else {
+        panic!("verigated started without its TPM");
     };
     assert!(log.contains("attestation.tpm"), "{log}");
 

@@ -57,7 +57,12 @@ fn run_dir_is_a_private_tmpfs() {
     // The tmpfs lived in the child's namespace only: what it held is gone here.
     let run = tmpfs::run_dir(&data);
     assert!(!tmpfs::is_mounted(&run));
-    assert!(std::fs::read_dir(&run).map(|d| d.count()).unwrap_or(0) == 0);
+    assert!(
+        std::fs::read_dir(&run)
+            .map(std::iter::Iterator::count)
+            .unwrap_or(0)
+            == 0
+    );
 }
 
 /// Runs inside `unshare -m` (started by `run_dir_is_a_private_tmpfs`).
@@ -82,7 +87,7 @@ fn tmpfs_child() {
         .expect("mounts")
         .lines()
         .find(|l| l.split(' ').nth(1) == Some(run.to_str().expect("utf-8")))
-        .map(|l| l.to_string())
+        .map(std::string::ToString::to_string)
         .expect("listed");
     assert!(fstype.starts_with("tmpfs "), "{fstype}");
     assert!(

@@ -451,9 +451,12 @@ fn malformed(what: &'static str, offset: usize) -> ProxyError {
 /// has one family. An authority longer than 255 bytes (no DNS name is) or holding bytes
 /// outside printable ASCII is left out rather than sent broken.
 pub fn encode_v2(source: SocketAddr, destination: SocketAddr, authority: Option<&str>) -> Vec<u8> {
-    let authority = authority.filter(|a| {
-        !a.is_empty() && a.len() <= MAX_AUTHORITY_LEN && a.bytes().all(|b| b.is_ascii_graphic())
-    });
+    // The filter leaves at most MAX_AUTHORITY_LEN (255) bytes, so the TLV length is a u8
+    // widened to the u16 the format wants, and no cast can truncate.
+    let authority = authority
+        .filter(|a| !a.is_empty() && a.bytes().all(|b| b.is_ascii_graphic()))
+        .and_then(|a| Some((a, u8::try_from(a.len()).ok()?)))
+        .filter(|(_, len)| usize::from(*len) <= MAX_AUTHORITY_LEN);
     let mut addresses = Vec::with_capacity(V2_ADDR_LEN_TCP6);
     let family = match (source, destination) {
         (SocketAddr::V4(s), SocketAddr::V4(d)) => {
@@ -471,15 +474,14 @@ pub fn encode_v2(source: SocketAddr, destination: SocketAddr, authority: Option<
     addresses.extend_from_slice(&destination.port().to_be_bytes());
 
     let mut tlvs = Vec::new();
-    if let Some(name) = authority {
+    if let Some((name, len)) = authority {
         tlvs.push(PP2_TYPE_AUTHORITY);
-        // At most 255 bytes (filtered above), so the length fits a u16.
-        tlvs.extend_from_slice(&(name.len() as u16).to_be_bytes());
+        tlvs.extend_from_slice(&u16::from(len).to_be_bytes());
         tlvs.extend_from_slice(name.as_bytes());
     }
 
-    // At most 36 + 3 + 255 bytes, far below u16::MAX.
-    let body_len = (addresses.len() + tlvs.len()) as u16;
+    // At most 36 + 3 + 255 bytes, far below u16::MAX: both parts are bounded above.
+    let body_len = u16::try_from(addresses.len() + tlvs.len()).unwrap_or(u16::MAX);
     let mut out = Vec::with_capacity(V2_FIXED_LEN + usize::from(body_len));
     out.extend_from_slice(&V2_SIGNATURE);
     out.push(0x20 | V2_CMD_PROXY);
@@ -680,7 +682,7 @@ mod tests {
             0x02, 0x00, 0x05, b'a', b'.', b'c', b'o', b'm', // authority "a.com"
         ];
         let len = 12 + tlvs.len();
-        v.extend_from_slice(&(len as u16).to_be_bytes());
+        v.extend_from_slice(&u16::try_from(len).unwrap().to_be_bytes());
         v.extend_from_slice(&[127, 0, 0, 2, 127, 0, 0, 1]);
         v.extend_from_slice(&40000u16.to_be_bytes());
         v.extend_from_slice(&443u16.to_be_bytes());
@@ -796,7 +798,7 @@ mod tests {
         let with_tlvs = |tlvs: &[u8]| {
             let mut v = V2_SIGNATURE.to_vec();
             v.extend_from_slice(&[0x21, 0x11]);
-            v.extend_from_slice(&((12 + tlvs.len()) as u16).to_be_bytes());
+            v.extend_from_slice(&u16::try_from(12 + tlvs.len()).unwrap().to_be_bytes());
             v.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8, 0, 1, 0, 2]);
             v.extend_from_slice(tlvs);
             v

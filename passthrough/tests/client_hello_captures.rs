@@ -82,7 +82,7 @@ fn frame(message: &[u8], sizes: &[usize], version: u16) -> Vec<u8> {
         let (fragment, tail) = rest.split_at(n);
         out.push(22);
         out.extend_from_slice(&version.to_be_bytes());
-        out.extend_from_slice(&(n as u16).to_be_bytes());
+        out.extend_from_slice(&u16::try_from(n).unwrap().to_be_bytes());
         out.extend_from_slice(fragment);
         rest = tail;
     }
@@ -127,10 +127,10 @@ fn tls_parser_view(bytes: &[u8]) -> Option<Routing> {
                     sni = names
                         .iter()
                         .find(|(t, _)| *t == SNIType::HostName)
-                        .map(|(_, n)| n.to_vec())
+                        .map(|(_, n)| n.to_vec());
                 }
                 TlsExtension::ALPN(protocols) => {
-                    alpn = protocols.iter().map(|p| p.to_vec()).collect()
+                    alpn = protocols.iter().map(|p| p.to_vec()).collect();
                 }
                 _ => {}
             }
@@ -423,8 +423,8 @@ fn handshake_length_above_the_cap_is_too_large() {
         0xfb,
         1,
         0,
-        (body_len >> 8) as u8,
-        (body_len & 0xff) as u8,
+        u8::try_from(body_len >> 8).unwrap(),
+        u8::try_from(body_len & 0xff).unwrap(),
     ];
     assert_eq!(parse(&header), Ok(None));
 }
@@ -522,14 +522,14 @@ fn hello_message(extensions: Option<&[(u16, Vec<u8>)]>) -> Vec<u8> {
         let mut block = Vec::new();
         for (t, data) in extensions {
             block.extend_from_slice(&t.to_be_bytes());
-            block.extend_from_slice(&(data.len() as u16).to_be_bytes());
+            block.extend_from_slice(&u16::try_from(data.len()).unwrap().to_be_bytes());
             block.extend_from_slice(data);
         }
-        body.extend_from_slice(&(block.len() as u16).to_be_bytes());
+        body.extend_from_slice(&u16::try_from(block.len()).unwrap().to_be_bytes());
         body.extend_from_slice(&block);
     }
     let mut message = vec![1];
-    message.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+    message.extend_from_slice(&u32::try_from(body.len()).unwrap().to_be_bytes()[1..]);
     message.extend_from_slice(&body);
     message
 }
@@ -542,10 +542,10 @@ fn sni_data(entries: &[(u8, &[u8])]) -> Vec<u8> {
     let mut list = Vec::new();
     for (t, name) in entries {
         list.push(*t);
-        list.extend_from_slice(&(name.len() as u16).to_be_bytes());
+        list.extend_from_slice(&u16::try_from(name.len()).unwrap().to_be_bytes());
         list.extend_from_slice(name);
     }
-    let mut data = (list.len() as u16).to_be_bytes().to_vec();
+    let mut data = u16::try_from(list.len()).unwrap().to_be_bytes().to_vec();
     data.extend_from_slice(&list);
     data
 }
@@ -553,10 +553,10 @@ fn sni_data(entries: &[(u8, &[u8])]) -> Vec<u8> {
 fn alpn_data(protocols: &[&[u8]]) -> Vec<u8> {
     let mut list = Vec::new();
     for p in protocols {
-        list.push(p.len() as u8);
+        list.push(u8::try_from(p.len()).unwrap());
         list.extend_from_slice(p);
     }
-    let mut data = (list.len() as u16).to_be_bytes().to_vec();
+    let mut data = u16::try_from(list.len()).unwrap().to_be_bytes().to_vec();
     data.extend_from_slice(&list);
     data
 }
@@ -611,7 +611,7 @@ fn truncated_extensions_are_malformed() {
     // extensions block (and the extension inside it) are short.
     for cut in 1..=8 {
         let mut short = message[..message.len() - cut].to_vec();
-        let body_len = (short.len() - 4) as u32;
+        let body_len = u32::try_from(short.len() - 4).unwrap();
         short[1..4].copy_from_slice(&body_len.to_be_bytes()[1..]);
         let buf = record(&short);
         let err = parse(&buf).unwrap_err();
@@ -634,7 +634,7 @@ fn truncated_extensions_are_malformed() {
     // An extensions block of one byte: half an extension type.
     let mut message = hello_message(None);
     message.extend_from_slice(&[0, 1, 0]);
-    let len = (message.len() - 4) as u32;
+    let len = u32::try_from(message.len() - 4).unwrap();
     message[1..4].copy_from_slice(&len.to_be_bytes()[1..]);
     assert_eq!(
         parse(&record(&message)),
@@ -646,7 +646,7 @@ fn truncated_extensions_are_malformed() {
 fn bytes_after_the_extensions_are_malformed() {
     let mut message = hello_message(Some(&[(16, alpn_data(&[b"h2"]))]));
     message.push(0);
-    let len = (message.len() - 4) as u32;
+    let len = u32::try_from(message.len() - 4).unwrap();
     message[1..4].copy_from_slice(&len.to_be_bytes()[1..]);
     let buf = record(&message);
     assert_eq!(
@@ -692,7 +692,7 @@ fn bad_session_id_suites_and_compression_are_malformed() {
     for _ in 0..33 {
         m.insert(at + 1, 0);
     }
-    let len = (m.len() - 4) as u32;
+    let len = u32::try_from(m.len() - 4).unwrap();
     m[1..4].copy_from_slice(&len.to_be_bytes()[1..]);
     assert_eq!(
         parse(&record(&m)),
@@ -704,7 +704,7 @@ fn bad_session_id_suites_and_compression_are_malformed() {
     m[at + 4] = 1;
     m[at + 5] = 0;
     m.pop();
-    let len = (m.len() - 4) as u32;
+    let len = u32::try_from(m.len() - 4).unwrap();
     m[1..4].copy_from_slice(&len.to_be_bytes()[1..]);
     assert_eq!(
         parse(&record(&m)),
@@ -715,7 +715,7 @@ fn bad_session_id_suites_and_compression_are_malformed() {
     let compression_at = at + 1 + 4;
     m[compression_at] = 0;
     m.pop();
-    let len = (m.len() - 4) as u32;
+    let len = u32::try_from(m.len() - 4).unwrap();
     m[1..4].copy_from_slice(&len.to_be_bytes()[1..]);
     assert_eq!(
         parse(&record(&m)),

@@ -61,7 +61,7 @@ async fn idle_relays_hold_no_pipes_before_or_after_a_burst() {
     // Bytes both ways on every connection, as a TLS handshake makes: the pipes they
     // used go back to the pool once each burst is through, so twenty connections that
     // went idle again hold none of their own (a pool of a few pipes stays open).
-    for (client_peer, backend_peer) in ends.iter_mut() {
+    for (client_peer, backend_peer) in &mut ends {
         client_peer.write_all(b"ping").await.unwrap();
         let mut got = [0u8; 4];
         backend_peer.read_exact(&mut got).await.unwrap();

@@ -3,6 +3,8 @@
 //! the test ends, even when it fails; and [`require`], the one rule for a missing part
 //! (skip here, fail under CI). Never a dependency of shipped code.
 
+#![forbid(unsafe_code)]
+
 pub mod evidence;
 pub mod haproxy;
 pub mod ports;

@@ -135,7 +135,7 @@ impl Supervisord {
                 .output()?;
             // Exit status 3 means "a program is not running", which is an answer too; 4
             // means no connection yet (the socket is not there).
-            let answered = matches!(out.status.code(), Some(0) | Some(3));
+            let answered = matches!(out.status.code(), Some(0 | 3));
             if answered {
                 break;
             }

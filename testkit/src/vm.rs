@@ -74,7 +74,7 @@ impl VmOptions {
     /// `apps` as backends, and the log of a boot aggregate and two files.
     pub fn new(apps: &[&str]) -> VmOptions {
         VmOptions {
-            apps: apps.iter().map(|a| a.to_string()).collect(),
+            apps: apps.iter().map(std::string::ToString::to_string).collect(),
             entries: vec![
                 ImaEntry::ima_ng("boot_aggregate", HashAlg::Sha256, &[0x11; 32]).expect("entry"),
                 ImaEntry::measure("/usr/bin/app", HashAlg::Sha256, b"app v1").expect("entry"),

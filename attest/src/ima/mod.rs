@@ -579,7 +579,7 @@ pub(crate) fn check_digest_len(alg: HashAlg, got: usize) -> Result<(), EntryProb
 /// Checks that a template name is plausible (printable ASCII, as every kernel
 /// template name and format string is) and returns its field layout.
 pub(crate) fn check_template_name(name: &[u8]) -> Result<(String, Vec<FieldKind>), EntryProblem> {
-    if name.is_empty() || !name.iter().all(|b| b.is_ascii_graphic()) {
+    if name.is_empty() || !name.iter().all(u8::is_ascii_graphic) {
         return Err(EntryProblem::BadTemplateName);
     }
     let name = String::from_utf8_lossy(name).into_owned();

@@ -228,7 +228,7 @@ impl Product {
     pub fn from_cpuid(family: u8, model: u8) -> Option<Product> {
         match (family, model) {
             (0x19, 0x00..=0x0F) => Some(Product::Milan),
-            (0x19, 0x10..=0x1F) | (0x19, 0xA0..=0xAF) => Some(Product::Genoa),
+            (0x19, 0x10..=0x1F | 0xA0..=0xAF) => Some(Product::Genoa),
             (0x1A, 0x00..=0x11) => Some(Product::Turin),
             _ => None,
         }
@@ -774,7 +774,7 @@ impl Cert {
 
 fn common_name(name: &x509_cert::name::Name) -> Option<String> {
     const CN: &str = "2.5.4.3";
-    for rdn in name.0.iter() {
+    for rdn in &name.0 {
         for atv in rdn.0.iter() {
             if atv.oid.to_string() == CN {
                 // AMD encodes names as UTF8String; other string types are rendered
@@ -1063,7 +1063,7 @@ pub fn verify(report: &[u8], certs: &SnpCerts, at: SystemTime) -> Result<SnpVeri
             subject: leaf.subject(),
         });
     }
-    for c in offered.iter_mut() {
+    for c in &mut offered {
         c.role = format!("{} ({})", kind.intermediate_name(), c.role);
     }
 

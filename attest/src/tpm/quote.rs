@@ -1117,7 +1117,7 @@ mod tests {
     }
 
     fn tpm2b(out: &mut Vec<u8>, bytes: &[u8]) {
-        out.extend((bytes.len() as u16).to_be_bytes());
+        out.extend(u16::try_from(bytes.len()).unwrap().to_be_bytes());
         out.extend(bytes);
     }
 

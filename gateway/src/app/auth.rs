@@ -142,11 +142,11 @@ pub fn credentials_from<'a>(
         authorization: headers
             .get_all(AUTHORIZATION)
             .iter()
-            .map(|v| v.as_bytes())
+            .map(hyper::http::HeaderValue::as_bytes)
             .collect(),
         verified_client_certificate: verified_chain
             .and_then(|chain| chain.first())
-            .map(|leaf| leaf.as_ref()),
+            .map(std::convert::AsRef::as_ref),
     }
 }
 

@@ -60,7 +60,7 @@ pub(crate) async fn run(
     timeout: Duration,
 ) -> Result<Output, AppError> {
     let command = std::iter::once(program.as_os_str())
-        .chain(args.iter().map(|a| a.as_os_str()))
+        .chain(args.iter().map(std::ffi::OsString::as_os_str))
         .map(|a| a.to_string_lossy().into_owned())
         .collect::<Vec<_>>()
         .join(" ");

@@ -417,7 +417,7 @@ fn authorize_logged(
             status = e.http_status(),
             reason = %e,
             "app control"
-        )
+        );
     })
 }
 

@@ -145,7 +145,7 @@ impl Drop for Standalone {
 
 fn lock(m: &Mutex<ServiceStatus>) -> std::sync::MutexGuard<'_, ServiceStatus> {
     // A panic while holding the lock leaves a status that is still a whole value.
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Sends `sig` to every process of the group `pgid`, the group our own child leads.

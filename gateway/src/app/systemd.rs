@@ -91,7 +91,7 @@ fn parse_show(name: &str, out: &Output) -> Result<ServiceStatus, AppError> {
     let sub = props.get("SubState").copied().unwrap_or("");
     let state = match (active, sub) {
         (_, "auto-restart") => ServiceState::Backoff,
-        ("active", _) | ("reloading", _) => ServiceState::Running,
+        ("active" | "reloading", _) => ServiceState::Running,
         ("activating", _) => ServiceState::Starting,
         ("deactivating", _) => ServiceState::Stopping,
         ("inactive", _) => ServiceState::Stopped,

@@ -101,7 +101,7 @@ impl TpmBackend {
     pub fn ak_public(&self) -> Vec<u8> {
         self.state
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .ak_public
             .clone()
     }
@@ -114,7 +114,10 @@ impl TpmBackend {
         nonce: &Nonce,
         manifest_digest: &[u8; 32],
     ) -> Result<BoundQuote, TpmError> {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut last = None;
         for attempt in 0..2 {
             if state.tpm.is_none() {

@@ -212,7 +212,7 @@ pub fn validate(
         problems.push(Problem {
             field: field.to_string(),
             message,
-        })
+        });
     };
     let mut settings = AppControlSettings::default();
 

@@ -242,7 +242,7 @@ impl ScanProgress {
         match phase {
             Phase::Hashing => self.hashing_started_ns.store(now, Ordering::Relaxed),
             Phase::Done | Phase::Cancelled | Phase::Failed => {
-                self.finished_ns.store(now, Ordering::Relaxed)
+                self.finished_ns.store(now, Ordering::Relaxed);
             }
             _ => {}
         }

@@ -234,7 +234,7 @@ impl Job {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding one of these locks leaves plain data behind; keep serving.
-    m.lock().unwrap_or_else(|p| p.into_inner())
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// RFC 3339 UTC with second precision, as `created_at` is written.
@@ -550,7 +550,7 @@ mod tests {
         for _ in 0..6000 {
             match service.status() {
                 Status::Running(_) => {
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                 }
                 other => return other,
             }

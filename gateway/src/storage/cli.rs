@@ -201,7 +201,7 @@ fn run_inner(config_path: &Path, command: StorageCommand) -> Result<(), String> 
             }
             match &st.blob_pcrs {
                 Some(p) if p.is_empty() => {
-                    println!("sealed key: {} (not bound to PCRs)", r.paths.blob.display())
+                    println!("sealed key: {} (not bound to PCRs)", r.paths.blob.display());
                 }
                 Some(p) => println!(
                     "sealed key: {} (bound to SHA-256 PCR(s) {p:?})",

@@ -464,7 +464,7 @@ mod tests {
         ] {
             match parse_size(bad) {
                 Err(StorageError::BadSize { reason, .. }) => {
-                    assert!(reason.contains(why), "{bad}: {reason}")
+                    assert!(reason.contains(why), "{bad}: {reason}");
                 }
                 other => panic!("{bad}: {other:?}"),
             }
