@@ -130,13 +130,13 @@ pub enum AuthError {
     BadConfiguredDigest {
         /// Position of the bad entry in `admin_token_sha256`.
         index: usize,
-        /// Its length in characters.
+        /// Its length in bytes (64 when the length is right but a character is not hex).
         len: usize,
     },
     /// The client CA file cannot be read, holds no usable certificate, or gives no verifier.
     #[error("client CA `{path}`: {reason}")]
     ClientCa {
-        /// Path of the client CA file, as configured.
+        /// Path of the client CA file.
         path: String,
         /// What is wrong with it.
         reason: String,

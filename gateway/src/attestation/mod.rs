@@ -41,7 +41,7 @@ pub const AUTO_TPM_DEVICE: &str = "/dev/tpmrm0";
 /// Why the Attester cannot be built at start.
 #[derive(Debug, thiserror::Error)]
 pub enum AttesterError {
-    /// The configured TEE cannot be used (absent, or not what this build supports).
+    /// The configured TEE cannot be set up (see [`TeeSetupError`]).
     #[error(transparent)]
     Tee(#[from] TeeSetupError),
     /// The TPM cannot be opened or its AK loaded.
@@ -87,7 +87,7 @@ pub enum AttestError {
     Task {
         /// Which task: "TPM quote", "IMA log read" or "TEE report".
         what: &'static str,
-        /// Whether it panicked or was cancelled.
+        /// The join error: whether it panicked or was cancelled.
         why: String,
     },
 }

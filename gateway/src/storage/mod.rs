@@ -61,18 +61,18 @@ pub enum StorageError {
         /// The container file.
         image: PathBuf,
     },
-    /// The container file does not start with a LUKS2 header.
+    /// `cryptsetup isLuks --type luks2` says the file is not a LUKS2 container.
     #[error("{image} is not a LUKS2 container")]
     NotLuks2 {
         /// The container file.
         image: PathBuf,
     },
-    /// The header's cipher is `cipher_null`, which would leave the data in the clear.
+    /// A segment or keyslot uses `cipher_null`, which would leave the data in the clear.
     #[error("{image}: LUKS header uses `{cipher}`, which stores the data unencrypted; refused")]
     CipherNull {
         /// The container file.
         image: PathBuf,
-        /// The cipher the header names.
+        /// The cipher the header names for it.
         cipher: String,
     },
     /// The LUKS2 header cannot be parsed.
