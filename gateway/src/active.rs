@@ -21,8 +21,11 @@ use crate::routes::RouteTable;
 /// What new connections use: one consistent snapshot of configuration, routes and the
 /// own certificate.
 pub struct Active {
+    /// The configuration this state was built from.
     pub config: Arc<Config>,
+    /// The SNI routes of `config`, which the listener looks each ClientHello up in.
     pub routes: RouteTable,
+    /// Terminates TLS for the own endpoint with the own certificate.
     pub acceptor: tokio_rustls::TlsAcceptor,
     /// The own endpoint's leaf certificate (the manifest binds its hash).
     pub own_certificate: CertificateDer<'static>,
@@ -40,10 +43,13 @@ impl std::fmt::Debug for Active {
 /// Why a configuration cannot become active (at start or on reload).
 #[derive(thiserror::Error, Debug)]
 pub enum LoadError {
+    /// The configuration file cannot be read or is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The own certificate cannot be loaded, or generated when absent.
     #[error("own certificate: {0}")]
     Certificate(#[from] CertificateError),
+    /// The own certificate and key do not make a TLS server configuration.
     #[error(transparent)]
     Tls(#[from] TlsError),
 }

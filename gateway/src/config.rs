@@ -29,12 +29,17 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/verigate/verigated.toml";
 pub struct Config {
     /// The file it was read from (reloads read it again).
     pub path: PathBuf,
+    /// `[gateway]`: listeners, the own endpoint, limits and timeouts.
     pub gateway: GatewayConfig,
     /// Routes in file order (`route[0]` first), validated.
     pub routes: Vec<RouteConfig>,
+    /// `[attestation]`: TEE, TPM and the certificate manifest.
     pub attestation: AttestationConfig,
+    /// `[snapshot]`: what the filesystem snapshot covers.
     pub snapshot: SnapshotConfig,
+    /// `[api]`: who may use app control.
     pub api: ApiConfig,
+    /// `[app]`, when present: the application verigated may restart on request.
     pub app: Option<AppConfig>,
     /// The app-control keys of `[api]`, `[app]` and `[app.standalone]` beyond the two
     /// structs above (client CA, size limit, manager settings), validated.
@@ -44,6 +49,7 @@ pub struct Config {
 /// `[gateway]`: listeners, own endpoint, limits and timeouts.
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
+    /// Where verigated accepts TLS connections (several allowed).
     pub listen: Vec<SocketAddr>,
     /// The SNI of verigated's own endpoint, lowercase.
     pub domain: String,
@@ -60,6 +66,7 @@ pub struct GatewayConfig {
     pub client_hello_timeout: Duration,
     /// Connections open at once (all routes and the own endpoint); more are closed at once.
     pub max_connections: usize,
+    /// How long verigated waits for a backend to accept; a dead backend closes that client.
     pub backend_connect_timeout: Duration,
     /// A passthrough connection with no byte moving either way for this long is closed.
     pub idle_timeout: Duration,
@@ -72,9 +79,13 @@ pub struct GatewayConfig {
 /// One `[[route]]`.
 #[derive(Debug, Clone)]
 pub struct RouteConfig {
+    /// The server name this route takes: exact, `*.` wildcard, or `*` for everything
+    /// unmatched.
     pub sni: SniPattern,
     /// `host:port`, as written.
     pub backend: String,
+    /// Prepend a PROXY v2 header (client address, SNI as Authority TLV) so the backend
+    /// sees the real client; the backend must expect it.
     pub send_proxy_protocol: bool,
     /// Where the manifest reads this route's certificate (absolute), when set.
     pub certificate: Option<PathBuf>,
@@ -84,11 +95,17 @@ pub struct RouteConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum TeeKind {
+    /// configfs-tsm when the kernel offers it, else `/dev/sev-guest` (with the `snp`
+    /// build), else no TEE; never the simulated one.
     #[default]
     Auto,
+    /// AMD SEV-SNP (`sev-snp`).
     SevSnp,
+    /// Intel TDX.
     Tdx,
+    /// A software stand-in for tests, which proves nothing; only when asked for.
     Simulated,
+    /// No TEE: the evidence says `kind: none`.
     None,
 }
 
@@ -96,6 +113,7 @@ pub enum TeeKind {
 /// certificate manifest (`crate::manifest`).
 #[derive(Debug, Clone)]
 pub struct AttestationConfig {
+    /// Which TEE signs report_data.
     pub tee: TeeKind,
     /// `auto`, `none`, or a TCTI such as `device:/dev/tpmrm0`.
     pub tpm: String,
@@ -174,8 +192,11 @@ fn default_pcrs_raw() -> Vec<i64> {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SnapshotConfig {
+    /// Trees the snapshot covers; default `/`.
     #[serde(default = "default_roots")]
     pub roots: Vec<PathBuf>,
+    /// Trees left out of the snapshot (absolute); default the pseudo and temporary
+    /// filesystems `/proc`, `/sys`, `/dev`, `/run`, `/tmp`, `/var/tmp`.
     #[serde(default = "default_exclude")]
     pub exclude: Vec<PathBuf>,
     /// Hashing threads of the scan; 0 (the default) = one per available core.
@@ -246,8 +267,11 @@ pub struct ApiConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ServiceType {
+    /// A systemd unit, driven through `systemctl`.
     Systemd,
+    /// A supervisord program, driven through `supervisorctl`.
     Supervisor,
+    /// verigated runs the application itself (`[app.standalone] command`).
     Standalone,
 }
 
@@ -255,7 +279,9 @@ pub enum ServiceType {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppConfig {
+    /// Which manager runs the application.
     pub service_type: ServiceType,
+    /// The application's name in its manager (a unit or program name).
     pub service_name: String,
     /// Resolved under `data_dir` when relative (after validation).
     #[serde(default)]
@@ -392,10 +418,13 @@ fn default_true() -> bool {
     true
 }
 
-/// Defaults of the timeouts, as a user would write them.
+/// Default of `client_hello_timeout`, as a user would write it.
 pub const DEFAULT_CLIENT_HELLO_TIMEOUT: &str = "5s";
+/// Default of `backend_connect_timeout`, as a user would write it.
 pub const DEFAULT_BACKEND_CONNECT_TIMEOUT: &str = "5s";
+/// Default of `idle_timeout`, as a user would write it.
 pub const DEFAULT_IDLE_TIMEOUT: &str = "5m";
+/// Default of `drain_grace_period`, as a user would write it.
 pub const DEFAULT_DRAIN_GRACE_PERIOD: &str = "30s";
 
 // ---- errors ----
@@ -403,7 +432,9 @@ pub const DEFAULT_DRAIN_GRACE_PERIOD: &str = "30s";
 /// One thing wrong with the file: the field (`route[2].backend`) and what to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
+    /// The field, as the operator would find it in the file (`route[2].backend`).
     pub field: String,
+    /// What is wrong with its value, and the fix.
     pub message: String,
 }
 
@@ -419,17 +450,26 @@ pub enum ConfigError {
     /// The file cannot be read.
     #[error("{path}: cannot read: {source}")]
     Read {
+        /// The configuration file.
         path: PathBuf,
+        /// Why it cannot be read.
         source: std::io::Error,
     },
     /// Not TOML, an unknown field, or a value of the wrong type (toml's message names the
     /// line and the key).
     #[error("{path}: {message}")]
-    Syntax { path: PathBuf, message: String },
+    Syntax {
+        /// The configuration file.
+        path: PathBuf,
+        /// toml's message, with line and key.
+        message: String,
+    },
     /// Well-formed TOML with values that cannot work; every problem found is listed.
     #[error("{path}: {} problem(s):\n{}", problems.len(), list(problems))]
     Invalid {
+        /// The configuration file.
         path: PathBuf,
+        /// Every problem found, each naming its field.
         problems: Vec<Problem>,
     },
 }

@@ -44,7 +44,9 @@ pub enum StartError {
     /// permission for a port below 1024).
     #[error("gateway.listen: cannot listen on {addr}: {source}")]
     Bind {
+        /// The address from `gateway.listen`.
         addr: SocketAddr,
+        /// Why the bind failed.
         source: std::io::Error,
     },
     /// The signal handlers cannot be installed.

@@ -45,10 +45,15 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// signal. Each connection task receives only the parts it needs.
 #[derive(Debug, Clone)]
 pub struct Listening {
+    /// The active configuration, routes and own certificate, read per connection.
     pub active: ActiveView,
+    /// The `max_connections` slots; a connection without one is closed at once.
     pub slots: Arc<ConnectionSlots>,
+    /// The gateway's counters.
     pub metrics: Arc<Metrics>,
+    /// What the own endpoint serves.
     pub own: Arc<endpoint::Services>,
+    /// Turns true when verigated stops: the loops stop accepting.
     pub shutdown: watch::Receiver<bool>,
 }
 

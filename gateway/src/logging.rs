@@ -38,10 +38,15 @@ pub fn init(format: LogFormat) {
 /// What is known about a connection so far; [`ConnectionLog::finish`] writes its line.
 #[derive(Debug)]
 pub struct ConnectionLog {
+    /// The real client: from the PROXY header when one came, else the peer address.
     pub client: SocketAddr,
+    /// The address the connection was accepted on, when known.
     pub local: Option<SocketAddr>,
+    /// The server name of the ClientHello, once parsed (none when the client sent none).
     pub sni: Option<String>,
+    /// The route taken: its SNI pattern, or `self` for the own endpoint.
     pub route: Option<String>,
+    /// The route's backend (`host:port`), once chosen.
     pub backend: Option<String>,
     start: Instant,
 }

@@ -54,25 +54,41 @@ pub enum ProbeError {
     /// The backend refused or dropped the TCP connection.
     #[error("cannot connect to backend {backend}: {source}")]
     Connect {
+        /// The route's backend, `host:port`.
         backend: String,
+        /// Why the connection failed.
         source: std::io::Error,
     },
     /// The TLS handshake with the backend failed.
     #[error("TLS handshake with backend {backend} (SNI {sni}) failed: {source}")]
     Handshake {
+        /// The route's backend, `host:port`.
         backend: String,
+        /// The server name sent in the ClientHello.
         sni: String,
+        /// Why the handshake failed.
         source: std::io::Error,
     },
     /// Connect and handshake did not finish in time.
     #[error("backend {backend} did not complete a TLS handshake within {timeout:?}")]
-    Timeout { backend: String, timeout: Duration },
+    Timeout {
+        /// The route's backend, `host:port`.
+        backend: String,
+        /// The time allowed for connect and handshake together.
+        timeout: Duration,
+    },
     /// The handshake finished but the backend presented no certificate.
     #[error("backend {backend} presented no certificate")]
-    NoCertificate { backend: String },
+    NoCertificate {
+        /// The route's backend, `host:port`.
+        backend: String,
+    },
     /// The SNI to send is not a valid DNS name for rustls.
     #[error("cannot send SNI `{sni}`: not a DNS name")]
-    BadSni { sni: String },
+    BadSni {
+        /// The server name that could not be sent.
+        sni: String,
+    },
     /// The route's name cannot be a manifest entry.
     #[error("name cannot be a manifest entry: {0}")]
     Name(#[from] attest::binding::BindingError),

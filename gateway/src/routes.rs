@@ -25,6 +25,7 @@ use crate::metrics::{Metrics, RouteMetrics};
 /// A route: where connections for its names go.
 #[derive(Debug)]
 pub struct Route {
+    /// The names this route takes (exact, wildcard, or `*`); also its name in logs.
     pub sni: SniPattern,
     /// `host:port`.
     pub backend: String,

@@ -83,9 +83,15 @@ pub struct Credentials<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
     /// A bearer token matching `admin_token_sha256[index]`.
-    Token { index: usize },
+    Token {
+        /// Position of the matching digest in `admin_token_sha256`.
+        index: usize,
+    },
     /// A client certificate issued by the client CA, named by the SHA-256 of its DER.
-    ClientCertificate { sha256: String },
+    ClientCertificate {
+        /// SHA-256 of the certificate's DER, in lowercase hex.
+        sha256: String,
+    },
 }
 
 impl fmt::Display for Principal {
@@ -100,20 +106,41 @@ impl fmt::Display for Principal {
 /// Why a control request was refused. The messages never repeat the token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
+    /// Neither a token digest nor a client CA is configured, so nobody may control the app.
     #[error("{HOW_TO_CONFIGURE}")]
     Unconfigured,
+    /// The request carried neither an `Authorization` header nor a verified client
+    /// certificate.
     #[error("no credential: send `Authorization: Bearer <token>` or a client certificate")]
     Missing,
+    /// The `Authorization` header is not of the form `Bearer <token>`.
     #[error("the Authorization header is not `Bearer <token>`")]
     NotBearer,
+    /// More than one `Authorization` header: refused rather than picking one.
     #[error("{count} Authorization headers: send one")]
-    SeveralHeaders { count: usize },
+    SeveralHeaders {
+        /// How many `Authorization` headers the request carried.
+        count: usize,
+    },
+    /// The token's SHA-256 matches no configured digest.
     #[error("the bearer token is not accepted")]
     WrongToken,
+    /// A configured digest is not 64 hex digits, so it could never match.
     #[error("api.admin_token_sha256[{index}]: expected 64 hex digits, got {len} characters")]
-    BadConfiguredDigest { index: usize, len: usize },
+    BadConfiguredDigest {
+        /// Position of the bad entry in `admin_token_sha256`.
+        index: usize,
+        /// Its length in bytes (64 when the length is right but a character is not hex).
+        len: usize,
+    },
+    /// The client CA file cannot be read, holds no usable certificate, or gives no verifier.
     #[error("client CA `{path}`: {reason}")]
-    ClientCa { path: String, reason: String },
+    ClientCa {
+        /// Path of the client CA file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl AuthError {

@@ -24,44 +24,71 @@ pub const TEMP_PREFIX: &str = ".app.conf.tmp.";
 /// only [`ConfWriteError::SyncFolder`] happens after it.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfWriteError {
+    /// The new configuration is larger than allowed; nothing was written.
     #[error("the configuration is {got} bytes, more than the limit of {limit}")]
-    TooLarge { got: usize, limit: usize },
+    TooLarge {
+        /// Size of the configuration sent, in bytes.
+        got: usize,
+        /// The largest size accepted, in bytes.
+        limit: usize,
+    },
+    /// The `app_storage` folder is missing and cannot be created.
     #[error("creating the folder `{path}`: {source}")]
     CreateFolder {
+        /// The folder that could not be created.
         path: PathBuf,
+        /// Why the system refused.
         #[source]
         source: std::io::Error,
     },
+    /// The temporary file cannot be created (read-only folder, no permission).
     #[error("creating a temporary file in `{folder}`: {source}")]
     CreateTemp {
+        /// The folder of `app.conf`.
         folder: PathBuf,
+        /// Why the system refused.
         #[source]
         source: std::io::Error,
     },
+    /// The temporary file cannot be given the owner of the file it replaces.
     #[error("giving `{path}` the owner {uid}:{gid} of the file it replaces: {source}")]
     Chown {
+        /// The temporary file.
         path: PathBuf,
+        /// The owner's user id it should have had.
         uid: u32,
+        /// The owner's group id it should have had.
         gid: u32,
+        /// Why the system refused.
         #[source]
         source: std::io::Error,
     },
+    /// Writing the new bytes to the temporary file failed (a full disk, for one).
     #[error("writing `{path}`: {source}")]
     Write {
+        /// The temporary file.
         path: PathBuf,
+        /// Why the write failed.
         #[source]
         source: std::io::Error,
     },
+    /// Flushing the temporary file to disk failed.
     #[error("flushing `{path}` to disk: {source}")]
     Sync {
+        /// The temporary file.
         path: PathBuf,
+        /// Why the flush failed.
         #[source]
         source: std::io::Error,
     },
+    /// Renaming the temporary file over `app.conf` failed.
     #[error("renaming `{from}` to `{to}`: {source}")]
     Rename {
+        /// The temporary file.
         from: PathBuf,
+        /// The `app.conf` it should have replaced.
         to: PathBuf,
+        /// Why the rename failed.
         #[source]
         source: std::io::Error,
     },
@@ -71,7 +98,9 @@ pub enum ConfWriteError {
     /// The new file is in place but the rename may not survive a crash.
     #[error("flushing the folder `{path}` after replacing app.conf: {source}")]
     SyncFolder {
+        /// The folder of `app.conf`.
         path: PathBuf,
+        /// Why the flush failed.
         #[source]
         source: std::io::Error,
     },

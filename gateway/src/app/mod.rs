@@ -37,15 +37,20 @@ pub use systemd::Systemd;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ServiceState {
+    /// Up and running.
     Running,
+    /// Started but not yet counted as running (supervisord STARTING, systemd activating).
     Starting,
     /// Exited and waiting before the next start (supervisord BACKOFF, systemd
     /// auto-restart, the standalone manager's backoff).
     Backoff,
+    /// Asked to stop and not yet stopped.
     Stopping,
+    /// Not running, and not going to start by itself.
     Stopped,
     /// Given up (supervisord FATAL, systemd failed).
     Failed,
+    /// A state the manager reported that none of the above names.
     Unknown,
 }
 
@@ -87,8 +92,11 @@ impl fmt::Display for LastExit {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ManagerKind {
+    /// supervisord, driven through `supervisorctl`.
     Supervisor,
+    /// systemd, driven through `systemctl`.
     Systemd,
+    /// verigated itself runs the application as a child process.
     Standalone,
 }
 
@@ -105,15 +113,19 @@ impl From<ServiceType> for ManagerKind {
 /// What `GET /v1/app/status` reports.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ServiceStatus {
+    /// The manager that reported this status.
     pub manager: ManagerKind,
     /// The service's name in its manager.
     pub service: String,
+    /// The application's state.
     pub state: ServiceState,
+    /// The application's process id, when it runs and the manager says.
     pub pid: Option<u32>,
     /// When the application entered its current state, as far as the manager says
     /// (serialized as RFC 3339).
     #[serde(serialize_with = "serialize_time")]
     pub since: Option<SystemTime>,
+    /// How the application's last run ended, when the manager says.
     pub last_exit: Option<LastExit>,
     /// The manager's own words on the state, e.g. supervisord's "Exited too quickly".
     pub detail: Option<String>,
@@ -155,42 +167,81 @@ fn serialize_time<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<
 /// Why an app-control action failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
+    /// The configuration sent to init is larger than app control's `max_config_bytes`.
     #[error("the configuration is {got} bytes, more than the limit of {limit} (app control `max_config_bytes`)")]
-    ConfigTooLarge { got: usize, limit: usize },
+    ConfigTooLarge {
+        /// Size of the configuration sent, in bytes.
+        got: usize,
+        /// The largest size accepted, in bytes.
+        limit: usize,
+    },
+    /// Init was asked for but `[app] app_storage` is not set.
     #[error("[app] app_storage is not set: init has nowhere to write app.conf")]
     NoAppStorage,
+    /// Writing `app.conf` failed; the previous file is left as it was.
     #[error(transparent)]
     Write(#[from] ConfWriteError),
+    /// The manager's command (`supervisorctl`, `systemctl`) could not be run or waited for.
     #[error("could not run `{command}`: {source}")]
     Spawn {
+        /// The command line, joined with spaces.
         command: String,
+        /// Why it could not run.
         #[source]
         source: std::io::Error,
     },
+    /// The manager's command ran longer than allowed and was killed.
     #[error("`{command}` did not finish within {after:?}")]
-    Timeout { command: String, after: Duration },
+    Timeout {
+        /// The command line, joined with spaces.
+        command: String,
+        /// The time it was given.
+        after: Duration,
+    },
+    /// The manager's command exited with a failure.
     #[error("`{command}` failed ({status}): {output}")]
     CommandFailed {
+        /// The command line, joined with spaces.
         command: String,
+        /// Its exit status, or that a signal killed it.
         status: String,
+        /// What it printed.
         output: String,
     },
+    /// The manager's status output has no line that reads as the service's state.
     #[error("`{command}` printed nothing that reads as the status of `{service}`: {output}")]
     UnexpectedOutput {
+        /// The command line, joined with spaces.
         command: String,
+        /// The service asked about.
         service: String,
+        /// What the command printed.
         output: String,
     },
+    /// The manager does not know the configured service name.
     #[error("the service manager knows no service named `{service}`: {output}")]
-    NoSuchService { service: String, output: String },
+    NoSuchService {
+        /// The service name, from `[app] service_name`.
+        service: String,
+        /// What the manager printed.
+        output: String,
+    },
+    /// The standalone manager could not start the application's program.
     #[error("could not start `{program}`: {source}")]
     StartFailed {
+        /// The program the standalone manager runs.
         program: String,
+        /// Why it could not start.
         #[source]
         source: std::io::Error,
     },
+    /// The standalone manager's task has ended, so nothing runs the application any more.
     #[error("the standalone manager of `{service}` has shut down")]
-    ManagerGone { service: String },
+    ManagerGone {
+        /// The service name, from `[app] service_name`.
+        service: String,
+    },
+    /// The configuration lacks what the chosen manager needs; the text says what.
     #[error("app control is not configured: {0}")]
     NotConfigured(String),
 }
@@ -209,8 +260,11 @@ pub trait ServiceManager {
 
 /// The manager chosen by `[app] service_type`.
 pub enum AnyManager {
+    /// `service_type = "supervisor"`.
     Supervisor(Supervisor),
+    /// `service_type = "systemd"`.
     Systemd(Systemd),
+    /// `service_type = "standalone"`.
     Standalone(Standalone),
 }
 
@@ -386,8 +440,10 @@ impl<M: ServiceManager> AppController<M> {
 /// Why a control request failed: refused, or tried and failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
+    /// The caller was not let in.
     #[error(transparent)]
     Refused(#[from] AuthError),
+    /// The caller was let in, and the action failed.
     #[error(transparent)]
     Failed(#[from] AppError),
 }

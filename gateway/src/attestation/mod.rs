@@ -41,6 +41,7 @@ pub const AUTO_TPM_DEVICE: &str = "/dev/tpmrm0";
 /// Why the Attester cannot be built at start.
 #[derive(Debug, thiserror::Error)]
 pub enum AttesterError {
+    /// The configured TEE cannot be set up (see [`TeeSetupError`]).
     #[error(transparent)]
     Tee(#[from] TeeSetupError),
     /// The TPM cannot be opened or its AK loaded.
@@ -49,11 +50,16 @@ pub enum AttesterError {
     Tpm(#[from] tpm::TpmError),
     /// A TPM is configured but this build has no TPM support.
     #[error("attestation.tpm = \"{tcti}\": this verigated was built without the `tpm` feature; set tpm = \"none\"")]
-    NoTpmSupport { tcti: String },
+    NoTpmSupport {
+        /// The configured `attestation.tpm` value.
+        tcti: String,
+    },
     /// The IMA log a TPM quote needs does not exist or cannot be read.
     #[error("attestation.ima_log: {path} cannot be read ({source}); with a TPM the IMA log is required (is IMA enabled in the kernel, is securityfs mounted?)")]
     ImaLogMissing {
+        /// The configured `attestation.ima_log` path.
         path: PathBuf,
+        /// Why it cannot be read.
         source: std::io::Error,
     },
 }
@@ -71,12 +77,19 @@ pub enum AttestError {
     /// The IMA log cannot be read.
     #[error("IMA log {path}: {source}")]
     ImaLog {
+        /// The configured `attestation.ima_log` path.
         path: PathBuf,
+        /// Why it cannot be read.
         source: std::io::Error,
     },
     /// A blocking task panicked or was cancelled (a defect; the message says which).
     #[error("internal: the {what} task did not finish: {why}")]
-    Task { what: &'static str, why: String },
+    Task {
+        /// Which task: "TPM quote", "IMA log read" or "TEE report".
+        what: &'static str,
+        /// The join error: whether it panicked or was cancelled.
+        why: String,
+    },
 }
 
 /// Counters of the attestation API, rendered after the gateway's own in `/metrics`.

@@ -32,12 +32,19 @@ pub enum TeeSetupError {
     /// The own executable cannot be hashed for the simulated measurement.
     #[error("attestation.tee = \"simulated\": cannot hash the own executable {path}: {source}")]
     OwnExecutable {
+        /// The executable's path (`/proc/self/exe`).
         path: PathBuf,
+        /// Why it cannot be read.
         source: std::io::Error,
     },
     /// A hardware TEE was asked for and this machine does not offer it.
     #[error("attestation.tee = \"{kind}\": {why}")]
-    Unavailable { kind: &'static str, why: String },
+    Unavailable {
+        /// The TEE asked for: `sev-snp` or `tdx`.
+        kind: &'static str,
+        /// What was looked for and not found, and what to check.
+        why: String,
+    },
 }
 
 /// Why a TEE report could not be made for one call.
@@ -48,7 +55,12 @@ pub enum TeeError {
     Tsm(#[from] TsmError),
     /// configfs-tsm answered from another TEE than configured.
     #[error("configfs-tsm provider is `{got}`, expected one for {expected}")]
-    ProviderMismatch { expected: &'static str, got: String },
+    ProviderMismatch {
+        /// The TEE the configuration asked for.
+        expected: &'static str,
+        /// The provider configfs-tsm named.
+        got: String,
+    },
     /// configfs-tsm answered from a provider verigate does not know.
     #[error("configfs-tsm provider `{0}` is neither sev_guest nor tdx_guest")]
     UnknownProvider(String),
@@ -67,12 +79,17 @@ pub enum TeeBackend {
     None,
     /// The simulated TEE (see the module documentation).
     Simulated {
+        /// Signs reports with the data dir's `simulated-tee-key.pem`.
         tee: SimulatedTee,
+        /// The reported measurement: SHA-384 of the own executable, or
+        /// `attestation.simulated_measurement`.
         measurement: [u8; 48],
     },
     /// configfs-tsm; `expect` is the kind the configuration asked for (`None`: auto).
     Tsm {
+        /// The configfs-tsm report folder (`/sys/kernel/config/tsm/report` outside tests).
         root: PathBuf,
+        /// The TEE the configuration asked for, or `None` for `auto`.
         expect: Option<&'static str>,
     },
     /// `/dev/sev-guest` through the `sev` crate.

@@ -18,7 +18,9 @@ pub enum TpmError {
     /// Opening the TPM or loading the AK failed.
     #[error("TPM {tcti}: {source}")]
     Open {
+        /// The TPM's TCTI, e.g. `device:/dev/tpmrm0`.
         tcti: String,
+        /// What the TPM or its library answered.
         #[source]
         source: CollectError,
     },
@@ -29,7 +31,10 @@ pub enum TpmError {
     #[error(
         "the TPM signed with an attestation key other than the one at {handle:#010x} it reported"
     )]
-    AkChanged { handle: u32 },
+    AkChanged {
+        /// The persistent handle of the AK bound in report_data.
+        handle: u32,
+    },
 }
 
 struct State {

@@ -50,7 +50,9 @@ pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 pub struct AppControlSettings {
     /// Largest `app.conf` accepted by `init`.
     pub max_config_bytes: usize,
+    /// How to reach supervisord, for `service_type = "supervisor"`.
     pub supervisor: SupervisorSettings,
+    /// How to reach systemd, for `service_type = "systemd"`.
     pub systemd: SystemdSettings,
     /// Required when `service_type = "standalone"`: what to run.
     pub standalone: Option<StandaloneSettings>,
@@ -113,10 +115,14 @@ impl Default for SystemdSettings {
 /// What to run and how to supervise it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StandaloneSettings {
+    /// The program to run (`command[0]`, resolved under `data_dir` when relative).
     pub program: PathBuf,
+    /// Its arguments (the rest of `command`), passed as written.
     pub args: Vec<OsString>,
     /// Added to verigated's own environment.
     pub env: Vec<(OsString, OsString)>,
+    /// The folder it runs in (resolved under `data_dir` when relative); `None`:
+    /// verigated's own.
     pub working_dir: Option<PathBuf>,
     /// Between SIGTERM and SIGKILL when stopping.
     pub grace_period: Duration,
@@ -152,6 +158,7 @@ pub struct RawApiControl {
     /// PEM file of the CA(s) whose client certificates may control the app.
     #[serde(default)]
     pub client_ca: Option<PathBuf>,
+    /// Largest `app.conf` accepted by `init`, in bytes; default 1 MiB.
     #[serde(default)]
     pub max_config_bytes: Option<i64>,
 }
@@ -163,12 +170,16 @@ pub struct RawAppControl {
     /// A socket path or `unix://` URL.
     #[serde(default)]
     pub supervisor_socket: Option<String>,
+    /// supervisord's configuration file, for `supervisorctl -c`.
     #[serde(default)]
     pub supervisor_conf: Option<PathBuf>,
+    /// The `supervisorctl` program; default: found on `PATH`.
     #[serde(default)]
     pub supervisorctl: Option<PathBuf>,
+    /// The `systemctl` program; default: found on `PATH`.
     #[serde(default)]
     pub systemctl: Option<PathBuf>,
+    /// `[app.standalone]`, required when `service_type = "standalone"`.
     #[serde(default)]
     pub standalone: Option<RawStandalone>,
 }
@@ -180,12 +191,16 @@ pub struct RawStandalone {
     /// The program and its arguments.
     #[serde(default)]
     pub command: Vec<String>,
+    /// Variables added to verigated's own environment.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// The folder the program runs in.
     #[serde(default)]
     pub working_dir: Option<PathBuf>,
+    /// Between SIGTERM and SIGKILL when stopping, e.g. `"10s"`.
     #[serde(default)]
     pub stop_grace_period: Option<String>,
+    /// The longest wait before restarting a program that exited, e.g. `"1m"`.
     #[serde(default)]
     pub restart_backoff_max: Option<String>,
 }
@@ -194,6 +209,7 @@ pub struct RawStandalone {
 /// the managers).
 #[derive(Debug, Clone)]
 pub struct ValidatedControl {
+    /// What the service managers use.
     pub settings: AppControlSettings,
     /// Absolute.
     pub client_ca: Option<PathBuf>,

@@ -16,10 +16,16 @@ use crate::manifest::ManifestStore;
 /// Why a query carries no usable nonce.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NonceQueryError {
+    /// The query has no `nonce` parameter.
     #[error("missing query parameter `nonce`: send ?nonce=<64 hex characters> (32 random bytes)")]
     Missing,
+    /// `nonce` appears more than once; refused rather than picking one.
     #[error("query parameter `nonce` is given {count} times; send it once")]
-    Repeated { count: usize },
+    Repeated {
+        /// How many times it appears.
+        count: usize,
+    },
+    /// The value is not a nonce (not 64 hex characters).
     #[error("{0}")]
     Bad(#[from] attest::binding::BindingError),
 }

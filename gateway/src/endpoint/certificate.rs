@@ -20,20 +20,55 @@ const VALIDITY_DAYS: i64 = 365;
 /// Why the own certificate cannot be loaded or created. Messages name the file.
 #[derive(thiserror::Error, Debug)]
 pub enum CertificateError {
+    /// The certificate or key file cannot be read.
     #[error("{path}: cannot read: {source}")]
-    Read { path: PathBuf, source: io::Error },
+    Read {
+        /// The file, `ssl_certificate` or `ssl_private_key`.
+        path: PathBuf,
+        /// Why it cannot be read.
+        source: io::Error,
+    },
+    /// The file is not valid PEM.
     #[error("{path}: not PEM: {source}")]
-    Pem { path: PathBuf, source: io::Error },
+    Pem {
+        /// The file, `ssl_certificate` or `ssl_private_key`.
+        path: PathBuf,
+        /// What the PEM parser found wrong.
+        source: io::Error,
+    },
+    /// The certificate file holds no certificate.
     #[error("{path}: no `CERTIFICATE` PEM block in the file")]
-    NoCertificate { path: PathBuf },
+    NoCertificate {
+        /// The `ssl_certificate` file.
+        path: PathBuf,
+    },
+    /// The key file holds no private key.
     #[error("{path}: no private key PEM block (PKCS#8, PKCS#1 or SEC1) in the file")]
-    NoKey { path: PathBuf },
+    NoKey {
+        /// The `ssl_private_key` file.
+        path: PathBuf,
+    },
+    /// One of certificate and key exists without the other: generating a new pair would
+    /// overwrite the one that exists, so verigated refuses.
     #[error("{present} exists but {missing} does not: remove {present} to have a new pair generated, or restore {missing}")]
-    HalfPair { present: PathBuf, missing: PathBuf },
+    HalfPair {
+        /// The file that exists.
+        present: PathBuf,
+        /// The file that does not.
+        missing: PathBuf,
+    },
+    /// rcgen could not generate the self-signed certificate.
     #[error("generating the self-signed certificate: {0}")]
     Generate(#[from] rcgen::Error),
+    /// The folder of a generated certificate or key cannot be created.
     #[error("{path}: cannot write: {source}")]
-    Write { path: PathBuf, source: io::Error },
+    Write {
+        /// The file whose folder could not be created.
+        path: PathBuf,
+        /// Why the system refused.
+        source: io::Error,
+    },
+    /// A generated certificate or key cannot be written whole.
     #[error("cannot save the certificate or key: {0}")]
     Save(durable::Error),
 }
@@ -42,6 +77,7 @@ pub enum CertificateError {
 pub struct OwnCertificate {
     /// Leaf first.
     pub chain: Vec<CertificateDer<'static>>,
+    /// The leaf's private key.
     pub key: PrivateKeyDer<'static>,
     /// True when this call generated the pair.
     pub generated: bool,

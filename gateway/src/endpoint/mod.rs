@@ -26,10 +26,13 @@ use tls::PrefixedStream;
 /// How a connection to the own endpoint ended badly.
 #[derive(thiserror::Error, Debug)]
 pub enum EndpointError {
+    /// The TLS handshake with the client failed.
     #[error("TLS handshake failed: {0}")]
     Handshake(std::io::Error),
+    /// The client did not finish the TLS handshake in the time given.
     #[error("TLS handshake not finished within {0:?}")]
     HandshakeTimeout(Duration),
+    /// hyper failed while serving the connection; the text is hyper's.
     #[error("HTTP: {0}")]
     Http(String),
 }

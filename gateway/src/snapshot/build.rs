@@ -23,7 +23,12 @@ pub const DEFAULT_IMA_HASH: HashAlg = HashAlg::Sha256;
 pub enum PolicyError {
     /// The evidence answers another nonce than the one this job chose.
     #[error("evidence nonce: expected {expected}, got {got}")]
-    NonceMismatch { expected: String, got: String },
+    NonceMismatch {
+        /// The nonce this job chose, in hex.
+        expected: String,
+        /// The nonce the evidence answers, in hex.
+        got: String,
+    },
     /// The TEE report or the TPM quote did not verify as the verifier would check it.
     #[error("the VM's own evidence does not verify: {0}")]
     NotVerified(#[from] SnapshotPolicyError),
@@ -35,8 +40,11 @@ pub enum PolicyError {
 /// What a snapshot pins besides the files, from one verified piece of evidence.
 #[derive(Debug, Clone)]
 pub struct Policy {
+    /// What the TEE must keep reporting (its kind and launch measurement among others).
     pub tee_policy: TeePolicy,
+    /// What the TPM must keep reporting (same boot, same AK); `None` without a TPM.
     pub tpm_policy: Option<TpmPolicy>,
+    /// The certificates the VM served when the evidence was made.
     pub manifest: Manifest,
     /// The parsed IMA log (empty when the evidence carries none).
     pub ima_entries: Vec<ImaEntry>,

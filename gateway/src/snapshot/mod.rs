@@ -34,15 +34,24 @@ pub enum JobError {
     /// The attester could not produce evidence.
     #[error("collecting evidence: {0}")]
     Evidence(String),
+    /// The evidence does not verify, or no policy can be derived from it.
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    /// The filesystem scan failed (a root missing, a relative exclude, ...).
     #[error(transparent)]
     Scan(#[from] ScanError),
     /// The configured IMA log (read when the evidence has none) cannot be read or parsed.
     #[error("IMA log {path}: {detail}")]
-    ImaLog { path: PathBuf, detail: String },
+    ImaLog {
+        /// The configured `attestation.ima_log`.
+        path: PathBuf,
+        /// Why it cannot be read or parsed.
+        detail: String,
+    },
+    /// A blocking task of the job panicked or was cancelled (a defect).
     #[error("a snapshot task ended abnormally: {0}")]
     Task(String),
+    /// The finished snapshot cannot be written to the data dir.
     #[error("saving the snapshot: {0}")]
     Store(#[from] StoreError),
 }
@@ -110,15 +119,20 @@ impl JobPhase {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
+    /// Still working; the phase says on what.
     Running,
+    /// Finished; the snapshot is ready.
     Done,
+    /// Failed or cancelled; no new snapshot.
     Failed,
 }
 
 /// The progress JSON of `POST /v1/snapshot` and `GET /v1/snapshot` (while running).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct JobProgress {
+    /// Whether the job still runs.
     pub state: JobState,
+    /// The step it is at, or ended in.
     pub phase: JobPhase,
     /// RFC 3339 UTC time at which the job started.
     pub started_at: String,

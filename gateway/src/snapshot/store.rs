@@ -35,15 +35,18 @@ pub struct SkippedFile {
 pub struct SkippedList {
     /// The `created_at` of the snapshot this list belongs to.
     pub created_at: String,
+    /// The files the scan could not read, each with the reason.
     pub skipped: Vec<SkippedFile>,
 }
 
 /// A finished snapshot with its serialized form (served as is) and its skipped list.
 #[derive(Debug)]
 pub struct Stored {
+    /// The snapshot.
     pub snapshot: Snapshot,
     /// `snapshot.to_json()`, kept so each GET does not serialize a large list again.
     pub json: Vec<u8>,
+    /// The files its scan could not read.
     pub skipped: SkippedList,
 }
 
@@ -66,13 +69,23 @@ impl Stored {
 /// Why the stored snapshot could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// A stored file exists but cannot be read.
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why it cannot be read.
+        source: io::Error,
+    },
+    /// A file cannot be replaced whole.
     #[error(transparent)]
     Write(durable::Error),
+    /// `snapshot.json` is not a snapshot this verigated reads (torn, or another version).
     #[error("{path}: {source}")]
     Snapshot {
+        /// The `snapshot.json` file.
         path: PathBuf,
+        /// What is wrong with its content.
         source: SnapshotError,
     },
 }

@@ -21,22 +21,26 @@ pub enum StorageCommand {
         /// unbound (any boot of this TPM unseals it).
         #[arg(long, value_name = "LIST", value_delimiter = ',')]
         pcrs: Vec<u8>,
+        /// Where the container, the sealed key and the data dir are, and which TPM.
         #[command(flatten)]
         paths: PathArgs,
     },
     /// Unseal the key, open the container and mount it on the data dir, with a tmpfs
     /// at `<data_dir>/run` (run at boot, before verigated starts).
     Open {
+        /// Where the container, the sealed key and the data dir are, and which TPM.
         #[command(flatten)]
         paths: PathArgs,
     },
     /// Unmount and close the container.
     Close {
+        /// Where the container, the sealed key and the data dir are, and which TPM.
         #[command(flatten)]
         paths: PathArgs,
     },
     /// Show the container, its header, the sealed key and what is mounted.
     Status {
+        /// Where the container, the sealed key and the data dir are, and which TPM.
         #[command(flatten)]
         paths: PathArgs,
     },

@@ -32,58 +32,122 @@ pub const RUN_TMPFS_SIZE: u64 = 64 << 20;
 /// Why a storage step failed. No variant carries key material.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
+    /// `--size` is not a size, or is below [`MIN_SIZE`].
     #[error("size `{value}`: {reason} (examples: 64M, 1G, 512M; at least 32M)")]
-    BadSize { value: String, reason: String },
+    BadSize {
+        /// The size as given.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// `init` found a container already there; it never overwrites one.
     #[error("{image} already exists: verigated never overwrites a container (remove it yourself if it is really unused)")]
-    ImageExists { image: PathBuf },
+    ImageExists {
+        /// The container file.
+        image: PathBuf,
+    },
+    /// `init` found a sealed key already there; it never overwrites one.
     #[error("{blob} already exists: verigated never overwrites a sealed key")]
-    BlobExists { blob: PathBuf },
+    BlobExists {
+        /// The sealed key file.
+        blob: PathBuf,
+    },
+    /// The sealed key cannot be written whole.
     #[error(transparent)]
     Write(durable::Error),
+    /// There is no container file: `init` has not run.
     #[error("{image} does not exist: run `verigated storage init --size SIZE` first")]
-    ImageMissing { image: PathBuf },
+    ImageMissing {
+        /// The container file.
+        image: PathBuf,
+    },
+    /// `cryptsetup isLuks --type luks2` says the file is not a LUKS2 container.
     #[error("{image} is not a LUKS2 container")]
-    NotLuks2 { image: PathBuf },
+    NotLuks2 {
+        /// The container file.
+        image: PathBuf,
+    },
+    /// A segment or keyslot uses `cipher_null`, which would leave the data in the clear.
     #[error("{image}: LUKS header uses `{cipher}`, which stores the data unencrypted; refused")]
-    CipherNull { image: PathBuf, cipher: String },
+    CipherNull {
+        /// The container file.
+        image: PathBuf,
+        /// The cipher the header names for it.
+        cipher: String,
+    },
+    /// The LUKS2 header cannot be parsed.
     #[error("{image}: LUKS header: {reason}")]
-    BadHeader { image: PathBuf, reason: String },
+    BadHeader {
+        /// The container file.
+        image: PathBuf,
+        /// What is wrong with the header.
+        reason: String,
+    },
+    /// The unsealed key is refused by the container.
     #[error("{image}: the key unsealed from {blob} does not open the container (another container's key?)")]
-    WrongKey { image: PathBuf, blob: PathBuf },
+    WrongKey {
+        /// The container file.
+        image: PathBuf,
+        /// The sealed key file the key came from.
+        blob: PathBuf,
+    },
+    /// The kernel offers no device-mapper (a container, not a VM), so nothing can open
+    /// the container.
     #[error(
         "device-mapper is not available on this machine ({reason}): cannot open the \
          container; run `verigated storage open` on the VM"
     )]
-    NoDeviceMapper { reason: String },
+    NoDeviceMapper {
+        /// What was checked and not found.
+        reason: String,
+    },
+    /// An external program (cryptsetup, mount, umount) cannot be run.
     #[error("cannot run {program}: {source}")]
     Spawn {
+        /// The program's name.
         program: &'static str,
+        /// Why it cannot be run.
         #[source]
         source: std::io::Error,
     },
+    /// cryptsetup exited with a failure.
     #[error("cryptsetup {op} failed (exit {code}): {stderr}")]
     Cryptsetup {
+        /// The cryptsetup action, e.g. `luksFormat`, `luksDump` or `open`.
         op: &'static str,
+        /// Its exit status (-1 when a signal ended it).
         code: i32,
+        /// What it printed on stderr.
         stderr: String,
     },
+    /// Formatting, mounting or unmounting failed.
     #[error("{what} {path}: {stderr}")]
     Mount {
+        /// The step: `mkfs.ext4`, `mount`, `tmpfs` or `umount`.
         what: &'static str,
+        /// The mount point, or the device `mkfs.ext4` formats.
         path: PathBuf,
+        /// What the program printed on stderr.
         stderr: String,
     },
+    /// A file operation on a storage path failed.
     #[error("{op} {path}: {source}")]
     Io {
+        /// What was being done, e.g. `reading` or `sizing`.
         op: &'static str,
+        /// The file or folder.
         path: PathBuf,
+        /// Why it failed.
         #[source]
         source: std::io::Error,
     },
+    /// The key cannot be sealed to, or unsealed from, the TPM.
     #[cfg(feature = "tpm")]
     #[error("sealed key {blob}: {source}")]
     Seal {
+        /// The sealed key file.
         blob: PathBuf,
+        /// What the TPM or its library answered.
         #[source]
         source: attest::tpm::seal::SealError,
     },
