@@ -153,7 +153,8 @@ pub struct TpmEvidence {
 pub struct Evidence {
     /// The evidence format, always [`EVIDENCE_VERSION`]; any other value is refused.
     pub version: u32,
-    /// The nonce the VM was asked to bind; the verifier still binds the one it sent.
+    /// The nonce the VM says it answered; `verify` compares it with the one it sent and
+    /// recomputes the binding from its own.
     pub nonce: Nonce,
     /// verigated's own name: the manifest entry of the certificate on its endpoint.
     pub domain: String,

@@ -45,7 +45,7 @@ pub enum TeePolicy {
         /// The TD's build-time measurement (48 bytes).
         #[serde(with = "hex::serde")]
         mrtd: Vec<u8>,
-        /// RTMR0, RTMR1 and RTMR2 as hex (48 bytes each): firmware, boot loader and kernel.
+        /// RTMR0, RTMR1 and RTMR2 as hex (48 bytes each), extended by firmware and boot loader.
         rtmrs: [String; 3],
         /// The owner-defined configuration ID (48 bytes).
         #[serde(with = "hex::serde")]

@@ -53,8 +53,8 @@ pub mod names {
     pub const IMA_REPLAY: &str = "ima replay";
     /// `ima entries`: every file digest in the IMA log is in the snapshot or the whitelist.
     pub const IMA_ENTRIES: &str = "ima entries";
-    /// `manifest`: the manifest covers every `--application` name and matches the snapshot's
-    /// certificates.
+    /// `manifest`: the manifest covers every `--application` name and, unless certificate
+    /// changes are allowed, lists the snapshot's certificates.
     pub const MANIFEST: &str = "manifest";
     /// Every check [`super::verify`] returns, in order.
     pub const ALL: [&str; 11] = [
@@ -73,8 +73,7 @@ pub mod names {
     /// `snapshot policy`: the new snapshot's TEE and TPM policies are those of the VM's verified
     /// evidence.
     pub const SNAPSHOT_POLICY: &str = "snapshot policy";
-    /// `snapshot ima`: the new snapshot's IMA policy matches the evidence's IMA log (or both lack
-    /// one).
+    /// `snapshot ima`: the new snapshot pins IMA exactly when the evidence carries an IMA log.
     pub const SNAPSHOT_IMA: &str = "snapshot ima";
     /// `snapshot manifest`: the new snapshot's manifest is the evidence's.
     pub const SNAPSHOT_MANIFEST: &str = "snapshot manifest";
