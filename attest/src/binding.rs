@@ -27,31 +27,61 @@ pub const MAX_NAME_LEN: usize = 253;
 /// Why a name, a manifest or a nonce was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BindingError {
+    /// The name is the empty string.
     #[error("manifest name is empty")]
     EmptyName,
+    /// The name is longer than [`MAX_NAME_LEN`] bytes.
     #[error("manifest name `{name}` is {len} bytes long; the most is {max}")]
     NameTooLong {
+        /// The name's first 40 characters (the name itself may be very long).
         name: String,
+        /// The name's length in bytes.
         len: usize,
+        /// The most allowed, [`MAX_NAME_LEN`].
         max: usize,
     },
+    /// The name has a byte no DNS name may hold (a space, a `/`, a non-ASCII byte, ...).
     #[error(
         "manifest name `{name}` has a byte outside letters, digits, '-', '_' and '.' at offset {offset}"
     )]
-    BadNameByte { name: String, offset: usize },
+    BadNameByte {
+        /// The name as given, with non-printable characters escaped.
+        name: String,
+        /// Offset of the bad byte in the name.
+        offset: usize,
+    },
+    /// The name's bytes are allowed, but it is not a host name, `*.` and a host name, or `*` (an
+    /// empty label, a leading hyphen, ...).
     #[error("manifest name `{name}` is not a host name, `*.` and a host name, or `*`: {reason}")]
     NotAHostName {
+        /// The name as given, with non-printable characters escaped.
         name: String,
+        /// Which rule of [`wire::dns`] it breaks.
         reason: wire::dns::DnsNameError,
     },
+    /// Two manifest entries carry the same name (after lowercasing).
     #[error("manifest lists `{name}` twice")]
-    DuplicateName { name: String },
+    DuplicateName {
+        /// The repeated name.
+        name: String,
+    },
+    /// The nonce string is not 64 characters long.
     #[error("nonce must be 64 hex characters (32 bytes), got {len} characters")]
-    NonceLength { len: usize },
+    NonceLength {
+        /// How many characters it has.
+        len: usize,
+    },
+    /// The nonce string is 64 characters long but not hex; holds the decoder's error.
     #[error("nonce is not hex: {0}")]
     NonceNotHex(String),
+    /// A manifest entry's `cert_sha256` is not 64 hex characters.
     #[error("cert_sha256 of `{name}` must be 64 hex characters (a SHA-256), got `{got}`")]
-    BadCertDigest { name: String, got: String },
+    BadCertDigest {
+        /// The entry's name.
+        name: String,
+        /// The `cert_sha256` value as given.
+        got: String,
+    },
 }
 
 /// A verifier-chosen 32-byte nonce, sent as 64 hex characters.
@@ -67,6 +97,7 @@ impl Nonce {
         Nonce(n)
     }
 
+    /// The 64 lowercase hex characters sent on the wire (`?nonce=...`).
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
     }
@@ -147,7 +178,10 @@ pub fn normalize_name(name: &str) -> Result<String, BindingError> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ManifestEntry {
+    /// The route pattern: a host name, `*.` and a host name, or `*`; lowercase and validated by
+    /// [`normalize_name`].
     pub name: String,
+    /// SHA-256 of the DER of the leaf certificate served for this name (64 hex characters in JSON).
     #[serde(with = "hex_digest")]
     pub cert_sha256: [u8; 32],
 }
@@ -199,6 +233,7 @@ impl Manifest {
         Ok(Manifest { entries })
     }
 
+    /// The entries, sorted by name bytes, as the digest covers them.
     pub fn entries(&self) -> &[ManifestEntry] {
         &self.entries
     }
@@ -284,10 +319,12 @@ pub fn tpm_qualifying(report_data: &[u8; 64]) -> [u8; 32] {
 pub mod hex_digest {
     use serde::{Deserialize, Deserializer, Serializer};
 
+    /// Writes the digest as 64 lowercase hex characters.
     pub fn serialize<S: Serializer>(d: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&hex::encode(d))
     }
 
+    /// Reads 64 hex characters into a digest; anything else is an error that quotes the input.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
         let s = String::deserialize(d)?;
         let mut out = [0u8; 32];

@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
+    /// Everything compared as expected.
     Pass,
+    /// Something differed or could not be checked; `detail` says what.
     Fail,
 }
 
@@ -15,12 +17,16 @@ pub enum Outcome {
 /// what differed).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Check {
+    /// What was checked (`signature`, `pcr values`, `snapshot`, ...), as both reports show it.
     pub name: String,
+    /// Whether it passed.
     pub outcome: Outcome,
+    /// What was compared, or on failure what differed, for the human and JSON reports.
     pub detail: String,
 }
 
 impl Check {
+    /// A passing check.
     pub fn pass(name: impl Into<String>, detail: impl Into<String>) -> Self {
         Check {
             name: name.into(),
@@ -29,6 +35,7 @@ impl Check {
         }
     }
 
+    /// A failing check.
     pub fn fail(name: impl Into<String>, detail: impl Into<String>) -> Self {
         Check {
             name: name.into(),
@@ -48,6 +55,7 @@ impl Check {
         }
     }
 
+    /// Whether the outcome is [`Outcome::Pass`].
     pub fn passed(&self) -> bool {
         self.outcome == Outcome::Pass
     }
@@ -58,11 +66,14 @@ impl Check {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
+    /// Every check passed, and there was at least one.
     Pass,
+    /// At least one check failed, or there were none.
     Fail,
 }
 
 impl Verdict {
+    /// The verdict of `checks`: [`Verdict::Fail`] for an empty list.
     pub fn of(checks: &[Check]) -> Verdict {
         if !checks.is_empty() && checks.iter().all(Check::passed) {
             Verdict::Pass
@@ -75,11 +86,14 @@ impl Verdict {
 /// The JSON report (ARCHITECTURE.md, "Verification"): `{"verdict": ..., "checks": [...]}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
+    /// The verdict of `checks`, computed once by [`Report::new`].
     pub verdict: Verdict,
+    /// Every check run, in the order run.
     pub checks: Vec<Check>,
 }
 
 impl Report {
+    /// A report whose verdict is computed from `checks`.
     pub fn new(checks: Vec<Check>) -> Report {
         Report {
             verdict: Verdict::of(&checks),

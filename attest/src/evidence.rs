@@ -52,21 +52,30 @@ pub enum TeeEvidence {
     /// verifier pins AMD's ARKs.
     #[serde(rename = "sev-snp")]
     SevSnp {
+        /// The 1184-byte attestation report as the firmware returned it.
         report: Base64,
+        /// The host-supplied certificate chain, PEM; absent when the host supplied none.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cert_chain: Option<Base64>,
     },
     /// An Intel TDX quote (v4 or v5) and, optionally, the PCS collateral JSON for it.
     #[serde(rename = "tdx")]
     Tdx {
+        /// The TDX quote as the quoting enclave produced it.
         report: Base64,
+        /// The PCS collateral (TCB info, QE identity, CRLs) as JSON, if the VM fetched it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         collateral: Option<Base64>,
     },
     /// verigate's simulated TEE: a report signed by a P-384 key kept in the data dir,
     /// with that key's public half (SPKI DER). Proves nothing about hardware.
     #[serde(rename = "simulated")]
-    Simulated { report: Base64, public_key: Base64 },
+    Simulated {
+        /// The simulated report, signed with `public_key`'s private half.
+        report: Base64,
+        /// The P-384 public key as SubjectPublicKeyInfo DER.
+        public_key: Base64,
+    },
     /// No TEE: nothing vouches for report_data.
     #[serde(rename = "none")]
     None,
@@ -133,6 +142,8 @@ pub struct TpmEvidence {
     pub quote: Base64,
     /// TPMT_SIGNATURE.
     pub signature: Base64,
+    /// The values of the PCRs the quote covers, by bank; the verifier recomputes their digest and
+    /// compares it with the quote's.
     pub pcrs: PcrValues,
 }
 
@@ -140,12 +151,19 @@ pub struct TpmEvidence {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Evidence {
+    /// The evidence format, always [`EVIDENCE_VERSION`]; any other value is refused.
     pub version: u32,
+    /// The nonce the VM says it answered; `verify` compares it with the one it sent and
+    /// recomputes the binding from its own.
     pub nonce: Nonce,
     /// verigated's own name: the manifest entry of the certificate on its endpoint.
     pub domain: String,
+    /// Every name the VM serves with the SHA-256 of its leaf certificate; its digest is in
+    /// report_data.
     pub manifest: Manifest,
+    /// The TEE report whose report_data binds nonce, manifest and attestation key.
     pub tee: TeeEvidence,
+    /// The TPM quote over the IMA PCR, if the VM has a TPM.
     pub tpm: Option<TpmEvidence>,
     /// The binary IMA measurement list (`binary_runtime_measurements`).
     pub ima_log: Option<Base64>,
@@ -154,14 +172,23 @@ pub struct Evidence {
 /// Why evidence bytes were refused.
 #[derive(Debug, thiserror::Error)]
 pub enum EvidenceError {
+    /// The input is larger than [`MAX_EVIDENCE_BYTES`].
     #[error("evidence is {len} bytes; the most accepted is {max}")]
-    TooLarge { len: usize, max: usize },
+    TooLarge {
+        /// Size of the input in bytes.
+        len: usize,
+        /// The most accepted, [`MAX_EVIDENCE_BYTES`].
+        max: usize,
+    },
+    /// The bytes are not JSON, or the JSON has a missing, unknown or ill-typed field.
     #[error("evidence is not valid JSON of the expected shape: {0}")]
     Json(#[from] serde_json::Error),
+    /// The `version` field is not [`EVIDENCE_VERSION`].
     #[error(
         "evidence version {0} is not supported (this verigate reads version {EVIDENCE_VERSION})"
     )]
     UnsupportedVersion(u32),
+    /// The `domain` field names no entry of the manifest.
     #[error("evidence domain `{0}` is not in its own manifest")]
     DomainNotInManifest(String),
 }
@@ -185,6 +212,7 @@ impl Evidence {
         Ok(evidence)
     }
 
+    /// The evidence as pretty-printed JSON, the body of `GET /v1/attestation`.
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec_pretty(self).expect("evidence serializes: every field is plain data")
     }

@@ -22,9 +22,13 @@ pub(crate) const TPM_ALG_SHA512: u16 = 0x000d;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HashAlg {
+    /// SHA-1 (`TPM_ALG_SHA1`, 20 bytes): IMA's original template hash and the legacy PCR bank.
     Sha1,
+    /// SHA-256 (`TPM_ALG_SHA256`, 32 bytes).
     Sha256,
+    /// SHA-384 (`TPM_ALG_SHA384`, 48 bytes).
     Sha384,
+    /// SHA-512 (`TPM_ALG_SHA512`, 64 bytes).
     Sha512,
 }
 

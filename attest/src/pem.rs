@@ -17,14 +17,34 @@ const END_CERTIFICATE: &[u8] = b"-----END CERTIFICATE-----";
 /// Why a PEM bundle was refused; `index` counts certificates from 0.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PemError {
+    /// After whitespace, the text neither ends nor starts a `-----BEGIN CERTIFICATE-----` block.
     #[error("certificate {index}: expected a BEGIN CERTIFICATE line")]
-    NoBegin { index: usize },
+    NoBegin {
+        /// Position of the certificate in the bundle, from 0.
+        index: usize,
+    },
+    /// A BEGIN line with no `-----END CERTIFICATE-----` after it (a truncated bundle).
     #[error("certificate {index} has no END line")]
-    NoEnd { index: usize },
+    NoEnd {
+        /// Position of the certificate in the bundle, from 0.
+        index: usize,
+    },
+    /// The text between BEGIN and END is not valid base64.
     #[error("certificate {index}: bad base64: {reason}")]
-    Base64 { index: usize, reason: String },
+    Base64 {
+        /// Position of the certificate in the bundle, from 0.
+        index: usize,
+        /// The base64 decoder's error.
+        reason: String,
+    },
+    /// The base64 decoded, but the bytes are not a DER X.509 certificate.
     #[error("certificate {index}: {reason}")]
-    Der { index: usize, reason: String },
+    Der {
+        /// Position of the certificate in the bundle, from 0.
+        index: usize,
+        /// The DER parser's error.
+        reason: String,
+    },
 }
 
 /// The canonical PEM form of one DER certificate.

@@ -29,9 +29,12 @@ pub enum TeePolicy {
     /// SEV-SNP: the launch measurement and the guest policy.
     #[serde(rename = "sev-snp")]
     SevSnp {
+        /// The launch measurement (48 bytes): the digest of the initial guest memory and VMSA.
         #[serde(with = "hex::serde")]
         measurement: Vec<u8>,
+        /// The guest policy the VM was launched with (the report's `POLICY` field).
         policy: u64,
+        /// The host-provided data bound at launch (32 bytes, the report's `HOST_DATA`).
         #[serde(with = "hex::serde")]
         host_data: Vec<u8>,
     },
@@ -39,26 +42,36 @@ pub enum TeePolicy {
     /// run-time use and changes), the owner-provided IDs and the TD attributes.
     #[serde(rename = "tdx")]
     Tdx {
+        /// The TD's build-time measurement (48 bytes).
         #[serde(with = "hex::serde")]
         mrtd: Vec<u8>,
+        /// RTMR0, RTMR1 and RTMR2 as hex (48 bytes each), extended by firmware and boot loader.
         rtmrs: [String; 3],
+        /// The owner-defined configuration ID (48 bytes).
         #[serde(with = "hex::serde")]
         mr_config_id: Vec<u8>,
+        /// The TD owner's ID (48 bytes).
         #[serde(with = "hex::serde")]
         mr_owner: Vec<u8>,
+        /// The owner-defined configuration of the TD (48 bytes).
         #[serde(with = "hex::serde")]
         mr_owner_config: Vec<u8>,
+        /// The TD attributes (8 bytes), e.g. whether the TD is debuggable.
         #[serde(with = "hex::serde")]
         td_attributes: Vec<u8>,
+        /// The extended features the TD may use (XFAM, 8 bytes).
         #[serde(with = "hex::serde")]
         xfam: Vec<u8>,
     },
     /// The simulated TEE: its measurement and policy, and the SHA-256 of its key.
     #[serde(rename = "simulated")]
     Simulated {
+        /// The simulated measurement (48 bytes).
         #[serde(with = "hex::serde")]
         measurement: Vec<u8>,
+        /// The simulated guest policy.
         policy: u64,
+        /// SHA-256 of the simulated TEE's public key (SPKI DER), so a new key is a different VM.
         #[serde(with = "hex_digest")]
         public_key_sha256: [u8; 32],
     },
@@ -153,6 +166,7 @@ impl From<TeePolicyWire> for TeePolicy {
 }
 
 impl TeePolicy {
+    /// The policy a verified SEV-SNP report pins.
     pub fn from_snp(v: &SnpVerified) -> TeePolicy {
         TeePolicy::SevSnp {
             measurement: v.measurement.to_vec(),
@@ -161,6 +175,7 @@ impl TeePolicy {
         }
     }
 
+    /// The policy a verified TDX quote pins.
     pub fn from_tdx(v: &TdxVerified) -> TeePolicy {
         TeePolicy::Tdx {
             mrtd: v.mrtd.to_vec(),
@@ -177,6 +192,7 @@ impl TeePolicy {
         }
     }
 
+    /// The policy a verified simulated report pins, with the SHA-256 of its key.
     pub fn from_simulated(v: &SimulatedReport, public_key_sha256: [u8; 32]) -> TeePolicy {
         TeePolicy::Simulated {
             measurement: v.measurement.to_vec(),
@@ -294,8 +310,11 @@ fn short(v: &serde_json::Value) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TpmPolicy {
+    /// TPM resets (power cycles) since the TPM was provisioned: a reboot raises it.
     pub reset_count: u32,
+    /// TPM restarts (resumes from hibernation) since the last reset.
     pub restart_count: u32,
+    /// SHA-256 of the attestation key's `TPMT_PUBLIC`: a new key is a different TPM (or VM).
     #[serde(with = "hex_digest")]
     pub ak_sha256: [u8; 32],
 }
@@ -316,7 +335,9 @@ impl TpmPolicy {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImaPolicy {
+    /// The PCR the kernel extends with each IMA entry (10 by default).
     pub pcr: u32,
+    /// The algorithm of the file digests in `filehashes`.
     pub hash_algorithm: HashAlg,
 }
 
@@ -324,12 +345,17 @@ pub struct ImaPolicy {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Snapshot {
+    /// The snapshot format, always [`SNAPSHOT_VERSION`]; any other value is refused.
     pub version: u32,
     /// RFC 3339, UTC.
     pub created_at: String,
+    /// What the TEE reported when the snapshot was taken.
     pub tee_policy: TeePolicy,
+    /// What the TPM reported when the snapshot was taken; absent without a TPM.
     pub tpm_policy: Option<TpmPolicy>,
+    /// Where the IMA log was quoted; absent without IMA.
     pub ima: Option<ImaPolicy>,
+    /// The certificates the VM served when the snapshot was taken.
     pub manifest: Manifest,
     /// `[path, hex digest]`: every file of the IMA log at snapshot time plus the scan of
     /// files the IMA policy would measure.
@@ -339,22 +365,42 @@ pub struct Snapshot {
 /// Why snapshot or whitelist bytes were refused.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
+    /// The input is larger than [`MAX_SNAPSHOT_BYTES`].
     #[error("snapshot is {len} bytes; the most accepted is {max}")]
-    TooLarge { len: usize, max: usize },
+    TooLarge {
+        /// Size of the input in bytes.
+        len: usize,
+        /// The most accepted, [`MAX_SNAPSHOT_BYTES`].
+        max: usize,
+    },
+    /// The bytes are not JSON of the snapshot's shape; holds the parser's error.
     #[error("not a verigate snapshot: {0}")]
     Json(#[from] serde_json::Error),
+    /// The `version` field is not [`SNAPSHOT_VERSION`].
     #[error(
         "snapshot version {0} is not supported (this verigate reads version {SNAPSHOT_VERSION})"
     )]
     UnsupportedVersion(u32),
+    /// A `filehashes` digest is not hex.
     #[error("filehashes[{index}] ({path}): digest is not hex")]
-    BadDigest { index: usize, path: String },
+    BadDigest {
+        /// Position of the pair in `filehashes`, from 0.
+        index: usize,
+        /// The pair's path.
+        path: String,
+    },
+    /// A `tee_policy` field does not have its fixed size (a hand-edited snapshot).
     #[error("tee_policy.{field}: expected {expected} bytes of hex, got `{got}`")]
     BadPolicyField {
+        /// The field's name.
         field: &'static str,
+        /// Its size in bytes.
         expected: usize,
+        /// The value found, hex, cut to `expected` bytes (or the first 100 characters if not hex).
         got: String,
     },
+    /// A `--whitelist` file is neither a list of pairs nor a snapshot; holds the snapshot parser's
+    /// error.
     #[error("whitelist is neither a list of [path, hex digest] nor a snapshot: {0}")]
     BadWhitelist(String),
 }
@@ -377,10 +423,12 @@ impl Snapshot {
         Ok(s)
     }
 
+    /// The snapshot as pretty-printed JSON.
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec_pretty(self).expect("a snapshot serializes: every field is plain data")
     }
 
+    /// The `filehashes` as an index (they were checked when parsed).
     pub fn file_index(&self) -> FileIndex {
         FileIndex::from_pairs(&self.filehashes).unwrap_or_default()
     }
@@ -395,6 +443,7 @@ pub struct FileIndex {
 }
 
 impl FileIndex {
+    /// An index of `[path, hex digest]` pairs; a digest that is not hex is an error.
     pub fn from_pairs(pairs: &[(String, String)]) -> Result<FileIndex, SnapshotError> {
         let mut idx = FileIndex::default();
         for (index, (path, digest)) in pairs.iter().enumerate() {
@@ -426,6 +475,7 @@ impl FileIndex {
         }
     }
 
+    /// Whether `digest` is an accepted digest of `path` (exact path bytes).
     pub fn contains(&self, path: &str, digest: &[u8]) -> bool {
         self.by_path.get(path).is_some_and(|d| d.contains(digest))
     }
@@ -435,6 +485,7 @@ impl FileIndex {
         self.by_path.len()
     }
 
+    /// Whether the index holds no path.
     pub fn is_empty(&self) -> bool {
         self.by_path.is_empty()
     }

@@ -19,6 +19,7 @@ pub struct SignatureOnlyVerifier {
 }
 
 impl SignatureOnlyVerifier {
+    /// A verifier that checks handshake signatures with `provider`'s algorithms.
     pub fn new(provider: Arc<CryptoProvider>) -> SignatureOnlyVerifier {
         SignatureOnlyVerifier { provider }
     }

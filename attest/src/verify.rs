@@ -28,16 +28,33 @@ use std::time::SystemTime;
 /// The names of the checks, in the order `verify` returns them (`ALL`), then those of
 /// `snapshot::check_snapshot_against_evidence` (`SNAPSHOT_ALL`).
 pub mod names {
+    /// `nonce`: the evidence answers the nonce the verifier sent.
     pub const NONCE: &str = "nonce";
+    /// `binding`: the TEE report's report_data is the hash of the sent nonce, the manifest and the
+    /// TPM key.
     pub const BINDING: &str = "binding";
+    /// `endpoint certificate`: the certificate on the `--url` connection is the manifest's entry
+    /// for the evidence's domain, so no TLS-terminating proxy sat in between.
     pub const ENDPOINT_CERTIFICATE: &str = "endpoint certificate";
+    /// `tee`: the TEE report's signature, chain to the vendor root and platform policy verified.
     pub const TEE: &str = "tee";
+    /// `tee measurement`: the verified TEE fields equal the snapshot's `tee_policy`.
     pub const TEE_MEASUREMENT: &str = "tee measurement";
+    /// `tpm quote`: the quote's signature, qualifying data and PCR digest verified under the
+    /// attestation key.
     pub const TPM_QUOTE: &str = "tpm quote";
+    /// `tpm reboot`: the TPM's reset and restart counts equal the snapshot's, so the VM has not
+    /// rebooted since.
     pub const TPM_REBOOT: &str = "tpm reboot";
+    /// `tpm key`: the attestation key is the snapshot's.
     pub const TPM_KEY: &str = "tpm key";
+    /// `ima replay`: replaying the IMA log gives the quoted PCR value, and every template hash is
+    /// right.
     pub const IMA_REPLAY: &str = "ima replay";
+    /// `ima entries`: every file digest in the IMA log is in the snapshot or the whitelist.
     pub const IMA_ENTRIES: &str = "ima entries";
+    /// `manifest`: the manifest covers every `--application` name and, unless certificate
+    /// changes are allowed, lists the snapshot's certificates.
     pub const MANIFEST: &str = "manifest";
     /// Every check [`super::verify`] returns, in order.
     pub const ALL: [&str; 11] = [
@@ -53,8 +70,12 @@ pub mod names {
         IMA_ENTRIES,
         MANIFEST,
     ];
+    /// `snapshot policy`: the new snapshot's TEE and TPM policies are those of the VM's verified
+    /// evidence.
     pub const SNAPSHOT_POLICY: &str = "snapshot policy";
+    /// `snapshot ima`: the new snapshot pins IMA exactly when the evidence carries an IMA log.
     pub const SNAPSHOT_IMA: &str = "snapshot ima";
+    /// `snapshot manifest`: the new snapshot's manifest is the evidence's.
     pub const SNAPSHOT_MANIFEST: &str = "snapshot manifest";
     /// Every check [`super::snapshot::check_snapshot_against_evidence`] returns, in order.
     pub const SNAPSHOT_ALL: [&str; 5] = [
@@ -128,9 +149,13 @@ impl<'a> Expectations<'a> {
 /// policy) verified.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VerifiedTee {
+    /// A verified SEV-SNP report and the fields read from it.
     Snp(Box<SnpVerified>),
+    /// A verified TDX quote and the fields read from it.
     Tdx(Box<TdxVerified>),
+    /// A verified report of verigate's simulated TEE.
     Simulated {
+        /// The report's fields.
         report: SimulatedReport,
         /// SHA-256 of the SPKI DER the report verified under.
         public_key_sha256: [u8; 32],
@@ -197,25 +222,37 @@ pub struct TeeOptions<'a> {
     pub snp_certs: Option<&'a SnpCerts>,
     /// User-supplied TDX collateral JSON (see [`Expectations::tdx_collateral`]).
     pub tdx_collateral: Option<&'a [u8]>,
+    /// TDX TCB statuses accepted besides `UpToDate` (see
+    /// [`Expectations::allowed_tdx_tcb_statuses`]).
     pub allowed_tdx_tcb_statuses: &'a [String],
+    /// The time certificates, CRLs and collateral must be valid at.
     pub at: SystemTime,
 }
 
 /// Why a TEE report did not verify.
 #[derive(Debug, thiserror::Error)]
 pub enum TeeError {
+    /// The evidence's TEE kind is `none`.
     #[error("the evidence has no TEE report (kind `none`): nothing vouches for this VM or for report_data")]
     NoTee,
+    /// The SEV-SNP report, its certificates or its policy did not verify.
     #[error("SEV-SNP: {0}")]
     Snp(#[from] SnpError),
+    /// The TDX quote, its collateral or its TCB status did not verify.
     #[error("TDX: {0}")]
     Tdx(#[from] TdxError),
+    /// A TDX quote came with no collateral, in the evidence or from the user.
     #[error("TDX: no collateral in the evidence and none given, so the quote cannot be checked")]
     NoTdxCollateral,
+    /// The simulated report's signature or format did not verify.
     #[error("{0}")]
     Simulated(#[from] SimulatedError),
+    /// The simulated report's policy allows a debugger, so its memory is not private.
     #[error("simulated TEE report's policy {policy:#x} allows a debugger")]
-    SimulatedDebug { policy: u64 },
+    SimulatedDebug {
+        /// The report's guest policy.
+        policy: u64,
+    },
 }
 
 /// Verifies the TEE part of evidence: signature, chain to the vendor root, platform
@@ -266,12 +303,22 @@ pub fn verify_tee(tee: &TeeEvidence, opts: &TeeOptions<'_>) -> Result<VerifiedTe
 /// Why a VM's own evidence cannot become a snapshot's policy.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotPolicyError {
+    /// The TEE report did not verify.
     #[error("TEE report: {0}")]
     Tee(TeeError),
+    /// The TEE is simulated and the caller did not allow it.
     #[error("the TEE is simulated, which proves nothing about hardware: pass --allow-simulated-tee to snapshot it anyway")]
     SimulatedNotAllowed,
+    /// The TEE report's report_data is not the binding of the evidence's own nonce, manifest and
+    /// attestation key.
     #[error("the TEE report's report_data is {got}, but the evidence's nonce, manifest and TPM key give {expected}")]
-    Binding { expected: String, got: String },
+    Binding {
+        /// The binding computed from the evidence, hex.
+        expected: String,
+        /// The report's report_data, hex.
+        got: String,
+    },
+    /// The TPM quote did not verify against the evidence's own binding.
     #[error("TPM quote: {0}")]
     Quote(#[from] quote::QuoteError),
 }

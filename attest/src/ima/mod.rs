@@ -88,7 +88,12 @@ pub enum Field {
     /// `d`: a SHA-1 file digest without algorithm tag (template `ima`).
     D(Vec<u8>),
     /// `d-ng`: a file digest tagged with its algorithm (`sha256:` NUL digest).
-    DNg { alg: HashAlg, digest: Vec<u8> },
+    DNg {
+        /// The digest's algorithm, from the field's `<alg>:` prefix.
+        alg: HashAlg,
+        /// The file digest, `alg.size()` bytes.
+        digest: Vec<u8>,
+    },
     /// `n`: the file name, at most 255 bytes (template `ima`).
     N(Vec<u8>),
     /// `n-ng`: the file path (or buffer name), stored here without its NUL terminator.
@@ -428,62 +433,104 @@ pub(crate) fn len_u32(n: usize) -> u32 {
 /// What is wrong with one entry (or one field of it). [`ImaError`] adds where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EntryProblem {
+    /// The entry ends before a field it announces (a cut-off log, or a length that lies).
     #[error("truncated {field}: needs {needed} bytes, {available} left")]
     Truncated {
+        /// Which part was cut short (`template name length`, `d-ng field`, ...).
         field: &'static str,
+        /// Bytes the part needs.
         needed: u64,
+        /// Bytes left in the log (or the template data).
         available: usize,
     },
+    /// A length prefix exceeds the parser's limit for that part, so the parser refuses it rather
+    /// than allocate.
     #[error("{field} length {len} exceeds the limit of {max} bytes")]
     TooLong {
+        /// Which part (`template data`, `n (ima template name)`, ...).
         field: &'static str,
+        /// The length announced, in bytes.
         len: u64,
+        /// The limit, in bytes.
         max: u64,
     },
+    /// A binary entry's PCR index is above 23; holds the index read.
     #[error("PCR index {0} is out of range 0..=23 (a big-endian log, or not an IMA log?)")]
     PcrOutOfRange(u64),
+    /// An ASCII line's PCR column is not a decimal number; holds the column.
     #[error("PCR index {0:?} is not a decimal number")]
     BadPcr(String),
+    /// The template name is empty or holds a byte that is not printable ASCII.
     #[error("template name is not printable ASCII")]
     BadTemplateName,
+    /// The template name is neither a built-in template nor a `|`-separated format string; holds
+    /// the name.
     #[error("unknown template {0:?}")]
     UnknownTemplate(String),
+    /// A format string names a field id this parser does not know; holds the id.
     #[error("unknown template field {0:?}")]
     UnknownField(String),
+    /// A template without exactly one digest and one name field, or a custom format with the `ima`
+    /// template's `d` or `n`; holds the template name.
     #[error(
         "template {0:?} is not supported: it needs one digest (d-ng) and one name (n-ng) field"
     )]
     UnsupportedLayout(String),
+    /// A `d-ng` field names an algorithm other than sha1, sha256, sha384 or sha512; holds the name.
     #[error("unknown digest algorithm {0:?} (expected sha1, sha256, sha384 or sha512)")]
     UnknownDigestAlgorithm(String),
+    /// A file digest is not the size of its algorithm.
     #[error("{alg} digest must be {expected} bytes, got {got}")]
     DigestLength {
+        /// The digest's algorithm.
         alg: HashAlg,
+        /// Its size in bytes.
         expected: usize,
+        /// The size found, in bytes.
         got: usize,
     },
+    /// A template hash is not the size of the list's template-hash algorithm.
     #[error("template hash must be {expected} bytes ({alg}), got {got}")]
     TemplateHashLength {
+        /// The list's template-hash algorithm.
         alg: HashAlg,
+        /// Its size in bytes.
         expected: usize,
+        /// The size found, in bytes.
         got: usize,
     },
+    /// An ASCII list's template hash has a length (in hex digits, held here) that no supported
+    /// algorithm produces.
     #[error("template hash of {0} hex digits matches no supported algorithm")]
     TemplateHashSize(usize),
+    /// A `d-ng` field lacks the `<algorithm>:` and NUL before the digest.
     #[error("d-ng field lacks its `<algorithm>:` NUL prefix")]
     MalformedDigestField,
+    /// A name field that must end in NUL does not; holds the field id.
     #[error("{0} field is not NUL-terminated")]
     MissingNul(&'static str),
+    /// A name holds a NUL byte, which the kernel never logs inside a name.
     #[error("name contains a NUL byte")]
     NulInName,
+    /// A hex column of an ASCII line is not hex.
     #[error("{field} is not hex: {value:?}")]
-    BadHex { field: &'static str, value: String },
+    BadHex {
+        /// Which column (`template hash`, `d-ng digest`).
+        field: &'static str,
+        /// The column as found.
+        value: String,
+    },
+    /// A binary entry's template data has bytes left after its last field; holds how many.
     #[error("template data has {0} bytes after its last field")]
     TrailingData(usize),
+    /// An ASCII line has more or fewer columns than its template's fields.
     #[error("{template} entry needs {expected} fields, the line has {got}")]
     FieldCount {
+        /// The template name.
         template: String,
+        /// Fields the template has.
         expected: usize,
+        /// Fields found on the line.
         got: usize,
     },
 }
@@ -495,25 +542,40 @@ pub enum ImaError {
     /// file (where the bad field starts).
     #[error("binary IMA log, entry {entry} at byte offset {offset}: {problem}")]
     Binary {
+        /// The entry's position in the list, from 0.
         entry: usize,
+        /// Byte offset in the file where the bad field starts.
         offset: usize,
+        /// What is wrong with the entry.
         problem: EntryProblem,
     },
     /// The ASCII list is malformed on line `line` (1-based).
     #[error("ASCII IMA log, line {line}: {problem}")]
-    Ascii { line: usize, problem: EntryProblem },
+    Ascii {
+        /// The line number, from 1.
+        line: usize,
+        /// What is wrong with the line's entry.
+        problem: EntryProblem,
+    },
     /// Entry `entry` (0-based) logs a template hash that is not the hash of its
     /// template data: the list was altered after the kernel wrote it.
     #[error("entry {entry} ({path}): logged template hash {logged} but its template data hashes to {computed}")]
     TemplateHashMismatch {
+        /// The entry's position in the list, from 0.
         entry: usize,
+        /// The entry's path as text (see [`ImaEntry::path`]).
         path: String,
+        /// The template hash in the log, hex.
         logged: String,
+        /// The hash of the template data, hex.
         computed: String,
     },
     /// An entry cannot be built from the given parts.
     #[error("invalid IMA entry: {problem}")]
-    Invalid { problem: EntryProblem },
+    Invalid {
+        /// What is wrong with the parts.
+        problem: EntryProblem,
+    },
 }
 
 /// Parses a `d-ng` field's bytes: `<alg>:` NUL digest.

@@ -50,41 +50,84 @@ const MAX_PCR_INDEX: u8 = 23;
 /// Why talking to the TPM failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CollectError {
+    /// The TCTI string does not parse, or libtss2 could not open the TPM behind it.
     #[error("TCTI `{tcti}`: {source}")]
     Tcti {
+        /// The TCTI string as given.
         tcti: String,
+        /// libtss2's error.
         #[source]
         source: tss_esapi::Error,
     },
+    /// A TPM command failed.
     #[error("TPM {op}: {source}")]
     Tpm {
+        /// What was being done (`quote`, `PCR extend`, ...).
         op: &'static str,
+        /// libtss2's error (a TPM response code, or a marshalling error).
         #[source]
         source: tss_esapi::Error,
     },
+    /// The configured AK handle is outside the persistent range.
     #[error("{handle:#010x} is not a persistent handle (0x81000000..=0x81ffffff)")]
-    NotPersistentHandle { handle: u32 },
+    NotPersistentHandle {
+        /// The handle configured.
+        handle: u32,
+    },
+    /// The AK handle holds a key that is not a restricted signing key; verigate never
+    /// replaces it.
     #[error(
         "persistent handle {handle:#010x} holds a key that is not an attestation key ({reason}); \
          verigate leaves it alone: free the handle or configure another one"
     )]
-    ForeignKey { handle: u32, reason: String },
+    ForeignKey {
+        /// The AK handle.
+        handle: u32,
+        /// Which property of an attestation key it lacks.
+        reason: String,
+    },
+    /// A PCR index above 23.
     #[error("PCR index {index} is out of range (0..=23)")]
-    BadPcrIndex { index: u8 },
+    BadPcrIndex {
+        /// The index given.
+        index: u8,
+    },
+    /// A digest to extend a PCR with is not the size of the bank's algorithm.
     #[error("{bank} digest has {got} bytes, expected {expected}")]
     DigestLength {
+        /// The PCR bank.
         bank: HashAlg,
+        /// The bank's digest size in bytes.
         expected: usize,
+        /// The size given, in bytes.
         got: usize,
     },
+    /// Qualifying data longer than a `TPM2B_DATA` holds (64 bytes).
     #[error("qualifying data has {got} bytes, at most 64")]
-    QualifyingTooLong { got: usize },
+    QualifyingTooLong {
+        /// The size given, in bytes.
+        got: usize,
+    },
+    /// A PCR read returned no value for a selected PCR.
     #[error("the TPM did not return {bank} PCR {index} (is the bank allocated?)")]
-    PcrNotReturned { bank: HashAlg, index: u8 },
+    PcrNotReturned {
+        /// The PCR bank.
+        bank: HashAlg,
+        /// The PCR index.
+        index: u8,
+    },
+    /// The quote the TPM returned does not parse or does not match the PCR values read.
     #[error("the quote the TPM returned does not check: {0}")]
     Quote(#[from] QuoteError),
+    /// Every attempt found the PCRs changed between reading them and quoting them
+    /// (something, such as IMA, extends them faster than a quote takes).
     #[error("PCRs kept changing while quoting ({attempts} attempts); last: {last}")]
-    PcrsKeptChanging { attempts: usize, last: QuoteError },
+    PcrsKeptChanging {
+        /// How many quotes were tried.
+        attempts: usize,
+        /// The mismatch of the last attempt.
+        last: QuoteError,
+    },
 }
 
 fn tpm(op: &'static str) -> impl FnOnce(tss_esapi::Error) -> CollectError {

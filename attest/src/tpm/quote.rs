@@ -50,65 +50,158 @@ const MAX_PCR_BANKS: u32 = 16;
 /// Why a quote, its signature, its key or its PCR values were rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QuoteError {
+    /// The structure ends inside a field.
     #[error("{what}: truncated at offset {offset}")]
-    Truncated { what: &'static str, offset: usize },
+    Truncated {
+        /// The field, by its TPM name (`TPMS_ATTEST.extraData`, ...).
+        what: &'static str,
+        /// Offset of the field's first byte in the structure.
+        offset: usize,
+    },
+    /// Bytes are left after the end of the structure.
     #[error("{what}: {extra} unexpected trailing bytes at offset {offset}")]
     TrailingBytes {
+        /// The structure, by its TPM name.
         what: &'static str,
+        /// Offset where the structure ended.
         offset: usize,
+        /// How many bytes follow it.
         extra: usize,
     },
+    /// `TPMS_ATTEST.magic` is not `TPM_GENERATED_VALUE`: the TPM did not produce these
+    /// bytes (a TPM signs only attestations it generated with that magic).
     #[error("TPMS_ATTEST.magic is {got:#010x}, expected TPM_GENERATED_VALUE 0xff544347")]
-    BadMagic { got: u32 },
+    BadMagic {
+        /// The magic found.
+        got: u32,
+    },
+    /// `TPMS_ATTEST.type` is not `TPM_ST_ATTEST_QUOTE`: an attestation of another kind
+    /// (a certify, a time attestation, ...), not a quote.
     #[error("TPMS_ATTEST.type is {got:#06x}, expected TPM_ST_ATTEST_QUOTE 0x8018")]
-    WrongType { got: u16 },
+    WrongType {
+        /// The type found.
+        got: u16,
+    },
+    /// A field names a `TPM_ALG_ID` this verifier does not support.
     #[error("{what}: unsupported algorithm {id:#06x}")]
-    UnsupportedAlgorithm { what: &'static str, id: u16 },
+    UnsupportedAlgorithm {
+        /// The field, by its TPM name.
+        what: &'static str,
+        /// The `TPM_ALG_ID` found.
+        id: u16,
+    },
+    /// A field's value is out of range or inconsistent (a count too large, a selection
+    /// bitmap too long, ...).
     #[error("{what}: {detail}")]
-    Malformed { what: &'static str, detail: String },
+    Malformed {
+        /// The field, by its TPM name.
+        what: &'static str,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// The attestation key's public part is not a usable key (a point off the curve, a bad
+    /// RSA modulus, a PEM that does not parse, ...); holds the reason.
     #[error("attestation key: {0}")]
     InvalidKey(String),
+    /// The attestation key lacks `restricted`, `sign` or `fixedTPM`, or has `decrypt`: a
+    /// key the TPM would also sign forged attestations with, or one that could have left
+    /// the TPM.
     #[error(
         "attestation key is not a restricted signing key bound to its TPM \
          (objectAttributes {attributes:#010x}); such a key could sign forged quotes"
     )]
-    AkNotRestrictedSigning { attributes: u32 },
+    AkNotRestrictedSigning {
+        /// The key's `objectAttributes`.
+        attributes: u32,
+    },
+    /// The signature's scheme does not fit the key's type (an RSA signature for an ECC
+    /// key, ...).
     #[error("signature is {signature}, but the attestation key is {key}")]
     SignatureKeyMismatch {
+        /// The signature's scheme: `ECDSA`, `RSASSA` or `RSAPSS`.
         signature: &'static str,
+        /// The key's family: `an ECC key` or `an RSA key`.
         key: &'static str,
     },
+    /// The signature does not verify over the `TPMS_ATTEST` bytes under the attestation
+    /// key: the quote was altered, or another key signed it.
     #[error("signature does not verify over the quote under the attestation key")]
     BadSignature,
+    /// The quote's `extraData` is not the qualifying data the verifier expects: the quote
+    /// was made for another call (a replay).
     #[error(
         "extraData of the quote is {}, expected qualifying data {}",
         hex::encode(.got),
         hex::encode(.expected)
     )]
-    QualifyingDataMismatch { expected: Vec<u8>, got: Vec<u8> },
+    QualifyingDataMismatch {
+        /// The qualifying data the verifier computed.
+        expected: Vec<u8>,
+        /// The quote's `extraData`.
+        got: Vec<u8>,
+    },
+    /// The quote selects a PCR for which no value was given.
     #[error("no value given for {bank} PCR {index}, which the quote selects")]
-    MissingPcr { bank: &'static str, index: u8 },
+    MissingPcr {
+        /// The PCR bank's name (`sha256`, ...).
+        bank: &'static str,
+        /// The PCR index.
+        index: u8,
+    },
+    /// A value was given for a PCR the quote does not select, so nothing vouches for it.
     #[error("a value is given for {bank} PCR {index}, which the quote does not select")]
-    UnquotedPcr { bank: &'static str, index: u8 },
+    UnquotedPcr {
+        /// The PCR bank's name (`sha256`, ...).
+        bank: &'static str,
+        /// The PCR index.
+        index: u8,
+    },
+    /// A PCR value is not the size of its bank's digest.
     #[error("{bank} PCR {index}: value has {got} bytes, expected {expected}")]
     PcrLength {
+        /// The PCR bank's name (`sha256`, ...).
         bank: &'static str,
+        /// The PCR index.
         index: u8,
+        /// The bank's digest size in bytes.
         expected: usize,
+        /// The size given, in bytes.
         got: usize,
     },
+    /// The given PCR values do not hash to the quote's `pcrDigest`: they are not the
+    /// values the TPM quoted.
     #[error(
         "pcrDigest of the quote is {}, the given PCR values hash to {}",
         hex::encode(.quoted),
         hex::encode(.computed)
     )]
-    PcrDigestMismatch { quoted: Vec<u8>, computed: Vec<u8> },
+    PcrDigestMismatch {
+        /// The quote's `pcrDigest`.
+        quoted: Vec<u8>,
+        /// The hash of the given values, in selection order.
+        computed: Vec<u8>,
+    },
+    /// The quote's `resetCount` differs from the snapshot's: the TPM was reset (the VM
+    /// rebooted) since.
     #[error("resetCount is {got}, expected {expected}: the TPM was reset (a reboot) since")]
-    ResetCountMismatch { expected: u32, got: u32 },
+    ResetCountMismatch {
+        /// The snapshot's count.
+        expected: u32,
+        /// The quote's count.
+        got: u32,
+    },
+    /// The quote's `restartCount` differs from the snapshot's: the TPM was restarted
+    /// (the VM resumed from hibernation) since.
     #[error(
         "restartCount is {got}, expected {expected}: the TPM was restarted (hibernation) since"
     )]
-    RestartCountMismatch { expected: u32, got: u32 },
+    RestartCountMismatch {
+        /// The snapshot's count.
+        expected: u32,
+        /// The quote's count.
+        got: u32,
+    },
+    /// A PCR values file or JSON object is malformed; holds what is wrong.
     #[error("PCR values: {0}")]
     PcrValues(String),
 }
@@ -157,7 +250,9 @@ pub struct ClockInfo {
 /// (the order in which the TPM hashes them into `pcrDigest`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PcrSelection {
+    /// The PCR bank (the bank's hash algorithm).
     pub bank: HashAlg,
+    /// The selected PCR indices, ascending.
     pub pcrs: Vec<u8>,
 }
 
@@ -236,6 +331,7 @@ pub struct QuoteInfo {
     pub qualified_signer: Vec<u8>,
     /// `extraData`: the qualifying data (nonce) the caller passed to `TPM2_Quote`.
     pub extra_data: Vec<u8>,
+    /// The TPM's clock and its reset and restart counts when it signed.
     pub clock_info: ClockInfo,
     /// Vendor-defined firmware version.
     pub firmware_version: u64,
@@ -352,6 +448,7 @@ impl QuoteInfo {
 /// (`tpm2_readpublic -f pem`).
 #[derive(Debug, Clone)]
 pub struct AkPublic {
+    /// The key material.
     pub key: AkKey,
     /// TPM attributes; `None` for a PEM key, which does not carry them.
     pub attributes: Option<u32>,
@@ -365,8 +462,11 @@ pub struct AkPublic {
 /// The key material of an attestation key.
 #[derive(Debug, Clone)]
 pub enum AkKey {
+    /// An ECC key on NIST P-256, for ECDSA.
     EccP256(p256::ecdsa::VerifyingKey),
+    /// An ECC key on NIST P-384, for ECDSA.
     EccP384(p384::ecdsa::VerifyingKey),
+    /// An RSA key, for RSASSA-PKCS1-v1_5 or RSASSA-PSS.
     Rsa(rsa::RsaPublicKey),
 }
 
@@ -619,17 +719,27 @@ fn ecc_key<const N: usize, K>(
 /// A parsed `TPMT_SIGNATURE` (what `tpm2_quote -s` writes by default).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TpmSignature {
+    /// `TPM_ALG_ECDSA`: an ECDSA signature.
     Ecdsa {
+        /// The hash algorithm of the signed digest.
         hash: HashAlg,
+        /// The signature's `r`, big-endian.
         r: Vec<u8>,
+        /// The signature's `s`, big-endian.
         s: Vec<u8>,
     },
+    /// `TPM_ALG_RSASSA`: an RSASSA-PKCS1-v1_5 signature.
     RsaSsa {
+        /// The hash algorithm of the signed digest.
         hash: HashAlg,
+        /// The signature bytes, big-endian (a valid one is the modulus's size).
         sig: Vec<u8>,
     },
+    /// `TPM_ALG_RSAPSS`: an RSASSA-PSS signature.
     RsaPss {
+        /// The hash algorithm of the signed digest (and of the MGF1 mask).
         hash: HashAlg,
+        /// The signature bytes, big-endian (a valid one is the modulus's size).
         sig: Vec<u8>,
     },
 }
@@ -1025,6 +1135,7 @@ pub struct VerifiedQuote {
     pub clock: u64,
     /// False if the clock may have gone back since last reported.
     pub safe: bool,
+    /// Vendor-defined firmware version, from the quote.
     pub firmware_version: u64,
     /// The PCRs whose values the quote attests.
     pub pcr_select: Vec<PcrSelection>,

@@ -51,35 +51,63 @@ const BLOB_MAGIC: &[u8; 8] = b"VGSEAL\x00\x01";
 /// Why sealing or unsealing failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SealError {
+    /// The TCTI string does not parse, or libtss2 could not open the TPM behind it.
     #[error("TCTI `{tcti}`: {source}")]
     Tcti {
+        /// The TCTI string as given.
         tcti: String,
+        /// libtss2's error.
         #[source]
         source: tss_esapi::Error,
     },
+    /// A TPM command failed (other than the two failures named below).
     #[error("TPM {op}: {source}")]
     Tpm {
+        /// What was being done (`creating the sealed object`, `unsealing`, ...).
         op: &'static str,
+        /// libtss2's error (a TPM response code, or a marshalling error).
         #[source]
         source: tss_esapi::Error,
     },
+    /// The secret is empty or longer than [`MAX_SECRET_LEN`].
     #[error("the secret has {got} bytes; a sealed object holds 1..={MAX_SECRET_LEN}")]
-    SecretLength { got: usize },
+    SecretLength {
+        /// The secret's size in bytes.
+        got: usize,
+    },
+    /// A PCR index above 23.
     #[error("PCR index {index} is out of range (0..=23)")]
-    BadPcrIndex { index: u8 },
+    BadPcrIndex {
+        /// The index given.
+        index: u8,
+    },
+    /// The TPM refused to unseal because the bound PCRs no longer hold their values at
+    /// sealing time: another boot chain, or a PCR was extended since.
     #[error(
         "the TPM refused to unseal: the PCR policy failed (SHA-256 PCR(s) {pcrs:?} no longer \
          hold the values they had when the key was sealed: different boot chain or a PCR \
          was extended)"
     )]
-    PolicyFailed { pcrs: Vec<u8> },
+    PolicyFailed {
+        /// The SHA-256 PCRs the blob is bound to.
+        pcrs: Vec<u8>,
+    },
+    /// The TPM refused to load the blob: its integrity check failed, so it was sealed by
+    /// another TPM or under another owner seed, or altered.
     #[error(
         "the TPM cannot load the sealed blob (integrity check failed): it was sealed by \
          another TPM, or under another owner seed, or it was altered"
     )]
     WrongTpm,
+    /// The blob's bytes are not a [`SealedBlob`] (bad format marker, truncated, a PCR
+    /// index out of range, ...), or the TPM refused to load its parts.
     #[error("sealed blob: {reason} at offset {offset}")]
-    BadBlob { offset: usize, reason: String },
+    BadBlob {
+        /// Offset in the blob where the problem is.
+        offset: usize,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 fn tpm(op: &'static str) -> impl FnOnce(tss_esapi::Error) -> SealError {
