@@ -42,23 +42,42 @@ pub const POLICY_DEBUG_BIT: u64 = 1 << 19;
 /// Why a simulated key or report was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum SimulatedError {
+    /// The report is not exactly [`REPORT_LEN`] bytes.
     #[error("simulated TEE report is {len} bytes; expected {REPORT_LEN}")]
-    ReportLength { len: usize },
+    ReportLength {
+        /// Length of the bytes given.
+        len: usize,
+    },
+    /// The report does not start with [`MAGIC`].
     #[error("simulated TEE report does not start with the magic \"VGSIMTEE\"")]
     BadMagic,
+    /// The report's version is not [`REPORT_VERSION`]; holds it.
     #[error("simulated TEE report version {0} is not supported (expected {REPORT_VERSION})")]
     UnsupportedVersion(u32),
+    /// The signature is malformed or does not verify under the public key given.
     #[error("simulated TEE report signature does not verify under the given public key")]
     BadSignature,
+    /// The public key is not P-384 SubjectPublicKeyInfo DER; holds the decoder's message.
     #[error("simulated TEE public key is not a P-384 SubjectPublicKeyInfo: {0}")]
     BadPublicKey(String),
+    /// The key file exists but does not hold a P-384 PKCS#8 PEM key (or a new key
+    /// could not be encoded).
     #[error("simulated TEE key file {path}: {why} (remove it to create a new key, which changes the pinned key)")]
-    BadKeyFile { path: PathBuf, why: String },
+    BadKeyFile {
+        /// The key file.
+        path: PathBuf,
+        /// Why it was refused.
+        why: String,
+    },
+    /// The key file or its folder cannot be read or created.
     #[error("simulated TEE key file {path}: {source}")]
     Io {
+        /// The key file.
         path: PathBuf,
+        /// The error from the file system.
         source: std::io::Error,
     },
+    /// Writing a new key file failed.
     #[error("simulated TEE key file: {0}")]
     Save(durable::Error),
 }
@@ -66,9 +85,15 @@ pub enum SimulatedError {
 /// The verified content of a simulated report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SimulatedReport {
+    /// Report layout version: [`REPORT_VERSION`].
     pub version: u32,
+    /// Guest policy, with SNP's bit meanings ([`DEFAULT_POLICY`] in reports made here).
     pub policy: u64,
+    /// The measurement the gateway chose: SHA-384 of its executable, or the configured
+    /// one.
     pub measurement: [u8; 48],
+    /// Data bound into the report; verigate puts the binding here (ARCHITECTURE.md,
+    /// 'Binding').
     pub report_data: [u8; 64],
 }
 

@@ -58,91 +58,193 @@ const OID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
 /// Why an SEV-SNP report was refused. Each variant names the field or certificate.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SnpError {
+    /// The report is not exactly [`REPORT_LEN`] bytes long.
     #[error("SEV-SNP report is {got} bytes, expected {expected}")]
-    ReportLength { expected: usize, got: usize },
+    ReportLength {
+        /// The length every supported version has ([`REPORT_LEN`]).
+        expected: usize,
+        /// The length of the bytes given.
+        got: usize,
+    },
+    /// The VERSION field (offset 0x00) is not one of [`SUPPORTED_VERSIONS`]; holds it.
     #[error("unsupported SEV-SNP report version {0} (supported: 2, 3, 5)")]
     UnsupportedVersion(u32),
+    /// The SIGNATURE_ALGO field (offset 0x34) is not 1 (ECDSA P-384 with SHA-384);
+    /// holds it.
     #[error("unsupported report signature algorithm {0} (expected 1: ECDSA P-384 with SHA-384)")]
     UnsupportedSignatureAlgorithm(u32),
+    /// The SIGNING_KEY field names neither a VCEK (0) nor a VLEK (1), e.g. 7 for an
+    /// unsigned report; holds it.
     #[error("report signing-key field is {0}: the report is not signed by a VCEK or VLEK")]
     UnsupportedSigningKey(u8),
+    /// A reserved byte after the signature is not zero: unsigned bytes could otherwise
+    /// make two byte strings pass as one report.
     #[error("report byte at offset {offset:#x} is outside the signature but not zero")]
-    UnsignedBytesNotZero { offset: usize },
+    UnsignedBytesNotZero {
+        /// Offset of the first non-zero byte in the report.
+        offset: usize,
+    },
+    /// The signature's r or s has non-zero bytes above its low 48 (the P-384 scalar).
     #[error("report signature {component} has non-zero bytes above the 48-byte P-384 scalar")]
-    SignatureScalarTooLong { component: &'static str },
+    SignatureScalarTooLong {
+        /// Which component is too long: `"r"` or `"s"`.
+        component: &'static str,
+    },
+    /// r and s are not a valid P-384 signature (e.g. zero or not below the group order);
+    /// holds the library's reason.
     #[error("report signature is not a valid P-384 (r, s) pair: {0}")]
     MalformedSignature(String),
+    /// The ECDSA signature over the report's signed bytes does not verify under the
+    /// endorsement key's public key.
     #[error("report signature does not verify under the {key}")]
-    BadReportSignature { key: EndorsementKind },
+    BadReportSignature {
+        /// The key the report claims signed it.
+        key: EndorsementKind,
+    },
+    /// The CPUID family and model of a v3+ report name no known SEV-SNP product.
     #[error("CPUID family {family:#x} model {model:#x} is not a known SEV-SNP product")]
-    UnknownCpu { family: u8, model: u8 },
+    UnknownCpu {
+        /// CPUID family (offset 0x188).
+        family: u8,
+        /// CPUID model (offset 0x189).
+        model: u8,
+    },
+    /// The product the report names (by CPUID, or by chip id shape for a v2 report) is
+    /// not the product whose pinned ARK validates the endorsement key.
     #[error("report says {report} but the {key} chains to the {chain} ARK")]
     ProductMismatch {
+        /// The product the report names (Milan stands for "Milan or Genoa" when only
+        /// the chip id shape is known).
         report: Product,
+        /// The product of the ARK the chain leads to.
         chain: Product,
+        /// The endorsement key whose chain was followed.
         key: EndorsementKind,
     },
+    /// No certificate of the kind the report names was given, neither alone nor in the
+    /// offered chain.
     #[error("no {0} certificate was given (neither as a file nor in the chain)")]
     MissingEndorsementKey(EndorsementKind),
+    /// The endorsement key certificate given has the wrong subject CN for the kind of
+    /// key the report names (e.g. a VLEK for a VCEK-signed report).
     #[error("the report is signed by a {expected}, but the certificate given is `{subject}`")]
     WrongEndorsementKey {
+        /// The kind the report's SIGNING_KEY field names.
         expected: EndorsementKind,
+        /// The subject of the certificate given.
         subject: String,
     },
+    /// A certificate (given, offered in the chain or pinned) is not valid DER or PEM.
     #[error("cannot parse certificate {which}: {reason}")]
-    CertificateParse { which: String, reason: String },
-    #[error("{which}: {reason}")]
-    CertificateKey { which: String, reason: String },
-    #[error("no pinned AMD ARK issues an intermediate for `{issuer}` (the issuer of the {key})")]
-    UntrustedIssuer {
-        issuer: String,
-        key: EndorsementKind,
-    },
-    #[error("signature of {signee} by {signer} does not verify: {reason}")]
-    CertificateSignature {
-        signer: String,
-        signee: String,
+    CertificateParse {
+        /// The certificate's role, e.g. `VCEK` or `chain[1]`.
+        which: String,
+        /// The decoder's message.
         reason: String,
     },
+    /// The endorsement key certificate does not hold a usable P-384 EC public key.
+    #[error("{which}: {reason}")]
+    CertificateKey {
+        /// The certificate's role (`VCEK` or `VLEK`).
+        which: String,
+        /// What is wrong with its key.
+        reason: String,
+    },
+    /// No pinned ARK issued an intermediate (pinned ASK or offered) that issued the
+    /// endorsement key, so the key does not chain to AMD.
+    #[error("no pinned AMD ARK issues an intermediate for `{issuer}` (the issuer of the {key})")]
+    UntrustedIssuer {
+        /// The issuer name of the endorsement key certificate.
+        issuer: String,
+        /// The kind of endorsement key.
+        key: EndorsementKind,
+    },
+    /// A certificate signature in the chain does not verify (or its signature
+    /// algorithm fields disagree).
+    #[error("signature of {signee} by {signer} does not verify: {reason}")]
+    CertificateSignature {
+        /// Role of the certificate that should have signed.
+        signer: String,
+        /// Role of the certificate whose signature was checked.
+        signee: String,
+        /// Why it failed.
+        reason: String,
+    },
+    /// A certificate in the chain is not yet valid at the verification time.
     #[error("certificate {which} is not valid before {not_before} (verification time {at})")]
     CertificateNotYetValid {
+        /// The certificate's role.
         which: String,
+        /// Its notBefore, RFC 3339.
         not_before: String,
+        /// The verification time, RFC 3339.
         at: String,
     },
+    /// A certificate in the chain has expired at the verification time.
     #[error("certificate {which} expired at {not_after} (verification time {at})")]
     CertificateExpired {
+        /// The certificate's role.
         which: String,
+        /// Its notAfter, RFC 3339.
         not_after: String,
+        /// The verification time, RFC 3339.
         at: String,
     },
+    /// The endorsement key certificate lacks a TCB extension that the product's
+    /// TCB layout needs.
     #[error("{key} lacks the TCB extension {oid} ({field})")]
     TcbExtensionMissing {
+        /// The kind of endorsement key.
         key: EndorsementKind,
+        /// The TCB component, e.g. `"microcode"`.
         field: &'static str,
+        /// The extension's OID.
         oid: &'static str,
     },
+    /// A TCB extension of the endorsement key certificate is not a DER INTEGER that
+    /// fits a byte.
     #[error("{key} extension {oid} ({field}) is not a DER INTEGER 0..=255")]
     TcbExtensionMalformed {
+        /// The kind of endorsement key.
         key: EndorsementKind,
+        /// The TCB component, e.g. `"snp"`.
         field: &'static str,
+        /// The extension's OID.
         oid: &'static str,
     },
+    /// A component of the report's `reported_tcb` differs from the TCB the endorsement
+    /// key certifies: the key was issued for another TCB.
     #[error("reported_tcb.{field} is {report} but the {key} certifies {certificate}")]
     TcbMismatch {
+        /// The TCB component, e.g. `"bootloader"`.
         field: &'static str,
+        /// Its security version in the report.
         report: u8,
+        /// Its security version in the certificate.
         certificate: u8,
+        /// The kind of endorsement key.
         key: EndorsementKind,
     },
+    /// The VCEK certificate has no hwID extension, so the chip cannot be matched.
     #[error("VCEK lacks the hwID extension 1.3.6.1.4.1.3704.1.4")]
     HwIdMissing,
+    /// The report's `chip_id` is not the VCEK's hwID: the VCEK belongs to another chip.
     #[error("report chip_id {report} differs from the VCEK hwID {certificate}")]
-    HwIdMismatch { report: String, certificate: String },
+    HwIdMismatch {
+        /// The report's chip id, hex.
+        report: String,
+        /// The certificate's hwID, hex.
+        certificate: String,
+    },
+    /// The report's `chip_id` is all zero (MASK_CHIP_ID), so a VCEK cannot be tied to it.
     #[error("report chip_id is masked (all zero), so it cannot be matched with the VCEK hwID")]
     ChipIdMasked,
+    /// The guest policy's DEBUG bit (19) is set.
     #[error("guest policy {policy:#x} allows debugging: the hypervisor can read guest memory")]
-    DebugAllowed { policy: u64 },
+    DebugAllowed {
+        /// The whole guest policy.
+        policy: u64,
+    },
 }
 
 /// The stages of [`verify`], in the order it runs them. A failure belongs to one stage,
@@ -215,8 +317,11 @@ impl SnpError {
 /// An AMD EPYC generation with SEV-SNP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Product {
+    /// EPYC 7003 (Zen 3), family 0x19 models 0x00..=0x0F.
     Milan,
+    /// EPYC 9004 (Zen 4), family 0x19 models 0x10..=0x1F and 0xA0..=0xAF.
     Genoa,
+    /// EPYC 9005 (Zen 5), family 0x1A models 0x00..=0x11; its TCB layout adds FMC.
     Turin,
 }
 
@@ -382,9 +487,13 @@ impl GuestPolicy {
 pub struct TcbVersion {
     /// Firmware Mask ROM Code version (Turin and later only).
     pub fmc: Option<u8>,
+    /// Security version of the PSP bootloader.
     pub bootloader: u8,
+    /// Security version of the PSP operating system (the TEE).
     pub tee: u8,
+    /// Security version of the SEV-SNP firmware.
     pub snp: u8,
+    /// Security patch level of the CPU microcode.
     pub microcode: u8,
 }
 
@@ -427,16 +536,22 @@ impl fmt::Display for TcbVersion {
 /// CPU identification carried by v3+ reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cpuid {
+    /// Extended family (offset 0x188), e.g. 0x19 for Milan and Genoa.
     pub family: u8,
+    /// Extended model (offset 0x189); with the family it names the product.
     pub model: u8,
+    /// Stepping (offset 0x18A).
     pub stepping: u8,
 }
 
 /// A firmware version (major.minor.build).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FirmwareVersion {
+    /// Major version.
     pub major: u8,
+    /// Minor version.
     pub minor: u8,
+    /// Build number.
     pub build: u8,
 }
 
@@ -444,14 +559,24 @@ pub struct FirmwareVersion {
 /// raw because their layout depends on the product, which only the chain establishes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnpReport {
+    /// Report format version (offset 0x00): 2, 3 or 5.
     pub version: u32,
+    /// Guest security version number from the ID block (offset 0x04).
     pub guest_svn: u32,
+    /// Guest policy fixed at launch (offset 0x08).
     pub policy: GuestPolicy,
+    /// Family ID from the ID block, chosen by the guest owner (offset 0x10).
     pub family_id: [u8; 16],
+    /// Image ID from the ID block, chosen by the guest owner (offset 0x20).
     pub image_id: [u8; 16],
+    /// VMPL (0 most privileged) of the guest code that asked for the report (offset 0x30).
     pub vmpl: u32,
+    /// Signature algorithm (offset 0x34); 1, ECDSA P-384 with SHA-384, is the only one
+    /// the parser accepts.
     pub sig_algo: u32,
+    /// TCB_VERSION the platform runs now, raw (offset 0x38); see [`TcbVersion::decode`].
     pub current_tcb: [u8; 8],
+    /// PLATFORM_INFO flags (offset 0x40): SMT enabled, TSME enabled and others.
     pub platform_info: u64,
     /// AUTHOR_KEY_EN: an author key signed the ID key.
     pub author_key_en: bool,
@@ -459,24 +584,39 @@ pub struct SnpReport {
     pub mask_chip_key: bool,
     /// The SIGNING_KEY field: 0 VCEK, 1 VLEK, 7 none.
     pub signing_key: u8,
+    /// Data the guest supplied with the request (offset 0x50); verigate puts the
+    /// binding here (ARCHITECTURE.md, 'Binding').
     pub report_data: [u8; 64],
+    /// Launch measurement of the guest's initial memory and state (offset 0x90).
     pub measurement: [u8; 48],
+    /// Data the host supplied at launch (offset 0xC0), unmeasured but reported.
     pub host_data: [u8; 32],
+    /// SHA-384 of the ID key that signed the ID block, zero without one (offset 0xE0).
     pub id_key_digest: [u8; 48],
+    /// SHA-384 of the author key that signed the ID key, zero without one (offset 0x110).
     pub author_key_digest: [u8; 48],
+    /// Report ID of the guest, stable across migration (offset 0x140).
     pub report_id: [u8; 32],
+    /// Report ID of the guest's migration agent, all ones without one (offset 0x160).
     pub report_id_ma: [u8; 32],
+    /// TCB_VERSION the endorsement key was issued for, raw (offset 0x180).
     pub reported_tcb: [u8; 8],
     /// Present from version 3.
     pub cpuid: Option<Cpuid>,
+    /// Chip identifier (offset 0x1A0), equal to the VCEK's hwID; all zero when masked.
     pub chip_id: [u8; 64],
+    /// TCB_VERSION committed on the platform, below which it cannot roll back, raw
+    /// (offset 0x1E0).
     pub committed_tcb: [u8; 8],
+    /// Firmware version the platform runs now (offset 0x1E8).
     pub current_version: FirmwareVersion,
+    /// Firmware version committed on the platform (offset 0x1EC).
     pub committed_version: FirmwareVersion,
+    /// TCB_VERSION at the guest's launch, raw (offset 0x1F0).
     pub launch_tcb: [u8; 8],
-    /// Present from version 5.
+    /// Mitigation vector at the guest's launch (offset 0x1F8); present from version 5.
     pub launch_mit_vector: Option<u64>,
-    /// Present from version 5.
+    /// Mitigation vector the platform has now (offset 0x200); present from version 5.
     pub current_mit_vector: Option<u64>,
     /// r, little-endian, 72 bytes as in the report.
     pub signature_r: [u8; 72],
@@ -634,19 +774,31 @@ pub struct SnpCerts {
 /// `policy` against a snapshot).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnpVerified {
+    /// Report format version: 2, 3 or 5.
     pub version: u32,
+    /// The product whose pinned ARK validated the chain.
     pub product: Product,
+    /// The kind of key that signed the report.
     pub signed_by: EndorsementKind,
+    /// Launch measurement, compared with a snapshot.
     pub measurement: [u8; 48],
+    /// Guest policy, raw (see [`SnpVerified::guest_policy`]); its debug bit is clear.
     pub policy: u64,
+    /// Data the guest supplied, compared with the recomputed binding.
     pub report_data: [u8; 64],
+    /// Data the host supplied at launch.
     pub host_data: [u8; 32],
+    /// Chip identifier; for a VCEK-signed report it equals the VCEK's hwID.
     pub chip_id: [u8; 64],
+    /// VMPL of the guest code that asked for the report.
     pub vmpl: u32,
     /// `reported_tcb`, equal to the TCB certified by the VCEK/VLEK.
     pub reported_tcb: TcbVersion,
+    /// TCB the platform runs now, decoded for the product.
     pub current_tcb: TcbVersion,
+    /// TCB committed on the platform, decoded for the product.
     pub committed_tcb: TcbVersion,
+    /// TCB at the guest's launch, decoded for the product.
     pub launch_tcb: TcbVersion,
     /// The full parsed report, for fields not lifted above.
     pub report: SnpReport,

@@ -36,42 +36,86 @@ pub const TCB_STATUS_NAMES: [&str; 8] = [
 /// Why a TDX quote was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TdxError {
+    /// The quote is too short for a header, or dcap-qvl's decoder or the auth data
+    /// layout check refused it; holds the reason.
     #[error("cannot parse TDX quote: {0}")]
     Parse(String),
+    /// The header's TEE type is not 0x81 (e.g. an SGX quote); holds it.
     #[error("quote header: TEE type {0:#x} is not TDX (0x81)")]
     NotTdx(u32),
+    /// The header's version is neither 4 nor 5; holds it.
     #[error("quote version {0} is not supported (TDX quotes are version 4 or 5)")]
     UnsupportedVersion(u16),
+    /// The quote is shorter than its header and auth data length declare.
     #[error("quote is {got} bytes but its header and auth data declare {expected}")]
-    LengthMismatch { expected: usize, got: usize },
+    LengthMismatch {
+        /// Length the signed part and the auth data declare, in bytes.
+        expected: usize,
+        /// Length of the bytes given.
+        got: usize,
+    },
+    /// The auth data's certification data type is not 6 (QE report certification
+    /// data); holds it.
     #[error(
         "certification data type {0} (a TDX quote carries type 6, QE report certification data)"
     )]
     CertificationDataType(usize),
+    /// A length field of the auth data (unsigned) differs from the sum of its parts, so
+    /// bytes would hide inside it.
     #[error("{field} declares {declared} bytes but its parts add up to {actual}")]
     AuthDataLength {
+        /// Which length field: `"auth data"` or `"QE report certification data"`.
         field: &'static str,
+        /// The length the field declares, in bytes.
         declared: usize,
+        /// The length its parts add up to, in bytes.
         actual: usize,
     },
+    /// A byte after the quote's declared end is not zero; no signature covers it.
     #[error("byte at offset {offset}, after the quote's declared end, is not zero padding")]
-    TrailingBytesNotZero { offset: usize },
+    TrailingBytesNotZero {
+        /// Offset of the first non-zero byte in the quote.
+        offset: usize,
+    },
+    /// The collateral is not `QuoteCollateralV3` JSON; holds the parser's message.
     #[error("cannot parse collateral JSON: {0}")]
     Collateral(String),
+    /// A PEM certificate chain of the quote or of the collateral fails
+    /// [`check_pem_chain`].
     #[error("{chain}: {reason}")]
-    CertChain { chain: &'static str, reason: String },
+    CertChain {
+        /// Which chain, e.g. `"quote PCK certificate chain"`.
+        chain: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The collateral's TCB info has no `fmspc` of 6 hex bytes; holds the reason.
     #[error("collateral tcb_info has no usable fmspc: {0}")]
     CollateralFmspc(String),
+    /// The verification time is before the Unix epoch.
     #[error("verification time is before 1970")]
     TimeBeforeEpoch,
+    /// dcap-qvl refused the quote (chain, CRL, collateral signature or date, QE
+    /// report, quote signature or TCB match); holds its message.
     #[error("TDX quote verification failed: {0}")]
     Verification(String),
+    /// The platform's TCB status is neither `UpToDate` nor allowed by name.
     #[error("TCB status {status} is not accepted (accepted: {allowed})")]
-    TcbStatusNotAllowed { status: String, allowed: String },
+    TcbStatusNotAllowed {
+        /// The status dcap-qvl found, e.g. `OutOfDate`.
+        status: String,
+        /// The accepted names, comma-separated.
+        allowed: String,
+    },
+    /// A caller allowed a TCB status name that is not in [`TCB_STATUS_NAMES`]; holds it.
     #[error("unknown TCB status name `{0}` (known: UpToDate, SWHardeningNeeded, ConfigurationNeeded, ConfigurationAndSWHardeningNeeded, OutOfDate, OutOfDateConfigurationNeeded, TDRelaunchAdvised, TDRelaunchAdvisedConfigurationNeeded)")]
     UnknownTcbStatusName(String),
+    /// The TD runs in debug mode and the caller did not allow it.
     #[error("TD attributes {td_attributes} have the DEBUG bit set: the host can read the TD")]
-    DebugTd { td_attributes: String },
+    DebugTd {
+        /// The TD attributes, hex.
+        td_attributes: String,
+    },
 }
 
 /// The stages of [`verify_with_options`], in order; each error belongs to one.
@@ -117,16 +161,29 @@ impl TdxError {
 /// The measured fields of a TD report, as carried by a quote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TdReportFields {
+    /// Security version numbers of the TDX module and its components (TEE_TCB_SVN).
     pub tee_tcb_svn: [u8; 16],
+    /// Measurement of the TDX module (MRSEAM).
     pub mr_seam: [u8; 48],
+    /// Measurement of the TDX module's signer (MRSIGNERSEAM); zero for Intel's.
     pub mr_signer_seam: [u8; 48],
+    /// TD attributes; bit 0 is DEBUG (see [`TdReportFields::debug`]).
     pub td_attributes: [u8; 8],
+    /// Extended features (XSAVE) the TD may use (XFAM).
     pub xfam: [u8; 8],
+    /// Measurement of the TD's initial contents (MRTD), the launch measurement.
     pub mrtd: [u8; 48],
+    /// Software-defined configuration ID, set by the host at launch (MRCONFIGID).
     pub mr_config_id: [u8; 48],
+    /// Software-defined ID of the TD's owner, set by the host at launch (MROWNER).
     pub mr_owner: [u8; 48],
+    /// Software-defined owner configuration, set by the host at launch
+    /// (MROWNERCONFIG).
     pub mr_owner_config: [u8; 48],
+    /// Runtime measurement registers RTMR0 to RTMR3, extended by the TD itself.
     pub rtmrs: [[u8; 48]; 4],
+    /// Data the TD supplied with the request; verigate puts the binding here
+    /// (ARCHITECTURE.md, 'Binding').
     pub report_data: [u8; 64],
     /// TDX 1.5 reports only.
     pub mr_service_td: Option<[u8; 48]>,
@@ -160,8 +217,11 @@ impl TdReportFields {
 /// A parsed, unverified TDX quote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TdxQuote {
+    /// Quote format version: 4 or 5.
     pub version: u16,
+    /// Vendor of the quoting enclave that signed the quote (Intel's, for Intel's QE).
     pub qe_vendor_id: [u8; 16],
+    /// The TD report the quote carries.
     pub td: TdReportFields,
 }
 
@@ -289,22 +349,35 @@ pub struct TdxOptions {
 /// and the measurement registers with its policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TdxVerified {
+    /// Quote format version: 4 or 5.
     pub quote_version: u16,
     /// Intel's TCB status for the platform and QE, e.g. `UpToDate`.
     pub tcb_status: String,
+    /// Intel security advisory IDs that apply to the platform's TCB level
+    /// (e.g. `INTEL-SA-00837`).
     pub advisory_ids: Vec<String>,
+    /// Measurement of the TD's initial contents, the launch measurement.
     pub mrtd: [u8; 48],
+    /// Runtime measurement registers RTMR0 to RTMR3.
     pub rtmrs: [[u8; 48]; 4],
+    /// Configuration ID set by the host at launch.
     pub mr_config_id: [u8; 48],
+    /// Owner ID set by the host at launch.
     pub mr_owner: [u8; 48],
+    /// Owner configuration set by the host at launch.
     pub mr_owner_config: [u8; 48],
+    /// Measurement of the TDX module.
     pub mr_seam: [u8; 48],
+    /// TD attributes; DEBUG is clear unless the caller allowed it.
     pub td_attributes: [u8; 8],
+    /// Extended features (XSAVE) the TD may use.
     pub xfam: [u8; 8],
+    /// Data the TD supplied, compared with the recomputed binding.
     pub report_data: [u8; 64],
     /// Family-Model-Stepping-Platform-CustomSKU of the platform (from the TCB info that
     /// matched the PCK certificate).
     pub fmspc: [u8; 6],
+    /// Security version numbers of the TDX module and its components.
     pub tee_tcb_svn: [u8; 16],
 }
 

@@ -44,36 +44,60 @@ impl TsmReport {
 /// Why configfs-tsm gave no report. Each variant names the path or attribute.
 #[derive(Debug, thiserror::Error)]
 pub enum TsmError {
+    /// The configfs-tsm root does not exist or cannot be read (old kernel, configfs not
+    /// mounted, not a TEE guest).
     #[error("configfs-tsm is not available at {path}: {source}")]
     Unavailable {
+        /// The root that was looked for.
         path: PathBuf,
+        /// The error from reading its metadata.
         #[source]
         source: io::Error,
     },
+    /// The report entry directory cannot be created under the root.
     #[error("cannot create report entry {path}: {source}")]
     CreateEntry {
+        /// The entry directory.
         path: PathBuf,
+        /// The error from `mkdir`.
         #[source]
         source: io::Error,
     },
+    /// Writing an attribute of the entry failed (the kernel refuses e.g. a bad
+    /// `privlevel`).
     #[error("cannot write {attribute}: {source}")]
     Write {
+        /// The attribute, e.g. `inblob`.
         attribute: &'static str,
+        /// The error from the write.
         #[source]
         source: io::Error,
     },
+    /// Reading an attribute of the entry failed; for `outblob` this is where the
+    /// TEE's own failure shows.
     #[error("cannot read {attribute}: {source}")]
     Read {
+        /// The attribute, e.g. `outblob`.
         attribute: &'static str,
+        /// The error from the read.
         #[source]
         source: io::Error,
     },
+    /// The `generation` attribute is not a decimal number; holds its text.
     #[error("generation is `{0}`, not a number")]
     BadGeneration(String),
+    /// The generation moved by other than our own writes: another process wrote to the
+    /// entry, so the report may carry its data.
     #[error(
         "another writer changed the report entry: generation {expected} expected, {got} found"
     )]
-    ConcurrentWriter { expected: u64, got: u64 },
+    ConcurrentWriter {
+        /// The generation our writes alone would give.
+        expected: u64,
+        /// The generation read.
+        got: u64,
+    },
+    /// The kernel returned no report bytes.
     #[error("the kernel returned an empty outblob")]
     EmptyOutblob,
 }

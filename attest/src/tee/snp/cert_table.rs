@@ -15,10 +15,15 @@ pub const ENTRY_LEN: usize = 24;
 pub const MAX_ENTRIES: usize = 64;
 
 /// GUIDs of the certificate kinds, in the byte order of the table (RFC 4122).
+/// GUID of the AMD Root Key (ARK) certificate entry.
 pub const GUID_ARK: [u8; 16] = guid(0xc0b406a4, 0xa803, 0x4952, 0x9743_3fb6014cd0ae);
+/// GUID of the AMD SEV Key (ASK) certificate entry.
 pub const GUID_ASK: [u8; 16] = guid(0x4ab7b379, 0xbbac, 0x4fe4, 0xa02f_05aef327c782);
+/// GUID of the VCEK certificate entry.
 pub const GUID_VCEK: [u8; 16] = guid(0x63da758d, 0xe664, 0x4564, 0xadc5_f4b93be8accd);
+/// GUID of the VLEK certificate entry.
 pub const GUID_VLEK: [u8; 16] = guid(0xa8074bc2, 0xa25a, 0x483e, 0xaae6_39c045a0b8a1);
+/// GUID of the certificate revocation list entry.
 pub const GUID_CRL: [u8; 16] = guid(0x92f81bc3, 0x5811, 0x4d3d, 0x97ff_d19f88dc67ea);
 
 const fn guid(a: u32, b: u16, c: u16, d: u64) -> [u8; 16] {
@@ -35,16 +40,22 @@ const fn guid(a: u32, b: u16, c: u16, d: u64) -> [u8; 16] {
 /// What a table entry holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CertKind {
+    /// The AMD Root Key certificate; verification ignores it and uses its pinned copy.
     Ark,
+    /// The AMD SEV Key certificate (or an ASVK), an intermediate signed by the ARK.
     Ask,
+    /// The Versioned Chip Endorsement Key certificate.
     Vcek,
+    /// The Versioned Loaded Endorsement Key certificate.
     Vlek,
+    /// A certificate revocation list (DER), not used by verification.
     Crl,
     /// A GUID this code does not know; kept so callers can see it, never used.
     Other([u8; 16]),
 }
 
 impl CertKind {
+    /// The kind an entry's GUID names; an unknown GUID gives [`CertKind::Other`].
     pub fn from_guid(g: [u8; 16]) -> CertKind {
         match g {
             GUID_ARK => CertKind::Ark,
@@ -56,6 +67,7 @@ impl CertKind {
         }
     }
 
+    /// The GUID that names this kind in a table, in table byte order.
     pub fn guid(self) -> [u8; 16] {
         match self {
             CertKind::Ark => GUID_ARK,
@@ -71,34 +83,60 @@ impl CertKind {
 /// One entry: its kind and its bytes (a DER certificate, or a CRL).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertTableEntry {
+    /// What the entry holds, from its GUID.
     pub kind: CertKind,
+    /// The bytes the entry's offset and length point at.
     pub data: Vec<u8>,
 }
 
 /// Why a certificate table was refused; offsets are from the start of the table.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CertTableError {
+    /// The buffer ends before an all-zero entry closes the entry list.
     #[error("certificate table ends at byte {len} before its all-zero terminator entry")]
-    NoTerminator { len: usize },
+    NoTerminator {
+        /// Length of the buffer.
+        len: usize,
+    },
+    /// The entry list has more than [`MAX_ENTRIES`] entries before its terminator.
     #[error("certificate table has more than {MAX_ENTRIES} entries")]
     TooManyEntries,
+    /// An entry's offset and length point past the end of the buffer.
     #[error("entry {index}: data at offset {offset} length {length} lies outside the {table_len}-byte table")]
     OutOfBounds {
+        /// Position of the entry in the list, from 0.
         index: usize,
+        /// The entry's data offset.
         offset: u32,
+        /// The entry's data length.
         length: u32,
+        /// Length of the buffer.
         table_len: usize,
     },
+    /// An entry's data starts inside the entry list (terminator included).
     #[error("entry {index}: data at offset {offset} overlaps the entry list (which ends at {header_end})")]
     OverlapsHeader {
+        /// Position of the entry in the list, from 0.
         index: usize,
+        /// The entry's data offset.
         offset: u32,
+        /// Offset of the first byte after the terminator entry.
         header_end: usize,
     },
+    /// An entry declares zero bytes of data.
     #[error("entry {index}: zero length")]
-    EmptyEntry { index: usize },
+    EmptyEntry {
+        /// Position of the entry in the list, from 0.
+        index: usize,
+    },
+    /// A known kind appears twice, so which one counts would be ambiguous.
     #[error("entry {index}: a second {kind:?} entry")]
-    Duplicate { index: usize, kind: CertKind },
+    Duplicate {
+        /// Position of the second entry in the list, from 0.
+        index: usize,
+        /// The repeated kind.
+        kind: CertKind,
+    },
 }
 
 fn u32_le(b: &[u8]) -> Option<u32> {

@@ -17,10 +17,13 @@ pub struct ExtendedReport {
 /// Why `/dev/sev-guest` gave no report.
 #[derive(Debug, thiserror::Error)]
 pub enum SnpCollectError {
+    /// `/dev/sev-guest` cannot be opened (not an SEV-SNP guest, or no permission).
     #[error("cannot open /dev/sev-guest: {0}")]
     Open(#[source] std::io::Error),
+    /// The `SNP_GET_EXT_REPORT` request failed; holds the driver's or firmware's message.
     #[error("SNP_GET_EXT_REPORT failed: {0}")]
     Firmware(String),
+    /// A certificate table entry's GUID string is not 16 hex bytes; holds it.
     #[error("certificate table entry has a malformed GUID `{0}`")]
     Guid(String),
 }
