@@ -24,47 +24,78 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// survive a crash).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The path ends in no file name (`/`, `..` or empty), so there is nothing to replace.
     #[error("`{path}` names no file")]
-    NotAFile { path: PathBuf },
+    NotAFile {
+        /// The path as given.
+        path: PathBuf,
+    },
+    /// The temporary file could not be created beside the target (no folder, no permission, a full
+    /// disk, or every name tried already taken).
     #[error("creating a temporary file in `{folder}`: {source}")]
     CreateTemp {
+        /// The folder the temporary file was to go in.
         folder: PathBuf,
+        /// The error of the last attempt.
         #[source]
         source: io::Error,
     },
+    /// The temporary file could not be given the owner asked for with [`Options::owner`].
     #[error("giving `{path}` the owner {uid}:{gid}: {source}")]
     Chown {
+        /// The temporary file.
         path: PathBuf,
+        /// The user ID asked for.
         uid: u32,
+        /// The group ID asked for.
         gid: u32,
+        /// The error of `fchown`.
         #[source]
         source: io::Error,
     },
+    /// Writing the content into the temporary file failed (an error of the fill function included).
     #[error("writing `{path}`: {source}")]
     Write {
+        /// The temporary file.
         path: PathBuf,
+        /// The error of the write (or the fill function's own).
         #[source]
         source: io::Error,
     },
+    /// Flushing the temporary file to disk failed.
     #[error("flushing `{path}` to disk: {source}")]
     Sync {
+        /// The temporary file.
         path: PathBuf,
+        /// The error of `fsync`.
         #[source]
         source: io::Error,
     },
+    /// Moving the finished temporary file to the target failed (the rename, or the hard link of
+    /// [`Options::write_new`]).
     #[error("renaming `{from}` to `{to}`: {source}")]
     Rename {
+        /// The temporary file.
         from: PathBuf,
+        /// The target.
         to: PathBuf,
+        /// The error of the rename or link.
         #[source]
         source: io::Error,
     },
     /// [`Options::write_new`] found the target already there.
     #[error("`{path}` already exists")]
-    Exists { path: PathBuf },
+    Exists {
+        /// The target, left as it was.
+        path: PathBuf,
+    },
+    /// Flushing the folder after the rename (or link) failed: the new file is in place, but a
+    /// power loss may still bring the old one back.
     #[error("flushing the folder `{path}` after replacing a file in it: {source}")]
     SyncFolder {
+        /// The folder of the target.
         path: PathBuf,
+        /// The error of opening or flushing the folder.
         #[source]
         source: io::Error,
     },

@@ -112,40 +112,83 @@ pub enum ClientHelloError {
     /// The record at `offset` is not a TLS handshake record (plain HTTP, SSLv2, an alert
     /// first, a record version TLS does not use).
     #[error("not TLS at byte {offset}: {reason}")]
-    NotTls { reason: NotTlsReason, offset: usize },
+    NotTls {
+        /// What about the record header is not TLS.
+        reason: NotTlsReason,
+        /// Offset of the record header in the buffer.
+        offset: usize,
+    },
     /// A record of another type arrived after the hello had started and before it ended.
     #[error(
         "record at byte {offset} has content type {content_type} ({}) inside the ClientHello; \
          expected 22 (handshake)",
         content_type_name(*content_type)
     )]
-    UnexpectedRecord { content_type: u8, offset: usize },
+    UnexpectedRecord {
+        /// The record's content type (21 alert, 23 application_data, ...).
+        content_type: u8,
+        /// Offset of the record header in the buffer.
+        offset: usize,
+    },
     /// The first handshake message is not a ClientHello (type 1).
     #[error(
         "handshake message at byte {offset} has type {handshake_type}, expected 1 (client_hello)"
     )]
-    NotClientHello { handshake_type: u8, offset: usize },
+    NotClientHello {
+        /// The message's handshake type byte.
+        handshake_type: u8,
+        /// Offset of the handshake message header in the buffer.
+        offset: usize,
+    },
     /// The hello (or a record holding it) would end past [`MAX_CLIENT_HELLO_BYTES`].
     #[error("ClientHello needs at least {needed} bytes, more than the limit of {limit}")]
-    TooLarge { needed: usize, limit: usize },
+    TooLarge {
+        /// Bytes from the start of the buffer the hello needs at least, as its headers tell.
+        needed: usize,
+        /// The bound the gateway buffers, [`MAX_CLIENT_HELLO_BYTES`].
+        limit: usize,
+    },
     /// A record declares a payload longer than the 2^14 bytes TLS allows.
     #[error("record at byte {offset} declares {length} bytes, more than the 16384 TLS allows")]
-    RecordTooLong { length: usize, offset: usize },
+    RecordTooLong {
+        /// The payload length the record header declares, in bytes.
+        length: usize,
+        /// Offset of the record header in the buffer.
+        offset: usize,
+    },
     /// Lengths that do not add up, or a field with a value TLS forbids.
     #[error("malformed ClientHello: {what} at byte {offset}")]
-    Malformed { what: &'static str, offset: usize },
+    Malformed {
+        /// Which field or length is wrong.
+        what: &'static str,
+        /// Offset of the bad field in the buffer.
+        offset: usize,
+    },
     /// The same extension type appears twice (RFC 8446 §4.2 forbids it).
     #[error("extension {extension_type} at byte {offset} appears twice")]
-    DuplicateExtension { extension_type: u16, offset: usize },
+    DuplicateExtension {
+        /// The repeated extension's type number.
+        extension_type: u16,
+        /// Offset of the second occurrence in the buffer.
+        offset: usize,
+    },
     /// The server_name entry has a name type other than host_name (0).
     #[error("server_name entry at byte {offset} has name type {name_type}, only host_name (0) is supported")]
-    UnsupportedNameType { name_type: u8, offset: usize },
+    UnsupportedNameType {
+        /// The entry's name type byte.
+        name_type: u8,
+        /// Offset of the server_name entry in the buffer.
+        offset: usize,
+    },
     /// The host_name is not a DNS name (or there are several of them). `name` is the
     /// received bytes escaped to printable ASCII and cut to 80 characters, safe to log.
     #[error("bad server name {name:?} at byte {offset}: {reason}")]
     BadServerName {
+        /// The received host_name, escaped to printable ASCII and cut to 80 characters.
         name: String,
+        /// Which DNS rule the name breaks.
         reason: &'static str,
+        /// Offset of the host_name in the buffer (of the entry, for a second host_name).
         offset: usize,
     },
 }

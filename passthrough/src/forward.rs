@@ -34,19 +34,40 @@ const PORTABLE_BUFFER: usize = 32 * 1024;
 pub enum ForwardError {
     /// The name in `host:port` did not resolve.
     #[error("backend {addr}: cannot resolve: {source}")]
-    Resolve { addr: String, source: io::Error },
+    Resolve {
+        /// The backend as configured, `host:port`.
+        addr: String,
+        /// The resolver's error.
+        source: io::Error,
+    },
     /// The name resolved to no address at all.
     #[error("backend {addr}: resolves to no address")]
-    NoAddress { addr: String },
+    NoAddress {
+        /// The backend as configured, `host:port`.
+        addr: String,
+    },
     /// Nothing answered within the connect timeout.
     #[error("backend {addr}: no connection within {after:?}")]
-    Timeout { addr: String, after: Duration },
+    Timeout {
+        /// The backend as configured, `host:port`.
+        addr: String,
+        /// The connect timeout that ran out.
+        after: Duration,
+    },
     /// Every address of the backend refused the connection (nothing listens there).
     #[error("backend {addr}: connection refused")]
-    Refused { addr: String },
+    Refused {
+        /// The backend as configured, `host:port`.
+        addr: String,
+    },
     /// Any other socket error (unreachable network, no route, out of descriptors).
     #[error("backend {addr}: {source}")]
-    Io { addr: String, source: io::Error },
+    Io {
+        /// The backend as configured, `host:port`.
+        addr: String,
+        /// The socket error of the last address tried.
+        source: io::Error,
+    },
 }
 
 /// Connects to a backend given as `host:port`, trying each resolved address in turn,

@@ -60,29 +60,56 @@ pub enum ProxyError {
     NotProxyProtocol,
     /// The header has the right signature but a field is broken.
     #[error("malformed PROXY header: {what} at byte {offset}")]
-    Malformed { what: &'static str, offset: usize },
+    Malformed {
+        /// Which field is broken.
+        what: &'static str,
+        /// Offset of the broken field from the start of the header.
+        offset: usize,
+    },
     /// A v2 version nibble other than 2.
     #[error("unsupported PROXY v2 version {version} at byte 12 (only 2 exists)")]
-    UnsupportedVersion { version: u8 },
+    UnsupportedVersion {
+        /// The version received (high nibble of byte 12).
+        version: u8,
+    },
     /// A v2 command other than LOCAL (0) or PROXY (1).
     #[error("unsupported PROXY v2 command {command} at byte 12 (expected 0 LOCAL or 1 PROXY)")]
-    UnsupportedCommand { command: u8 },
+    UnsupportedCommand {
+        /// The command received (low nibble of byte 12).
+        command: u8,
+    },
     /// An address family/transport verigated cannot act on (UDP, UNIX sockets, unknown).
     #[error("unsupported PROXY v2 address family/transport 0x{family:02x} at byte 13 (only TCP over IPv4 or IPv6)")]
-    UnsupportedFamily { family: u8 },
+    UnsupportedFamily {
+        /// The family/transport byte (byte 13) received.
+        family: u8,
+    },
     /// The v2 length field is too small for the addresses its family needs.
     #[error("PROXY v2 address block too short for family 0x{family:02x}: need {need} bytes, length field says {have}")]
     ShortAddressBlock {
+        /// The family/transport byte (byte 13) of the header.
         family: u8,
+        /// Address bytes that family needs: 12 for TCP over IPv4, 36 for TCP over IPv6.
         need: usize,
+        /// The header's length field: bytes after the 16-byte fixed part.
         have: usize,
     },
     /// A v1 line without CRLF within the spec's bound.
     #[error("PROXY v1 line longer than {max} bytes without CRLF (seen {len})")]
-    TooLong { len: usize, max: usize },
+    TooLong {
+        /// Bytes received so far, none of them ending the line.
+        len: usize,
+        /// The bound, [`V1_MAX_LEN`].
+        max: usize,
+    },
     /// The CRC-32C TLV does not match the header.
     #[error("PROXY v2 CRC-32C mismatch: header says {expected:08x}, computed {computed:08x}")]
-    ChecksumMismatch { expected: u32, computed: u32 },
+    ChecksumMismatch {
+        /// The CRC-32C the TLV carries.
+        expected: u32,
+        /// The CRC-32C of the header as received, the TLV's value taken as zero.
+        computed: u32,
+    },
 }
 
 /// Parses a v1 (text) or v2 (binary) PROXY header at the start of `buf`.

@@ -32,11 +32,22 @@ pub enum SniPattern {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SniPatternError {
     /// Spaces around the pattern.
-    SurroundingSpaces { text: String },
+    SurroundingSpaces {
+        /// The pattern as written.
+        text: String,
+    },
     /// A `*` that is not the whole leftmost label, nor the whole pattern.
-    MisplacedWildcard { text: String },
+    MisplacedWildcard {
+        /// The pattern as written.
+        text: String,
+    },
     /// The name (or a wildcard's suffix) is not a DNS host name.
-    NotDnsName { text: String, reason: DnsNameError },
+    NotDnsName {
+        /// The pattern as written.
+        text: String,
+        /// Which DNS rule the name breaks.
+        reason: DnsNameError,
+    },
 }
 
 impl fmt::Display for SniPatternError {

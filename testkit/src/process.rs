@@ -7,11 +7,13 @@ use rustix::process::{kill_process, Pid, Signal};
 
 /// Owns a child process; kills and reaps it on drop.
 pub struct ChildGuard {
+    /// The running child; tests read its pipes or wait on it through this.
     pub child: Child,
     name: String,
 }
 
 impl ChildGuard {
+    /// Starts `cmd` under a guard; `name` labels the child in errors and in [`Self::name`].
     pub fn spawn(name: &str, cmd: &mut Command) -> anyhow::Result<ChildGuard> {
         let child = cmd
             .spawn()
@@ -22,6 +24,7 @@ impl ChildGuard {
         })
     }
 
+    /// The child's process ID (the ID it had, once it has exited).
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -43,6 +46,7 @@ impl ChildGuard {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// The label given to [`Self::spawn`].
     pub fn name(&self) -> &str {
         &self.name
     }

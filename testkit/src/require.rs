@@ -69,13 +69,21 @@ pub fn on_path(program: &str) -> bool {
 /// How to install the programs the tests use, on Debian/Ubuntu (the packages of
 /// `scripts/install-deps.sh`).
 pub mod install {
+    /// swtpm, its setup tools and tpm2-tools, for the software TPM tests.
     pub const SWTPM: &str = "apt-get install swtpm swtpm-tools tpm2-tools";
+    /// HAProxy, for the tests with a load balancer in front of verigated.
     pub const HAPROXY: &str = "apt-get install haproxy";
+    /// supervisord, for the tests of applications run under a supervisor.
     pub const SUPERVISOR: &str = "apt-get install supervisor";
+    /// The openssl CLI, which some tests use as an independent TLS client.
     pub const OPENSSL: &str = "apt-get install openssl";
+    /// curl, an independent HTTP client (HTTP/2 included) for verigated's endpoints.
     pub const CURL: &str = "apt-get install curl";
+    /// cryptsetup, for the encrypted storage tests.
     pub const CRYPTSETUP: &str = "apt-get install cryptsetup-bin";
+    /// unshare and mount, for the tests that mount a small file system of their own.
     pub const UTIL_LINUX: &str = "apt-get install util-linux (unshare, mount)";
+    /// chattr, for the tests that make a file immutable to force a write error.
     pub const E2FSPROGS: &str = "apt-get install e2fsprogs (chattr)";
     /// The real evidence of `../shared/evidence`, beside the repository.
     pub const EVIDENCE: &str = "put the real evidence folder `shared/evidence` beside the \

@@ -59,6 +59,7 @@ impl Server {
         })
     }
 
+    /// The address the server listens on (loopback, a port the kernel chose).
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }

@@ -31,9 +31,13 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// A fresh self-signed certificate and its key for `name`.
 pub struct SelfSigned {
+    /// The certificate, DER.
     pub cert: CertificateDer<'static>,
+    /// The certificate's private key, PKCS#8 DER.
     pub key: PrivateKeyDer<'static>,
+    /// The certificate, PEM, for a file a program reads.
     pub cert_pem: String,
+    /// The private key, PKCS#8 PEM.
     pub key_pem: String,
 }
 
@@ -51,8 +55,11 @@ pub fn self_signed(name: &str) -> anyhow::Result<SelfSigned> {
 
 /// A TLS backend on a free port of 127.0.0.1 with its own certificate; stops on drop.
 pub struct TlsBackend {
+    /// The name its certificate carries and its greeting names.
     pub name: String,
+    /// The loopback address it listens on, to route a name to.
     pub addr: SocketAddr,
+    /// Its self-signed certificate, for a client to trust or to compare with what it got.
     pub cert: CertificateDer<'static>,
     _server: crate::serve::Server,
 }
@@ -181,7 +188,12 @@ pub enum HelloDelivery {
     /// One write.
     Whole,
     /// `n` writes of about equal size, `pause` apart (Nagle off, so separate segments).
-    Segments { n: usize, pause: Duration },
+    Segments {
+        /// How many writes.
+        n: usize,
+        /// Time between two writes.
+        pause: Duration,
+    },
     /// One byte per write.
     ByteByByte,
     /// The hello's handshake message cut into two TLS records, written in one go.
@@ -190,6 +202,7 @@ pub enum HelloDelivery {
 
 /// A TLS session through the gateway, with what the server presented.
 pub struct Session {
+    /// The client end of the TLS session, over the TCP connection to the gateway.
     pub stream: rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
     /// The leaf certificate the server presented.
     pub cert: CertificateDer<'static>,

@@ -34,7 +34,9 @@ const START_ATTEMPTS: u32 = 5;
 /// The two binaries of the workspace the tests run.
 #[derive(Debug, Clone)]
 pub struct Binaries {
+    /// The `verigate` CLI the test was built with.
     pub verigate: PathBuf,
+    /// The `verigated` daemon beside it.
     pub verigated: PathBuf,
 }
 
@@ -89,9 +91,13 @@ impl VmOptions {
 pub struct Vm {
     // Dropped in this order: verigated first, then what it talks to, then the files.
     gateway: Option<ChildGuard>,
+    /// The TLS backends verigated routes to, one per app name, in the order given.
     pub backends: Vec<TlsBackend>,
+    /// The software TPM verigated quotes with; its PCR 10 holds the IMA log's extends.
     pub tpm: Swtpm,
+    /// The temporary folder that holds everything of this VM; removed on drop.
     pub dir: tempfile::TempDir,
+    /// verigated's listening address on loopback; a new port if the old one was taken at a restart.
     pub addr: SocketAddr,
     /// verigated's data dir.
     pub data: PathBuf,
@@ -104,6 +110,7 @@ pub struct Vm {
     /// TOML sections written between `[snapshot]` and the routes (`[api]`, `[app]`...);
     /// read at each start.
     pub extra_config: String,
+    /// The binaries the VM runs.
     pub bins: Binaries,
     starts: u32,
 }
@@ -231,6 +238,7 @@ impl Vm {
         drop(self.gateway.take());
     }
 
+    /// Stops verigated and starts it again with the current configuration.
     pub fn restart_gateway(&mut self) {
         self.stop_gateway();
         self.start_gateway(None);
@@ -291,10 +299,12 @@ impl Vm {
             .join(format!("verigated-{}.log", self.starts))
     }
 
+    /// The log of verigated's last start; empty when there is none yet.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
+    /// verigated's base URL, `https://` and its address.
     pub fn url(&self) -> String {
         format!("https://{}", self.addr)
     }
