@@ -12,11 +12,11 @@ use std::sync::Arc;
 use rustls::pki_types::CertificateDer;
 use tokio::sync::watch;
 
+use crate::certificate::{self, CertificateError};
 use crate::config::{Config, ConfigError};
-use crate::endpoint::certificate::{self, CertificateError};
-use crate::endpoint::tls::{self, TlsError};
 use crate::metrics::Metrics;
 use crate::routes::RouteTable;
+use crate::tls::{self, TlsError};
 
 /// What new connections use: one consistent snapshot of configuration, routes and the
 /// own certificate.

@@ -613,10 +613,10 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
     match (ssl_certificate.exists(), ssl_private_key.exists()) {
         (false, false) => {} // generated at start
         (true, true) => {
-            if let Err(e) = crate::endpoint::certificate::read_certificate_chain(&ssl_certificate) {
+            if let Err(e) = crate::certificate::read_certificate_chain(&ssl_certificate) {
                 problem("gateway.ssl_certificate", e.to_string());
             }
-            if let Err(e) = crate::endpoint::certificate::read_private_key(&ssl_private_key) {
+            if let Err(e) = crate::certificate::read_private_key(&ssl_private_key) {
                 problem("gateway.ssl_private_key", e.to_string());
             }
         }
@@ -734,7 +734,7 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
         }
         let certificate = r.certificate.map(|c| data_dir.join(c));
         if let Some(c) = &certificate {
-            if let Err(e) = crate::endpoint::certificate::read_certificate_chain(c) {
+            if let Err(e) = crate::certificate::read_certificate_chain(c) {
                 problem(&field("certificate"), e.to_string());
             }
         }

@@ -13,6 +13,7 @@
 pub mod active;
 pub mod app;
 pub mod attestation;
+pub mod certificate;
 pub mod config;
 pub mod daemon;
 pub mod endpoint;
@@ -26,3 +27,4 @@ pub mod shutdown;
 pub mod slots;
 pub mod snapshot;
 pub mod storage;
+pub mod tls;

@@ -21,11 +21,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::active::{Active, ActiveView};
-use crate::endpoint::{self, tls::PrefixedStream};
+use crate::endpoint;
 use crate::logging::ConnectionLog;
 use crate::metrics::{Metrics, OWN_ROUTE_LABEL};
 use crate::routes::{Destination, Route};
 use crate::slots::{ConnectionSlot, ConnectionSlots};
+use crate::tls::PrefixedStream;
 
 /// The fatal `unrecognized_name` alert (RFC 6066 §3) as a plaintext TLS record: content
 /// type 21 (alert), version TLS 1.2, length 2, level 2 (fatal), description 112.

@@ -36,7 +36,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::active::{Active, ActiveView};
-use crate::endpoint::certificate::{read_certificate_chain, CertificateError};
+use crate::certificate::{read_certificate_chain, CertificateError};
 use crate::routes::Route;
 
 /// The SNI label put in front of a wildcard route's suffix for its probe handshake.

@@ -21,9 +21,9 @@
 //! systemctl = "/usr/bin/systemctl"
 //!
 //! [app.standalone]                     # required when service_type = "standalone"
-//! command = ["/usr/local/bin/my_app", "--config", "data/app/app.conf"]
+//! command = ["/usr/local/bin/my_app", "--config", "app.conf"]  # as written: relative to working_dir
 //! env = { RUST_LOG = "info" }
-//! working_dir = "data/app"
+//! working_dir = "data/app"            # relative to data_dir
 //! stop_grace_period = "10s"
 //! restart_backoff_max = "1m"
 //! ```

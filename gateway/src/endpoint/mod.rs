@@ -8,11 +8,9 @@
 pub mod api;
 pub mod app;
 pub mod attestation;
-pub mod certificate;
 pub mod response;
 mod services;
 pub mod snapshot;
-pub mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,8 +18,8 @@ use std::time::Duration;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
+use crate::tls::PrefixedStream;
 pub use services::Services;
-use tls::PrefixedStream;
 
 /// How a connection to the own endpoint ended badly.
 #[derive(thiserror::Error, Debug)]

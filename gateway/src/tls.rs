@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::certificate::OwnCertificate;
+use crate::certificate::OwnCertificate;
 use passthrough::forward::TrafficCounters;
 
 /// Why the own endpoint's TLS configuration cannot be built.
