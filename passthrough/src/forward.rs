@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 use std::fmt;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -255,52 +256,75 @@ impl Tally<'_> {
 /// both ways until both sides closed, keeping half-close. Ends on idle timeout or on an
 /// error on either side; both sockets are closed when this returns. Every byte written
 /// to the backend is added to `counters` once, here.
-pub async fn pass_through(
+pub fn pass_through<'a>(
+    client: TcpStream,
+    backend: TcpStream,
+    opening: Opening,
+    opts: &'a RelayOptions,
+    counters: &'a TrafficCounters,
+) -> impl Future<Output = Transfer> + 'a {
+    // Encoded before the future exists: an async fn keeps its arguments for its whole
+    // life, and the future lives as long as the connection, so it should hold one buffer
+    // (freed once written), not the header's addresses and name as well.
+    let (initial, client_bytes) = opening.encode();
+    relay_after(client, backend, initial, client_bytes, opts, counters)
+}
+
+impl Opening {
+    /// The bytes to write, in order, and how many of them are the client's.
+    fn encode(self) -> (Vec<u8>, u64) {
+        let Opening { proxy_v2, peeked } = self;
+        let client_bytes = u64::try_from(peeked.len()).unwrap_or(u64::MAX);
+        let initial = match proxy_v2 {
+            Some(h) => {
+                let mut header =
+                    proxy_protocol::encode_v2(h.source, h.destination, h.authority.as_deref());
+                header.extend_from_slice(&peeked);
+                header
+            }
+            None => peeked,
+        };
+        (initial, client_bytes)
+    }
+}
+
+/// [`pass_through`] once the opening is encoded.
+async fn relay_after(
     client: TcpStream,
     mut backend: TcpStream,
-    opening: Opening,
+    initial: Vec<u8>,
+    client_bytes: u64,
     opts: &RelayOptions,
     counters: &TrafficCounters,
 ) -> Transfer {
-    let peeked = match send_opening(&mut backend, opening, counters).await {
-        Ok(peeked) => peeked,
-        Err(e) => {
-            // As in the relay: the backend broke, so the client is reset, not closed.
-            let _ = client.set_zero_linger();
-            return Transfer {
-                client_to_backend: 0,
-                backend_to_client: 0,
-                outcome: RelayOutcome::BackendError(e),
-            };
-        }
-    };
+    if let Err(e) = send_opening(&mut backend, initial, counters).await {
+        // As in the relay: the backend broke, so the client is reset, not closed.
+        let _ = client.set_zero_linger();
+        return Transfer {
+            client_to_backend: 0,
+            backend_to_client: 0,
+            outcome: RelayOutcome::BackendError(e),
+        };
+    }
     let mut transfer = relay(client, backend, opts, counters).await;
-    transfer.client_to_backend = transfer.client_to_backend.saturating_add(peeked);
+    transfer.client_to_backend = transfer.client_to_backend.saturating_add(client_bytes);
     transfer
 }
 
-/// Writes the opening in one write and counts it; returns how many of its bytes were
-/// the client's. Written before the relay starts, rather than by it, so that neither the
-/// peeked bytes nor their copy stays allocated for the connection's whole life (idle
-/// connections should cost little).
+/// Writes the opening in one write, counts it and frees it. Written before the relay
+/// starts, rather than by it, so that the peeked bytes do not stay allocated for the
+/// connection's whole life (idle connections should cost little).
 async fn send_opening(
     backend: &mut TcpStream,
-    opening: Opening,
+    initial: Vec<u8>,
     counters: &TrafficCounters,
-) -> io::Result<u64> {
-    let Opening { proxy_v2, peeked } = opening;
-    let mut initial = match proxy_v2 {
-        Some(h) => proxy_protocol::encode_v2(h.source, h.destination, h.authority.as_deref()),
-        None => Vec::new(),
-    };
-    initial.extend_from_slice(&peeked);
-    let client_bytes = peeked.len() as u64;
-    drop(peeked);
+) -> io::Result<()> {
     backend.write_all(&initial).await?;
-    counters
-        .client_to_backend
-        .fetch_add(initial.len() as u64, Ordering::Relaxed);
-    Ok(client_bytes)
+    counters.client_to_backend.fetch_add(
+        u64::try_from(initial.len()).unwrap_or(u64::MAX),
+        Ordering::Relaxed,
+    );
+    Ok(())
 }
 
 /// Moves bytes both ways until both sides closed, keeping half-close; see
