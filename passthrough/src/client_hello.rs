@@ -1,8 +1,10 @@
 //! The ClientHello peek: decides, from the first bytes a client sends, whether they are a
 //! TLS ClientHello and, if so, which server name (SNI) and application protocols (ALPN) it
-//! asks for. It is a pure function over untrusted bytes — no I/O, no panics — that the
-//! peek ([`crate::peek`]) calls again with the whole buffer each time more bytes arrive; "need more
-//! bytes", "not what we expected" and "found it" are three different answers.
+//! asks for. It is a pure function over untrusted bytes — no I/O, no panics — with three
+//! different answers: "need more bytes", "not what we expected" and "found it". The peek
+//! ([`crate::peek`]) asks again each time more bytes arrive, through a [`Reassembler`] that
+//! keeps its place in the records, so a hello cut into many small records costs linear
+//! work, not a walk of the whole buffer per record.
 //!
 //! What is accepted, and why:
 //! - Records: content type 22 (handshake) with record version 0x0301..=0x0303, a length of
@@ -200,20 +202,254 @@ pub enum ClientHelloError {
 /// - `Ok(Some(hello))`: a complete ClientHello in the first `hello.consumed` bytes.
 /// - `Err(e)`: not a ClientHello the gateway accepts; more bytes will not change that.
 ///
-/// Re-parsing from the start on each call is cheap at these sizes and keeps no state.
+/// It walks the buffer from its start and keeps no state; a caller that asks again as
+/// bytes arrive should keep a [`Reassembler`] instead, which gives the same answers and
+/// walks each record once.
 pub fn parse(buf: &[u8]) -> Result<Option<ClientHello>, ClientHelloError> {
-    let Some((message, fragments, consumed)) = reassemble(buf)? else {
+    Reassembler::new().feed(buf)
+}
+
+/// The handshake message being gathered from the records of a growing buffer: the state
+/// that lets [`Reassembler::feed`] start where the last call stopped. Asking [`parse`]
+/// again on each new byte would walk the whole buffer each time: quadratic work for a
+/// hello sent as one-byte records. This walks each complete record once and parses the
+/// message once, when its last byte has arrived.
+///
+/// It holds a few integers, not the message: the records stay in the caller's buffer,
+/// which the peek keeps anyway, and are gathered into one message only at the end.
+#[derive(Debug, Clone, Default)]
+pub struct Reassembler {
+    /// Offset in the buffer of the first record not yet complete.
+    next_record: usize,
+    /// Handshake message bytes in the complete records before `next_record`.
+    collected: usize,
+    /// The message's first bytes (type and length), as far as complete records hold them.
+    head: [u8; HANDSHAKE_HEADER_LEN],
+    /// The whole message's length (header included), once its header has arrived.
+    message_len: Option<usize>,
+}
+
+impl Reassembler {
+    /// A reassembler at the start of a client's stream.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Answers as [`parse`] would for `buf`, which must be the bytes given to the previous
+    /// call with more appended (the client's stream so far, from its first byte). Only
+    /// records completed since the previous call are walked, so feeding a growing buffer
+    /// costs time linear in its length, however it is cut into records and reads.
+    pub fn feed(&mut self, buf: &[u8]) -> Result<Option<ClientHello>, ClientHelloError> {
+        let Some((message, fragments)) = self.reassemble(buf)? else {
+            return Ok(None);
+        };
+        let map = OffsetMap {
+            fragments: &fragments,
+        };
+        let (sni, alpn) = parse_client_hello(&message, &map)?;
+        Ok(Some(ClientHello {
+            sni,
+            alpn,
+            consumed: self.next_record,
+        }))
+    }
+
+    /// Walks the records from `next_record` and returns the complete handshake message
+    /// (header included) and where its fragments came from; `None` when more bytes are
+    /// needed. Checks that fail early (content type, record version, handshake type and
+    /// length) are made on partial input, so a plain HTTP request is refused at its first
+    /// byte.
+    fn reassemble<'b>(&mut self, buf: &'b [u8]) -> Result<Option<Gathered<'b>>, ClientHelloError> {
+        loop {
+            if let Some(message_len) = self.message_len {
+                match self.collected.cmp(&message_len) {
+                    std::cmp::Ordering::Less => {}
+                    std::cmp::Ordering::Equal => return Ok(Some(self.gather(buf))),
+                    std::cmp::Ordering::Greater => {
+                        let (_, fragments) = self.gather(buf);
+                        let map = OffsetMap {
+                            fragments: &fragments,
+                        };
+                        return Err(ClientHelloError::Malformed {
+                            what: "bytes after the ClientHello in its last record",
+                            offset: map.buf_offset(message_len),
+                        });
+                    }
+                }
+            }
+            #[cfg(test)]
+            work::count_record_walk();
+            let pos = self.next_record;
+            let Some((payload_start, record_len)) = check_record_header(buf, pos)? else {
+                return Ok(None);
+            };
+            let record_end = payload_start + record_len;
+            // The part of this record's payload that has arrived so far.
+            let available_end = record_end.min(buf.len());
+            let payload = buf.get(payload_start..available_end).unwrap_or(&[]);
+
+            // The handshake header, as soon as its bytes are here. Once its length is
+            // known, the header has been checked and later records cannot change it.
+            if self.message_len.is_none() {
+                // `collected` is below the header length here (a complete header would
+                // have set `message_len`), so the header is `head` then this payload.
+                let mut head = self.head;
+                let have = self.collected.min(HANDSHAKE_HEADER_LEN);
+                for (slot, &byte) in head.iter_mut().skip(have).zip(payload) {
+                    *slot = byte;
+                }
+                let have = (have + payload.len()).min(HANDSHAKE_HEADER_LEN);
+                // The type byte is checked in the first record that holds any of the
+                // message (every record is non-empty, so that is the first record).
+                if self.collected == 0 && have >= 1 && head[0] != HANDSHAKE_CLIENT_HELLO {
+                    return Err(ClientHelloError::NotClientHello {
+                        handshake_type: head[0],
+                        offset: payload_start,
+                    });
+                }
+                if have == HANDSHAKE_HEADER_LEN {
+                    let [_, a, b, c] = head;
+                    let body_len = usize::from(a) << 16 | usize::from(b) << 8 | usize::from(c);
+                    let message_len = HANDSHAKE_HEADER_LEN + body_len;
+                    // Even in one record, the hello needs a record header in front of it.
+                    let needed = RECORD_HEADER_LEN + message_len;
+                    if needed > MAX_CLIENT_HELLO_BYTES {
+                        return Err(ClientHelloError::TooLarge {
+                            needed,
+                            limit: MAX_CLIENT_HELLO_BYTES,
+                        });
+                    }
+                    self.message_len = Some(message_len);
+                }
+                // Bytes that have arrived never change, so a partial record's are kept too.
+                self.head = head;
+            }
+
+            if available_end < record_end {
+                return Ok(None);
+            }
+            self.collected += record_len;
+            self.next_record = record_end;
+        }
+    }
+
+    /// The message and its fragments, from the complete records before `next_record`,
+    /// which [`Reassembler::reassemble`] has already checked: a second, final walk. The
+    /// message is borrowed while it sits in one record (the usual case) and copied only
+    /// when several records hold it.
+    fn gather<'b>(&self, buf: &'b [u8]) -> Gathered<'b> {
+        let mut fragments = Vec::new();
+        let mut message: Cow<'b, [u8]> = Cow::Borrowed(&[]);
+        let mut pos = 0;
+        while pos < self.next_record {
+            #[cfg(test)]
+            work::count_record_walk();
+            let Some(&[len_hi, len_lo]) = buf.get(pos + 3..pos + RECORD_HEADER_LEN) else {
+                break;
+            };
+            let payload_start = pos + RECORD_HEADER_LEN;
+            let record_end = payload_start + usize::from(u16::from_be_bytes([len_hi, len_lo]));
+            let payload = buf.get(payload_start..record_end).unwrap_or(&[]);
+            fragments.push(Fragment {
+                message_start: message.len(),
+                buf_start: payload_start,
+            });
+            if message.is_empty() {
+                message = Cow::Borrowed(payload);
+            } else {
+                message.to_mut().extend_from_slice(payload);
+            }
+            pos = record_end;
+        }
+        (message, fragments)
+    }
+}
+
+/// Checks the record header at `pos`, byte by byte so that the answer comes as early as
+/// possible, and returns where its payload starts and how long it is; `None` while the
+/// header is incomplete.
+fn check_record_header(buf: &[u8], pos: usize) -> Result<Option<(usize, usize)>, ClientHelloError> {
+    let header = buf.get(pos..).unwrap_or(&[]);
+    let Some(&content_type) = header.first() else {
         return Ok(None);
     };
-    let map = OffsetMap {
-        fragments: &fragments,
+    if content_type != CONTENT_TYPE_HANDSHAKE {
+        return Err(if pos == 0 {
+            let reason = if content_type & 0x80 != 0 {
+                NotTlsReason::Sslv2Framing
+            } else {
+                NotTlsReason::ContentType(content_type)
+            };
+            ClientHelloError::NotTls {
+                reason,
+                offset: pos,
+            }
+        } else {
+            ClientHelloError::UnexpectedRecord {
+                content_type,
+                offset: pos,
+            }
+        });
+    }
+    if let Some(&major) = header.get(1) {
+        let minor = header.get(2).copied();
+        let version_ok = major == 3 && minor.filter(|m| !(1..=3).contains(m)).is_none();
+        if !version_ok {
+            let version = u16::from_be_bytes([major, minor.unwrap_or(0)]);
+            return Err(ClientHelloError::NotTls {
+                reason: NotTlsReason::RecordVersion(version),
+                offset: pos,
+            });
+        }
+    }
+    let (Some(&len_hi), Some(&len_lo)) = (header.get(3), header.get(4)) else {
+        return Ok(None);
     };
-    let (sni, alpn) = parse_client_hello(&message, &map)?;
-    Ok(Some(ClientHello {
-        sni,
-        alpn,
-        consumed,
-    }))
+    let record_len = usize::from(u16::from_be_bytes([len_hi, len_lo]));
+    if record_len == 0 {
+        return Err(ClientHelloError::Malformed {
+            what: "empty handshake record",
+            offset: pos,
+        });
+    }
+    if record_len > MAX_RECORD_PAYLOAD {
+        return Err(ClientHelloError::RecordTooLong {
+            length: record_len,
+            offset: pos,
+        });
+    }
+    let payload_start = pos + RECORD_HEADER_LEN;
+    let record_end = payload_start + record_len;
+    if record_end > MAX_CLIENT_HELLO_BYTES {
+        return Err(ClientHelloError::TooLarge {
+            needed: record_end,
+            limit: MAX_CLIENT_HELLO_BYTES,
+        });
+    }
+    Ok(Some((payload_start, record_len)))
+}
+
+/// The reassembled handshake message and where its fragments came from.
+type Gathered<'a> = (Cow<'a, [u8]>, Vec<Fragment>);
+
+/// How much walking the reassembler does, counted so that a test can hold it to linear.
+#[cfg(test)]
+pub(crate) mod work {
+    use std::cell::Cell;
+
+    thread_local! {
+        static RECORD_WALKS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// One record header visited, by the incremental walk or the final gathering.
+    pub(crate) fn count_record_walk() {
+        RECORD_WALKS.with(|c| c.set(c.get() + 1));
+    }
+
+    /// Record visits on this thread so far.
+    pub(crate) fn record_walks() -> usize {
+        RECORD_WALKS.with(Cell::get)
+    }
 }
 
 /// Where a piece of the handshake message came from in the caller's buffer, so that
@@ -241,140 +477,6 @@ impl OffsetMap<'_> {
             .map_or(message_offset, |f| {
                 f.buf_start.saturating_add(message_offset - f.message_start)
             })
-    }
-}
-
-type Reassembled<'a> = (Cow<'a, [u8]>, Vec<Fragment>, usize);
-
-/// Walks the records at the start of `buf` and returns the complete handshake message
-/// (header included), where its fragments came from, and the offset just past its last
-/// record; `None` when more bytes are needed. Checks that fail early (content type,
-/// record version, handshake type and length) are made on partial input, so a plain HTTP
-/// request is refused at its first byte.
-fn reassemble(buf: &[u8]) -> Result<Option<Reassembled<'_>>, ClientHelloError> {
-    let mut fragments: Vec<Fragment> = Vec::new();
-    // The message is borrowed while it sits in one record (the usual case) and copied only
-    // when a second record contributes to it.
-    let mut message: Cow<'_, [u8]> = Cow::Borrowed(&[]);
-    let mut pos = 0usize;
-    loop {
-        // Record header, checked byte by byte so that the answer comes as early as possible.
-        let header = buf.get(pos..).unwrap_or(&[]);
-        let Some(&content_type) = header.first() else {
-            return Ok(None);
-        };
-        if content_type != CONTENT_TYPE_HANDSHAKE {
-            return Err(if pos == 0 {
-                let reason = if content_type & 0x80 != 0 {
-                    NotTlsReason::Sslv2Framing
-                } else {
-                    NotTlsReason::ContentType(content_type)
-                };
-                ClientHelloError::NotTls {
-                    reason,
-                    offset: pos,
-                }
-            } else {
-                ClientHelloError::UnexpectedRecord {
-                    content_type,
-                    offset: pos,
-                }
-            });
-        }
-        if let Some(&major) = header.get(1) {
-            let minor = header.get(2).copied();
-            let version_ok = major == 3 && minor.filter(|m| !(1..=3).contains(m)).is_none();
-            if !version_ok {
-                let version = u16::from_be_bytes([major, minor.unwrap_or(0)]);
-                return Err(ClientHelloError::NotTls {
-                    reason: NotTlsReason::RecordVersion(version),
-                    offset: pos,
-                });
-            }
-        }
-        let (Some(&len_hi), Some(&len_lo)) = (header.get(3), header.get(4)) else {
-            return Ok(None);
-        };
-        let record_len = usize::from(u16::from_be_bytes([len_hi, len_lo]));
-        if record_len == 0 {
-            return Err(ClientHelloError::Malformed {
-                what: "empty handshake record",
-                offset: pos,
-            });
-        }
-        if record_len > MAX_RECORD_PAYLOAD {
-            return Err(ClientHelloError::RecordTooLong {
-                length: record_len,
-                offset: pos,
-            });
-        }
-        let payload_start = pos + RECORD_HEADER_LEN;
-        let record_end = payload_start + record_len;
-        if record_end > MAX_CLIENT_HELLO_BYTES {
-            return Err(ClientHelloError::TooLarge {
-                needed: record_end,
-                limit: MAX_CLIENT_HELLO_BYTES,
-            });
-        }
-
-        // The part of this record's payload that has arrived so far.
-        let available_end = record_end.min(buf.len());
-        let payload = buf.get(payload_start..available_end).unwrap_or(&[]);
-        fragments.push(Fragment {
-            message_start: message.len(),
-            buf_start: payload_start,
-        });
-        if message.is_empty() {
-            message = Cow::Borrowed(payload);
-        } else {
-            message.to_mut().extend_from_slice(payload);
-        }
-
-        // The handshake header, as soon as its bytes are here.
-        let map = OffsetMap {
-            fragments: &fragments,
-        };
-        if let Some(&handshake_type) = message.first() {
-            if handshake_type != HANDSHAKE_CLIENT_HELLO {
-                return Err(ClientHelloError::NotClientHello {
-                    handshake_type,
-                    offset: map.buf_offset(0),
-                });
-            }
-        }
-        let message_len = match message.get(1..HANDSHAKE_HEADER_LEN) {
-            Some(&[a, b, c]) => {
-                let body_len = usize::from(a) << 16 | usize::from(b) << 8 | usize::from(c);
-                let message_len = HANDSHAKE_HEADER_LEN + body_len;
-                // Even in one record, the hello needs a record header in front of it.
-                let needed = RECORD_HEADER_LEN + message_len;
-                if needed > MAX_CLIENT_HELLO_BYTES {
-                    return Err(ClientHelloError::TooLarge {
-                        needed,
-                        limit: MAX_CLIENT_HELLO_BYTES,
-                    });
-                }
-                Some(message_len)
-            }
-            _ => None,
-        };
-
-        if available_end < record_end {
-            return Ok(None);
-        }
-        pos = record_end;
-        if let Some(message_len) = message_len {
-            match message.len().cmp(&message_len) {
-                std::cmp::Ordering::Less => {}
-                std::cmp::Ordering::Equal => return Ok(Some((message, fragments, pos))),
-                std::cmp::Ordering::Greater => {
-                    return Err(ClientHelloError::Malformed {
-                        what: "bytes after the ClientHello in its last record",
-                        offset: map.buf_offset(message_len),
-                    })
-                }
-            }
-        }
     }
 }
 
@@ -598,7 +700,7 @@ fn printable(bytes: &[u8]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// The SNI check as the parser applies it: the shared rule, this module's wording.
@@ -672,5 +774,115 @@ mod tests {
         assert_eq!(map.buf_offset(9), 14);
         assert_eq!(map.buf_offset(10), 20);
         assert_eq!(map.buf_offset(12), 22);
+    }
+
+    /// A ClientHello for `name`, padded (extension 21) to `message_len` bytes: the
+    /// largest hello whose one-byte records still fit [`MAX_CLIENT_HELLO_BYTES`].
+    pub(crate) fn padded_hello(name: &str, message_len: usize) -> Vec<u8> {
+        let mut server_name = vec![0];
+        server_name.extend_from_slice(&u16::try_from(name.len()).unwrap().to_be_bytes());
+        server_name.extend_from_slice(name.as_bytes());
+        let mut sni = u16::try_from(server_name.len())
+            .unwrap()
+            .to_be_bytes()
+            .to_vec();
+        sni.extend_from_slice(&server_name);
+        let mut body = vec![3, 3];
+        body.extend_from_slice(&[7; 32]);
+        body.extend_from_slice(&[0, 0, 2, 0x13, 0x01, 1, 0]);
+        let fixed = HANDSHAKE_HEADER_LEN + body.len() + 2 + 4 + sni.len() + 4;
+        let padding = message_len - fixed;
+        let mut extensions = vec![0, 0];
+        extensions.extend_from_slice(&u16::try_from(sni.len()).unwrap().to_be_bytes());
+        extensions.extend_from_slice(&sni);
+        extensions.extend_from_slice(&[0, 21]);
+        extensions.extend_from_slice(&u16::try_from(padding).unwrap().to_be_bytes());
+        extensions.resize(extensions.len() + padding, 0);
+        body.extend_from_slice(&u16::try_from(extensions.len()).unwrap().to_be_bytes());
+        body.extend_from_slice(&extensions);
+        let mut message = vec![HANDSHAKE_CLIENT_HELLO];
+        message.extend_from_slice(&u32::try_from(body.len()).unwrap().to_be_bytes()[1..]);
+        message.extend_from_slice(&body);
+        assert_eq!(message.len(), message_len);
+        message
+    }
+
+    /// Each byte of `message` in its own handshake record.
+    pub(crate) fn one_byte_records(message: &[u8]) -> Vec<u8> {
+        message
+            .iter()
+            .flat_map(|&b| [CONTENT_TYPE_HANDSHAKE, 3, 1, 0, 1, b])
+            .collect()
+    }
+
+    /// The reviewer's case: a 2.7 KB hello in one-byte records, fed as it would arrive a
+    /// byte per read. Parsing the whole buffer again at each record (what the peek did)
+    /// visits about records²/2 = 3.6 million record headers; keeping the place between
+    /// calls visits each record a small constant number of times.
+    #[test]
+    fn feeding_one_byte_records_is_linear() {
+        let message = padded_hello("slow.example.com", 2700);
+        let stream = one_byte_records(&message);
+        assert!(stream.len() <= MAX_CLIENT_HELLO_BYTES);
+
+        let before = work::record_walks();
+        let mut reassembler = Reassembler::new();
+        let mut answer = None;
+        for end in 1..=stream.len() {
+            let got = reassembler.feed(&stream[..end]).unwrap();
+            assert_eq!(got.is_some(), end == stream.len(), "at {end}");
+            answer = got;
+        }
+        let walks = work::record_walks() - before;
+
+        let hello = answer.unwrap();
+        assert_eq!(hello.sni.as_deref(), Some("slow.example.com"));
+        assert_eq!(hello.consumed, stream.len());
+        // One visit per call (the record still arriving) plus two per complete record
+        // (the walk and the final gathering).
+        let bound = stream.len() + 2 * message.len() + 1;
+        assert!(
+            walks <= bound,
+            "{walks} record visits for {} bytes in {} records: not linear (bound {bound})",
+            stream.len(),
+            message.len()
+        );
+    }
+
+    /// Feeding a growing buffer gives, at every length, the answer a fresh parse does.
+    #[test]
+    fn feeding_answers_as_parse_does() {
+        let message = padded_hello("same.example.com", 300);
+        let mut framings = vec![one_byte_records(&message)];
+        let mut two = Vec::new();
+        for part in [&message[..2], &message[2..]] {
+            two.extend_from_slice(&[CONTENT_TYPE_HANDSHAKE, 3, 3]);
+            two.extend_from_slice(&u16::try_from(part.len()).unwrap().to_be_bytes());
+            two.extend_from_slice(part);
+        }
+        framings.push(two);
+        let mut bad_type = one_byte_records(&message);
+        bad_type[5] = 2;
+        framings.push(bad_type);
+        let mut trailing = framings[1].clone();
+        // A byte after the hello in its last record (at 7, after a 2-byte first record).
+        trailing[11] += 1;
+        trailing.push(9);
+        framings.push(trailing);
+        for stream in framings {
+            let mut reassembler = Reassembler::new();
+            for end in 0..=stream.len() {
+                let fed = reassembler.feed(&stream[..end]);
+                assert_eq!(fed, parse(&stream[..end]), "at {end}");
+                if end == stream.len() {
+                    assert!(fed.is_err() || fed.as_ref().is_ok_and(Option::is_some));
+                }
+                if !matches!(fed, Ok(None)) {
+                    // The answer is final: asking again gives it again.
+                    assert_eq!(reassembler.feed(&stream[..end]), fed);
+                    break;
+                }
+            }
+        }
     }
 }

@@ -9,7 +9,7 @@ use std::io;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
-use crate::client_hello::{self, ClientHello, ClientHelloError, MAX_CLIENT_HELLO_BYTES};
+use crate::client_hello::{ClientHello, ClientHelloError, Reassembler, MAX_CLIENT_HELLO_BYTES};
 use crate::proxy_protocol::{self, ProxyError, ProxyHeader, V2_MAX_LEN};
 
 /// Why a connection ended before it could be routed.
@@ -94,46 +94,18 @@ pub async fn read_preamble_into(
             }
         }
     }
-    // The parser reads the whole buffer on each call. A client that sends its hello a
-    // byte at a time would make that quadratic, so it is called only when its answer can
-    // change: when a byte of a record header arrives (so non-TLS bytes are refused at
-    // once) or when a record completes, not for each byte inside a record.
-    let mut next_record = 0;
-    let mut last_progress = None;
+    // The reassembler keeps its place between reads, so each read costs work for its
+    // new bytes only: a client that sends its hello a byte at a time, or as one-byte
+    // records, cannot make the peek quadratic.
+    let mut reassembler = Reassembler::new();
     loop {
-        next_record = complete_records_end(&buf, next_record);
-        let progress = (
-            next_record,
-            buf.len().saturating_sub(next_record).min(RECORD_HEADER_LEN),
-        );
-        if last_progress != Some(progress) {
-            last_progress = Some(progress);
-            match client_hello::parse(&buf) {
-                Ok(Some(hello)) => return Ok(Preamble { proxy, hello, buf }),
-                Ok(None) => {}
-                Err(e) => return Err(PeekError::ClientHello(e)),
-            }
+        match reassembler.feed(&buf) {
+            Ok(Some(hello)) => return Ok(Preamble { proxy, hello, buf }),
+            Ok(None) => {}
+            Err(e) => return Err(PeekError::ClientHello(e)),
         }
         read_some(stream, &mut buf, MAX_CLIENT_HELLO_BYTES).await?;
     }
-}
-
-/// TLS record header: type, version, length.
-const RECORD_HEADER_LEN: usize = 5;
-
-/// Walks whole TLS records from `from` (the start of a record) and returns where the
-/// first incomplete one starts (`buf.len()` when every record is complete). Only looks
-/// at the length fields; the parser judges the rest.
-fn complete_records_end(buf: &[u8], mut from: usize) -> usize {
-    while let Some(header) = buf.get(from..from.saturating_add(RECORD_HEADER_LEN)) {
-        let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
-        let end = from + RECORD_HEADER_LEN + len;
-        if end > buf.len() {
-            break;
-        }
-        from = end;
-    }
-    from
 }
 
 /// Appends what the socket has (at least one byte) to `buf`, never growing it past
@@ -226,19 +198,6 @@ mod tests {
         assert_eq!(preamble.hello.consumed + 5, preamble.buf.len());
     }
 
-    #[test]
-    fn record_walk() {
-        assert_eq!(complete_records_end(&[], 0), 0);
-        assert_eq!(complete_records_end(&[22, 3, 1], 0), 0);
-        assert_eq!(complete_records_end(&[22, 3, 1, 0, 2, 9], 0), 0);
-        assert_eq!(complete_records_end(&[22, 3, 1, 0, 1, 9], 0), 6);
-        assert_eq!(
-            complete_records_end(&[22, 3, 1, 0, 1, 9, 22, 3, 1, 0, 0, 22], 0),
-            11
-        );
-        assert_eq!(complete_records_end(&[22, 3, 1, 0, 1, 9, 22], 6), 6);
-    }
-
     #[tokio::test]
     async fn byte_by_byte_hello() {
         let (mut server, mut client) = pair().await;
@@ -253,6 +212,35 @@ mod tests {
         let preamble = read_preamble(&mut server, false).await.unwrap();
         let _client = writer.await.unwrap();
         assert_eq!(preamble.hello.sni.as_deref(), Some("rustls.example.com"));
+    }
+
+    /// The reviewer's case through a socket: a 2.7 KB hello in one-byte records, a
+    /// record per write. However the reads fall, the peek visits each record a bounded
+    /// number of times (it used to walk the whole buffer again after each read).
+    #[tokio::test]
+    async fn one_byte_records_cost_linear_work() {
+        use crate::client_hello::{tests as hellos, work};
+        let message = hellos::padded_hello("slow.example.com", 2700);
+        let stream = hellos::one_byte_records(&message);
+        let (mut server, mut client) = pair().await;
+        let records = stream.clone();
+        let writer = tokio::spawn(async move {
+            client.set_nodelay(true).unwrap();
+            for record in records.chunks(6) {
+                client.write_all(record).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+            client
+        });
+        // The test runtime runs on this thread, so the thread's count is the peek's.
+        let before = work::record_walks();
+        let preamble = read_preamble(&mut server, false).await.unwrap();
+        let walks = work::record_walks() - before;
+        let _client = writer.await.unwrap();
+        assert_eq!(preamble.hello.sni.as_deref(), Some("slow.example.com"));
+        assert_eq!(preamble.buf.len(), stream.len());
+        let bound = stream.len() + 2 * message.len() + 1;
+        assert!(walks <= bound, "{walks} record visits (bound {bound})");
     }
 
     #[tokio::test]
