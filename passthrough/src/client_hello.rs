@@ -223,7 +223,7 @@ pub struct Reassembler {
     next_record: usize,
     /// Handshake message bytes in the complete records before `next_record`.
     collected: usize,
-    /// The message's first bytes (type and length), as far as complete records hold them.
+    /// The message's first bytes (type and length), as far as they have arrived.
     head: [u8; HANDSHAKE_HEADER_LEN],
     /// The whole message's length (header included), once its header has arrived.
     message_len: Option<usize>,
@@ -238,7 +238,8 @@ impl Reassembler {
     /// Answers as [`parse`] would for `buf`, which must be the bytes given to the previous
     /// call with more appended (the client's stream so far, from its first byte). Only
     /// records completed since the previous call are walked, so feeding a growing buffer
-    /// costs time linear in its length, however it is cut into records and reads.
+    /// costs time linear in its length, however it is cut into records and reads. Once it
+    /// has answered `Some` or `Err`, the same buffer gets the same answer again.
     pub fn feed(&mut self, buf: &[u8]) -> Result<Option<ClientHello>, ClientHelloError> {
         let Some((message, fragments)) = self.reassemble(buf)? else {
             return Ok(None);
