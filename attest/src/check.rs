@@ -61,6 +61,16 @@ impl Check {
     }
 }
 
+/// The names of the checks that did not pass, in order: what a failing verification
+/// reports in one line, and what tests compare against.
+pub fn failed_names(checks: &[Check]) -> Vec<&str> {
+    checks
+        .iter()
+        .filter(|c| !c.passed())
+        .map(|c| c.name.as_str())
+        .collect()
+}
+
 /// The overall verdict: pass only if there is at least one check and every check passed.
 /// An empty list fails, so a verification that checked nothing can never pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

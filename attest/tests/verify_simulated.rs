@@ -5,6 +5,7 @@
 //! same entry point at the end: its report verifies, but it was not made for our call.
 
 use attest::binding::{ak_digest, report_data, Manifest, ManifestEntry, Nonce};
+use attest::check::failed_names as failed;
 use attest::check::{Check, Verdict};
 use attest::evidence::{Base64, Evidence, TeeEvidence, TpmEvidence, EVIDENCE_VERSION};
 use attest::ima::HashAlg;
@@ -103,14 +104,6 @@ fn expect(nonce: Nonce, snapshot: Option<&Snapshot>) -> Expectations<'_> {
     e.endpoint_cert_sha256 = Some(ENDPOINT_CERT);
     e.allow_simulated_tee = true;
     e
-}
-
-fn failed(checks: &[Check]) -> Vec<&str> {
-    checks
-        .iter()
-        .filter(|c| !c.passed())
-        .map(|c| c.name.as_str())
-        .collect()
 }
 
 fn detail<'c>(checks: &'c [Check], name: &str) -> &'c str {

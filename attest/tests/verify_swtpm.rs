@@ -5,6 +5,7 @@
 #![cfg(feature = "tpm-collect")]
 
 use attest::binding::{ak_digest, report_data, tpm_qualifying, Manifest, ManifestEntry, Nonce};
+use attest::check::failed_names as failed;
 use attest::check::{Check, Verdict};
 use attest::evidence::{Base64, Evidence, TeeEvidence, TpmEvidence, EVIDENCE_VERSION};
 use attest::ima::{binary, HashAlg, ImaEntry};
@@ -175,14 +176,6 @@ fn expect(nonce: Nonce, snapshot: Option<&Snapshot>) -> Expectations<'_> {
 
 fn check_names(checks: &[Check]) -> Vec<&str> {
     checks.iter().map(|c| c.name.as_str()).collect()
-}
-
-fn failed(checks: &[Check]) -> Vec<&str> {
-    checks
-        .iter()
-        .filter(|c| !c.passed())
-        .map(|c| c.name.as_str())
-        .collect()
 }
 
 fn detail<'c>(checks: &'c [Check], name: &str) -> &'c str {

@@ -142,6 +142,7 @@ pub fn check_snapshot_against_evidence(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::check::failed_names as failed;
     use std::time::SystemTime;
 
     /// Evidence of a VM with the simulated TEE and no TPM, bound as verigated binds it,
@@ -195,14 +196,6 @@ mod tests {
             at: SystemTime::now(),
         };
         check_snapshot_against_evidence(s, e, nonce, cert, &tee, true)
-    }
-
-    fn failed(checks: &[Check]) -> Vec<&str> {
-        checks
-            .iter()
-            .filter(|c| !c.passed())
-            .map(|c| c.name.as_str())
-            .collect()
     }
 
     #[test]
