@@ -119,13 +119,20 @@ pub struct ManifestState {
 }
 
 impl ManifestState {
-    /// The JSON of `GET /v1/manifest`.
-    pub fn to_json(&self) -> serde_json::Value {
+    /// The JSON of `GET /v1/manifest`, which anyone may read: names and certificate
+    /// digests only. A route left out is listed by name alone (`{"name"}`); its backend's
+    /// address and the error are in the log, never here.
+    pub fn to_public_json(&self) -> serde_json::Value {
+        let unreachable: Vec<serde_json::Value> = self
+            .unreachable
+            .iter()
+            .map(|u| serde_json::json!({ "name": u.name }))
+            .collect();
         serde_json::json!({
             "domain": self.domain,
             "manifest": self.manifest,
             "manifest_sha256": hex::encode(self.manifest.digest()),
-            "unreachable": self.unreachable,
+            "unreachable": unreachable,
             "refreshed_at": self
                 .refreshed_at
                 .duration_since(UNIX_EPOCH)

@@ -2,6 +2,9 @@
 //! `GET /metrics` over HTTP/1.1 and HTTP/2 (chosen by ALPN), with a rustls client and
 //! with curl; the self-signed certificate generated on first start (CN = hostname,
 //! SAN = domain, not a CA, at most one year, key mode 0600) and reused on the next.
+//! `/metrics` names every route and its traffic, so it takes the app-control
+//! credential; what anyone may read (`/v1/manifest`, `/healthz`) says no more than it
+//! must.
 
 mod common;
 
@@ -28,7 +31,7 @@ fn healthz_and_metrics_over_http1() {
     let (status, body) = gw.get("/healthz");
     assert_eq!(status, "HTTP/1.1 200 OK");
     assert_eq!(body, "ok\n");
-    let (status, body) = gw.get("/metrics");
+    let (status, body) = gw.get_as("/metrics", Some(TOKEN));
     assert_eq!(status, "HTTP/1.1 200 OK");
     for family in [
         "# TYPE verigated_connections_open gauge",
@@ -91,6 +94,7 @@ fn healthz_and_metrics_over_http2() {
             ("/metrics", "verigated_connections_total"),
         ] {
             let req = hyper::Request::get(format!("https://{DOMAIN}{path}"))
+                .header("authorization", format!("Bearer {TOKEN}"))
                 .body(Empty::<Bytes>::new())
                 .unwrap();
             let resp = sender.send_request(req).await.unwrap();
@@ -120,6 +124,69 @@ fn healthz_and_metrics_over_http2() {
             );
         }
     }
+}
+
+#[test]
+fn metrics_take_the_credential() {
+    let dir = tempfile::tempdir().unwrap();
+    let backends = three_backends();
+    let gw = Gateway::start(dir.path(), "", &routes_for(&backends));
+    for token in [None, Some("not-the-token")] {
+        let (status, body) = gw.get_as("/metrics", token);
+        assert_eq!(status, "HTTP/1.1 401 Unauthorized", "{body}");
+        assert!(!body.contains("a.example.com"), "{body}");
+        assert!(!body.contains("verigated_"), "{body}");
+    }
+    let (status, body) = gw.get_as("/metrics", Some(TOKEN));
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(body.contains("verigated_connections_total"), "{body}");
+    // /healthz stays open: load balancers probe it without a credential.
+    assert_eq!(gw.get("/healthz").0, "HTTP/1.1 200 OK");
+}
+
+#[test]
+fn without_a_configured_credential_metrics_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    // An `[api]` section of its own, with no credential: nobody may read /metrics.
+    let gw = Gateway::start(dir.path(), "", "[api]\nadmin_token_sha256 = []\n");
+    let (status, body) = gw.get_as("/metrics", Some(TOKEN));
+    assert_eq!(status, "HTTP/1.1 403 Forbidden", "{body}");
+    assert!(body.contains("admin_token_sha256"), "{body}");
+}
+
+#[test]
+fn the_manifest_names_no_backend_address_or_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let backends = three_backends();
+    // A route whose backend is down: left out of the manifest.
+    let down = std::net::SocketAddr::from(([127, 0, 0, 1], testkit::ports::free_port()));
+    let routes = routes_for(&backends) + &route("down.example.com", down);
+    let gw = Gateway::start(dir.path(), "", &routes);
+    gw.wait_for_log("left out of the certificate manifest");
+    let (status, body) = gw.get("/v1/manifest");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let m: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        m["unreachable"],
+        serde_json::json!([{"name": "down.example.com"}]),
+        "{m:#}"
+    );
+    for entry in m["manifest"].as_array().unwrap() {
+        let mut keys: Vec<&String> = entry.as_object().unwrap().keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["cert_sha256", "name"], "{m:#}");
+    }
+    // No address of any backend, no error text: those are in the log.
+    for b in &backends {
+        assert!(!body.contains(&b.addr.to_string()), "{body}");
+    }
+    assert!(!body.contains(&down.to_string()), "{body}");
+    assert!(!body.contains(&down.port().to_string()), "{body}");
+    assert!(!body.to_ascii_lowercase().contains("refused"), "{body}");
+    assert!(
+        gw.log().contains(&down.to_string()),
+        "the log lacks the address"
+    );
 }
 
 #[test]

@@ -676,3 +676,74 @@ fn a_file_changed_while_being_hashed_is_skipped() {
     assert_eq!(result.skipped[0].path, s(&big));
     assert_eq!(result.skipped[0].reason, SkipReason::ChangedWhileHashing);
 }
+
+/// The scan's threads (`verigate-scan` and its workers `verigate-scan-N`) of this
+/// process, by thread id, read from /proc.
+fn scan_threads() -> Vec<(i32, String)> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc/self/task").expect("/proc/self/task") {
+        let entry = entry.expect("task");
+        let Ok(comm) = fs::read_to_string(entry.path().join("comm")) else {
+            continue; // the thread ended meanwhile
+        };
+        let comm = comm.trim().to_string();
+        if comm.starts_with("verigate-scan") {
+            let tid = entry.file_name().to_string_lossy().parse().expect("tid");
+            found.push((tid, comm));
+        }
+    }
+    found
+}
+
+#[test]
+fn scan_threads_run_at_idle_cpu_and_io_priority() {
+    use gateway::scan::priority::{cpu_policy, io_class, IDLE_CPU_POLICY, IDLE_IO_CLASS};
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A large sparse executable keeps a worker hashing while the test looks at it.
+    let big = dir.path().join("big");
+    let f = File::create(&big).expect("big");
+    (&f).write_all(b"#!/bin/sh\n").expect("write");
+    f.set_len(4 << 30).expect("sparse");
+    fs::set_permissions(&big, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let config = ScanConfig {
+        roots: vec![dir.path().to_path_buf()],
+        exclude: Vec::new(),
+        workers: 1,
+        ..ScanConfig::default()
+    };
+    let progress = Arc::new(ScanProgress::new());
+    let cancel = CancelToken::new();
+    let scan = std::thread::spawn({
+        let cancel = cancel.clone();
+        move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime")
+                .block_on(scan::scan_idle(config, progress, cancel))
+        }
+    });
+
+    // Wait (bounded, never timed) until both the walk thread and a worker exist.
+    let mut seen = Vec::new();
+    for _ in 0..3000 {
+        seen = scan_threads();
+        if seen.iter().any(|(_, n)| n == "verigate-scan")
+            && seen.iter().any(|(_, n)| n != "verigate-scan")
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(seen.len() >= 2, "no scan worker appeared: {seen:?}");
+    for (tid, name) in &seen {
+        assert_eq!(cpu_policy(*tid).expect("policy"), IDLE_CPU_POLICY, "{name}");
+        assert_eq!(io_class(*tid).expect("ioprio"), IDLE_IO_CLASS, "{name}");
+    }
+    // The test's own thread keeps its priority.
+    assert_ne!(cpu_policy(0).expect("policy"), IDLE_CPU_POLICY);
+
+    cancel.cancel();
+    let result = scan.join().expect("join");
+    assert!(matches!(result, Err(ScanError::Cancelled)), "{result:?}");
+}

@@ -6,7 +6,9 @@
 //! digests `sha256sum` prints (the data file absent, a non-UTF-8 name listed as skipped),
 //! the manifest and the simulated TEE's policy; the snapshot survives a restart; a second
 //! snapshot is answered from the cache; a missing root fails the job with a JSON 500
-//! naming it; unknown paths and methods get JSON errors. No timing is asserted.
+//! naming it; unknown paths and methods get JSON errors. POST and the skipped list take
+//! the app-control credential: without it nothing starts and nothing on disk changes; a
+//! failed job leaves the last good snapshot served. No timing is asserted.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -29,6 +31,8 @@ const DOMAIN: &str = "vm.example.com";
 const PATIENCE: Duration = Duration::from_secs(120);
 /// The measurement the simulated TEE reports (`attestation.simulated_measurement`).
 const MEASUREMENT: [u8; 48] = [0x5a; 48];
+/// The bearer token whose SHA-256 the generated config lists in `[api]`.
+const TOKEN: &str = "snapshot-test-token";
 
 /// A running verigated with its own config (simulated TEE, optional swtpm, IMA log,
 /// `[snapshot]` roots); killed on drop by the guard.
@@ -47,11 +51,13 @@ fn config(addr: SocketAddr, data_dir: &Path, tpm: &str, ima_log: &Path, roots: &
         "[gateway]\nlisten = [\"{addr}\"]\ndomain = \"{DOMAIN}\"\ndata_dir = \"{}\"\n\n\
          [attestation]\ntee = \"simulated\"\ntpm = \"{tpm}\"\nima_log = \"{}\"\n\
          simulated_measurement = \"{}\"\n\n\
-         [snapshot]\nroots = [{}]\nexclude = []\n",
+         [snapshot]\nroots = [{}]\nexclude = []\n\n\
+         [api]\nadmin_token_sha256 = [\"{}\"]\n",
         data_dir.display(),
         ima_log.display(),
         hex::encode(MEASUREMENT),
-        roots.join(", ")
+        roots.join(", "),
+        sha256_hex(TOKEN)
     )
 }
 
@@ -105,6 +111,16 @@ impl Gateway {
     }
 
     fn call_raw(&self, method: &str, path: &str) -> (u16, Vec<u8>) {
+        let (status, _, body) = self.call_as(method, path, Some(TOKEN));
+        (status, body)
+    }
+
+    /// `method path` with `token` as the bearer credential (none: no header); returns
+    /// (status, head, body).
+    fn call_as(&self, method: &str, path: &str, token: Option<&str>) -> (u16, String, Vec<u8>) {
+        let authorization = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
         let mut s = connect_prefixed(
             self.addr,
             b"",
@@ -114,7 +130,7 @@ impl Gateway {
         )
         .expect("TLS to the own endpoint");
         let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {DOMAIN}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: {DOMAIN}\r\n{authorization}Content-Length: 0\r\nConnection: close\r\n\r\n"
         );
         s.stream.write_all(req.as_bytes()).expect("send");
         let mut resp = Vec::new();
@@ -140,7 +156,7 @@ impl Gateway {
             .nth(1)
             .and_then(|c| c.parse().ok())
             .unwrap_or_else(|| panic!("bad status line: {head}"));
-        (status, resp[split + 4..].to_vec())
+        (status, head, resp[split + 4..].to_vec())
     }
 
     /// Polls `GET /v1/snapshot` while it answers 202 (each a progress report); returns
@@ -171,6 +187,11 @@ impl Gateway {
         }
         panic!("verigated did not stop on SIGTERM; log:\n{}", self.log());
     }
+}
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
 }
 
 fn sha256sum(path: &Path) -> String {
@@ -583,4 +604,96 @@ fn a_job_interrupted_by_a_restart_is_gone() {
     assert_eq!(status, 404, "{body}");
     assert_eq!(gw.call("GET", "/v1/snapshot/progress").0, 404);
     gw.stop();
+}
+
+/// Every file under `dir` with its content, to show that nothing changed.
+fn files_under(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in fs::read_dir(&d).expect("read_dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                out.insert(path.clone(), fs::read(&path).unwrap_or_default());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn an_unauthenticated_post_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("tree");
+    fs::create_dir(&root).expect("mkdir");
+    write_script(&root.join("run"));
+    let ima_log = dir.path().join("no-ima-log");
+    let gw = Gateway::start(dir.path(), "none", &ima_log, &[&root]);
+    let data = dir.path().join("data");
+    let before = files_under(&data);
+
+    for token in [None, Some("not-the-token")] {
+        let (status, head, body) = gw.call_as("POST", "/v1/snapshot", token);
+        assert_eq!(status, 401, "{}", String::from_utf8_lossy(&body));
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("www-authenticate: bearer"),
+            "{head}"
+        );
+    }
+    // No job started, nothing was written.
+    assert_eq!(gw.call("GET", "/v1/snapshot/progress").0, 404);
+    assert_eq!(gw.call("GET", "/v1/snapshot").0, 404);
+    assert_eq!(files_under(&data), before);
+    assert!(gw.log().contains("credential refused"), "{}", gw.log());
+
+    // The skipped list names files of the VM: the credential too.
+    assert_eq!(gw.call("POST", "/v1/snapshot").0, 202);
+    assert_eq!(gw.wait_snapshot().0, 200);
+    assert_eq!(gw.call_as("GET", "/v1/snapshot/skipped", None).0, 401);
+    assert_eq!(gw.call("GET", "/v1/snapshot/skipped").0, 200);
+    // The snapshot itself is public: what verifiers compare against.
+    assert_eq!(gw.call_as("GET", "/v1/snapshot", None).0, 200);
+    gw.stop();
+}
+
+#[test]
+fn a_failed_job_leaves_the_last_good_snapshot_served() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("tree");
+    fs::create_dir(&root).expect("mkdir");
+    write_script(&root.join("run"));
+    let ima_log = dir.path().join("no-ima-log");
+    let gw = Gateway::start(dir.path(), "none", &ima_log, &[&root]);
+    assert_eq!(gw.call("POST", "/v1/snapshot").0, 202);
+    assert_eq!(gw.wait_snapshot().0, 200);
+    let (_, head, good) = gw.call_as("GET", "/v1/snapshot", None);
+    assert!(
+        !head.to_ascii_lowercase().contains("verigate-last-job"),
+        "{head}"
+    );
+
+    // The root disappears: the next job fails.
+    fs::remove_dir_all(&root).expect("rm root");
+    assert_eq!(gw.call("POST", "/v1/snapshot").0, 202);
+    let (status, body, _) = gw.wait_snapshot();
+    assert_eq!(status, 200, "the good snapshot is no longer served: {body}");
+    let (status, head, served) = gw.call_as("GET", "/v1/snapshot", None);
+    assert_eq!(status, 200);
+    assert_eq!(served, good);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("verigate-last-job: failed"),
+        "{head}"
+    );
+    let (_, progress) = gw.call("GET", "/v1/snapshot/progress");
+    assert_eq!(progress["state"], "failed", "{progress}");
+    gw.stop();
+}
+
+fn write_script(path: &Path) {
+    fs::write(path, "#!/bin/sh\n").expect("script");
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).expect("chmod");
 }

@@ -25,7 +25,8 @@ use sha2::{Digest, Sha256};
 use crate::config::ApiConfig;
 
 /// What the 403 for an unconfigured API tells the operator.
-pub const HOW_TO_CONFIGURE: &str = "app control is disabled: no credential is configured. \
+pub const HOW_TO_CONFIGURE: &str = "no credential is configured, so app control, snapshots, \
+/metrics and the skipped-file list are refused. \
 Set `[api] admin_token_sha256 = [\"<sha256 of your token>\"]` in verigated.toml \
 (e.g. `printf %s TOKEN | sha256sum`), or a client CA for TLS client certificates, \
 and reload verigated";

@@ -1,7 +1,8 @@
 //! The HTTP API of verigated's own endpoint, behind TLS: one function from request to
 //! response, the same for HTTP/1.1 and HTTP/2. `GET /healthz` says the process serves;
-//! `GET /metrics` is the Prometheus text of [`crate::metrics`]. Later endpoints
-//! (attestation, snapshot, app control) are added to [`handle`]'s table.
+//! `GET /metrics` is the Prometheus text of [`crate::metrics`], behind the app-control
+//! credential ([`super::credential`]): it names every route and its traffic. Later
+//! endpoints (attestation, snapshot, app control) are added to [`handle`]'s table.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -21,6 +22,15 @@ pub async fn handle(
     let response = match (req.method(), req.uri().path()) {
         (&Method::GET | &Method::HEAD, "/healthz") => text(StatusCode::OK, "ok\n"),
         (&Method::GET | &Method::HEAD, "/metrics") => {
+            let config = services.active.current().config.clone();
+            if let Err(refused) = super::credential::require(
+                req.headers(),
+                req.extensions().get(),
+                &config,
+                "metrics",
+            ) {
+                return Ok(super::credential::refused(&refused));
+            }
             let mut r = text(
                 StatusCode::OK,
                 services.metrics.render() + &services.attester.render_metrics(),
@@ -48,7 +58,7 @@ pub async fn handle(
             super::app::handle(req, &config, services.app.as_ref()).await
         }
         (method, path) if super::snapshot::is_snapshot_path(path) => {
-            super::snapshot::handle(method, path, &services)
+            super::snapshot::handle(method, path, &req, &services)
         }
         (_, "/healthz" | "/metrics") => with_allow(
             text(

@@ -10,15 +10,14 @@ use std::sync::Arc;
 
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_LENGTH};
+use hyper::header::CONTENT_LENGTH;
 use hyper::{Method, Request, Response, StatusCode};
 use rustls::pki_types::CertificateDer;
 
+use super::credential::refused;
 use super::response::{json, json_error, not_allowed, Body};
 use crate::app::control::AppControl;
-use crate::app::{
-    auth::credentials_from, authorize, ApiAuthConfig, AuthError, ControlError, ServiceStatus,
-};
+use crate::app::{auth::credentials_from, authorize, ApiAuthConfig, ControlError, ServiceStatus};
 use crate::config::Config;
 
 /// The path prefix of app control.
@@ -219,19 +218,4 @@ fn respond(result: Result<ServiceStatus, ControlError>) -> Response<Body> {
             json_error(status, "app control failed", &e.to_string())
         }
     }
-}
-
-fn refused(e: &AuthError) -> Response<Body> {
-    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let error = match e.http_status() {
-        403 => "app control is not configured",
-        401 => "unauthorized",
-        _ => "app control is misconfigured",
-    };
-    let mut r = json_error(status, error, &e.to_string());
-    if status == StatusCode::UNAUTHORIZED {
-        r.headers_mut()
-            .insert("www-authenticate", HeaderValue::from_static("Bearer"));
-    }
-    r
 }

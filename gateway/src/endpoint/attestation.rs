@@ -3,6 +3,11 @@
 //! manifest with the routes left out of it (for operators). Errors are JSON objects
 //! `{"error": ..., "detail": ...}`: 400 for a missing or malformed nonce, 503 when the
 //! TPM, the TEE or the IMA log fails (the VM may answer again later).
+//!
+//! Anyone on the internet may call these, so they publish only what a verifier needs:
+//! a 503 says which part failed ([`public_detail`]), never the TPM's TCTI, a path or an
+//! address, and the manifest gives names and certificate digests, never a backend's
+//! address or error. The whole story goes to the log.
 
 use std::sync::atomic::Ordering;
 
@@ -10,7 +15,7 @@ use attest::binding::Nonce;
 use hyper::{Response, StatusCode};
 
 use super::response::{json, json_error, Body};
-use crate::attestation::Attester;
+use crate::attestation::{AttestError, Attester};
 use crate::manifest::ManifestStore;
 
 /// Why a query carries no usable nonce.
@@ -62,16 +67,33 @@ pub async fn attestation(query: Option<&str>, attester: &Attester) -> Response<B
             json_error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "attestation failed",
-                &e.to_string(),
+                public_detail(&e),
             )
         }
     }
 }
 
-/// `GET /v1/manifest`.
+/// What a caller is told about a failed attestation: which part failed, in words that
+/// hold no TCTI, path, address or error text of the machine (the log has those).
+pub fn public_detail(e: &AttestError) -> &'static str {
+    match e {
+        #[cfg(feature = "tpm")]
+        AttestError::Tpm(_) => "the TPM gave no quote; the reason is in verigated's log",
+        AttestError::Tee(_) => "the TEE gave no report; the reason is in verigated's log",
+        AttestError::ImaLog { .. } => {
+            "the IMA log cannot be read; the reason is in verigated's log"
+        }
+        AttestError::Task { .. } => {
+            "an internal task of the attestation failed; the reason is in verigated's log"
+        }
+    }
+}
+
+/// `GET /v1/manifest`: the public form of the current manifest (see
+/// [`crate::manifest::ManifestState::to_public_json`]).
 pub fn manifest(store: &ManifestStore) -> Response<Body> {
     let state = store.current();
-    let body = serde_json::to_vec_pretty(&state.to_json()).unwrap_or_default();
+    let body = serde_json::to_vec_pretty(&state.to_public_json()).unwrap_or_default();
     json(StatusCode::OK, body)
 }
 

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod app;
 pub mod attestation;
+pub mod credential;
 pub mod response;
 mod services;
 pub mod snapshot;

@@ -22,6 +22,7 @@
 pub mod cache;
 pub mod classify;
 pub mod hasher;
+pub mod priority;
 pub mod walk;
 mod worker;
 
@@ -455,6 +456,34 @@ pub fn scan(
     match list_files(config, progress, cancel) {
         Ok(listed) => hash_files(config, listed, progress, cancel),
         Err(e) => Err(e),
+    }
+}
+
+/// Runs [`scan`] on a thread of its own at idle CPU and I/O priority, as do its hashing
+/// workers (see [`priority`]), and waits for it without blocking the async runtime.
+/// A scan thread that cannot be started is [`ScanError::Spawn`]; one that panics is
+/// [`ScanError::WorkerPanicked`].
+pub async fn scan_idle(
+    config: ScanConfig,
+    progress: Arc<ScanProgress>,
+    cancel: CancelToken,
+) -> Result<ScanResult, ScanError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("verigate-scan".into())
+        .spawn(move || {
+            lower_priority("the scan's walk");
+            let _ = tx.send(scan(&config, &progress, &cancel));
+        })
+        .map_err(ScanError::Spawn)?;
+    rx.await.unwrap_or(Err(ScanError::WorkerPanicked))
+}
+
+/// Lowers the calling scan thread's priority; a failure is logged (the scan still runs,
+/// only at normal priority).
+pub(crate) fn lower_priority(thread: &str) {
+    if let Err(e) = priority::lower_current_thread() {
+        tracing::warn!("{thread} runs at normal priority: {e}");
     }
 }
 

@@ -56,6 +56,9 @@ pub(super) fn examine_all(
             let spawned = std::thread::Builder::new()
                 .name(format!("verigate-scan-{i}"))
                 .spawn_scoped(s, || {
+                    // Hashing on every core must not take a core or the disk from
+                    // anyone else (see `priority`).
+                    super::lower_priority("a scan worker");
                     let mut buf = vec![0u8; hasher::BUFFER_SIZE];
                     let mut mine = Vec::new();
                     loop {

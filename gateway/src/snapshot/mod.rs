@@ -266,7 +266,11 @@ pub enum Status {
     Running(JobProgress),
     /// The last snapshot is ready.
     Ready(Arc<Stored>),
-    /// The last job failed (it may have a predecessor on disk; the failure is newer).
+    /// The last job failed, but a good snapshot made before it is still here: that one
+    /// is served (a failed job must not hide the last good reference), with the failed
+    /// job's progress so the answer can say so.
+    ReadyAfterFailure(Arc<Stored>, JobProgress),
+    /// The last job failed and there is no good snapshot to fall back on.
     Failed(JobProgress),
     /// No snapshot was ever made (or it was lost with the data dir).
     None,
@@ -347,10 +351,13 @@ impl SnapshotService {
         let state = lock(&self.state);
         if let Some(job) = &state.job {
             let p = job.progress();
-            match p.state {
-                JobState::Running => return Status::Running(p),
-                JobState::Failed => return Status::Failed(p),
-                JobState::Done => {}
+            match (p.state, &state.ready) {
+                (JobState::Running, _) => return Status::Running(p),
+                (JobState::Failed, Some(good)) => {
+                    return Status::ReadyAfterFailure(good.clone(), p)
+                }
+                (JobState::Failed, None) => return Status::Failed(p),
+                (JobState::Done, _) => {}
             }
         }
         match &state.ready {
@@ -483,10 +490,8 @@ impl SnapshotService {
             workers: config.workers,
         };
         let (progress, cancel) = (job.scan.clone(), job.cancel.clone());
-        let scanned =
-            tokio::task::spawn_blocking(move || scan::scan(&scan_config, &progress, &cancel))
-                .await
-                .map_err(|e| JobError::Task(e.to_string()))??;
+        // On threads of its own at idle priority, never the shared blocking pool.
+        let scanned = scan::scan_idle(scan_config, progress, cancel).await?;
 
         job.set_phase(JobPhase::Saving);
         let skipped = scanned
@@ -651,6 +656,47 @@ mod tests {
             Some("collecting evidence: TPM: connection refused")
         );
         assert!(!dir.path().join(store::SNAPSHOT_FILE).exists());
+    }
+
+    #[tokio::test]
+    async fn a_failed_job_leaves_the_last_good_snapshot_served() {
+        let dir = tree();
+        let service = Arc::new(SnapshotService::load(dir.path()));
+        let good = |nonce| async move { Ok(build::test_evidence(nonce, None).0) };
+        service
+            .start(
+                job_config(&dir.path().join("root")),
+                good,
+                std::future::pending(),
+            )
+            .expect("start");
+        let Status::Ready(first) = settled(&service).await else {
+            panic!("expected a ready snapshot");
+        };
+        let on_disk = std::fs::read(dir.path().join(store::SNAPSHOT_FILE)).expect("stored");
+        service
+            .start(
+                job_config(&dir.path().join("root")),
+                |_| async { Err("the TPM is gone".to_string()) },
+                std::future::pending(),
+            )
+            .expect("start");
+        let Status::ReadyAfterFailure(served, failed) = settled(&service).await else {
+            panic!("the good snapshot is no longer served");
+        };
+        assert_eq!(served.json, first.json);
+        assert_eq!(failed.state, JobState::Failed);
+        assert!(failed.error.is_some(), "{failed:?}");
+        // The failure wrote nothing: the good snapshot is still the one on disk.
+        assert_eq!(
+            std::fs::read(dir.path().join(store::SNAPSHOT_FILE)).expect("stored"),
+            on_disk
+        );
+        // A restart serves it too, with no failure to report.
+        assert!(matches!(
+            SnapshotService::load(dir.path()).status(),
+            Status::Ready(_)
+        ));
     }
 
     #[tokio::test]

@@ -25,17 +25,37 @@ pub const PATIENCE: Duration = Duration::from_secs(30);
 /// The own endpoint's name in every generated config.
 pub const DOMAIN: &str = "vm.example.com";
 
+/// The bearer token of the generated configs: its SHA-256 is in `[api]
+/// admin_token_sha256` unless the test brings its own `[api]` section. `/metrics` takes
+/// it.
+pub const TOKEN: &str = "common-test-token";
+
+/// Lowercase hex SHA-256 of `text`.
+pub fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
 /// A `[[route]]` table.
 pub fn route(sni: &str, backend: impl std::fmt::Display) -> String {
     format!("[[route]]\nsni = \"{sni}\"\nbackend = \"{backend}\"\n\n")
 }
 
 /// A whole config: `[gateway]` listening on `addr` with `data_dir`, the extra
-/// `[gateway]` lines, then `routes` (TOML text).
+/// `[gateway]` lines, then `routes` (TOML text), then `[api]` with [`TOKEN`] unless
+/// `routes` has an `[api]` section of its own.
 pub fn config_text(addr: SocketAddr, data_dir: &Path, gateway_extra: &str, routes: &str) -> String {
+    let api = if routes.contains("[api]") {
+        String::new()
+    } else {
+        format!(
+            "\n[api]\nadmin_token_sha256 = [\"{}\"]\n",
+            sha256_hex(TOKEN)
+        )
+    };
     format!(
         "[gateway]\nlisten = [\"{addr}\"]\ndomain = \"{DOMAIN}\"\ndata_dir = \"{}\"\n\
-         {gateway_extra}\n\n[attestation]\ntee = \"none\"\ntpm = \"none\"\n\n{routes}",
+         {gateway_extra}\n\n[attestation]\ntee = \"none\"\ntpm = \"none\"\n\n{routes}{api}",
         data_dir.display()
     )
 }
@@ -186,6 +206,11 @@ impl Gateway {
 
     /// `GET path` on the own endpoint over HTTP/1.1; returns (status line, body).
     pub fn get(&self, path: &str) -> (String, String) {
+        self.get_as(path, None)
+    }
+
+    /// `GET path` with `token` as the bearer credential (none: no header).
+    pub fn get_as(&self, path: &str, token: Option<&str>) -> (String, String) {
         // Behind `accept_proxy_protocol`, a PROXY v2 LOCAL header (as a load balancer's
         // health check sends) gets the request in.
         let prefix: &[u8] = if self.gateway_extra.contains("accept_proxy_protocol = true") {
@@ -201,7 +226,12 @@ impl Gateway {
             HelloDelivery::Whole,
         )
         .expect("connect to the own endpoint");
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {DOMAIN}\r\nConnection: close\r\n\r\n");
+        let authorization = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {DOMAIN}\r\n{authorization}Connection: close\r\n\r\n"
+        );
         session
             .stream
             .write_all(request.as_bytes())
@@ -217,7 +247,7 @@ impl Gateway {
 
     /// The value of a metric line (`name{labels}` exactly as rendered).
     pub fn metric(&self, series: &str) -> Option<u64> {
-        let (_, body) = self.get("/metrics");
+        let (_, body) = self.get_as("/metrics", Some(TOKEN));
         metric_value(&body, series)
     }
 }
