@@ -1,9 +1,11 @@
 //! Files written whole or not at all.
 //!
 //! Every file verigate keeps (snapshots, keys, certificates, `app.conf`, the scan cache,
-//! sealed blobs) is written the same way: a temporary file in the target's own folder,
-//! created exclusively (`O_CREAT | O_EXCL`, so a planted symlink is never followed) with
-//! its final mode from the first byte (0600 for secrets: never readable, not even for an
+//! sealed blobs), and every file the CLI writes, is written the same way: a temporary
+//! file in the target's own folder, under a random name (`tempfile`: nobody sharing the
+//! folder can guess it and plant something there first), created exclusively
+//! (`O_CREAT | O_EXCL`, so a planted symlink is never followed) with its final mode from
+//! the first byte (0600 for secrets: never readable, not even for an
 //! instant), written, flushed to disk, renamed over the target, and the folder flushed so
 //! the rename itself survives a power loss. A crash leaves the old file or the new one;
 //! any error removes the temporary file and leaves the target untouched.
@@ -13,11 +15,9 @@
 
 #![forbid(unsafe_code)]
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Which step failed. Every step before the rename leaves the target untouched;
 /// [`Error::SyncFolder`] comes after it (the new file is in place, but the rename may not
@@ -31,12 +31,12 @@ pub enum Error {
         path: PathBuf,
     },
     /// The temporary file could not be created beside the target (no folder, no permission, a full
-    /// disk, or every name tried already taken).
+    /// disk).
     #[error("creating a temporary file in `{folder}`: {source}")]
     CreateTemp {
         /// The folder the temporary file was to go in.
         folder: PathBuf,
-        /// The error of the last attempt.
+        /// Why it could not be created.
         #[source]
         source: io::Error,
     },
@@ -246,42 +246,28 @@ fn sync_folder(path: &Path) -> Result<(), Error> {
         })
 }
 
-/// Makes temporary names unique within the process; O_EXCL makes them unique on disk.
-static COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// A fresh temporary file `<folder>/<prefix><pid>.<n>`, created exclusively with `mode`.
+/// A fresh temporary file `<folder>/<prefix><random>`, created exclusively with `mode`.
 fn create_temp(folder: &Path, prefix: &str, mode: u32) -> Result<(Temp, File), Error> {
-    let mut last_error = None;
-    for _ in 0..16 {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = folder.join(format!("{prefix}{}.{n}", std::process::id()));
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&path)
-        {
-            Ok(file) => {
-                let temp = Temp {
-                    path,
-                    renamed: false,
-                };
-                return Ok((temp, file));
-            }
-            // A leftover of an earlier crash under the same name: try the next one.
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last_error = Some(e),
-            Err(source) => {
-                return Err(Error::CreateTemp {
-                    folder: folder.to_path_buf(),
-                    source,
-                })
-            }
-        }
-    }
-    Err(Error::CreateTemp {
+    use std::os::unix::fs::PermissionsExt;
+    let fail = |source| Error::CreateTemp {
         folder: folder.to_path_buf(),
-        source: last_error.unwrap_or_else(|| io::Error::other("no free temporary name")),
-    })
+        source,
+    };
+    let named = tempfile::Builder::new()
+        .prefix(prefix)
+        .rand_bytes(12)
+        .permissions(std::fs::Permissions::from_mode(mode))
+        .tempfile_in(folder)
+        .map_err(fail)?;
+    // Kept: removal on error and after a failed rename is `Temp`'s job.
+    let (file, path) = named.keep().map_err(|e| fail(e.error))?;
+    Ok((
+        Temp {
+            path,
+            renamed: false,
+        },
+        file,
+    ))
 }
 
 /// A temporary file, removed on drop unless a rename consumed it.

@@ -139,3 +139,25 @@ fn the_owner_is_given_before_the_rename() {
 fn temporary_names_carry_the_target_name() {
     assert_eq!(durable::temp_prefix("app.conf"), ".app.conf.tmp.");
 }
+
+#[test]
+fn names_planted_in_a_shared_folder_are_neither_followed_nor_in_the_way() {
+    // Someone who shares the folder plants symlinks at every name a writer with a
+    // predictable temporary name (prefix, process id, counter) would try: the write
+    // must still succeed, and the symlinks' target must stay untouched.
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, b"precious").unwrap();
+    let prefix = durable::temp_prefix("snapshot.json");
+    for n in 0..4096 {
+        let planted = dir
+            .path()
+            .join(format!("{prefix}{}.{n}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, planted).unwrap();
+    }
+    let path = dir.path().join("snapshot.json");
+    durable::write(&path, b"new", 0o644).unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), b"new");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    assert!(!std::fs::symlink_metadata(&path).unwrap().is_symlink());
+}

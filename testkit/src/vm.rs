@@ -28,6 +28,10 @@ pub const DOMAIN: &str = "vm.example.com";
 pub const PATIENCE: Duration = Duration::from_secs(60);
 /// The simulated measurement a VM starts with: this byte, 48 times (hex).
 pub const MEASUREMENT: &str = "5a";
+/// The bearer token of a test VM unless a test sets its own ([`Vm::token`]): its
+/// SHA-256 is in the generated `[api]` section. `verigate snapshot` and `/metrics` take
+/// it.
+pub const TOKEN: &str = "verigate-vm-test-token";
 /// How often verigated is started on a new port when the chosen one was taken meanwhile.
 const START_ATTEMPTS: u32 = 5;
 
@@ -108,8 +112,12 @@ pub struct Vm {
     /// The simulated measurement, one byte repeated (hex); read at each start.
     pub measurement: String,
     /// TOML sections written between `[snapshot]` and the routes (`[api]`, `[app]`...);
-    /// read at each start.
+    /// read at each start. Without an `[api]` section of its own, one listing the
+    /// SHA-256 of [`Vm::token`] is written.
     pub extra_config: String,
+    /// The credential `snapshot` and `/metrics` are called with; a test that writes its
+    /// own `[api]` sets it to its own token.
+    pub token: String,
     /// The binaries the VM runs.
     pub bins: Binaries,
     starts: u32,
@@ -156,6 +164,7 @@ impl Vm {
             entries: options.entries,
             measurement: MEASUREMENT.to_string(),
             extra_config: String::new(),
+            token: TOKEN.to_string(),
             bins: bins.clone(),
             starts: 0,
         }
@@ -175,6 +184,14 @@ impl Vm {
     /// verigated's config as the VM stands: against `tpm` (the VM's own unless another
     /// is given), the current measurement, extra sections and backends.
     fn config(&self, tpm: &Swtpm) -> String {
+        let api = if self.extra_config.contains("[api]") {
+            String::new()
+        } else {
+            format!(
+                "[api]\nadmin_token_sha256 = [\"{}\"]\n\n",
+                hex::encode(sha2::Sha256::digest(self.token.as_bytes()))
+            )
+        };
         let routes: String = self
             .backends
             .iter()
@@ -189,7 +206,7 @@ impl Vm {
             "[gateway]\nlisten = [\"{}\"]\ndomain = \"{DOMAIN}\"\ndata_dir = \"{}\"\n\n\
              [attestation]\ntee = \"simulated\"\nsimulated_measurement = \"{}\"\n\
              tpm = \"{}\"\nima_log = \"{}\"\n\n\
-             [snapshot]\nroots = [\"{}\"]\nexclude = []\n\n{}{routes}",
+             [snapshot]\nroots = [\"{}\"]\nexclude = []\n\n{}{}{routes}",
             self.addr,
             self.data.display(),
             self.measurement.repeat(48),
@@ -197,6 +214,7 @@ impl Vm {
             self.ima.display(),
             self.dir.path().join("tree").display(),
             self.extra_config,
+            api,
         )
     }
 
@@ -277,6 +295,7 @@ impl Vm {
     fn curl(&self, path: &str) -> String {
         let out = Command::new("curl")
             .args(["-sk", "--max-time", "30", &format!("{}{path}", self.url())])
+            .args(["-H", &format!("Authorization: Bearer {}", self.token)])
             .output()
             .expect("run curl");
         String::from_utf8_lossy(&out.stdout).into_owned()
@@ -342,12 +361,16 @@ impl Vm {
     /// succeed.
     pub fn snapshot(&self, name: &str) -> PathBuf {
         let path = self.dir.path().join(name);
-        let out = self.verigate(&[
-            "snapshot",
-            "--allow-simulated-tee",
-            "--out",
-            path.to_str().expect("UTF-8 path"),
-        ]);
+        let out = self.verigate_at(
+            &self.url(),
+            &[("VERIGATE_TOKEN", &self.token)],
+            &[
+                "snapshot",
+                "--allow-simulated-tee",
+                "--out",
+                path.to_str().expect("UTF-8 path"),
+            ],
+        );
         assert_eq!(
             out.status.code(),
             Some(0),

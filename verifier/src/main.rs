@@ -5,6 +5,7 @@
 mod client;
 mod commands;
 mod report;
+mod terminal;
 
 use clap::{Parser, Subcommand};
 use report::OutputFormat;

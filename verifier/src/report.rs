@@ -1,7 +1,9 @@
 //! Turns the outcome of a command into what the user sees and the exit status of
 //! ARCHITECTURE.md ("Verification"): 0 every check passed, 1 a check failed, 2 the checks
-//! could not run.
+//! could not run. Text for people goes through [`crate::terminal::escape`]: facts,
+//! check details and errors may quote what the VM sent.
 
+use crate::terminal::escape;
 use attest::check::{Check, Report, Verdict};
 use serde_json::Value;
 use std::process::ExitCode;
@@ -38,7 +40,7 @@ pub fn finish(result: anyhow::Result<Outcome>, format: OutputFormat) -> ExitCode
         }
         Err(e) => {
             match format {
-                OutputFormat::Text => eprintln!("error: {e:#}"),
+                OutputFormat::Text => eprintln!("error: {}", escape(&format!("{e:#}"))),
                 OutputFormat::Json => println!(
                     "{}",
                     serde_json::json!({"verdict": "error", "error": format!("{e:#}")})
@@ -49,19 +51,29 @@ pub fn finish(result: anyhow::Result<Outcome>, format: OutputFormat) -> ExitCode
     }
 }
 
-fn print_text(facts: &[(String, Value)], report: &Report) {
+/// Prints `facts` one per line (`name: value`), escaped; the one printer of facts.
+pub fn print_facts(facts: &[(String, Value)]) {
     for (name, value) in facts {
-        match value {
-            Value::String(s) => println!("{name}: {s}"),
-            other => println!("{name}: {other}"),
-        }
+        let value = match value {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        println!("{}: {}", escape(name), escape(&value));
     }
+}
+
+fn print_text(facts: &[(String, Value)], report: &Report) {
+    print_facts(facts);
     if !facts.is_empty() {
         println!();
     }
     for check in &report.checks {
         let mark = if check.passed() { "PASS" } else { "FAIL" };
-        println!("[{mark}] {}: {}", check.name, check.detail);
+        println!(
+            "[{mark}] {}: {}",
+            escape(&check.name),
+            escape(&check.detail)
+        );
     }
     let verdict = match report.verdict {
         Verdict::Pass => "PASS",

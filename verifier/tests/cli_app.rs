@@ -164,6 +164,7 @@ impl AppVm {
         let script = dir.join("app.sh");
         std::fs::write(&script, APP_SCRIPT).unwrap();
         let out = dir.join("program-read");
+        vm.token = TOKEN.to_string();
         vm.extra_config = format!(
             "[api]\nadmin_token_sha256 = [\"{}\"]\nclient_ca = \"{}\"\n\n\
              [app]\nservice_type = \"standalone\"\nservice_name = \"demo\"\napp_storage = \"app\"\n\n\

@@ -118,8 +118,22 @@ fn snapshot_then_verify_passes_and_an_impostor_fails_only_its_name() {
         (1, vec!["tee measurement".to_string()])
     );
 
+    // Without the credential verigated starts no job: the CLI says why (exit 2).
+    let out = vm.verigate(&["snapshot", "--allow-simulated-tee", "--out", "refused.json"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("401"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!vm.dir.path().join("refused.json").exists());
+
     // A second snapshot without --out goes to the default name, in the current folder.
-    let out = vm.verigate(&["snapshot", "--allow-simulated-tee"]);
+    let out = vm.verigate_at(
+        &vm.url(),
+        &[("VERIGATE_TOKEN", &vm.token)],
+        &["snapshot", "--allow-simulated-tee"],
+    );
     assert_eq!(out.status.code(), Some(0));
     let written: Vec<String> = std::fs::read_dir(vm.dir.path())
         .unwrap()

@@ -305,3 +305,70 @@ fn snapshot_json() -> Vec<u8> {
     }
     .to_json()
 }
+
+/// ANSI sequences a hostile VM might hide in its answers: clear the screen, go home,
+/// print a forged verdict, and a raw carriage return to overwrite a line.
+const ANSI: &str = "\\u001b[2J\\u001b[H[PASS] all checks PASSED\\r\\u009b31m";
+
+fn assert_no_raw_control(out: &Output) {
+    for (name, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+        let text = String::from_utf8_lossy(bytes);
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{9b}') && !text.contains('\r'),
+            "raw control characters reached {name}: {text:?}"
+        );
+    }
+}
+
+#[test]
+fn ansi_from_a_hostile_vm_never_reaches_the_terminal_and_202_forever_times_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("out.json");
+    let progress = format!(r#"{{"state":"running","phase":"{ANSI}","files_seen":1}}"#);
+    // POST starts "a job"; GET answers 202 forever, with the sequences in its progress.
+    let server = StandIn::start(Arc::new(move |_, _| {
+        Some((202, progress.clone().into_bytes()))
+    }));
+    let out = verigate(
+        &server.url(),
+        &[
+            "snapshot",
+            "--timeout",
+            "2s",
+            "--out",
+            out_file.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("gave up after --timeout 2s"), "{stderr}");
+    assert!(
+        stderr.contains("\\x1b[2J"),
+        "the sequence is shown escaped: {stderr}"
+    );
+    assert_no_raw_control(&out);
+    assert!(!out_file.exists());
+
+    // An error answer carrying the sequences: printed escaped.
+    let error = format!(r#"{{"error":"bad nonce","detail":"{ANSI}"}}"#);
+    let server = StandIn::start(Arc::new(move |_, _| {
+        Some((400, error.clone().into_bytes()))
+    }));
+    let snap = snapshot_file(dir.path());
+    let out = verigate(&server.url(), &["verify", "--snapshot", &snap], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad nonce"));
+    assert_no_raw_control(&out);
+
+    // Evidence whose field name carries them: the failed check's detail quotes it,
+    // escaped.
+    let evidence = format!(r#"{{"version":1,"{ANSI}":1}}"#);
+    let server = StandIn::start(Arc::new(move |_, _| {
+        Some((200, evidence.clone().into_bytes()))
+    }));
+    let out = verigate(&server.url(), &["verify", "--snapshot", &snap], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("[FAIL]"));
+    assert_no_raw_control(&out);
+}

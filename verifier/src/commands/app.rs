@@ -21,6 +21,7 @@ use crate::client::{ClientIdentity, Connection};
 use crate::commands::online::{self, Online};
 use crate::commands::verify::{self, VerifyArgs};
 use crate::report::{self, Outcome, OutputFormat};
+use crate::terminal::escape;
 
 /// Arguments of `verigate app`.
 #[derive(clap::Args, Debug)]
@@ -156,12 +157,7 @@ pub fn run(online: &Online, args: AppArgs, format: OutputFormat) -> ExitCode {
                     );
                 }
                 OutputFormat::Text => {
-                    for (name, value) in &outcome.facts {
-                        match value {
-                            Value::String(s) => println!("{name}: {s}"),
-                            other => println!("{name}: {other}"),
-                        }
-                    }
+                    report::print_facts(&outcome.facts);
                     println!();
                     print_status(action_name(&args.action), &status);
                 }
@@ -311,7 +307,8 @@ fn print_status(action: &str, status: &Value) {
         ("detail", "detail"),
     ] {
         if let Some(v) = text(key) {
-            println!("  {label}: {v}");
+            // The status is the VM's answer: printed escaped.
+            println!("  {label}: {}", escape(&v));
         }
     }
     if let Some(exit) = status.get("last_exit").filter(|v| !v.is_null()) {
@@ -320,6 +317,6 @@ fn print_status(action: &str, status: &Value) {
             (_, Some(s)) => format!("signal {s}"),
             _ => exit.to_string(),
         };
-        println!("  last exit: {described}");
+        println!("  last exit: {}", escape(&described));
     }
 }

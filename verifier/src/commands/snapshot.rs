@@ -55,6 +55,47 @@ pub struct SnapshotArgs {
     /// carries none.
     #[arg(long, value_name = "FILE")]
     vcek: Option<PathBuf>,
+
+    /// How long to wait for the snapshot job, e.g. `90s`, `30m`, `2h` (a bare number is
+    /// seconds). A VM that still reports the job running after this is given up on
+    /// (exit 2; the job may still finish on the VM).
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_timeout)]
+    timeout: Duration,
+
+    /// The admin token: starting a snapshot (a scan of the VM's whole disk) takes the
+    /// credential of app control (its SHA-256 is in verigated's `[api]
+    /// admin_token_sha256`). Prefer the environment variable: a command line is visible
+    /// to other users.
+    #[arg(
+        long,
+        env = "VERIGATE_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    token: Option<String>,
+}
+
+/// Parses `--timeout`: a positive whole number with an optional unit `s`, `m` or `h`.
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let n: u64 = number.parse().map_err(|_| {
+        format!("`{text}`: expected a number with an optional unit s, m or h (90s, 30m, 2h)")
+    })?;
+    let secs = match unit {
+        "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
+        other => return Err(format!("`{text}`: unknown unit `{other}`; use s, m or h")),
+    };
+    match secs {
+        Some(0) => Err("the timeout must be more than zero".into()),
+        Some(s) => Ok(Duration::from_secs(s)),
+        None => Err(format!("`{text}`: too long")),
+    }
 }
 
 /// What `GET /v1/snapshot` answers while the job runs (202), as verigated's snapshot
@@ -142,7 +183,9 @@ impl ProgressView {
     }
 
     fn show(&mut self, p: &Progress) {
+        // The phase is the VM's word: escaped before the line's own control sequences.
         let line = progress_line(p, self.started.elapsed());
+        let line = crate::terminal::escape(&line);
         let mut err = std::io::stderr().lock();
         if self.terminal {
             // \x1b[K clears what a longer previous line left behind.
@@ -212,17 +255,31 @@ async fn reconnect(
     Ok(())
 }
 
-/// Starts the job and polls until the snapshot is ready; returns it and the connection
-/// it came on.
+/// Starts the job (with `token` as the credential) and polls until the snapshot is
+/// ready, for at most `timeout`; returns it and the connection it came on.
 async fn build_remote(
     endpoint: &Endpoint,
     opts: &TlsOptions,
     url: &str,
+    token: Option<&str>,
+    timeout: Duration,
 ) -> anyhow::Result<(Vec<u8>, Connection)> {
+    let deadline = Instant::now() + timeout;
     let mut conn = Connection::open(endpoint, opts)
         .await
         .with_context(|| format!("connecting to {url}"))?;
-    let res = online::request(&mut conn, Method::POST, "/v1/snapshot").await?;
+    let res = match tokio::time::timeout(
+        online::REQUEST_TIMEOUT,
+        conn.request(Method::POST, "/v1/snapshot", None, token),
+    )
+    .await
+    {
+        Ok(r) => r.context("POST /v1/snapshot")?,
+        Err(_) => anyhow::bail!(
+            "POST /v1/snapshot: no answer within {} s",
+            online::REQUEST_TIMEOUT.as_secs()
+        ),
+    };
     // 202: started. 409: one is already running, whose result is as good.
     if res.status != StatusCode::ACCEPTED && res.status != StatusCode::CONFLICT {
         anyhow::bail!(
@@ -233,21 +290,26 @@ async fn build_remote(
     let mut view = ProgressView::new();
     let mut failures = 0u32;
     loop {
-        let polled = tokio::time::timeout(
-            online::REQUEST_TIMEOUT,
-            conn.request(Method::GET, "/v1/snapshot", None, None),
-        )
-        .await;
+        // A VM that answers 202 forever must not hold the CLI forever.
+        if Instant::now() >= deadline {
+            view.finish();
+            anyhow::bail!(
+                "gave up after --timeout {}: verigated still reports the snapshot job running \
+                 (it may still finish on the VM; run again with a longer --timeout to wait for it)",
+                describe_duration(timeout)
+            );
+        }
+        // No poll outlives --timeout either.
+        let wait = online::REQUEST_TIMEOUT.min(deadline.saturating_duration_since(Instant::now()));
+        let polled =
+            tokio::time::timeout(wait, conn.request(Method::GET, "/v1/snapshot", None, None)).await;
         let res = match polled {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {
                 reconnect(&mut conn, endpoint, opts, &mut failures, e).await?;
                 continue;
             }
-            Err(_) => anyhow::bail!(
-                "GET /v1/snapshot: no answer within {} s",
-                online::REQUEST_TIMEOUT.as_secs()
-            ),
+            Err(_) => anyhow::bail!("GET /v1/snapshot: no answer within {} s", wait.as_secs()),
         };
         failures = 0;
         match res.status {
@@ -265,7 +327,18 @@ async fn build_remote(
                 anyhow::bail!("GET /v1/snapshot: {}", describe_error(other, &res.body));
             }
         }
-        tokio::time::sleep(POLL_INTERVAL).await;
+        tokio::time::sleep(POLL_INTERVAL.min(deadline.saturating_duration_since(Instant::now())))
+            .await;
+    }
+}
+
+/// `timeout` as the user would write it.
+fn describe_duration(timeout: Duration) -> String {
+    let secs = timeout.as_secs();
+    match secs {
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
     }
 }
 
@@ -282,7 +355,14 @@ pub fn run(online: &Online, args: SnapshotArgs) -> anyhow::Result<Outcome> {
     let nonce = Nonce::random();
     let runtime = online::runtime()?;
     let (snapshot_bytes, evidence_bytes, endpoint_sha) = runtime.block_on(async {
-        let (snapshot, mut conn) = build_remote(&endpoint, &opts, online.url()).await?;
+        let (snapshot, mut conn) = build_remote(
+            &endpoint,
+            &opts,
+            online.url(),
+            args.token.as_deref(),
+            args.timeout,
+        )
+        .await?;
         // Evidence on the connection the snapshot came on, so both are from the
         // certificate that is then checked against the attested manifest. A server may
         // close a connection after an answer: then once more on a new connection,
@@ -360,6 +440,21 @@ pub fn run(online: &Online, args: SnapshotArgs) -> anyhow::Result<Outcome> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timeouts_parse_with_their_unit() {
+        assert_eq!(parse_timeout("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_timeout("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_timeout("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_timeout("2h"), Ok(Duration::from_secs(7200)));
+        assert!(parse_timeout("0s").is_err());
+        assert!(parse_timeout("").is_err());
+        assert!(parse_timeout("5d").unwrap_err().contains("unknown unit"));
+        assert!(parse_timeout("-1s").is_err());
+        assert!(parse_timeout("99999999999999999999h").is_err());
+        assert_eq!(describe_duration(Duration::from_secs(7200)), "2h");
+        assert_eq!(describe_duration(Duration::from_secs(90)), "90s");
+    }
 
     #[test]
     fn progress_reads_the_gateways_shape_and_tolerates_less() {
