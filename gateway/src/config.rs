@@ -19,6 +19,7 @@ use std::time::Duration;
 use passthrough::sni::SniPattern;
 use serde::Deserialize;
 
+pub mod account;
 pub mod control;
 
 /// Where `verigated` looks for its configuration when `--config` is not given.

@@ -421,3 +421,61 @@ async fn environment_and_working_directory_reach_the_program() {
     .await;
     manager.shutdown().await.unwrap();
 }
+
+/// The running program's identity, as `id` prints it, and the process's own groups.
+const WHOAMI_SCRIPT: &str = r#"#!/bin/sh
+out="$1"
+{ echo "uid=$(id -u) gid=$(id -g) groups=$(id -G)"; } > "$out.tmp.$$" && mv "$out.tmp.$$" "$out"
+exec sleep 1000
+"#;
+
+#[tokio::test]
+async fn a_program_with_user_and_group_runs_without_root() {
+    // Changing to another user takes root (CAP_SETUID), as verigated has in its unit.
+    let root = rustix::process::geteuid().is_root();
+    if !testkit::require(
+        root,
+        "root, to start a program as another user",
+        "run the tests as root",
+    ) {
+        return;
+    }
+    let resolve = |user: &str, group: Option<&str>| {
+        gateway::config::account::resolve(
+            user,
+            group,
+            gateway::config::account::AccountFiles::system(),
+        )
+    };
+    // `nobody` exists on every Debian-like system.
+    let Ok(nobody) = resolve("nobody", None) else {
+        testkit::require(false, "a user `nobody` in /etc/passwd", "useradd nobody");
+        return;
+    };
+    // The script and its output folder must be reachable by nobody.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let app = script(dir.path(), "whoami.sh", WHOAMI_SCRIPT);
+    let out = dir.path().join("identity");
+    let mut s = settings(&app, &[&out]);
+    s.run_as = Some(nobody);
+    let manager = Standalone::spawn("unprivileged", s);
+    wait_status(&manager, "running", |s| s.state == ServiceState::Running).await;
+    let expected = format!(
+        "uid={} gid={} groups={}\n",
+        nobody.uid, nobody.gid, nobody.gid
+    );
+    // Root's supplementary groups are gone: the only group is the one configured.
+    wait_file(&out, expected.as_bytes()).await;
+    manager.shutdown().await.unwrap();
+
+    // And a group of its own: `group` wins over the user's primary group.
+    let Ok(with_group) = resolve("nobody", Some("0")) else {
+        panic!("group 0 by number");
+    };
+    assert_eq!((with_group.uid, with_group.gid), (nobody.uid, 0));
+}

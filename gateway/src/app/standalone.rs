@@ -309,6 +309,12 @@ impl Runner {
         if let Some(dir) = &s.working_dir {
             cmd.current_dir(dir);
         }
+        // Not root, when configured: in the child, before exec, std sets the group ID,
+        // drops every supplementary group (setgroups with none) and then sets the user
+        // ID, in that order (after setuid it could no longer change the others).
+        if let Some(run_as) = s.run_as {
+            cmd.gid(run_as.gid).uid(run_as.uid);
+        }
         let mut child = match cmd.spawn() {
             Ok(child) => child,
             Err(source) => {

@@ -26,6 +26,8 @@
 //! working_dir = "data/app"            # relative to data_dir
 //! stop_grace_period = "10s"
 //! restart_backoff_max = "1m"
+//! user = "my_app"                      # run as this user (name or number), not root
+//! group = "my_app"                     # and group; default: the user's primary group
 //! ```
 
 use std::collections::BTreeMap;
@@ -35,6 +37,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::account::{self, AccountFiles, RunAs};
 use super::{parse_duration, Problem, ServiceType};
 
 /// The default limit on the size of an `app.conf` sent to `init`.
@@ -132,6 +135,9 @@ pub struct StandaloneSettings {
     pub backoff_max: Duration,
     /// Start the program as soon as the manager exists.
     pub autostart: bool,
+    /// The user and group it runs as (`user`, `group`); `None`: verigated's own (root
+    /// under the shipped unit).
+    pub run_as: Option<RunAs>,
 }
 
 impl StandaloneSettings {
@@ -147,6 +153,7 @@ impl StandaloneSettings {
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
             autostart: true,
+            run_as: None,
         }
     }
 }
@@ -203,6 +210,12 @@ pub struct RawStandalone {
     /// The longest wait before restarting a program that exited, e.g. `"1m"`.
     #[serde(default)]
     pub restart_backoff_max: Option<String>,
+    /// The user the program runs as (a name or a number).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// The group it runs as (a name or a number); needs `user`.
+    #[serde(default)]
+    pub group: Option<String>,
 }
 
 /// Validated app-control settings plus the client CA (which the TLS server needs, not
@@ -341,6 +354,19 @@ fn standalone(
         &raw.restart_backoff_max,
         settings.backoff_max,
     );
+    match (&raw.user, &raw.group) {
+        (Some(user), group) => {
+            match account::resolve(user, group.as_deref(), AccountFiles::system()) {
+                Ok(run_as) => settings.run_as = Some(run_as),
+                Err(e) => problem("app.standalone.user", e),
+            }
+        }
+        (None, Some(_)) => problem(
+            "app.standalone.group",
+            "needs `user` too: a program that keeps root's user ID gains nothing from another group".into(),
+        ),
+        (None, None) => {}
+    }
     if settings.backoff_max < settings.backoff_initial {
         problem(
             "app.standalone.restart_backoff_max",
@@ -359,6 +385,45 @@ mod tests {
 
     fn fields(problems: Vec<Problem>) -> Vec<String> {
         problems.into_iter().map(|p| p.to_string()).collect()
+    }
+
+    #[test]
+    fn standalone_user_and_group_are_resolved_or_named() {
+        let run = |user: Option<&str>, group: Option<&str>| {
+            let app = RawAppControl {
+                standalone: Some(RawStandalone {
+                    command: vec!["/bin/true".into()],
+                    user: user.map(Into::into),
+                    group: group.map(Into::into),
+                    ..RawStandalone::default()
+                }),
+                ..RawAppControl::default()
+            };
+            validate(
+                &RawApiControl::default(),
+                &app,
+                Some(ServiceType::Standalone),
+                Path::new("/data"),
+            )
+        };
+        let v = run(Some("root"), Some("0")).unwrap();
+        let run_as = v.settings.standalone.unwrap().run_as;
+        assert_eq!(run_as, Some(RunAs { uid: 0, gid: 0 }));
+        let e = fields(run(Some("no-such-user-here"), None).unwrap_err());
+        assert!(
+            e.iter()
+                .any(|p| p.contains("app.standalone.user") && p.contains("no-such-user-here")),
+            "{e:?}"
+        );
+        let e = fields(run(None, Some("0")).unwrap_err());
+        assert!(
+            e.iter().any(|p| p.contains("app.standalone.group")),
+            "{e:?}"
+        );
+        assert_eq!(
+            run(None, None).unwrap().settings.standalone.unwrap().run_as,
+            None
+        );
     }
 
     #[test]
