@@ -161,6 +161,8 @@ cp /usr/bin/bash "$WORK/vm-root/usr/bin/"
 
 # --- 2. verigated in front ----------------------------------------------------------
 GW_PORT=$(free_port)
+# The operator token of the demo VM (app control, /metrics, starting a snapshot).
+DEMO_TOKEN="demo-operator-token"
 CONFIG="$WORK/verigated.toml"
 cat >"$CONFIG" <<EOF
 [gateway]
@@ -188,6 +190,10 @@ ima_log = "$IMA_LOG"
 [snapshot]
 roots = ["$WORK/vm-root"]
 exclude = []
+
+# /metrics and starting a snapshot take this token (its SHA-256 here).
+[api]
+admin_token_sha256 = ["$(printf %s "$DEMO_TOKEN" | sha256sum | cut -d' ' -f1)"]
 EOF
 say "verigated's configuration ($CONFIG)"
 sed 's/^/  /' "$CONFIG"
@@ -242,7 +248,7 @@ curl --silent --insecure --max-time 10 --resolve "vm.example.com:$GW_PORT:127.0.
   "https://vm.example.com:$GW_PORT/healthz"
 say "/metrics (over HTTP/2), a few lines"
 curl --silent --insecure --http2 --max-time 10 --resolve "vm.example.com:$GW_PORT:127.0.0.1" \
-  "https://vm.example.com:$GW_PORT/metrics" |
+  -H "Authorization: Bearer $DEMO_TOKEN" "https://vm.example.com:$GW_PORT/metrics" |
   grep -E '^verigated_(connections_total|bytes_total|unrecognized_name_total)' | sed 's/^/  /'
 
 # --- 6. the log ------------------------------------------------------------------------
@@ -285,9 +291,9 @@ wait_manifest() { # wait until verigated's manifest holds the SHA-256 $1
 }
 
 say "Snapshot: freeze the VM's state (TEE and TPM policy, certificates, IMA files)"
-echo "  \$ verigate --url $URL --allow-insecure-tls snapshot --allow-simulated-tee --out snapshot.json"
+echo "  \$ VERIGATE_TOKEN=... verigate --url $URL --allow-insecure-tls snapshot --allow-simulated-tee --out snapshot.json"
 rc=0
-out=$("$VERIGATE" --url "$URL" --allow-insecure-tls snapshot --allow-simulated-tee \
+out=$(VERIGATE_TOKEN="$DEMO_TOKEN" "$VERIGATE" --url "$URL" --allow-insecure-tls snapshot --allow-simulated-tee \
   --out "$WORK/snapshot.json" </dev/null 2>&1) || rc=$?
 sed 's/^/  /' <<<"$out"
 printf '  \033[1m-> verigate snapshot exit status: %s\033[0m\n' "$rc"
