@@ -25,8 +25,12 @@ pub enum PeekError {
     #[error("reading from the client: {0}")]
     Io(#[from] io::Error),
     /// A PROXY header was expected and these bytes are not one.
-    #[error("PROXY header required (accept_proxy_protocol = true): {0}")]
+    #[error("PROXY header required from this peer (accept_proxy_protocol_from): {0}")]
     Proxy(ProxyError),
+    /// A PROXY header came from a peer that may not send one: it could claim any
+    /// client address.
+    #[error("PROXY header from a peer not in accept_proxy_protocol_from")]
+    UntrustedProxy,
     /// The bytes are not a ClientHello the gateway accepts.
     #[error("{0}")]
     ClientHello(ClientHelloError),
@@ -45,6 +49,7 @@ impl PeekError {
             PeekError::ClosedEarly { .. } => "closed_before_client_hello",
             PeekError::Io(_) => "client_error",
             PeekError::Proxy(_) => "refused_proxy_header",
+            PeekError::UntrustedProxy => "refused_untrusted_proxy_header",
             PeekError::ClientHello(ClientHelloError::NotTls { .. }) => "not_tls",
             PeekError::ClientHello(_) => "bad_client_hello",
             PeekError::TooLarge { .. } => "client_hello_too_large",
@@ -102,6 +107,9 @@ pub async fn read_preamble_into(
         match reassembler.feed(&buf) {
             Ok(Some(hello)) => return Ok(Preamble { proxy, hello, buf }),
             Ok(None) => {}
+            Err(_) if !expect_proxy && proxy_protocol::looks_like_header(&buf) => {
+                return Err(PeekError::UntrustedProxy)
+            }
             Err(e) => return Err(PeekError::ClientHello(e)),
         }
         read_some(stream, &mut buf, MAX_CLIENT_HELLO_BYTES).await?;
