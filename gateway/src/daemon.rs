@@ -198,13 +198,16 @@ impl Gateway {
     }
 
     /// Waits until no connection is open, at most `grace`; returns how many were still
-    /// open at the end.
+    /// open at the end. Own-endpoint connections drop themselves when `grace` runs out
+    /// (`endpoint::serve`), so they get [`OWN_DROP_MARGIN`] more to do it and log why.
     pub async fn drain(&self, grace: Duration) -> usize {
         let deadline = tokio::time::Instant::now() + grace;
         let passthrough = self.slots.drain(grace).await;
         let own = self
             .own_slots
-            .drain(deadline.saturating_duration_since(tokio::time::Instant::now()))
+            .drain(
+                deadline.saturating_duration_since(tokio::time::Instant::now()) + OWN_DROP_MARGIN,
+            )
             .await;
         passthrough + own
     }
@@ -214,6 +217,11 @@ impl Gateway {
         self.slots.open() + self.own_slots.open()
     }
 }
+
+/// How long past the drain's grace verigated waits for own-endpoint connections that
+/// drop themselves at that grace, so each ends with its log line rather than with the
+/// process.
+const OWN_DROP_MARGIN: Duration = Duration::from_secs(1);
 
 /// Runs verigated from `config_path` until SIGTERM or SIGINT: starts, reloads on SIGHUP
 /// (an invalid file is refused and the old one stays), then stops accepting and drains

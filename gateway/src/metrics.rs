@@ -187,7 +187,7 @@ impl Metrics {
         family(
             "verigated_connections_refused_total",
             "counter",
-            "Connections closed before routing, by reason.",
+            "Connections closed before being served, by reason: a budget full (passthrough or own endpoint, in total or for one source) or a PROXY header refused.",
             vec![
                 (
                     "{reason=\"max_connections\"}".to_string(),

@@ -70,6 +70,32 @@ fn fill_from(gw: &Gateway, source: IpAddr, max: usize) -> Vec<Session> {
     }
 }
 
+/// Reads frames until the server's SETTINGS frame; returns its parameters (id, value).
+fn server_settings(session: &mut Session) -> Vec<(u16, u32)> {
+    loop {
+        let mut head = [0u8; 9];
+        session.stream.read_exact(&mut head).unwrap();
+        let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+        let mut payload = vec![0u8; len];
+        session.stream.read_exact(&mut payload).unwrap();
+        // Type 4 without the ACK flag: the server's own settings.
+        if head[3] == 4 && head[4] & 1 == 0 {
+            return payload
+                .chunks_exact(6)
+                .map(|p| {
+                    (
+                        u16::from_be_bytes([p[0], p[1]]),
+                        u32::from_be_bytes([p[2], p[3], p[4], p[5]]),
+                    )
+                })
+                .collect();
+        }
+    }
+}
+
+/// SETTINGS_MAX_CONCURRENT_STREAMS (RFC 9113 §6.5.2).
+const MAX_CONCURRENT_STREAMS: u16 = 3;
+
 #[test]
 fn a_silent_http2_connection_is_closed() {
     let dir = tempfile::tempdir().unwrap();
@@ -90,6 +116,31 @@ fn a_silent_http2_connection_is_closed() {
     gw.wait_for_log("outcome=own_endpoint_dropped");
     // The endpoint still serves.
     assert_eq!(gw.get("/healthz").0, "HTTP/1.1 200 OK");
+}
+
+#[test]
+fn a_silent_http2_connection_is_dropped_when_the_drain_grace_runs_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = Gateway::start(
+        dir.path(),
+        "drain_grace_period = \"1s\"",
+        "[api]\nheader_read_timeout = \"1h\"\nidle_timeout = \"1h\"\n",
+    );
+    let mut session = own_session(&gw, loopback(1), &["h2"]).unwrap();
+    session.stream.write_all(H2_PREFACE_AND_SETTINGS).unwrap();
+    session.stream.flush().unwrap();
+    server_settings(&mut session);
+    gw.signal(libc::SIGTERM);
+    // The GOAWAY of the graceful close goes unanswered; the grace ends it.
+    assert!(ended(&mut session), "the connection outlived the drain");
+    gw.wait_for_log("outcome=own_endpoint_dropped");
+    assert!(
+        gw.log().contains("after closing for shutdown"),
+        "{}",
+        gw.log()
+    );
+    let status = gw.wait_exit().expect("verigated did not exit");
+    assert!(status.success(), "exit status {status}");
 }
 
 #[test]

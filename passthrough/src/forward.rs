@@ -711,6 +711,67 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_backend_that_never_answers_ends_the_relay_and_one_that_answers_does_not() {
+        for use_splice in [false, cfg!(target_os = "linux")] {
+            // Mute: the relay ends at the first-byte limit, long before the idle one,
+            // and the client is reset (the backend broke the connection).
+            let mut s = sockets().await;
+            let counters = TrafficCounters::default();
+            let mut relay_opts = opts(use_splice, Duration::from_secs(3600));
+            relay_opts.first_byte_timeout = Duration::from_millis(200);
+            let relay_fut = pass_through(
+                s.client,
+                s.backend,
+                opening(b"hello"),
+                &relay_opts,
+                &counters,
+            );
+            let transfer = tokio::time::timeout(HANG_GUARD, relay_fut)
+                .await
+                .expect("relay finished");
+            assert!(
+                matches!(transfer.outcome, RelayOutcome::BackendFirstByteTimeout),
+                "{}",
+                transfer.outcome
+            );
+            let mut got = Vec::new();
+            let _ = s.client_peer.read_to_end(&mut got).await;
+            assert!(got.is_empty());
+
+            // Answering: the limit no longer applies; the relay ends when both close.
+            let mut s = sockets().await;
+            let counters = TrafficCounters::default();
+            let relay_fut = pass_through(
+                s.client,
+                s.backend,
+                opening(b"hello"),
+                &relay_opts,
+                &counters,
+            );
+            let peers = async {
+                s.backend_peer.write_all(b"server hello").await.unwrap();
+                // Well past the first-byte limit, then both sides finish.
+                tokio::time::sleep(Duration::from_millis(600)).await;
+                s.backend_peer.shutdown().await.unwrap();
+                s.client_peer.shutdown().await.unwrap();
+                let mut got = Vec::new();
+                s.client_peer.read_to_end(&mut got).await.unwrap();
+                got
+            };
+            let (transfer, got) =
+                tokio::time::timeout(HANG_GUARD, async { tokio::join!(relay_fut, peers) })
+                    .await
+                    .expect("relay finished");
+            assert!(
+                matches!(transfer.outcome, RelayOutcome::Closed),
+                "{}",
+                transfer.outcome
+            );
+            assert_eq!(got, b"server hello");
+        }
+    }
+
+    #[tokio::test]
     async fn idle_timeout_ends_the_relay_and_closes_both_sides() {
         for use_splice in [false, cfg!(target_os = "linux")] {
             let mut s = sockets().await;

@@ -207,6 +207,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_proxy_header_where_none_is_allowed_is_named_as_such() {
+        let v2 = proxy_protocol::encode_v2(
+            "203.0.113.9:1".parse().unwrap(),
+            "192.0.2.2:443".parse().unwrap(),
+            None,
+        );
+        for header in [v2, b"PROXY TCP4 203.0.113.9 192.0.2.2 1 443\r\n".to_vec()] {
+            let (mut server, mut client) = pair().await;
+            client.write_all(&header).await.unwrap();
+            client.write_all(&hello()).await.unwrap();
+            let e = read_preamble(&mut server, false).await.unwrap_err();
+            assert!(matches!(e, PeekError::UntrustedProxy), "{e:?}");
+            assert_eq!(e.outcome(), "refused_untrusted_proxy_header");
+        }
+        // Other bytes that are not TLS stay "not TLS".
+        let (mut server, mut client) = pair().await;
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        let e = read_preamble(&mut server, false).await.unwrap_err();
+        assert_eq!(e.outcome(), "not_tls");
+    }
+
+    #[tokio::test]
     async fn byte_by_byte_hello() {
         let (mut server, mut client) = pair().await;
         let hello = hello();
