@@ -108,6 +108,8 @@ fn a_silent_http2_connection_is_closed() {
     assert_eq!(session.alpn.as_deref(), Some(&b"h2"[..]));
     session.stream.write_all(H2_PREFACE_AND_SETTINGS).unwrap();
     session.stream.flush().unwrap();
+    // The server allows few streams at once (api.http2_max_concurrent_streams).
+    assert!(server_settings(&mut session).contains(&(MAX_CONCURRENT_STREAMS, 16)));
     // It never answers the server's SETTINGS, GOAWAY or PING.
     assert!(
         ended(&mut session),
