@@ -8,6 +8,10 @@
 //! The listener takes a [`ConnectionSlot`] per accepted connection and the connection's
 //! task holds it to its end; dropping it frees the slot (and its source's share) and
 //! wakes a drain.
+//!
+//! A source is an IPv4 address, or an IPv6 /64: one machine is commonly given a whole
+//! /64, so counting single IPv6 addresses would give it billions of shares. An IPv4
+//! address mapped into IPv6 (a dual-stack listener) counts as that IPv4 address.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -85,9 +89,12 @@ impl ConnectionSlots {
         self.open.load(Ordering::Acquire)
     }
 
-    /// Connections open now from `source`.
+    /// Connections open now from `source`'s share.
     pub fn open_from(&self, source: IpAddr) -> usize {
-        self.sources().get(&source).copied().unwrap_or(0)
+        self.sources()
+            .get(&source_key(source))
+            .copied()
+            .unwrap_or(0)
     }
 
     fn sources(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
@@ -129,6 +136,7 @@ impl ConnectionSlot {
     /// is known only once its PROXY header is read, hence a second step. A slot already
     /// attributed moves to the new source.
     pub fn attribute(&mut self, source: IpAddr, max_per_source: usize) -> Result<(), Refusal> {
+        let source = source_key(source);
         let mut sources = self.slots.sources();
         let count = sources.entry(source).or_insert(0);
         if *count >= max_per_source {
@@ -142,6 +150,17 @@ impl ConnectionSlot {
             release(&mut sources, previous);
         }
         Ok(())
+    }
+}
+
+/// The share `ip` counts against: itself for IPv4 (mapped or not), its /64 for IPv6.
+fn source_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        },
     }
 }
 
@@ -206,6 +225,30 @@ mod tests {
         drop(a);
         assert_eq!(slots.open_from(one), 1);
         let _d = slots.try_open_from(one, 10, 2).unwrap();
+    }
+
+    #[test]
+    fn an_ipv6_64_is_one_source_and_a_mapped_ipv4_is_its_ipv4() {
+        let slots = ConnectionSlots::new();
+        let _a = slots
+            .try_open_from("2001:db8:1:2::1".parse().unwrap(), 10, 2)
+            .unwrap();
+        let _b = slots
+            .try_open_from("2001:db8:1:2:ffff::9".parse().unwrap(), 10, 2)
+            .unwrap();
+        assert_eq!(
+            slots
+                .try_open_from("2001:db8:1:2::3".parse().unwrap(), 10, 2)
+                .unwrap_err(),
+            Refusal::SourceFull
+        );
+        let _c = slots
+            .try_open_from("2001:db8:1:3::1".parse().unwrap(), 10, 2)
+            .unwrap();
+        let _d = slots
+            .try_open_from("::ffff:192.0.2.1".parse().unwrap(), 10, 1)
+            .unwrap();
+        assert_eq!(slots.open_from("192.0.2.1".parse().unwrap()), 1);
     }
 
     #[test]

@@ -146,6 +146,35 @@ fn a_silent_http2_connection_is_dropped_when_the_drain_grace_runs_out() {
 }
 
 #[test]
+fn a_busy_connection_is_closed_at_its_lifetime() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(dir.path(), "", "[api]\nmax_connection_lifetime = \"2s\"\n");
+    let mut session = own_session(&gw, loopback(1), &["http/1.1"]).unwrap();
+    // Never idle: one keep-alive request after another, each answered, until the
+    // gateway ends the connection.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let mut answered = 0;
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still open after {answered} requests"
+        );
+        let sent = session
+            .stream
+            .write_all(format!("GET /healthz HTTP/1.1\r\nHost: {DOMAIN}\r\n\r\n").as_bytes())
+            .and_then(|()| session.stream.flush());
+        let mut response = [0u8; 512];
+        match (sent, session.stream.read(&mut response)) {
+            (Ok(()), Ok(n)) if n > 0 => answered += 1,
+            _ => break,
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(answered > 0);
+    gw.wait_for_log("outcome=max_lifetime");
+}
+
+#[test]
 fn an_http1_client_that_never_reads_a_large_response_is_dropped() {
     let dir = tempfile::tempdir().unwrap();
     // A stored snapshot of about 12 MB, served whole by GET /v1/snapshot.
