@@ -20,6 +20,7 @@ use passthrough::sni::SniPattern;
 use serde::Deserialize;
 
 pub mod account;
+pub mod connections;
 pub mod control;
 
 /// Where `verigated` looks for its configuration when `--config` is not given.
@@ -40,6 +41,8 @@ pub struct Config {
     pub snapshot: SnapshotConfig,
     /// `[api]`: who may use app control.
     pub api: ApiConfig,
+    /// `[api]`: the bounds of every connection to the own endpoint.
+    pub endpoint: connections::EndpointBounds,
     /// `[app]`, when present: the application verigated may restart on request.
     pub app: Option<AppConfig>,
     /// The app-control keys of `[api]`, `[app]` and `[app.standalone]` beyond the two
@@ -60,9 +63,9 @@ pub struct GatewayConfig {
     pub ssl_certificate: PathBuf,
     /// Absolute.
     pub ssl_private_key: PathBuf,
-    /// Expect a PROXY v1/v2 header before the ClientHello, and refuse connections
-    /// without one.
-    pub accept_proxy_protocol: bool,
+    /// Who must send a PROXY header, the per-source budget and the backend's first-byte
+    /// limit.
+    pub limits: connections::GatewayBounds,
     /// How long a client has to send its PROXY header and whole ClientHello.
     pub client_hello_timeout: Duration,
     /// Connections open at once (all routes and the own endpoint); more are closed at once.
@@ -335,6 +338,17 @@ struct RawApi {
     client_ca: Option<PathBuf>,
     #[serde(default)]
     max_config_bytes: Option<i64>,
+    // The own endpoint's connection bounds (`connections::RawEndpointBounds`).
+    max_connections: Option<i64>,
+    max_connections_per_source: Option<i64>,
+    idle_timeout: Option<RawDuration>,
+    max_connection_lifetime: Option<RawDuration>,
+    header_read_timeout: Option<RawDuration>,
+    request_timeout: Option<RawDuration>,
+    send_timeout: Option<RawDuration>,
+    http2_keepalive_interval: Option<RawDuration>,
+    http2_keepalive_timeout: Option<RawDuration>,
+    http2_max_concurrent_streams: Option<i64>,
 }
 
 /// `[app]` as written: [`AppConfig`] plus [`control::RawAppControl`].
@@ -378,7 +392,11 @@ struct RawGateway {
     #[serde(default = "default_key")]
     ssl_private_key: PathBuf,
     #[serde(default)]
-    accept_proxy_protocol: bool,
+    accept_proxy_protocol: Option<bool>,
+    #[serde(default)]
+    accept_proxy_protocol_from: Vec<String>,
+    max_connections_per_source: Option<i64>,
+    backend_first_byte_timeout: Option<RawDuration>,
     client_hello_timeout: Option<RawDuration>,
     #[serde(default = "default_max_connections")]
     max_connections: i64,
@@ -702,6 +720,29 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
         }
     };
 
+    let (limits, endpoint) = connections::validate(
+        connections::RawGatewayBounds {
+            accept_proxy_protocol: g.accept_proxy_protocol,
+            accept_proxy_protocol_from: g.accept_proxy_protocol_from,
+            max_connections_per_source: g.max_connections_per_source,
+            backend_first_byte_timeout: g.backend_first_byte_timeout,
+        },
+        connections::RawEndpointBounds {
+            max_connections: raw.api.max_connections,
+            max_connections_per_source: raw.api.max_connections_per_source,
+            idle_timeout: raw.api.idle_timeout,
+            max_connection_lifetime: raw.api.max_connection_lifetime,
+            header_read_timeout: raw.api.header_read_timeout,
+            request_timeout: raw.api.request_timeout,
+            send_timeout: raw.api.send_timeout,
+            http2_keepalive_interval: raw.api.http2_keepalive_interval,
+            http2_keepalive_timeout: raw.api.http2_keepalive_timeout,
+            http2_max_concurrent_streams: raw.api.http2_max_concurrent_streams,
+        },
+        idle_timeout,
+        &mut problem,
+    );
+
     let mut routes = Vec::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
     for (i, r) in raw.route.into_iter().enumerate() {
@@ -824,7 +865,7 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
             data_dir,
             ssl_certificate,
             ssl_private_key,
-            accept_proxy_protocol: g.accept_proxy_protocol,
+            limits,
             client_hello_timeout,
             max_connections,
             backend_connect_timeout,
@@ -836,6 +877,7 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
         attestation,
         snapshot: raw.snapshot,
         api,
+        endpoint,
         app,
         control,
     })
@@ -1196,6 +1238,80 @@ mod tests {
             "{p}"
         );
         assert!(p.contains("attestation.pcrs: empty"), "{p}");
+    }
+
+    #[test]
+    fn connection_bounds_defaults() {
+        let c = parse(HEAD).unwrap();
+        assert!(c.gateway.limits.accept_proxy_protocol_from.is_empty());
+        assert!(!c
+            .gateway
+            .limits
+            .trusts_proxy_from("127.0.0.1".parse().unwrap()));
+        assert_eq!(c.gateway.limits.max_connections_per_source, 256);
+        assert_eq!(
+            c.gateway.limits.backend_first_byte_timeout,
+            Duration::from_secs(10)
+        );
+        let e = c.endpoint;
+        assert_eq!((e.max_connections, e.max_connections_per_source), (256, 16));
+        // api.idle_timeout follows gateway.idle_timeout unless set.
+        assert_eq!(e.idle_timeout, Duration::from_secs(300));
+        assert_eq!(e.max_connection_lifetime, Duration::from_secs(600));
+        assert_eq!(e.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(e.request_timeout, Duration::from_secs(180));
+        assert_eq!(e.send_timeout, Duration::from_secs(30));
+        assert_eq!(e.http2_keepalive_interval, Duration::from_secs(30));
+        assert_eq!(e.http2_keepalive_timeout, Duration::from_secs(10));
+        assert_eq!(e.http2_max_concurrent_streams, 16);
+        let c = parse(&format!("{HEAD}idle_timeout = \"0s\"\n")).unwrap();
+        assert_eq!(c.endpoint.idle_timeout, Duration::from_secs(300));
+        let c = parse(&format!(
+            "{HEAD}idle_timeout = \"1m\"\naccept_proxy_protocol_from = [\"10.0.0.0/8\", \"::1\"]\n\
+             [api]\nidle_timeout = \"20s\"\nhttp2_max_concurrent_streams = 32\n"
+        ))
+        .unwrap();
+        assert_eq!(c.endpoint.idle_timeout, Duration::from_secs(20));
+        assert_eq!(c.endpoint.http2_max_concurrent_streams, 32);
+        assert!(c
+            .gateway
+            .limits
+            .trusts_proxy_from("10.9.8.7".parse().unwrap()));
+        assert!(c.gateway.limits.trusts_proxy_from("::1".parse().unwrap()));
+        assert!(!c
+            .gateway
+            .limits
+            .trusts_proxy_from("192.0.2.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn bad_connection_bounds_name_field_and_fix() {
+        for (lines, needle) in [
+            ("max_connections_per_source = 0", "gateway.max_connections_per_source: expected a number of connections of 1.."),
+            ("max_connections_per_source = -3", "gateway.max_connections_per_source: expected a number of connections of 1.."),
+            ("backend_first_byte_timeout = \"0s\"", "gateway.backend_first_byte_timeout: must be more than zero"),
+            ("backend_first_byte_timeout = 10", "gateway.backend_first_byte_timeout: expected a string with a unit such as \"10s\""),
+            ("backend_first_byte_timeout = \"soon\"", "gateway.backend_first_byte_timeout: expected a duration"),
+            ("accept_proxy_protocol = true", "gateway.accept_proxy_protocol: true would trust a PROXY header from any peer"),
+            ("accept_proxy_protocol = false\naccept_proxy_protocol_from = [\"10.0.0.5\"]", "gateway.accept_proxy_protocol: false contradicts"),
+            ("accept_proxy_protocol_from = [\"10.0.0.5/8\"]", "gateway.accept_proxy_protocol_from[0]: `10.0.0.5/8` has bits set after the prefix: write `10.0.0.0/8`"),
+            ("accept_proxy_protocol_from = [\"10.0.0.0/8\", \"lb.internal\"]", "gateway.accept_proxy_protocol_from[1]: expected an address block"),
+            ("accept_proxy_protocol_from = [\"10.0.0.0/40\"]", "gateway.accept_proxy_protocol_from[0]: `10.0.0.0/40`: expected a prefix length of 0..=32"),
+            ("[api]\nmax_connections = 0", "api.max_connections: expected a number of connections of 1.."),
+            ("[api]\nmax_connections_per_source = 0", "api.max_connections_per_source: expected a number of connections of 1.."),
+            ("[api]\nidle_timeout = \"0s\"", "api.idle_timeout: must be more than zero"),
+            ("[api]\nmax_connection_lifetime = \"0s\"", "api.max_connection_lifetime: must be more than zero"),
+            ("[api]\nheader_read_timeout = 5", "api.header_read_timeout: expected a string with a unit"),
+            ("[api]\nrequest_timeout = \"never\"", "api.request_timeout: expected a duration"),
+            ("[api]\nsend_timeout = \"0ms\"", "api.send_timeout: must be more than zero"),
+            ("[api]\nhttp2_keepalive_interval = \"0s\"", "api.http2_keepalive_interval: must be more than zero"),
+            ("[api]\nhttp2_keepalive_timeout = \"x\"", "api.http2_keepalive_timeout: expected a duration"),
+            ("[api]\nhttp2_max_concurrent_streams = 0", "api.http2_max_concurrent_streams: expected 1..=128 streams such as 16, got 0"),
+            ("[api]\nhttp2_max_concurrent_streams = 1000", "api.http2_max_concurrent_streams: expected 1..=128 streams such as 16, got 1000"),
+        ] {
+            let p = problems(&format!("{HEAD}{lines}\n")).join("\n");
+            assert!(p.contains(needle), "{lines}: expected `{needle}`, got:\n{p}");
+        }
     }
 
     #[test]

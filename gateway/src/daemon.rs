@@ -61,7 +61,10 @@ pub struct Gateway {
     active: ActiveConfig,
     metrics: Arc<Metrics>,
     services: Arc<Services>,
+    /// The passthrough budget (and connections still being peeked).
     slots: Arc<ConnectionSlots>,
+    /// The own endpoint's budget.
+    own_slots: Arc<ConnectionSlots>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -69,7 +72,7 @@ impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gateway")
             .field("config_path", &self.config_path)
-            .field("open", &self.slots.open())
+            .field("open", &self.open_connections())
             .finish_non_exhaustive()
     }
 }
@@ -106,6 +109,7 @@ impl Gateway {
             metrics,
             services,
             slots: ConnectionSlots::new(),
+            own_slots: ConnectionSlots::new(),
             shutdown,
         })
     }
@@ -132,6 +136,7 @@ impl Gateway {
         Listening {
             active: self.active.view(),
             slots: self.slots.clone(),
+            own_slots: self.own_slots.clone(),
             metrics: self.metrics.clone(),
             own: self.services.clone(),
             shutdown: self.shutdown.subscribe(),
@@ -193,16 +198,30 @@ impl Gateway {
     }
 
     /// Waits until no connection is open, at most `grace`; returns how many were still
-    /// open at the end.
+    /// open at the end. Own-endpoint connections drop themselves when `grace` runs out
+    /// (`endpoint::serve`), so they get [`OWN_DROP_MARGIN`] more to do it and log why.
     pub async fn drain(&self, grace: Duration) -> usize {
-        self.slots.drain(grace).await
+        let deadline = tokio::time::Instant::now() + grace;
+        let passthrough = self.slots.drain(grace).await;
+        let own = self
+            .own_slots
+            .drain(
+                deadline.saturating_duration_since(tokio::time::Instant::now()) + OWN_DROP_MARGIN,
+            )
+            .await;
+        passthrough + own
     }
 
     /// Connections open now.
     pub fn open_connections(&self) -> usize {
-        self.slots.open()
+        self.slots.open() + self.own_slots.open()
     }
 }
+
+/// How long past the drain's grace verigated waits for own-endpoint connections that
+/// drop themselves at that grace, so each ends with its log line rather than with the
+/// process.
+const OWN_DROP_MARGIN: Duration = Duration::from_secs(1);
 
 /// Runs verigated from `config_path` until SIGTERM or SIGINT: starts, reloads on SIGHUP
 /// (an invalid file is refused and the old one stays), then stops accepting and drains

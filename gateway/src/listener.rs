@@ -1,15 +1,19 @@
 //! Accepting connections and deciding, from their first bytes, where each one goes.
 //!
-//! Per connection: take a slot under `max_connections` (or close at once); read the
-//! PROXY header when the gateway sits behind a load balancer (and refuse connections
-//! without one); peek the ClientHello ([`passthrough::peek`], bounded in bytes there and
-//! here in time: `client_hello_timeout`, for the PROXY header and the hello together); then
-//! route on its SNI: the own endpoint, a backend (optionally behind a fresh PROXY v2
-//! header, then the peeked bytes, then both ways until both sides close), or a TLS
-//! `unrecognized_name` alert. Each connection ends with one log line.
+//! Per connection: take a slot of the passthrough budget (`gateway.max_connections`, and
+//! `gateway.max_connections_per_source` for the peer, or for the client its PROXY header
+//! names), or close at once; read the PROXY header when the peer is a load balancer listed
+//! in `gateway.accept_proxy_protocol_from` (and refuse it without one; refuse a header
+//! from any other peer); peek the ClientHello ([`passthrough::peek`], bounded in bytes
+//! there and here in time: `client_hello_timeout`, for the PROXY header and the hello
+//! together); then route on its SNI: the own endpoint (which moves the connection to the
+//! own endpoint's budget, `api.max_connections` and `api.max_connections_per_source`), a
+//! backend (optionally behind a fresh PROXY v2 header, then the peeked bytes, then both
+//! ways until both sides close), or a TLS `unrecognized_name` alert. Each connection
+//! ends with one log line.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +29,7 @@ use crate::endpoint;
 use crate::logging::ConnectionLog;
 use crate::metrics::{Metrics, OWN_ROUTE_LABEL};
 use crate::routes::{Destination, Route};
-use crate::slots::{ConnectionSlot, ConnectionSlots};
+use crate::slots::{ConnectionSlot, ConnectionSlots, Refusal};
 use crate::tls::PrefixedStream;
 
 /// The fatal `unrecognized_name` alert (RFC 6066 §3) as a plaintext TLS record: content
@@ -48,8 +52,11 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 pub struct Listening {
     /// The active configuration, routes and own certificate, read per connection.
     pub active: ActiveView,
-    /// The `max_connections` slots; a connection without one is closed at once.
+    /// The passthrough budget (`gateway.max_connections`); a connection without a slot
+    /// is closed at once.
     pub slots: Arc<ConnectionSlots>,
+    /// The own endpoint's budget (`api.max_connections`).
+    pub own_slots: Arc<ConnectionSlots>,
     /// The gateway's counters.
     pub metrics: Arc<Metrics>,
     /// What the own endpoint serves.
@@ -73,32 +80,34 @@ pub async fn accept_loop(ctx: Listening, listener: TcpListener) {
             Ok((stream, peer)) => {
                 ctx.metrics.accepted.fetch_add(1, Ordering::Relaxed);
                 let active = ctx.active.current();
-                match ctx.slots.try_open(active.config.gateway.max_connections) {
-                    Some(slot) => {
+                let g = &active.config.gateway;
+                // A load balancer's share is counted once its PROXY header names the
+                // client; anyone else is the client.
+                let slot = if g.limits.trusts_proxy_from(peer.ip()) {
+                    ctx.slots.try_open(g.max_connections).ok_or(Refusal::Full)
+                } else {
+                    ctx.slots.try_open_from(
+                        peer.ip(),
+                        g.max_connections,
+                        g.limits.max_connections_per_source,
+                    )
+                };
+                match slot {
+                    Ok(slot) => {
                         let connection = Connection {
                             metrics: ctx.metrics.clone(),
                             own: ctx.own.clone(),
+                            own_slots: ctx.own_slots.clone(),
                             active,
                             slot,
                         };
                         tokio::spawn(handle(connection, stream, peer));
                     }
-                    None => {
-                        ctx.metrics
-                            .refused_max_connections
-                            .fetch_add(1, Ordering::Relaxed);
+                    Err(refusal) => {
                         let log = ConnectionLog::new(peer, stream.local_addr().ok());
                         // Closing at once is the refusal: no byte read, no byte written.
                         drop(stream);
-                        log.finish(
-                            "refused_max_connections",
-                            Some(format!(
-                                "{} connections open",
-                                active.config.gateway.max_connections
-                            )),
-                            0,
-                            0,
-                        );
+                        refuse(&ctx.metrics, refusal, Budget::Passthrough, &active, log, 0);
                     }
                 }
             }
@@ -117,10 +126,63 @@ struct Connection {
     /// Kept only by connections to the own endpoint; a passthrough connection lets go
     /// of it once routed.
     own: Arc<endpoint::Services>,
+    /// The own endpoint's budget, which a connection routed there moves to.
+    own_slots: Arc<ConnectionSlots>,
     /// The configuration of the moment of accept, kept to the connection's end.
     active: Arc<Active>,
-    /// Freed when the connection ends.
+    /// In the passthrough budget; freed when the connection ends or moves to the own
+    /// endpoint's budget.
     slot: ConnectionSlot,
+}
+
+/// Which budget refused a connection.
+#[derive(Debug, Clone, Copy)]
+enum Budget {
+    Passthrough,
+    Own,
+}
+
+/// Counts and logs a connection refused for want of a slot; the caller closes it.
+fn refuse(
+    metrics: &Metrics,
+    refusal: Refusal,
+    budget: Budget,
+    active: &Active,
+    log: ConnectionLog,
+    read: u64,
+) {
+    let g = &active.config.gateway;
+    let e = &active.config.endpoint;
+    let (counter, outcome, detail): (&AtomicU64, _, _) = match (budget, refusal) {
+        (Budget::Passthrough, Refusal::Full) => (
+            &metrics.refused_max_connections,
+            "refused_max_connections",
+            format!("{} connections open (gateway.max_connections)", g.max_connections),
+        ),
+        (Budget::Passthrough, Refusal::SourceFull) => (
+            &metrics.refused_per_source,
+            "refused_max_connections_per_source",
+            format!(
+                "{} connections open from this source (gateway.max_connections_per_source)",
+                g.limits.max_connections_per_source
+            ),
+        ),
+        (Budget::Own, Refusal::Full) => (
+            &metrics.refused_api_max_connections,
+            "refused_api_max_connections",
+            format!("{} own-endpoint connections open (api.max_connections)", e.max_connections),
+        ),
+        (Budget::Own, Refusal::SourceFull) => (
+            &metrics.refused_api_per_source,
+            "refused_api_max_connections_per_source",
+            format!(
+                "{} own-endpoint connections open from this source (api.max_connections_per_source)",
+                e.max_connections_per_source
+            ),
+        ),
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    log.finish(outcome, Some(detail), read, 0);
 }
 
 /// Serves one accepted connection to its end.
@@ -128,8 +190,9 @@ async fn handle(connection: Connection, mut stream: TcpStream, peer: SocketAddr)
     let Connection {
         metrics,
         own,
+        own_slots,
         active,
-        slot: _slot,
+        mut slot,
     } = connection;
     let _ = stream.set_nodelay(true);
     let local = stream.local_addr().ok();
@@ -137,9 +200,10 @@ async fn handle(connection: Connection, mut stream: TcpStream, peer: SocketAddr)
     let g = &active.config.gateway;
 
     let mut early_proxy = None;
+    let expect_proxy = g.limits.trusts_proxy_from(peer.ip());
     let peeked = tokio::time::timeout(
         g.client_hello_timeout,
-        read_preamble_into(&mut stream, g.accept_proxy_protocol, &mut early_proxy),
+        read_preamble_into(&mut stream, expect_proxy, &mut early_proxy),
     )
     .await;
     // When the hello fails after a good PROXY header, the log still names the client.
@@ -151,6 +215,7 @@ async fn handle(connection: Connection, mut stream: TcpStream, peer: SocketAddr)
         Ok(Err(e)) => {
             let counter = match &e {
                 PeekError::Proxy(_) => Some(&metrics.refused_proxy_header),
+                PeekError::UntrustedProxy => Some(&metrics.refused_untrusted_proxy_header),
                 PeekError::ClientHello(_) | PeekError::TooLarge { .. } => {
                     Some(&metrics.client_hello_errors)
                 }
@@ -158,6 +223,11 @@ async fn handle(connection: Connection, mut stream: TcpStream, peer: SocketAddr)
             };
             if let Some(counter) = counter {
                 counter.fetch_add(1, Ordering::Relaxed);
+            }
+            if matches!(e, PeekError::UntrustedProxy) {
+                // Someone tried to claim another client address: worth a warning of its
+                // own, besides the connection line.
+                tracing::warn!(peer = %peer, "PROXY header from a peer not in gateway.accept_proxy_protocol_from refused");
             }
             log.finish(e.outcome(), Some(e.to_string()), 0, 0);
             return;
@@ -189,15 +259,53 @@ async fn handle(connection: Connection, mut stream: TcpStream, peer: SocketAddr)
         .unwrap_or(peer);
     log.client = client;
     log.sni = hello.sni.clone();
+    if expect_proxy {
+        if let Err(refusal) = slot.attribute(client.ip(), g.limits.max_connections_per_source) {
+            refuse(
+                &metrics,
+                refusal,
+                Budget::Passthrough,
+                &active,
+                log,
+                buf.len() as u64,
+            );
+            return;
+        }
+    }
 
     match active.routes.lookup(hello.sni.as_deref()) {
-        // Boxed: the TLS + HTTP state is large, and the task of every passthrough
-        // connection would otherwise reserve room for it.
-        Destination::Own => Box::pin(serve_own(own, &active, stream, buf, log)).await,
+        Destination::Own => {
+            let e = &active.config.endpoint;
+            let own_slot = match own_slots.try_open_from(
+                client.ip(),
+                e.max_connections,
+                e.max_connections_per_source,
+            ) {
+                Ok(own_slot) => own_slot,
+                Err(refusal) => {
+                    drop(stream);
+                    refuse(
+                        &metrics,
+                        refusal,
+                        Budget::Own,
+                        &active,
+                        log,
+                        buf.len() as u64,
+                    );
+                    return;
+                }
+            };
+            // Counted in the own endpoint's budget from here on, so that clients of the
+            // API cannot take the passthrough routes' connections, nor the reverse.
+            drop((slot, own_slots, metrics));
+            // Boxed: the TLS + HTTP state is large, and the task of every passthrough
+            // connection would otherwise reserve room for it.
+            Box::pin(serve_own(own, own_slot, &active, stream, buf, log)).await;
+        }
         Destination::Route(route) => {
             // A forwarded connection keeps its route, its slot and its counters, not the
             // services of the own endpoint.
-            drop((own, metrics));
+            drop((own, own_slots, metrics));
             passthrough(&active, &route, stream, client, dialed, &hello, buf, log).await;
         }
         Destination::Unrecognized => {
@@ -229,9 +337,11 @@ async fn refuse_unrecognized_name(mut stream: TcpStream) -> u64 {
     written
 }
 
-/// Terminates TLS locally and serves the API.
+/// Terminates TLS locally and serves the API, holding `_slot` of the own endpoint's
+/// budget to the end.
 async fn serve_own(
     services: Arc<endpoint::Services>,
+    _slot: ConnectionSlot,
     active: &Active,
     stream: TcpStream,
     buf: Vec<u8>,
@@ -246,7 +356,8 @@ async fn serve_own(
         stream,
         active.acceptor.clone(),
         active.config.gateway.client_hello_timeout,
-        active.config.gateway.idle_timeout,
+        active.config.endpoint,
+        active.config.gateway.drain_grace_period,
         services,
     )
     .await;
@@ -261,7 +372,11 @@ async fn serve_own(
         .backend_to_client
         .fetch_add(written, Ordering::Relaxed);
     match result {
-        Ok(()) => log.finish("closed", None, read, written),
+        Ok(endpoint::Ended::ByClient) => log.finish("closed", None, read, written),
+        Ok(endpoint::Ended::Closed(why)) => log.finish(why.outcome(), None, read, written),
+        Err(e @ endpoint::EndpointError::Dropped { .. }) => {
+            log.finish("own_endpoint_dropped", Some(e.to_string()), read, written);
+        }
         Err(e) => log.finish("own_endpoint_error", Some(e.to_string()), read, written),
     }
 }
@@ -306,6 +421,7 @@ async fn passthrough(
     };
     let opts = RelayOptions {
         idle_timeout: g.idle_timeout,
+        first_byte_timeout: g.limits.backend_first_byte_timeout,
         use_splice: g.splice,
     };
     let transfer =
@@ -313,6 +429,13 @@ async fn passthrough(
     let outcome = match &transfer.outcome {
         RelayOutcome::Closed => ("closed", None),
         RelayOutcome::IdleTimeout => ("idle_timeout", None),
+        RelayOutcome::BackendFirstByteTimeout => (
+            "backend_first_byte_timeout",
+            Some(format!(
+                "the backend sent nothing within {:?} (gateway.backend_first_byte_timeout)",
+                g.limits.backend_first_byte_timeout
+            )),
+        ),
         RelayOutcome::ClientError(e) => ("client_error", Some(e.to_string())),
         RelayOutcome::BackendError(e) => ("backend_error", Some(e.to_string())),
     };
@@ -372,6 +495,7 @@ mod size_tests {
         let connection = Connection {
             metrics,
             own,
+            own_slots: ConnectionSlots::new(),
             active: active.current(),
             slot: ConnectionSlots::new().try_open(10).unwrap(),
         };

@@ -58,8 +58,19 @@ pub struct Metrics {
     pub client_hello_timeouts: AtomicU64,
     /// Connections closed at once because `max_connections` were open.
     pub refused_max_connections: AtomicU64,
+    /// Connections closed at once because their source held
+    /// `gateway.max_connections_per_source`.
+    pub refused_per_source: AtomicU64,
+    /// Own-endpoint connections closed because `api.max_connections` were open.
+    pub refused_api_max_connections: AtomicU64,
+    /// Own-endpoint connections closed because their source held
+    /// `api.max_connections_per_source`.
+    pub refused_api_per_source: AtomicU64,
     /// Connections refused for a missing or broken PROXY header.
     pub refused_proxy_header: AtomicU64,
+    /// Connections refused for a PROXY header from a peer not in
+    /// `gateway.accept_proxy_protocol_from`.
+    pub refused_untrusted_proxy_header: AtomicU64,
     /// SNIs that matched no route (answered with `unrecognized_name`).
     pub unrecognized_name: AtomicU64,
     /// Successful reloads.
@@ -176,15 +187,31 @@ impl Metrics {
         family(
             "verigated_connections_refused_total",
             "counter",
-            "Connections closed before routing, by reason.",
+            "Connections closed before being served, by reason: a budget full (passthrough or own endpoint, in total or for one source) or a PROXY header refused.",
             vec![
                 (
                     "{reason=\"max_connections\"}".to_string(),
                     load(&self.refused_max_connections),
                 ),
                 (
+                    "{reason=\"max_connections_per_source\"}".to_string(),
+                    load(&self.refused_per_source),
+                ),
+                (
+                    "{reason=\"api_max_connections\"}".to_string(),
+                    load(&self.refused_api_max_connections),
+                ),
+                (
+                    "{reason=\"api_max_connections_per_source\"}".to_string(),
+                    load(&self.refused_api_per_source),
+                ),
+                (
                     "{reason=\"proxy_header\"}".to_string(),
                     load(&self.refused_proxy_header),
+                ),
+                (
+                    "{reason=\"untrusted_proxy_header\"}".to_string(),
+                    load(&self.refused_untrusted_proxy_header),
                 ),
             ],
         );

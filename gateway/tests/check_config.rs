@@ -153,3 +153,42 @@ fn bad_listen_address_refuses_to_start() {
         "{stderr}"
     );
 }
+
+#[test]
+fn bad_connection_bounds_are_named_in_one_pass() {
+    let text = format!(
+        "{HEAD}accept_proxy_protocol = true\nmax_connections_per_source = 0\n\
+         backend_first_byte_timeout = \"0s\"\n\
+         [api]\nmax_connections = -1\nidle_timeout = \"0s\"\nsend_timeout = 30\n\
+         http2_max_concurrent_streams = 500\n"
+    );
+    let (ok, _, stderr) = check(&text);
+    assert!(!ok);
+    for expected in [
+        "7 problem(s)",
+        "gateway.accept_proxy_protocol: true would trust a PROXY header from any peer",
+        "gateway.max_connections_per_source: expected a number of connections of 1..",
+        "gateway.backend_first_byte_timeout: must be more than zero",
+        "api.max_connections: expected a number of connections of 1..",
+        "api.idle_timeout: must be more than zero",
+        "api.send_timeout: expected a string with a unit such as \"30s\"",
+        "api.http2_max_concurrent_streams: expected 1..=128 streams such as 16, got 500",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing `{expected}` in:\n{stderr}"
+        );
+    }
+    let (ok, _, stderr) = check(&format!(
+        "{HEAD}accept_proxy_protocol_from = [\"10.0.0.0/8\", \"192.0.2.1/24\", \"lb\"]\n"
+    ));
+    assert!(!ok);
+    assert!(
+        stderr.contains("gateway.accept_proxy_protocol_from[1]: `192.0.2.1/24` has bits set after the prefix: write `192.0.2.0/24`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("gateway.accept_proxy_protocol_from[2]: expected an address block"),
+        "{stderr}"
+    );
+}

@@ -246,12 +246,18 @@ fn start_verigated(dir: &Path, backends: &[(&str, &Backend)], accept_proxy: bool
              listen = [\"{addr}\"]\n\
              domain = \"vm.example.com\"\n\
              data_dir = \"{}\"\n\
-             accept_proxy_protocol = {accept_proxy}\n\
+             {proxy_from}\n\
              client_hello_timeout = \"5s\"\n\n\
              [attestation]\n\
              tee = \"none\"\n\
              tpm = \"none\"\n\n",
-            dir.display()
+            dir.display(),
+            // HAProxy connects from loopback.
+            proxy_from = if accept_proxy {
+                "accept_proxy_protocol_from = [\"127.0.0.0/8\"]"
+            } else {
+                ""
+            },
         );
         for (name, backend) in backends {
             toml.push_str(&format!(

@@ -1,6 +1,7 @@
-//! PROXY protocol on both sides of verigated. In: with `accept_proxy_protocol`, the
-//! client address of the load balancer's v2 (or v1) header is the one logged, and a
-//! connection without a header is refused. Out: a route with `send_proxy_protocol`
+//! PROXY protocol on both sides of verigated. In: from a peer listed in
+//! `accept_proxy_protocol_from`, the client address of the load balancer's v2 (or v1)
+//! header is the one logged, and a connection without a header is refused; from an
+//! unlisted peer a header is refused. Out: a route with `send_proxy_protocol`
 //! gets a v2 header with the client's address and the SNI as Authority TLV, then the
 //! untouched ClientHello.
 
@@ -19,7 +20,7 @@ fn proxy_v2_in_logs_the_real_client_and_refuses_headerless() {
     let backends = three_backends();
     let gw = Gateway::start(
         dir.path(),
-        "accept_proxy_protocol = true",
+        "accept_proxy_protocol_from = [\"127.0.0.1/32\"]",
         &routes_for(&backends),
     );
     let real: SocketAddr = "203.0.113.7:4711".parse().unwrap();
@@ -119,7 +120,7 @@ fn proxy_local_health_check_and_broken_headers() {
     let backends = three_backends();
     let gw = Gateway::start(
         dir.path(),
-        "accept_proxy_protocol = true",
+        "accept_proxy_protocol_from = [\"127.0.0.1/32\"]",
         &routes_for(&backends),
     );
     // v2 LOCAL (what HAProxy's check-send-proxy sends): no address in it, so the peer
@@ -168,7 +169,7 @@ fn a_stalled_hello_behind_proxy_is_logged_with_the_real_client() {
     let dir = tempfile::tempdir().unwrap();
     let gw = Gateway::start(
         dir.path(),
-        "accept_proxy_protocol = true\nclient_hello_timeout = \"1s\"",
+        "accept_proxy_protocol_from = [\"127.0.0.1/32\"]\nclient_hello_timeout = \"1s\"",
         "",
     );
     let real: SocketAddr = "192.0.2.44:6000".parse().unwrap();

@@ -126,6 +126,10 @@ pub struct RelayOptions {
     /// The relay ends when no byte moved either way for this long. `Duration::ZERO`
     /// turns the timeout off.
     pub idle_timeout: Duration,
+    /// The relay ends when the backend sent no byte this long after the opening was
+    /// written (a backend that accepts and never answers a ClientHello).
+    /// `Duration::ZERO` turns the limit off.
+    pub first_byte_timeout: Duration,
     /// Use splice(2) where the platform has it (Linux); otherwise the portable copy.
     pub use_splice: bool,
 }
@@ -134,6 +138,7 @@ impl Default for RelayOptions {
     fn default() -> Self {
         RelayOptions {
             idle_timeout: Duration::from_secs(300),
+            first_byte_timeout: Duration::from_secs(10),
             use_splice: cfg!(target_os = "linux"),
         }
     }
@@ -146,6 +151,8 @@ pub enum RelayOutcome {
     Closed,
     /// No byte moved either way for the idle timeout.
     IdleTimeout,
+    /// The backend sent nothing within the first-byte limit.
+    BackendFirstByteTimeout,
     /// Reading from or writing to the client failed (reset, broken pipe).
     ClientError(io::Error),
     /// Reading from or writing to the backend failed.
@@ -157,6 +164,9 @@ impl fmt::Display for RelayOutcome {
         match self {
             RelayOutcome::Closed => f.write_str("closed"),
             RelayOutcome::IdleTimeout => f.write_str("idle timeout"),
+            RelayOutcome::BackendFirstByteTimeout => {
+                f.write_str("no byte from the backend in time")
+            }
             RelayOutcome::ClientError(e) => write!(f, "client error: {e}"),
             RelayOutcome::BackendError(e) => write!(f, "backend error: {e}"),
         }
@@ -220,18 +230,35 @@ impl Activity {
         self.last_ms.fetch_max(ms, Ordering::Relaxed);
     }
 
-    /// Completes once nothing moved for `idle`; never when `idle` is zero.
-    async fn idle_for(&self, idle: Duration) {
-        if idle.is_zero() {
-            return std::future::pending().await;
-        }
+    /// Completes with the limit that ran out first: nothing moved either way for
+    /// `idle`, or nothing came from the backend (`from_backend` still zero) within
+    /// `first_byte` of the relay's start, right after the opening (a ClientHello, which
+    /// a TLS server answers at once) was written. A zero limit is off; with both off,
+    /// never completes. One timer serves both, so an idle connection holds one.
+    async fn quiet(
+        &self,
+        idle: Duration,
+        first_byte: Duration,
+        from_backend: &AtomicU64,
+    ) -> RelayOutcome {
         loop {
             let last = self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
-            let deadline = last + idle;
-            if Instant::now() >= deadline {
-                return;
+            let idle_end = (!idle.is_zero()).then(|| last + idle);
+            let first_byte_end = (!first_byte.is_zero()
+                && from_backend.load(Ordering::Relaxed) == 0)
+                .then(|| self.start + first_byte);
+            let now = Instant::now();
+            if first_byte_end.is_some_and(|end| now >= end) {
+                return RelayOutcome::BackendFirstByteTimeout;
             }
-            tokio::time::sleep_until(deadline).await;
+            if idle_end.is_some_and(|end| now >= end) {
+                return RelayOutcome::IdleTimeout;
+            }
+            match (idle_end, first_byte_end) {
+                (None, None) => return std::future::pending().await,
+                (Some(a), Some(b)) => tokio::time::sleep_until(a.min(b)).await,
+                (Some(end), None) | (None, Some(end)) => tokio::time::sleep_until(end).await,
+            }
         }
     }
 }
@@ -372,7 +399,9 @@ async fn relay(
             let finished = tokio::select! {
                 r = &mut to_backend, if !c2b_done => { c2b_done = true; r }
                 r = &mut to_client, if !b2c_done => { b2c_done = true; r }
-                () = activity.idle_for(opts.idle_timeout) => break RelayOutcome::IdleTimeout,
+                quiet = activity.quiet(opts.idle_timeout, opts.first_byte_timeout, &b2c.relay) => {
+                    break quiet
+                }
             };
             match finished {
                 Err(Failure::Client(e)) => break RelayOutcome::ClientError(e),
@@ -389,7 +418,8 @@ async fn relay(
         RelayOutcome::ClientError(_) => {
             let _ = backend.set_zero_linger();
         }
-        RelayOutcome::BackendError(_) => {
+        // A backend that never answered broke the connection as much as one that failed.
+        RelayOutcome::BackendError(_) | RelayOutcome::BackendFirstByteTimeout => {
             let _ = client.set_zero_linger();
         }
         RelayOutcome::Closed | RelayOutcome::IdleTimeout => {}
@@ -526,6 +556,7 @@ mod tests {
     fn opts(use_splice: bool, idle_timeout: Duration) -> RelayOptions {
         RelayOptions {
             idle_timeout,
+            first_byte_timeout: Duration::ZERO,
             use_splice,
         }
     }
@@ -677,6 +708,67 @@ mod tests {
         half_close(false, false).await;
         #[cfg(target_os = "linux")]
         half_close(true, false).await;
+    }
+
+    #[tokio::test]
+    async fn a_backend_that_never_answers_ends_the_relay_and_one_that_answers_does_not() {
+        for use_splice in [false, cfg!(target_os = "linux")] {
+            // Mute: the relay ends at the first-byte limit, long before the idle one,
+            // and the client is reset (the backend broke the connection).
+            let mut s = sockets().await;
+            let counters = TrafficCounters::default();
+            let mut relay_opts = opts(use_splice, Duration::from_secs(3600));
+            relay_opts.first_byte_timeout = Duration::from_millis(200);
+            let relay_fut = pass_through(
+                s.client,
+                s.backend,
+                opening(b"hello"),
+                &relay_opts,
+                &counters,
+            );
+            let transfer = tokio::time::timeout(HANG_GUARD, relay_fut)
+                .await
+                .expect("relay finished");
+            assert!(
+                matches!(transfer.outcome, RelayOutcome::BackendFirstByteTimeout),
+                "{}",
+                transfer.outcome
+            );
+            let mut got = Vec::new();
+            let _ = s.client_peer.read_to_end(&mut got).await;
+            assert!(got.is_empty());
+
+            // Answering: the limit no longer applies; the relay ends when both close.
+            let mut s = sockets().await;
+            let counters = TrafficCounters::default();
+            let relay_fut = pass_through(
+                s.client,
+                s.backend,
+                opening(b"hello"),
+                &relay_opts,
+                &counters,
+            );
+            let peers = async {
+                s.backend_peer.write_all(b"server hello").await.unwrap();
+                // Well past the first-byte limit, then both sides finish.
+                tokio::time::sleep(Duration::from_millis(600)).await;
+                s.backend_peer.shutdown().await.unwrap();
+                s.client_peer.shutdown().await.unwrap();
+                let mut got = Vec::new();
+                s.client_peer.read_to_end(&mut got).await.unwrap();
+                got
+            };
+            let (transfer, got) =
+                tokio::time::timeout(HANG_GUARD, async { tokio::join!(relay_fut, peers) })
+                    .await
+                    .expect("relay finished");
+            assert!(
+                matches!(transfer.outcome, RelayOutcome::Closed),
+                "{}",
+                transfer.outcome
+            );
+            assert_eq!(got, b"server hello");
+        }
     }
 
     #[tokio::test]

@@ -25,8 +25,12 @@ pub enum PeekError {
     #[error("reading from the client: {0}")]
     Io(#[from] io::Error),
     /// A PROXY header was expected and these bytes are not one.
-    #[error("PROXY header required (accept_proxy_protocol = true): {0}")]
+    #[error("PROXY header required from this peer (accept_proxy_protocol_from): {0}")]
     Proxy(ProxyError),
+    /// A PROXY header came from a peer that may not send one: it could claim any
+    /// client address.
+    #[error("PROXY header from a peer not in accept_proxy_protocol_from")]
+    UntrustedProxy,
     /// The bytes are not a ClientHello the gateway accepts.
     #[error("{0}")]
     ClientHello(ClientHelloError),
@@ -45,6 +49,7 @@ impl PeekError {
             PeekError::ClosedEarly { .. } => "closed_before_client_hello",
             PeekError::Io(_) => "client_error",
             PeekError::Proxy(_) => "refused_proxy_header",
+            PeekError::UntrustedProxy => "refused_untrusted_proxy_header",
             PeekError::ClientHello(ClientHelloError::NotTls { .. }) => "not_tls",
             PeekError::ClientHello(_) => "bad_client_hello",
             PeekError::TooLarge { .. } => "client_hello_too_large",
@@ -102,6 +107,9 @@ pub async fn read_preamble_into(
         match reassembler.feed(&buf) {
             Ok(Some(hello)) => return Ok(Preamble { proxy, hello, buf }),
             Ok(None) => {}
+            Err(_) if !expect_proxy && proxy_protocol::looks_like_header(&buf) => {
+                return Err(PeekError::UntrustedProxy)
+            }
             Err(e) => return Err(PeekError::ClientHello(e)),
         }
         read_some(stream, &mut buf, MAX_CLIENT_HELLO_BYTES).await?;
@@ -196,6 +204,28 @@ mod tests {
         // The bytes after the hello are kept: they go to the backend too.
         assert!(preamble.buf.ends_with(b"early"));
         assert_eq!(preamble.hello.consumed + 5, preamble.buf.len());
+    }
+
+    #[tokio::test]
+    async fn a_proxy_header_where_none_is_allowed_is_named_as_such() {
+        let v2 = proxy_protocol::encode_v2(
+            "203.0.113.9:1".parse().unwrap(),
+            "192.0.2.2:443".parse().unwrap(),
+            None,
+        );
+        for header in [v2, b"PROXY TCP4 203.0.113.9 192.0.2.2 1 443\r\n".to_vec()] {
+            let (mut server, mut client) = pair().await;
+            client.write_all(&header).await.unwrap();
+            client.write_all(&hello()).await.unwrap();
+            let e = read_preamble(&mut server, false).await.unwrap_err();
+            assert!(matches!(e, PeekError::UntrustedProxy), "{e:?}");
+            assert_eq!(e.outcome(), "refused_untrusted_proxy_header");
+        }
+        // Other bytes that are not TLS stay "not TLS".
+        let (mut server, mut client) = pair().await;
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        let e = read_preamble(&mut server, false).await.unwrap_err();
+        assert_eq!(e.outcome(), "not_tls");
     }
 
     #[tokio::test]

@@ -132,6 +132,13 @@ pub fn parse(buf: &[u8]) -> Result<Option<(ProxyHeader, usize)>, ProxyError> {
     }
 }
 
+/// Whether `buf` (at least one byte) begins like a PROXY v1 or v2 header, so that a
+/// connection from a peer not allowed to send one can be refused as such rather than as
+/// "not TLS".
+pub fn looks_like_header(buf: &[u8]) -> bool {
+    !buf.is_empty() && (starts_like(buf, &V2_SIGNATURE) || starts_like(buf, V1_PREFIX))
+}
+
 /// True when `buf` and `prefix` agree on their common length.
 fn starts_like(buf: &[u8], prefix: &[u8]) -> bool {
     let n = buf.len().min(prefix.len());

@@ -33,6 +33,7 @@ async fn idle_relays_hold_no_pipes_before_or_after_a_burst() {
     let before = open_pipes();
     let opts = RelayOptions {
         idle_timeout: Duration::from_secs(60),
+        first_byte_timeout: Duration::ZERO,
         use_splice: true,
     };
     let mut ends = Vec::new();

@@ -1,6 +1,7 @@
-//! Free loopback ports for peers that cannot bind port 0 themselves.
+//! Free loopback ports for peers that cannot bind port 0 themselves, and connections
+//! from a chosen loopback address.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 
 /// A TCP port on 127.0.0.1 that was free a moment ago. The OS may hand it out again
 /// before the caller binds it, so callers that can bind port 0 should do that instead.
@@ -32,4 +33,28 @@ pub fn wait_for_listener(addr: SocketAddr, timeout: std::time::Duration) -> bool
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     false
+}
+
+/// A blocking TCP connection to `addr` from `source` (port chosen by the OS): another
+/// loopback address such as 127.0.0.2 stands for a second client machine.
+pub fn connect_from(source: IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.bind(SocketAddr::new(source, 0))?;
+        let stream = tokio::time::timeout(std::time::Duration::from_secs(10), socket.connect(addr))
+            .await
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
+            })??;
+        let stream = stream.into_std()?;
+        stream.set_nonblocking(false)?;
+        Ok(stream)
+    })
 }

@@ -265,6 +265,21 @@ pub fn connect_prefixed(
     alpn: &[&str],
     delivery: HelloDelivery,
 ) -> anyhow::Result<Session> {
+    let sock = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+        .with_context(|| format!("connecting {addr}"))?;
+    connect_over(sock, prefix, sni, alpn, delivery)
+}
+
+/// Like [`connect_prefixed`], over `sock`, already connected (from a chosen source
+/// address, say).
+pub fn connect_over(
+    mut sock: TcpStream,
+    prefix: &[u8],
+    sni: Option<&str>,
+    alpn: &[&str],
+    delivery: HelloDelivery,
+) -> anyhow::Result<Session> {
+    let addr = sock.peer_addr()?;
     let mut config = (*client_config(alpn)?).clone();
     let name = match sni {
         Some(name) => {
@@ -276,8 +291,6 @@ pub fn connect_prefixed(
         }
     };
     let mut conn = rustls::ClientConnection::new(Arc::new(config), name)?;
-    let mut sock = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
-        .with_context(|| format!("connecting {addr}"))?;
     sock.set_nodelay(true)?;
     sock.set_read_timeout(Some(Duration::from_secs(30)))?;
     sock.set_write_timeout(Some(Duration::from_secs(30)))?;

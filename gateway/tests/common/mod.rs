@@ -206,20 +206,38 @@ impl Gateway {
 
     /// `GET path` on the own endpoint over HTTP/1.1; returns (status line, body).
     pub fn get(&self, path: &str) -> (String, String) {
-        self.get_as(path, None)
+        self.request(path, None, "127.0.0.1".parse().expect("an address"))
     }
 
     /// `GET path` with `token` as the bearer credential (none: no header).
     pub fn get_as(&self, path: &str, token: Option<&str>) -> (String, String) {
-        // Behind `accept_proxy_protocol`, a PROXY v2 LOCAL header (as a load balancer's
+        self.request(path, token, "127.0.0.1".parse().expect("an address"))
+    }
+
+    /// [`Gateway::get`] from the loopback address `source` (127.0.0.2 stands for a
+    /// second client machine).
+    pub fn get_from(&self, source: std::net::IpAddr, path: &str) -> (String, String) {
+        self.request(path, None, source)
+    }
+
+    /// `GET path` from `source`, with `token` as the bearer credential if any.
+    fn request(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        source: std::net::IpAddr,
+    ) -> (String, String) {
+        // When the test's own address is a listed load balancer
+        // (`accept_proxy_protocol_from`), a PROXY v2 LOCAL header (as a load balancer's
         // health check sends) gets the request in.
-        let prefix: &[u8] = if self.gateway_extra.contains("accept_proxy_protocol = true") {
+        let prefix: &[u8] = if self.gateway_extra.contains("accept_proxy_protocol_from") {
             b"\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00"
         } else {
             b""
         };
-        let mut session = tls::connect_prefixed(
-            self.addr,
+        let sock = testkit::ports::connect_from(source, self.addr).expect("connect");
+        let mut session = tls::connect_over(
+            sock,
             prefix,
             Some(DOMAIN),
             &["http/1.1"],
