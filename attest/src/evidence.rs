@@ -67,6 +67,31 @@ pub enum TeeEvidence {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         collateral: Option<Base64>,
     },
+    /// An Azure confidential VM on SEV-SNP (ARCHITECTURE.md, "Azure confidential VMs"):
+    /// the HCL report the paravisor's vTPM kept in NV index 0x01400001 after verigated
+    /// wrote its report_data as user-data, and, optionally, the VCEK (and chain) as PEM.
+    /// The TPM quote in [`Evidence::tpm`] must be signed by the report's `HCLAkPub`.
+    #[serde(rename = "azure-sev-snp")]
+    AzureSevSnp {
+        /// The HCL report as read from NV index 0x01400001.
+        hcl_report: Base64,
+        /// The VCEK and its chain, PEM, if verigated obtained them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cert_chain: Option<Base64>,
+    },
+    /// An Azure confidential VM on TDX: the HCL report (its TD report is MAC'ed, not
+    /// signed), the TD quote the host's quote service made for that TD report, and,
+    /// optionally, the quote's PCS collateral JSON.
+    #[serde(rename = "azure-tdx")]
+    AzureTdx {
+        /// The HCL report as read from NV index 0x01400001.
+        hcl_report: Base64,
+        /// The TD quote for the HCL report's TD report (Azure IMDS `/acc/tdquote`).
+        td_quote: Base64,
+        /// The PCS collateral as JSON, if verigated obtained it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        collateral: Option<Base64>,
+    },
     /// verigate's simulated TEE: a report signed by a P-384 key kept in the data dir,
     /// with that key's public half (SPKI DER). Proves nothing about hardware.
     #[serde(rename = "simulated")]
@@ -99,6 +124,19 @@ enum TeeEvidenceWire {
         #[serde(default)]
         collateral: Option<Base64>,
     },
+    #[serde(rename = "azure-sev-snp")]
+    AzureSevSnp {
+        hcl_report: Base64,
+        #[serde(default)]
+        cert_chain: Option<Base64>,
+    },
+    #[serde(rename = "azure-tdx")]
+    AzureTdx {
+        hcl_report: Base64,
+        td_quote: Base64,
+        #[serde(default)]
+        collateral: Option<Base64>,
+    },
     #[serde(rename = "simulated")]
     Simulated { report: Base64, public_key: Base64 },
     #[serde(rename = "none")]
@@ -112,6 +150,22 @@ impl From<TeeEvidenceWire> for TeeEvidence {
                 TeeEvidence::SevSnp { report, cert_chain }
             }
             TeeEvidenceWire::Tdx { report, collateral } => TeeEvidence::Tdx { report, collateral },
+            TeeEvidenceWire::AzureSevSnp {
+                hcl_report,
+                cert_chain,
+            } => TeeEvidence::AzureSevSnp {
+                hcl_report,
+                cert_chain,
+            },
+            TeeEvidenceWire::AzureTdx {
+                hcl_report,
+                td_quote,
+                collateral,
+            } => TeeEvidence::AzureTdx {
+                hcl_report,
+                td_quote,
+                collateral,
+            },
             TeeEvidenceWire::Simulated { report, public_key } => {
                 TeeEvidence::Simulated { report, public_key }
             }
@@ -126,9 +180,20 @@ impl TeeEvidence {
         match self {
             TeeEvidence::SevSnp { .. } => "sev-snp",
             TeeEvidence::Tdx { .. } => "tdx",
+            TeeEvidence::AzureSevSnp { .. } => "azure-sev-snp",
+            TeeEvidence::AzureTdx { .. } => "azure-tdx",
             TeeEvidence::Simulated { .. } => "simulated",
             TeeEvidence::None => "none",
         }
+    }
+
+    /// Whether the TPM quote must be signed by a key the TEE report vouches for (Azure's
+    /// `HCLAkPub`), rather than one bound only through report_data.
+    pub fn vouches_for_tpm_key(&self) -> bool {
+        matches!(
+            self,
+            TeeEvidence::AzureSevSnp { .. } | TeeEvidence::AzureTdx { .. }
+        )
     }
 }
 

@@ -80,7 +80,7 @@ fn snp_hcl_report_verifies_link_by_link() {
         .runtime
         .vm_configuration
         .as_ref()
-        .is_some_and(|c| c.is_object()));
+        .is_some_and(serde_json::Value::is_object));
 
     // HCLAkPub signs the recorded quote, whose extraData is ASCII `challenge`.
     let ak = AkPublic::from_rsa(v.runtime.ak_pub.clone());

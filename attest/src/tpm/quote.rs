@@ -114,6 +114,10 @@ pub enum QuoteError {
         /// The key's `objectAttributes`.
         attributes: u32,
     },
+    /// The TEE report vouches for a TPM key (Azure's `HCLAkPub`) and the quote's key is
+    /// not it, or the TEE report did not verify so the vouched key is unknown.
+    #[error("attestation key: {0}")]
+    AkNotVouched(String),
     /// The signature's scheme does not fit the key's type (an RSA signature for an ECC
     /// key, ...).
     #[error("signature is {signature}, but the attestation key is {key}")]
