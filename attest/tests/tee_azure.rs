@@ -47,9 +47,9 @@ fn tdx_report() -> Option<Vec<u8>> {
     Some(std::fs::read(d.join("tdx-hcl-report.bin")).expect("evidence readable"))
 }
 
-/// 2025-01-01T00:00:00Z: inside the Milan VCEK's validity (and the ASK's and ARK's).
+/// 2025-06-01T00:00:00Z: inside the Azure VCEK's validity (from 2025-01-28), the ASK's and the ARK's.
 fn at() -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_secs(1_735_689_600)
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_748_736_000)
 }
 
 fn certs(vcek: &[u8]) -> SnpCerts {

@@ -50,7 +50,7 @@ fn recorded() -> Option<Recorded> {
 }
 
 fn at() -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_secs(1_735_689_600)
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_748_736_000)
 }
 
 /// A TPMT_PUBLIC for an RSA-2048 restricted signing key (RSASSA-SHA256) with modulus
