@@ -104,7 +104,19 @@ pub enum TeeEvidence {
     /// No TEE: nothing vouches for report_data.
     #[serde(rename = "none")]
     None,
+    /// No TEE, and why: verigated looked for one (`tee = "auto"`) and found none. The
+    /// same `kind` as [`TeeEvidence::None`], with a `cause` a verifier shows, so a user
+    /// learns that the VM was not configured without a TEE but did not find one.
+    #[serde(rename = "none")]
+    NotFound {
+        /// Why there is no TEE, e.g. [`NO_TEE_FOUND`].
+        cause: String,
+    },
 }
+
+/// The cause verigated gives when `tee = "auto"` finds no TEE: in its log, in
+/// `/healthz` and in the evidence, so `verify` and `snapshot` name it.
+pub const NO_TEE_FOUND: &str = "verigated found no TEE: tee = auto";
 
 /// The wire form of [`TeeEvidence`] for parsing: serde lets a unit variant of an
 /// internally tagged enum take any fields, so `none` is an empty struct variant here,
@@ -140,7 +152,10 @@ enum TeeEvidenceWire {
     #[serde(rename = "simulated")]
     Simulated { report: Base64, public_key: Base64 },
     #[serde(rename = "none")]
-    None {},
+    None {
+        #[serde(default)]
+        cause: Option<String>,
+    },
 }
 
 impl From<TeeEvidenceWire> for TeeEvidence {
@@ -169,7 +184,8 @@ impl From<TeeEvidenceWire> for TeeEvidence {
             TeeEvidenceWire::Simulated { report, public_key } => {
                 TeeEvidence::Simulated { report, public_key }
             }
-            TeeEvidenceWire::None {} => TeeEvidence::None,
+            TeeEvidenceWire::None { cause: None } => TeeEvidence::None,
+            TeeEvidenceWire::None { cause: Some(cause) } => TeeEvidence::NotFound { cause },
         }
     }
 }
@@ -183,7 +199,7 @@ impl TeeEvidence {
             TeeEvidence::AzureSevSnp { .. } => "azure-sev-snp",
             TeeEvidence::AzureTdx { .. } => "azure-tdx",
             TeeEvidence::Simulated { .. } => "simulated",
-            TeeEvidence::None => "none",
+            TeeEvidence::None | TeeEvidence::NotFound { .. } => "none",
         }
     }
 
@@ -286,6 +302,47 @@ impl Evidence {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_tee_may_say_why() {
+        let found: TeeEvidence = serde_json::from_str(
+            r#"{"kind": "none", "cause": "verigated found no TEE: tee = auto"}"#,
+        )
+        .expect("none with a cause");
+        assert_eq!(
+            found,
+            TeeEvidence::NotFound {
+                cause: NO_TEE_FOUND.into()
+            }
+        );
+        assert_eq!(found.kind(), "none");
+        let json = serde_json::to_string(&found).expect("serializes");
+        assert_eq!(
+            json,
+            r#"{"kind":"none","cause":"verigated found no TEE: tee = auto"}"#
+        );
+        let plain: TeeEvidence = serde_json::from_str(r#"{"kind": "none"}"#).expect("none");
+        assert_eq!(plain, TeeEvidence::None);
+        assert_eq!(
+            serde_json::to_string(&plain).expect("serializes"),
+            r#"{"kind":"none"}"#
+        );
+        assert!(
+            serde_json::from_str::<TeeEvidence>(r#"{"kind": "none", "report": "AA=="}"#).is_err()
+        );
+        // The cause reaches the checks a user reads.
+        let err = crate::verify::verify_tee(
+            &found,
+            &crate::verify::TeeOptions {
+                snp_certs: None,
+                tdx_collateral: None,
+                allowed_tdx_tcb_statuses: &[],
+                at: std::time::SystemTime::now(),
+            },
+        )
+        .expect_err("no TEE");
+        assert!(err.to_string().contains(NO_TEE_FOUND), "{err}");
+    }
     use crate::binding::ManifestEntry;
 
     fn sample() -> Evidence {

@@ -271,6 +271,10 @@ pub enum TeeError {
     /// The evidence's TEE kind is `none`.
     #[error("the evidence has no TEE report (kind `none`): nothing vouches for this VM or for report_data")]
     NoTee,
+    /// The evidence's TEE kind is `none`, and verigated says why (e.g. `tee = auto`
+    /// found none).
+    #[error("the evidence has no TEE report (kind `none`), because {0}: nothing vouches for this VM or for report_data")]
+    NoTeeFound(String),
     /// The SEV-SNP report, its certificates or its policy did not verify.
     #[error("SEV-SNP: {0}")]
     Snp(#[from] SnpError),
@@ -372,6 +376,7 @@ pub fn verify_tee(tee: &TeeEvidence, opts: &TeeOptions<'_>) -> Result<VerifiedTe
             })
         }
         TeeEvidence::None => Err(TeeError::NoTee),
+        TeeEvidence::NotFound { cause } => Err(TeeError::NoTeeFound(cause.clone())),
     }
 }
 
@@ -416,7 +421,7 @@ pub fn snapshot_policy(
         &binding::ak_digest(ak_public),
     );
     let verified = match verify_tee(&evidence.tee, tee) {
-        Err(TeeError::NoTee) => None,
+        Err(TeeError::NoTee | TeeError::NoTeeFound(_)) => None,
         Err(e) => return Err(SnapshotPolicyError::Tee(e)),
         Ok(VerifiedTee::Simulated { .. }) if !allow_simulated_tee => {
             return Err(SnapshotPolicyError::SimulatedNotAllowed)
@@ -643,6 +648,12 @@ fn check_binding(
             return Check::fail(
                 names::BINDING,
                 "no TEE report carries report_data, so nothing binds the nonce, the manifest and the TPM key",
+            )
+        }
+        Err(TeeError::NoTeeFound(cause)) => {
+            return Check::fail(
+                names::BINDING,
+                format!("no TEE report carries report_data ({cause}), so nothing binds the nonce, the manifest and the TPM key"),
             )
         }
         Err(_) => {
