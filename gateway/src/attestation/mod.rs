@@ -19,6 +19,7 @@
 //! in report_data is 32 zero bytes. TEE, TPM and AK are chosen at start; changing them
 //! takes a restart (a reload changes the routes, hence the manifest, only).
 
+pub mod azure;
 pub mod tee;
 #[cfg(feature = "tpm")]
 pub mod tpm;
