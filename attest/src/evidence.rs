@@ -67,6 +67,31 @@ pub enum TeeEvidence {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         collateral: Option<Base64>,
     },
+    /// An Azure confidential VM on SEV-SNP (ARCHITECTURE.md, "Azure confidential VMs"):
+    /// the HCL report the paravisor's vTPM kept in NV index 0x01400001 after verigated
+    /// wrote its report_data as user-data, and, optionally, the VCEK (and chain) as PEM.
+    /// The TPM quote in [`Evidence::tpm`] must be signed by the report's `HCLAkPub`.
+    #[serde(rename = "azure-sev-snp")]
+    AzureSevSnp {
+        /// The HCL report as read from NV index 0x01400001.
+        hcl_report: Base64,
+        /// The VCEK and its chain, PEM, if verigated obtained them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cert_chain: Option<Base64>,
+    },
+    /// An Azure confidential VM on TDX: the HCL report (its TD report is MAC'ed, not
+    /// signed), the TD quote the host's quote service made for that TD report, and,
+    /// optionally, the quote's PCS collateral JSON.
+    #[serde(rename = "azure-tdx")]
+    AzureTdx {
+        /// The HCL report as read from NV index 0x01400001.
+        hcl_report: Base64,
+        /// The TD quote for the HCL report's TD report (Azure IMDS `/acc/tdquote`).
+        td_quote: Base64,
+        /// The PCS collateral as JSON, if verigated obtained it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        collateral: Option<Base64>,
+    },
     /// verigate's simulated TEE: a report signed by a P-384 key kept in the data dir,
     /// with that key's public half (SPKI DER). Proves nothing about hardware.
     #[serde(rename = "simulated")]
@@ -79,7 +104,19 @@ pub enum TeeEvidence {
     /// No TEE: nothing vouches for report_data.
     #[serde(rename = "none")]
     None,
+    /// No TEE, and why: verigated looked for one (`tee = "auto"`) and found none. The
+    /// same `kind` as [`TeeEvidence::None`], with a `cause` a verifier shows, so a user
+    /// learns that the VM was not configured without a TEE but did not find one.
+    #[serde(rename = "none")]
+    NotFound {
+        /// Why there is no TEE, e.g. [`NO_TEE_FOUND`].
+        cause: String,
+    },
 }
+
+/// The cause verigated gives when `tee = "auto"` finds no TEE: in its log, in
+/// `/healthz` and in the evidence, so `verify` and `snapshot` name it.
+pub const NO_TEE_FOUND: &str = "verigated found no TEE: tee = auto";
 
 /// The wire form of [`TeeEvidence`] for parsing: serde lets a unit variant of an
 /// internally tagged enum take any fields, so `none` is an empty struct variant here,
@@ -99,10 +136,26 @@ enum TeeEvidenceWire {
         #[serde(default)]
         collateral: Option<Base64>,
     },
+    #[serde(rename = "azure-sev-snp")]
+    AzureSevSnp {
+        hcl_report: Base64,
+        #[serde(default)]
+        cert_chain: Option<Base64>,
+    },
+    #[serde(rename = "azure-tdx")]
+    AzureTdx {
+        hcl_report: Base64,
+        td_quote: Base64,
+        #[serde(default)]
+        collateral: Option<Base64>,
+    },
     #[serde(rename = "simulated")]
     Simulated { report: Base64, public_key: Base64 },
     #[serde(rename = "none")]
-    None {},
+    None {
+        #[serde(default)]
+        cause: Option<String>,
+    },
 }
 
 impl From<TeeEvidenceWire> for TeeEvidence {
@@ -112,10 +165,27 @@ impl From<TeeEvidenceWire> for TeeEvidence {
                 TeeEvidence::SevSnp { report, cert_chain }
             }
             TeeEvidenceWire::Tdx { report, collateral } => TeeEvidence::Tdx { report, collateral },
+            TeeEvidenceWire::AzureSevSnp {
+                hcl_report,
+                cert_chain,
+            } => TeeEvidence::AzureSevSnp {
+                hcl_report,
+                cert_chain,
+            },
+            TeeEvidenceWire::AzureTdx {
+                hcl_report,
+                td_quote,
+                collateral,
+            } => TeeEvidence::AzureTdx {
+                hcl_report,
+                td_quote,
+                collateral,
+            },
             TeeEvidenceWire::Simulated { report, public_key } => {
                 TeeEvidence::Simulated { report, public_key }
             }
-            TeeEvidenceWire::None {} => TeeEvidence::None,
+            TeeEvidenceWire::None { cause: None } => TeeEvidence::None,
+            TeeEvidenceWire::None { cause: Some(cause) } => TeeEvidence::NotFound { cause },
         }
     }
 }
@@ -126,9 +196,20 @@ impl TeeEvidence {
         match self {
             TeeEvidence::SevSnp { .. } => "sev-snp",
             TeeEvidence::Tdx { .. } => "tdx",
+            TeeEvidence::AzureSevSnp { .. } => "azure-sev-snp",
+            TeeEvidence::AzureTdx { .. } => "azure-tdx",
             TeeEvidence::Simulated { .. } => "simulated",
-            TeeEvidence::None => "none",
+            TeeEvidence::None | TeeEvidence::NotFound { .. } => "none",
         }
+    }
+
+    /// Whether the TPM quote must be signed by a key the TEE report vouches for (Azure's
+    /// `HCLAkPub`), rather than one bound only through report_data.
+    pub fn vouches_for_tpm_key(&self) -> bool {
+        matches!(
+            self,
+            TeeEvidence::AzureSevSnp { .. } | TeeEvidence::AzureTdx { .. }
+        )
     }
 }
 
@@ -221,6 +302,47 @@ impl Evidence {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_tee_may_say_why() {
+        let found: TeeEvidence = serde_json::from_str(
+            r#"{"kind": "none", "cause": "verigated found no TEE: tee = auto"}"#,
+        )
+        .expect("none with a cause");
+        assert_eq!(
+            found,
+            TeeEvidence::NotFound {
+                cause: NO_TEE_FOUND.into()
+            }
+        );
+        assert_eq!(found.kind(), "none");
+        let json = serde_json::to_string(&found).expect("serializes");
+        assert_eq!(
+            json,
+            r#"{"kind":"none","cause":"verigated found no TEE: tee = auto"}"#
+        );
+        let plain: TeeEvidence = serde_json::from_str(r#"{"kind": "none"}"#).expect("none");
+        assert_eq!(plain, TeeEvidence::None);
+        assert_eq!(
+            serde_json::to_string(&plain).expect("serializes"),
+            r#"{"kind":"none"}"#
+        );
+        assert!(
+            serde_json::from_str::<TeeEvidence>(r#"{"kind": "none", "report": "AA=="}"#).is_err()
+        );
+        // The cause reaches the checks a user reads.
+        let err = crate::verify::verify_tee(
+            &found,
+            &crate::verify::TeeOptions {
+                snp_certs: None,
+                tdx_collateral: None,
+                allowed_tdx_tcb_statuses: &[],
+                at: std::time::SystemTime::now(),
+            },
+        )
+        .expect_err("no TEE");
+        assert!(err.to_string().contains(NO_TEE_FOUND), "{err}");
+    }
     use crate::binding::ManifestEntry;
 
     fn sample() -> Evidence {

@@ -18,6 +18,7 @@ use crate::check::Check;
 use crate::evidence::{Evidence, TeeEvidence, TpmEvidence};
 use crate::ima::{self, ImaEntry};
 use crate::snapshot::{FileIndex, Snapshot, TeePolicy, TpmPolicy};
+use crate::tee::azure::{self, AzureError, AzureSnpVerified, AzureTdxVerified};
 use crate::tee::simulated::{self, SimulatedError, SimulatedReport};
 use crate::tee::snp::{self, SnpCerts, SnpError, SnpVerified};
 use crate::tee::tdx::{self, TdxError, TdxVerified};
@@ -153,6 +154,11 @@ pub enum VerifiedTee {
     Snp(Box<SnpVerified>),
     /// A verified TDX quote and the fields read from it.
     Tdx(Box<TdxVerified>),
+    /// A verified Azure SEV-SNP HCL report: the SNP report and the runtime data it
+    /// vouches for.
+    AzureSnp(Box<AzureSnpVerified>),
+    /// A verified Azure TDX HCL report: the TD quote and the runtime data it vouches for.
+    AzureTdx(Box<AzureTdxVerified>),
     /// A verified report of verigate's simulated TEE.
     Simulated {
         /// The report's fields.
@@ -168,6 +174,10 @@ impl VerifiedTee {
         match self {
             VerifiedTee::Snp(v) => &v.report_data,
             VerifiedTee::Tdx(v) => &v.report_data,
+            // The hardware's report_data holds the runtime JSON's hash; the JSON's
+            // user-data is what verigated wrote, its report_data.
+            VerifiedTee::AzureSnp(v) => &v.runtime.user_data,
+            VerifiedTee::AzureTdx(v) => &v.runtime.user_data,
             VerifiedTee::Simulated { report, .. } => &report.report_data,
         }
     }
@@ -177,7 +187,18 @@ impl VerifiedTee {
         match self {
             VerifiedTee::Snp(_) => "sev-snp",
             VerifiedTee::Tdx(_) => "tdx",
+            VerifiedTee::AzureSnp(_) => "azure-sev-snp",
+            VerifiedTee::AzureTdx(_) => "azure-tdx",
             VerifiedTee::Simulated { .. } => "simulated",
+        }
+    }
+
+    /// The TPM attestation key the report vouches for (Azure's `HCLAkPub`), if any.
+    pub fn vouched_tpm_key(&self) -> Option<&rsa::RsaPublicKey> {
+        match self {
+            VerifiedTee::AzureSnp(v) => Some(&v.runtime.ak_pub),
+            VerifiedTee::AzureTdx(v) => Some(&v.runtime.ak_pub),
+            _ => None,
         }
     }
 
@@ -187,6 +208,9 @@ impl VerifiedTee {
         match self {
             VerifiedTee::Snp(v) => TeePolicy::from_snp(v),
             VerifiedTee::Tdx(v) => TeePolicy::from_tdx(v),
+            // The hardware report's fields are pinned as for bare SEV-SNP and TDX.
+            VerifiedTee::AzureSnp(v) => TeePolicy::from_snp(&v.snp),
+            VerifiedTee::AzureTdx(v) => TeePolicy::from_tdx(&v.tdx),
             VerifiedTee::Simulated {
                 report,
                 public_key_sha256,
@@ -204,6 +228,18 @@ impl VerifiedTee {
             VerifiedTee::Tdx(v) => format!(
                 "TDX quote v{} verified to the Intel SGX root CA; TCB status {}",
                 v.quote_version, v.tcb_status
+            ),
+            VerifiedTee::AzureSnp(v) => format!(
+                "Azure HCL report: SEV-SNP report v{} ({:?}) signed by its {} chaining to the \
+                 pinned AMD ARK; guest policy {:#x} (no debug); report_data holds the hash of \
+                 the runtime data, which names HCLAkPub and the user-data",
+                v.snp.version, v.snp.product, v.snp.signed_by, v.snp.policy
+            ),
+            VerifiedTee::AzureTdx(v) => format!(
+                "Azure HCL report: TD quote v{} for its TD report verified to the Intel SGX \
+                 root CA, TCB status {}; REPORTDATA holds the hash of the runtime data, which \
+                 names HCLAkPub and the user-data",
+                v.tdx.quote_version, v.tdx.tcb_status
             ),
             VerifiedTee::Simulated {
                 public_key_sha256, ..
@@ -235,6 +271,10 @@ pub enum TeeError {
     /// The evidence's TEE kind is `none`.
     #[error("the evidence has no TEE report (kind `none`): nothing vouches for this VM or for report_data")]
     NoTee,
+    /// The evidence's TEE kind is `none`, and verigated says why (e.g. `tee = auto`
+    /// found none).
+    #[error("the evidence has no TEE report (kind `none`), because {0}: nothing vouches for this VM or for report_data")]
+    NoTeeFound(String),
     /// The SEV-SNP report, its certificates or its policy did not verify.
     #[error("SEV-SNP: {0}")]
     Snp(#[from] SnpError),
@@ -244,6 +284,9 @@ pub enum TeeError {
     /// A TDX quote came with no collateral, in the evidence or from the user.
     #[error("TDX: no collateral in the evidence and none given, so the quote cannot be checked")]
     NoTdxCollateral,
+    /// The Azure HCL report, its hardware report or its runtime data did not verify.
+    #[error("Azure: {0}")]
+    Azure(#[from] AzureError),
     /// The simulated report's signature or format did not verify.
     #[error("{0}")]
     Simulated(#[from] SimulatedError),
@@ -284,6 +327,42 @@ pub fn verify_tee(tee: &TeeEvidence, opts: &TeeOptions<'_>) -> Result<VerifiedTe
                 opts.allowed_tdx_tcb_statuses,
             )?)))
         }
+        TeeEvidence::AzureSevSnp {
+            hcl_report,
+            cert_chain,
+        } => {
+            let certs = SnpCerts {
+                vcek_or_vlek: opts.snp_certs.and_then(|c| c.vcek_or_vlek.clone()),
+                chain_pem: opts
+                    .snp_certs
+                    .and_then(|c| c.chain_pem.clone())
+                    .or_else(|| cert_chain.as_ref().map(|c| c.0.clone())),
+            };
+            Ok(VerifiedTee::AzureSnp(Box::new(azure::verify_snp(
+                &hcl_report.0,
+                &certs,
+                opts.at,
+            )?)))
+        }
+        TeeEvidence::AzureTdx {
+            hcl_report,
+            td_quote,
+            collateral,
+        } => {
+            let collateral = opts
+                .tdx_collateral
+                .or(collateral.as_ref().map(|c| c.0.as_slice()));
+            Ok(VerifiedTee::AzureTdx(Box::new(azure::verify_tdx(
+                &hcl_report.0,
+                &td_quote.0,
+                collateral,
+                opts.at,
+                &tdx::TdxOptions {
+                    allowed_tcb_statuses: opts.allowed_tdx_tcb_statuses.to_vec(),
+                    allow_debug: false,
+                },
+            )?)))
+        }
         TeeEvidence::Simulated { report, public_key } => {
             let fields = simulated::verify(&report.0, &public_key.0)?;
             if fields.debug_allowed() {
@@ -297,6 +376,7 @@ pub fn verify_tee(tee: &TeeEvidence, opts: &TeeOptions<'_>) -> Result<VerifiedTe
             })
         }
         TeeEvidence::None => Err(TeeError::NoTee),
+        TeeEvidence::NotFound { cause } => Err(TeeError::NoTeeFound(cause.clone())),
     }
 }
 
@@ -340,8 +420,8 @@ pub fn snapshot_policy(
         &evidence.manifest.digest(),
         &binding::ak_digest(ak_public),
     );
-    let tee_policy = match verify_tee(&evidence.tee, tee) {
-        Err(TeeError::NoTee) => TeePolicy::None,
+    let verified = match verify_tee(&evidence.tee, tee) {
+        Err(TeeError::NoTee | TeeError::NoTeeFound(_)) => None,
         Err(e) => return Err(SnapshotPolicyError::Tee(e)),
         Ok(VerifiedTee::Simulated { .. }) if !allow_simulated_tee => {
             return Err(SnapshotPolicyError::SimulatedNotAllowed)
@@ -350,8 +430,11 @@ pub fn snapshot_policy(
             let (expected, got) = hex_pair(&report_data, v.report_data());
             return Err(SnapshotPolicyError::Binding { expected, got });
         }
-        Ok(v) => v.policy(),
+        Ok(v) => Some(v),
     };
+    let tee_policy = verified
+        .as_ref()
+        .map_or(TeePolicy::None, VerifiedTee::policy);
     let tpm_policy = match &evidence.tpm {
         Some(t) => {
             let q = quote::verify(
@@ -361,6 +444,7 @@ pub fn snapshot_policy(
                 &t.pcrs,
                 &binding::tpm_qualifying(&report_data),
             )?;
+            check_vouched_tpm_key(&evidence.tee, verified.as_ref(), &t.ak_public.0)?;
             Some(TpmPolicy::from_quote(&q, &t.ak_public.0))
         }
         None => None,
@@ -400,13 +484,15 @@ pub fn verify(evidence: &Evidence, expect: &Expectations<'_>) -> Vec<Check> {
 
     let tpm_absence = TpmAbsence::judge(evidence, snapshot);
     let quote = evidence.tpm.as_ref().map(|t| {
-        quote::verify(
+        let q = quote::verify(
             &t.ak_public.0,
             &t.quote.0,
             &t.signature.0,
             &t.pcrs,
             &binding::tpm_qualifying(&expected_report_data),
-        )
+        )?;
+        check_vouched_tpm_key(&evidence.tee, tee.as_ref().ok(), &t.ak_public.0)?;
+        Ok(q)
     });
     checks.push(check_tpm_quote(quote.as_ref(), &tpm_absence));
     checks.push(check_tpm_reboot(quote.as_ref(), snapshot, &tpm_absence));
@@ -423,6 +509,32 @@ pub fn verify(evidence: &Evidence, expect: &Expectations<'_>) -> Vec<Check> {
     ));
     checks.push(check_manifest(evidence, expect));
     checks
+}
+
+/// Where the TEE report vouches for the TPM key (Azure's `HCLAkPub`), the quote's key
+/// must be that one: else a quote from any TPM the guest made up would be accepted.
+fn check_vouched_tpm_key(
+    tee_evidence: &TeeEvidence,
+    verified: Option<&VerifiedTee>,
+    ak_public_tpmt: &[u8],
+) -> Result<(), quote::QuoteError> {
+    if !tee_evidence.vouches_for_tpm_key() {
+        return Ok(());
+    }
+    let Some(vouched) = verified.and_then(VerifiedTee::vouched_tpm_key) else {
+        return Err(quote::QuoteError::AkNotVouched(
+            "the HCL report did not verify, so HCLAkPub, the only key its quotes may come from, is unknown (see tee)".into(),
+        ));
+    };
+    let ak = quote::AkPublic::from_tpmt(ak_public_tpmt)?;
+    if ak.is_rsa_key(vouched) {
+        Ok(())
+    } else {
+        Err(quote::QuoteError::AkNotVouched(format!(
+            "the quote's key ({}) is not the HCLAkPub the HCL report vouches for: it is not the paravisor's vTPM key",
+            ak.key.describe()
+        )))
+    }
 }
 
 /// The `application <name>` check, after the CLI's handshake with SNI `name` saw a leaf
@@ -536,6 +648,12 @@ fn check_binding(
             return Check::fail(
                 names::BINDING,
                 "no TEE report carries report_data, so nothing binds the nonce, the manifest and the TPM key",
+            )
+        }
+        Err(TeeError::NoTeeFound(cause)) => {
+            return Check::fail(
+                names::BINDING,
+                format!("no TEE report carries report_data ({cause}), so nothing binds the nonce, the manifest and the TPM key"),
             )
         }
         Err(_) => {
@@ -1157,6 +1275,23 @@ fn hex_pair(expected: &[u8], got: &[u8]) -> (String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unverified_azure_report_vouches_for_no_tpm_key() {
+        let azure = TeeEvidence::AzureSevSnp {
+            hcl_report: crate::evidence::Base64(vec![1, 2, 3]),
+            cert_chain: None,
+        };
+        let err = check_vouched_tpm_key(&azure, None, &[0, 1]).expect_err("unknown HCLAkPub");
+        assert!(matches!(err, quote::QuoteError::AkNotVouched(_)), "{err}");
+        assert!(err.to_string().contains("HCLAkPub"));
+        // Kinds whose report vouches for no key leave the quote to the binding.
+        let snp = TeeEvidence::SevSnp {
+            report: crate::evidence::Base64(vec![1]),
+            cert_chain: None,
+        };
+        assert!(check_vouched_tpm_key(&snp, None, &[0, 1]).is_ok());
+    }
 
     #[test]
     fn quoted_prefix_finds_the_quoted_part_of_a_grown_log() {

@@ -130,7 +130,7 @@ pub enum CollectError {
     },
 }
 
-fn tpm(op: &'static str) -> impl FnOnce(tss_esapi::Error) -> CollectError {
+pub(super) fn tpm(op: &'static str) -> impl FnOnce(tss_esapi::Error) -> CollectError {
     move |source| CollectError::Tpm { op, source }
 }
 
@@ -171,7 +171,7 @@ struct LoadedAk {
 /// An open TPM. `Send` but not `Sync`, and every call blocks on the TPM: a server keeps
 /// one behind a mutex and calls it from blocking tasks.
 pub struct Tpm {
-    ctx: Context,
+    pub(super) ctx: Context,
     ak_handle: u32,
     ak: Option<LoadedAk>,
 }
@@ -366,7 +366,7 @@ impl Tpm {
         Ok(out)
     }
 
-    fn handle_exists(&mut self, handle: u32) -> Result<bool, CollectError> {
+    pub(super) fn handle_exists(&mut self, handle: u32) -> Result<bool, CollectError> {
         let (data, _) = self
             .ctx
             .execute_without_session(|ctx| ctx.get_capability(CapabilityType::Handles, handle, 1))

@@ -17,6 +17,8 @@
 
 #[cfg(feature = "tpm-collect")]
 pub mod collect;
+#[cfg(feature = "tpm-collect")]
+pub mod nv;
 pub mod quote;
 #[cfg(feature = "tpm-collect")]
 pub mod seal;

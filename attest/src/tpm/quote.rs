@@ -114,6 +114,10 @@ pub enum QuoteError {
         /// The key's `objectAttributes`.
         attributes: u32,
     },
+    /// The TEE report vouches for a TPM key (Azure's `HCLAkPub`) and the quote's key is
+    /// not it, or the TEE report did not verify so the vouched key is unknown.
+    #[error("attestation key: {0}")]
+    AkNotVouched(String),
     /// The signature's scheme does not fit the key's type (an RSA signature for an ECC
     /// key, ...).
     #[error("signature is {signature}, but the attestation key is {key}")]
@@ -580,6 +584,23 @@ impl AkPublic {
         })
     }
 
+    /// A bare RSA key (e.g. Azure's `HCLAkPub` JWK): like PEM, it carries no TPM
+    /// attributes.
+    pub fn from_rsa(key: rsa::RsaPublicKey) -> AkPublic {
+        AkPublic {
+            key: AkKey::Rsa(key),
+            attributes: None,
+            scheme: None,
+            name_alg: None,
+            tpmt: None,
+        }
+    }
+
+    /// Whether this is the RSA key `other` (same modulus and exponent).
+    pub fn is_rsa_key(&self, other: &rsa::RsaPublicKey) -> bool {
+        matches!(&self.key, AkKey::Rsa(k) if k == other)
+    }
+
     /// Accepts any of the forms tpm2-tools writes: PEM (starts with `-----BEGIN`),
     /// `TPM2B_PUBLIC` (its leading size equals the rest of the file), else `TPMT_PUBLIC`.
     pub fn from_any(bytes: &[u8]) -> Result<AkPublic, QuoteError> {
@@ -785,6 +806,29 @@ impl TpmSignature {
         };
         r.finish("TPMT_SIGNATURE")?;
         Ok(sig)
+    }
+
+    /// Parses a `TPMT_SIGNATURE`, or, for an RSA key, the plain signature bytes that
+    /// `tpm2_quote -f plain` writes (exactly the modulus's size): those carry no scheme,
+    /// so it is the key's own (RSASSA-SHA256 when the key fixes none, as Azure's vTPM AK
+    /// does not need to). A plain signature of another length is refused as such.
+    pub fn parse_for_key(bytes: &[u8], ak: &AkPublic) -> Result<TpmSignature, QuoteError> {
+        use rsa::traits::PublicKeyParts as _;
+        let AkKey::Rsa(key) = &ak.key else {
+            return TpmSignature::parse(bytes);
+        };
+        if bytes.len() != key.size() {
+            return TpmSignature::parse(bytes);
+        }
+        let sig = bytes.to_vec();
+        Ok(match ak.scheme {
+            Some((TPM_ALG_RSAPSS, hash)) => TpmSignature::RsaPss { hash, sig },
+            Some((_, hash)) => TpmSignature::RsaSsa { hash, sig },
+            None => TpmSignature::RsaSsa {
+                hash: HashAlg::Sha256,
+                sig,
+            },
+        })
     }
 
     /// The digest algorithm of the scheme (also the one of `pcrDigest`).
@@ -1195,7 +1239,7 @@ pub fn verify_with_key(
 ) -> Result<VerifiedQuote, QuoteError> {
     ak.check_restricted_signing()?;
     let info = QuoteInfo::parse(attest)?;
-    let sig = TpmSignature::parse(signature)?;
+    let sig = TpmSignature::parse_for_key(signature, ak)?;
     // Nothing in `info` is trusted before this line.
     sig.verify(ak, attest)?;
     info.check_qualifying(expected_qualifying)?;

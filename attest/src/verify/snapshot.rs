@@ -68,10 +68,14 @@ pub fn check_snapshot_against_evidence(
                 ));
             }
             if diffs.is_empty() {
+                let cause = match &evidence.tee {
+                    crate::evidence::TeeEvidence::NotFound { cause } => format!(" ({cause})"),
+                    _ => String::new(),
+                };
                 Check::pass(
                     names::SNAPSHOT_POLICY,
                     format!(
-                        "{} TEE policy{} as the verified evidence proves",
+                        "{} TEE policy{cause}{} as the verified evidence proves",
                         tee_policy.kind(),
                         if tpm_policy.is_some() {
                             " and TPM policy"

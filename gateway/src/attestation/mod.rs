@@ -19,6 +19,7 @@
 //! in report_data is 32 zero bytes. TEE, TPM and AK are chosen at start; changing them
 //! takes a restart (a reload changes the routes, hence the manifest, only).
 
+pub mod azure;
 pub mod tee;
 #[cfg(feature = "tpm")]
 pub mod tpm;
@@ -164,6 +165,12 @@ impl Attester {
         if let Some(tcti) = tcti {
             return Err(AttesterError::NoTpmSupport { tcti });
         }
+        if let Some(warning) = tee.warning() {
+            tracing::warn!(
+                "{warning} (no configfs-tsm, no {}): attestations carry no TEE report and every verify fails; set attestation.tee to the TEE this VM has",
+                tee::SEV_GUEST_DEVICE
+            );
+        }
         tracing::info!(
             tee = tee.kind(),
             tpm = tcti.as_deref().unwrap_or("none"),
@@ -188,6 +195,11 @@ impl Attester {
     /// The TEE backend's kind (`none`, `simulated`, `sev-snp`, `tdx`, `configfs-tsm`).
     pub fn tee_kind(&self) -> &'static str {
         self.tee.kind()
+    }
+
+    /// The warning `/healthz` shows about the TEE, if any (see [`TeeBackend::warning`]).
+    pub fn tee_warning(&self) -> Option<&'static str> {
+        self.tee.warning()
     }
 
     /// Whether evidence carries a TPM quote.

@@ -2,7 +2,9 @@
 //!
 //! `auto` takes configfs-tsm when the kernel offers it (SEV-SNP and TDX guests, kernel
 //! 6.7+), else `/dev/sev-guest` when verigated was built with the `snp` feature and the
-//! device exists, else no TEE. It never falls back to the simulated TEE: that one proves
+//! device exists, else no TEE, which it says as a warning at start, in `/healthz` and in
+//! the evidence ([`attest::evidence::NO_TEE_FOUND`]). It never falls back to the
+//! simulated TEE: that one proves
 //! nothing and must be asked for (`tee = "simulated"`).
 //!
 //! The simulated TEE signs with the key `simulated-tee-key.pem` of the data dir (created
@@ -77,6 +79,8 @@ pub enum TeeError {
 pub enum TeeBackend {
     /// No TEE: evidence says `kind: none`.
     None,
+    /// `tee = "auto"` found no TEE: evidence says `kind: none` with the cause.
+    NotFound,
     /// The simulated TEE (see the module documentation).
     Simulated {
         /// Signs reports with the data dir's `simulated-tee-key.pem`.
@@ -141,7 +145,7 @@ impl TeeBackend {
                 Ok(TeeBackend::Simulated { tee, measurement })
             }
             TeeKind::Auto if tsm_present => Ok(tsm(None)),
-            TeeKind::Auto => Ok(sev_guest().unwrap_or(TeeBackend::None)),
+            TeeKind::Auto => Ok(sev_guest().unwrap_or(TeeBackend::NotFound)),
             TeeKind::SevSnp if tsm_present => Ok(tsm(Some("sev-snp"))),
             TeeKind::SevSnp => sev_guest().ok_or_else(|| TeeSetupError::Unavailable {
                 kind: "sev-snp",
@@ -170,7 +174,7 @@ impl TeeBackend {
     /// The evidence `kind` this backend produces (`tsm` when configfs-tsm decides).
     pub fn kind(&self) -> &'static str {
         match self {
-            TeeBackend::None => "none",
+            TeeBackend::None | TeeBackend::NotFound => "none",
             TeeBackend::Simulated { .. } => "simulated",
             TeeBackend::Tsm {
                 expect: Some(kind), ..
@@ -181,11 +185,20 @@ impl TeeBackend {
         }
     }
 
+    /// A warning for operators when the backend is not what a confidential VM should
+    /// have: `tee = "auto"` found no TEE.
+    pub fn warning(&self) -> Option<&'static str> {
+        matches!(self, TeeBackend::NotFound).then_some(attest::evidence::NO_TEE_FOUND)
+    }
+
     /// A report carrying `report_data`. Blocks (configfs and ioctl I/O): call it from a
     /// blocking task.
     pub fn report(&self, report_data: [u8; 64]) -> Result<TeeEvidence, TeeError> {
         match self {
             TeeBackend::None => Ok(TeeEvidence::None),
+            TeeBackend::NotFound => Ok(TeeEvidence::NotFound {
+                cause: attest::evidence::NO_TEE_FOUND.to_string(),
+            }),
             TeeBackend::Simulated { tee, measurement } => Ok(TeeEvidence::Simulated {
                 report: Base64(tee.report(*measurement, report_data)),
                 public_key: Base64(tee.public_key_der()),

@@ -1,8 +1,9 @@
 //! The HTTP API of verigated's own endpoint, behind TLS: one function from request to
-//! response, the same for HTTP/1.1 and HTTP/2. `GET /healthz` says the process serves;
-//! `GET /metrics` is the Prometheus text of [`crate::metrics`], behind the app-control
-//! credential ([`super::credential`]): it names every route and its traffic. Later
-//! endpoints (attestation, snapshot, app control) are added to [`handle`]'s table.
+//! response, the same for HTTP/1.1 and HTTP/2. `GET /healthz` says the process serves
+//! (and warns when `tee = "auto"` found no TEE); `GET /metrics` is the Prometheus text
+//! of [`crate::metrics`], behind the app-control credential ([`super::credential`]): it
+//! names every route and its traffic. Later endpoints (attestation, snapshot, app
+//! control) are added to [`handle`]'s table.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -20,7 +21,11 @@ pub async fn handle(
     services: Arc<Services>,
 ) -> Result<Response<Body>, Infallible> {
     let response = match (req.method(), req.uri().path()) {
-        (&Method::GET | &Method::HEAD, "/healthz") => text(StatusCode::OK, "ok\n"),
+        (&Method::GET | &Method::HEAD, "/healthz") => match services.attester.tee_warning() {
+            // Still 200: the process serves; the body tells the operator what is wrong.
+            Some(warning) => text(StatusCode::OK, format!("ok\nwarning: {warning}\n")),
+            None => text(StatusCode::OK, "ok\n"),
+        },
         (&Method::GET | &Method::HEAD, "/metrics") => {
             let config = services.active.current().config.clone();
             if let Err(refused) = super::credential::require(

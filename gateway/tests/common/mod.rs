@@ -84,13 +84,25 @@ impl Gateway {
         routes: &str,
         args: &[&str],
     ) -> Gateway {
+        Gateway::start_with_tee(dir, gateway_extra, routes, args, "none")
+    }
+
+    /// Like [`Gateway::start_with_args`], with another `attestation.tee` than `none`.
+    pub fn start_with_tee(
+        dir: &Path,
+        gateway_extra: &str,
+        routes: &str,
+        args: &[&str],
+        tee: &str,
+    ) -> Gateway {
         let mut last_log = String::new();
         // The port was free a moment ago; another process may take it first, so retry.
         for attempt in 0..5 {
             let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
             let config_path = dir.join("verigated.toml");
-            std::fs::write(&config_path, config_text(addr, dir, gateway_extra, routes))
-                .expect("write config");
+            let text = config_text(addr, dir, gateway_extra, routes)
+                .replace("tee = \"none\"", &format!("tee = \"{tee}\""));
+            std::fs::write(&config_path, text).expect("write config");
             let log_path = dir.join(format!("verigated-{attempt}.log"));
             let log = File::create(&log_path).expect("create log");
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_verigated"));

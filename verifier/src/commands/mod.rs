@@ -5,5 +5,6 @@ pub mod ima;
 pub mod online;
 pub mod quote;
 pub mod report;
+pub mod report_hcl;
 pub mod snapshot;
 pub mod verify;

@@ -38,7 +38,7 @@ pub struct VerifyArgs {
     quote: PathBuf,
 
     /// The signature: the TPMT_SIGNATURE that `tpm2_quote -s` writes (its default
-    /// `tss` format).
+    /// `tss` format), or, for an RSA key, the plain bytes of `tpm2_quote -f plain`.
     #[arg(long, value_name = "FILE")]
     signature: PathBuf,
 
@@ -180,7 +180,7 @@ fn verify(args: &VerifyArgs) -> anyhow::Result<Outcome> {
     fact(&mut out, "pcr digest", json!(hex::encode(&info.pcr_digest)));
 
     // Signature.
-    let sig = match TpmSignature::parse(&sig_bytes) {
+    let sig = match TpmSignature::parse_for_key(&sig_bytes, &ak) {
         Ok(sig) => {
             fact(&mut out, "signature scheme", json!(sig.describe()));
             out.checks.push(Check::from_result(

@@ -14,38 +14,42 @@ use std::time::SystemTime;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum ReportCmd {
-    /// Verify an SEV-SNP report (with its VCEK or VLEK) or a TDX quote (with its
-    /// collateral). Exit status 0 if every check passes, 1 if one fails, 2 if the files
+    /// Verify an SEV-SNP report (with its VCEK or VLEK), a TDX quote (with its
+    /// collateral) or an Azure HCL report (with the VCEK, or the TD quote for its TD
+    /// report). Exit status 0 if every check passes, 1 if one fails, 2 if the files
     /// cannot be read or the arguments do not fit the report.
     #[command(after_help = "Examples:\n  \
         verigate report verify report.bin --vcek vcek.der [--chain ask-ark.pem]\n  \
-        verigate report verify quote.bin --collateral collateral.json --at 2025-07-01T00:00:00Z")]
+        verigate report verify quote.bin --collateral collateral.json --at 2025-07-01T00:00:00Z\n  \
+        verigate report verify hcl-report.bin --vcek vcek.pem --quote quote.msg --signature quote.sig --nonce $HEX\n  \
+        verigate report verify hcl-report.bin --td-quote td-quote.bin --collateral collateral.json")]
     Verify(VerifyArgs),
 }
 
 /// Arguments of `verigate report verify`.
 #[derive(clap::Args, Debug)]
 pub struct VerifyArgs {
-    /// The report: a raw SEV-SNP attestation report (1184 bytes) or a TDX quote.
+    /// The report: a raw SEV-SNP attestation report (1184 bytes), a TDX quote, or an
+    /// Azure HCL report (starts with `HCLA`, as read from vTPM NV index 0x01400001).
     #[arg(value_name = "FILE")]
     file: PathBuf,
 
     /// SEV-SNP: the VCEK certificate (DER or PEM), e.g. from AMD KDS.
     #[arg(long, value_name = "FILE", conflicts_with = "vlek")]
-    vcek: Option<PathBuf>,
+    pub(super) vcek: Option<PathBuf>,
 
     /// SEV-SNP: the VLEK certificate (DER or PEM), for reports signed by a VLEK.
     #[arg(long, value_name = "FILE")]
-    vlek: Option<PathBuf>,
+    pub(super) vlek: Option<PathBuf>,
 
     /// SEV-SNP: a PEM bundle that came with the report (ASK/ASVK, maybe the VCEK). It
     /// supplies intermediates only: the AMD root keys are built in.
     #[arg(long, value_name = "FILE")]
-    chain: Option<PathBuf>,
+    pub(super) chain: Option<PathBuf>,
 
     /// TDX: the PCS collateral as JSON (dcap-qvl's QuoteCollateralV3 format).
     #[arg(long, value_name = "FILE")]
-    collateral: Option<PathBuf>,
+    pub(super) collateral: Option<PathBuf>,
 
     /// Verification time (RFC 3339, e.g. 2025-07-01T00:00:00Z) for certificate and
     /// collateral validity. Default: now.
@@ -55,6 +59,9 @@ pub struct VerifyArgs {
     /// TDX: accept this TCB status besides UpToDate (repeatable), e.g. SWHardeningNeeded.
     #[arg(long = "allow-tcb-status", value_name = "NAME")]
     allow_tcb_status: Vec<String>,
+
+    #[command(flatten)]
+    pub(super) hcl: super::report_hcl::HclArgs,
 }
 
 fn parse_time(s: &str) -> Result<SystemTime, String> {
@@ -99,6 +106,12 @@ fn detect(bytes: &[u8]) -> Option<Kind> {
 fn verify(args: &VerifyArgs) -> anyhow::Result<Outcome> {
     let bytes = read(&args.file, "report")?;
     let at = args.at.unwrap_or_else(SystemTime::now);
+    if attest::tee::azure::hcl::looks_like_hcl(&bytes) {
+        return super::report_hcl::verify(args, &bytes, at);
+    }
+    if args.hcl.any() {
+        bail!("--td-quote, --quote, --signature, --nonce and --user-data apply to Azure HCL reports (starting with `HCLA`)");
+    }
     match detect(&bytes) {
         Some(Kind::Snp) => verify_snp(args, &bytes, at),
         Some(Kind::Tdx) => verify_tdx(args, &bytes, at),
@@ -124,7 +137,11 @@ fn snp_step_name(step: SnpStep) -> &'static str {
     }
 }
 
-fn verify_snp(args: &VerifyArgs, bytes: &[u8], at: SystemTime) -> anyhow::Result<Outcome> {
+pub(super) fn verify_snp(
+    args: &VerifyArgs,
+    bytes: &[u8],
+    at: SystemTime,
+) -> anyhow::Result<Outcome> {
     if args.collateral.is_some() || !args.allow_tcb_status.is_empty() {
         bail!("--collateral and --allow-tcb-status apply to TDX quotes, and this is an SEV-SNP report");
     }
@@ -252,7 +269,11 @@ fn tdx_step_name(step: TdxStep) -> &'static str {
     }
 }
 
-fn verify_tdx(args: &VerifyArgs, bytes: &[u8], at: SystemTime) -> anyhow::Result<Outcome> {
+pub(super) fn verify_tdx(
+    args: &VerifyArgs,
+    bytes: &[u8],
+    at: SystemTime,
+) -> anyhow::Result<Outcome> {
     if args.vcek.is_some() || args.vlek.is_some() || args.chain.is_some() {
         bail!("--vcek, --vlek and --chain apply to SEV-SNP reports, and this is a TDX quote");
     }

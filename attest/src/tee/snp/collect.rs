@@ -1,6 +1,7 @@
 //! SEV-SNP collection through `/dev/sev-guest` (the `sev` crate's ioctl wrapper), for
 //! kernels without configfs-tsm. Behind the `snp-collect` feature; it only runs inside
-//! an SEV-SNP guest, so nothing here is exercised by the tests of this machine.
+//! an SEV-SNP guest, so only the parsing of what the `sev` crate hands back is tested
+//! here (the ioctl request and response structures are the crate's, tested there).
 
 use super::cert_table::{CertKind, CertTableEntry};
 use sev::firmware::guest::Firmware;
@@ -56,4 +57,28 @@ pub fn extended_report(
         report,
         certificates,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The response side verigate owns: the certificate table's GUID strings as the `sev`
+    /// crate renders them (the ioctl request and the report response are the crate's,
+    /// built without unsafe code on our side).
+    #[test]
+    fn certificate_table_guids_parse_from_the_crates_string_form() {
+        // The VCEK's GUID (AMD's GHCB specification, certificate table).
+        let vcek = guid_bytes("63da758d-e664-4564-adc5-f4b93be8accd").expect("GUID");
+        assert_eq!(hex::encode(vcek), "63da758de6644564adc5f4b93be8accd");
+        assert!(matches!(CertKind::from_guid(vcek), CertKind::Vcek));
+        for bad in [
+            "",
+            "63da758d",
+            "zz da758d-e664-4564-adc5-f4b93be8accd",
+            "63da758d-e664-4564-adc5-f4b93be8accd00",
+        ] {
+            assert_eq!(guid_bytes(bad), None, "{bad}");
+        }
+    }
 }
