@@ -19,6 +19,7 @@
 //! in report_data is 32 zero bytes. TEE, TPM and AK are chosen at start; changing them
 //! takes a restart (a reload changes the routes, hence the manifest, only).
 
+pub mod collateral;
 pub mod tee;
 #[cfg(feature = "tpm")]
 pub mod tpm;
@@ -108,6 +109,7 @@ pub struct Attester {
     tpm: Option<Arc<tpm::TpmBackend>>,
     ima_log: Option<PathBuf>,
     manifest: Arc<ManifestStore>,
+    collateral: Arc<collateral::Collateral>,
     /// Calls and failures, for `/metrics`.
     pub metrics: AttestationMetrics,
 }
@@ -142,7 +144,12 @@ impl Attester {
         data_dir: &Path,
         manifest: Arc<ManifestStore>,
     ) -> Result<Attester, AttesterError> {
-        let tee = TeeBackend::select(config.tee, data_dir, config.simulated_measurement)?;
+        let tee = TeeBackend::select_at(
+            config.tee,
+            data_dir,
+            config.simulated_measurement,
+            &config.collateral.tsm_report_root,
+        )?;
         let tcti = resolve_tpm(&config.tpm);
         let ima_log = match &tcti {
             Some(_) => {
@@ -176,6 +183,7 @@ impl Attester {
             tpm,
             ima_log,
             manifest,
+            collateral: Arc::new(collateral::Collateral::new(&config.collateral, data_dir)),
             metrics: AttestationMetrics::default(),
         })
     }
@@ -250,6 +258,8 @@ impl Attester {
 
         let tee = self.tee.clone();
         let tee_evidence = blocking("TEE report", move || tee.report(report_data)).await??;
+        // Bounded (collateral::FETCH_DEADLINE), and only when nothing is cached.
+        let tee_evidence = self.collateral.complete(tee_evidence).await;
 
         Ok(Evidence {
             version: EVIDENCE_VERSION,
@@ -295,6 +305,7 @@ impl Attester {
             "Routes left out of the current certificate manifest (backend unreachable).",
             state.unreachable.len() as u64,
         );
+        out.push_str(&self.collateral.render_metrics());
         out
     }
 }
