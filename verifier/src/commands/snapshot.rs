@@ -7,6 +7,7 @@
 
 use crate::client::{cert_sha256, Connection, Endpoint, TlsOptions};
 use crate::commands::online::{self, describe_error, Online};
+use crate::commands::verify::{parse_at, read_override};
 use crate::report::Outcome;
 use anyhow::Context as _;
 use attest::binding::Nonce;
@@ -55,6 +56,15 @@ pub struct SnapshotArgs {
     /// carries none.
     #[arg(long, value_name = "FILE")]
     vcek: Option<PathBuf>,
+
+    /// TDX collateral (Intel PCS collateral as JSON) to use instead of the collateral the
+    /// evidence carries.
+    #[arg(long, value_name = "FILE")]
+    collateral: Option<PathBuf>,
+
+    /// Check certificates and collateral as of this time (RFC 3339) instead of now.
+    #[arg(long, value_name = "RFC3339")]
+    at: Option<String>,
 }
 
 /// What `GET /v1/snapshot` answers while the job runs (202), as verigated's snapshot
@@ -272,11 +282,11 @@ async fn build_remote(
 /// Runs `verigate snapshot`.
 pub fn run(online: &Online, args: SnapshotArgs) -> anyhow::Result<Outcome> {
     let endpoint = online.endpoint()?;
-    let vcek = match &args.vcek {
-        Some(p) => {
-            Some(std::fs::read(p).with_context(|| format!("reading --vcek `{}`", p.display()))?)
-        }
-        None => None,
+    let vcek = read_override("--vcek", args.vcek.as_deref())?;
+    let collateral = read_override("--collateral", args.collateral.as_deref())?;
+    let at = match &args.at {
+        Some(s) => parse_at(s)?,
+        None => SystemTime::now(),
     };
     let opts = online.tls_options(None);
     let nonce = Nonce::random();
@@ -332,9 +342,9 @@ pub fn run(online: &Online, args: SnapshotArgs) -> anyhow::Result<Outcome> {
                     chain_pem: None,
                 })
                 .as_ref(),
-            tdx_collateral: None,
+            tdx_collateral: collateral.as_deref(),
             allowed_tdx_tcb_statuses: &args.allow_tcb_status,
-            at: SystemTime::now(),
+            at,
         },
         args.allow_simulated_tee,
     );
