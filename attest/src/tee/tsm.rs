@@ -317,4 +317,36 @@ mod tests {
         assert_eq!(r("tdx_guest").tee_kind(), Some("tdx"));
         assert_eq!(r("other").tee_kind(), None);
     }
+
+    /// The whole exchange against `testkit::tsm::TsmStandIn`, a stand-in of the kernel's
+    /// configfs-tsm in a temporary folder (named so: no configfs here): our report data
+    /// reaches `inblob`, the recorded TDX quote comes back from `outblob`, the
+    /// generation moved by our one write, and the entry is gone afterwards.
+    #[test]
+    fn a_request_runs_against_the_configfs_tsm_stand_in() {
+        let Some(dir) = testkit::evidence::dir("tdx") else {
+            return;
+        };
+        if !testkit::require_programs(&["mkfifo"], "apt-get install coreutils") {
+            return;
+        }
+        let quote = fs::read(dir.join("tdx_quote")).expect("quote");
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let stand_in = testkit::tsm::TsmStandIn::start(
+            &tmp.path().join("report"),
+            testkit::tsm::Answer {
+                provider: "tdx_guest".into(),
+                outblob: quote.clone(),
+                auxblob: None,
+            },
+        )
+        .expect("stand-in");
+        let r = request_at(stand_in.root(), &[7; 64], None).expect("report");
+        assert_eq!(r.provider, "tdx_guest");
+        assert_eq!(r.tee_kind(), Some("tdx"));
+        assert_eq!(r.outblob, quote);
+        assert_eq!(r.auxblob, None);
+        assert_eq!(r.generation, 1);
+        assert_eq!(stand_in.inblobs(), vec![vec![7u8; 64]]);
+    }
 }
