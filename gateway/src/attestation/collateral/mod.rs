@@ -7,8 +7,8 @@
 //! attestation takes the cached copy at once; a copy that is due ([`cache::Cached::due`])
 //! is fetched again in the background, at most once per [`RETRY_AFTER`] per key. Only
 //! when nothing is cached does an attestation wait for the fetch, bounded by
-//! [`FETCH_DEADLINE`]; if that fails the evidence carries no collateral (the verifier
-//! then fails closed and says so). A failed refresh keeps the cached copy, and says so in
+//! [`FETCH_DEADLINE`] and not again within [`RETRY_AFTER`] of a failed one; if it fails
+//! the evidence carries no collateral (the verifier then fails closed and says so). A failed refresh keeps the cached copy, and says so in
 //! the log and in `/metrics`.
 //!
 //! Nothing fetched is trusted here: the verifier checks it against the pinned AMD and
@@ -96,6 +96,10 @@ pub struct Collateral {
     disk: DiskCache,
     memory: Mutex<HashMap<String, Cached>>,
     last_attempt: Mutex<HashMap<String, Instant>>,
+    /// Held while an attestation fetches what nothing cached holds, so concurrent first
+    /// calls wait for that one fetch (bounded by [`FETCH_DEADLINE`]) instead of each
+    /// starting their own.
+    first_fetch: tokio::sync::Mutex<()>,
     /// Counters for `/metrics`.
     pub metrics: CollateralMetrics,
 }
@@ -130,6 +134,7 @@ impl Collateral {
             disk: DiskCache::new(data_dir),
             memory: Mutex::new(HashMap::new()),
             last_attempt: Mutex::new(HashMap::new()),
+            first_fetch: tokio::sync::Mutex::new(()),
             metrics: CollateralMetrics::default(),
         }
     }
@@ -258,7 +263,15 @@ impl Collateral {
                 Some(c)
             }
             None => {
-                self.may_fetch(&key);
+                let _only_one = self.first_fetch.lock().await;
+                if let Some(c) = self.cached(&key) {
+                    return Some(c);
+                }
+                if !self.may_fetch(&key) {
+                    // Failed less than RETRY_AFTER ago: do not make this call wait again.
+                    self.metrics.missing.fetch_add(1, Ordering::Relaxed);
+                    return None;
+                }
                 let result = tokio::time::timeout(FETCH_DEADLINE, fetch())
                     .await
                     .unwrap_or(Err(FetchError::Deadline(FETCH_DEADLINE.as_secs())));
