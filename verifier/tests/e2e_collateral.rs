@@ -15,7 +15,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use attest::binding::{Manifest, ManifestEntry};
@@ -23,7 +23,7 @@ use attest::snapshot::{Snapshot, TeePolicy};
 use serde_json::Value;
 use sha2::Digest as _;
 use testkit::collateral::{kds_routes, pcs_routes, StandIn};
-use testkit::ports::{free_port, wait_for_listener};
+use testkit::ports::free_port;
 use testkit::process::ChildGuard;
 use testkit::tsm::{Answer, TsmStandIn};
 
@@ -118,16 +118,13 @@ impl Vm {
             );
             let config_path = self.path("verigated.toml");
             std::fs::write(&config_path, config).expect("config");
-            let log = std::fs::File::create(self.log_path()).expect("log");
-            let mut cmd = Command::new(verigated_path());
-            cmd.arg("--config")
-                .arg(&config_path)
-                .env("RUST_LOG", "info")
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().expect("log"))
-                .stderr(log);
-            let mut child = ChildGuard::spawn("verigated", &mut cmd).expect("verigated");
-            if wait_for_listener(self.addr, PATIENCE) && child.is_running() {
+            let started = testkit::vm::start_verigated(
+                &verigated_path(),
+                &config_path,
+                &self.log_path(),
+                self.addr,
+            );
+            if let Some(child) = started {
                 self.gateway = Some(child);
                 return;
             }

@@ -111,6 +111,15 @@ pub fn unix_now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
+/// `fetch` bounded by [`FETCH_DEADLINE`].
+async fn bounded(
+    fetch: impl Future<Output = Result<Cached, FetchError>>,
+) -> Result<Cached, FetchError> {
+    tokio::time::timeout(FETCH_DEADLINE, fetch)
+        .await
+        .unwrap_or(Err(FetchError::Deadline(FETCH_DEADLINE.as_secs())))
+}
+
 impl Collateral {
     /// The service for `config`, caching under `data_dir`, taking VCEKs from AMD KDS.
     pub fn new(config: &CollateralConfig, data_dir: &Path) -> Collateral {
@@ -272,10 +281,7 @@ impl Collateral {
                     self.metrics.missing.fetch_add(1, Ordering::Relaxed);
                     return None;
                 }
-                let result = tokio::time::timeout(FETCH_DEADLINE, fetch())
-                    .await
-                    .unwrap_or(Err(FetchError::Deadline(FETCH_DEADLINE.as_secs())));
-                match result {
+                match bounded(fetch()).await {
                     Ok(c) => {
                         tracing::info!(key = %key, source = %c.source, "collateral fetched");
                         self.keep(&key, &c);
@@ -298,10 +304,7 @@ impl Collateral {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<Cached, FetchError>>,
     {
-        let result = tokio::time::timeout(FETCH_DEADLINE, fetch())
-            .await
-            .unwrap_or(Err(FetchError::Deadline(FETCH_DEADLINE.as_secs())));
-        match result {
+        match bounded(fetch()).await {
             Ok(c) => {
                 tracing::info!(key = %key, source = %c.source, "collateral refreshed");
                 self.keep(&key, &c);
