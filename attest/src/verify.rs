@@ -282,7 +282,7 @@ pub enum TeeError {
     #[error("TDX: {0}")]
     Tdx(#[from] TdxError),
     /// A TDX quote came with no collateral, in the evidence or from the user.
-    #[error("TDX: no collateral in the evidence and none given, so the quote cannot be checked")]
+    #[error("TDX: no collateral in the evidence (verigated could not obtain it: see its log) and none given with --collateral, so the quote cannot be checked")]
     NoTdxCollateral,
     /// The Azure HCL report, its hardware report or its runtime data did not verify.
     #[error("Azure: {0}")]

@@ -21,6 +21,7 @@ use serde::Deserialize;
 
 pub mod account;
 pub mod connections;
+pub mod collateral;
 pub mod control;
 
 /// Where `verigated` looks for its configuration when `--config` is not given.
@@ -133,6 +134,8 @@ pub struct AttestationConfig {
     pub simulated_measurement: Option<[u8; 48]>,
     /// How often the certificate manifest is rebuilt (besides at start and on reload).
     pub manifest_refresh: Duration,
+    /// Where collateral comes from and how often it is refreshed; where configfs-tsm is.
+    pub collateral: collateral::CollateralConfig,
 }
 
 impl Default for AttestationConfig {
@@ -145,6 +148,7 @@ impl Default for AttestationConfig {
             pcrs: default_pcrs(),
             simulated_measurement: None,
             manifest_refresh: Duration::from_secs(60),
+            collateral: collateral::CollateralConfig::default(),
         }
     }
 }
@@ -166,6 +170,11 @@ struct RawAttestation {
     #[serde(default)]
     simulated_measurement: Option<String>,
     manifest_refresh: Option<RawDuration>,
+    // The collateral keys (`config::collateral`).
+    amd_kds_url: Option<String>,
+    pccs_url: Option<String>,
+    collateral_refresh: Option<RawDuration>,
+    tsm_report_root: Option<PathBuf>,
 }
 
 impl Default for RawAttestation {
@@ -178,6 +187,10 @@ impl Default for RawAttestation {
             pcrs: default_pcrs_raw(),
             simulated_measurement: None,
             manifest_refresh: None,
+            amd_kds_url: None,
+            pccs_url: None,
+            collateral_refresh: None,
+            tsm_report_root: None,
         }
     }
 }
@@ -981,6 +994,15 @@ fn validate_attestation(
             }
         },
     };
+    let collateral = collateral::validate(
+        collateral::RawCollateral {
+            amd_kds_url: raw.amd_kds_url,
+            pccs_url: raw.pccs_url,
+            collateral_refresh: raw.collateral_refresh,
+            tsm_report_root: raw.tsm_report_root,
+        },
+        problem,
+    );
     AttestationConfig {
         tee: raw.tee,
         tpm: raw.tpm,
@@ -989,6 +1011,7 @@ fn validate_attestation(
         pcrs,
         simulated_measurement,
         manifest_refresh,
+        collateral,
     }
 }
 

@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod collateral;
 pub mod evidence;
 pub mod haproxy;
 pub mod ports;
@@ -14,6 +15,7 @@ pub mod serve;
 pub mod supervisord;
 pub mod swtpm;
 pub mod tls;
+pub mod tsm;
 pub mod vm;
 
 pub use require::{require, require_path, require_programs};

@@ -232,20 +232,12 @@ impl Vm {
                 .expect("write config");
             self.starts += 1;
             let log_path = self.log_path();
-            let log = std::fs::File::create(&log_path).expect("log file");
-            let mut cmd = Command::new(&self.bins.verigated);
-            cmd.arg("--config")
-                .arg(&config)
-                .env("RUST_LOG", "info")
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().expect("log file"))
-                .stderr(log);
-            let mut child = ChildGuard::spawn("verigated", &mut cmd).expect("spawn verigated");
-            if wait_for_listener(self.addr, PATIENCE) && child.is_running() {
+            if let Some(child) =
+                start_verigated(&self.bins.verigated, &config, &log_path, self.addr)
+            {
                 self.gateway = Some(child);
                 return;
             }
-            drop(child);
             last_log = std::fs::read_to_string(&log_path).unwrap_or_default();
         }
         panic!("verigated did not start; its log:\n{last_log}");
@@ -393,6 +385,28 @@ impl Vm {
         });
         (out.status.code().expect("exit status"), report)
     }
+}
+
+/// Starts `verigated --config CONFIG` with its output in `log_path`; the process once
+/// it listens on `addr`, `None` (process stopped) when it exits or does not listen
+/// within [`PATIENCE`] (the address was taken meanwhile, or the config is refused: the
+/// log says which).
+pub fn start_verigated(
+    verigated: &std::path::Path,
+    config: &std::path::Path,
+    log_path: &std::path::Path,
+    addr: SocketAddr,
+) -> Option<ChildGuard> {
+    let log = std::fs::File::create(log_path).expect("log file");
+    let mut cmd = Command::new(verigated);
+    cmd.arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log file"))
+        .stderr(log);
+    let mut child = ChildGuard::spawn("verigated", &mut cmd).expect("spawn verigated");
+    (wait_for_listener(addr, PATIENCE) && child.is_running()).then_some(child)
 }
 
 /// Extends `entry` into `tpm`'s SHA-256 PCR 10 with tpm2-tools, as the kernel does when

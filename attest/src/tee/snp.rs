@@ -24,6 +24,7 @@
 pub mod cert_table;
 #[cfg(feature = "snp-collect")]
 pub mod collect;
+pub mod kds;
 
 use p384::ecdsa::signature::Verifier as _;
 use sev::certs::snp::{builtin, Certificate as SevCertificate, Verifiable as _};

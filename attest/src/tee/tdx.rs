@@ -8,6 +8,8 @@
 //! status other than `UpToDate` is refused unless the caller allowed it by name, a debug
 //! TD is refused unless allowed, and bytes after the quote's declared end are refused.
 
+pub mod pcs;
+
 use dcap_qvl::quote::{Quote, Report, TDReport10};
 use dcap_qvl::QuoteCollateralV3;
 use std::time::SystemTime;

@@ -6,12 +6,18 @@
 //! removes the entry. The kernel bumps `generation` on every write to the entry, so
 //! reading it after our writes and again after reading the blobs detects another process
 //! writing to the same entry in between (the report would then carry its data, not ours).
-//! Nothing here runs on this build machine (no TEE, no configfs-tsm); the tests cover the
-//! error paths and the generation check.
+//! The root is a parameter ([`request_at`]) so that tests run the whole exchange against
+//! a stand-in of the kernel in a temporary folder (`testkit::tsm`).
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// How long a new entry's attributes may take to appear. configfs creates them with the
+/// directory, so on a kernel the first look finds them; a user-space stand-in of the
+/// kernel (the tests') creates them a moment after the `mkdir`.
+const ATTRIBUTES_WAIT: Duration = Duration::from_secs(1);
 
 /// Where the kernel exposes configfs-tsm reports.
 pub const TSM_REPORT_ROOT: &str = "/sys/kernel/config/tsm/report";
@@ -142,6 +148,16 @@ impl Entry {
             .map_err(|source| TsmError::Write { attribute, source })
     }
 
+    /// Waits (at most [`ATTRIBUTES_WAIT`]) for the `generation` attribute to exist; a
+    /// missing one is then reported by the read that follows.
+    fn await_attributes(&self) {
+        let deadline = Instant::now() + ATTRIBUTES_WAIT;
+        let generation = self.path.join("generation");
+        while !generation.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     fn generation(&self) -> Result<u64, TsmError> {
         parse_generation(&self.read("generation")?)
     }
@@ -192,6 +208,7 @@ pub fn request_at(
     privlevel: Option<u32>,
 ) -> Result<TsmReport, TsmError> {
     let entry = Entry::create(root)?;
+    entry.await_attributes();
     let before = entry.generation()?;
     let mut writes = 0u64;
     if let Some(level) = privlevel {
@@ -299,5 +316,37 @@ mod tests {
         assert_eq!(r("sev_guest").tee_kind(), Some("sev-snp"));
         assert_eq!(r("tdx_guest").tee_kind(), Some("tdx"));
         assert_eq!(r("other").tee_kind(), None);
+    }
+
+    /// The whole exchange against `testkit::tsm::TsmStandIn`, a stand-in of the kernel's
+    /// configfs-tsm in a temporary folder (named so: no configfs here): our report data
+    /// reaches `inblob`, the recorded TDX quote comes back from `outblob`, the
+    /// generation moved by our one write, and the entry is gone afterwards.
+    #[test]
+    fn a_request_runs_against_the_configfs_tsm_stand_in() {
+        let Some(dir) = testkit::evidence::dir("tdx") else {
+            return;
+        };
+        if !testkit::require_programs(&["mkfifo"], "apt-get install coreutils") {
+            return;
+        }
+        let quote = fs::read(dir.join("tdx_quote")).expect("quote");
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let stand_in = testkit::tsm::TsmStandIn::start(
+            &tmp.path().join("report"),
+            testkit::tsm::Answer {
+                provider: "tdx_guest".into(),
+                outblob: quote.clone(),
+                auxblob: None,
+            },
+        )
+        .expect("stand-in");
+        let r = request_at(stand_in.root(), &[7; 64], None).expect("report");
+        assert_eq!(r.provider, "tdx_guest");
+        assert_eq!(r.tee_kind(), Some("tdx"));
+        assert_eq!(r.outblob, quote);
+        assert_eq!(r.auxblob, None);
+        assert_eq!(r.generation, 1);
+        assert_eq!(stand_in.inblobs(), vec![vec![7u8; 64]]);
     }
 }

@@ -20,6 +20,7 @@
 //! takes a restart (a reload changes the routes, hence the manifest, only).
 
 pub mod azure;
+pub mod collateral;
 pub mod tee;
 #[cfg(feature = "tpm")]
 pub mod tpm;
@@ -109,6 +110,7 @@ pub struct Attester {
     tpm: Option<Arc<tpm::TpmBackend>>,
     ima_log: Option<PathBuf>,
     manifest: Arc<ManifestStore>,
+    collateral: Arc<collateral::Collateral>,
     /// Calls and failures, for `/metrics`.
     pub metrics: AttestationMetrics,
 }
@@ -143,7 +145,12 @@ impl Attester {
         data_dir: &Path,
         manifest: Arc<ManifestStore>,
     ) -> Result<Attester, AttesterError> {
-        let tee = TeeBackend::select(config.tee, data_dir, config.simulated_measurement)?;
+        let tee = TeeBackend::select_at(
+            config.tee,
+            data_dir,
+            config.simulated_measurement,
+            &config.collateral.tsm_report_root,
+        )?;
         let tcti = resolve_tpm(&config.tpm);
         let ima_log = match &tcti {
             Some(_) => {
@@ -183,6 +190,7 @@ impl Attester {
             tpm,
             ima_log,
             manifest,
+            collateral: Arc::new(collateral::Collateral::new(&config.collateral, data_dir)),
             metrics: AttestationMetrics::default(),
         })
     }
@@ -262,6 +270,8 @@ impl Attester {
 
         let tee = self.tee.clone();
         let tee_evidence = blocking("TEE report", move || tee.report(report_data)).await??;
+        // Bounded (collateral::FETCH_DEADLINE), and only when nothing is cached.
+        let tee_evidence = self.collateral.complete(tee_evidence).await;
 
         Ok(Evidence {
             version: EVIDENCE_VERSION,
@@ -307,6 +317,7 @@ impl Attester {
             "Routes left out of the current certificate manifest (backend unreachable).",
             state.unreachable.len() as u64,
         );
+        out.push_str(&self.collateral.render_metrics());
         out
     }
 }

@@ -108,21 +108,9 @@ impl std::fmt::Debug for TeeBackend {
 }
 
 impl TeeBackend {
-    /// Chooses the backend for `kind` (see the module documentation).
-    pub fn select(
-        kind: TeeKind,
-        data_dir: &Path,
-        simulated_measurement: Option<[u8; 48]>,
-    ) -> Result<TeeBackend, TeeSetupError> {
-        Self::select_at(
-            kind,
-            data_dir,
-            simulated_measurement,
-            Path::new(tsm::TSM_REPORT_ROOT),
-        )
-    }
-
-    /// [`TeeBackend::select`] with another configfs-tsm root (tests).
+    /// Chooses the backend for `kind` (see the module documentation), with configfs-tsm
+    /// at `tsm_root` (`attestation.tsm_report_root`: the kernel's folder, or a stand-in
+    /// in tests).
     pub fn select_at(
         kind: TeeKind,
         data_dir: &Path,

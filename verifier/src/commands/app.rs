@@ -202,6 +202,7 @@ fn execute(online: &Online, args: &AppArgs) -> anyhow::Result<(Outcome, Sent)> {
             allow_certificate_change: o.allow_certificate_change,
             allow_tcb_status: o.allow_tcb_status.clone(),
             vcek: o.vcek.clone(),
+            collateral: None,
             at: o.at.clone(),
         })?),
         (None, true) => None,

@@ -7,6 +7,7 @@
 
 use crate::client::{cert_sha256, Connection, Endpoint, TlsOptions};
 use crate::commands::online::{self, describe_error, Online};
+use crate::commands::verify::{parse_at, read_override};
 use crate::report::Outcome;
 use anyhow::Context as _;
 use attest::binding::Nonce;
@@ -56,6 +57,14 @@ pub struct SnapshotArgs {
     #[arg(long, value_name = "FILE")]
     vcek: Option<PathBuf>,
 
+    /// TDX collateral (Intel PCS collateral as JSON) to use instead of the collateral the
+    /// evidence carries.
+    #[arg(long, value_name = "FILE")]
+    collateral: Option<PathBuf>,
+
+    /// Check certificates and collateral as of this time (RFC 3339) instead of now.
+    #[arg(long, value_name = "RFC3339")]
+    at: Option<String>,
     /// How long to wait for the snapshot job, e.g. `90s`, `30m`, `2h` (a bare number is
     /// seconds). A VM that still reports the job running after this is given up on
     /// (exit 2; the job may still finish on the VM).
@@ -345,11 +354,11 @@ fn describe_duration(timeout: Duration) -> String {
 /// Runs `verigate snapshot`.
 pub fn run(online: &Online, args: SnapshotArgs) -> anyhow::Result<Outcome> {
     let endpoint = online.endpoint()?;
-    let vcek = match &args.vcek {
-        Some(p) => {
-            Some(std::fs::read(p).with_context(|| format!("reading --vcek `{}`", p.display()))?)
-        }
-        None => None,
+    let vcek = read_override("--vcek", args.vcek.as_deref())?;
+    let collateral = read_override("--collateral", args.collateral.as_deref())?;
+    let at = match &args.at {
+        Some(s) => parse_at(s)?,
+        None => SystemTime::now(),
     };
     let opts = online.tls_options(None);
     let nonce = Nonce::random();
@@ -412,9 +421,9 @@ pub fn run(online: &Online, args: SnapshotArgs) -> anyhow::Result<Outcome> {
                     chain_pem: None,
                 })
                 .as_ref(),
-            tdx_collateral: None,
+            tdx_collateral: collateral.as_deref(),
             allowed_tdx_tcb_statuses: &args.allow_tcb_status,
-            at: SystemTime::now(),
+            at,
         },
         args.allow_simulated_tee,
     );

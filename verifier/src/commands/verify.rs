@@ -68,6 +68,12 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "FILE")]
     pub vcek: Option<PathBuf>,
 
+    /// TDX collateral (Intel PCS collateral as JSON, as `verigate report verify` reads it)
+    /// to use instead of the collateral the evidence carries. Checked against Intel's
+    /// pinned root like the evidence's own.
+    #[arg(long, value_name = "FILE")]
+    pub collateral: Option<PathBuf>,
+
     /// Check certificates and collateral as of this time (RFC 3339) instead of now.
     #[arg(long, value_name = "RFC3339")]
     pub at: Option<String>,
@@ -158,6 +164,15 @@ pub fn route_for(app: &Application, rules: &[ConnectTo]) -> Option<String> {
         .map(|r| r.target.clone())
 }
 
+/// Reads the file an override flag (`--vcek`, `--collateral`) names, if given.
+pub fn read_override(
+    flag: &str,
+    path: Option<&std::path::Path>,
+) -> anyhow::Result<Option<Vec<u8>>> {
+    path.map(|p| std::fs::read(p).with_context(|| format!("reading {flag} `{}`", p.display())))
+        .transpose()
+}
+
 /// Parses `--at`.
 pub fn parse_at(s: &str) -> anyhow::Result<SystemTime> {
     let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
@@ -174,6 +189,7 @@ pub struct Plan {
     pub applications: Vec<Application>,
     pub connect_to: Vec<ConnectTo>,
     pub vcek: Option<Vec<u8>>,
+    pub collateral: Option<Vec<u8>>,
     pub at: SystemTime,
     pub allow_simulated_tee: bool,
     pub allow_certificate_change: bool,
@@ -207,12 +223,8 @@ pub fn plan(args: &VerifyArgs) -> anyhow::Result<Plan> {
         .iter()
         .map(|c| parse_connect_to(c))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let vcek = match &args.vcek {
-        Some(p) => {
-            Some(std::fs::read(p).with_context(|| format!("reading --vcek `{}`", p.display()))?)
-        }
-        None => None,
-    };
+    let vcek = read_override("--vcek", args.vcek.as_deref())?;
+    let collateral = read_override("--collateral", args.collateral.as_deref())?;
     let at = match &args.at {
         Some(s) => parse_at(s)?,
         None => SystemTime::now(),
@@ -224,6 +236,7 @@ pub fn plan(args: &VerifyArgs) -> anyhow::Result<Plan> {
         applications,
         connect_to,
         vcek,
+        collateral,
         at,
         allow_simulated_tee: args.allow_simulated_tee,
         allow_certificate_change: args.allow_certificate_change,
@@ -316,6 +329,7 @@ pub async fn check_connection(
         vcek_or_vlek: Some(v),
         chain_pem: None,
     });
+    expect.tdx_collateral = plan.collateral.clone();
     expect.applications = applications.iter().map(|a| a.name.clone()).collect();
     out.checks = verify(&evidence, &expect);
 
