@@ -19,6 +19,7 @@ use std::time::Duration;
 use passthrough::sni::SniPattern;
 use serde::Deserialize;
 
+pub mod batching;
 pub mod control;
 
 /// Where `verigated` looks for its configuration when `--config` is not given.
@@ -129,6 +130,8 @@ pub struct AttestationConfig {
     pub simulated_measurement: Option<[u8; 48]>,
     /// How often the certificate manifest is rebuilt (besides at start and on reload).
     pub manifest_refresh: Duration,
+    /// How concurrent callers share hardware rounds (`batch_max_size`, `batch_max_waiting`).
+    pub batch: batching::BatchSettings,
 }
 
 impl Default for AttestationConfig {
@@ -141,6 +144,7 @@ impl Default for AttestationConfig {
             pcrs: default_pcrs(),
             simulated_measurement: None,
             manifest_refresh: Duration::from_secs(60),
+            batch: batching::BatchSettings::default(),
         }
     }
 }
@@ -162,6 +166,10 @@ struct RawAttestation {
     #[serde(default)]
     simulated_measurement: Option<String>,
     manifest_refresh: Option<RawDuration>,
+    #[serde(default)]
+    batch_max_size: Option<i64>,
+    #[serde(default)]
+    batch_max_waiting: Option<i64>,
 }
 
 impl Default for RawAttestation {
@@ -174,6 +182,8 @@ impl Default for RawAttestation {
             pcrs: default_pcrs_raw(),
             simulated_measurement: None,
             manifest_refresh: None,
+            batch_max_size: None,
+            batch_max_waiting: None,
         }
     }
 }
@@ -938,6 +948,7 @@ fn validate_attestation(
             }
         },
     };
+    let batch = batching::validate(raw.batch_max_size, raw.batch_max_waiting, problem);
     AttestationConfig {
         tee: raw.tee,
         tpm: raw.tpm,
@@ -946,6 +957,7 @@ fn validate_attestation(
         pcrs,
         simulated_measurement,
         manifest_refresh,
+        batch,
     }
 }
 
