@@ -720,6 +720,14 @@ def report(args, meta, results, configs, verigated_missing, lines):
         with open(discussion) as f:
             out.append(f.read().strip() + "\n")
 
+    attestation = os.path.join(HERE, "attestation", "RESULTS.md")
+    if os.path.exists(attestation):
+        # Its own run (bench/attestation/run.sh), shown here so one file holds every figure.
+        out.append("## Attestation (`bench/attestation/run.sh`, a run of its own: `bench/attestation/RESULTS.md`)\n")
+        with open(attestation) as f:
+            body = f.read().strip().split("\n")
+        out.append("\n".join("#" + l if l.startswith("#") else l for l in body[1:]).strip() + "\n")
+
     out.append("## Method\n")
     out.append(f"- One backend: nginx with TLS (ECDSA P-256, TLS 1.2/1.3), `/large` = a "
                f"{args.large_mib} MiB file, `/small` = a 3-byte response.")
