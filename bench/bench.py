@@ -663,6 +663,8 @@ def report(args, meta, results, configs, verigated_missing, lines):
         return text
 
     ratio_metrics = [
+        ("single-stream bulk wall time (the one curl download at a time above)", "wall s", 2,
+         lambda r: r.get("bulk_wall"), 1.0),
         ("proxy CPU per GiB forwarded (bulk download)", "CPU s/GiB", 3,
          lambda r: r.get("cpu_per_gib"), 0.6),
         ("proxy CPU per new TLS connection (one request each)", "CPU µs/conn", 1,

@@ -153,4 +153,28 @@ mod tests {
         assert_eq!(r.headers()[ALLOW], "GET, POST");
         assert_eq!(r.headers()[CACHE_CONTROL], "no-store");
     }
+
+    #[test]
+    fn busy_says_when_to_come_back() {
+        let r = busy("attestation busy", "1024 wait", 1);
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()[RETRY_AFTER], "1");
+        assert_eq!(r.headers()[CACHE_CONTROL], "no-store");
+    }
+
+    #[tokio::test]
+    async fn a_body_of_chunks_is_sent_whole_with_its_length() {
+        use http_body_util::BodyExt;
+        use hyper::body::Body as _;
+        let body = Body::chunks([
+            Bytes::from_static(b"{\"a\": \""),
+            Bytes::new(),
+            Bytes::from_static(b"shared"),
+            Bytes::from_static(b"\"}"),
+        ]);
+        assert_eq!(body.size_hint().exact(), Some(15));
+        let all = body.collect().await.unwrap().to_bytes();
+        assert_eq!(&all[..], br#"{"a": "shared"}"#);
+        assert!(Body::default().is_end_stream());
+    }
 }
