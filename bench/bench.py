@@ -663,6 +663,8 @@ def report(args, meta, results, configs, verigated_missing, lines):
         return text
 
     ratio_metrics = [
+        ("single-stream bulk wall time (the one curl download at a time above)", "wall s", 2,
+         lambda r: r.get("bulk_wall"), 1.0),
         ("proxy CPU per GiB forwarded (bulk download)", "CPU s/GiB", 3,
          lambda r: r.get("cpu_per_gib"), 0.6),
         ("proxy CPU per new TLS connection (one request each)", "CPU µs/conn", 1,
@@ -719,6 +721,14 @@ def report(args, meta, results, configs, verigated_missing, lines):
         out.append("## Discussion (hand-written, `bench/discussion.md`; check it against the numbers above)\n")
         with open(discussion) as f:
             out.append(f.read().strip() + "\n")
+
+    attestation = os.path.join(HERE, "attestation", "RESULTS.md")
+    if os.path.exists(attestation):
+        # Its own run (bench/attestation/run.sh), shown here so one file holds every figure.
+        out.append("## Attestation (`bench/attestation/run.sh`, a run of its own: `bench/attestation/RESULTS.md`)\n")
+        with open(attestation) as f:
+            body = f.read().strip().split("\n")
+        out.append("\n".join("#" + l if l.startswith("#") else l for l in body[1:]).strip() + "\n")
 
     out.append("## Method\n")
     out.append(f"- One backend: nginx with TLS (ECDSA P-256, TLS 1.2/1.3), `/large` = a "

@@ -10,8 +10,17 @@
 //! tpm_qualifying  = SHA-256(report_data)
 //! ```
 //!
+//! Version 2 binds the root of a round's nonces instead of one nonce (ARCHITECTURE.md,
+//! "Binding", "Version 2"; the tree is [`crate::batch`]):
+//!
+//! ```text
+//! report_data     = SHA-512("verigate attestation v2" || 0x00 || root[32]
+//!                           || manifest_digest || ak_digest)
+//! ```
+//!
 //! The test vectors in `attest/tests/vectors/binding.json` come from
-//! `attest/tests/vectors/binding.py`, written from the formula above with Python's hashlib.
+//! `attest/tests/vectors/binding.py`, and those of version 2 from `binding_v2.py`, written
+//! from the formulas above with Python's hashlib.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256, Sha512};
@@ -20,6 +29,9 @@ use std::str::FromStr;
 
 /// The domain-separation prefix of report_data, NUL-terminated in the hash input.
 pub const REPORT_DATA_CONTEXT: &[u8] = b"verigate attestation v1";
+
+/// The domain-separation prefix of version 2 (a batch root in place of the nonce).
+pub const REPORT_DATA_CONTEXT_V2: &[u8] = b"verigate attestation v2";
 
 /// The longest name a manifest entry may carry (a DNS name is at most 253 bytes).
 pub const MAX_NAME_LEN: usize = 253;
@@ -307,6 +319,42 @@ pub fn report_data(nonce: &Nonce, manifest_digest: &[u8; 32], ak_digest: &[u8; 3
     h.update(manifest_digest);
     h.update(ak_digest);
     h.finalize().into()
+}
+
+/// The 64 bytes the TEE report carries in version 2: `root` is the Merkle root over the
+/// round's nonces ([`crate::batch::Tree::root`]).
+pub fn report_data_v2(
+    root: &[u8; 32],
+    manifest_digest: &[u8; 32],
+    ak_digest: &[u8; 32],
+) -> [u8; 64] {
+    let mut h = Sha512::new();
+    h.update(REPORT_DATA_CONTEXT_V2);
+    h.update([0u8]);
+    h.update(root);
+    h.update(manifest_digest);
+    h.update(ak_digest);
+    h.finalize().into()
+}
+
+/// What makes one report fresh: a caller's nonce (version 1) or the root over a round's
+/// nonces (version 2). The one input that differs between the two formulas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// Version 1: the nonce itself.
+    Nonce(Nonce),
+    /// Version 2: the Merkle root of the round.
+    BatchRoot([u8; 32]),
+}
+
+impl Freshness {
+    /// report_data of this freshness input under its version's formula.
+    pub fn report_data(&self, manifest_digest: &[u8; 32], ak_digest: &[u8; 32]) -> [u8; 64] {
+        match self {
+            Freshness::Nonce(n) => report_data(n, manifest_digest, ak_digest),
+            Freshness::BatchRoot(root) => report_data_v2(root, manifest_digest, ak_digest),
+        }
+    }
 }
 
 /// The TPM quote's extraData: SHA-256 of report_data, so the quote is tied to the

@@ -5,14 +5,21 @@
 //! Parsing is strict: an unknown `version`, `kind` or field is an error that names it,
 //! so a verifier never silently ignores something it does not understand.
 
-use crate::binding::{Manifest, Nonce};
+use crate::batch::{Batch, ProofError};
+use crate::binding::{Freshness, Manifest, Nonce};
 use crate::tpm::quote::PcrValues;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// The only evidence format this code reads and writes.
+/// Evidence whose report_data binds the caller's nonce itself (ARCHITECTURE.md,
+/// "Binding"); still read, no longer written by verigated.
 pub const EVIDENCE_VERSION: u32 = 1;
+
+/// Evidence whose report_data binds the root of a round's nonces, with the caller's
+/// inclusion proof in `batch` (ARCHITECTURE.md, "Binding", "Version 2"); what verigated
+/// writes.
+pub const EVIDENCE_VERSION_BATCHED: u32 = 2;
 
 /// The most evidence JSON a verifier parses (the IMA log dominates its size).
 pub const MAX_EVIDENCE_BYTES: usize = 128 * 1024 * 1024;
@@ -232,11 +239,15 @@ pub struct TpmEvidence {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Evidence {
-    /// The evidence format, always [`EVIDENCE_VERSION`]; any other value is refused.
+    /// The evidence format, [`EVIDENCE_VERSION`] or [`EVIDENCE_VERSION_BATCHED`]; any other
+    /// value is refused.
     pub version: u32,
     /// The nonce the VM says it answered; `verify` compares it with the one it sent and
     /// recomputes the binding from its own.
     pub nonce: Nonce,
+    /// Version 2 only: the caller's place in the round whose root report_data binds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<Batch>,
     /// verigated's own name: the manifest entry of the certificate on its endpoint.
     pub domain: String,
     /// Every name the VM serves with the SHA-256 of its leaf certificate; its digest is in
@@ -264,11 +275,17 @@ pub enum EvidenceError {
     /// The bytes are not JSON, or the JSON has a missing, unknown or ill-typed field.
     #[error("evidence is not valid JSON of the expected shape: {0}")]
     Json(#[from] serde_json::Error),
-    /// The `version` field is not [`EVIDENCE_VERSION`].
+    /// The `version` field is neither [`EVIDENCE_VERSION`] nor [`EVIDENCE_VERSION_BATCHED`].
     #[error(
-        "evidence version {0} is not supported (this verigate reads version {EVIDENCE_VERSION})"
+        "evidence version {0} is not supported (this verigate reads versions {EVIDENCE_VERSION} and {EVIDENCE_VERSION_BATCHED})"
     )]
     UnsupportedVersion(u32),
+    /// Version 2 evidence without `batch`, or version 1 evidence with one.
+    #[error("evidence version {version} {}", if *.version == EVIDENCE_VERSION_BATCHED { "needs a `batch` field" } else { "must not carry a `batch` field (batches are version 2)" })]
+    BatchMismatch {
+        /// The evidence's version.
+        version: u32,
+    },
     /// The `domain` field names no entry of the manifest.
     #[error("evidence domain `{0}` is not in its own manifest")]
     DomainNotInManifest(String),
@@ -284,13 +301,32 @@ impl Evidence {
             });
         }
         let evidence: Evidence = serde_json::from_slice(bytes)?;
-        if evidence.version != EVIDENCE_VERSION {
-            return Err(EvidenceError::UnsupportedVersion(evidence.version));
+        match (evidence.version, &evidence.batch) {
+            (EVIDENCE_VERSION, None) | (EVIDENCE_VERSION_BATCHED, Some(_)) => {}
+            (EVIDENCE_VERSION | EVIDENCE_VERSION_BATCHED, _) => {
+                return Err(EvidenceError::BatchMismatch {
+                    version: evidence.version,
+                })
+            }
+            (v, _) => return Err(EvidenceError::UnsupportedVersion(v)),
         }
         if evidence.manifest.get(&evidence.domain).is_none() {
             return Err(EvidenceError::DomainNotInManifest(evidence.domain.clone()));
         }
         Ok(evidence)
+    }
+
+    /// What report_data must bind if this evidence answers `nonce`: the nonce itself
+    /// (version 1), or the root its inclusion proof leads to from `nonce` (version 2).
+    /// A proof that leads nowhere (index out of range, path of the wrong length) is an
+    /// error; version 2 evidence without `batch` is refused by [`Evidence::from_json`] and
+    /// here reads as a batch of one.
+    pub fn freshness(&self, nonce: &Nonce) -> Result<Freshness, ProofError> {
+        match (&self.batch, self.version) {
+            (_, EVIDENCE_VERSION) => Ok(Freshness::Nonce(*nonce)),
+            (Some(batch), _) => batch.root_for(nonce).map(Freshness::BatchRoot),
+            (None, _) => Batch::single().root_for(nonce).map(Freshness::BatchRoot),
+        }
     }
 
     /// The evidence as pretty-printed JSON, the body of `GET /v1/attestation`.
@@ -349,6 +385,7 @@ mod tests {
         Evidence {
             version: 1,
             nonce: Nonce([1; 32]),
+            batch: None,
             domain: "vm.example.com".into(),
             manifest: Manifest::new(vec![ManifestEntry {
                 name: "vm.example.com".into(),
@@ -455,9 +492,25 @@ mod tests {
     #[test]
     fn strict_about_what_it_does_not_know() {
         assert!(matches!(
-            mutate(|v| v["version"] = 2.into()),
-            Err(EvidenceError::UnsupportedVersion(2))
+            mutate(|v| v["version"] = 3.into()),
+            Err(EvidenceError::UnsupportedVersion(3))
         ));
+        assert!(matches!(
+            mutate(|v| v["version"] = 2.into()),
+            Err(EvidenceError::BatchMismatch { version: 2 })
+        ));
+        let batch = serde_json::json!({"index": 0, "size": 1, "path": []});
+        assert!(matches!(
+            mutate(|v| v["batch"] = batch.clone()),
+            Err(EvidenceError::BatchMismatch { version: 1 })
+        ));
+        let v2 = mutate(|v| {
+            v["version"] = 2.into();
+            v["batch"] = batch.clone();
+        })
+        .unwrap();
+        assert_eq!(v2.batch, Some(Batch::single()));
+        assert_eq!(Evidence::from_json(&v2.to_json()).unwrap(), v2);
         let e = mutate(|v| v["tee"]["kind"] = "sgx".into()).unwrap_err();
         assert!(e.to_string().contains("sgx"), "{e}");
         let e = mutate(|v| v["extra"] = 1.into()).unwrap_err();

@@ -6,6 +6,7 @@
 //! repository root.
 #![forbid(unsafe_code)]
 
+pub mod batch;
 pub mod binding;
 pub mod check;
 pub mod evidence;

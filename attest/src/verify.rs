@@ -13,6 +13,7 @@
 //! [`snapshot`] holds the other direction: the checks a new snapshot must pass against
 //! the VM's verified evidence before the CLI writes it.
 
+use crate::batch::ProofError;
 use crate::binding::{self, Manifest, ManifestEntry, Nonce};
 use crate::check::Check;
 use crate::evidence::{Evidence, TeeEvidence, TpmEvidence};
@@ -401,6 +402,9 @@ pub enum SnapshotPolicyError {
     /// The TPM quote did not verify against the evidence's own binding.
     #[error("TPM quote: {0}")]
     Quote(#[from] quote::QuoteError),
+    /// The evidence's inclusion proof (version 2) leads to no root.
+    #[error("batch: {0}")]
+    Proof(ProofError),
 }
 
 /// The `tee_policy` and `tpm_policy` of a snapshot, from a VM's evidence for a fresh
@@ -415,11 +419,10 @@ pub fn snapshot_policy(
     allow_simulated_tee: bool,
 ) -> Result<(TeePolicy, Option<TpmPolicy>), SnapshotPolicyError> {
     let ak_public = evidence.tpm.as_ref().map(|t| t.ak_public.0.as_slice());
-    let report_data = binding::report_data(
-        &evidence.nonce,
-        &evidence.manifest.digest(),
-        &binding::ak_digest(ak_public),
-    );
+    let report_data = evidence
+        .freshness(&evidence.nonce)
+        .map_err(SnapshotPolicyError::Proof)?
+        .report_data(&evidence.manifest.digest(), &binding::ak_digest(ak_public));
     let verified = match verify_tee(&evidence.tee, tee) {
         Err(TeeError::NoTee | TeeError::NoTeeFound(_)) => None,
         Err(e) => return Err(SnapshotPolicyError::Tee(e)),
@@ -465,17 +468,17 @@ pub fn verify(evidence: &Evidence, expect: &Expectations<'_>) -> Vec<Check> {
         },
     );
     // Recomputed from the nonce the verifier sent, not the one the evidence claims, so
-    // a replayed report fails `binding` even if the evidence's nonce field was edited.
+    // a replayed report fails `binding` even if the evidence's nonce field was edited. In
+    // version 2 the sent nonce and the evidence's inclusion proof give the root; a proof
+    // that leads nowhere leaves nothing to compare with (see `nonce`).
     let ak_public = evidence.tpm.as_ref().map(|t| t.ak_public.0.as_slice());
-    let expected_report_data = binding::report_data(
-        &expect.nonce,
-        &evidence.manifest.digest(),
-        &binding::ak_digest(ak_public),
-    );
+    let expected_report_data = evidence
+        .freshness(&expect.nonce)
+        .map(|f| f.report_data(&evidence.manifest.digest(), &binding::ak_digest(ak_public)));
     let snapshot = expect.snapshot;
 
     let mut checks = vec![
-        check_nonce(evidence, expect),
+        check_nonce(evidence, expect, &tee, &expected_report_data),
         check_binding(evidence, &tee, &expected_report_data),
         check_endpoint(evidence, expect),
         check_tee(&tee, expect),
@@ -483,18 +486,30 @@ pub fn verify(evidence: &Evidence, expect: &Expectations<'_>) -> Vec<Check> {
     ];
 
     let tpm_absence = TpmAbsence::judge(evidence, snapshot);
-    let quote = evidence.tpm.as_ref().map(|t| {
-        let q = quote::verify(
-            &t.ak_public.0,
-            &t.quote.0,
-            &t.signature.0,
-            &t.pcrs,
-            &binding::tpm_qualifying(&expected_report_data),
-        )?;
-        check_vouched_tpm_key(&evidence.tee, tee.as_ref().ok(), &t.ak_public.0)?;
-        Ok(q)
-    });
-    checks.push(check_tpm_quote(quote.as_ref(), &tpm_absence));
+    let quote = match &expected_report_data {
+        Ok(rd) => evidence.tpm.as_ref().map(|t| {
+            let q = quote::verify(
+                &t.ak_public.0,
+                &t.quote.0,
+                &t.signature.0,
+                &t.pcrs,
+                &binding::tpm_qualifying(rd),
+            )?;
+            check_vouched_tpm_key(&evidence.tee, tee.as_ref().ok(), &t.ak_public.0)?;
+            Ok(q)
+        }),
+        Err(_) => None,
+    };
+    if let (Err(e), TpmAbsence::Present) = (&expected_report_data, &tpm_absence) {
+        checks.push(Check::fail(
+            names::TPM_QUOTE,
+            format!(
+                "cannot recompute extraData: the inclusion proof leads to no root ({e}; see nonce)"
+            ),
+        ));
+    } else {
+        checks.push(check_tpm_quote(quote.as_ref(), &tpm_absence));
+    }
     checks.push(check_tpm_reboot(quote.as_ref(), snapshot, &tpm_absence));
     checks.push(check_tpm_key(evidence.tpm.as_ref(), snapshot, &tpm_absence));
 
@@ -622,25 +637,56 @@ pub fn check_application(
     }
 }
 
-fn check_nonce(evidence: &Evidence, expect: &Expectations<'_>) -> Check {
-    if evidence.nonce == expect.nonce {
-        Check::pass(
-            names::NONCE,
-            format!("evidence answers nonce {}", short(&expect.nonce.0)),
-        )
-    } else {
+fn check_nonce(
+    evidence: &Evidence,
+    expect: &Expectations<'_>,
+    tee: &Result<VerifiedTee, TeeError>,
+    expected_report_data: &Result<[u8; 64], ProofError>,
+) -> Check {
+    if evidence.nonce != expect.nonce {
         let (sent, got) = hex_pair(&expect.nonce.0, &evidence.nonce.0);
-        Check::fail(
+        return Check::fail(
             names::NONCE,
             format!("evidence answers nonce {got}, but {sent} was sent (a replayed answer?)"),
-        )
+        );
+    }
+    let answered = format!("evidence answers nonce {}", short(&expect.nonce.0));
+    let Some(batch) = &evidence.batch else {
+        return Check::pass(names::NONCE, answered);
+    };
+    let place = format!("leaf {} of a batch of {}", batch.index, batch.size);
+    match (expected_report_data, tee) {
+        (Err(e), _) => Check::fail(
+            names::NONCE,
+            format!("{answered}, but its inclusion proof is malformed: {e}"),
+        ),
+        (Ok(rd), Ok(t)) if t.report_data() == rd => Check::pass(
+            names::NONCE,
+            format!(
+                "{answered}, {place} whose root the {} report binds",
+                t.kind()
+            ),
+        ),
+        (Ok(_), Ok(t)) => Check::fail(
+            names::NONCE,
+            format!(
+                "{answered}, but as {place} it does not lead to the root the {} report binds: \
+                 the proof was made for another nonce, index or path",
+                t.kind()
+            ),
+        ),
+        // Nothing trusted holds a root to compare with; `binding` and `tpm quote` say why.
+        (Ok(_), Err(_)) => Check::pass(
+            names::NONCE,
+            format!("{answered}, {place}; no verified TEE report to hold its root (see binding)"),
+        ),
     }
 }
 
 fn check_binding(
     evidence: &Evidence,
     tee: &Result<VerifiedTee, TeeError>,
-    expected: &[u8; 64],
+    expected: &Result<[u8; 64], ProofError>,
 ) -> Check {
     let tee = match tee {
         Ok(t) => t,
@@ -663,8 +709,19 @@ fn check_binding(
             )
         }
     };
+    let Ok(expected) = expected else {
+        return Check::fail(
+            names::BINDING,
+            "cannot recompute report_data: the inclusion proof leads to no root (see nonce)",
+        );
+    };
     let what = format!(
-        "SHA-512 of the nonce sent, the manifest of {} name(s) and {}",
+        "SHA-512 of {}, the manifest of {} name(s) and {}",
+        if evidence.batch.is_some() {
+            "the batch root over the nonce sent"
+        } else {
+            "the nonce sent"
+        },
         evidence.manifest.entries().len(),
         match &evidence.tpm {
             Some(t) => format!(

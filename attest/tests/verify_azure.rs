@@ -78,6 +78,7 @@ fn evidence(r: &Recorded, ak_tpmt: Vec<u8>, nonce: Nonce) -> Evidence {
     Evidence {
         version: 1,
         nonce,
+        batch: None,
         domain: "vm.example.com".into(),
         manifest: Manifest::new(vec![ManifestEntry {
             name: "vm.example.com".into(),

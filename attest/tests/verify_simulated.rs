@@ -4,10 +4,13 @@
 //! on it). Real SEV-SNP and TDX evidence from `../shared/evidence/` goes through the
 //! same entry point at the end: its report verifies, but it was not made for our call.
 
-use attest::binding::{ak_digest, report_data, Manifest, ManifestEntry, Nonce};
+use attest::batch::Tree;
+use attest::binding::{ak_digest, report_data, report_data_v2, Manifest, ManifestEntry, Nonce};
 use attest::check::failed_names as failed;
 use attest::check::{Check, Verdict};
-use attest::evidence::{Base64, Evidence, TeeEvidence, TpmEvidence, EVIDENCE_VERSION};
+use attest::evidence::{
+    Base64, Evidence, TeeEvidence, TpmEvidence, EVIDENCE_VERSION, EVIDENCE_VERSION_BATCHED,
+};
 use attest::ima::HashAlg;
 use attest::snapshot::{ImaPolicy, Snapshot, TeePolicy, TpmPolicy, SNAPSHOT_VERSION};
 use attest::tee::simulated::SimulatedTee;
@@ -61,6 +64,7 @@ impl Vm {
         Evidence {
             version: EVIDENCE_VERSION,
             nonce,
+            batch: None,
             domain: DOMAIN.into(),
             manifest: self.manifest.clone(),
             tee: TeeEvidence::Simulated {
@@ -70,6 +74,30 @@ impl Vm {
             tpm: None,
             ima_log: None,
         }
+    }
+
+    /// The evidence of one batched round (version 2): one TEE report over the root of
+    /// `nonces`, each caller's evidence carrying its own inclusion proof.
+    fn round(&self, nonces: &[Nonce]) -> Vec<Evidence> {
+        let tree = Tree::new(nonces).unwrap();
+        let rd = report_data_v2(&tree.root(), &self.manifest.digest(), &ak_digest(None));
+        let report = self.tee.report(self.measurement, rd);
+        (0..tree.size())
+            .zip(nonces)
+            .map(|(i, nonce)| Evidence {
+                version: EVIDENCE_VERSION_BATCHED,
+                nonce: *nonce,
+                batch: tree.proof(i),
+                domain: DOMAIN.into(),
+                manifest: self.manifest.clone(),
+                tee: TeeEvidence::Simulated {
+                    report: Base64(report.clone()),
+                    public_key: Base64(self.tee.public_key_der()),
+                },
+                tpm: None,
+                ima_log: None,
+            })
+            .collect()
     }
 
     /// A snapshot taken now, its policy from the VM's own verified evidence.
@@ -611,4 +639,91 @@ fn real_tdx_quote_verifies_but_is_not_bound_to_our_call() {
         &checks,
         &[names::BINDING, names::TEE, names::TEE_MEASUREMENT],
     );
+}
+
+fn nonces(n: usize) -> Vec<Nonce> {
+    (0..n).map(|_| Nonce::random()).collect()
+}
+
+#[test]
+fn every_caller_of_a_batched_round_passes_with_its_own_proof() {
+    let vm = Vm::new();
+    let snap = vm.snapshot();
+    for size in [1, 2, 3, 7] {
+        let sent = nonces(size);
+        for (e, nonce) in vm.round(&sent).iter().zip(&sent) {
+            let checks = verify(e, &expect(*nonce, Some(&snap)));
+            assert_failed(&checks, &[]);
+            assert!(detail(&checks, names::NONCE).contains(&format!("of a batch of {size}")));
+            let e2 = Evidence::from_json(&e.to_json()).unwrap();
+            assert_failed(&verify(&e2, &expect(*nonce, Some(&snap))), &[]);
+        }
+    }
+    // The gateway's snapshot job takes its policy from batched evidence too.
+    let round = vm.round(&nonces(3));
+    assert!(snapshot_policy(&round[1], &tee_options(), true).is_ok());
+}
+
+#[test]
+fn a_proof_for_another_callers_nonce_fails_the_nonce_check() {
+    let vm = Vm::new();
+    let snap = vm.snapshot();
+    let sent = nonces(5);
+    let round = vm.round(&sent);
+    // Caller 0 is handed caller 3's answer: another nonce.
+    let checks = verify(&round[3], &expect(sent[0], Some(&snap)));
+    assert_failed(&checks, &[names::NONCE, names::BINDING]);
+    // ... with the nonce field edited to caller 0's: the proof leads elsewhere.
+    let mut e = round[3].clone();
+    e.nonce = sent[0];
+    let checks = verify(&e, &expect(sent[0], Some(&snap)));
+    assert_failed(&checks, &[names::NONCE, names::BINDING]);
+    assert!(detail(&checks, names::NONCE).contains("another nonce, index or path"));
+    // ... or the index too: caller 3's path, placed at caller 0's index.
+    e.batch.as_mut().unwrap().index = 0;
+    let checks = verify(&e, &expect(sent[0], Some(&snap)));
+    assert!(failed(&checks).contains(&names::NONCE));
+    // A nonce outside the round, with a well-formed proof.
+    let outsider = Nonce::random();
+    let mut e = round[2].clone();
+    e.nonce = outsider;
+    assert_failed(
+        &verify(&e, &expect(outsider, Some(&snap))),
+        &[names::NONCE, names::BINDING],
+    );
+}
+
+#[test]
+fn a_path_of_the_wrong_length_or_an_index_out_of_range_fails_the_nonce_check() {
+    let vm = Vm::new();
+    let snap = vm.snapshot();
+    let sent = nonces(5);
+    let round = vm.round(&sent);
+    let tamper = |f: &dyn Fn(&mut attest::batch::Batch)| {
+        let mut e = round[1].clone();
+        f(e.batch.as_mut().unwrap());
+        verify(&e, &expect(sent[1], Some(&snap)))
+    };
+    for (what, checks) in [
+        ("long path", tamper(&|b| b.path.push([0; 32]))),
+        (
+            "short path",
+            tamper(&|b| {
+                b.path.pop();
+            }),
+        ),
+        ("index out of range", tamper(&|b| b.index = 5)),
+        ("size zero", tamper(&|b| b.size = 0)),
+        ("size of another round", tamper(&|b| b.size = 64)),
+    ] {
+        assert_failed(&checks, &[names::NONCE, names::BINDING]);
+        assert!(
+            detail(&checks, names::NONCE).contains("malformed"),
+            "{what}: {}",
+            detail(&checks, names::NONCE)
+        );
+    }
+    // A path hash flipped: the right shape, another root.
+    let checks = tamper(&|b| b.path[0][0] ^= 1);
+    assert_failed(&checks, &[names::NONCE, names::BINDING]);
 }

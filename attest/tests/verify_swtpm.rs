@@ -113,6 +113,7 @@ impl Vm {
         Evidence {
             version: EVIDENCE_VERSION,
             nonce,
+            batch: None,
             domain: DOMAIN.into(),
             manifest: self.manifest.clone(),
             tee: TeeEvidence::Simulated {

@@ -22,6 +22,7 @@ use serde::Deserialize;
 pub mod account;
 pub mod connections;
 pub mod collateral;
+pub mod batching;
 pub mod control;
 
 /// Where `verigated` looks for its configuration when `--config` is not given.
@@ -136,6 +137,8 @@ pub struct AttestationConfig {
     pub manifest_refresh: Duration,
     /// Where collateral comes from and how often it is refreshed; where configfs-tsm is.
     pub collateral: collateral::CollateralConfig,
+    /// How concurrent callers share hardware rounds (`batch_max_size`, `batch_max_waiting`).
+    pub batch: batching::BatchSettings,
 }
 
 impl Default for AttestationConfig {
@@ -149,6 +152,7 @@ impl Default for AttestationConfig {
             simulated_measurement: None,
             manifest_refresh: Duration::from_secs(60),
             collateral: collateral::CollateralConfig::default(),
+            batch: batching::BatchSettings::default(),
         }
     }
 }
@@ -175,6 +179,10 @@ struct RawAttestation {
     pccs_url: Option<String>,
     collateral_refresh: Option<RawDuration>,
     tsm_report_root: Option<PathBuf>,
+    #[serde(default)]
+    batch_max_size: Option<i64>,
+    #[serde(default)]
+    batch_max_waiting: Option<i64>,
 }
 
 impl Default for RawAttestation {
@@ -191,6 +199,8 @@ impl Default for RawAttestation {
             pccs_url: None,
             collateral_refresh: None,
             tsm_report_root: None,
+            batch_max_size: None,
+            batch_max_waiting: None,
         }
     }
 }
@@ -1003,6 +1013,7 @@ fn validate_attestation(
         },
         problem,
     );
+    let batch = batching::validate(raw.batch_max_size, raw.batch_max_waiting, problem);
     AttestationConfig {
         tee: raw.tee,
         tpm: raw.tpm,
@@ -1012,6 +1023,7 @@ fn validate_attestation(
         simulated_measurement,
         manifest_refresh,
         collateral,
+        batch,
     }
 }
 

@@ -19,7 +19,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use attest::binding::{ak_digest, report_data, tpm_qualifying, Nonce};
+use attest::binding::{ak_digest, report_data_v2, tpm_qualifying, Nonce};
 use attest::evidence::{Evidence, TeeEvidence};
 use attest::ima::{self, HashAlg as ImaAlg, ImaEntry};
 use attest::tpm::collect::Tpm;
@@ -347,6 +347,18 @@ fn full_setup(extra_attestation: &str, extra_routes: &str) -> Setup {
     }
 }
 
+/// The root the evidence's inclusion proof leads to from `nonce` (the proof must be
+/// well-formed).
+fn batch_root(evidence: &Evidence, nonce: &Nonce) -> [u8; 32] {
+    let batch = evidence
+        .batch
+        .as_ref()
+        .expect("version 2 evidence has a batch");
+    batch
+        .root_for(nonce)
+        .expect("a well-formed inclusion proof")
+}
+
 /// Checks `evidence` for `nonce` as a verifier would; returns the verified report_data.
 fn check_evidence(
     evidence: &Evidence,
@@ -354,8 +366,9 @@ fn check_evidence(
     data_dir: &Path,
     own_cert: &CertificateDer<'_>,
 ) -> [u8; 64] {
-    assert_eq!(evidence.version, 1);
+    assert_eq!(evidence.version, 2);
     assert_eq!(&evidence.nonce, nonce);
+    let root = batch_root(evidence, nonce);
     assert_eq!(evidence.domain, DOMAIN);
     assert_eq!(
         entry(evidence, DOMAIN),
@@ -363,8 +376,8 @@ fn check_evidence(
         "the manifest holds the certificate the own endpoint presented"
     );
     let tpm = evidence.tpm.as_ref().expect("a TPM quote");
-    let rd = report_data(
-        nonce,
+    let rd = report_data_v2(
+        &root,
         &evidence.manifest.digest(),
         &ak_digest(Some(&tpm.ak_public.0)),
     );
@@ -661,7 +674,11 @@ fn certificate_files_wildcards_and_the_catch_all() {
     let r = attest::tee::simulated::verify(&report.0, &public_key.0).unwrap();
     assert_eq!(
         r.report_data,
-        report_data(&nonce, &evidence.manifest.digest(), &[0; 32])
+        report_data_v2(
+            &batch_root(&evidence, &nonce),
+            &evidence.manifest.digest(),
+            &[0; 32]
+        )
     );
     // coreutils' sha384sum: independent of verigated's hashing.
     let out = Command::new("sha384sum")
@@ -828,8 +845,8 @@ fn a_restarted_tpm_is_reopened() {
     let nonce = Nonce::random();
     let (after, _) = s.gw.evidence(&nonce);
     let tpm = after.tpm.as_ref().unwrap();
-    let rd = report_data(
-        &nonce,
+    let rd = report_data_v2(
+        &batch_root(&after, &nonce),
         &after.manifest.digest(),
         &ak_digest(Some(&tpm.ak_public.0)),
     );

@@ -167,6 +167,7 @@ mod tests {
         let evidence = Evidence {
             version: 1,
             nonce,
+            batch: None,
             domain: "vm.example.com".into(),
             manifest: manifest.clone(),
             tee: TeeEvidence::Simulated {

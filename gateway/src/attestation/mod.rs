@@ -1,10 +1,13 @@
 //! The Attester: answers `attest(nonce)` with the Evidence of ARCHITECTURE.md, built from
 //! `[attestation]` at start.
 //!
-//! One call: take the current certificate manifest (never waiting on backends: see
-//! [`crate::manifest`]); compute `report_data(nonce, manifest digest, AK digest)`; have
-//! the TPM quote the configured PCRs with `tpm_qualifying(report_data)`; read the IMA log
-//! *after* the quote; have the TEE sign report_data; assemble the Evidence.
+//! Callers join rounds ([`batch`]): concurrent callers share one round, which binds the
+//! Merkle root of their nonces (evidence version 2). One round: take the current
+//! certificate manifest (never waiting on backends: see [`crate::manifest`]); compute
+//! `report_data_v2(root, manifest digest, AK digest)`; have the TPM quote the configured
+//! PCRs with `tpm_qualifying(report_data)`; read the IMA log *after* the quote (from the
+//! one shared copy, [`ima`]); have the TEE sign report_data. Each caller's evidence is the
+//! round's ([`shared`]) with its own nonce and inclusion proof.
 //!
 //! The IMA log is read after the quote because the log only grows: read afterwards, it
 //! holds every measurement whose extend the quoted PCR 10 includes, and possibly a few
@@ -20,7 +23,10 @@
 //! takes a restart (a reload changes the routes, hence the manifest, only).
 
 pub mod azure;
+pub mod batch;
 pub mod collateral;
+pub mod ima;
+pub mod shared;
 pub mod tee;
 #[cfg(feature = "tpm")]
 pub mod tpm;
@@ -30,11 +36,16 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use attest::binding::{ak_digest, report_data, Nonce};
-use attest::evidence::{Base64, Evidence, TpmEvidence, EVIDENCE_VERSION};
+use attest::batch::{Batch, Hash};
+use attest::binding::{ak_digest, Freshness, Nonce};
+use attest::evidence::{Base64, Evidence, TpmEvidence};
+use hyper::body::Bytes;
 
 use crate::config::AttestationConfig;
 use crate::manifest::ManifestStore;
+use batch::{Batcher, JoinError, Round};
+use ima::ImaLogCache;
+use shared::RoundEvidence;
 use tee::{TeeBackend, TeeError, TeeSetupError};
 
 /// The TPM device `tpm = "auto"` uses when it exists.
@@ -92,6 +103,17 @@ pub enum AttestError {
         /// The join error: whether it panicked or was cancelled.
         why: String,
     },
+    /// The round this call joined failed, or could not be joined (503; `Busy` asks the
+    /// caller to retry).
+    #[error(transparent)]
+    Join(#[from] JoinError<AttestError>),
+}
+
+impl AttestError {
+    /// Whether the call was refused because too many wait (503 with `Retry-After`).
+    pub fn is_busy(&self) -> bool {
+        matches!(self, AttestError::Join(JoinError::Busy { .. }))
+    }
 }
 
 /// Counters of the attestation API, rendered after the gateway's own in `/metrics`.
@@ -103,26 +125,32 @@ pub struct AttestationMetrics {
     pub failures: AtomicU64,
 }
 
-/// Builds Evidence for a nonce; see the module documentation.
-pub struct Attester {
+/// The hardware part of one round: what a round uses, and nothing else.
+pub struct HardwareRound {
     tee: Arc<TeeBackend>,
     #[cfg(feature = "tpm")]
     tpm: Option<Arc<tpm::TpmBackend>>,
-    ima_log: Option<PathBuf>,
+    ima_log: Option<Arc<ImaLogCache>>,
     manifest: Arc<ManifestStore>,
     collateral: Arc<collateral::Collateral>,
-    /// Calls and failures, for `/metrics`.
-    pub metrics: AttestationMetrics,
 }
 
-impl std::fmt::Debug for Attester {
+impl std::fmt::Debug for HardwareRound {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut d = f.debug_struct("Attester");
+        let mut d = f.debug_struct("HardwareRound");
         d.field("tee", &self.tee);
         #[cfg(feature = "tpm")]
         d.field("tpm", &self.tpm);
         d.field("ima_log", &self.ima_log).finish_non_exhaustive()
     }
+}
+
+/// Builds Evidence for a nonce; see the module documentation.
+#[derive(Debug)]
+pub struct Attester {
+    batcher: Arc<Batcher<HardwareRound>>,
+    /// Calls and failures, for `/metrics`.
+    pub metrics: AttestationMetrics,
 }
 
 /// The TCTI `attestation.tpm` designates: `None` for no TPM.
@@ -184,44 +212,78 @@ impl Attester {
             ima_log = ?ima_log,
             "attestation ready"
         );
-        Ok(Attester {
+        let round = HardwareRound {
             tee: Arc::new(tee),
             #[cfg(feature = "tpm")]
             tpm,
-            ima_log,
+            ima_log: ima_log.map(|p| Arc::new(ImaLogCache::new(p))),
             manifest,
             collateral: Arc::new(collateral::Collateral::new(&config.collateral, data_dir)),
+        };
+        Ok(Attester {
+            batcher: Batcher::new(round, config.batch),
             metrics: AttestationMetrics::default(),
         })
     }
 
     /// The manifest store the evidence takes its manifest from.
     pub fn manifest(&self) -> &Arc<ManifestStore> {
-        &self.manifest
+        &self.batcher.round().manifest
     }
 
     /// The TEE backend's kind (`none`, `simulated`, `sev-snp`, `tdx`, `configfs-tsm`).
     pub fn tee_kind(&self) -> &'static str {
-        self.tee.kind()
+        self.batcher.round().tee.kind()
     }
 
     /// The warning `/healthz` shows about the TEE, if any (see [`TeeBackend::warning`]).
     pub fn tee_warning(&self) -> Option<&'static str> {
-        self.tee.warning()
+        self.batcher.round().tee.warning()
     }
 
     /// Whether evidence carries a TPM quote.
     pub fn has_tpm(&self) -> bool {
         #[cfg(feature = "tpm")]
-        return self.tpm.is_some();
+        return self.batcher.round().tpm.is_some();
         #[cfg(not(feature = "tpm"))]
         return false;
     }
 
-    /// The Evidence for `nonce` (see the module documentation for the order of steps).
-    /// Concurrent calls are fine: the TPM is serialized behind its mutex. Waits for the
-    /// manifest's first build (see [`ManifestStore::ready`]).
+    /// The Evidence for `nonce`, the IMA log copied into it (for in-process users such as
+    /// the snapshot job; the API answers with [`Attester::attest_body`]). Joins the next
+    /// round (see [`batch`]). Waits for the manifest's first build (see
+    /// [`ManifestStore::ready`]).
     pub async fn attest(&self, nonce: Nonce) -> Result<Evidence, AttestError> {
+        let (round, batch) = self.join(nonce).await?;
+        Ok(round.evidence(nonce, batch))
+    }
+
+    /// The Evidence JSON for `nonce`, in chunks that share the round's IMA log instead of
+    /// copying it (see [`shared`]).
+    pub async fn attest_body(&self, nonce: Nonce) -> Result<Vec<Bytes>, AttestError> {
+        let (round, batch) = self.join(nonce).await?;
+        Ok(round.body(nonce, batch))
+    }
+
+    async fn join(&self, nonce: Nonce) -> Result<(Arc<RoundEvidence>, Batch), AttestError> {
+        let share = self.batcher.join(nonce).await?;
+        Ok((share.round, share.batch))
+    }
+}
+
+impl Round for HardwareRound {
+    type Output = RoundEvidence;
+    type Error = AttestError;
+
+    async fn run(&self, root: Hash) -> Result<RoundEvidence, AttestError> {
+        self.run_round(Freshness::BatchRoot(root)).await
+    }
+}
+
+impl HardwareRound {
+    /// One round binding `fresh` (see the module documentation for the order of steps).
+    /// Rounds run one at a time (the batcher's driver); the TPM is behind its mutex anyway.
+    async fn run_round(&self, fresh: Freshness) -> Result<RoundEvidence, AttestError> {
         let state = self.manifest.ready().await;
         let manifest_digest = state.manifest.digest();
 
@@ -230,7 +292,7 @@ impl Attester {
             Some(tpm) => {
                 let tpm = tpm.clone();
                 let bound = blocking("TPM quote", move || {
-                    tpm.quote_bound(&nonce, &manifest_digest)
+                    tpm.quote_bound(&fresh, &manifest_digest)
                 })
                 .await??;
                 let q = bound.quote;
@@ -244,26 +306,24 @@ impl Attester {
                     }),
                 )
             }
-            None => (
-                report_data(&nonce, &manifest_digest, &ak_digest(None)),
-                None,
-            ),
+            None => (fresh.report_data(&manifest_digest, &ak_digest(None)), None),
         };
         #[cfg(not(feature = "tpm"))]
-        let (report_data, tpm_evidence): ([u8; 64], Option<TpmEvidence>) = (
-            report_data(&nonce, &manifest_digest, &ak_digest(None)),
-            None,
-        );
+        let (report_data, tpm_evidence): ([u8; 64], Option<TpmEvidence>) =
+            (fresh.report_data(&manifest_digest, &ak_digest(None)), None);
 
         // After the quote: see the module documentation.
         let ima_log = match &self.ima_log {
-            Some(path) => {
-                let path = path.clone();
-                let bytes = blocking("IMA log read", move || {
-                    std::fs::read(&path).map_err(|source| AttestError::ImaLog { path, source })
+            Some(cache) => {
+                let cache = cache.clone();
+                let log = blocking("IMA log read", move || {
+                    cache.current().map_err(|source| AttestError::ImaLog {
+                        path: cache.path().to_path_buf(),
+                        source,
+                    })
                 })
                 .await??;
-                Some(Base64(bytes))
+                Some(log)
             }
             None => None,
         };
@@ -273,9 +333,7 @@ impl Attester {
         // Bounded (collateral::FETCH_DEADLINE), and only when nothing is cached.
         let tee_evidence = self.collateral.complete(tee_evidence).await;
 
-        Ok(Evidence {
-            version: EVIDENCE_VERSION,
-            nonce,
+        Ok(RoundEvidence {
             domain: state.domain.clone(),
             manifest: state.manifest.clone(),
             tee: tee_evidence,
@@ -283,10 +341,12 @@ impl Attester {
             ima_log,
         })
     }
+}
 
+impl Attester {
     /// The Prometheus text of [`AttestationMetrics`] and the manifest's size.
     pub fn render_metrics(&self) -> String {
-        let state = self.manifest.current();
+        let state = self.manifest().current();
         let mut out = String::new();
         let mut family = |name: &str, kind: &str, help: &str, value: u64| {
             let _ = writeln!(out, "# HELP {name} {help}");
@@ -306,6 +366,18 @@ impl Attester {
             self.metrics.failures.load(Ordering::Relaxed),
         );
         family(
+            "verigated_attestation_rounds_total",
+            "counter",
+            "TEE reports and TPM quotes made for attestation calls (concurrent calls share one).",
+            self.batcher.counts.rounds.load(Ordering::Relaxed),
+        );
+        family(
+            "verigated_attestation_refused_total",
+            "counter",
+            "Attestation calls refused with 503 because attestation.batch_max_waiting calls waited.",
+            self.batcher.counts.refused.load(Ordering::Relaxed),
+        );
+        family(
             "verigated_manifest_entries",
             "gauge",
             "Names in the current certificate manifest (the own domain included).",
@@ -317,7 +389,7 @@ impl Attester {
             "Routes left out of the current certificate manifest (backend unreachable).",
             state.unreachable.len() as u64,
         );
-        out.push_str(&self.collateral.render_metrics());
+        out.push_str(&self.batcher.round().collateral.render_metrics());
         out
     }
 }

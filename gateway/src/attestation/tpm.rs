@@ -9,7 +9,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use attest::binding::{ak_digest, report_data, tpm_qualifying, Nonce};
+use attest::binding::{ak_digest, tpm_qualifying, Freshness};
 use attest::tpm::collect::{CollectError, Quote, Tpm, DEFAULT_AK_HANDLE};
 
 /// Why the TPM gave no quote.
@@ -111,12 +111,12 @@ impl TpmBackend {
             .clone()
     }
 
-    /// Computes report_data for `nonce` and `manifest_digest` with the AK's digest, and
-    /// quotes the configured PCRs with `tpm_qualifying(report_data)`. Blocks: call it
-    /// from a blocking task.
+    /// Computes report_data for `fresh` (a nonce or a batch root) and `manifest_digest`
+    /// with the AK's digest, and quotes the configured PCRs with
+    /// `tpm_qualifying(report_data)`. Blocks: call it from a blocking task.
     pub fn quote_bound(
         &self,
-        nonce: &Nonce,
+        fresh: &Freshness,
         manifest_digest: &[u8; 32],
     ) -> Result<BoundQuote, TpmError> {
         let mut state = self
@@ -131,7 +131,7 @@ impl TpmBackend {
                 state.ak_public = ak_public;
             }
             let ak = state.ak_public.clone();
-            let report_data = report_data(nonce, manifest_digest, &ak_digest(Some(&ak)));
+            let report_data = fresh.report_data(manifest_digest, &ak_digest(Some(&ak)));
             let qualifying = tpm_qualifying(&report_data);
             let Some(tpm) = state.tpm.as_mut() else {
                 continue;

@@ -14,7 +14,8 @@ use std::sync::atomic::Ordering;
 use attest::binding::Nonce;
 use hyper::{Response, StatusCode};
 
-use super::response::{json, json_error, Body};
+use super::response::{busy, json, json_chunks, json_error, Body};
+use crate::attestation::batch::JoinError;
 use crate::attestation::{AttestError, Attester};
 use crate::manifest::ManifestStore;
 
@@ -49,6 +50,10 @@ pub fn nonce_from_query(query: Option<&str>) -> Result<Nonce, NonceQueryError> {
     }
 }
 
+/// What a caller refused for too many waiting is told to wait: rounds take milliseconds
+/// to tens of milliseconds, so the queue has drained long before.
+const RETRY_AFTER_SECONDS: u32 = 1;
+
 /// `GET /v1/attestation?nonce=...`.
 pub async fn attestation(query: Option<&str>, attester: &Attester) -> Response<Body> {
     attester.metrics.calls.fetch_add(1, Ordering::Relaxed);
@@ -59,8 +64,12 @@ pub async fn attestation(query: Option<&str>, attester: &Attester) -> Response<B
             return json_error(StatusCode::BAD_REQUEST, "bad nonce", &e.to_string());
         }
     };
-    match attester.attest(nonce).await {
-        Ok(evidence) => json(StatusCode::OK, evidence.to_json()),
+    match attester.attest_body(nonce).await {
+        Ok(chunks) => json_chunks(StatusCode::OK, chunks),
+        Err(e) if e.is_busy() => {
+            attester.metrics.failures.fetch_add(1, Ordering::Relaxed);
+            busy("attestation busy", &e.to_string(), RETRY_AFTER_SECONDS)
+        }
         Err(e) => {
             attester.metrics.failures.fetch_add(1, Ordering::Relaxed);
             tracing::error!(nonce = %nonce.to_hex(), "attestation failed: {e}");
@@ -84,6 +93,13 @@ pub fn public_detail(e: &AttestError) -> &'static str {
             "the IMA log cannot be read; the reason is in verigated's log"
         }
         AttestError::Task { .. } => {
+            "an internal task of the attestation failed; the reason is in verigated's log"
+        }
+        AttestError::Join(JoinError::Busy { .. }) => {
+            "too many attestation requests are waiting; retry shortly"
+        }
+        AttestError::Join(JoinError::Round(e)) => public_detail(e),
+        AttestError::Join(JoinError::Lost) => {
             "an internal task of the attestation failed; the reason is in verigated's log"
         }
     }

@@ -156,6 +156,7 @@ pub(crate) fn test_evidence(
     let evidence = Evidence {
         version: EVIDENCE_VERSION,
         nonce,
+        batch: None,
         domain: "vm.example.com".into(),
         manifest,
         tee: TeeEvidence::Simulated {
