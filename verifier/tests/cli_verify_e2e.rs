@@ -11,7 +11,8 @@
 //! and one TEE report; an impostor for one name (its handshake lands, via a per-name
 //! `--connect-to`, on a server outside the VM) fails that application only; simulated
 //! evidence without `--allow-simulated-tee` fails `tee`; a snapshot whose measurement
-//! was edited fails `tee measurement`.
+//! was edited fails `tee measurement`; a renewal inside the VM that keeps its key passes
+//! without a flag, and one with a new key fails until `--allow-key-change`.
 
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -222,34 +223,100 @@ fn a_tls_terminating_proxy_fails_the_endpoint_certificate() {
 }
 
 #[test]
-fn a_certificate_renewed_inside_the_vm_fails_its_application_unless_allowed() {
+fn a_renewal_that_keeps_the_key_passes_without_a_flag() {
     let Some(bins) = Binaries::require(env!("CARGO_BIN_EXE_verigate"), &["curl"]) else {
         return;
     };
     let mut vm = start_vm(&bins);
     let snap = vm.snapshot("snap.json");
-    let sha = vm.renew("c.example.com");
+    let sha = vm.renew_keeping_key("c.example.com");
     let mut args = application_args(vm.addr);
     args.push("--allow-simulated-tee".into());
-    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (code, report) = verify(&vm, &snap, &argv);
-    // The VM attests the new certificate, so the handshake matches the manifest; what
-    // differs is the snapshot: the application and the manifest comparison say so.
-    assert_eq!(
-        failed(&report),
-        ["manifest", "application c.example.com"],
-        "{report:#}"
-    );
-    assert_eq!(code, 1);
-    assert!(report.to_string().contains(&sha[..16]), "{report:#}");
-
-    args.push("--allow-certificate-change".into());
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let (code, report) = verify(&vm, &snap, &argv);
     assert_eq!(
         (code, failed(&report)),
         (0, Vec::<String>::new()),
         "{report:#}"
+    );
+    let detail = |name: &str| {
+        report["checks"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["name"] == name))
+            .map(|c| c["detail"].to_string())
+            .unwrap_or_default()
+    };
+    for name in ["manifest", "application c.example.com"] {
+        let d = detail(name);
+        assert!(
+            d.contains("renewed") && d.contains(&sha[..16]),
+            "{name}: {d}"
+        );
+    }
+}
+
+#[test]
+fn a_new_key_inside_the_vm_fails_its_application_until_allow_key_change() {
+    let Some(bins) = Binaries::require(env!("CARGO_BIN_EXE_verigate"), &["curl"]) else {
+        return;
+    };
+    let mut vm = start_vm(&bins);
+    let snap = vm.snapshot("snap.json");
+    vm.renew("c.example.com");
+    let mut args = application_args(vm.addr);
+    args.push("--allow-simulated-tee".into());
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, report) = verify(&vm, &snap, &argv);
+    // The VM attests the new certificate, so the handshake matches the manifest; what
+    // differs is the key the snapshot pinned: the application and the manifest say so.
+    assert_eq!(
+        failed(&report),
+        ["manifest", "application c.example.com"],
+        "{report:#}"
+    );
+    assert_eq!(code, 1);
+    assert!(
+        report
+            .to_string()
+            .contains("key of `c.example.com` changed"),
+        "{report:#}"
+    );
+
+    args.push("--allow-key-change".into());
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, report) = verify(&vm, &snap, &argv);
+    assert_eq!(
+        (code, failed(&report)),
+        (0, Vec::<String>::new()),
+        "{report:#}"
+    );
+
+    // The old name still works, and says it is deprecated.
+    let last = args.len() - 1;
+    args[last] = "--allow-certificate-change".into();
+    let out = Command::new(env!("CARGO_BIN_EXE_verigate"))
+        .args([
+            "--url",
+            &vm.url(),
+            "--allow-insecure-tls",
+            "--output",
+            "json",
+            "verify",
+        ])
+        .args(["--snapshot", snap.to_str().unwrap()])
+        .args(&args)
+        .output()
+        .expect("run verigate");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--allow-certificate-change is deprecated"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }
 

@@ -7,10 +7,11 @@
 //! attested manifest. The checks themselves are `attest::verify`'s.
 
 use crate::client::{cert_sha256, presented_leaf, split_host_port, Connection};
+use crate::commands::key_change::KeyChangeArgs;
 use crate::commands::online::{self, Online};
 use crate::report::Outcome;
 use anyhow::Context as _;
-use attest::binding::Nonce;
+use attest::binding::{CertDigests, Nonce};
 use attest::check::Check;
 use attest::evidence::Evidence;
 use attest::snapshot::{FileIndex, Snapshot};
@@ -54,10 +55,8 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub allow_simulated_tee: bool,
 
-    /// Accept certificates that changed since the snapshot (e.g. after a renewal),
-    /// as long as the VM attests them.
-    #[arg(long)]
-    pub allow_certificate_change: bool,
+    #[command(flatten)]
+    pub key_change: KeyChangeArgs,
 
     /// A TDX TCB status to accept besides UpToDate (e.g. SWHardeningNeeded). Repeatable.
     #[arg(long = "allow-tcb-status", value_name = "NAME")]
@@ -176,7 +175,7 @@ pub struct Plan {
     pub vcek: Option<Vec<u8>>,
     pub at: SystemTime,
     pub allow_simulated_tee: bool,
-    pub allow_certificate_change: bool,
+    pub allow_key_change: bool,
     pub allow_tcb_status: Vec<String>,
 }
 
@@ -226,7 +225,7 @@ pub fn plan(args: &VerifyArgs) -> anyhow::Result<Plan> {
         vcek,
         at,
         allow_simulated_tee: args.allow_simulated_tee,
-        allow_certificate_change: args.allow_certificate_change,
+        allow_key_change: args.key_change.allowed(),
         allow_tcb_status: args.allow_tcb_status.clone(),
     })
 }
@@ -271,7 +270,9 @@ pub async fn check_connection(
                 let r = presented_leaf(&app.name, app.port, &opts).await;
                 (
                     i,
-                    r.map(|leaf| cert_sha256(&leaf)).map_err(|e| e.to_string()),
+                    r.map_err(|e| e.to_string()).and_then(|leaf| {
+                        CertDigests::of(&app.name, &leaf).map_err(|e| e.to_string())
+                    }),
                 )
             });
         }
@@ -310,7 +311,7 @@ pub async fn check_connection(
     expect.endpoint_cert_sha256 = Some(endpoint_sha);
     expect.whitelist = plan.whitelist.as_ref();
     expect.allow_simulated_tee = plan.allow_simulated_tee;
-    expect.allow_certificate_change = plan.allow_certificate_change;
+    expect.allow_key_change = plan.allow_key_change;
     expect.allowed_tdx_tcb_statuses = plan.allow_tcb_status.clone();
     expect.snp_certs = plan.vcek.clone().map(|v| SnpCerts {
         vcek_or_vlek: Some(v),
@@ -321,12 +322,12 @@ pub async fn check_connection(
 
     for (app, result) in applications.iter().zip(app_results) {
         out.checks.push(match result {
-            Some(Ok(sha)) => check_application(
+            Some(Ok(presented)) => check_application(
                 &app.name,
-                &sha,
+                &presented,
                 &evidence.manifest,
                 Some(snapshot),
-                plan.allow_certificate_change,
+                plan.allow_key_change,
             ),
             Some(Err(e)) => Check::fail(
                 format!("application {}", app.name),
