@@ -104,6 +104,10 @@ pub struct Expectations<'a> {
     /// `endpoint certificate`: nothing then shows that no TLS-terminating proxy sat in
     /// between.
     pub endpoint_cert_sha256: Option<[u8; 32]>,
+    /// The host of `--url` (the SNI of that connection). It may be `domain` or any name
+    /// the VM routes (the own endpoint answers there to ALPN `verigate/1`); a DNS name
+    /// that is neither fails `endpoint certificate`. `None` or an IP address: not checked.
+    pub url_host: Option<String>,
     /// Extra accepted (path, digest) pairs (`--whitelist`), on top of the snapshot's.
     pub whitelist: Option<&'a FileIndex>,
     /// Accept the simulated TEE (`--allow-simulated-tee`); it proves nothing about
@@ -133,6 +137,7 @@ impl<'a> Expectations<'a> {
             nonce,
             snapshot: None,
             endpoint_cert_sha256: None,
+            url_host: None,
             whitelist: None,
             allow_simulated_tee: false,
             allowed_tdx_tcb_statuses: Vec::new(),
@@ -654,11 +659,40 @@ fn check_endpoint(evidence: &Evidence, expect: &Expectations<'_>) -> Check {
             ),
         );
     };
+    // The own endpoint presents the certificate of `domain` whatever name the client
+    // dialed; trust comes from that certificate being the attested entry of `domain`
+    // (a TLS-terminating impostor cannot present it: the handshake is signed by its key).
+    // The dialed name must still be one this VM answers for, so that a report never
+    // vouches for a name the VM does not serve.
+    let via = match expect.url_host.as_deref() {
+        Some(host) if host.parse::<std::net::IpAddr>().is_err() => {
+            let host = host.to_ascii_lowercase();
+            if host == entry.name {
+                String::new()
+            } else if let Some(route) = evidence.manifest.entry_for_sni(&host) {
+                format!(
+                    ", reached through the routed name `{host}` (entry `{}`)",
+                    route.name
+                )
+            } else {
+                return Check::fail(
+                    names::ENDPOINT_CERTIFICATE,
+                    format!(
+                        "the connection went to `{host}`, which is neither the VM's own name `{}` \
+                         nor a name it routes (manifest: {})",
+                        entry.name,
+                        manifest_names(&evidence.manifest)
+                    ),
+                );
+            }
+        }
+        _ => String::new(),
+    };
     if &entry.cert_sha256 == seen {
         Check::pass(
             names::ENDPOINT_CERTIFICATE,
             format!(
-                "the certificate on the connection (sha256 {}) is the manifest entry of `{}`",
+                "the certificate on the connection (sha256 {}) is the manifest entry of `{}`{via}",
                 short(seen),
                 entry.name
             ),

@@ -653,3 +653,37 @@ fn real_tdx_quote_verifies_but_is_not_bound_to_our_call() {
         &[names::BINDING, names::TEE, names::TEE_MEASUREMENT],
     );
 }
+
+#[test]
+fn the_own_endpoint_may_be_reached_through_a_routed_name_only() {
+    let vm = Vm::new();
+    let snap = vm.snapshot();
+    let nonce = Nonce::random();
+    let e = vm.evidence(nonce);
+    let with_host = |host: &str| {
+        let mut ex = expect(nonce, Some(&snap));
+        ex.url_host = Some(host.into());
+        verify(&e, &ex)
+    };
+    // Its own name, a routed name (exact or under a wildcard), an address: the
+    // certificate on the connection is what decides, and it is the domain's.
+    for host in [DOMAIN, "A.example.com", "db.apps.example.com", "127.0.0.1"] {
+        let checks = with_host(host);
+        assert_failed(&checks, &[]);
+    }
+    let checks = with_host("db.apps.example.com");
+    let d = detail(&checks, names::ENDPOINT_CERTIFICATE);
+    assert!(
+        d.contains("routed name `db.apps.example.com` (entry `*.apps.example.com`)"),
+        "{d}"
+    );
+    // A name the VM neither is nor routes.
+    let checks = with_host("elsewhere.example.org");
+    assert_failed(&checks, &[names::ENDPOINT_CERTIFICATE]);
+    assert!(detail(&checks, names::ENDPOINT_CERTIFICATE).contains("neither"));
+    // An impostor on a routed name still presents another certificate and fails.
+    let mut ex = expect(nonce, Some(&snap));
+    ex.url_host = Some("a.example.com".into());
+    ex.endpoint_cert_sha256 = Some([0xee; 32]);
+    assert_failed(&verify(&e, &ex), &[names::ENDPOINT_CERTIFICATE]);
+}

@@ -190,7 +190,7 @@ async fn handle(connection: Connection, mut stream: TcpStream, peer: SocketAddr)
     log.client = client;
     log.sni = hello.sni.clone();
 
-    match active.routes.lookup(hello.sni.as_deref()) {
+    match active.routes.lookup(hello.sni.as_deref(), &hello.alpn) {
         // Boxed: the TLS + HTTP state is large, and the task of every passthrough
         // connection would otherwise reserve room for it.
         Destination::Own => Box::pin(serve_own(own, &active, stream, buf, log)).await,

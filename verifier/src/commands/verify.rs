@@ -6,7 +6,7 @@
 //! Then one TLS handshake per application, all at once, each compared with the same
 //! attested manifest. The checks themselves are `attest::verify`'s.
 
-use crate::client::{cert_sha256, presented_leaf, split_host_port, Connection};
+use crate::client::{cert_sha256, presented_leaf, split_host_port, Connection, Endpoint};
 use crate::commands::key_change::KeyChangeArgs;
 use crate::commands::online::{self, Online};
 use crate::report::Outcome;
@@ -42,7 +42,8 @@ pub struct VerifyArgs {
     /// --connect-to), for when DNS does not point at the VM. `HOST:PORT` sends every
     /// application there; `NAME:PORT:HOST:PORT` only the handshake for NAME:PORT (an
     /// empty NAME or PORT matches any), and wins over `HOST:PORT`. Repeatable. The
-    /// --url connection is not affected.
+    /// --url connection follows only a rule that names its host (NAME:PORT:HOST:PORT),
+    /// e.g. for --url https://app.example.com, reached through a routed name.
     #[arg(long = "connect-to", value_name = "[NAME:PORT:]HOST:PORT")]
     pub connect_to: Vec<String>,
 
@@ -157,6 +158,19 @@ pub fn route_for(app: &Application, rules: &[ConnectTo]) -> Option<String> {
         .map(|r| r.target.clone())
 }
 
+/// Where the `--url` connection goes: the first rule that names its host (and its port
+/// or any), else `None` (resolve the name). A rule for any name is for the applications
+/// only, as it always was.
+pub fn route_for_url(endpoint: &Endpoint, rules: &[ConnectTo]) -> Option<String> {
+    let host = endpoint.host.to_ascii_lowercase();
+    rules
+        .iter()
+        .find(|r| {
+            r.name.as_deref() == Some(host.as_str()) && r.port.is_none_or(|p| p == endpoint.port)
+        })
+        .map(|r| r.target.clone())
+}
+
 /// Parses `--at`.
 pub fn parse_at(s: &str) -> anyhow::Result<SystemTime> {
     let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
@@ -237,7 +251,7 @@ pub fn run(online: &Online, args: VerifyArgs) -> anyhow::Result<Outcome> {
     let endpoint = online.endpoint()?;
     let plan = plan(&args)?;
     let runtime = online::runtime()?;
-    let url_opts = online.tls_options(None);
+    let url_opts = online.tls_options(route_for_url(&endpoint, &plan.connect_to));
     runtime.block_on(async {
         let mut conn = Connection::open(&endpoint, &url_opts)
             .await
@@ -309,6 +323,7 @@ pub async fn check_connection(
     let mut expect = Expectations::new(nonce, plan.at);
     expect.snapshot = Some(snapshot);
     expect.endpoint_cert_sha256 = Some(endpoint_sha);
+    expect.url_host = Some(conn.endpoint().host.clone());
     expect.whitelist = plan.whitelist.as_ref();
     expect.allow_simulated_tee = plan.allow_simulated_tee;
     expect.allow_key_change = plan.allow_key_change;
@@ -413,6 +428,18 @@ mod tests {
             Some("127.0.0.1:1")
         );
         assert_eq!(route_for(&app("a.example.com", 443), &rules[1..]), None);
+
+        let url = |host: &str, port| Endpoint {
+            host: host.into(),
+            port,
+        };
+        assert_eq!(
+            route_for_url(&url("B.example.com", 443), &rules).as_deref(),
+            Some("127.0.0.2:2")
+        );
+        // A rule for any name is the applications': the --url connection resolves.
+        assert_eq!(route_for_url(&url("a.example.com", 443), &rules), None);
+        assert_eq!(route_for_url(&url("b.example.com", 8443), &rules), None);
     }
 
     #[test]
