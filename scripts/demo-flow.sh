@@ -315,7 +315,7 @@ echo "  \$ verigate --url $URL --allow-insecure-tls verify --snapshot snapshot.j
 verify
 [ "$LAST_RC" = 0 ] || { echo "demo: the untouched VM should pass" >&2; exit 1; }
 
-say "Attack 1: app2's certificate swapped inside the VM (e.g. a stolen key replaced)"
+say "Attack 1: app2's certificate and key swapped inside the VM (e.g. a stolen key replaced)"
 dir="$WORK/app2.example.com"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
   -subj "/CN=app2.example.com" -addext "subjectAltName=DNS:app2.example.com" \
@@ -329,10 +329,21 @@ echo "  refresh its manifest at once (it also refreshes periodically)"
 kill -HUP "$GW_PID"
 wait_manifest "$NEW"
 verify --brief
-[ "$LAST_RC" = 1 ] || { echo "demo: a swapped certificate should fail verify" >&2; exit 1; }
-echo "  A planned renewal is accepted with --allow-certificate-change (the VM attests the new"
+[ "$LAST_RC" = 1 ] || { echo "demo: a swapped key should fail verify" >&2; exit 1; }
+echo "  A planned key change is accepted with --allow-key-change (the VM attests the new"
 echo "  certificate, so an impostor would still fail):"
-verify --brief --allow-certificate-change
+verify --brief --allow-key-change
+
+say "A renewal that keeps the key (certbot --reuse-key) passes without a flag"
+openssl req -x509 -new -key "$dir/key.pem" -days 60 -subj "/CN=app2.example.com" \
+  -addext "subjectAltName=DNS:app2.example.com" -out "$dir/cert3.pem" 2>/dev/null
+stop_pid "${SPID[app2.example.com]}"
+start_service app2.example.com "$dir/cert3.pem" "$dir/key.pem"
+wait_port "${PORT[app2.example.com]}"
+kill -HUP "$GW_PID"
+wait_manifest "$(fingerprint <"$dir/cert3.pem" | tr -d : | tr 'A-F' 'a-f')"
+verify --brief
+[ "$LAST_RC" = 0 ] || { echo "demo: a renewal with the same key should pass" >&2; exit 1; }
 
 say "Back to app2's original certificate: verify passes again"
 stop_pid "${SPID[app2.example.com]}"

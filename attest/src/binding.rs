@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! entry           = u16_be(len(name)) || name (lowercase ASCII) || sha256(leaf DER)
+//!                   || sha256(leaf's SubjectPublicKeyInfo DER)
 //! manifest_digest = SHA-256(entries sorted by name bytes, concatenated)
 //! ak_digest       = SHA-256(TPMT_PUBLIC of the TPM attestation key), or 32 zero bytes
 //! report_data     = SHA-512("verigate attestation v1" || 0x00 || nonce[32]
@@ -17,6 +18,9 @@
 //! report_data     = SHA-512("verigate attestation v2" || 0x00 || root[32]
 //!                           || manifest_digest || ak_digest)
 //! ```
+//! Both digests are bound: the certificate's, so a client can check that the leaf it
+//! was shown is the attested one, and its key's, so that a snapshot can pin the key and a
+//! renewal that keeps the key still verifies (ARCHITECTURE.md, "Verification").
 //!
 //! The test vectors in `attest/tests/vectors/binding.json` come from
 //! `attest/tests/vectors/binding.py`, and those of version 2 from `binding_v2.py`, written
@@ -86,6 +90,14 @@ pub enum BindingError {
     /// The nonce string is 64 characters long but not hex; holds the decoder's error.
     #[error("nonce is not hex: {0}")]
     NonceNotHex(String),
+    /// A leaf certificate is not DER X.509, so its public key cannot be found.
+    #[error("the certificate of `{name}` is not a DER X.509 certificate: {reason}")]
+    BadCertificate {
+        /// The name the certificate was served for.
+        name: String,
+        /// The DER decoder's complaint.
+        reason: String,
+    },
     /// A manifest entry's `cert_sha256` is not 64 hex characters.
     #[error("cert_sha256 of `{name}` must be 64 hex characters (a SHA-256), got `{got}`")]
     BadCertDigest {
@@ -183,7 +195,41 @@ pub fn normalize_name(name: &str) -> Result<String, BindingError> {
     }
 }
 
-/// One name the VM serves and the SHA-256 of the leaf certificate it presents.
+/// The two digests of one leaf certificate: of its DER, and of its SubjectPublicKeyInfo
+/// DER (the key, which a renewal with `certbot --reuse-key` keeps).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CertDigests {
+    /// SHA-256 of the certificate's DER.
+    pub cert_sha256: [u8; 32],
+    /// SHA-256 of the DER of the certificate's SubjectPublicKeyInfo.
+    pub spki_sha256: [u8; 32],
+}
+
+impl CertDigests {
+    /// The digests of a DER certificate; `name` only labels the error. The key is found
+    /// by a strict DER parse and hashed as re-encoded DER, which is the input's own bytes
+    /// since DER has one encoding.
+    pub fn of(name: &str, leaf_der: &[u8]) -> Result<CertDigests, BindingError> {
+        use x509_cert::der::{Decode as _, Encode as _};
+        let bad = |e: x509_cert::der::Error| BindingError::BadCertificate {
+            name: name.escape_default().to_string(),
+            reason: e.to_string(),
+        };
+        let cert = x509_cert::Certificate::from_der(leaf_der).map_err(bad)?;
+        let spki = cert
+            .tbs_certificate
+            .subject_public_key_info
+            .to_der()
+            .map_err(bad)?;
+        Ok(CertDigests {
+            cert_sha256: Sha256::digest(leaf_der).into(),
+            spki_sha256: Sha256::digest(&spki).into(),
+        })
+    }
+}
+
+/// One name the VM serves, the SHA-256 of the leaf certificate it presents and the
+/// SHA-256 of that certificate's public key (SubjectPublicKeyInfo).
 ///
 /// A wildcard route's entry is keyed by the route's pattern (`*.example.com`): the
 /// backend presents one certificate for every name it matches.
@@ -196,24 +242,47 @@ pub struct ManifestEntry {
     /// SHA-256 of the DER of the leaf certificate served for this name (64 hex characters in JSON).
     #[serde(with = "hex_digest")]
     pub cert_sha256: [u8; 32],
+    /// SHA-256 of the DER of that certificate's SubjectPublicKeyInfo: what a snapshot pins,
+    /// so a renewal that keeps the key still verifies.
+    #[serde(with = "hex_digest")]
+    pub spki_sha256: [u8; 32],
 }
 
 impl ManifestEntry {
-    /// An entry for `name` (normalized) and the DER of its leaf certificate.
+    /// An entry for `name` (normalized) and the DER of its leaf certificate, which must
+    /// parse as X.509 (its key is hashed).
     pub fn from_cert(name: &str, leaf_der: &[u8]) -> Result<ManifestEntry, BindingError> {
-        Ok(ManifestEntry {
-            name: normalize_name(name)?,
-            cert_sha256: Sha256::digest(leaf_der).into(),
-        })
+        let name = normalize_name(name)?;
+        let d = CertDigests::of(&name, leaf_der)?;
+        Ok(ManifestEntry::new(name, d))
     }
 
-    /// `u16_be(len(name)) || name || sha256`, the bytes the manifest digest covers.
+    /// An entry for a name (normalized by [`Manifest::new`]) and its certificate's digests.
+    pub fn new(name: impl Into<String>, digests: CertDigests) -> ManifestEntry {
+        ManifestEntry {
+            name: name.into(),
+            cert_sha256: digests.cert_sha256,
+            spki_sha256: digests.spki_sha256,
+        }
+    }
+
+    /// The entry's two digests.
+    pub fn digests(&self) -> CertDigests {
+        CertDigests {
+            cert_sha256: self.cert_sha256,
+            spki_sha256: self.spki_sha256,
+        }
+    }
+
+    /// `u16_be(len(name)) || name || cert sha256 || spki sha256`, the bytes the manifest
+    /// digest covers.
     fn encode(&self, out: &mut Vec<u8>) {
         // normalize_name bounds names to MAX_NAME_LEN, far below u16::MAX.
         let len = u16::try_from(self.name.len()).unwrap_or(u16::MAX);
         out.extend_from_slice(&len.to_be_bytes());
         out.extend_from_slice(self.name.as_bytes());
         out.extend_from_slice(&self.cert_sha256);
+        out.extend_from_slice(&self.spki_sha256);
     }
 }
 
@@ -232,7 +301,7 @@ impl Manifest {
             .map(|e| {
                 Ok(ManifestEntry {
                     name: normalize_name(&e.name)?,
-                    cert_sha256: e.cert_sha256,
+                    ..e
                 })
             })
             .collect::<Result<Vec<_>, BindingError>>()?;
@@ -393,6 +462,7 @@ mod tests {
         ManifestEntry {
             name: name.into(),
             cert_sha256: [byte; 32],
+            spki_sha256: [byte ^ 0xff; 32],
         }
     }
 
@@ -482,6 +552,17 @@ mod tests {
     }
 
     #[test]
+    fn a_leaf_that_is_not_x509_is_refused_by_name() {
+        let e = ManifestEntry::from_cert("a.example.com", b"not a certificate").unwrap_err();
+        assert!(
+            matches!(&e, BindingError::BadCertificate { name, .. } if name == "a.example.com"),
+            "{e}"
+        );
+        assert!(CertDigests::of("x", &[]).is_err());
+        assert!(CertDigests::of("x", &[0x30, 0x82, 0xff]).is_err());
+    }
+
+    #[test]
     fn nonce_parsing_says_why() {
         assert_eq!(
             "ab".parse::<Nonce>(),
@@ -512,15 +593,21 @@ mod tests {
         assert_eq!(
             json,
             format!(
-                r#"[{{"name":"a.example.com","cert_sha256":"{}"}}]"#,
-                "ab".repeat(32)
+                r#"[{{"name":"a.example.com","cert_sha256":"{}","spki_sha256":"{}"}}]"#,
+                "ab".repeat(32),
+                "54".repeat(32)
             )
         );
         assert_eq!(serde_json::from_str::<Manifest>(&json).unwrap(), m);
-        let short = r#"[{"name":"a","cert_sha256":"abcd"}]"#;
-        assert!(serde_json::from_str::<Manifest>(short).is_err());
+        let short = format!(
+            r#"[{{"name":"a","cert_sha256":"abcd","spki_sha256":"{}"}}]"#,
+            "00".repeat(32)
+        );
+        assert!(serde_json::from_str::<Manifest>(&short).is_err());
+        let no_key = format!(r#"[{{"name":"a","cert_sha256":"{}"}}]"#, "00".repeat(32));
+        assert!(serde_json::from_str::<Manifest>(&no_key).is_err());
         let dup = format!(
-            r#"[{{"name":"a","cert_sha256":"{0}"}},{{"name":"a","cert_sha256":"{0}"}}]"#,
+            r#"[{{"name":"a","cert_sha256":"{0}","spki_sha256":"{0}"}},{{"name":"a","cert_sha256":"{0}","spki_sha256":"{0}"}}]"#,
             "00".repeat(32)
         );
         assert!(serde_json::from_str::<Manifest>(&dup).is_err());

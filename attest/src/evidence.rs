@@ -20,6 +20,12 @@ pub const EVIDENCE_VERSION: u32 = 1;
 /// inclusion proof in `batch` (ARCHITECTURE.md, "Binding", "Version 2"); what verigated
 /// writes.
 pub const EVIDENCE_VERSION_BATCHED: u32 = 2;
+/// The ALPN protocol id that asks for verigated's own endpoint on any name it routes: a
+/// ClientHello whose SNI is a routed name and whose ALPN list is exactly this one id goes
+/// to the own endpoint (which still presents the certificate of `gateway.domain`), so one
+/// DNS name serves the application and its attestation (ARCHITECTURE.md, "Routing a
+/// connection"). `verigate` offers it, alone, on its `--url` connection.
+pub const OWN_ENDPOINT_ALPN: &[u8] = b"verigate/1";
 
 /// The most evidence JSON a verifier parses (the IMA log dominates its size).
 pub const MAX_EVIDENCE_BYTES: usize = 128 * 1024 * 1024;
@@ -390,6 +396,7 @@ mod tests {
             manifest: Manifest::new(vec![ManifestEntry {
                 name: "vm.example.com".into(),
                 cert_sha256: [2; 32],
+                spki_sha256: [3; 32],
             }])
             .unwrap(),
             tee: TeeEvidence::Simulated {

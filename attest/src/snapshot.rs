@@ -376,6 +376,14 @@ pub enum SnapshotError {
     /// The bytes are not JSON of the snapshot's shape; holds the parser's error.
     #[error("not a verigate snapshot: {0}")]
     Json(#[from] serde_json::Error),
+    /// The manifest's entries carry no `spki_sha256`: the snapshot was taken before
+    /// snapshots pinned keys. Refused rather than read as a certificate pin, so that one
+    /// rule (the key) decides every verification.
+    #[error(
+        "the snapshot's manifest has no key digests (spki_sha256): it was taken by an older \
+         verigate, before snapshots pinned keys; take a new snapshot with `verigate snapshot`"
+    )]
+    NoKeyPins,
     /// The `version` field is not [`SNAPSHOT_VERSION`].
     #[error(
         "snapshot version {0} is not supported (this verigate reads version {SNAPSHOT_VERSION})"
@@ -414,7 +422,13 @@ impl Snapshot {
                 max: MAX_SNAPSHOT_BYTES,
             });
         }
-        let s: Snapshot = serde_json::from_slice(bytes)?;
+        let s: Snapshot = serde_json::from_slice(bytes).map_err(|e| {
+            if lacks_key_pins(bytes) {
+                SnapshotError::NoKeyPins
+            } else {
+                SnapshotError::Json(e)
+            }
+        })?;
         if s.version != SNAPSHOT_VERSION {
             return Err(SnapshotError::UnsupportedVersion(s.version));
         }
@@ -432,6 +446,17 @@ impl Snapshot {
     pub fn file_index(&self) -> FileIndex {
         FileIndex::from_pairs(&self.filehashes).unwrap_or_default()
     }
+}
+
+/// Whether `bytes` is a JSON object whose `manifest` has an entry without `spki_sha256`
+/// (a snapshot from before key pins), so that its refusal can say what to do.
+fn lacks_key_pins(bytes: &[u8]) -> bool {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return false;
+    };
+    v.get("manifest")
+        .and_then(serde_json::Value::as_array)
+        .is_some_and(|m| m.iter().any(|e| e.get("spki_sha256").is_none()))
 }
 
 /// Known (path, digest) pairs, for the question "is this IMA entry expected?". A path may
@@ -517,6 +542,7 @@ mod tests {
             manifest: Manifest::new(vec![ManifestEntry {
                 name: "vm.example.com".into(),
                 cert_sha256: [5; 32],
+                spki_sha256: [6; 32],
             }])
             .unwrap(),
             filehashes: vec![("/usr/bin/bash".into(), "ab".repeat(32))],
@@ -532,6 +558,23 @@ mod tests {
         assert_eq!(v["ima"]["hash_algorithm"], "sha256");
         assert_eq!(v["filehashes"][0][0], "/usr/bin/bash");
         assert_eq!(Snapshot::from_json(&s.to_json()).unwrap(), s);
+    }
+
+    #[test]
+    fn a_snapshot_from_before_key_pins_is_refused_with_what_to_do() {
+        let mut v: serde_json::Value = serde_json::from_slice(&sample().to_json()).unwrap();
+        v["manifest"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("spki_sha256");
+        let e = Snapshot::from_json(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+        assert!(matches!(e, SnapshotError::NoKeyPins), "{e}");
+        assert!(e.to_string().contains("verigate snapshot"), "{e}");
+        // Another problem in a snapshot that has its key pins is reported as itself.
+        let mut v: serde_json::Value = serde_json::from_slice(&sample().to_json()).unwrap();
+        v["manifest"][0]["spki_sha256"] = "xyz".into();
+        let e = Snapshot::from_json(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+        assert!(matches!(e, SnapshotError::Json(_)), "{e}");
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //! the VM's verified evidence before the CLI writes it.
 
 use crate::batch::ProofError;
-use crate::binding::{self, Manifest, ManifestEntry, Nonce};
+use crate::binding::{self, CertDigests, Manifest, ManifestEntry, Nonce};
 use crate::check::Check;
 use crate::evidence::{Evidence, TeeEvidence, TpmEvidence};
 use crate::ima::{self, ImaEntry};
@@ -106,6 +106,10 @@ pub struct Expectations<'a> {
     /// `endpoint certificate`: nothing then shows that no TLS-terminating proxy sat in
     /// between.
     pub endpoint_cert_sha256: Option<[u8; 32]>,
+    /// The host of `--url` (the SNI of that connection). It may be `domain` or any name
+    /// the VM routes (the own endpoint answers there to ALPN `verigate/1`); a DNS name
+    /// that is neither fails `endpoint certificate`. `None` or an IP address: not checked.
+    pub url_host: Option<String>,
     /// Extra accepted (path, digest) pairs (`--whitelist`), on top of the snapshot's.
     pub whitelist: Option<&'a FileIndex>,
     /// Accept the simulated TEE (`--allow-simulated-tee`); it proves nothing about
@@ -123,9 +127,9 @@ pub struct Expectations<'a> {
     /// The names the user will check with `--application`: each must be covered by a
     /// manifest entry (checked in `manifest`; the handshakes are [`check_application`]).
     pub applications: Vec<String>,
-    /// Accept manifest certificates that differ from the snapshot's
-    /// (`--allow-certificate-change`).
-    pub allow_certificate_change: bool,
+    /// Accept manifest keys that differ from the snapshot's (`--allow-key-change`); a
+    /// certificate renewed with the same key needs no allowance.
+    pub allow_key_change: bool,
 }
 
 impl<'a> Expectations<'a> {
@@ -135,6 +139,7 @@ impl<'a> Expectations<'a> {
             nonce,
             snapshot: None,
             endpoint_cert_sha256: None,
+            url_host: None,
             whitelist: None,
             allow_simulated_tee: false,
             allowed_tdx_tcb_statuses: Vec::new(),
@@ -142,7 +147,7 @@ impl<'a> Expectations<'a> {
             snp_certs: None,
             tdx_collateral: None,
             applications: Vec::new(),
-            allow_certificate_change: false,
+            allow_key_change: false,
         }
     }
 }
@@ -553,18 +558,18 @@ fn check_vouched_tpm_key(
 }
 
 /// The `application <name>` check, after the CLI's handshake with SNI `name` saw a leaf
-/// whose SHA-256 is `presented_cert_sha256`: the leaf must be the manifest's entry for
-/// that name (exact, else wildcard pattern, see [`Manifest::entry_for_sni`]) — else the
-/// name is served from outside the VM — and that entry must equal the snapshot's,
-/// unless `allow_certificate_change`. Without a snapshot the second part fails unless
-/// `allow_certificate_change`. `name` is the SNI alone (the CLI strips a `:port`); the
-/// check is named `application <name>`.
+/// with digests `presented`: the leaf must be the manifest's entry for that name (exact,
+/// else wildcard pattern, see [`Manifest::entry_for_sni`]) — else the name is served
+/// from outside the VM — and that entry's key must be the snapshot's, unless
+/// `allow_key_change`. A certificate renewed with the same key passes, and the detail
+/// says so. Without a snapshot the second part fails unless `allow_key_change`. `name`
+/// is the SNI alone (the CLI strips a `:port`); the check is named `application <name>`.
 pub fn check_application(
     name: &str,
-    presented_cert_sha256: &[u8; 32],
+    presented: &CertDigests,
     manifest: &Manifest,
     snapshot: Option<&Snapshot>,
-    allow_certificate_change: bool,
+    allow_key_change: bool,
 ) -> Check {
     let check = format!("application {name}");
     let Some(entry) = manifest.entry_for_sni(name) else {
@@ -576,8 +581,19 @@ pub fn check_application(
             ),
         );
     };
-    if &entry.cert_sha256 != presented_cert_sha256 {
-        let (want, got) = hex_pair(&entry.cert_sha256, presented_cert_sha256);
+    if entry.cert_sha256 == presented.cert_sha256 && entry.spki_sha256 != presented.spki_sha256 {
+        let (want, got) = hex_pair(&entry.spki_sha256, &presented.spki_sha256);
+        return Check::fail(
+            check,
+            format!(
+                "the VM attests the certificate presented for `{name}` with key sha256 {want}, \
+                 but its key is {got}: the manifest entry of `{}` contradicts itself",
+                entry.name
+            ),
+        );
+    }
+    if entry.digests() != *presented {
+        let (want, got) = hex_pair(&entry.cert_sha256, &presented.cert_sha256);
         return Check::fail(
             check,
             format!(
@@ -593,31 +609,40 @@ pub fn check_application(
         format!(" (entry `{}`)", entry.name)
     };
     match snapshot.map(|s| s.manifest.get(&entry.name)) {
-        Some(Some(snap)) if snap.cert_sha256 == entry.cert_sha256 => Check::pass(
-            check,
-            format!(
-                "presented certificate sha256 {} is the attested one{via} and the snapshot's",
-                short(&entry.cert_sha256)
+        Some(Some(snap)) => match key_pin(snap, entry) {
+            KeyPin::Same => Check::pass(
+                check,
+                format!(
+                    "presented certificate sha256 {} is the attested one{via} and the snapshot's",
+                    short(&entry.cert_sha256)
+                ),
             ),
-        ),
-        Some(Some(snap)) => {
-            let (was, now) = hex_pair(&snap.cert_sha256, &entry.cert_sha256);
-            let diff = format!("certificate of `{}` changed since the snapshot: snapshot sha256 {was}, now {now}", entry.name);
-            if allow_certificate_change {
-                Check::pass(
-                    check,
-                    format!("presented certificate is the attested one{via}; {diff} (allowed by --allow-certificate-change)"),
-                )
-            } else {
-                Check::fail(
-                    check,
-                    format!("{diff}; review it, then take a new snapshot or pass --allow-certificate-change"),
-                )
-            }
-        }
-        Some(None) if allow_certificate_change => Check::pass(
+            KeyPin::Renewed => Check::pass(
+                check,
+                format!(
+                    "presented certificate sha256 {} is the attested one{via}; {}",
+                    short(&entry.cert_sha256),
+                    renewal(snap, entry)
+                ),
+            ),
+            KeyPin::Changed if allow_key_change => Check::pass(
+                check,
+                format!(
+                    "presented certificate is the attested one{via}; {} (allowed by --allow-key-change)",
+                    key_change(snap, entry)
+                ),
+            ),
+            KeyPin::Changed => Check::fail(
+                check,
+                format!(
+                    "{}; review it, then take a new snapshot or pass --allow-key-change",
+                    key_change(snap, entry)
+                ),
+            ),
+        },
+        Some(None) if allow_key_change => Check::pass(
             check,
-            format!("presented certificate is the attested one{via}; `{}` is new since the snapshot (allowed by --allow-certificate-change)", entry.name),
+            format!("presented certificate is the attested one{via}; `{}` is new since the snapshot (allowed by --allow-key-change)", entry.name),
         ),
         Some(None) => Check::fail(
             check,
@@ -626,15 +651,54 @@ pub fn check_application(
                 entry.name
             ),
         ),
-        None if allow_certificate_change => Check::pass(
+        None if allow_key_change => Check::pass(
             check,
-            format!("presented certificate is the attested one{via}; no snapshot to compare with (allowed by --allow-certificate-change)"),
+            format!("presented certificate is the attested one{via}; no snapshot to compare with (allowed by --allow-key-change)"),
         ),
         None => Check::fail(
             check,
             format!("presented certificate is the attested one{via}, but there is no snapshot to compare it with"),
         ),
     }
+}
+
+/// How a name's attested certificate relates to the snapshot's: the snapshot pins the
+/// key, so a renewal that keeps it is not a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyPin {
+    /// The same certificate.
+    Same,
+    /// Another certificate for the same key (a renewal with `--reuse-key`).
+    Renewed,
+    /// Another key.
+    Changed,
+}
+
+fn key_pin(snapshot: &ManifestEntry, now: &ManifestEntry) -> KeyPin {
+    if snapshot.spki_sha256 != now.spki_sha256 {
+        KeyPin::Changed
+    } else if snapshot.cert_sha256 != now.cert_sha256 {
+        KeyPin::Renewed
+    } else {
+        KeyPin::Same
+    }
+}
+
+fn renewal(snapshot: &ManifestEntry, now: &ManifestEntry) -> String {
+    let (was, is) = hex_pair(&snapshot.cert_sha256, &now.cert_sha256);
+    format!(
+        "the certificate of `{}` was renewed since the snapshot (sha256 {was}, now {is}) with the same key (spki sha256 {})",
+        now.name,
+        short(&now.spki_sha256)
+    )
+}
+
+fn key_change(snapshot: &ManifestEntry, now: &ManifestEntry) -> String {
+    let (was, is) = hex_pair(&snapshot.spki_sha256, &now.spki_sha256);
+    format!(
+        "the key of `{}` changed since the snapshot: snapshot spki sha256 {was}, now {is}",
+        now.name
+    )
 }
 
 fn check_nonce(
@@ -770,11 +834,40 @@ fn check_endpoint(evidence: &Evidence, expect: &Expectations<'_>) -> Check {
             ),
         );
     };
+    // The own endpoint presents the certificate of `domain` whatever name the client
+    // dialed; trust comes from that certificate being the attested entry of `domain`
+    // (a TLS-terminating impostor cannot present it: the handshake is signed by its key).
+    // The dialed name must still be one this VM answers for, so that a report never
+    // vouches for a name the VM does not serve.
+    let via = match expect.url_host.as_deref() {
+        Some(host) if host.parse::<std::net::IpAddr>().is_err() => {
+            let host = host.to_ascii_lowercase();
+            if host == entry.name {
+                String::new()
+            } else if let Some(route) = evidence.manifest.entry_for_sni(&host) {
+                format!(
+                    ", reached through the routed name `{host}` (entry `{}`)",
+                    route.name
+                )
+            } else {
+                return Check::fail(
+                    names::ENDPOINT_CERTIFICATE,
+                    format!(
+                        "the connection went to `{host}`, which is neither the VM's own name `{}` \
+                         nor a name it routes (manifest: {})",
+                        entry.name,
+                        manifest_names(&evidence.manifest)
+                    ),
+                );
+            }
+        }
+        _ => String::new(),
+    };
     if &entry.cert_sha256 == seen {
         Check::pass(
             names::ENDPOINT_CERTIFICATE,
             format!(
-                "the certificate on the connection (sha256 {}) is the manifest entry of `{}`",
+                "the certificate on the connection (sha256 {}) is the manifest entry of `{}`{via}",
                 short(seen),
                 entry.name
             ),
@@ -1219,15 +1312,16 @@ fn check_manifest(evidence: &Evidence, expect: &Expectations<'_>) -> Check {
     let Some(snapshot) = expect.snapshot else {
         return Check::fail(name, "no snapshot to compare the manifest with");
     };
+    let mut renewed = Vec::new();
     let mut changed = Vec::new();
     let mut added = Vec::new();
     for e in evidence.manifest.entries() {
         match snapshot.manifest.get(&e.name) {
-            Some(s) if s.cert_sha256 == e.cert_sha256 => {}
-            Some(s) => {
-                let (was, now) = hex_pair(&s.cert_sha256, &e.cert_sha256);
-                changed.push(format!("`{}`: snapshot {was}, now {now}", e.name));
-            }
+            Some(s) => match key_pin(s, e) {
+                KeyPin::Same => {}
+                KeyPin::Renewed => renewed.push(renewal(s, e)),
+                KeyPin::Changed => changed.push(key_change(s, e)),
+            },
             None => added.push(format!("`{}`", e.name)),
         }
     }
@@ -1247,9 +1341,7 @@ fn check_manifest(evidence: &Evidence, expect: &Expectations<'_>) -> Check {
     }
     let n = evidence.manifest.entries().len();
     if !problems.is_empty() {
-        if !changed.is_empty() {
-            problems.push(format!("certificate changed: {}", changed.join("; ")));
-        }
+        problems.extend(changed);
         return Check::fail(
             name,
             format!(
@@ -1258,13 +1350,21 @@ fn check_manifest(evidence: &Evidence, expect: &Expectations<'_>) -> Check {
             ),
         );
     }
+    let renewals = if renewed.is_empty() {
+        String::new()
+    } else {
+        format!("; {}", renewed.join("; "))
+    };
     if changed.is_empty() {
-        Check::pass(name, format!("the {n} certificate(s) equal the snapshot's"))
-    } else if expect.allow_certificate_change {
+        Check::pass(
+            name,
+            format!("the {n} key(s) equal the snapshot's{renewals}"),
+        )
+    } else if expect.allow_key_change {
         Check::pass(
             name,
             format!(
-                "certificate changed since the snapshot (allowed by --allow-certificate-change): {}",
+                "{} (allowed by --allow-key-change){renewals}",
                 changed.join("; ")
             ),
         )
@@ -1272,7 +1372,7 @@ fn check_manifest(evidence: &Evidence, expect: &Expectations<'_>) -> Check {
         Check::fail(
             name,
             format!(
-                "certificate changed since the snapshot: {}; review it, then take a new snapshot or pass --allow-certificate-change",
+                "{}; review it, then take a new snapshot or pass --allow-key-change{renewals}",
                 changed.join("; ")
             ),
         )

@@ -83,6 +83,7 @@ fn evidence(r: &Recorded, ak_tpmt: Vec<u8>, nonce: Nonce) -> Evidence {
         manifest: Manifest::new(vec![ManifestEntry {
             name: "vm.example.com".into(),
             cert_sha256: [7; 32],
+            spki_sha256: [8; 32],
         }])
         .expect("manifest"),
         tee: TeeEvidence::AzureSevSnp {

@@ -5,7 +5,9 @@
 //! same entry point at the end: its report verifies, but it was not made for our call.
 
 use attest::batch::Tree;
-use attest::binding::{ak_digest, report_data, report_data_v2, Manifest, ManifestEntry, Nonce};
+use attest::binding::{
+    ak_digest, report_data, report_data_v2, CertDigests, Manifest, ManifestEntry, Nonce,
+};
 use attest::check::failed_names as failed;
 use attest::check::{Check, Verdict};
 use attest::evidence::{
@@ -30,14 +32,19 @@ fn manifest(app_a: u8) -> Manifest {
         ManifestEntry {
             name: DOMAIN.into(),
             cert_sha256: ENDPOINT_CERT,
+            spki_sha256: [0xd1; 32],
         },
         ManifestEntry {
             name: "a.example.com".into(),
             cert_sha256: [app_a; 32],
+            // Another certificate for `a` is another key here; renewals are tested with
+            // `renewed_manifest`.
+            spki_sha256: [app_a ^ 0x0f; 32],
         },
         ManifestEntry {
             name: "*.apps.example.com".into(),
             cert_sha256: [0xc0; 32],
+            spki_sha256: [0xc1; 32],
         },
     ])
     .unwrap()
@@ -229,7 +236,7 @@ fn a_manifest_entry_swapped_in_transit_fails_the_binding() {
 }
 
 #[test]
-fn a_certificate_changed_inside_the_vm_fails_the_manifest_check() {
+fn a_key_changed_inside_the_vm_fails_the_manifest_check() {
     let mut vm = Vm::new();
     let snap = vm.snapshot();
     vm.manifest = manifest(0xa1);
@@ -239,27 +246,58 @@ fn a_certificate_changed_inside_the_vm_fails_the_manifest_check() {
     assert_failed(&checks, &[names::MANIFEST]);
     let d = detail(&checks, names::MANIFEST);
     assert!(
-        d.contains("`a.example.com`: snapshot a0a0") && d.contains("now a1a1"),
+        d.contains("key of `a.example.com` changed")
+            && d.contains("snapshot spki sha256 afaf")
+            && d.contains("now aeae"),
         "{d}"
     );
     let mut allow = expect(nonce, Some(&snap));
-    allow.allow_certificate_change = true;
+    allow.allow_key_change = true;
     assert_failed(&verify(&e, &allow), &[]);
 }
 
 #[test]
-fn a_route_added_since_the_snapshot_fails_even_with_certificate_changes_allowed() {
+fn a_renewal_that_keeps_the_key_passes_the_manifest_check_and_says_so() {
+    let mut vm = Vm::new();
+    let snap = vm.snapshot();
+    let entries = vm
+        .manifest
+        .entries()
+        .iter()
+        .map(|e| ManifestEntry {
+            cert_sha256: if e.name == "a.example.com" {
+                [0xa1; 32]
+            } else {
+                e.cert_sha256
+            },
+            ..e.clone()
+        })
+        .collect();
+    vm.manifest = Manifest::new(entries).unwrap();
+    let nonce = Nonce::random();
+    let checks = verify(&vm.evidence(nonce), &expect(nonce, Some(&snap)));
+    assert_failed(&checks, &[]);
+    let d = detail(&checks, names::MANIFEST);
+    assert!(
+        d.contains("certificate of `a.example.com` was renewed") && d.contains("same key"),
+        "{d}"
+    );
+}
+
+#[test]
+fn a_route_added_since_the_snapshot_fails_even_with_key_changes_allowed() {
     let mut vm = Vm::new();
     let snap = vm.snapshot();
     let mut entries = vm.manifest.entries().to_vec();
     entries.push(ManifestEntry {
         name: "new.example.com".into(),
         cert_sha256: [1; 32],
+        spki_sha256: [2; 32],
     });
     vm.manifest = Manifest::new(entries).unwrap();
     let nonce = Nonce::random();
     let mut ex = expect(nonce, Some(&snap));
-    ex.allow_certificate_change = true;
+    ex.allow_key_change = true;
     let checks = verify(&vm.evidence(nonce), &ex);
     assert_failed(&checks, &[names::MANIFEST]);
     assert!(detail(&checks, names::MANIFEST).contains("not in the snapshot: `new.example.com`"));
@@ -528,37 +566,42 @@ fn application_checks() {
     let vm = Vm::new();
     let snap = vm.snapshot();
     let m = &vm.manifest;
-    let pass = |name: &str, cert: [u8; 32]| check_application(name, &cert, m, Some(&snap), false);
-    let c = pass("a.example.com", [0xa0; 32]);
+    let presented = |cert: u8, key: u8| CertDigests {
+        cert_sha256: [cert; 32],
+        spki_sha256: [key; 32],
+    };
+    let pass = |name: &str, d: CertDigests| check_application(name, &d, m, Some(&snap), false);
+    let c = pass("a.example.com", presented(0xa0, 0xaf));
     assert!(c.passed(), "{c:?}");
     assert_eq!(c.name, "application a.example.com");
     // A wildcard route's entry covers the names it routes.
-    let c = pass("X.apps.example.com", [0xc0; 32]);
+    let c = pass("X.apps.example.com", presented(0xc0, 0xc1));
     assert!(
         c.passed() && c.detail.contains("*.apps.example.com"),
         "{c:?}"
     );
     // Another certificate for the name: served from outside the VM.
-    let c = pass("a.example.com", [0xbb; 32]);
+    let c = pass("a.example.com", presented(0xbb, 0xaf));
     assert!(!c.passed() && c.detail.contains("outside the VM"), "{c:?}");
     // A name the VM does not vouch for.
-    let c = pass("apps.example.com", [0xc0; 32]);
+    let c = pass("apps.example.com", presented(0xc0, 0xc1));
     assert!(
         !c.passed() && c.detail.contains("no manifest entry"),
         "{c:?}"
     );
 
-    // The certificate changed inside the VM since the snapshot.
-    let renewed = manifest(0xa1);
-    let c = check_application("a.example.com", &[0xa1; 32], &renewed, Some(&snap), false);
+    // The key changed inside the VM since the snapshot.
+    let rekeyed = manifest(0xa1);
+    let now = presented(0xa1, 0xae);
+    let c = check_application("a.example.com", &now, &rekeyed, Some(&snap), false);
     assert!(
-        !c.passed() && c.detail.contains("--allow-certificate-change"),
+        !c.passed() && c.detail.contains("--allow-key-change"),
         "{c:?}"
     );
-    let c = check_application("a.example.com", &[0xa1; 32], &renewed, Some(&snap), true);
+    let c = check_application("a.example.com", &now, &rekeyed, Some(&snap), true);
     assert!(c.passed(), "{c:?}");
     // No snapshot: the handshake matches, the comparison cannot be made.
-    let c = check_application("a.example.com", &[0xa1; 32], &renewed, None, false);
+    let c = check_application("a.example.com", &now, &rekeyed, None, false);
     assert!(!c.passed() && c.detail.contains("no snapshot"), "{c:?}");
 }
 
@@ -726,4 +769,38 @@ fn a_path_of_the_wrong_length_or_an_index_out_of_range_fails_the_nonce_check() {
     // A path hash flipped: the right shape, another root.
     let checks = tamper(&|b| b.path[0][0] ^= 1);
     assert_failed(&checks, &[names::NONCE, names::BINDING]);
+}
+
+#[test]
+fn the_own_endpoint_may_be_reached_through_a_routed_name_only() {
+    let vm = Vm::new();
+    let snap = vm.snapshot();
+    let nonce = Nonce::random();
+    let e = vm.evidence(nonce);
+    let with_host = |host: &str| {
+        let mut ex = expect(nonce, Some(&snap));
+        ex.url_host = Some(host.into());
+        verify(&e, &ex)
+    };
+    // Its own name, a routed name (exact or under a wildcard), an address: the
+    // certificate on the connection is what decides, and it is the domain's.
+    for host in [DOMAIN, "A.example.com", "db.apps.example.com", "127.0.0.1"] {
+        let checks = with_host(host);
+        assert_failed(&checks, &[]);
+    }
+    let checks = with_host("db.apps.example.com");
+    let d = detail(&checks, names::ENDPOINT_CERTIFICATE);
+    assert!(
+        d.contains("routed name `db.apps.example.com` (entry `*.apps.example.com`)"),
+        "{d}"
+    );
+    // A name the VM neither is nor routes.
+    let checks = with_host("elsewhere.example.org");
+    assert_failed(&checks, &[names::ENDPOINT_CERTIFICATE]);
+    assert!(detail(&checks, names::ENDPOINT_CERTIFICATE).contains("neither"));
+    // An impostor on a routed name still presents another certificate and fails.
+    let mut ex = expect(nonce, Some(&snap));
+    ex.url_host = Some("a.example.com".into());
+    ex.endpoint_cert_sha256 = Some([0xee; 32]);
+    assert_failed(&verify(&e, &ex), &[names::ENDPOINT_CERTIFICATE]);
 }

@@ -35,14 +35,19 @@ fn manifest(app_a: u8) -> Manifest {
         ManifestEntry {
             name: DOMAIN.into(),
             cert_sha256: [0xd0; 32],
+            spki_sha256: [0xd1; 32],
         },
         ManifestEntry {
             name: "a.example.com".into(),
             cert_sha256: [app_a; 32],
+            // Another certificate for `a` is another key here; renewals are tested with
+            // `renewed_manifest`.
+            spki_sha256: [app_a ^ 0x0f; 32],
         },
         ManifestEntry {
             name: "*.apps.example.com".into(),
             cert_sha256: [0xc0; 32],
+            spki_sha256: [0xc1; 32],
         },
     ])
     .unwrap()
@@ -264,9 +269,9 @@ fn a_manifest_entry_changed_inside_the_vm_fails_the_manifest_check() {
     let e = vm.evidence(nonce);
     let checks = verify(&e, &expect(nonce, Some(&snap)));
     assert_failed(&checks, &["manifest"]);
-    assert!(detail(&checks, "manifest").contains("`a.example.com`: snapshot a0a0"));
+    assert!(detail(&checks, "manifest").contains("key of `a.example.com` changed"));
     let mut allow = expect(nonce, Some(&snap));
-    allow.allow_certificate_change = true;
+    allow.allow_key_change = true;
     assert_failed(&verify(&e, &allow), &[]);
 }
 

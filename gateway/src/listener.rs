@@ -273,7 +273,7 @@ async fn handle(connection: Connection, mut stream: TcpStream, peer: SocketAddr)
         }
     }
 
-    match active.routes.lookup(hello.sni.as_deref()) {
+    match active.routes.lookup(hello.sni.as_deref(), &hello.alpn) {
         Destination::Own => {
             let e = &active.config.endpoint;
             let own_slot = match own_slots.try_open_from(

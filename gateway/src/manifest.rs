@@ -224,12 +224,21 @@ fn log_changes(previous: &ManifestState, next: &ManifestState) {
             tracing::info!(route = %e.name, "back in the certificate manifest");
         }
         if let Some(before) = before {
-            if before.cert_sha256 != e.cert_sha256 {
+            if before.spki_sha256 != e.spki_sha256 {
+                // A snapshot pins the key: verify fails until --allow-key-change or a new
+                // snapshot, so this is worth a warning.
+                tracing::warn!(
+                    route = %e.name,
+                    old = %hex::encode(before.spki_sha256),
+                    new = %hex::encode(e.spki_sha256),
+                    "key changed (renew with the same key to keep snapshots valid)"
+                );
+            } else if before.cert_sha256 != e.cert_sha256 {
                 tracing::info!(
                     route = %e.name,
                     old = %hex::encode(before.cert_sha256),
                     new = %hex::encode(e.cert_sha256),
-                    "certificate changed"
+                    "certificate renewed with the same key"
                 );
             }
         }

@@ -13,10 +13,17 @@
 //!    `*.internal.example.com` beats `*.example.com`;
 //! 4. the catch-all route `sni = "*"`;
 //! 5. nothing: the client gets a TLS `unrecognized_name` alert.
+//!
+//! One exception reaches the own endpoint through any routed name: a hello whose ALPN
+//! list is exactly [`OWN_ENDPOINT_ALPN`] (`verigate/1`) and whose SNI a route takes
+//! (2 to 4). No application offers that id, and a list that also offers `h2` or
+//! anything else is the application's, so every other hello goes where it went before.
+//! A name no route takes is still refused: the exception adds no name to the gateway.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use attest::evidence::OWN_ENDPOINT_ALPN;
 use passthrough::sni::{SniPattern, SniTable};
 
 use crate::config::RouteConfig;
@@ -90,8 +97,9 @@ impl RouteTable {
         table
     }
 
-    /// Decides where a connection with this SNI goes (see the module doc for the order).
-    pub fn lookup(&self, sni: Option<&str>) -> Destination {
+    /// Decides where a connection with this SNI and ALPN list goes (see the module doc
+    /// for the order and the `verigate/1` exception).
+    pub fn lookup(&self, sni: Option<&str>, alpn: &[Vec<u8>]) -> Destination {
         let Some(sni) = sni else {
             return Destination::Own;
         };
@@ -100,6 +108,7 @@ impl RouteTable {
             return Destination::Own;
         }
         match self.by_sni.lookup(&sni) {
+            Some(_) if asks_for_own_endpoint(alpn) => Destination::Own,
             Some(route) => Destination::Route(route.clone()),
             None => Destination::Unrecognized,
         }
@@ -114,6 +123,11 @@ impl RouteTable {
     pub fn routes(&self) -> &[Arc<Route>] {
         &self.all
     }
+}
+
+/// Whether a ClientHello's ALPN list is exactly `verigate/1`.
+fn asks_for_own_endpoint(alpn: &[Vec<u8>]) -> bool {
+    matches!(alpn, [only] if only.as_slice() == OWN_ENDPOINT_ALPN)
 }
 
 #[cfg(test)]
@@ -135,7 +149,12 @@ mod tests {
     }
 
     fn backend(t: &RouteTable, sni: Option<&str>) -> String {
-        match t.lookup(sni) {
+        backend_with_alpn(t, sni, &[])
+    }
+
+    fn backend_with_alpn(t: &RouteTable, sni: Option<&str>, alpn: &[&str]) -> String {
+        let alpn: Vec<Vec<u8>> = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+        match t.lookup(sni, &alpn) {
             Destination::Own => "own".into(),
             Destination::Route(r) => r.backend.clone(),
             Destination::Unrecognized => "alert".into(),
@@ -183,5 +202,42 @@ mod tests {
     fn suffix_is_matched_on_a_label_boundary() {
         let t = table(&["*.example.com"]);
         assert_eq!(backend(&t, Some("badexample.com")), "alert");
+    }
+
+    #[test]
+    fn only_verigate_alpn_alone_reaches_the_own_endpoint_on_a_routed_name() {
+        let t = table(&["*.example.com", "a.example.com", "*"]);
+        let own = |sni, alpn: &[&str]| backend_with_alpn(&t, Some(sni), alpn);
+        assert_eq!(own("a.example.com", &["verigate/1"]), "own");
+        assert_eq!(own("A.Example.COM", &["verigate/1"]), "own");
+        assert_eq!(own("b.example.com", &["verigate/1"]), "own");
+        assert_eq!(own("other.test", &["verigate/1"]), "own");
+        assert_eq!(own("vm.example.com", &["verigate/1"]), "own");
+        // Any other list is the application's, whatever it contains.
+        assert_eq!(
+            own("a.example.com", &["h2", "verigate/1"]),
+            "127.0.0.1:1001"
+        );
+        assert_eq!(
+            own("a.example.com", &["verigate/1", "http/1.1"]),
+            "127.0.0.1:1001"
+        );
+        assert_eq!(own("a.example.com", &["verigate/2"]), "127.0.0.1:1001");
+        assert_eq!(own("a.example.com", &["Verigate/1"]), "127.0.0.1:1001");
+        assert_eq!(
+            own("a.example.com", &["verigate/1", "verigate/1"]),
+            "127.0.0.1:1001"
+        );
+        assert_eq!(own("a.example.com", &["h2"]), "127.0.0.1:1001");
+        assert_eq!(own("a.example.com", &[]), "127.0.0.1:1001");
+    }
+
+    #[test]
+    fn verigate_alpn_adds_no_name() {
+        let t = table(&["a.example.com"]);
+        assert_eq!(
+            backend_with_alpn(&t, Some("b.example.com"), &["verigate/1"]),
+            "alert"
+        );
     }
 }

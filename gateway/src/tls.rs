@@ -1,5 +1,6 @@
 //! TLS termination for verigated's own name: the rustls server configuration (ring
-//! provider, ALPN `h2` then `http/1.1`) and [`PrefixedStream`], which hands rustls the
+//! provider, ALPN `h2`, `http/1.1`, and `verigate/1`, which the verifier offers alone to
+//! reach the own endpoint through a routed name and which carries HTTP/1.1) and [`PrefixedStream`], which hands rustls the
 //! bytes the listener already read while peeking at the ClientHello before reading on
 //! from the socket, so the handshake sees the client's stream from its first byte.
 
@@ -47,7 +48,11 @@ pub fn server_config_with_client_ca(
         None => builder.with_no_client_auth(),
     };
     let mut config = builder.with_single_cert(own.chain.clone(), own.key.clone_key())?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![
+        b"h2".to_vec(),
+        b"http/1.1".to_vec(),
+        attest::evidence::OWN_ENDPOINT_ALPN.to_vec(),
+    ];
     Ok(Arc::new(config))
 }
 

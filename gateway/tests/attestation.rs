@@ -628,7 +628,7 @@ fn a_swapped_certificate_shows_after_sighup() {
     let (evidence, own_cert) = s.gw.evidence(&nonce);
     check_evidence(&evidence, &nonce, s.gw.data_dir(), &own_cert);
     assert_eq!(entry(&evidence, &name), Some(new.sha256()));
-    assert!(s.gw.log().contains("certificate changed"), "{}", s.gw.log());
+    assert!(s.gw.log().contains("key changed"), "{}", s.gw.log());
 }
 
 #[test]

@@ -61,13 +61,47 @@ pub struct TlsBackend {
     pub addr: SocketAddr,
     /// Its self-signed certificate, for a client to trust or to compare with what it got.
     pub cert: CertificateDer<'static>,
+    /// The certificate's private key, PKCS#8 PEM (so a renewal can keep it).
+    pub key_pem: String,
     _server: crate::serve::Server,
+}
+
+/// A new self-signed leaf for `name` under an existing key (PKCS#8 PEM), as a renewal
+/// with `certbot --reuse-key` makes: another certificate (a fresh serial), the same key.
+pub fn self_signed_with_key(name: &str, key_pem: &str) -> anyhow::Result<SelfSigned> {
+    let key_pair = rcgen::KeyPair::from_pem(key_pem).context("reading the key to reuse")?;
+    let mut params = rcgen::CertificateParams::new(vec![name.to_string()])?;
+    let mut serial = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut serial);
+    serial[0] &= 0x7f;
+    params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
+    let cert = params
+        .self_signed(&key_pair)
+        .with_context(|| format!("signing a certificate for {name}"))?;
+    Ok(SelfSigned {
+        cert: cert.der().clone(),
+        key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pair.serialize_der())),
+        cert_pem: cert.pem(),
+        key_pem: key_pair.serialize_pem(),
+    })
 }
 
 impl TlsBackend {
     /// Starts a backend whose certificate names `name` and that greets with it.
     pub fn start(name: &str) -> anyhow::Result<TlsBackend> {
-        let SelfSigned { cert, key, .. } = self_signed(name)?;
+        TlsBackend::serve(self_signed(name)?, name)
+    }
+
+    /// Starts a backend for `name` with a new certificate for `key_pem`'s key: a renewal
+    /// that keeps the key.
+    pub fn start_with_key(name: &str, key_pem: &str) -> anyhow::Result<TlsBackend> {
+        TlsBackend::serve(self_signed_with_key(name, key_pem)?, name)
+    }
+
+    fn serve(leaf: SelfSigned, name: &str) -> anyhow::Result<TlsBackend> {
+        let SelfSigned {
+            cert, key, key_pem, ..
+        } = leaf;
         let config = rustls::ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
@@ -87,6 +121,7 @@ impl TlsBackend {
             name: name.to_string(),
             addr: server.addr(),
             cert,
+            key_pem,
             _server: server,
         })
     }

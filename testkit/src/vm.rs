@@ -254,11 +254,29 @@ impl Vm {
         self.start_gateway(None);
     }
 
-    /// Replaces the backend of `name` by a new one (a new certificate, as after a
-    /// renewal inside the VM), reloads verigated with SIGHUP and waits until its
-    /// manifest holds the new certificate. Returns the new certificate's SHA-256 (hex).
+    /// Replaces the backend of `name` by a new one (a new certificate and a new key, as
+    /// after a renewal inside the VM that did not keep its key), reloads verigated with
+    /// SIGHUP and waits until its manifest holds the new certificate. Returns the new
+    /// certificate's SHA-256 (hex).
     pub fn renew(&mut self, name: &str) -> String {
         let fresh = TlsBackend::start(name).expect("renewed backend");
+        self.replace_backend(name, fresh)
+    }
+
+    /// As [`Vm::renew`], but the new certificate keeps the old one's key (a renewal with
+    /// `certbot --reuse-key`).
+    pub fn renew_keeping_key(&mut self, name: &str) -> String {
+        let key_pem = self
+            .backends
+            .iter()
+            .find(|b| b.name == name)
+            .map(|b| b.key_pem.clone())
+            .expect("a backend of that name");
+        let fresh = TlsBackend::start_with_key(name, &key_pem).expect("renewed backend");
+        self.replace_backend(name, fresh)
+    }
+
+    fn replace_backend(&mut self, name: &str, fresh: TlsBackend) -> String {
         let sha = hex::encode(sha2::Sha256::digest(fresh.cert.as_ref()));
         if let Some(b) = self.backends.iter_mut().find(|b| b.name == name) {
             *b = fresh;

@@ -272,6 +272,21 @@ pub async fn presented_leaf(
     leaf_of(&tls, name, &addr)
 }
 
+/// Whether a handshake failed because the server knows none of the offered ALPN ids.
+fn refused_alpn(e: &ClientError) -> bool {
+    let ClientError::Handshake { source, .. } = e else {
+        return false;
+    };
+    matches!(
+        source
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<rustls::Error>()),
+        Some(rustls::Error::AlertReceived(
+            rustls::AlertDescription::NoApplicationProtocol
+        ))
+    )
+}
+
 /// An HTTP answer, already read whole (bounded by [`MAX_RESPONSE_BYTES`]).
 #[derive(Debug)]
 pub struct Response {
@@ -300,14 +315,20 @@ impl Connection {
         opts: &TlsOptions,
         identity: Option<&ClientIdentity>,
     ) -> Result<Connection, ClientError> {
-        let (tls, addr) = tls_connect(
-            &endpoint.host,
-            endpoint.port,
-            opts,
-            &[b"http/1.1"],
-            identity,
-        )
-        .await?;
+        // `verigate/1` alone asks for the own endpoint even when `--url` names a hosted
+        // application (ARCHITECTURE.md, "Routing a connection"); it carries HTTP/1.1. A
+        // server that does not know it (an older verigated, a TLS-terminating proxy)
+        // refuses the handshake with `no_application_protocol`: then `http/1.1` is
+        // offered, as before, and attestation decides as always.
+        const OWN: &[&[u8]] = &[attest::evidence::OWN_ENDPOINT_ALPN];
+        const HTTP1: &[&[u8]] = &[b"http/1.1"];
+        let connect = |alpn: &'static [&'static [u8]]| {
+            tls_connect(&endpoint.host, endpoint.port, opts, alpn, identity)
+        };
+        let (tls, addr) = match connect(OWN).await {
+            Err(e) if refused_alpn(&e) => connect(HTTP1).await?,
+            r => r?,
+        };
         let leaf = leaf_of(&tls, &endpoint.host, &addr)?;
         let io = hyper_util::rt::TokioIo::new(tls);
         let (sender, conn) = hyper::client::conn::http1::handshake(io)
@@ -331,6 +352,11 @@ impl Connection {
     /// The leaf certificate verigated presented on this connection (DER).
     pub fn leaf(&self) -> &CertificateDer<'static> {
         &self.leaf
+    }
+
+    /// Where this connection went (`--url`).
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
     }
 
     /// Sends one request and reads the whole answer. `bearer` adds an

@@ -45,6 +45,7 @@ fn snapshot_file(dir: &Path) -> PathBuf {
         manifest: Manifest::new(vec![ManifestEntry {
             name: "vm.example.com".into(),
             cert_sha256: [1; 32],
+            spki_sha256: [2; 32],
         }])
         .unwrap(),
         filehashes: vec![],
@@ -243,7 +244,7 @@ fn help_describes_the_online_commands() {
         "--connect-to",
         "--whitelist",
         "--allow-simulated-tee",
-        "--allow-certificate-change",
+        "--allow-key-change",
         "--allow-tcb-status",
         "--vcek",
         "--at",

@@ -11,7 +11,10 @@
 //! and one TEE report; an impostor for one name (its handshake lands, via a per-name
 //! `--connect-to`, on a server outside the VM) fails that application only; simulated
 //! evidence without `--allow-simulated-tee` fails `tee`; a snapshot whose measurement
-//! was edited fails `tee measurement`.
+//! was edited fails `tee measurement`; a renewal inside the VM that keeps its key passes
+//! without a flag, and one with a new key fails until `--allow-key-change`; one DNS name
+//! (`--url https://a.example.com`, ALPN `verigate/1`) serves the application and its
+//! attestation, directly and through HAProxy.
 
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -236,34 +239,100 @@ fn a_tls_terminating_proxy_fails_the_endpoint_certificate() {
 }
 
 #[test]
-fn a_certificate_renewed_inside_the_vm_fails_its_application_unless_allowed() {
+fn a_renewal_that_keeps_the_key_passes_without_a_flag() {
     let Some(bins) = Binaries::require(env!("CARGO_BIN_EXE_verigate"), &["curl"]) else {
         return;
     };
     let mut vm = start_vm(&bins);
     let snap = vm.snapshot("snap.json");
-    let sha = vm.renew("c.example.com");
+    let sha = vm.renew_keeping_key("c.example.com");
     let mut args = application_args(vm.addr);
     args.push("--allow-simulated-tee".into());
-    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (code, report) = verify(&vm, &snap, &argv);
-    // The VM attests the new certificate, so the handshake matches the manifest; what
-    // differs is the snapshot: the application and the manifest comparison say so.
-    assert_eq!(
-        failed(&report),
-        ["manifest", "application c.example.com"],
-        "{report:#}"
-    );
-    assert_eq!(code, 1);
-    assert!(report.to_string().contains(&sha[..16]), "{report:#}");
-
-    args.push("--allow-certificate-change".into());
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let (code, report) = verify(&vm, &snap, &argv);
     assert_eq!(
         (code, failed(&report)),
         (0, Vec::<String>::new()),
         "{report:#}"
+    );
+    let detail = |name: &str| {
+        report["checks"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["name"] == name))
+            .map(|c| c["detail"].to_string())
+            .unwrap_or_default()
+    };
+    for name in ["manifest", "application c.example.com"] {
+        let d = detail(name);
+        assert!(
+            d.contains("renewed") && d.contains(&sha[..16]),
+            "{name}: {d}"
+        );
+    }
+}
+
+#[test]
+fn a_new_key_inside_the_vm_fails_its_application_until_allow_key_change() {
+    let Some(bins) = Binaries::require(env!("CARGO_BIN_EXE_verigate"), &["curl"]) else {
+        return;
+    };
+    let mut vm = start_vm(&bins);
+    let snap = vm.snapshot("snap.json");
+    vm.renew("c.example.com");
+    let mut args = application_args(vm.addr);
+    args.push("--allow-simulated-tee".into());
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, report) = verify(&vm, &snap, &argv);
+    // The VM attests the new certificate, so the handshake matches the manifest; what
+    // differs is the key the snapshot pinned: the application and the manifest say so.
+    assert_eq!(
+        failed(&report),
+        ["manifest", "application c.example.com"],
+        "{report:#}"
+    );
+    assert_eq!(code, 1);
+    assert!(
+        report
+            .to_string()
+            .contains("key of `c.example.com` changed"),
+        "{report:#}"
+    );
+
+    args.push("--allow-key-change".into());
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, report) = verify(&vm, &snap, &argv);
+    assert_eq!(
+        (code, failed(&report)),
+        (0, Vec::<String>::new()),
+        "{report:#}"
+    );
+
+    // The old name still works, and says it is deprecated.
+    let last = args.len() - 1;
+    args[last] = "--allow-certificate-change".into();
+    let out = Command::new(env!("CARGO_BIN_EXE_verigate"))
+        .args([
+            "--url",
+            &vm.url(),
+            "--allow-insecure-tls",
+            "--output",
+            "json",
+            "verify",
+        ])
+        .args(["--snapshot", snap.to_str().unwrap()])
+        .args(&args)
+        .output()
+        .expect("run verigate");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--allow-certificate-change is deprecated"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }
 
@@ -329,4 +398,105 @@ fn a_reboot_fails_the_reboot_check() {
     let failed = failed(&report);
     assert!(failed.contains(&"tpm reboot".to_string()), "{report:#}");
     assert_eq!(code, 1);
+}
+
+/// `verify` with `--url https://a.example.com:PORT`: one DNS name for the application and
+/// its attestation. The `--url` connection offers ALPN `verigate/1` alone, so the VM
+/// answers it with its own endpoint; `--connect-to` sends both handshakes to `front`.
+fn verify_one_name(vm: &Vm, snap: &Path, front: &str) -> (i32, Value) {
+    let port = front.rsplit_once(':').map(|(_, p)| p).unwrap();
+    let name = "a.example.com";
+    let url = format!("https://{name}:{port}");
+    vm.verify_json(
+        &url,
+        &[
+            "verify",
+            "--snapshot",
+            snap.to_str().unwrap(),
+            "--allow-simulated-tee",
+            "--connect-to",
+            &format!("{name}:{port}:{front}"),
+            "--application",
+            &format!("{name}:{port}"),
+        ],
+    )
+}
+
+fn endpoint_detail(report: &Value) -> String {
+    report["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "endpoint certificate"))
+        .map(|c| c["detail"].to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn one_name_serves_the_application_and_its_attestation() {
+    let Some(bins) = Binaries::require(env!("CARGO_BIN_EXE_verigate"), &["curl"]) else {
+        return;
+    };
+    let vm = start_vm(&bins);
+    let snap = vm.snapshot("snap.json");
+    let (code, report) = verify_one_name(&vm, &snap, &vm.addr.to_string());
+    assert_eq!(
+        (code, failed(&report)),
+        (0, Vec::<String>::new()),
+        "{report:#}\n{}",
+        vm.log()
+    );
+    assert!(
+        endpoint_detail(&report).contains("reached through the routed name `a.example.com`"),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn one_name_through_haproxy_in_tcp_passthrough() {
+    let Some(bins) = Binaries::require(env!("CARGO_BIN_EXE_verigate"), &["curl"]) else {
+        return;
+    };
+    if !testkit::require(
+        testkit::haproxy::available(),
+        "haproxy",
+        testkit::require::install::HAPROXY,
+    ) {
+        return;
+    }
+    let vm = start_vm(&bins);
+    let snap = vm.snapshot("snap.json");
+    // The example config users copy, unchanged: it routes TCP and leaves ALPN alone.
+    let config = testkit::haproxy::examples_dir().join("passthrough.cfg");
+    let lb = testkit::haproxy::Haproxy::start(&config, vm.addr).expect("haproxy");
+    let (code, report) = verify_one_name(&vm, &snap, &lb.front().to_string());
+    assert_eq!(
+        (code, failed(&report)),
+        (0, Vec::<String>::new()),
+        "{report:#}\n{}",
+        lb.log()
+    );
+}
+
+#[test]
+fn a_url_the_vm_does_not_route_does_not_reach_its_own_endpoint() {
+    let Some(bins) = Binaries::require(env!("CARGO_BIN_EXE_verigate"), &["curl"]) else {
+        return;
+    };
+    let vm = start_vm(&bins);
+    let snap = vm.snapshot("snap.json");
+    // No SNI route takes `elsewhere.example.org`, so verigated refuses the hello: the
+    // checks cannot run.
+    let port = vm.addr.port();
+    let out = vm.verigate_at(
+        &format!("https://elsewhere.example.org:{port}"),
+        &[],
+        &[
+            "verify",
+            "--snapshot",
+            snap.to_str().unwrap(),
+            "--allow-simulated-tee",
+            "--connect-to",
+            &format!("elsewhere.example.org:{port}:{}", vm.addr),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
 }

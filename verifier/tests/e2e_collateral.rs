@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 use attest::binding::{Manifest, ManifestEntry};
 use attest::snapshot::{Snapshot, TeePolicy};
 use serde_json::Value;
-use sha2::Digest as _;
 use testkit::collateral::{kds_routes, pcs_routes, StandIn};
 use testkit::ports::free_port;
 use testkit::process::ChildGuard;
@@ -58,7 +57,7 @@ fn verigated_path() -> PathBuf {
 struct Vm {
     dir: tempfile::TempDir,
     tsm: TsmStandIn,
-    cert_sha256: [u8; 32],
+    own_entry: ManifestEntry,
     gateway: Option<ChildGuard>,
     addr: SocketAddr,
     starts: u32,
@@ -75,7 +74,7 @@ impl Vm {
         std::fs::create_dir_all(dir.path().join("tree")).expect("tree");
         std::fs::write(dir.path().join("tee"), tee).expect("tee");
         Vm {
-            cert_sha256: sha2::Sha256::digest(cert.cert.as_ref()).into(),
+            own_entry: ManifestEntry::from_cert(DOMAIN, cert.cert.as_ref()).expect("own entry"),
             dir,
             tsm,
             gateway: None,
@@ -198,10 +197,7 @@ impl Vm {
             tee_policy,
             tpm_policy: None,
             ima: None,
-            manifest: Manifest::new(vec![ManifestEntry {
-                name: DOMAIN.into(),
-                cert_sha256: self.cert_sha256,
-            }])
+            manifest: Manifest::new(vec![self.own_entry.clone()])
             .expect("manifest"),
             filehashes: Vec::new(),
         };

@@ -160,6 +160,7 @@ mod tests {
         let manifest = Manifest::new(vec![ManifestEntry {
             name: "vm.example.com".into(),
             cert_sha256: [0xd0; 32],
+            spki_sha256: [0xd1; 32],
         }])
         .unwrap();
         let rd = report_data(&nonce, &manifest.digest(), &ak_digest(None));

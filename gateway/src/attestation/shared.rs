@@ -102,6 +102,7 @@ mod tests {
             manifest: Manifest::new(vec![ManifestEntry {
                 name: "vm.example.com".into(),
                 cert_sha256: [2; 32],
+                spki_sha256: [3; 32],
             }])
             .unwrap(),
             tee: TeeEvidence::None,

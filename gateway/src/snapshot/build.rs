@@ -149,6 +149,7 @@ pub(crate) fn test_evidence(
     let manifest = Manifest::new(vec![ManifestEntry {
         name: "vm.example.com".into(),
         cert_sha256: [7; 32],
+        spki_sha256: [6; 32],
     }])
     .expect("manifest");
     let rd = report_data(&nonce, &manifest.digest(), &ak_digest(None));
@@ -292,6 +293,7 @@ mod tests {
         evidence.manifest = Manifest::new(vec![ManifestEntry {
             name: "vm.example.com".into(),
             cert_sha256: [8; 32],
+            spki_sha256: [6; 32],
         }])
         .expect("manifest");
         let e = policy_from_evidence(&evidence, &nonce, SystemTime::now()).unwrap_err();

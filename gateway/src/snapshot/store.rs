@@ -176,6 +176,7 @@ mod tests {
             manifest: Manifest::new(vec![ManifestEntry {
                 name: "vm.example.com".into(),
                 cert_sha256: [1; 32],
+                spki_sha256: [2; 32],
             }])
             .expect("manifest"),
             filehashes: vec![("/usr/bin/a".into(), "ab".repeat(32))],

@@ -18,6 +18,7 @@ use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::client::{ClientIdentity, Connection};
+use crate::commands::key_change::KeyChangeArgs;
 use crate::commands::online::{self, Online};
 use crate::commands::verify::{self, VerifyArgs};
 use crate::report::{self, Outcome, OutputFormat};
@@ -88,9 +89,8 @@ pub struct AppOptions {
     #[arg(long, global = true)]
     pub allow_simulated_tee: bool,
 
-    /// Accept certificates that changed since the snapshot, as long as the VM attests them.
-    #[arg(long, global = true)]
-    pub allow_certificate_change: bool,
+    #[command(flatten)]
+    pub key_change: KeyChangeArgs,
 
     /// A TDX TCB status to accept besides UpToDate. Repeatable.
     #[arg(long = "allow-tcb-status", value_name = "NAME", global = true)]
@@ -199,7 +199,7 @@ fn execute(online: &Online, args: &AppArgs) -> anyhow::Result<(Outcome, Sent)> {
             connect_to: o.connect_to.clone(),
             whitelist: o.whitelist.clone(),
             allow_simulated_tee: o.allow_simulated_tee,
-            allow_certificate_change: o.allow_certificate_change,
+            key_change: o.key_change.clone(),
             allow_tcb_status: o.allow_tcb_status.clone(),
             vcek: o.vcek.clone(),
             collateral: None,

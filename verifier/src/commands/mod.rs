@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod ima;
+pub mod key_change;
 pub mod online;
 pub mod quote;
 pub mod report;

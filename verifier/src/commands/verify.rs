@@ -6,11 +6,12 @@
 //! Then one TLS handshake per application, all at once, each compared with the same
 //! attested manifest. The checks themselves are `attest::verify`'s.
 
-use crate::client::{cert_sha256, presented_leaf, split_host_port, Connection};
+use crate::client::{cert_sha256, presented_leaf, split_host_port, Connection, Endpoint};
+use crate::commands::key_change::KeyChangeArgs;
 use crate::commands::online::{self, Online};
 use crate::report::Outcome;
 use anyhow::Context as _;
-use attest::binding::Nonce;
+use attest::binding::{CertDigests, Nonce};
 use attest::check::Check;
 use attest::evidence::Evidence;
 use attest::snapshot::{FileIndex, Snapshot};
@@ -41,7 +42,8 @@ pub struct VerifyArgs {
     /// --connect-to), for when DNS does not point at the VM. `HOST:PORT` sends every
     /// application there; `NAME:PORT:HOST:PORT` only the handshake for NAME:PORT (an
     /// empty NAME or PORT matches any), and wins over `HOST:PORT`. Repeatable. The
-    /// --url connection is not affected.
+    /// --url connection follows only a rule that names its host (NAME:PORT:HOST:PORT),
+    /// e.g. for --url https://app.example.com, reached through a routed name.
     #[arg(long = "connect-to", value_name = "[NAME:PORT:]HOST:PORT")]
     pub connect_to: Vec<String>,
 
@@ -54,10 +56,8 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub allow_simulated_tee: bool,
 
-    /// Accept certificates that changed since the snapshot (e.g. after a renewal),
-    /// as long as the VM attests them.
-    #[arg(long)]
-    pub allow_certificate_change: bool,
+    #[command(flatten)]
+    pub key_change: KeyChangeArgs,
 
     /// A TDX TCB status to accept besides UpToDate (e.g. SWHardeningNeeded). Repeatable.
     #[arg(long = "allow-tcb-status", value_name = "NAME")]
@@ -173,6 +173,19 @@ pub fn read_override(
         .transpose()
 }
 
+/// Where the `--url` connection goes: the first rule that names its host (and its port
+/// or any), else `None` (resolve the name). A rule for any name is for the applications
+/// only, as it always was.
+pub fn route_for_url(endpoint: &Endpoint, rules: &[ConnectTo]) -> Option<String> {
+    let host = endpoint.host.to_ascii_lowercase();
+    rules
+        .iter()
+        .find(|r| {
+            r.name.as_deref() == Some(host.as_str()) && r.port.is_none_or(|p| p == endpoint.port)
+        })
+        .map(|r| r.target.clone())
+}
+
 /// Parses `--at`.
 pub fn parse_at(s: &str) -> anyhow::Result<SystemTime> {
     let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
@@ -192,7 +205,7 @@ pub struct Plan {
     pub collateral: Option<Vec<u8>>,
     pub at: SystemTime,
     pub allow_simulated_tee: bool,
-    pub allow_certificate_change: bool,
+    pub allow_key_change: bool,
     pub allow_tcb_status: Vec<String>,
 }
 
@@ -239,7 +252,7 @@ pub fn plan(args: &VerifyArgs) -> anyhow::Result<Plan> {
         collateral,
         at,
         allow_simulated_tee: args.allow_simulated_tee,
-        allow_certificate_change: args.allow_certificate_change,
+        allow_key_change: args.key_change.allowed(),
         allow_tcb_status: args.allow_tcb_status.clone(),
     })
 }
@@ -251,7 +264,7 @@ pub fn run(online: &Online, args: VerifyArgs) -> anyhow::Result<Outcome> {
     let endpoint = online.endpoint()?;
     let plan = plan(&args)?;
     let runtime = online::runtime()?;
-    let url_opts = online.tls_options(None);
+    let url_opts = online.tls_options(route_for_url(&endpoint, &plan.connect_to));
     runtime.block_on(async {
         let mut conn = Connection::open(&endpoint, &url_opts)
             .await
@@ -284,7 +297,9 @@ pub async fn check_connection(
                 let r = presented_leaf(&app.name, app.port, &opts).await;
                 (
                     i,
-                    r.map(|leaf| cert_sha256(&leaf)).map_err(|e| e.to_string()),
+                    r.map_err(|e| e.to_string()).and_then(|leaf| {
+                        CertDigests::of(&app.name, &leaf).map_err(|e| e.to_string())
+                    }),
                 )
             });
         }
@@ -321,9 +336,10 @@ pub async fn check_connection(
     let mut expect = Expectations::new(nonce, plan.at);
     expect.snapshot = Some(snapshot);
     expect.endpoint_cert_sha256 = Some(endpoint_sha);
+    expect.url_host = Some(conn.endpoint().host.clone());
     expect.whitelist = plan.whitelist.as_ref();
     expect.allow_simulated_tee = plan.allow_simulated_tee;
-    expect.allow_certificate_change = plan.allow_certificate_change;
+    expect.allow_key_change = plan.allow_key_change;
     expect.allowed_tdx_tcb_statuses = plan.allow_tcb_status.clone();
     expect.snp_certs = plan.vcek.clone().map(|v| SnpCerts {
         vcek_or_vlek: Some(v),
@@ -335,12 +351,12 @@ pub async fn check_connection(
 
     for (app, result) in applications.iter().zip(app_results) {
         out.checks.push(match result {
-            Some(Ok(sha)) => check_application(
+            Some(Ok(presented)) => check_application(
                 &app.name,
-                &sha,
+                &presented,
                 &evidence.manifest,
                 Some(snapshot),
-                plan.allow_certificate_change,
+                plan.allow_key_change,
             ),
             Some(Err(e)) => Check::fail(
                 format!("application {}", app.name),
@@ -426,6 +442,18 @@ mod tests {
             Some("127.0.0.1:1")
         );
         assert_eq!(route_for(&app("a.example.com", 443), &rules[1..]), None);
+
+        let url = |host: &str, port| Endpoint {
+            host: host.into(),
+            port,
+        };
+        assert_eq!(
+            route_for_url(&url("B.example.com", 443), &rules).as_deref(),
+            Some("127.0.0.2:2")
+        );
+        // A rule for any name is the applications': the --url connection resolves.
+        assert_eq!(route_for_url(&url("a.example.com", 443), &rules), None);
+        assert_eq!(route_for_url(&url("b.example.com", 8443), &rules), None);
     }
 
     #[test]
