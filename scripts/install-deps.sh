@@ -10,6 +10,7 @@ packages=(
   supervisor                               # app control tests
   cryptsetup-bin                           # LUKS2 container tests
   openssl curl python3                     # peers and test-vector scripts
+  dpkg-dev systemd                         # scripts/package.sh, systemd-analyze verify of the units
   e2fsprogs util-linux procps              # chattr, unshare/mount, kill in tests
 )
 

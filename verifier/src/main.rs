@@ -60,6 +60,13 @@ enum Command {
         #[command(subcommand)]
         action: commands::ima::ImaCmd,
     },
+    /// Write the man pages and shell completions into DIR (for packaging).
+    #[command(hide = true)]
+    DistFiles {
+        /// Where `man/` and `completions/` are created.
+        #[arg(value_name = "DIR")]
+        dir: std::path::PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -76,6 +83,15 @@ fn main() -> ExitCode {
         Command::Report { action } => commands::report::run(action),
         Command::Quote { action } => commands::quote::run(action),
         Command::Ima { action } => commands::ima::run(action),
+        Command::DistFiles { dir } => {
+            return match commands::dist::write(<Cli as clap::CommandFactory>::command(), &dir) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: writing into {}: {e}", dir.display());
+                    ExitCode::from(2)
+                }
+            }
+        }
     };
     report::finish(result, cli.output)
 }
