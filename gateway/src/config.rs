@@ -20,6 +20,8 @@ use passthrough::sni::SniPattern;
 use serde::Deserialize;
 
 pub mod control;
+#[cfg(test)]
+mod schema_fields;
 
 /// Where `verigated` looks for its configuration when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/verigate/verigated.toml";
