@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod app;
+pub mod args;
 pub mod dist;
 pub mod ima;
 pub mod online;

@@ -34,13 +34,26 @@ const MAX_RECONNECTS: u32 = 3;
 /// Arguments of `verigate snapshot`.
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Example:\n  \
-    verigate --url https://vm.example.com snapshot --out vm.json\n\n\
+    verigate snapshot --url https://vm.example.com -o vm.json\n\n\
     Exit status: 0 snapshot written, 1 the VM's evidence disagrees with the snapshot \
     (nothing written), 2 it could not run.")]
 pub struct SnapshotArgs {
+    /// verigated's endpoint and how to check its certificate.
+    #[command(flatten)]
+    pub online: super::args::OnlineArgs,
+
+    /// How to print the checks.
+    #[command(flatten)]
+    pub format: super::args::FormatOnly,
+
     /// Where to write the snapshot. Default: verigate-snapshot-<domain>-<UTC date>.json
     /// in the current folder.
-    #[arg(long, value_name = "FILE")]
+    #[arg(
+        short = 'o',
+        long = "output",
+        visible_alias = "out",
+        value_name = "FILE"
+    )]
     out: Option<PathBuf>,
 
     /// Accept a VM with the simulated TEE (it proves nothing about hardware).
