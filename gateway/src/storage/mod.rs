@@ -75,6 +75,16 @@ pub enum StorageError {
         /// The cipher the header names for it.
         cipher: String,
     },
+    /// The header is not the one `init` writes: cipher, key size or keyslot count differ.
+    #[error(
+        "{image}: LUKS header is not the one `verigated storage init` writes: {reason}; refused"
+    )]
+    Unpinned {
+        /// The container file.
+        image: PathBuf,
+        /// What differs.
+        reason: String,
+    },
     /// The LUKS2 header cannot be parsed.
     #[error("{image}: LUKS header: {reason}")]
     BadHeader {
