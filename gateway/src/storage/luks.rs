@@ -206,7 +206,7 @@ pub fn parse_metadata(json: &[u8]) -> Result<Header, String> {
                 map.iter()
                     .map(|(id, e)| {
                         e.get("key_size")
-                            .and_then(|s| s.as_u64())
+                            .and_then(serde_json::Value::as_u64)
                             .ok_or_else(|| format!("keyslots.{id}: no `key_size` number"))
                     })
                     .collect::<Result<Vec<u64>, String>>()
