@@ -705,7 +705,7 @@ fn a_header_that_is_not_the_one_init_writes_is_refused() {
     ));
     match luks::check_header(&image) {
         Err(StorageError::Unpinned { reason, .. }) => {
-            assert!(reason.contains("aes-cbc-essiv"), "{reason}")
+            assert!(reason.contains("aes-cbc-essiv"), "{reason}");
         }
         other => panic!("{other:?}"),
     }
@@ -723,7 +723,7 @@ fn a_header_that_is_not_the_one_init_writes_is_refused() {
     assert!(cryptsetup_added(&p.image, &added, key.expose()));
     match storage::open(&p, &mut tpm) {
         Err(StorageError::Unpinned { reason, .. }) => {
-            assert!(reason.contains("2 keyslot(s)"), "{reason}")
+            assert!(reason.contains("2 keyslot(s)"), "{reason}");
         }
         other => panic!("{other:?}"),
     }
