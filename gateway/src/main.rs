@@ -106,9 +106,9 @@ fn main() -> ExitCode {
     match runtime.block_on(gateway::daemon::run(&args.config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let e = anyhow::Error::from(e);
-            tracing::error!("{e:#}");
-            eprintln!("verigated: {e:#}");
+            let line = logging::error_chain(&e);
+            tracing::error!("{line}");
+            eprintln!("verigated: {line}");
             ExitCode::FAILURE
         }
     }
