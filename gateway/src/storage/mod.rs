@@ -208,6 +208,16 @@ impl StoragePaths {
 /// Parses a size: bytes, or a number with K, M, G or T (powers of 1024, optional
 /// trailing `B`/`iB`). At least [`MIN_SIZE`].
 pub fn parse_size(value: &str) -> Result<u64, StorageError> {
+    parse_size_at_least(value, MIN_SIZE, "too small for a LUKS2 header and data")
+}
+
+/// Parses the run tmpfs size (`[storage] tmpfs_size`) as [`parse_size`] does, at least
+/// 1 MiB.
+pub fn parse_tmpfs_size(value: &str) -> Result<u64, StorageError> {
+    parse_size_at_least(value, 1 << 20, "too small for a tmpfs (at least 1M)")
+}
+
+fn parse_size_at_least(value: &str, min: u64, too_small: &str) -> Result<u64, StorageError> {
     let bad = |reason: &str| StorageError::BadSize {
         value: value.to_string(),
         reason: reason.to_string(),
@@ -234,8 +244,8 @@ pub fn parse_size(value: &str) -> Result<u64, StorageError> {
     let bytes = n
         .checked_mul(1u64 << shift)
         .ok_or_else(|| bad("number too large"))?;
-    if bytes < MIN_SIZE {
-        return Err(bad("too small for a LUKS2 header and data"));
+    if bytes < min {
+        return Err(bad(too_small));
     }
     Ok(bytes)
 }
