@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building, testing and the demo need on a fresh Debian/Ubuntu machine.
-# Run as root (it uses apt-get); as another user it prints the one command to run.
+# Run as root, or as a user with sudo (it uses apt-get through sudo then); otherwise it
+# prints the one command to run.
 set -euo pipefail
 
 packages=(
@@ -10,6 +11,7 @@ packages=(
   supervisor                               # app control tests
   cryptsetup-bin                           # LUKS2 container tests
   openssl curl python3                     # peers and test-vector scripts
+  dpkg-dev systemd                         # scripts/package.sh, systemd-analyze verify of the units
   e2fsprogs util-linux procps              # chattr, unshare/mount, kill in tests
 )
 
@@ -19,14 +21,20 @@ for p in "${packages[@]}"; do
 done
 
 if [ ${#missing[@]} -gt 0 ]; then
+  # A fresh Debian image run as root often has no sudo: use it only when not root.
+  as_root=()
   if [ "$(id -u)" -ne 0 ]; then
-    echo "verigate needs these packages; run as root:" >&2
-    echo "  apt-get update && apt-get install -y ${missing[*]}" >&2
-    exit 1
+    if command -v sudo >/dev/null 2>&1; then
+      as_root=(sudo DEBIAN_FRONTEND=noninteractive)
+    else
+      echo "verigate needs these packages; run as root:" >&2
+      echo "  apt-get update && apt-get install -y ${missing[*]}" >&2
+      exit 1
+    fi
   fi
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q
-  apt-get install -y -q --no-install-recommends "${missing[@]}"
+  "${as_root[@]}" apt-get update -q
+  "${as_root[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

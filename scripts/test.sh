@@ -25,4 +25,6 @@ done
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --all-targets --locked
+# The Debian package, from the binaries just built: contents, units, default config.
+bash scripts/check-package.sh
 cargo test --workspace --locked --no-fail-fast -- --test-threads=2

@@ -481,9 +481,14 @@ impl FileIndex {
         Ok(idx)
     }
 
-    /// Reads a `--whitelist` file: a JSON list of `[path, hex digest]`, or a snapshot
-    /// (whose `filehashes` are taken).
+    /// Reads a `--whitelist` file: a JSON list of `[path, hex digest]`, a snapshot
+    /// (whose `filehashes` are taken), or, when it does not start as JSON, `path hex`
+    /// lines ([`FileIndex::from_whitelist_lines`]).
     pub fn from_whitelist_json(bytes: &[u8]) -> Result<FileIndex, SnapshotError> {
+        let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+        if !matches!(first, Some(b'[' | b'{')) {
+            return FileIndex::from_whitelist_lines(bytes);
+        }
         if let Ok(pairs) = serde_json::from_slice::<Vec<(String, String)>>(bytes) {
             return FileIndex::from_pairs(&pairs);
         }
@@ -491,6 +496,34 @@ impl FileIndex {
             Ok(s) => Ok(s.file_index()),
             Err(e) => Err(SnapshotError::BadWhitelist(e.to_string())),
         }
+    }
+
+    /// Reads a whitelist of `path hex-digest` lines (the Cosmian VM format): the digest
+    /// is the last word, so a path may hold spaces; blank lines and `#` comments are
+    /// skipped. A line that is not a path and a hex digest is an error naming the line.
+    pub fn from_whitelist_lines(bytes: &[u8]) -> Result<FileIndex, SnapshotError> {
+        let text = std::str::from_utf8(bytes)
+            .map_err(|_| SnapshotError::BadWhitelist("not UTF-8 text".into()))?;
+        let mut pairs = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let bad = |why: &str| SnapshotError::BadWhitelist(format!("line {}: {why}", n + 1));
+            let (path, digest) = line
+                .rsplit_once(char::is_whitespace)
+                .ok_or_else(|| bad("expected `path hex-digest`"))?;
+            let path = path.trim_end();
+            if !path.starts_with('/') {
+                return Err(bad("the path must be absolute (`path hex-digest`)"));
+            }
+            if digest.is_empty() || hex::decode(digest).is_err() {
+                return Err(bad("the digest is not hex"));
+            }
+            pairs.push((path.to_string(), digest.to_ascii_lowercase()));
+        }
+        FileIndex::from_pairs(&pairs)
     }
 
     /// Adds every pair of `other`.
@@ -664,6 +697,30 @@ mod tests {
             FileIndex::from_whitelist_json(b"{\"a\": 1}"),
             Err(SnapshotError::BadWhitelist(_))
         ));
+    }
+
+    #[test]
+    fn whitelist_lines_read_path_then_digest() {
+        let text = format!(
+            "# accepted\n/usr/bin/my app {}\n\n  /opt/x {}  \n",
+            "AB".repeat(32),
+            "01".repeat(32)
+        );
+        let wl = FileIndex::from_whitelist_json(text.as_bytes()).unwrap();
+        assert!(wl.contains("/usr/bin/my app", &[0xab; 32]));
+        assert!(wl.contains("/opt/x", &[1; 32]));
+        assert_eq!(wl.len(), 2);
+        for (bad, why) in [
+            ("/opt/x\n", "line 1: expected"),
+            ("/opt/x zz\n", "line 1: the digest is not hex"),
+            ("# c\nopt/x 00\n", "line 2: the path must be absolute"),
+        ] {
+            match FileIndex::from_whitelist_json(bad.as_bytes()) {
+                Err(SnapshotError::BadWhitelist(e)) => assert!(e.contains(why), "{bad}: {e}"),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        assert!(FileIndex::from_whitelist_json(&[0xff, 0xfe]).is_err());
     }
 
     #[test]

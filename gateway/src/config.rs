@@ -24,6 +24,9 @@ pub mod connections;
 pub mod collateral;
 pub mod batching;
 pub mod control;
+#[cfg(test)]
+mod schema_fields;
+pub mod storage;
 
 /// Where `verigated` looks for its configuration when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/verigate/verigated.toml";
@@ -50,6 +53,8 @@ pub struct Config {
     /// The app-control keys of `[api]`, `[app]` and `[app.standalone]` beyond the two
     /// structs above (client CA, size limit, manager settings), validated.
     pub control: control::ValidatedControl,
+    /// `[storage]`, when present: the data dir is an encrypted container, mounted.
+    pub storage: Option<storage::StorageSettings>,
 }
 
 /// `[gateway]`: listeners, own endpoint, limits and timeouts.
@@ -347,6 +352,8 @@ struct RawConfig {
     api: RawApi,
     #[serde(default)]
     app: Option<RawApp>,
+    #[serde(default)]
+    storage: Option<storage::RawStorage>,
 }
 
 /// `[api]` as written: [`ApiConfig`] plus the app-control keys of
@@ -876,6 +883,9 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
     }
 
     validate_snapshot(&raw.snapshot, &mut problem);
+    let storage = raw
+        .storage
+        .map(|s| storage::validate(s, &data_dir, &mut problem));
 
     if !problems.is_empty() {
         return Err(problems);
@@ -903,6 +913,7 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
         endpoint,
         app,
         control,
+        storage,
     })
 }
 

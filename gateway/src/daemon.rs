@@ -49,6 +49,19 @@ pub enum StartError {
         /// Why the bind failed.
         source: std::io::Error,
     },
+    /// `[storage]` is set but the data dir is not the container, mounted: verigated
+    /// would write its certificate and state to the bare disk.
+    #[error(
+        "[storage] is set but gateway.data_dir {data_dir} is not the mounted encrypted \
+         volume (/dev/mapper/{mapper}): run `verigated storage open` first \
+         (verigate-storage.service does it at boot)"
+    )]
+    StorageNotMounted {
+        /// The data dir.
+        data_dir: PathBuf,
+        /// The device-mapper name expected as its source.
+        mapper: &'static str,
+    },
     /// The signal handlers cannot be installed.
     #[error(transparent)]
     Signal(#[from] std::io::Error),
@@ -83,6 +96,17 @@ impl Gateway {
     pub fn load(config_path: &Path) -> Result<Gateway, StartError> {
         let metrics = Arc::new(Metrics::default());
         let config = Config::load(config_path).map_err(LoadError::from)?;
+        if config.storage.is_some()
+            && !crate::storage::tmpfs::is_mounted_from(
+                &config.gateway.data_dir,
+                crate::storage::MAPPER_NAME,
+            )
+        {
+            return Err(StartError::StorageNotMounted {
+                data_dir: config.gateway.data_dir.clone(),
+                mapper: crate::storage::MAPPER_NAME,
+            });
+        }
         let active = activate(config, &metrics)?;
         let manifest = Arc::new(ManifestStore::new(&active));
         let attester = Arc::new(Attester::from_config(

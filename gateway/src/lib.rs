@@ -17,6 +17,7 @@ pub mod attestation;
 pub mod certificate;
 pub mod config;
 pub mod daemon;
+pub mod dist;
 pub mod endpoint;
 pub mod listener;
 pub mod logging;

@@ -42,10 +42,27 @@ enum Command {
     /// Encrypted storage for the data dir: LUKS2 container, key sealed to the TPM.
     #[command(subcommand)]
     Storage(gateway::storage::cli::StorageCommand),
+    /// Write the man pages and shell completions into DIR (for packaging).
+    #[command(hide = true)]
+    DistFiles {
+        /// Where `man/` and `completions/` are created.
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Command::DistFiles { dir }) = &args.command {
+        let command = <Args as clap::CommandFactory>::command();
+        return match gateway::dist::write(command, "verigated", dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("verigated: writing into {}: {e}", dir.display());
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Some(Command::Storage(command)) = args.command {
         logging::init(args.log_format);
         return gateway::storage::cli::run(&args.config, command);
@@ -89,9 +106,9 @@ fn main() -> ExitCode {
     match runtime.block_on(gateway::daemon::run(&args.config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let e = anyhow::Error::from(e);
-            tracing::error!("{e:#}");
-            eprintln!("verigated: {e:#}");
+            let line = logging::error_chain(&e);
+            tracing::error!("{line}");
+            eprintln!("verigated: {line}");
             ExitCode::FAILURE
         }
     }

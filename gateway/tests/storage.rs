@@ -657,3 +657,101 @@ fn tss_trace_of_init_and_open_never_shows_the_key() {
         );
     }
 }
+
+/// Runs cryptsetup with `args` and the container key of a test on stdin.
+fn cryptsetup_with_key(args: &[&str], image: &Path, stdin: &[u8]) -> bool {
+    use std::io::Write;
+    let mut child = Command::new("cryptsetup")
+        .args(args)
+        .arg(image)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cryptsetup");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin)
+        .expect("stdin");
+    child.wait().expect("wait").success()
+}
+
+#[test]
+fn a_header_that_is_not_the_one_init_writes_is_refused() {
+    // A real container in another cipher and key size: refused by name before any
+    // unseal.
+    let dir = tempfile::tempdir().expect("tmp");
+    let image = dir.path().join("other.luks");
+    std::fs::write(&image, vec![0u8; 20 << 20]).expect("zeros");
+    assert!(cryptsetup_with_key(
+        &[
+            "luksFormat",
+            "--type",
+            "luks2",
+            "--batch-mode",
+            "--cipher",
+            "aes-cbc-essiv:sha256",
+            "--key-size",
+            "256",
+            "--pbkdf",
+            "pbkdf2",
+            "--pbkdf-force-iterations",
+            "1000",
+            "--key-file=-",
+        ],
+        &image,
+        b"k",
+    ));
+    match luks::check_header(&image) {
+        Err(StorageError::Unpinned { reason, .. }) => {
+            assert!(reason.contains("aes-cbc-essiv"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // A container init made, with a second keyslot added (what a host that rewrites
+    // the header could do with a key of its own): refused.
+    let sw = Swtpm::start().expect("swtpm");
+    let p = paths(dir.path());
+    let mut tpm = SealTpm::open(&sw.tcti()).expect("tpm");
+    storage::init(SIZE, &p.image, &p.blob, &[], &mut tpm).expect("init");
+    luks::check_header(&p.image).expect("init's own header passes");
+    let key = storage::unseal_key(&p.blob, &mut tpm).expect("unseal");
+    let added = dir.path().join("added.key");
+    std::fs::write(&added, b"the host's key").expect("key file");
+    assert!(cryptsetup_added(&p.image, &added, key.expose()));
+    match storage::open(&p, &mut tpm) {
+        Err(StorageError::Unpinned { reason, .. }) => {
+            assert!(reason.contains("2 keyslot(s)"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// `cryptsetup luksAddKey IMAGE NEWKEYFILE`, the existing key on stdin.
+fn cryptsetup_added(image: &Path, new_key: &Path, key: &[u8]) -> bool {
+    use std::io::Write;
+    let mut child = Command::new("cryptsetup")
+        .args([
+            "luksAddKey",
+            "--batch-mode",
+            "--pbkdf",
+            "pbkdf2",
+            "--pbkdf-force-iterations",
+            "1000",
+            "--key-file=-",
+        ])
+        .arg(image)
+        .arg(new_key)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("cryptsetup");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(key)
+        .expect("stdin");
+    child.wait().expect("wait").success()
+}

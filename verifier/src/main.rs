@@ -15,21 +15,20 @@ use std::process::ExitCode;
 #[derive(Parser, Debug)]
 #[command(name = "verigate", version, about, long_about = None)]
 struct Cli {
-    /// Output format for check results.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text, global = true)]
-    output: OutputFormat,
-
-    /// verigated's own endpoint, for `snapshot` and `verify`: https://HOST[:PORT]. An IP
-    /// address works too (no SNI is sent, and verigated answers for itself).
-    #[arg(long, global = true, value_name = "URL")]
+    /// verigated's endpoint, for `snapshot`, `verify` and `app` (also accepted after
+    /// the subcommand, which wins): https://HOST[:PORT].
+    #[arg(long, value_name = "URL")]
     url: Option<String>,
 
-    /// Do not check certificates against the Web PKI: verigated's (usually
-    /// self-signed) and, in `verify`, each --application's. Handshake signatures are
-    /// still checked, and attestation then pins each certificate: `verify` fails if one
-    /// is not the one the VM attests. Default: PKI checked.
-    #[arg(long, global = true)]
+    /// For `snapshot`, `verify` and `app`: do not check certificates against the Web
+    /// PKI (see `verigate verify --help`).
+    #[arg(long)]
     allow_insecure_tls: bool,
+
+    /// Output format for check results, for every subcommand (also accepted after it,
+    /// which wins).
+    #[command(flatten)]
+    format: commands::args::FormatArgs,
 
     #[command(subcommand)]
     command: Command,
@@ -61,22 +60,57 @@ enum Command {
         #[command(subcommand)]
         action: commands::ima::ImaCmd,
     },
+    /// Write the man pages and shell completions into DIR (for packaging).
+    #[command(hide = true)]
+    DistFiles {
+        /// Where `man/` and `completions/` are created.
+        #[arg(value_name = "DIR")]
+        dir: std::path::PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let online = commands::online::Online {
-        url: cli.url.clone(),
-        allow_insecure_tls: cli.allow_insecure_tls,
+    let online = |own: &commands::args::OnlineArgs| commands::online::Online {
+        url: own.url.clone().or_else(|| cli.url.clone()),
+        allow_insecure_tls: own.allow_insecure_tls || cli.allow_insecure_tls,
     };
-    let result = match cli.command {
+    let format = |own: Option<OutputFormat>| own.or(cli.format.get()).unwrap_or_default();
+    let (result, format) = match cli.command {
         // Prints its checks and then the application's status, so it finishes itself.
-        Command::App(args) => return commands::app::run(&online, args, cli.output),
-        Command::Snapshot(args) => commands::snapshot::run(&online, args),
-        Command::Verify(args) => commands::verify::run(&online, args),
-        Command::Report { action } => commands::report::run(action),
-        Command::Quote { action } => commands::quote::run(action),
-        Command::Ima { action } => commands::ima::run(action),
+        Command::App(args) => {
+            let format = format(args.format.get());
+            return commands::app::run(&online(&args.online), args, format);
+        }
+        Command::Snapshot(args) => {
+            let format = format(args.format.format);
+            (commands::snapshot::run(&online(&args.online), args), format)
+        }
+        Command::Verify(args) => {
+            let format = format(args.format.get());
+            (commands::verify::run(&online(&args.online), args), format)
+        }
+        Command::Report { action } => {
+            let format = format(action.format());
+            (commands::report::run(action), format)
+        }
+        Command::Quote { action } => {
+            let format = format(action.format());
+            (commands::quote::run(action), format)
+        }
+        Command::Ima { action } => {
+            let format = format(action.format());
+            (commands::ima::run(action), format)
+        }
+        Command::DistFiles { dir } => {
+            return match commands::dist::write(<Cli as clap::CommandFactory>::command(), &dir) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: writing into {}: {e}", dir.display());
+                    ExitCode::from(2)
+                }
+            }
+        }
     };
-    report::finish(result, cli.output)
+    report::finish(result, format)
 }

@@ -14,11 +14,12 @@ pub enum StorageCommand {
     /// Create the LUKS2 container with a random key sealed to the TPM. Refuses if the
     /// container or the sealed key exists.
     Init {
-        /// Container size: 64M, 1G, ... (at least 32M).
+        /// Container size: 64M, 1G, ... (at least 32M). Default: `[storage] size`.
         #[arg(long, value_name = "SIZE")]
-        size: String,
-        /// Bind the key to these SHA-256 PCRs (comma-separated, e.g. 7 or 0,7); empty:
-        /// unbound (any boot of this TPM unseals it).
+        size: Option<String>,
+        /// Bind the key to these SHA-256 PCRs (comma-separated, e.g. 7 or 0,7). Default:
+        /// `[storage] pcrs` of the configuration when it has that section ([0, 7] unless
+        /// set), else unbound (any boot of this TPM unseals it).
         #[arg(long, value_name = "LIST", value_delimiter = ',')]
         pcrs: Vec<u8>,
         /// Where the container, the sealed key and the data dir are, and which TPM.
@@ -49,7 +50,7 @@ pub enum StorageCommand {
 /// Paths and TPM overriding the configuration.
 #[derive(clap::Args, Debug)]
 pub struct PathArgs {
-    /// The container file (default `<data_dir>/../verigate-data.luks`).
+    /// The container file (default `[storage] image`, else `<data_dir>/../verigate-data.luks`).
     #[arg(long, value_name = "FILE")]
     image: Option<PathBuf>,
     /// The sealed key (default `<data_dir>/../verigate-data.sealed`).
@@ -65,18 +66,26 @@ pub struct PathArgs {
 
 struct Resolved {
     paths: StoragePaths,
+    /// `[storage] size`, when set.
+    #[cfg_attr(not(feature = "tpm"), allow(dead_code))]
+    size: Option<u64>,
+    /// `[storage] pcrs`, when the configuration has the section.
+    #[cfg_attr(not(feature = "tpm"), allow(dead_code))]
+    pcrs: Option<Vec<u8>>,
     // Only init and open use the TPM, and they need the `tpm` feature.
     #[cfg_attr(not(feature = "tpm"), allow(dead_code))]
     tpm: Option<String>,
 }
 
 fn resolve(config_path: &Path, args: PathArgs) -> Result<Resolved, String> {
-    // The configuration is needed only for what the command line leaves out.
+    // The configuration is needed only for what the command line leaves out; a
+    // missing file is fine when the command line gives everything.
     let config = if args.data_dir.is_none() || args.tpm.is_none() {
         Some(Config::load(config_path).map_err(|e| e.to_string())?)
     } else {
-        None
+        Config::load(config_path).ok()
     };
+    let storage = config.as_ref().and_then(|c| c.storage.clone());
     let data_dir = match (args.data_dir, &config) {
         (Some(d), _) => d,
         (None, Some(c)) => c.gateway.data_dir.clone(),
@@ -84,6 +93,9 @@ fn resolve(config_path: &Path, args: PathArgs) -> Result<Resolved, String> {
         (None, None) => return Err("no data dir: give --data-dir or a configuration".into()),
     };
     let mut paths = StoragePaths::for_data_dir(&data_dir);
+    if let Some(s) = &storage {
+        paths.image = s.image.clone();
+    }
     if let Some(image) = args.image {
         paths.image = image;
     }
@@ -101,7 +113,12 @@ fn resolve(config_path: &Path, args: PathArgs) -> Result<Resolved, String> {
         (None, Some(c)) => crate::attestation::resolve_tpm(&c.attestation.tpm),
         (None, None) => None,
     };
-    Ok(Resolved { paths, tpm })
+    Ok(Resolved {
+        paths,
+        size: storage.as_ref().and_then(|s| s.size),
+        pcrs: storage.map(|s| s.pcrs),
+        tpm,
+    })
 }
 
 /// libtss2 at debug level (`TSS2_LOG=esys+debug`) dumps command parameters before it
@@ -141,16 +158,28 @@ fn open_tpm(tpm: Option<String>) -> Result<attest::tpm::seal::SealTpm, String> {
 }
 
 fn run_inner(config_path: &Path, command: StorageCommand) -> Result<(), String> {
-    let s = |e: StorageError| e.to_string();
+    let s = |e: StorageError| crate::logging::error_chain(&e);
     match command {
         #[cfg(feature = "tpm")]
         StorageCommand::Init { size, pcrs, paths } => {
-            let size = super::parse_size(&size).map_err(s)?;
+            let size = size
+                .as_deref()
+                .map(super::parse_size)
+                .transpose()
+                .map_err(s)?;
             let r = resolve(config_path, paths)?;
+            let size = size.or(r.size).ok_or(
+                "no size: give --size SIZE (e.g. 1G) or set `[storage] size` in the configuration",
+            )?;
             if let Some(parent) = r.paths.image.parent() {
                 std::fs::create_dir_all(parent)
                     .map_err(|e| format!("creating {}: {e}", parent.display()))?;
             }
+            let pcrs = if pcrs.is_empty() {
+                r.pcrs.clone().unwrap_or_default()
+            } else {
+                pcrs
+            };
             let mut tpm = open_tpm(r.tpm)?;
             super::init(size, &r.paths.image, &r.paths.blob, &pcrs, &mut tpm).map_err(s)?;
             println!(

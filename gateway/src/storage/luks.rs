@@ -18,6 +18,9 @@ pub const CIPHER: &str = "aes-xts-plain64";
 pub const KEY_BITS: u32 = 512;
 /// The container key length in bytes.
 pub const KEY_LEN: usize = 64;
+/// Keyslots a container of ours has: the sealed key's. A header with more holds a key
+/// someone else added (the host can rewrite an attached header), so `open` refuses it.
+pub const KEYSLOTS: usize = 1;
 
 /// What `open` needs to know about a header before it trusts the container.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +29,8 @@ pub struct Header {
     pub segment_ciphers: Vec<String>,
     /// The cipher of each keyslot's area.
     pub keyslot_ciphers: Vec<String>,
+    /// The volume key size, in bytes, of each keyslot.
+    pub keyslot_key_sizes: Vec<u64>,
 }
 
 /// A finished cryptsetup run: exit code, stderr, stdout.
@@ -141,7 +146,34 @@ pub fn check_header(image: &Path) -> Result<Header, StorageError> {
             reason: "no data segment".into(),
         });
     }
+    check_pinned(&header).map_err(|reason| StorageError::Unpinned {
+        image: image.to_path_buf(),
+        reason,
+    })?;
     Ok(header)
+}
+
+/// The header must be exactly what [`format`] writes: [`CIPHER`] on every segment and
+/// keyslot, [`KEY_LEN`]-byte keys, [`KEYSLOTS`] keyslot(s). Anything else was made or
+/// changed by someone else, e.g. a weaker cipher or an extra keyslot the host added.
+pub fn check_pinned(header: &Header) -> Result<(), String> {
+    for cipher in header.segment_ciphers.iter().chain(&header.keyslot_ciphers) {
+        if cipher != CIPHER {
+            return Err(format!("cipher `{cipher}`, expected `{CIPHER}`"));
+        }
+    }
+    for size in &header.keyslot_key_sizes {
+        if *size != KEY_LEN as u64 {
+            return Err(format!("key size {size} bytes, expected {KEY_LEN}"));
+        }
+    }
+    if header.keyslot_ciphers.len() != KEYSLOTS {
+        return Err(format!(
+            "{} keyslot(s), expected {KEYSLOTS}",
+            header.keyslot_ciphers.len()
+        ));
+    }
+    Ok(())
 }
 
 /// Parses cryptsetup's LUKS2 JSON metadata (untrusted: it comes from the image).
@@ -167,6 +199,20 @@ pub fn parse_metadata(json: &[u8]) -> Result<Header, String> {
         keyslot_ciphers: ciphers("keyslots", &|e| {
             e.get("area").and_then(|a| a.get("encryption"))
         })?,
+        keyslot_key_sizes: value
+            .get("keyslots")
+            .and_then(|k| k.as_object())
+            .map(|map| {
+                map.iter()
+                    .map(|(id, e)| {
+                        e.get("key_size")
+                            .and_then(serde_json::Value::as_u64)
+                            .ok_or_else(|| format!("keyslots.{id}: no `key_size` number"))
+                    })
+                    .collect::<Result<Vec<u64>, String>>()
+            })
+            .transpose()?
+            .unwrap_or_default(),
     })
 }
 
@@ -268,10 +314,46 @@ mod tests {
         assert!(e.contains("segments.0"), "{e}");
         let h = parse_metadata(
             br#"{"segments":{"0":{"encryption":"cipher_null-ecb"}},
-                 "keyslots":{"0":{"area":{"encryption":"aes-xts-plain64"}}}}"#,
+                 "keyslots":{"0":{"key_size":64,"area":{"encryption":"aes-xts-plain64"}}}}"#,
         )
         .unwrap();
         assert_eq!(h.segment_ciphers, vec!["cipher_null-ecb"]);
         assert_eq!(h.keyslot_ciphers, vec!["aes-xts-plain64"]);
+        assert_eq!(h.keyslot_key_sizes, vec![64]);
+    }
+
+    #[test]
+    fn only_the_header_format_writes_is_accepted() {
+        let header = |seg: &str, slots: &[(&str, u64)]| Header {
+            segment_ciphers: vec![seg.to_string()],
+            keyslot_ciphers: slots.iter().map(|s| s.0.to_string()).collect(),
+            keyslot_key_sizes: slots.iter().map(|s| s.1).collect(),
+        };
+        assert!(check_pinned(&header(CIPHER, &[(CIPHER, 64)])).is_ok());
+        for (h, why) in [
+            (
+                header("aes-cbc-essiv:sha256", &[(CIPHER, 64)]),
+                "cipher `aes-cbc",
+            ),
+            (
+                header(CIPHER, &[("aes-xts-plain", 64)]),
+                "cipher `aes-xts-plain`",
+            ),
+            (header(CIPHER, &[(CIPHER, 32)]), "key size 32"),
+            (
+                header(CIPHER, &[(CIPHER, 64), (CIPHER, 64)]),
+                "2 keyslot(s)",
+            ),
+            (header(CIPHER, &[]), "0 keyslot(s)"),
+        ] {
+            let e = check_pinned(&h).unwrap_err();
+            assert!(e.contains(why), "{h:?}: {e}");
+        }
+        let e = parse_metadata(
+            br#"{"segments":{"0":{"encryption":"aes-xts-plain64"}},
+                 "keyslots":{"0":{"area":{"encryption":"aes-xts-plain64"}}}}"#,
+        )
+        .unwrap_err();
+        assert!(e.contains("keyslots.0: no `key_size`"), "{e}");
     }
 }

@@ -5,10 +5,14 @@
 //! - [`init`] creates the container file (sparse), formats it with a fresh 64-byte key
 //!   ([`luks`]), seals the key ([`attest::tpm::seal`]) and writes the sealed blob; on
 //!   any failure it removes what it created, and it never touches an existing image.
-//! - [`open`] refuses a header that is not LUKS2 or uses `cipher_null`, unseals the key,
-//!   checks it against the header, opens the container through device-mapper, makes an
-//!   ext4 file system on first use, mounts it on the data dir and mounts the run-time
-//!   tmpfs ([`tmpfs`]) at `<data_dir>/run`.
+//!   Where device-mapper exists (a VM), it then opens the container once and makes its
+//!   ext4 file system: `init` is the only step that makes a file system.
+//! - [`open`] refuses a header that is not the one `init` writes (LUKS2, cipher, key
+//!   size, keyslots: [`luks::check_pinned`]), unseals the key, checks it against the
+//!   header, opens the container through device-mapper, mounts it on the data dir and
+//!   mounts the run-time tmpfs ([`tmpfs`]) at `<data_dir>/run`. It never formats: a
+//!   container with no file system (wiped by whoever holds the disk) is refused, so a
+//!   blank volume is never taken for a new one.
 //!
 //! The container cannot live inside the folder it is mounted over, so by default the
 //! image and the blob sit next to the data dir: `<data_dir>/../verigate-data.luks` and
@@ -75,6 +79,16 @@ pub enum StorageError {
         /// The cipher the header names for it.
         cipher: String,
     },
+    /// The header is not the one `init` writes: cipher, key size or keyslot count differ.
+    #[error(
+        "{image}: LUKS header is not the one `verigated storage init` writes: {reason}; refused"
+    )]
+    Unpinned {
+        /// The container file.
+        image: PathBuf,
+        /// What differs.
+        reason: String,
+    },
     /// The LUKS2 header cannot be parsed.
     #[error("{image}: LUKS header: {reason}")]
     BadHeader {
@@ -90,6 +104,15 @@ pub enum StorageError {
         image: PathBuf,
         /// The sealed key file the key came from.
         blob: PathBuf,
+    },
+    /// The open container holds no file system: `open` never makes one.
+    #[error(
+        "{image}: the container holds no file system; `verigated storage open` never \
+         formats (only `storage init` does): restore the container, or remove it and run init"
+    )]
+    NoFileSystem {
+        /// The container file.
+        image: PathBuf,
     },
     /// The kernel offers no device-mapper (a container, not a VM), so nothing can open
     /// the container.
@@ -185,6 +208,16 @@ impl StoragePaths {
 /// Parses a size: bytes, or a number with K, M, G or T (powers of 1024, optional
 /// trailing `B`/`iB`). At least [`MIN_SIZE`].
 pub fn parse_size(value: &str) -> Result<u64, StorageError> {
+    parse_size_at_least(value, MIN_SIZE, "too small for a LUKS2 header and data")
+}
+
+/// Parses the run tmpfs size (`[storage] tmpfs_size`) as [`parse_size`] does, at least
+/// 1 MiB.
+pub fn parse_tmpfs_size(value: &str) -> Result<u64, StorageError> {
+    parse_size_at_least(value, 1 << 20, "too small for a tmpfs (at least 1M)")
+}
+
+fn parse_size_at_least(value: &str, min: u64, too_small: &str) -> Result<u64, StorageError> {
     let bad = |reason: &str| StorageError::BadSize {
         value: value.to_string(),
         reason: reason.to_string(),
@@ -211,8 +244,8 @@ pub fn parse_size(value: &str) -> Result<u64, StorageError> {
     let bytes = n
         .checked_mul(1u64 << shift)
         .ok_or_else(|| bad("number too large"))?;
-    if bytes < MIN_SIZE {
-        return Err(bad("too small for a LUKS2 header and data"));
+    if bytes < min {
+        return Err(bad(too_small));
     }
     Ok(bytes)
 }
@@ -375,6 +408,12 @@ mod with_tpm {
             }
             e => e,
         })?;
+        match luks::require_device_mapper() {
+            Ok(()) => make_filesystem(image, key.expose())?,
+            // Here (a container without device-mapper) only the header and the sealed
+            // key can be made; the file system is made by `init` on the VM.
+            Err(e) => tracing::warn!("{e}: the container has no file system yet"),
+        }
         cleanup.paths.clear();
         tracing::info!(
             image = %image.display(),
@@ -419,7 +458,16 @@ mod with_tpm {
         luks::open(image, MAPPER_NAME, key.expose())?;
         drop(key);
         let device = Path::new("/dev/mapper").join(MAPPER_NAME);
-        let mounted = make_fs_if_blank(&device).and_then(|()| {
+        let has_fs = has_filesystem(&device).and_then(|has| {
+            if has {
+                Ok(())
+            } else {
+                Err(StorageError::NoFileSystem {
+                    image: image.clone(),
+                })
+            }
+        });
+        let mounted = has_fs.and_then(|()| {
             std::fs::create_dir_all(&paths.data_dir).map_err(io("creating", &paths.data_dir))?;
             mount_device(&device, &paths.data_dir)
         });
@@ -436,8 +484,17 @@ mod with_tpm {
         Ok(())
     }
 
-    fn make_fs_if_blank(device: &Path) -> Result<(), StorageError> {
-        // `blkid -p` exits 2 when it finds no signature: a fresh container.
+    /// Opens the new container, makes its ext4 file system and closes it again.
+    fn make_filesystem(image: &Path, key: &[u8]) -> Result<(), StorageError> {
+        luks::open(image, MAPPER_NAME, key)?;
+        let device = Path::new("/dev/mapper").join(MAPPER_NAME);
+        let made = mkfs(&device);
+        let closed = luks::close(MAPPER_NAME);
+        made.and(closed)
+    }
+
+    /// `blkid -p` exits 2 when it finds no signature.
+    fn has_filesystem(device: &Path) -> Result<bool, StorageError> {
         let probe = Command::new("blkid")
             .arg("-p")
             .arg(device)
@@ -446,9 +503,10 @@ mod with_tpm {
                 program: "blkid",
                 source,
             })?;
-        if probe.status.code() != Some(2) {
-            return Ok(());
-        }
+        Ok(probe.status.code() != Some(2))
+    }
+
+    fn mkfs(device: &Path) -> Result<(), StorageError> {
         let out = Command::new("mkfs.ext4")
             .args(["-q", "-L", "verigate-data"])
             .arg(device)
@@ -458,7 +516,7 @@ mod with_tpm {
                 source,
             })?;
         if out.status.success() {
-            tracing::info!(device = %device.display(), "first open: ext4 created");
+            tracing::info!(device = %device.display(), "ext4 created");
             Ok(())
         } else {
             Err(StorageError::Mount {

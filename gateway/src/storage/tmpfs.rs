@@ -55,6 +55,45 @@ pub fn is_mounted(dir: &Path) -> bool {
         .any(|p| Path::new(&unescape(p)) == dir)
 }
 
+/// Whether `dir` is a mount point whose source is `/dev/mapper/<mapper>` (or the
+/// `dm-N` node the kernel lists for it), per `/proc/self/mountinfo`.
+pub fn is_mounted_from(dir: &Path, mapper: &str) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let Ok(dir) = dir.canonicalize() else {
+        return false;
+    };
+    let mapped = Path::new("/dev/mapper").join(mapper).canonicalize().ok();
+    mountinfo_has(
+        &info,
+        &dir,
+        &Path::new("/dev/mapper").join(mapper),
+        mapped.as_deref(),
+    )
+}
+
+/// The line of `info` for mount point `dir` names `source` (or `resolved`) as its
+/// source. Fields: the 5th is the mount point; after the ` - ` separator come the
+/// file system type and the source.
+fn mountinfo_has(info: &str, dir: &Path, source: &Path, resolved: Option<&Path>) -> bool {
+    info.lines().any(|line| {
+        let mut halves = line.splitn(2, " - ");
+        let (Some(head), Some(tail)) = (halves.next(), halves.next()) else {
+            return false;
+        };
+        let Some(point) = head.split(' ').nth(4) else {
+            return false;
+        };
+        let Some(src) = tail.split(' ').nth(1) else {
+            return false;
+        };
+        let src = unescape(src);
+        Path::new(&unescape(point)) == dir
+            && (Path::new(&src) == source || resolved.is_some_and(|r| Path::new(&src) == r))
+    })
+}
+
 fn unescape(s: &str) -> String {
     s.replace("\\040", " ")
         .replace("\\011", "\t")
@@ -79,5 +118,36 @@ pub fn unmount(dir: &Path) -> Result<(), StorageError> {
             path: dir.to_path_buf(),
             stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_data_dir_must_be_mounted_from_the_container() {
+        let info = "36 25 0:32 / /var/lib/verigate rw,relatime shared:1 - ext4 /dev/mapper/verigate-data rw\n\
+                    37 25 0:33 / /srv rw - ext4 /dev/sda1 rw\n\
+                    38 25 0:34 / /opt/my\\040dir rw - ext4 /dev/dm-0 rw\n\
+                    garbage\n";
+        let mapper = Path::new("/dev/mapper/verigate-data");
+        assert!(mountinfo_has(
+            info,
+            Path::new("/var/lib/verigate"),
+            mapper,
+            None
+        ));
+        // Mounted, but from the bare disk.
+        assert!(!mountinfo_has(info, Path::new("/srv"), mapper, None));
+        // Not a mount point at all.
+        assert!(!mountinfo_has(info, Path::new("/var/lib"), mapper, None));
+        // The kernel may list the dm-N node the mapper name links to.
+        assert!(mountinfo_has(
+            info,
+            Path::new("/opt/my dir"),
+            mapper,
+            Some(Path::new("/dev/dm-0"))
+        ));
     }
 }

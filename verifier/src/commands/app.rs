@@ -33,6 +33,14 @@ use crate::terminal::escape;
     Exit status: 0 verified and done, 1 a check failed (nothing was sent), 2 the checks\n\
     could not run or verigated refused or failed the action.")]
 pub struct AppArgs {
+    /// verigated's endpoint and how to check its certificate (before the action).
+    #[command(flatten)]
+    pub online: super::args::OnlineArgs,
+
+    /// How to print the checks (before the action).
+    #[command(flatten)]
+    pub format: super::args::FormatArgs,
+
     #[command(subcommand)]
     pub action: AppAction,
 
@@ -47,7 +55,7 @@ pub enum AppAction {
     /// restart the application (start it if stopped).
     Init {
         /// The new configuration, sent as it is.
-        #[arg(long, value_name = "FILE")]
+        #[arg(short = 'c', long, value_name = "FILE")]
         conf: PathBuf,
     },
     /// Restart the application (start it if stopped).
@@ -61,7 +69,7 @@ pub enum AppAction {
 pub struct AppOptions {
     /// The snapshot to verify the VM against before sending anything (as for `verify`).
     /// Required unless --no-verify.
-    #[arg(long, value_name = "FILE", global = true)]
+    #[arg(short = 's', long, value_name = "FILE", global = true)]
     pub snapshot: Option<PathBuf>,
 
     /// Send without verifying the VM first. The request then goes to whoever holds
@@ -70,7 +78,12 @@ pub struct AppOptions {
     pub no_verify: bool,
 
     /// A name the VM should serve, checked as in `verify`. Repeatable.
-    #[arg(long = "application", value_name = "NAME[:PORT]", global = true)]
+    #[arg(
+        short = 'a',
+        long = "application",
+        value_name = "NAME[:PORT]",
+        global = true
+    )]
     pub applications: Vec<String>,
 
     /// Where application handshakes go, as in `verify`. Repeatable.
@@ -82,7 +95,7 @@ pub struct AppOptions {
     pub connect_to: Vec<String>,
 
     /// More accepted (path, digest) pairs for the IMA log, as in `verify`.
-    #[arg(long, value_name = "FILE", global = true)]
+    #[arg(short = 'w', long, value_name = "FILE", global = true)]
     pub whitelist: Option<PathBuf>,
 
     /// Accept the simulated TEE (tests and demos only).
@@ -194,6 +207,8 @@ fn execute(online: &Online, args: &AppArgs) -> anyhow::Result<(Outcome, Sent)> {
     let endpoint = online.endpoint()?;
     let plan = match (&o.snapshot, o.no_verify) {
         (Some(snapshot), _) => Some(verify::plan(&VerifyArgs {
+            online: Default::default(),
+            format: Default::default(),
             snapshot: snapshot.clone(),
             applications: o.applications.clone(),
             connect_to: o.connect_to.clone(),

@@ -21,9 +21,22 @@ pub enum ImaCmd {
     Replay(ReplayArgs),
 }
 
+impl ImaCmd {
+    /// The `--format`/`--output` given after the subcommand, if any.
+    pub fn format(&self) -> Option<crate::report::OutputFormat> {
+        match self {
+            ImaCmd::Replay(args) => args.format.get(),
+        }
+    }
+}
+
 /// Arguments of `verigate ima replay`.
 #[derive(clap::Args, Debug)]
 pub struct ReplayArgs {
+    /// How to print the checks.
+    #[command(flatten)]
+    pub format: super::args::FormatArgs,
+
     /// The list: a copy of `binary_runtime_measurements` or `ascii_runtime_measurements`
     /// (or of their `_sha256`, `_sha384`, `_sha512` variants).
     file: PathBuf,

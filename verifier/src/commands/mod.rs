@@ -1,6 +1,8 @@
 //! One module per subcommand.
 
 pub mod app;
+pub mod args;
+pub mod dist;
 pub mod ima;
 pub mod key_change;
 pub mod online;

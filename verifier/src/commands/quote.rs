@@ -24,9 +24,22 @@ pub enum QuoteCmd {
     Verify(VerifyArgs),
 }
 
+impl QuoteCmd {
+    /// The `--format`/`--output` given after the subcommand, if any.
+    pub fn format(&self) -> Option<crate::report::OutputFormat> {
+        match self {
+            QuoteCmd::Verify(args) => args.format.get(),
+        }
+    }
+}
+
 /// Arguments of `verigate quote verify`.
 #[derive(clap::Args, Debug)]
 pub struct VerifyArgs {
+    /// How to print the checks.
+    #[command(flatten)]
+    pub format: super::args::FormatArgs,
+
     /// The attestation key's public part: TPM2B_PUBLIC (`tpm2_createak -u`,
     /// `tpm2_readpublic -o`), a bare TPMT_PUBLIC, or PEM (`tpm2_readpublic -f pem`; a
     /// PEM key carries no TPM attributes, so it is not checked to be restricted).

@@ -26,9 +26,22 @@ pub enum ReportCmd {
     Verify(VerifyArgs),
 }
 
+impl ReportCmd {
+    /// The `--format`/`--output` given after the subcommand, if any.
+    pub fn format(&self) -> Option<crate::report::OutputFormat> {
+        match self {
+            ReportCmd::Verify(args) => args.format.get(),
+        }
+    }
+}
+
 /// Arguments of `verigate report verify`.
 #[derive(clap::Args, Debug)]
 pub struct VerifyArgs {
+    /// How to print the checks.
+    #[command(flatten)]
+    pub format: super::args::FormatArgs,
+
     /// The report: a raw SEV-SNP attestation report (1184 bytes), a TDX quote, or an
     /// Azure HCL report (starts with `HCLA`, as read from vTPM NV index 0x01400001).
     #[arg(value_name = "FILE")]

@@ -35,13 +35,26 @@ const MAX_RECONNECTS: u32 = 3;
 /// Arguments of `verigate snapshot`.
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Example:\n  \
-    verigate --url https://vm.example.com snapshot --out vm.json\n\n\
+    verigate snapshot --url https://vm.example.com -o vm.json\n\n\
     Exit status: 0 snapshot written, 1 the VM's evidence disagrees with the snapshot \
     (nothing written), 2 it could not run.")]
 pub struct SnapshotArgs {
+    /// verigated's endpoint and how to check its certificate.
+    #[command(flatten)]
+    pub online: super::args::OnlineArgs,
+
+    /// How to print the checks.
+    #[command(flatten)]
+    pub format: super::args::FormatOnly,
+
     /// Where to write the snapshot. Default: verigate-snapshot-<domain>-<UTC date>.json
     /// in the current folder.
-    #[arg(long, value_name = "FILE")]
+    #[arg(
+        short = 'o',
+        long = "output",
+        visible_alias = "out",
+        value_name = "FILE"
+    )]
     out: Option<PathBuf>,
 
     /// Accept a VM with the simulated TEE (it proves nothing about hardware).
@@ -145,14 +158,21 @@ pub fn human_bytes(n: f64) -> String {
 /// One line describing the job's progress; `waited` is used when the gateway does not
 /// say how long the job has run.
 pub fn progress_line(p: &Progress, waited: Duration) -> String {
-    let mut line = format!(
-        "snapshot [{}]: {}/{} files",
-        p.phase.as_deref().unwrap_or("running"),
-        p.files_done,
-        p.files_seen
-    );
-    if p.files_seen > 0 {
-        let pct = (p.files_done.min(p.files_seen) as f64) * 100.0 / (p.files_seen as f64);
+    // The counters come from separate fields that a gateway may fill unevenly (or not
+    // at all): a file hashed or taken from the cache is done, and a done file was seen,
+    // so the line never reads "0/0 files" after files were hashed.
+    let done = p
+        .files_done
+        .max(p.files_hashed.saturating_add(p.files_from_cache));
+    let seen = p.files_seen.max(done);
+    let phase = p.phase.as_deref().unwrap_or("running");
+    let mut line = if seen == 0 {
+        format!("snapshot [{phase}]: no files counted yet")
+    } else {
+        format!("snapshot [{phase}]: {done}/{seen} files")
+    };
+    if seen > 0 {
+        let pct = (done as f64) * 100.0 / (seen as f64);
         line.push_str(&format!(" ({pct:.0}% of those found so far)"));
     }
     line.push_str(&format!(
@@ -483,8 +503,17 @@ mod tests {
         let p: Progress = serde_json::from_str(r#"{"phase":null}"#).unwrap();
         assert_eq!(
             progress_line(&p, Duration::from_secs(2)),
-            "snapshot [running]: 0/0 files, 0 B hashed (0 files, 0 from cache), 2s"
+            "snapshot [running]: no files counted yet, 0 B hashed (0 files, 0 from cache), 2s"
         );
+        // Hashed files but no seen/done counters: counted from what was hashed.
+        let p: Progress =
+            serde_json::from_str(r#"{"files_hashed":7,"files_from_cache":3}"#).unwrap();
+        let line = progress_line(&p, Duration::from_secs(1));
+        assert!(
+            line.starts_with("snapshot [running]: 10/10 files (100%"),
+            "{line}"
+        );
+        assert!(!line.contains("0/0 files"), "{line}");
         // A body that is not progress is shown as no progress, not an error.
         assert!(serde_json::from_str::<Progress>(r#"{"files_seen":"many"}"#).is_err());
     }

@@ -28,14 +28,22 @@ use std::time::SystemTime;
     --application a.example.com --application b.example.com:8443\n\n\
     Exit status: 0 every check passed, 1 a check failed, 2 the checks could not run.")]
 pub struct VerifyArgs {
+    /// verigated's endpoint and how to check its certificate.
+    #[command(flatten)]
+    pub online: super::args::OnlineArgs,
+
+    /// How to print the checks.
+    #[command(flatten)]
+    pub format: super::args::FormatArgs,
+
     /// The snapshot to compare with, as `verigate snapshot` wrote it.
-    #[arg(long, value_name = "FILE")]
+    #[arg(short = 's', long, value_name = "FILE")]
     pub snapshot: PathBuf,
 
     /// A name the VM should serve, checked by a TLS handshake with that SNI: its
     /// certificate must be the one the VM attests for it. Port 443 unless given.
     /// Repeat for several names; the handshakes run concurrently.
-    #[arg(long = "application", value_name = "NAME[:PORT]")]
+    #[arg(short = 'a', long = "application", value_name = "NAME[:PORT]")]
     pub applications: Vec<String>,
 
     /// Send application handshakes to another address than DNS gives (like curl's
@@ -47,9 +55,9 @@ pub struct VerifyArgs {
     #[arg(long = "connect-to", value_name = "[NAME:PORT:]HOST:PORT")]
     pub connect_to: Vec<String>,
 
-    /// More accepted (path, digest) pairs for the IMA log: a JSON list of
-    /// [path, hex digest], or another snapshot.
-    #[arg(long, value_name = "FILE")]
+    /// More accepted (path, digest) pairs for the IMA log: `path hex-digest` lines
+    /// (`#` comments), a JSON list of [path, hex digest], or another snapshot.
+    #[arg(short = 'w', long, value_name = "FILE")]
     pub whitelist: Option<PathBuf>,
 
     /// Accept the simulated TEE. It proves nothing about hardware: for tests and demos.
