@@ -75,6 +75,9 @@ pub mod names {
     pub const SNAPSHOT_POLICY: &str = "snapshot policy";
     /// `snapshot ima`: the new snapshot pins IMA exactly when the evidence carries an IMA log.
     pub const SNAPSHOT_IMA: &str = "snapshot ima";
+    /// `enrolment`: with a policy, the VM's identity (TPM key and counters, chip id,
+    /// simulated TEE key) is the one recorded at first contact, or is recorded now.
+    pub const ENROLMENT: &str = "enrolment";
     /// `snapshot manifest`: the new snapshot's manifest is the evidence's.
     pub const SNAPSHOT_MANIFEST: &str = "snapshot manifest";
     /// Every check [`super::snapshot::check_snapshot_against_evidence`] returns, in order.
@@ -87,6 +90,7 @@ pub mod names {
     ];
 }
 
+pub mod policy;
 pub mod snapshot;
 
 /// How many unknown IMA paths a failure detail names before it only counts.
@@ -334,14 +338,28 @@ pub fn snapshot_policy(
     tee: &TeeOptions<'_>,
     allow_simulated_tee: bool,
 ) -> Result<(TeePolicy, Option<TpmPolicy>), SnapshotPolicyError> {
+    let (verified, tpm_policy) = self_bound(evidence, tee, allow_simulated_tee)?;
+    let tee_policy = verified.map_or(TeePolicy::None, |v| v.policy());
+    Ok((tee_policy, tpm_policy))
+}
+
+/// The verified TEE report (`None` for kind `none`) and TPM policy of evidence that
+/// binds its own nonce, manifest and AK: what [`snapshot_policy`] builds a snapshot's
+/// policies from, and what a fleet verifier records as a VM's identity
+/// ([`policy::observed_identity`]).
+pub fn self_bound(
+    evidence: &Evidence,
+    tee: &TeeOptions<'_>,
+    allow_simulated_tee: bool,
+) -> Result<(Option<VerifiedTee>, Option<TpmPolicy>), SnapshotPolicyError> {
     let ak_public = evidence.tpm.as_ref().map(|t| t.ak_public.0.as_slice());
     let report_data = binding::report_data(
         &evidence.nonce,
         &evidence.manifest.digest(),
         &binding::ak_digest(ak_public),
     );
-    let tee_policy = match verify_tee(&evidence.tee, tee) {
-        Err(TeeError::NoTee) => TeePolicy::None,
+    let verified = match verify_tee(&evidence.tee, tee) {
+        Err(TeeError::NoTee) => None,
         Err(e) => return Err(SnapshotPolicyError::Tee(e)),
         Ok(VerifiedTee::Simulated { .. }) if !allow_simulated_tee => {
             return Err(SnapshotPolicyError::SimulatedNotAllowed)
@@ -350,7 +368,7 @@ pub fn snapshot_policy(
             let (expected, got) = hex_pair(&report_data, v.report_data());
             return Err(SnapshotPolicyError::Binding { expected, got });
         }
-        Ok(v) => v.policy(),
+        Ok(v) => Some(v),
     };
     let tpm_policy = match &evidence.tpm {
         Some(t) => {
@@ -365,7 +383,7 @@ pub fn snapshot_policy(
         }
         None => None,
     };
-    Ok((tee_policy, tpm_policy))
+    Ok((verified, tpm_policy))
 }
 
 /// Verifies evidence against expectations. Returns every check of [`names::ALL`], in
