@@ -55,6 +55,11 @@ enum Command {
         #[command(subcommand)]
         action: commands::quote::QuoteCmd,
     },
+    /// Policies shared by replicas of one VM image.
+    Policy {
+        #[command(subcommand)]
+        action: commands::policy::PolicyCmd,
+    },
     /// Parse and replay an IMA measurement list.
     Ima {
         #[command(subcommand)]
@@ -76,6 +81,7 @@ fn main() -> ExitCode {
         Command::Report { action } => commands::report::run(action),
         Command::Quote { action } => commands::quote::run(action),
         Command::Ima { action } => commands::ima::run(action),
+        Command::Policy { action } => commands::policy::run(action),
     };
     report::finish(result, cli.output)
 }

@@ -22,16 +22,10 @@ pub struct PolicyVerification {
     /// The snapshot the checks compared with (the policy plus the reference identity),
     /// for the `application` checks the caller adds.
     pub snapshot: Option<Snapshot>,
-}
-
-impl PolicyVerification {
-    /// Whether the VM is to be enrolled now: first contact, every check passed.
-    pub fn enrol_now(&self, enrolled: Option<&Identity>) -> Option<&Identity> {
-        match (enrolled, &self.observed) {
-            (None, Some(id)) if Verdict::of(&self.checks) == Verdict::Pass => Some(id),
-            _ => None,
-        }
-    }
+    /// The observed identity when it differs from the enrolled one (or none is
+    /// enrolled) and the evidence passes every check with it as the reference: what a
+    /// first contact enrols, and what an operator may accept after a reboot.
+    pub acceptable: Option<Identity>,
 }
 
 /// The identity verified evidence proves: the TPM key and counters of its verified
@@ -88,10 +82,21 @@ pub fn verify_against_policy(
         }
     };
     checks.push(check_enrolment(enrolled, observed.as_ref()));
+    let acceptable = match (enrolled, &observed) {
+        (None, Some(now)) if Verdict::of(&checks) == Verdict::Pass => Some(now.clone()),
+        // Would the evidence pass on its own identity? Then that identity is what
+        // `fleet accept` may record; the first run's checks still fail.
+        (Some(was), Some(now)) if was != now => {
+            let alone = verify_against_policy(evidence, expect, policy, None);
+            alone.acceptable
+        }
+        _ => None,
+    };
     PolicyVerification {
         checks,
         observed,
         snapshot: snapshot.ok(),
+        acceptable,
     }
 }
 
@@ -209,18 +214,21 @@ mod tests {
         assert_eq!(failed(&v.checks), Vec::<&str>::new(), "{:?}", v.checks);
         let last = v.checks.last().unwrap();
         assert!(last.detail.contains("trust on first use"), "{last:?}");
-        let enrolled = v.enrol_now(None).unwrap().clone();
+        let enrolled = v.acceptable.clone().unwrap();
 
         // Later: the same identity passes; another key (a new VM under the name) fails.
         let nonce = Nonce::random();
         let e = replica(&second, 0xd2, nonce);
         let v = verify_against_policy(&e, &expect(nonce, 0xd2), &policy, Some(&enrolled));
         assert_eq!(failed(&v.checks), Vec::<&str>::new(), "{:?}", v.checks);
-        assert!(v.enrol_now(Some(&enrolled)).is_none());
+        assert!(v.acceptable.is_none());
         let nonce = Nonce::random();
         let e = replica(&first, 0xd2, nonce);
         let v = verify_against_policy(&e, &expect(nonce, 0xd2), &policy, Some(&enrolled));
         assert_eq!(failed(&v.checks), ["tee measurement", "enrolment"]);
+        // It would pass as itself: that identity may be accepted.
+        assert_eq!(v.acceptable, v.observed);
+        assert!(v.acceptable.is_some());
     }
 
     #[test]
@@ -232,7 +240,7 @@ mod tests {
         let e = replica(&tee, 0xd2, nonce);
         let v = verify_against_policy(&e, &expect(nonce, 0xd2), &policy, None);
         assert_eq!(failed(&v.checks), ["tee measurement"]);
-        assert!(v.enrol_now(None).is_none());
+        assert!(v.acceptable.is_none());
 
         // A shared name with another certificate than the policy's fails `manifest`.
         let policy = policy_of(&tee);
@@ -243,6 +251,6 @@ mod tests {
         e.manifest = Manifest::new(entries).unwrap();
         let v = verify_against_policy(&e, &expect(nonce, 0xd2), &policy, None);
         assert!(failed(&v.checks).contains(&"manifest"), "{:?}", v.checks);
-        assert!(v.enrol_now(None).is_none());
+        assert!(v.acceptable.is_none());
     }
 }

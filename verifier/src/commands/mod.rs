@@ -3,6 +3,7 @@
 pub mod app;
 pub mod ima;
 pub mod online;
+pub mod policy;
 pub mod quote;
 pub mod report;
 pub mod snapshot;
