@@ -30,6 +30,7 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 /// A fresh self-signed certificate and its key for `name`.
+#[derive(Debug)]
 pub struct SelfSigned {
     /// The certificate, DER.
     pub cert: CertificateDer<'static>,
@@ -67,7 +68,14 @@ pub struct TlsBackend {
 impl TlsBackend {
     /// Starts a backend whose certificate names `name` and that greets with it.
     pub fn start(name: &str) -> anyhow::Result<TlsBackend> {
-        let SelfSigned { cert, key, .. } = self_signed(name)?;
+        TlsBackend::start_with(name, &self_signed(name)?)
+    }
+
+    /// Starts a backend for `name` serving `identity` (replicas of one application
+    /// share one certificate and key).
+    pub fn start_with(name: &str, identity: &SelfSigned) -> anyhow::Result<TlsBackend> {
+        let cert = identity.cert.clone();
+        let key = identity.key.clone_key();
         let config = rustls::ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()

@@ -4,6 +4,7 @@
 
 mod client;
 mod commands;
+mod fleet;
 mod report;
 
 use clap::{Parser, Subcommand};
@@ -55,6 +56,8 @@ enum Command {
         #[command(subcommand)]
         action: commands::quote::QuoteCmd,
     },
+    /// Manage a fleet's enrolment state: enroll, accept or forget one VM's identity.
+    Fleet(commands::fleet::FleetArgs),
     /// Policies shared by replicas of one VM image.
     Policy {
         #[command(subcommand)]
@@ -77,7 +80,11 @@ fn main() -> ExitCode {
         // Prints its checks and then the application's status, so it finishes itself.
         Command::App(args) => return commands::app::run(&online, args, cli.output),
         Command::Snapshot(args) => commands::snapshot::run(&online, args),
+        Command::Verify(args) if args.fleet.fleet.is_some() => {
+            return commands::fleet::verify(&args, cli.allow_insecure_tls, cli.output)
+        }
         Command::Verify(args) => commands::verify::run(&online, args),
+        Command::Fleet(args) => commands::fleet::run(args, cli.allow_insecure_tls),
         Command::Report { action } => commands::report::run(action),
         Command::Quote { action } => commands::quote::run(action),
         Command::Ima { action } => commands::ima::run(action),

@@ -109,7 +109,7 @@ fn check_enrolment(enrolled: Option<&Identity>, observed: Option<&Identity>) -> 
         (None, Some(now)) => Check::pass(
             names::ENROLMENT,
             format!(
-                "first contact: trust on first use of {} (recorded if every check passes)",
+                "not enrolled: {} trusted on first use (a fleet run records it if every check passes)",
                 now.describe()
             ),
         ),
@@ -213,7 +213,7 @@ mod tests {
         let v = verify_against_policy(&e, &expect(nonce, 0xd2), &policy, None);
         assert_eq!(failed(&v.checks), Vec::<&str>::new(), "{:?}", v.checks);
         let last = v.checks.last().unwrap();
-        assert!(last.detail.contains("trust on first use"), "{last:?}");
+        assert!(last.detail.contains("trusted on first use"), "{last:?}");
         let enrolled = v.acceptable.clone().unwrap();
 
         // Later: the same identity passes; another key (a new VM under the name) fails.

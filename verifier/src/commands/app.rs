@@ -198,7 +198,9 @@ fn execute(online: &Online, args: &AppArgs) -> anyhow::Result<(Outcome, Sent)> {
     let endpoint = online.endpoint()?;
     let plan = match (&o.snapshot, o.no_verify) {
         (Some(snapshot), _) => Some(verify::plan(&VerifyArgs {
-            snapshot: snapshot.clone(),
+            snapshot: Some(snapshot.clone()),
+            policy: None,
+            fleet: crate::fleet::FleetArgs::default(),
             applications: o.applications.clone(),
             connect_to: o.connect_to.clone(),
             whitelist: o.whitelist.clone(),

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod app;
+pub mod fleet;
 pub mod ima;
 pub mod online;
 pub mod policy;
