@@ -128,6 +128,20 @@ pub struct Expectations<'a> {
     /// Accept manifest certificates that differ from the snapshot's
     /// (`--allow-certificate-change`).
     pub allow_certificate_change: bool,
+    /// Incremental IMA: where the verifier's replay of this VM's log stands, for
+    /// evidence whose `ima_log_from` leaves out the entries already replayed.
+    pub ima_start: Option<ImaStart>,
+}
+
+/// Where a verifier's replay of one VM's IMA log stands (incremental IMA, as Keylime
+/// keeps it): how many entries it has replayed and judged, and the PCR value they give
+/// in each quoted bank. The next evidence may then carry only the entries after them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImaStart {
+    /// Entries replayed and judged so far.
+    pub entries: u64,
+    /// The PCR value they give, by bank.
+    pub pcr: Vec<(ima::HashAlg, Vec<u8>)>,
 }
 
 impl<'a> Expectations<'a> {
@@ -145,6 +159,7 @@ impl<'a> Expectations<'a> {
             tdx_collateral: None,
             applications: Vec::new(),
             allow_certificate_change: false,
+            ima_start: None,
         }
     }
 }
@@ -389,6 +404,16 @@ pub fn self_bound(
 /// Verifies evidence against expectations. Returns every check of [`names::ALL`], in
 /// that order; the verdict is [`crate::check::Verdict::of`] the list.
 pub fn verify(evidence: &Evidence, expect: &Expectations<'_>) -> Vec<Check> {
+    verify_incremental(evidence, expect).0
+}
+
+/// [`verify`], and where the replay of the VM's IMA log stands after this evidence when
+/// both IMA checks passed (the start of the next incremental call); `None` otherwise,
+/// so that the next call asks for the whole log again.
+pub fn verify_incremental(
+    evidence: &Evidence,
+    expect: &Expectations<'_>,
+) -> (Vec<Check>, Option<ImaStart>) {
     let tee = verify_tee(
         &evidence.tee,
         &TeeOptions {
@@ -430,17 +455,31 @@ pub fn verify(evidence: &Evidence, expect: &Expectations<'_>) -> Vec<Check> {
     checks.push(check_tpm_reboot(quote.as_ref(), snapshot, &tpm_absence));
     checks.push(check_tpm_key(evidence.tpm.as_ref(), snapshot, &tpm_absence));
 
-    let (replay_check, entries) = check_ima_replay(evidence, quote.as_ref(), snapshot);
+    let (replay_check, entries) = check_ima_replay(evidence, quote.as_ref(), snapshot, expect);
     let replay_passed = replay_check.passed();
     checks.push(replay_check);
-    checks.push(check_ima_entries(
-        evidence,
-        entries.as_deref(),
-        replay_passed,
-        expect,
-    ));
+    let entries_check = check_ima_entries(evidence, entries.as_deref(), replay_passed, expect);
+    let progress = match (&entries, entries_check.passed(), &evidence.tpm) {
+        (Some(judged), true, Some(tpm)) => {
+            let pcr = snapshot
+                .and_then(|s| s.ima.as_ref())
+                .map_or(ima::replay::IMA_PCR, |p| p.pcr);
+            let from = evidence.ima_log_from.unwrap_or(0);
+            Some(ImaStart {
+                entries: from.saturating_add(u64::try_from(judged.len()).unwrap_or(u64::MAX)),
+                pcr: tpm
+                    .pcrs
+                    .iter()
+                    .filter(|(_, index, _)| u32::from(*index) == pcr)
+                    .map(|(bank, _, value)| (bank, value.to_vec()))
+                    .collect(),
+            })
+        }
+        _ => None,
+    };
+    checks.push(entries_check);
     checks.push(check_manifest(evidence, expect));
-    checks
+    (checks, progress)
 }
 
 /// The `application <name>` check, after the CLI's handshake with SNI `name` saw a leaf
@@ -820,6 +859,7 @@ fn check_ima_replay(
     evidence: &Evidence,
     quote: Option<&Result<VerifiedQuote, quote::QuoteError>>,
     snapshot: Option<&Snapshot>,
+    expect: &Expectations<'_>,
 ) -> (Check, Option<Vec<ImaEntry>>) {
     let name = names::IMA_REPLAY;
     let fail = |d: String| (Check::fail(name, d), None);
@@ -873,8 +913,28 @@ fn check_ima_replay(
             "the TPM quote does not cover PCR {pcr}, so the IMA log is not anchored"
         ));
     };
-    let Some(cut) = quoted_prefix(&entries, first_bank, pcr, first_value) else {
-        let replayed = ima::replay::replay_pcr(&entries, first_bank, pcr);
+    // Incremental IMA: the evidence left out the entries this verifier replayed, so the
+    // replay starts from the value they gave, in every bank.
+    let from = evidence.ima_log_from.unwrap_or(0);
+    let start_of = |bank: ima::HashAlg| -> Option<Vec<u8>> {
+        if from == 0 {
+            return Some(vec![0u8; bank.size()]);
+        }
+        let start = expect.ima_start.as_ref().filter(|s| s.entries == from)?;
+        start
+            .pcr
+            .iter()
+            .find(|(b, _)| *b == bank)
+            .map(|(_, v)| v.clone())
+    };
+    let Some(first_start) = start_of(first_bank) else {
+        return fail(format!(
+            "the evidence leaves out the first {from} IMA entries, but this verifier kept no \
+             {first_bank} PCR {pcr} value after exactly {from} entries to replay the rest from"
+        ));
+    };
+    let Some(cut) = quoted_prefix(&entries, first_bank, pcr, first_value, &first_start) else {
+        let replayed = replay_from(&entries, first_bank, pcr, &first_start);
         let (q, r) = hex_pair(first_value, &replayed);
         return fail(format!(
             "no prefix of the {} IMA entries replays to the quoted {first_bank} PCR {pcr} {q} \
@@ -887,7 +947,7 @@ fn check_ima_replay(
     // made: none of them is anchored, and judging "the empty prefix" would judge nothing.
     let measured = entries.iter().filter(|e| e.pcr() == pcr).count();
     let quoted_measured = entries[..cut].iter().filter(|e| e.pcr() == pcr).count();
-    if quoted_measured == 0 && measured > 0 {
+    if from == 0 && quoted_measured == 0 && measured > 0 {
         return fail(format!(
             "the quoted PCR {pcr} is at its reset value but the IMA log holds {measured} \
              measurements for it: the TPM was reset after they were made, so none is anchored"
@@ -897,7 +957,13 @@ fn check_ima_replay(
     let later = entries.len().saturating_sub(cut);
     entries.truncate(cut);
     for &(bank, value) in quoted.iter().skip(1) {
-        let replayed = ima::replay::replay_pcr(&entries, bank, pcr);
+        let Some(start) = start_of(bank) else {
+            return fail(format!(
+                "the evidence leaves out the first {from} IMA entries, but this verifier kept \
+                 no {bank} PCR {pcr} value to replay the rest from"
+            ));
+        };
+        let replayed = replay_from(&entries, bank, pcr, &start);
         if replayed != value {
             let (q, r) = hex_pair(value, &replayed);
             return fail(format!(
@@ -914,11 +980,16 @@ fn check_ima_replay(
     } else {
         String::new()
     };
+    let from_note = if from > 0 {
+        format!(" after the {from} replayed before (incremental)")
+    } else {
+        String::new()
+    };
     (
         Check::pass(
             name,
             format!(
-                "{cut} entries replay to the quoted PCR {pcr} ({}){later_note}",
+                "{cut} entries{from_note} replay to the quoted PCR {pcr} ({}){later_note}",
                 banks.join(", ")
             ),
         ),
@@ -926,15 +997,27 @@ fn check_ima_replay(
     )
 }
 
-/// The length of the shortest prefix of `entries` whose replay of PCR `pcr` in `bank`
-/// is `quoted` (entries for other PCRs inside the prefix are kept), if any.
+/// PCR `pcr` in `bank` after extending `start` with the entries of `entries` for it.
+fn replay_from(entries: &[ImaEntry], bank: ima::HashAlg, pcr: u32, start: &[u8]) -> Vec<u8> {
+    entries
+        .iter()
+        .filter(|e| e.pcr() == pcr)
+        .fold(start.to_vec(), |v, e| {
+            ima::replay::extend(bank, &v, &e.extend_value(bank))
+        })
+}
+
+/// The length of the shortest prefix of `entries` whose replay of PCR `pcr` in `bank`,
+/// from `start`, is `quoted` (entries for other PCRs inside the prefix are kept), if
+/// any.
 fn quoted_prefix(
     entries: &[ImaEntry],
     bank: ima::HashAlg,
     pcr: u32,
     quoted: &[u8],
+    start: &[u8],
 ) -> Option<usize> {
-    let mut value = vec![0u8; bank.size()];
+    let mut value = start.to_vec();
     if value == quoted {
         // Entries for other PCRs before the first one for `pcr` belong to the prefix.
         return Some(entries.iter().take_while(|e| e.pcr() != pcr).count());

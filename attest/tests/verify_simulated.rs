@@ -69,6 +69,7 @@ impl Vm {
             },
             tpm: None,
             ima_log: None,
+            ima_log_from: None,
         }
     }
 

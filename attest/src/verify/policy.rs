@@ -168,6 +168,7 @@ mod tests {
             },
             tpm: None,
             ima_log: None,
+            ima_log_from: None,
         }
     }
 

@@ -259,6 +259,7 @@ impl Attester {
             tee: tee_evidence,
             tpm: tpm_evidence,
             ima_log,
+            ima_log_from: None,
         })
     }
 

@@ -44,7 +44,30 @@ pub fn nonce_from_query(query: Option<&str>) -> Result<Nonce, NonceQueryError> {
     }
 }
 
-/// `GET /v1/attestation?nonce=...`.
+/// The optional `ima_from=N` of a query (incremental IMA, ARCHITECTURE.md "Evidence"):
+/// the number of IMA entries the verifier has replayed already; 0 when absent.
+pub fn ima_from_query(query: Option<&str>) -> Result<u64, String> {
+    let values: Vec<&str> = query
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|pair| pair.strip_prefix("ima_from="))
+        .collect();
+    match values.as_slice() {
+        [] => Ok(0),
+        [one] => one.parse::<u64>().map_err(|_| {
+            format!(
+                "ima_from must be a count of IMA entries, got `{}`",
+                one.chars().take(40).collect::<String>()
+            )
+        }),
+        many => Err(format!(
+            "query parameter `ima_from` is given {} times; send it once",
+            many.len()
+        )),
+    }
+}
+
+/// `GET /v1/attestation?nonce=...[&ima_from=N]`.
 pub async fn attestation(query: Option<&str>, attester: &Attester) -> Response<Body> {
     attester.metrics.calls.fetch_add(1, Ordering::Relaxed);
     let nonce = match nonce_from_query(query) {
@@ -54,8 +77,19 @@ pub async fn attestation(query: Option<&str>, attester: &Attester) -> Response<B
             return json_error(StatusCode::BAD_REQUEST, "bad nonce", &e.to_string());
         }
     };
+    let ima_from = match ima_from_query(query) {
+        Ok(n) => n,
+        Err(e) => {
+            attester.metrics.failures.fetch_add(1, Ordering::Relaxed);
+            return json_error(StatusCode::BAD_REQUEST, "bad ima_from", &e);
+        }
+    };
     match attester.attest(nonce).await {
-        Ok(evidence) => json(StatusCode::OK, evidence.to_json()),
+        Ok(mut evidence) => {
+            // After the quote: the quote covers the whole PCR whatever the log carries.
+            evidence.skip_ima_entries(ima_from);
+            json(StatusCode::OK, evidence.to_json())
+        }
         Err(e) => {
             attester.metrics.failures.fetch_add(1, Ordering::Relaxed);
             tracing::error!(nonce = %nonce.to_hex(), "attestation failed: {e}");
@@ -78,6 +112,24 @@ pub fn manifest(store: &ManifestStore) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ima_from_queries() {
+        let hex = "ab".repeat(32);
+        assert_eq!(ima_from_query(Some(&format!("nonce={hex}"))), Ok(0));
+        assert_eq!(
+            ima_from_query(Some(&format!("nonce={hex}&ima_from=12"))),
+            Ok(12)
+        );
+        for bad in [
+            "ima_from=-1",
+            "ima_from=x",
+            "ima_from=",
+            "ima_from=1&ima_from=2",
+        ] {
+            assert!(ima_from_query(Some(bad)).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn nonce_queries() {
