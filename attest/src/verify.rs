@@ -1265,22 +1265,29 @@ mod tests {
         let e = |p: &str| ImaEntry::measure(p, HashAlg::Sha256, p.as_bytes()).unwrap();
         let log = vec![e("/a"), e("/other-pcr").with_pcr(11), e("/b"), e("/c")];
         for bank in HashAlg::ALL {
+            let zeros = vec![0; bank.size()];
             // The quote was taken after /b; /c came later.
             let quoted = ima::replay::replay_pcr(&log[..3], bank, 10);
-            assert_eq!(quoted_prefix(&log, bank, 10, &quoted), Some(3));
+            assert_eq!(quoted_prefix(&log, bank, 10, &quoted, &zeros), Some(3));
             let all = ima::replay::replay_pcr(&log, bank, 10);
-            assert_eq!(quoted_prefix(&log, bank, 10, &all), Some(4));
+            assert_eq!(quoted_prefix(&log, bank, 10, &all, &zeros), Some(4));
             // A PCR still at zeros: only entries for other PCRs before the first one.
-            let zeros = vec![0; bank.size()];
-            assert_eq!(quoted_prefix(&log, bank, 10, &zeros), Some(0));
-            assert_eq!(quoted_prefix(&log[1..], bank, 10, &zeros), Some(1));
+            assert_eq!(quoted_prefix(&log, bank, 10, &zeros, &zeros), Some(0));
+            assert_eq!(quoted_prefix(&log[1..], bank, 10, &zeros, &zeros), Some(1));
             // A value no prefix reaches, or of the wrong length.
             assert_eq!(
-                quoted_prefix(&log, bank, 10, &vec![0x11; bank.size()]),
+                quoted_prefix(&log, bank, 10, &vec![0x11; bank.size()], &zeros),
                 None
             );
-            assert_eq!(quoted_prefix(&log, bank, 10, &[1, 2, 3]), None);
-            assert_eq!(quoted_prefix(&[], bank, 10, &all), None);
+            assert_eq!(quoted_prefix(&log, bank, 10, &[1, 2, 3], &zeros), None);
+            assert_eq!(quoted_prefix(&[], bank, 10, &all, &zeros), None);
+            // From a kept value (incremental IMA): the tail after /a reaches the quote.
+            let after_a = ima::replay::replay_pcr(&log[..1], bank, 10);
+            assert_eq!(
+                quoted_prefix(&log[1..], bank, 10, &quoted, &after_a),
+                Some(2)
+            );
+            assert_eq!(replay_from(&log[1..], bank, 10, &after_a), all);
         }
     }
 

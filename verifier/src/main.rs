@@ -56,6 +56,9 @@ enum Command {
         #[command(subcommand)]
         action: commands::quote::QuoteCmd,
     },
+    /// Verify a fleet continuously (--fleet, --interval), serving Prometheus metrics
+    /// and logging every change of a VM's verdict.
+    Watch(commands::watch::WatchArgs),
     /// Manage a fleet's enrolment state: enroll, accept or forget one VM's identity.
     Fleet(commands::fleet::FleetArgs),
     /// Policies shared by replicas of one VM image.
@@ -85,6 +88,7 @@ fn main() -> ExitCode {
         }
         Command::Verify(args) => commands::verify::run(&online, args),
         Command::Fleet(args) => commands::fleet::run(args, cli.allow_insecure_tls),
+        Command::Watch(args) => commands::watch::run(args, cli.allow_insecure_tls),
         Command::Report { action } => commands::report::run(action),
         Command::Quote { action } => commands::quote::run(action),
         Command::Ima { action } => commands::ima::run(action),

@@ -5,7 +5,9 @@
 //! the identity seen now is the enrolled one, or (first contact) is recorded now, trust
 //! on first use. Pure and offline like [`super::verify`].
 
-use super::{names, self_bound, verify, Expectations, TeeOptions, VerifiedTee};
+use super::{
+    names, self_bound, verify, verify_incremental, Expectations, ImaStart, TeeOptions, VerifiedTee,
+};
 use crate::check::{Check, Verdict};
 use crate::evidence::Evidence;
 use crate::policy::{Identity, Policy};
@@ -26,6 +28,9 @@ pub struct PolicyVerification {
     /// enrolled) and the evidence passes every check with it as the reference: what a
     /// first contact enrols, and what an operator may accept after a reboot.
     pub acceptable: Option<Identity>,
+    /// Where the replay of the VM's IMA log stands after this evidence (see
+    /// [`verify_incremental`]).
+    pub ima_progress: Option<ImaStart>,
 }
 
 /// The identity verified evidence proves: the TPM key and counters of its verified
@@ -69,16 +74,16 @@ pub fn verify_against_policy(
     let reference = enrolled.or(observed.as_ref()).cloned().unwrap_or_default();
     let own = evidence.manifest.get(&evidence.domain);
     let snapshot = policy.snapshot_for(&reference, own);
-    let mut checks = match &snapshot {
+    let (mut checks, ima_progress) = match &snapshot {
         Ok(s) => {
             let mut e = expect.clone();
             e.snapshot = Some(s);
-            verify(evidence, &e)
+            verify_incremental(evidence, &e)
         }
         Err(err) => {
             let mut checks = verify(evidence, expect);
             checks.push(Check::fail("policy", err.to_string()));
-            checks
+            (checks, None)
         }
     };
     checks.push(check_enrolment(enrolled, observed.as_ref()));
@@ -97,6 +102,7 @@ pub fn verify_against_policy(
         observed,
         snapshot: snapshot.ok(),
         acceptable,
+        ima_progress,
     }
 }
 

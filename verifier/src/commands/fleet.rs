@@ -37,6 +37,7 @@ fn verify_round(args: &VerifyArgs, allow_insecure_tls: bool) -> anyhow::Result<V
         &refs,
         &common,
         &state,
+        &std::collections::HashMap::new(),
         allow_insecure_tls,
         usize::from(args.fleet.parallel),
     ));
@@ -112,6 +113,7 @@ pub fn run(args: FleetArgs, allow_insecure_tls: bool) -> anyhow::Result<Outcome>
                 &refs,
                 &common,
                 &state,
+                &std::collections::HashMap::new(),
                 allow_insecure_tls,
                 1,
             ));

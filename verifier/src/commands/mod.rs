@@ -9,3 +9,4 @@ pub mod quote;
 pub mod report;
 pub mod snapshot;
 pub mod verify;
+pub mod watch;

@@ -17,7 +17,7 @@ use attest::policy::{Identity, Policy};
 use attest::snapshot::{FileIndex, Snapshot};
 use attest::tee::snp::SnpCerts;
 use attest::verify::policy::verify_against_policy;
-use attest::verify::{check_application, verify, Expectations};
+use attest::verify::{check_application, verify_incremental, Expectations, ImaStart};
 use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -206,6 +206,8 @@ pub struct Plan {
     pub allow_simulated_tee: bool,
     pub allow_certificate_change: bool,
     pub allow_tcb_status: Vec<String>,
+    /// Incremental IMA (`watch`): where this verifier's replay of the VM's log stands.
+    pub ima_start: Option<ImaStart>,
 }
 
 /// Reads the snapshot and every other file `args` names, and parses the options.
@@ -295,6 +297,7 @@ pub fn common_plan(args: &VerifyArgs) -> anyhow::Result<Plan> {
         allow_simulated_tee: args.allow_simulated_tee,
         allow_certificate_change: args.allow_certificate_change,
         allow_tcb_status: args.allow_tcb_status.clone(),
+        ima_start: None,
     })
 }
 
@@ -338,6 +341,11 @@ pub struct Checked {
     pub acceptable: Option<Identity>,
     /// The evidence as received, to keep beside an enrolment.
     pub evidence: hyper::body::Bytes,
+    /// Where the replay of the VM's IMA log stands after this evidence, for the next
+    /// incremental call.
+    pub ima_progress: Option<ImaStart>,
+    /// The size of the evidence's IMA log (only the new entries on an incremental call).
+    pub ima_log_bytes: usize,
 }
 
 /// [`check_connection`], also returning what a fleet's enrolment needs.
@@ -365,7 +373,8 @@ pub async fn check_connection_enrolling(
                 )
             });
         }
-        let body = online::get_attestation(conn, &nonce).await?;
+        let ima_from = plan.ima_start.as_ref().map_or(0, |s| s.entries);
+        let body = online::get_attestation_from(conn, &nonce, ima_from).await?;
         let mut results = vec![None; applications.len()];
         while let Some(joined) = set.join_next().await {
             let (i, r) = joined.context("an application handshake task failed")?;
@@ -388,9 +397,12 @@ pub async fn check_connection_enrolling(
                 outcome: out,
                 acceptable: None,
                 evidence: body_bytes,
+                ima_progress: None,
+                ima_log_bytes: 0,
             });
         }
     };
+    let ima_log_bytes = evidence.ima_log.as_ref().map_or(0, |l| l.0.len());
     out.facts.push(("domain".into(), json!(evidence.domain)));
     out.facts.push(("tee".into(), json!(evidence.tee.kind())));
     let reference_kind = match plan.reference {
@@ -413,16 +425,18 @@ pub async fn check_connection_enrolling(
         chain_pem: None,
     });
     expect.applications = applications.iter().map(|a| a.name.clone()).collect();
-    let (snapshot, acceptable) = match &plan.reference {
+    expect.ima_start = plan.ima_start.clone();
+    let (snapshot, acceptable, ima_progress) = match &plan.reference {
         Reference::Snapshot(s) => {
             expect.snapshot = Some(s);
-            out.checks = verify(&evidence, &expect);
-            (Some(Arc::clone(s)), None)
+            let (checks, progress) = verify_incremental(&evidence, &expect);
+            out.checks = checks;
+            (Some(Arc::clone(s)), None, progress)
         }
         Reference::Policy { policy, enrolled } => {
             let v = verify_against_policy(&evidence, &expect, policy, enrolled.as_ref());
             out.checks = v.checks;
-            (v.snapshot.map(Arc::new), v.acceptable)
+            (v.snapshot.map(Arc::new), v.acceptable, v.ima_progress)
         }
     };
 
@@ -449,6 +463,8 @@ pub async fn check_connection_enrolling(
         outcome: out,
         acceptable,
         evidence: body_bytes,
+        ima_progress,
+        ima_log_bytes,
     })
 }
 

@@ -2,12 +2,15 @@
 //! lists the VMs ([`file`]); the enrolment state records each VM's identity at first
 //! contact, under a lock so that two runs never interleave ([`state`]); [`run`] verifies
 //! every VM concurrently with the checks of `verigate verify` and enrols or records what
-//! it saw; [`output`] prints one line per VM and a summary, or JSON with every check.
+//! it saw; [`output`] prints one line per VM and a summary, or JSON with every check;
+//! [`watch`] runs rounds every interval with [`metrics`] served for Prometheus.
 
 pub mod file;
+pub mod metrics;
 pub mod output;
 pub mod run;
 pub mod state;
+pub mod watch;
 
 use std::path::PathBuf;
 

@@ -14,6 +14,7 @@ use crate::report::Outcome;
 use anyhow::Context as _;
 use attest::check::Verdict;
 use attest::policy::Identity;
+use attest::verify::ImaStart;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -55,6 +56,10 @@ pub struct VmResult {
     pub fetch: Duration,
     /// Evidence bytes received.
     pub evidence_bytes: usize,
+    /// IMA log bytes in that evidence (only the new entries on an incremental call).
+    pub ima_log_bytes: usize,
+    /// Where the replay of its IMA log stands now, for the next incremental call.
+    pub ima_progress: Option<ImaStart>,
 }
 
 impl VmResult {
@@ -102,7 +107,13 @@ impl References {
         Ok(References { by_path })
     }
 
-    fn plan_for(&self, vm: &FleetVm, common: &Plan, state: &State) -> Option<Plan> {
+    fn plan_for(
+        &self,
+        vm: &FleetVm,
+        common: &Plan,
+        state: &State,
+        ima: &HashMap<String, ImaStart>,
+    ) -> Option<Plan> {
         let path = match &vm.reference {
             ReferenceFile::Policy(p) | ReferenceFile::Snapshot(p) => p,
         };
@@ -115,25 +126,29 @@ impl References {
         plan.reference = reference;
         plan.applications = vm.applications.clone();
         plan.connect_to = vm.connect_to.clone();
+        plan.ima_start = ima.get(&vm.name).cloned();
         Some(plan)
     }
 }
 
 /// Verifies every VM of `fleet` (at most `parallel` at once) against its reference and
-/// `state`'s enrolments, with `common`'s options and `allow_insecure_tls`; returns the
-/// results in the fleet's order and the evidence of those that may be enrolled.
+/// `state`'s enrolments, with `common`'s options and `allow_insecure_tls`, asking each VM
+/// only for the IMA entries after its start in `ima` (incremental IMA; empty: whole
+/// logs); returns the results in the fleet's order and the evidence of those that may
+/// be enrolled.
 pub async fn verify_all(
     fleet: &Fleet,
     refs: &References,
     common: &Plan,
     state: &State,
+    ima: &HashMap<String, ImaStart>,
     allow_insecure_tls: bool,
     parallel: usize,
 ) -> Vec<(VmResult, ToRecord)> {
     let gate = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
     let mut set = tokio::task::JoinSet::new();
     for (i, vm) in fleet.vms.iter().enumerate() {
-        let plan = refs.plan_for(vm, common, state);
+        let plan = refs.plan_for(vm, common, state, ima);
         let vm = vm.clone();
         let gate = Arc::clone(&gate);
         set.spawn(async move {
@@ -163,6 +178,8 @@ pub async fn verify_all(
                         enrolment: Enrolment::NotEnrolled,
                         fetch: Duration::ZERO,
                         evidence_bytes: 0,
+                        ima_log_bytes: 0,
+                        ima_progress: None,
                     },
                     None,
                 )
@@ -183,6 +200,8 @@ async fn verify_one(
         enrolment: Enrolment::NotEnrolled,
         fetch: Duration::ZERO,
         evidence_bytes: 0,
+        ima_log_bytes: 0,
+        ima_progress: None,
     };
     let Some(plan) = plan else {
         result.outcome = Err("its policy or snapshot was not read".into());
@@ -215,6 +234,8 @@ async fn verify_one(
     };
     result.fetch = started.elapsed();
     result.evidence_bytes = checked.evidence.len();
+    result.ima_log_bytes = checked.ima_log_bytes;
+    result.ima_progress = checked.ima_progress.clone();
     let enrolled = match &plan.reference {
         Reference::Snapshot(_) => None,
         Reference::Policy { enrolled, .. } => Some(enrolled.is_some()),
