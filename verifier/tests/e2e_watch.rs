@@ -136,6 +136,15 @@ fn watch_reports_a_change_in_the_next_round_and_fetches_only_new_ima_entries() {
         Some(binary::serialize(&[miner]).len() as f64),
         "{text}"
     );
+    // --on-change runs beside the watch: give its last run a moment to write.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline
+        && !std::fs::read_to_string(dir.join("changes.log"))
+            .unwrap_or_default()
+            .contains("ima entries")
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     drop(watch);
 
     let changes = std::fs::read_to_string(dir.join("changes.log")).unwrap_or_default();
