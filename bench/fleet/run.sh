@@ -113,6 +113,6 @@ print("| runs | wall median (min-max) s | user+sys median s | peak RSS median Mi
 print("|---|---|---|---|")
 print(f"| {len(runs)} | {statistics.median(wall):.2f} ({min(wall):.2f}-{max(wall):.2f}) | {statistics.median([u+s for u,s in zip(user,sys_)]):.2f} | {statistics.median(rss)/1024:.1f} |\n")
 print(f"`verigate watch --interval 10s` over the same {vms} VMs: {cpu}% of one core over {ws} s ({rounds} rounds by then, incremental IMA).\n")
-print(f"Load average (1/5/15 min): {lb} before the verify runs, {la} after, {le} at the end of the watch: the 2-core machine was shared with other builds.")
+print(f"Load average (1/5/15 min): {lb} before the verify runs, {la} after, {le} at the end of the watch (the 2-core machine is shared with other helpers' builds).")
 PY
 cat bench/fleet/RESULTS.md
