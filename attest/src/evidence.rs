@@ -265,6 +265,11 @@ pub struct Evidence {
     pub tpm: Option<TpmEvidence>,
     /// The binary IMA measurement list (`binary_runtime_measurements`).
     pub ima_log: Option<Base64>,
+    /// Incremental IMA (ARCHITECTURE.md, "Evidence"): how many entries of the log are
+    /// left out before `ima_log`, because the verifier said it has replayed them
+    /// already (`ima_from=N`). Absent: `ima_log` is the whole log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ima_log_from: Option<u64>,
 }
 
 /// Why evidence bytes were refused.
@@ -332,6 +337,25 @@ impl Evidence {
             (_, EVIDENCE_VERSION) => Ok(Freshness::Nonce(*nonce)),
             (Some(batch), _) => batch.root_for(nonce).map(Freshness::BatchRoot),
             (None, _) => Batch::single().root_for(nonce).map(Freshness::BatchRoot),
+        }
+    }
+
+    /// Leaves out the first `from` entries of the IMA log (incremental IMA: the verifier
+    /// has replayed them), setting `ima_log_from`. The quote is untouched: it covers the
+    /// whole PCR, and the verifier replays the rest from the value it kept. A log with
+    /// fewer than `from` entries (the VM rebooted) or that does not parse is left whole,
+    /// so the verifier replays it from the start; `from = 0` changes nothing.
+    pub fn skip_ima_entries(&mut self, from: u64) {
+        let Some(log) = &self.ima_log else {
+            return;
+        };
+        if from == 0 {
+            return;
+        }
+        if let Some(offset) = crate::ima::binary::entry_offset(&log.0, from) {
+            let rest = log.0.get(offset..).unwrap_or_default().to_vec();
+            self.ima_log = Some(Base64(rest));
+            self.ima_log_from = Some(from);
         }
     }
 
@@ -405,6 +429,7 @@ mod tests {
             },
             tpm: None,
             ima_log: None,
+            ima_log_from: None,
         }
     }
 

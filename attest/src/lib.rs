@@ -13,6 +13,7 @@ pub mod evidence;
 pub mod hash;
 pub mod ima;
 pub mod pem;
+pub mod policy;
 pub mod snapshot;
 pub mod tee;
 #[cfg(feature = "tls")]

@@ -77,6 +77,9 @@ pub mod names {
     pub const SNAPSHOT_POLICY: &str = "snapshot policy";
     /// `snapshot ima`: the new snapshot pins IMA exactly when the evidence carries an IMA log.
     pub const SNAPSHOT_IMA: &str = "snapshot ima";
+    /// `enrolment`: with a policy, the VM's identity (TPM key and counters, chip id,
+    /// simulated TEE key) is the one recorded at first contact, or is recorded now.
+    pub const ENROLMENT: &str = "enrolment";
     /// `snapshot manifest`: the new snapshot's manifest is the evidence's.
     pub const SNAPSHOT_MANIFEST: &str = "snapshot manifest";
     /// Every check [`super::snapshot::check_snapshot_against_evidence`] returns, in order.
@@ -89,6 +92,7 @@ pub mod names {
     ];
 }
 
+pub mod policy;
 pub mod snapshot;
 
 /// How many unknown IMA paths a failure detail names before it only counts.
@@ -130,6 +134,20 @@ pub struct Expectations<'a> {
     /// Accept manifest keys that differ from the snapshot's (`--allow-key-change`); a
     /// certificate renewed with the same key needs no allowance.
     pub allow_key_change: bool,
+    /// Incremental IMA: where the verifier's replay of this VM's log stands, for
+    /// evidence whose `ima_log_from` leaves out the entries already replayed.
+    pub ima_start: Option<ImaStart>,
+}
+
+/// Where a verifier's replay of one VM's IMA log stands (incremental IMA, as Keylime
+/// keeps it): how many entries it has replayed and judged, and the PCR value they give
+/// in each quoted bank. The next evidence may then carry only the entries after them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImaStart {
+    /// Entries replayed and judged so far.
+    pub entries: u64,
+    /// The PCR value they give, by bank.
+    pub pcr: Vec<(ima::HashAlg, Vec<u8>)>,
 }
 
 impl<'a> Expectations<'a> {
@@ -148,6 +166,7 @@ impl<'a> Expectations<'a> {
             tdx_collateral: None,
             applications: Vec::new(),
             allow_key_change: false,
+            ima_start: None,
         }
     }
 }
@@ -423,6 +442,20 @@ pub fn snapshot_policy(
     tee: &TeeOptions<'_>,
     allow_simulated_tee: bool,
 ) -> Result<(TeePolicy, Option<TpmPolicy>), SnapshotPolicyError> {
+    let (verified, tpm_policy) = self_bound(evidence, tee, allow_simulated_tee)?;
+    let tee_policy = verified.map_or(TeePolicy::None, |v| v.policy());
+    Ok((tee_policy, tpm_policy))
+}
+
+/// The verified TEE report (`None` for kind `none`) and TPM policy of evidence that
+/// binds its own nonce, manifest and AK: what [`snapshot_policy`] builds a snapshot's
+/// policies from, and what a fleet verifier records as a VM's identity
+/// ([`policy::observed_identity`]).
+pub fn self_bound(
+    evidence: &Evidence,
+    tee: &TeeOptions<'_>,
+    allow_simulated_tee: bool,
+) -> Result<(Option<VerifiedTee>, Option<TpmPolicy>), SnapshotPolicyError> {
     let ak_public = evidence.tpm.as_ref().map(|t| t.ak_public.0.as_slice());
     let report_data = evidence
         .freshness(&evidence.nonce)
@@ -440,9 +473,6 @@ pub fn snapshot_policy(
         }
         Ok(v) => Some(v),
     };
-    let tee_policy = verified
-        .as_ref()
-        .map_or(TeePolicy::None, VerifiedTee::policy);
     let tpm_policy = match &evidence.tpm {
         Some(t) => {
             let q = quote::verify(
@@ -457,12 +487,22 @@ pub fn snapshot_policy(
         }
         None => None,
     };
-    Ok((tee_policy, tpm_policy))
+    Ok((verified, tpm_policy))
 }
 
 /// Verifies evidence against expectations. Returns every check of [`names::ALL`], in
 /// that order; the verdict is [`crate::check::Verdict::of`] the list.
 pub fn verify(evidence: &Evidence, expect: &Expectations<'_>) -> Vec<Check> {
+    verify_incremental(evidence, expect).0
+}
+
+/// [`verify`], and where the replay of the VM's IMA log stands after this evidence when
+/// both IMA checks passed (the start of the next incremental call); `None` otherwise,
+/// so that the next call asks for the whole log again.
+pub fn verify_incremental(
+    evidence: &Evidence,
+    expect: &Expectations<'_>,
+) -> (Vec<Check>, Option<ImaStart>) {
     let tee = verify_tee(
         &evidence.tee,
         &TeeOptions {
@@ -518,17 +558,31 @@ pub fn verify(evidence: &Evidence, expect: &Expectations<'_>) -> Vec<Check> {
     checks.push(check_tpm_reboot(quote.as_ref(), snapshot, &tpm_absence));
     checks.push(check_tpm_key(evidence.tpm.as_ref(), snapshot, &tpm_absence));
 
-    let (replay_check, entries) = check_ima_replay(evidence, quote.as_ref(), snapshot);
+    let (replay_check, entries) = check_ima_replay(evidence, quote.as_ref(), snapshot, expect);
     let replay_passed = replay_check.passed();
     checks.push(replay_check);
-    checks.push(check_ima_entries(
-        evidence,
-        entries.as_deref(),
-        replay_passed,
-        expect,
-    ));
+    let entries_check = check_ima_entries(evidence, entries.as_deref(), replay_passed, expect);
+    let progress = match (&entries, entries_check.passed(), &evidence.tpm) {
+        (Some(judged), true, Some(tpm)) => {
+            let pcr = snapshot
+                .and_then(|s| s.ima.as_ref())
+                .map_or(ima::replay::IMA_PCR, |p| p.pcr);
+            let from = evidence.ima_log_from.unwrap_or(0);
+            Some(ImaStart {
+                entries: from.saturating_add(u64::try_from(judged.len()).unwrap_or(u64::MAX)),
+                pcr: tpm
+                    .pcrs
+                    .iter()
+                    .filter(|(_, index, _)| u32::from(*index) == pcr)
+                    .map(|(bank, _, value)| (bank, value.to_vec()))
+                    .collect(),
+            })
+        }
+        _ => None,
+    };
+    checks.push(entries_check);
     checks.push(check_manifest(evidence, expect));
-    checks
+    (checks, progress)
 }
 
 /// Where the TEE report vouches for the TPM key (Azure's `HCLAkPub`), the quote's key
@@ -1070,6 +1124,7 @@ fn check_ima_replay(
     evidence: &Evidence,
     quote: Option<&Result<VerifiedQuote, quote::QuoteError>>,
     snapshot: Option<&Snapshot>,
+    expect: &Expectations<'_>,
 ) -> (Check, Option<Vec<ImaEntry>>) {
     let name = names::IMA_REPLAY;
     let fail = |d: String| (Check::fail(name, d), None);
@@ -1123,8 +1178,28 @@ fn check_ima_replay(
             "the TPM quote does not cover PCR {pcr}, so the IMA log is not anchored"
         ));
     };
-    let Some(cut) = quoted_prefix(&entries, first_bank, pcr, first_value) else {
-        let replayed = ima::replay::replay_pcr(&entries, first_bank, pcr);
+    // Incremental IMA: the evidence left out the entries this verifier replayed, so the
+    // replay starts from the value they gave, in every bank.
+    let from = evidence.ima_log_from.unwrap_or(0);
+    let start_of = |bank: ima::HashAlg| -> Option<Vec<u8>> {
+        if from == 0 {
+            return Some(vec![0u8; bank.size()]);
+        }
+        let start = expect.ima_start.as_ref().filter(|s| s.entries == from)?;
+        start
+            .pcr
+            .iter()
+            .find(|(b, _)| *b == bank)
+            .map(|(_, v)| v.clone())
+    };
+    let Some(first_start) = start_of(first_bank) else {
+        return fail(format!(
+            "the evidence leaves out the first {from} IMA entries, but this verifier kept no \
+             {first_bank} PCR {pcr} value after exactly {from} entries to replay the rest from"
+        ));
+    };
+    let Some(cut) = quoted_prefix(&entries, first_bank, pcr, first_value, &first_start) else {
+        let replayed = replay_from(&entries, first_bank, pcr, &first_start);
         let (q, r) = hex_pair(first_value, &replayed);
         return fail(format!(
             "no prefix of the {} IMA entries replays to the quoted {first_bank} PCR {pcr} {q} \
@@ -1137,7 +1212,7 @@ fn check_ima_replay(
     // made: none of them is anchored, and judging "the empty prefix" would judge nothing.
     let measured = entries.iter().filter(|e| e.pcr() == pcr).count();
     let quoted_measured = entries[..cut].iter().filter(|e| e.pcr() == pcr).count();
-    if quoted_measured == 0 && measured > 0 {
+    if from == 0 && quoted_measured == 0 && measured > 0 {
         return fail(format!(
             "the quoted PCR {pcr} is at its reset value but the IMA log holds {measured} \
              measurements for it: the TPM was reset after they were made, so none is anchored"
@@ -1147,7 +1222,13 @@ fn check_ima_replay(
     let later = entries.len().saturating_sub(cut);
     entries.truncate(cut);
     for &(bank, value) in quoted.iter().skip(1) {
-        let replayed = ima::replay::replay_pcr(&entries, bank, pcr);
+        let Some(start) = start_of(bank) else {
+            return fail(format!(
+                "the evidence leaves out the first {from} IMA entries, but this verifier kept \
+                 no {bank} PCR {pcr} value to replay the rest from"
+            ));
+        };
+        let replayed = replay_from(&entries, bank, pcr, &start);
         if replayed != value {
             let (q, r) = hex_pair(value, &replayed);
             return fail(format!(
@@ -1164,11 +1245,16 @@ fn check_ima_replay(
     } else {
         String::new()
     };
+    let from_note = if from > 0 {
+        format!(" after the {from} replayed before (incremental)")
+    } else {
+        String::new()
+    };
     (
         Check::pass(
             name,
             format!(
-                "{cut} entries replay to the quoted PCR {pcr} ({}){later_note}",
+                "{cut} entries{from_note} replay to the quoted PCR {pcr} ({}){later_note}",
                 banks.join(", ")
             ),
         ),
@@ -1176,15 +1262,27 @@ fn check_ima_replay(
     )
 }
 
-/// The length of the shortest prefix of `entries` whose replay of PCR `pcr` in `bank`
-/// is `quoted` (entries for other PCRs inside the prefix are kept), if any.
+/// PCR `pcr` in `bank` after extending `start` with the entries of `entries` for it.
+fn replay_from(entries: &[ImaEntry], bank: ima::HashAlg, pcr: u32, start: &[u8]) -> Vec<u8> {
+    entries
+        .iter()
+        .filter(|e| e.pcr() == pcr)
+        .fold(start.to_vec(), |v, e| {
+            ima::replay::extend(bank, &v, &e.extend_value(bank))
+        })
+}
+
+/// The length of the shortest prefix of `entries` whose replay of PCR `pcr` in `bank`,
+/// from `start`, is `quoted` (entries for other PCRs inside the prefix are kept), if
+/// any.
 fn quoted_prefix(
     entries: &[ImaEntry],
     bank: ima::HashAlg,
     pcr: u32,
     quoted: &[u8],
+    start: &[u8],
 ) -> Option<usize> {
-    let mut value = vec![0u8; bank.size()];
+    let mut value = start.to_vec();
     if value == quoted {
         // Entries for other PCRs before the first one for `pcr` belong to the prefix.
         return Some(entries.iter().take_while(|e| e.pcr() != pcr).count());
@@ -1456,22 +1554,29 @@ mod tests {
         let e = |p: &str| ImaEntry::measure(p, HashAlg::Sha256, p.as_bytes()).unwrap();
         let log = vec![e("/a"), e("/other-pcr").with_pcr(11), e("/b"), e("/c")];
         for bank in HashAlg::ALL {
+            let zeros = vec![0; bank.size()];
             // The quote was taken after /b; /c came later.
             let quoted = ima::replay::replay_pcr(&log[..3], bank, 10);
-            assert_eq!(quoted_prefix(&log, bank, 10, &quoted), Some(3));
+            assert_eq!(quoted_prefix(&log, bank, 10, &quoted, &zeros), Some(3));
             let all = ima::replay::replay_pcr(&log, bank, 10);
-            assert_eq!(quoted_prefix(&log, bank, 10, &all), Some(4));
+            assert_eq!(quoted_prefix(&log, bank, 10, &all, &zeros), Some(4));
             // A PCR still at zeros: only entries for other PCRs before the first one.
-            let zeros = vec![0; bank.size()];
-            assert_eq!(quoted_prefix(&log, bank, 10, &zeros), Some(0));
-            assert_eq!(quoted_prefix(&log[1..], bank, 10, &zeros), Some(1));
+            assert_eq!(quoted_prefix(&log, bank, 10, &zeros, &zeros), Some(0));
+            assert_eq!(quoted_prefix(&log[1..], bank, 10, &zeros, &zeros), Some(1));
             // A value no prefix reaches, or of the wrong length.
             assert_eq!(
-                quoted_prefix(&log, bank, 10, &vec![0x11; bank.size()]),
+                quoted_prefix(&log, bank, 10, &vec![0x11; bank.size()], &zeros),
                 None
             );
-            assert_eq!(quoted_prefix(&log, bank, 10, &[1, 2, 3]), None);
-            assert_eq!(quoted_prefix(&[], bank, 10, &all), None);
+            assert_eq!(quoted_prefix(&log, bank, 10, &[1, 2, 3], &zeros), None);
+            assert_eq!(quoted_prefix(&[], bank, 10, &all, &zeros), None);
+            // From a kept value (incremental IMA): the tail after /a reaches the quote.
+            let after_a = ima::replay::replay_pcr(&log[..1], bank, 10);
+            assert_eq!(
+                quoted_prefix(&log[1..], bank, 10, &quoted, &after_a),
+                Some(2)
+            );
+            assert_eq!(replay_from(&log[1..], bank, 10, &after_a), all);
         }
     }
 

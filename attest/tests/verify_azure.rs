@@ -97,6 +97,7 @@ fn evidence(r: &Recorded, ak_tpmt: Vec<u8>, nonce: Nonce) -> Evidence {
             pcrs,
         }),
         ima_log: None,
+        ima_log_from: None,
     }
 }
 

@@ -80,6 +80,7 @@ impl Vm {
             },
             tpm: None,
             ima_log: None,
+            ima_log_from: None,
         }
     }
 
@@ -103,6 +104,7 @@ impl Vm {
                 },
                 tpm: None,
                 ima_log: None,
+                ima_log_from: None,
             })
             .collect()
     }

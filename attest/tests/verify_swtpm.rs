@@ -13,7 +13,9 @@ use attest::snapshot::{FileIndex, ImaPolicy, Snapshot, SNAPSHOT_VERSION};
 use attest::tee::simulated::SimulatedTee;
 use attest::tpm::collect::{Tpm, DEFAULT_AK_HANDLE};
 use attest::tpm::quote;
-use attest::verify::{names, snapshot_policy, verify, Expectations, TeeOptions};
+use attest::verify::{
+    names, snapshot_policy, verify, verify_incremental, Expectations, TeeOptions,
+};
 use std::time::SystemTime;
 use testkit::swtpm::Swtpm;
 
@@ -132,6 +134,7 @@ impl Vm {
                 pcrs: q.pcrs,
             }),
             ima_log: Some(Base64(binary::serialize(&self.log))),
+            ima_log_from: None,
         }
     }
 
@@ -583,4 +586,76 @@ fn snapshot_policy_refuses_evidence_that_does_not_bind_itself() {
         .expect_err("binding broken")
         .to_string();
     assert!(err.contains("report_data"), "{err}");
+}
+
+/// Incremental IMA: after a full replay the verifier keeps the running PCR value; the
+/// next evidence carries only the newer entries (fewer bytes) and still verifies against
+/// the same quote of the whole PCR; a new unknown file among them fails `ima entries`,
+/// and a start that is not the verifier's own fails `ima replay`.
+#[test]
+fn incremental_ima_replays_only_the_new_entries_from_the_kept_value() {
+    let mut vm = Vm::start();
+    let mut snap = vm.snapshot();
+    let nonce = Nonce::random();
+    let full = vm.evidence(nonce);
+    let (checks, progress) = verify_incremental(&full, &expect(nonce, Some(&snap)));
+    assert_failed(&checks, &[]);
+    let progress = progress.expect("a full replay gives a start");
+    assert_eq!(progress.entries, 4);
+
+    // One more file runs; the snapshot knows it.
+    let tool = ImaEntry::measure("/usr/bin/tool", HashAlg::Sha256, b"tool").unwrap();
+    snap.filehashes
+        .push(("/usr/bin/tool".into(), hex::encode(tool.file_digest())));
+    vm.measure(tool);
+    let nonce = Nonce::random();
+    let mut e = vm.evidence(nonce);
+    let whole = e.ima_log.as_ref().unwrap().0.len();
+    e.skip_ima_entries(progress.entries);
+    assert_eq!(e.ima_log_from, Some(4));
+    let sent = e.ima_log.as_ref().unwrap().0.len();
+    assert_eq!(
+        sent,
+        binary::serialize(&vm.log[4..]).len(),
+        "only the new entry"
+    );
+    assert!(sent * 4 < whole, "{sent} of {whole} bytes");
+    let mut ex = expect(nonce, Some(&snap));
+    ex.ima_start = Some(progress.clone());
+    let (checks, next) = verify_incremental(&e, &ex);
+    assert_failed(&checks, &[]);
+    assert!(detail(&checks, "ima replay").contains("incremental"));
+    assert_eq!(next.as_ref().map(|n| n.entries), Some(5));
+
+    // Without the kept value, or with another one, the tail cannot be anchored.
+    let mut ex = expect(nonce, Some(&snap));
+    assert_failed(
+        &verify_incremental(&e, &ex).0,
+        &["ima replay", "ima entries"],
+    );
+    let mut wrong = progress.clone();
+    wrong.pcr = vec![(HashAlg::Sha256, vec![0x11; 32])];
+    ex.ima_start = Some(wrong);
+    assert_failed(
+        &verify_incremental(&e, &ex).0,
+        &["ima replay", "ima entries"],
+    );
+
+    // An unknown executable among the new entries fails `ima entries`, and gives no
+    // new start (the next call asks for the same entries again).
+    vm.measure(ImaEntry::measure("/usr/local/bin/miner", HashAlg::Sha256, b"miner").unwrap());
+    let nonce = Nonce::random();
+    let mut e = vm.evidence(nonce);
+    let next = next.unwrap();
+    e.skip_ima_entries(next.entries);
+    let mut ex = expect(nonce, Some(&snap));
+    ex.ima_start = Some(next);
+    let (checks, after) = verify_incremental(&e, &ex);
+    assert_failed(&checks, &["ima entries"]);
+    assert!(after.is_none());
+
+    // A log shorter than the entries asked to skip (a reboot) is sent whole.
+    let mut e = vm.evidence(Nonce::random());
+    e.skip_ima_entries(100);
+    assert_eq!(e.ima_log_from, None);
 }

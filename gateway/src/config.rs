@@ -20,9 +20,9 @@ use passthrough::sni::SniPattern;
 use serde::Deserialize;
 
 pub mod account;
-pub mod connections;
-pub mod collateral;
 pub mod batching;
+pub mod collateral;
+pub mod connections;
 pub mod control;
 #[cfg(test)]
 mod schema_fields;

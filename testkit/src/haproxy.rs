@@ -43,13 +43,20 @@ impl Haproxy {
     /// a free port of 127.0.0.1 and forwarding to `backend`. Checks the config first and
     /// returns HAProxy's own words when it is refused.
     pub fn start(config: &Path, backend: SocketAddr) -> anyhow::Result<Haproxy> {
+        Haproxy::start_env(config, &[("VERIGATE_BACKEND", backend.to_string())])
+    }
+
+    /// [`Haproxy::start`] for a config that reads other variables than
+    /// `${VERIGATE_BACKEND}` (several backends): `env` is set for HAProxy, besides
+    /// `${VERIGATE_FRONT}`.
+    pub fn start_env(config: &Path, env: &[(&str, String)]) -> anyhow::Result<Haproxy> {
         let dir = tempfile::tempdir()?;
         let check = Command::new("haproxy")
             .arg("-c")
             .arg("-f")
             .arg(config)
             .env("VERIGATE_FRONT", "127.0.0.1:1")
-            .env("VERIGATE_BACKEND", backend.to_string())
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .output()
             .map_err(|e| anyhow::anyhow!("running haproxy -c: {e}"))?;
         if !check.status.success() {
@@ -72,7 +79,7 @@ impl Haproxy {
                 .arg(config)
                 .arg("-db")
                 .env("VERIGATE_FRONT", front.to_string())
-                .env("VERIGATE_BACKEND", backend.to_string())
+                .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
                 .current_dir(dir.path())
                 .stdin(Stdio::null())
                 .stdout(log.try_clone()?)

@@ -30,6 +30,7 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 /// A fresh self-signed certificate and its key for `name`.
+#[derive(Debug)]
 pub struct SelfSigned {
     /// The certificate, DER.
     pub cert: CertificateDer<'static>,
@@ -96,6 +97,18 @@ impl TlsBackend {
     /// that keeps the key.
     pub fn start_with_key(name: &str, key_pem: &str) -> anyhow::Result<TlsBackend> {
         TlsBackend::serve(self_signed_with_key(name, key_pem)?, name)
+    }
+
+    /// Starts a backend for `name` serving `identity` (replicas of one application
+    /// share one certificate and key).
+    pub fn start_with(name: &str, identity: &SelfSigned) -> anyhow::Result<TlsBackend> {
+        let leaf = SelfSigned {
+            cert: identity.cert.clone(),
+            key: identity.key.clone_key(),
+            cert_pem: identity.cert_pem.clone(),
+            key_pem: identity.key_pem.clone(),
+        };
+        TlsBackend::serve(leaf, name)
     }
 
     fn serve(leaf: SelfSigned, name: &str) -> anyhow::Result<TlsBackend> {

@@ -65,6 +65,25 @@ impl Binaries {
     }
 }
 
+/// A certificate and key that replicas serve for one application name.
+#[derive(Debug)]
+pub struct SharedCertificate {
+    /// The application name.
+    pub name: String,
+    /// Its certificate and key.
+    pub identity: crate::tls::SelfSigned,
+}
+
+impl SharedCertificate {
+    /// A fresh self-signed certificate for `name`.
+    pub fn new(name: &str) -> SharedCertificate {
+        SharedCertificate {
+            name: name.to_string(),
+            identity: crate::tls::self_signed(name).expect("certificate"),
+        }
+    }
+}
+
 /// What differs between the tests' VMs.
 #[derive(Debug, Clone)]
 pub struct VmOptions {
@@ -74,6 +93,12 @@ pub struct VmOptions {
     pub entries: Vec<ImaEntry>,
     /// The scanned tree's one file is executable.
     pub executable_tool: bool,
+    /// The loopback address verigated listens on (127.0.0.1 unless set), so that
+    /// several VMs have distinct addresses.
+    pub host: std::net::Ipv4Addr,
+    /// Certificates the backends serve, by name, instead of fresh ones: replicas of
+    /// one application share its certificate and key.
+    pub certificates: Option<std::sync::Arc<Vec<SharedCertificate>>>,
 }
 
 impl VmOptions {
@@ -87,6 +112,8 @@ impl VmOptions {
                 ImaEntry::measure("/usr/lib/libc.so.6", HashAlg::Sha256, b"libc").expect("entry"),
             ],
             executable_tool: false,
+            host: std::net::Ipv4Addr::LOCALHOST,
+            certificates: None,
         }
     }
 }
@@ -148,17 +175,26 @@ impl Vm {
         }
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data).expect("data dir");
+        let shared = |n: &str| {
+            options
+                .certificates
+                .as_ref()
+                .and_then(|c| c.iter().find(|s| s.name == n))
+        };
         let backends = options
             .apps
             .iter()
-            .map(|n| TlsBackend::start(n).expect("backend"))
+            .map(|n| match shared(n) {
+                Some(s) => TlsBackend::start_with(n, &s.identity).expect("backend"),
+                None => TlsBackend::start(n).expect("backend"),
+            })
             .collect();
         Vm {
             gateway: None,
             backends,
             tpm,
             dir,
-            addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            addr: SocketAddr::from((options.host, free_port())),
             data,
             ima,
             entries: options.entries,
@@ -225,7 +261,7 @@ impl Vm {
         let mut last_log = String::new();
         for attempt in 0..START_ATTEMPTS {
             if attempt > 0 {
-                self.addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+                self.addr = SocketAddr::new(self.addr.ip(), free_port());
             }
             let config = self.config_path();
             std::fs::write(&config, self.config(other_tpm.unwrap_or(&self.tpm)))

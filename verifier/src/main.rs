@@ -4,6 +4,7 @@
 
 mod client;
 mod commands;
+mod fleet;
 mod report;
 mod terminal;
 
@@ -55,6 +56,16 @@ enum Command {
         #[command(subcommand)]
         action: commands::quote::QuoteCmd,
     },
+    /// Verify a fleet continuously (--fleet, --interval), serving Prometheus metrics
+    /// and logging every change of a VM's verdict.
+    Watch(commands::watch::WatchArgs),
+    /// Manage a fleet's enrolment state: enroll, accept or forget one VM's identity.
+    Fleet(commands::fleet::FleetArgs),
+    /// Policies shared by replicas of one VM image.
+    Policy {
+        #[command(subcommand)]
+        action: commands::policy::PolicyCmd,
+    },
     /// Parse and replay an IMA measurement list.
     Ima {
         #[command(subcommand)]
@@ -86,6 +97,11 @@ fn main() -> ExitCode {
             let format = format(args.format.format);
             (commands::snapshot::run(&online(&args.online), args), format)
         }
+        Command::Verify(args) if args.fleet.fleet.is_some() => {
+            let format = format(args.format.get());
+            let allow_insecure_tls = online(&args.online).allow_insecure_tls;
+            return commands::fleet::verify(&args, allow_insecure_tls, format);
+        }
         Command::Verify(args) => {
             let format = format(args.format.get());
             (commands::verify::run(&online(&args.online), args), format)
@@ -111,6 +127,15 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Fleet(args) => (
+            commands::fleet::run(args, cli.allow_insecure_tls),
+            format(None),
+        ),
+        Command::Watch(args) => (
+            commands::watch::run(args, cli.allow_insecure_tls),
+            format(None),
+        ),
+        Command::Policy { action } => (commands::policy::run(action), format(None)),
     };
     report::finish(result, format)
 }

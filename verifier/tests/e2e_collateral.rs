@@ -197,8 +197,7 @@ impl Vm {
             tee_policy,
             tpm_policy: None,
             ima: None,
-            manifest: Manifest::new(vec![self.own_entry.clone()])
-            .expect("manifest"),
+            manifest: Manifest::new(vec![self.own_entry.clone()]).expect("manifest"),
             filehashes: Vec::new(),
         };
         let path = self.path("snapshot.json");

@@ -87,6 +87,21 @@ pub fn parse(bytes: &[u8], template_hash_alg: HashAlg) -> Result<Vec<ImaEntry>, 
     Ok(entries)
 }
 
+/// The byte offset at which entry `n` (from 0) of a `binary_runtime_measurements` log
+/// (SHA-1 template hashes) starts, or `None` when the log has fewer than `n` whole
+/// entries or one of the first `n` does not parse. `n` equal to the number of entries
+/// gives the log's length.
+pub fn entry_offset(bytes: &[u8], n: u64) -> Option<usize> {
+    let mut r = Reader::new(bytes);
+    for _ in 0..n {
+        if r.remaining() == 0 {
+            return None;
+        }
+        parse_entry(&mut r, HashAlg::Sha1).ok()?;
+    }
+    Some(r.offset())
+}
+
 fn parse_entry(r: &mut Reader<'_>, template_hash_alg: HashAlg) -> Result<ImaEntry, ReadError> {
     let at = r.offset();
     let pcr = r.u32_le("PCR index").map_err(truncated)?;

@@ -177,6 +177,7 @@ mod tests {
             },
             tpm: None,
             ima_log: None,
+            ima_log_from: None,
         };
         let fields = simulated::verify(&report, &tee.public_key_der()).unwrap();
         let snapshot = Snapshot {

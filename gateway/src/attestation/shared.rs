@@ -55,6 +55,7 @@ impl RoundEvidence {
             tee: self.tee.clone(),
             tpm: self.tpm.clone(),
             ima_log: None,
+            ima_log_from: None,
         }
     }
 

@@ -54,7 +54,30 @@ pub fn nonce_from_query(query: Option<&str>) -> Result<Nonce, NonceQueryError> {
 /// to tens of milliseconds, so the queue has drained long before.
 const RETRY_AFTER_SECONDS: u32 = 1;
 
-/// `GET /v1/attestation?nonce=...`.
+/// The optional `ima_from=N` of a query (incremental IMA, ARCHITECTURE.md "Evidence"):
+/// the number of IMA entries the verifier has replayed already; 0 when absent.
+pub fn ima_from_query(query: Option<&str>) -> Result<u64, String> {
+    let values: Vec<&str> = query
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|pair| pair.strip_prefix("ima_from="))
+        .collect();
+    match values.as_slice() {
+        [] => Ok(0),
+        [one] => one.parse::<u64>().map_err(|_| {
+            format!(
+                "ima_from must be a count of IMA entries, got `{}`",
+                one.chars().take(40).collect::<String>()
+            )
+        }),
+        many => Err(format!(
+            "query parameter `ima_from` is given {} times; send it once",
+            many.len()
+        )),
+    }
+}
+
+/// `GET /v1/attestation?nonce=...[&ima_from=N]`.
 pub async fn attestation(query: Option<&str>, attester: &Attester) -> Response<Body> {
     attester.metrics.calls.fetch_add(1, Ordering::Relaxed);
     let nonce = match nonce_from_query(query) {
@@ -64,22 +87,44 @@ pub async fn attestation(query: Option<&str>, attester: &Attester) -> Response<B
             return json_error(StatusCode::BAD_REQUEST, "bad nonce", &e.to_string());
         }
     };
-    match attester.attest_body(nonce).await {
-        Ok(chunks) => json_chunks(StatusCode::OK, chunks),
-        Err(e) if e.is_busy() => {
-            attester.metrics.failures.fetch_add(1, Ordering::Relaxed);
-            busy("attestation busy", &e.to_string(), RETRY_AFTER_SECONDS)
-        }
+    let ima_from = match ima_from_query(query) {
+        Ok(n) => n,
         Err(e) => {
             attester.metrics.failures.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(nonce = %nonce.to_hex(), "attestation failed: {e}");
-            json_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "attestation failed",
-                public_detail(&e),
-            )
+            return json_error(StatusCode::BAD_REQUEST, "bad ima_from", &e);
         }
+    };
+    if ima_from > 0 {
+        // Incremental IMA: this caller's log is cut after its own copy of the evidence
+        // (the quote covers the whole PCR whatever the log carries); the shared body
+        // below serves every caller that wants the whole log.
+        return match attester.attest(nonce).await {
+            Ok(mut evidence) => {
+                evidence.skip_ima_entries(ima_from);
+                json(StatusCode::OK, evidence.to_json())
+            }
+            Err(e) => failed(attester, nonce, &e),
+        };
     }
+    match attester.attest_body(nonce).await {
+        Ok(chunks) => json_chunks(StatusCode::OK, chunks),
+        Err(e) => failed(attester, nonce, &e),
+    }
+}
+
+/// The answer to a failed attestation: 503 with `Retry-After` when too many callers
+/// wait, else 503 naming the part that failed (the log has the detail).
+fn failed(attester: &Attester, nonce: Nonce, e: &AttestError) -> Response<Body> {
+    attester.metrics.failures.fetch_add(1, Ordering::Relaxed);
+    if e.is_busy() {
+        return busy("attestation busy", &e.to_string(), RETRY_AFTER_SECONDS);
+    }
+    tracing::error!(nonce = %nonce.to_hex(), "attestation failed: {e}");
+    json_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "attestation failed",
+        public_detail(e),
+    )
 }
 
 /// What a caller is told about a failed attestation: which part failed, in words that
@@ -116,6 +161,24 @@ pub fn manifest(store: &ManifestStore) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ima_from_queries() {
+        let hex = "ab".repeat(32);
+        assert_eq!(ima_from_query(Some(&format!("nonce={hex}"))), Ok(0));
+        assert_eq!(
+            ima_from_query(Some(&format!("nonce={hex}&ima_from=12"))),
+            Ok(12)
+        );
+        for bad in [
+            "ima_from=-1",
+            "ima_from=x",
+            "ima_from=",
+            "ima_from=1&ima_from=2",
+        ] {
+            assert!(ima_from_query(Some(bad)).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn nonce_queries() {

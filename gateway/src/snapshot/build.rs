@@ -166,6 +166,7 @@ pub(crate) fn test_evidence(
         },
         tpm: None,
         ima_log: ima_log.map(Base64),
+        ima_log_from: None,
     };
     (evidence, tee)
 }

@@ -209,7 +209,9 @@ fn execute(online: &Online, args: &AppArgs) -> anyhow::Result<(Outcome, Sent)> {
         (Some(snapshot), _) => Some(verify::plan(&VerifyArgs {
             online: Default::default(),
             format: Default::default(),
-            snapshot: snapshot.clone(),
+            snapshot: Some(snapshot.clone()),
+            policy: None,
+            fleet: crate::fleet::FleetArgs::default(),
             applications: o.applications.clone(),
             connect_to: o.connect_to.clone(),
             whitelist: o.whitelist.clone(),

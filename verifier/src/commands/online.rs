@@ -100,7 +100,24 @@ pub async fn request(
 
 /// `GET /v1/attestation?nonce=<hex>` on `conn`; the body of a 200, else an error (exit 2).
 pub async fn get_attestation(conn: &mut Connection, nonce: &Nonce) -> anyhow::Result<Bytes> {
-    let path = format!("/v1/attestation?nonce={}", nonce.to_hex());
+    get_attestation_from(conn, nonce, 0).await
+}
+
+/// [`get_attestation`] asking for the IMA log without its first `ima_from` entries
+/// (incremental IMA: the caller has replayed them); 0 asks for the whole log.
+pub async fn get_attestation_from(
+    conn: &mut Connection,
+    nonce: &Nonce,
+    ima_from: u64,
+) -> anyhow::Result<Bytes> {
+    let path = if ima_from == 0 {
+        format!("/v1/attestation?nonce={}", nonce.to_hex())
+    } else {
+        format!(
+            "/v1/attestation?nonce={}&ima_from={ima_from}",
+            nonce.to_hex()
+        )
+    };
     let res = request(conn, Method::GET, &path).await?;
     if res.status != StatusCode::OK {
         anyhow::bail!("/v1/attestation: {}", describe_error(res.status, &res.body));

@@ -14,11 +14,14 @@ use anyhow::Context as _;
 use attest::binding::{CertDigests, Nonce};
 use attest::check::Check;
 use attest::evidence::Evidence;
+use attest::policy::{Identity, Policy};
 use attest::snapshot::{FileIndex, Snapshot};
 use attest::tee::snp::SnpCerts;
-use attest::verify::{check_application, verify, Expectations};
+use attest::verify::policy::verify_against_policy;
+use attest::verify::{check_application, verify_incremental, Expectations, ImaStart};
 use serde_json::json;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 /// Arguments of `verigate verify`.
@@ -37,8 +40,19 @@ pub struct VerifyArgs {
     pub format: super::args::FormatArgs,
 
     /// The snapshot to compare with, as `verigate snapshot` wrote it.
-    #[arg(short = 's', long, value_name = "FILE")]
-    pub snapshot: PathBuf,
+    #[arg(short = 's', long, value_name = "FILE", required_unless_present_any = ["fleet", "policy"])]
+    pub snapshot: Option<PathBuf>,
+
+    /// Verify against a policy shared by replicas (`verigate policy from-snapshot`)
+    /// instead of a snapshot: the VM's own identity (TPM key and counters) is not
+    /// pinned, only reported. With a load balancer in front, each connection may reach
+    /// another replica; each must attest what it presents. Use --fleet to enrol VMs.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["snapshot", "fleet"])]
+    pub policy: Option<PathBuf>,
+
+    /// Verify every VM of a fleet file instead (see `--fleet`'s options below).
+    #[command(flatten)]
+    pub fleet: crate::fleet::FleetArgs,
 
     /// A name the VM should serve, checked by a TLS handshake with that SNI: its
     /// certificate must be the one the VM attests for it. Port 443 unless given.
@@ -201,12 +215,26 @@ pub fn parse_at(s: &str) -> anyhow::Result<SystemTime> {
     Ok(SystemTime::from(t))
 }
 
+/// What a VM is compared with: its own snapshot, or the policy of its image with its
+/// enrolled identity (`None` before first contact).
+/// Shared (`Arc`) so that the VMs of a fleet verified against one file share one copy.
+#[derive(Clone)]
+pub enum Reference {
+    Snapshot(Arc<Snapshot>),
+    Policy {
+        policy: Arc<Policy>,
+        enrolled: Option<Identity>,
+    },
+}
+
 /// What one verification needs, read and parsed from [`VerifyArgs`] before any network
 /// traffic (a problem here is a usage error, exit 2).
+#[derive(Clone)]
 pub struct Plan {
-    pub snapshot_path: PathBuf,
-    pub snapshot: Snapshot,
-    pub whitelist: Option<FileIndex>,
+    /// The snapshot's or the policy's file, for the report.
+    pub reference_path: PathBuf,
+    pub reference: Reference,
+    pub whitelist: Option<Arc<FileIndex>>,
     pub applications: Vec<Application>,
     pub connect_to: Vec<ConnectTo>,
     pub vcek: Option<Vec<u8>>,
@@ -215,22 +243,55 @@ pub struct Plan {
     pub allow_simulated_tee: bool,
     pub allow_key_change: bool,
     pub allow_tcb_status: Vec<String>,
+    /// Incremental IMA (`watch`): where this verifier's replay of the VM's log stands.
+    pub ima_start: Option<ImaStart>,
 }
 
 /// Reads the snapshot and every other file `args` names, and parses the options.
 pub fn plan(args: &VerifyArgs) -> anyhow::Result<Plan> {
-    let snapshot_bytes = std::fs::read(&args.snapshot)
-        .with_context(|| format!("reading snapshot `{}`", args.snapshot.display()))?;
-    let snapshot = Snapshot::from_json(&snapshot_bytes)
-        .with_context(|| format!("snapshot `{}`", args.snapshot.display()))?;
+    let mut plan = common_plan(args)?;
+    if let Some(path) = &args.policy {
+        plan.reference = Reference::Policy {
+            policy: Arc::new(read_policy(path)?),
+            enrolled: None,
+        };
+        plan.reference_path = path.clone();
+        return Ok(plan);
+    }
+    let path = args
+        .snapshot
+        .as_ref()
+        .context("give --snapshot FILE (from `verigate snapshot`)")?;
+    plan.reference = Reference::Snapshot(Arc::new(read_snapshot(path)?));
+    plan.reference_path = path.clone();
+    Ok(plan)
+}
+
+/// Reads and checks a snapshot file.
+pub fn read_snapshot(path: &std::path::Path) -> anyhow::Result<Snapshot> {
+    let bytes =
+        std::fs::read(path).with_context(|| format!("reading snapshot `{}`", path.display()))?;
+    Snapshot::from_json(&bytes).with_context(|| format!("snapshot `{}`", path.display()))
+}
+
+/// Reads and checks a policy file.
+pub fn read_policy(path: &std::path::Path) -> anyhow::Result<Policy> {
+    let bytes =
+        std::fs::read(path).with_context(|| format!("reading policy `{}`", path.display()))?;
+    Policy::from_json(&bytes).with_context(|| format!("policy `{}`", path.display()))
+}
+
+/// The plan of `args` without its reference (an empty policy stands in): what every VM
+/// of a fleet shares.
+pub fn common_plan(args: &VerifyArgs) -> anyhow::Result<Plan> {
     let whitelist = match &args.whitelist {
         Some(p) => {
             let bytes =
                 std::fs::read(p).with_context(|| format!("reading whitelist `{}`", p.display()))?;
-            Some(
+            Some(Arc::new(
                 FileIndex::from_whitelist_json(&bytes)
                     .with_context(|| format!("whitelist `{}`", p.display()))?,
-            )
+            ))
         }
         None => None,
     };
@@ -251,8 +312,16 @@ pub fn plan(args: &VerifyArgs) -> anyhow::Result<Plan> {
         None => SystemTime::now(),
     };
     Ok(Plan {
-        snapshot_path: args.snapshot.clone(),
-        snapshot,
+        reference_path: PathBuf::new(),
+        reference: Reference::Snapshot(Arc::new(Snapshot {
+            version: attest::snapshot::SNAPSHOT_VERSION,
+            created_at: String::new(),
+            tee_policy: attest::snapshot::TeePolicy::None,
+            tpm_policy: None,
+            ima: None,
+            manifest: attest::binding::Manifest::default(),
+            filehashes: Vec::new(),
+        })),
         whitelist,
         applications,
         connect_to,
@@ -262,6 +331,7 @@ pub fn plan(args: &VerifyArgs) -> anyhow::Result<Plan> {
         allow_simulated_tee: args.allow_simulated_tee,
         allow_key_change: args.key_change.allowed(),
         allow_tcb_status: args.allow_tcb_status.clone(),
+        ima_start: None,
     })
 }
 
@@ -290,6 +360,34 @@ pub async fn check_connection(
     online: &Online,
     plan: &Plan,
 ) -> anyhow::Result<Outcome> {
+    Ok(check_connection_enrolling(conn, online, plan)
+        .await?
+        .outcome)
+}
+
+/// What [`check_connection_enrolling`] found.
+pub struct Checked {
+    /// The facts and checks of the VM.
+    pub outcome: Outcome,
+    /// Against a policy: the identity the evidence proves when it may be enrolled (first
+    /// contact, every check passed) or accepted (it differs from the enrolled one but
+    /// passes on its own).
+    pub acceptable: Option<Identity>,
+    /// The evidence as received, to keep beside an enrolment.
+    pub evidence: hyper::body::Bytes,
+    /// Where the replay of the VM's IMA log stands after this evidence, for the next
+    /// incremental call.
+    pub ima_progress: Option<ImaStart>,
+    /// The size of the evidence's IMA log (only the new entries on an incremental call).
+    pub ima_log_bytes: usize,
+}
+
+/// [`check_connection`], also returning what a fleet's enrolment needs.
+pub async fn check_connection_enrolling(
+    conn: &mut Connection,
+    online: &Online,
+    plan: &Plan,
+) -> anyhow::Result<Checked> {
     let nonce = Nonce::random();
     let applications = &plan.applications;
     let (evidence, endpoint_sha, app_results) = {
@@ -311,7 +409,8 @@ pub async fn check_connection(
                 )
             });
         }
-        let body = online::get_attestation(conn, &nonce).await?;
+        let ima_from = plan.ima_start.as_ref().map_or(0, |s| s.entries);
+        let body = online::get_attestation_from(conn, &nonce, ima_from).await?;
         let mut results = vec![None; applications.len()];
         while let Some(joined) = set.join_next().await {
             let (i, r) = joined.context("an application handshake task failed")?;
@@ -321,31 +420,40 @@ pub async fn check_connection(
         }
         (body, endpoint_sha, results)
     };
-    let snapshot = &plan.snapshot;
-
     let mut out = Outcome::default();
     out.facts.push(("url".into(), json!(online.url())));
-    let evidence = match Evidence::from_json(&evidence) {
+    let body_bytes = evidence;
+    let evidence = match Evidence::from_json(&body_bytes) {
         Ok(e) => e,
         Err(e) => {
             // verigated answered, but not with evidence we can read: that is the VM's
             // failure, not the user's, so it is a failed check (exit 1).
             out.checks.push(Check::fail("evidence", e.to_string()));
-            return Ok(out);
+            return Ok(Checked {
+                outcome: out,
+                acceptable: None,
+                evidence: body_bytes,
+                ima_progress: None,
+                ima_log_bytes: 0,
+            });
         }
     };
+    let ima_log_bytes = evidence.ima_log.as_ref().map_or(0, |l| l.0.len());
     out.facts.push(("domain".into(), json!(evidence.domain)));
     out.facts.push(("tee".into(), json!(evidence.tee.kind())));
+    let reference_kind = match plan.reference {
+        Reference::Snapshot(_) => "snapshot",
+        Reference::Policy { .. } => "policy",
+    };
     out.facts.push((
-        "snapshot".into(),
-        json!(plan.snapshot_path.display().to_string()),
+        reference_kind.into(),
+        json!(plan.reference_path.display().to_string()),
     ));
 
     let mut expect = Expectations::new(nonce, plan.at);
-    expect.snapshot = Some(snapshot);
     expect.endpoint_cert_sha256 = Some(endpoint_sha);
     expect.url_host = Some(conn.endpoint().host.clone());
-    expect.whitelist = plan.whitelist.as_ref();
+    expect.whitelist = plan.whitelist.as_deref();
     expect.allow_simulated_tee = plan.allow_simulated_tee;
     expect.allow_key_change = plan.allow_key_change;
     expect.allowed_tdx_tcb_statuses = plan.allow_tcb_status.clone();
@@ -355,7 +463,20 @@ pub async fn check_connection(
     });
     expect.tdx_collateral = plan.collateral.clone();
     expect.applications = applications.iter().map(|a| a.name.clone()).collect();
-    out.checks = verify(&evidence, &expect);
+    expect.ima_start = plan.ima_start.clone();
+    let (snapshot, acceptable, ima_progress) = match &plan.reference {
+        Reference::Snapshot(s) => {
+            expect.snapshot = Some(s);
+            let (checks, progress) = verify_incremental(&evidence, &expect);
+            out.checks = checks;
+            (Some(Arc::clone(s)), None, progress)
+        }
+        Reference::Policy { policy, enrolled } => {
+            let v = verify_against_policy(&evidence, &expect, policy, enrolled.as_ref());
+            out.checks = v.checks;
+            (v.snapshot.map(Arc::new), v.acceptable, v.ima_progress)
+        }
+    };
 
     for (app, result) in applications.iter().zip(app_results) {
         out.checks.push(match result {
@@ -363,7 +484,7 @@ pub async fn check_connection(
                 &app.name,
                 &presented,
                 &evidence.manifest,
-                Some(snapshot),
+                snapshot.as_deref(),
                 plan.allow_key_change,
             ),
             Some(Err(e)) => Check::fail(
@@ -376,7 +497,13 @@ pub async fn check_connection(
             ),
         });
     }
-    Ok(out)
+    Ok(Checked {
+        outcome: out,
+        acceptable,
+        evidence: body_bytes,
+        ima_progress,
+        ima_log_bytes,
+    })
 }
 
 #[cfg(test)]
