@@ -247,7 +247,11 @@ fn passthrough_is_served_while_the_own_endpoint_budget_is_full() {
 #[test]
 fn healthz_from_another_source_while_one_source_is_at_its_limit() {
     let dir = tempfile::tempdir().unwrap();
-    let gw = Gateway::start(dir.path(), "", "[api]\nmax_connections_per_source = 3\n");
+    let api = format!(
+        "[api]\nadmin_token_sha256 = [\"{}\"]\nmax_connections_per_source = 3\n",
+        sha256_hex(TOKEN)
+    );
+    let gw = Gateway::start(dir.path(), "", &api);
     let held = fill_from(&gw, loopback(1), 3);
     assert_eq!(held.len(), 3);
     gw.wait_for_log("outcome=refused_api_max_connections_per_source");
@@ -256,7 +260,7 @@ fn healthz_from_another_source_while_one_source_is_at_its_limit() {
         (status.as_str(), body.as_str()),
         ("HTTP/1.1 200 OK", "ok\n")
     );
-    let (_, metrics) = gw.get_from(loopback(2), "/metrics");
+    let (_, metrics) = gw.get_from_as(loopback(2), "/metrics", Some(TOKEN));
     let refused = metric_value(
         &metrics,
         "verigated_connections_refused_total{reason=\"api_max_connections_per_source\"}",
@@ -369,7 +373,7 @@ fn a_proxy_header_from_an_unlisted_peer_is_refused() {
     drop(behind);
     gw.wait_for_log("client=203.0.113.9:4444");
     // /metrics through the load balancer (a LOCAL header, as its health check sends).
-    let (_, metrics) = gw.get_from(loopback(2), "/metrics");
+    let (_, metrics) = gw.get_from_as(loopback(2), "/metrics", Some(TOKEN));
     assert_eq!(
         metric_value(
             &metrics,

@@ -174,7 +174,7 @@ fn the_manifest_names_no_backend_address_or_error() {
     for entry in m["manifest"].as_array().unwrap() {
         let mut keys: Vec<&String> = entry.as_object().unwrap().keys().collect();
         keys.sort();
-        assert_eq!(keys, ["cert_sha256", "name"], "{m:#}");
+        assert_eq!(keys, ["cert_sha256", "name", "spki_sha256"], "{m:#}");
     }
     // No address of any backend, no error text: those are in the log.
     for b in &backends {

@@ -6,13 +6,15 @@
 //! in the evidence; `verigate snapshot` and `verify` then run against it with `--at`
 //! inside the collateral's window, with no network but the VM.
 //!
-//! A recorded quote cannot carry the fresh nonce of a call, so exactly one check may
-//! fail, `binding`; every collateral check passes. Also: a PCS that is down (the cached
+//! A recorded quote cannot carry the fresh nonce of a call, so exactly the two checks
+//! that hold the nonce fail: `binding`, and `nonce` (its inclusion proof leads to a root
+//! the report does not bind); every collateral check passes. Also: a PCS that is down (the cached
 //! copy is used, and the log and /metrics say the refresh failed), a cached copy past
 //! its nextUpdate is fetched again, tampered collateral fails `tee`, evidence without
 //! collateral fails closed naming it, and an SEV-SNP report whose host gave no
 //! certificates gets its VCEK chain from a stand-in of AMD's KDS.
 
+use sha2::Digest as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -107,13 +109,15 @@ impl Vm {
                  ssl_certificate = \"{}\"\nssl_private_key = \"{}\"\n\n\
                  [attestation]\ntee = \"{tee}\"\ntpm = \"none\"\ntsm_report_root = \"{}\"\n\
                  pccs_url = \"{pccs}\"\namd_kds_url = \"{kds}\"\n\n\
-                 [snapshot]\nroots = [\"{}\"]\nexclude = []\n",
+                 [snapshot]\nroots = [\"{}\"]\nexclude = []\n\n\
+                 [api]\nadmin_token_sha256 = [\"{}\"]\n",
                 self.addr,
                 self.path("data").display(),
                 self.path("cert.pem").display(),
                 self.path("key.pem").display(),
                 self.tsm.root().display(),
                 self.path("tree").display(),
+                hex::encode(sha2::Sha256::digest(testkit::vm::TOKEN)),
             );
             let config_path = self.path("verigated.toml");
             std::fs::write(&config_path, config).expect("config");
@@ -141,6 +145,7 @@ impl Vm {
         all.extend_from_slice(args);
         let out = Command::new(env!("CARGO_BIN_EXE_verigate"))
             .args(&all)
+            .env("VERIGATE_TOKEN", testkit::vm::TOKEN)
             .current_dir(self.dir.path())
             .output()
             .expect("run verigate");
@@ -168,6 +173,10 @@ impl Vm {
     fn metric(&self, series: &str) -> u64 {
         let out = Command::new("curl")
             .args(["-sk", &format!("https://{}/metrics", self.addr)])
+            .args([
+                "-H",
+                &format!("Authorization: Bearer {}", testkit::vm::TOKEN),
+            ])
             .output()
             .expect("curl");
         let text = String::from_utf8_lossy(&out.stdout);
@@ -285,7 +294,7 @@ fn tdx_through_verigated_passes_every_check_but_the_binding() {
     let snapshot = snapshot.to_str().expect("utf-8");
     let (code, report) = vm.verify(&["--snapshot", snapshot, "--at", AT]);
     assert_eq!(code, 1);
-    assert_eq!(failed(&report), vec!["binding"], "{report:#}");
+    assert_eq!(failed(&report), vec!["nonce", "binding"], "{report:#}");
     assert!(
         detail(&report, "tee").contains("TCB status UpToDate"),
         "{report:#}"
@@ -360,7 +369,7 @@ fn a_pcs_outage_keeps_the_cached_copy_and_a_stale_one_is_refreshed() {
     let snapshot = vm.write_snapshot(tdx_policy(&e));
     let snapshot = snapshot.to_str().expect("utf-8");
     let (_, report) = vm.verify(&["--snapshot", snapshot, "--at", AT]);
-    assert_eq!(failed(&report), vec!["binding"], "{report:#}");
+    assert_eq!(failed(&report), vec!["nonce", "binding"], "{report:#}");
     vm.stop();
     let down = pcs_up.url();
     drop(pcs_up);
@@ -368,7 +377,7 @@ fn a_pcs_outage_keeps_the_cached_copy_and_a_stale_one_is_refreshed() {
     // Restarted with the PCS down: the disk copy is served, its refresh fails.
     vm.start(&down, "http://127.0.0.1:9");
     let (_, report) = vm.verify(&["--snapshot", snapshot, "--at", AT]);
-    assert_eq!(failed(&report), vec!["binding"], "{report:#}");
+    assert_eq!(failed(&report), vec!["nonce", "binding"], "{report:#}");
     vm.wait_for_log("collateral refresh failed: keeping the cached copy");
     assert!(vm.metric("verigated_collateral_fetch_failures_total") >= 1);
     assert!(vm.metric("verigated_collateral_stale_served_total") >= 1);
@@ -379,7 +388,7 @@ fn a_pcs_outage_keeps_the_cached_copy_and_a_stale_one_is_refreshed() {
     let before = std::fs::read(vm.path("data/collateral/tdx-B0C06F000000.json")).expect("cache");
     vm.start(&pcs_back.url(), "http://127.0.0.1:9");
     let (_, report) = vm.verify(&["--snapshot", snapshot, "--at", AT]);
-    assert_eq!(failed(&report), vec!["binding"], "{report:#}");
+    assert_eq!(failed(&report), vec!["nonce", "binding"], "{report:#}");
     vm.wait_for_log("collateral refreshed");
     assert!(vm.metric("verigated_collateral_fetches_total") >= 1);
     assert!(pcs_back
@@ -489,7 +498,7 @@ fn snp_without_host_certificates_gets_its_vcek_from_kds() {
     let snapshot = vm.write_snapshot(TeePolicy::from_snp(&verified));
     let (code, out) = vm.verify(&["--snapshot", snapshot.to_str().expect("utf-8")]);
     assert_eq!(code, 1);
-    assert_eq!(failed(&out), vec!["binding"], "{out:#}");
+    assert_eq!(failed(&out), vec!["nonce", "binding"], "{out:#}");
     assert!(
         kds.requests().contains(&id.vcek_path()),
         "{:?}",

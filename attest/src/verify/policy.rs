@@ -253,12 +253,14 @@ mod tests {
         assert_eq!(failed(&v.checks), ["tee measurement"]);
         assert!(v.acceptable.is_none());
 
-        // A shared name with another certificate than the policy's fails `manifest`.
+        // A shared name with another key than the policy's fails `manifest` (another
+        // certificate for the same key is a renewal, and passes).
         let policy = policy_of(&tee);
         let nonce = Nonce::random();
         let mut e = replica(&tee, 0xd2, nonce);
         let mut entries = e.manifest.entries().to_vec();
         entries[0].cert_sha256 = [0xbb; 32];
+        entries[0].spki_sha256 = [0xbc; 32];
         e.manifest = Manifest::new(entries).unwrap();
         let v = verify_against_policy(&e, &expect(nonce, 0xd2), &policy, None);
         assert!(failed(&v.checks).contains(&"manifest"), "{:?}", v.checks);

@@ -232,6 +232,16 @@ impl Gateway {
         self.request(path, None, source)
     }
 
+    /// [`Gateway::get_from`] with `token` as the bearer credential.
+    pub fn get_from_as(
+        &self,
+        source: std::net::IpAddr,
+        path: &str,
+        token: Option<&str>,
+    ) -> (String, String) {
+        self.request(path, token, source)
+    }
+
     /// `GET path` from `source`, with `token` as the bearer credential if any.
     fn request(
         &self,
