@@ -1,15 +1,17 @@
 //! Encrypted storage with a real swtpm and cryptsetup, up to the mount (this machine
-//! has no device-mapper): the container's header is LUKS2 AES-XTS; the key unsealed
-//! from the TPM opens it (`cryptsetup open --test-passphrase`) and a wrong one does
-//! not; init never overwrites and leaves nothing behind when it fails; a `cipher_null`
-//! header is refused; a bound PCR that changed stops the unseal; `open` ends with the
-//! device-mapper message; the key never shows in the CLI's output or logs.
+//! has no device-mapper): the container's detached header is LUKS2 AES-XTS; the key
+//! unsealed from the TPM opens it (`cryptsetup open --test-passphrase --header`) and a
+//! wrong one does not; init never overwrites and leaves nothing behind when it fails; a
+//! `cipher_null` header is refused; a bound PCR that changed stops the unseal; `open`
+//! ends with the device-mapper message; the key never shows in the CLI's output or logs.
+//! Recovery, migration and integrity: `storage_recovery.rs`.
 #![cfg(feature = "tpm")]
 
 use attest::tpm::collect::Tpm;
 use attest::tpm::quote::HashAlg;
 use attest::tpm::seal::{SealError, SealTpm};
-use gateway::storage::{self, luks, StorageError, StoragePaths};
+use gateway::storage::luks::Layout;
+use gateway::storage::{self, luks, StorageError, StoragePaths, RUN_TMPFS_SIZE};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -42,9 +44,9 @@ fn init_formats_luks2_aes_xts_and_the_unsealed_key_opens_it() {
     let dir = tempfile::tempdir().expect("tmp");
     let p = paths(dir.path());
     let mut tpm = SealTpm::open(&sw.tcti()).expect("tpm");
-    storage::init(SIZE, &p.image, &p.blob, &[7], &mut tpm).expect("init");
+    storage::init(&p, SIZE, Layout::default(), &[7], &mut tpm).expect("init");
 
-    let dump = luks_dump(&p.image);
+    let dump = luks_dump(&p.header);
     let version = dump
         .lines()
         .find_map(|l| l.strip_prefix("Version:"))
@@ -53,17 +55,17 @@ fn init_formats_luks2_aes_xts_and_the_unsealed_key_opens_it() {
     assert!(dump.contains("cipher: aes-xts-plain64"), "{dump}");
     assert!(dump.contains("512 bits"), "{dump}");
     assert!(dump.contains("PBKDF:      pbkdf2"), "{dump}");
-    let header = luks::check_header(&p.image).expect("header");
+    let header = luks::check_header(&p.header, Layout::default()).expect("header");
     assert_eq!(header.segment_ciphers, vec!["aes-xts-plain64"]);
     assert_eq!(std::fs::metadata(&p.image).expect("image").len(), SIZE);
 
     let key = storage::unseal_key(&p.blob, &mut tpm).expect("unseal");
     assert_eq!(key.expose().len(), luks::KEY_LEN);
-    assert!(luks::test_key(&p.image, key.expose()).expect("test key"));
+    assert!(luks::test_key(&p.image, &p.header, key.expose(), 0).expect("test key"));
     let mut wrong = key.expose().to_vec();
     wrong[0] ^= 1;
-    assert!(!luks::test_key(&p.image, &wrong).expect("test wrong key"));
-    assert!(!luks::test_key(&p.image, b"").expect("empty key"));
+    assert!(!luks::test_key(&p.image, &p.header, &wrong, 0).expect("test wrong key"));
+    assert!(!luks::test_key(&p.image, &p.header, b"", 0).expect("empty key"));
 
     // The blob does not hold the key in clear, and is private to root.
     let blob = std::fs::read(&p.blob).expect("blob");
@@ -84,7 +86,7 @@ fn init_never_overwrites_an_image_or_a_blob() {
     let p = paths(dir.path());
     let mut tpm = SealTpm::open(&sw.tcti()).expect("tpm");
     std::fs::write(&p.image, b"precious data").expect("image");
-    match storage::init(SIZE, &p.image, &p.blob, &[], &mut tpm) {
+    match storage::init(&p, SIZE, Layout::default(), &[], &mut tpm) {
         Err(StorageError::ImageExists { image }) => assert_eq!(image, p.image),
         other => panic!("expected ImageExists, got {other:?}"),
     }
@@ -93,12 +95,24 @@ fn init_never_overwrites_an_image_or_a_blob() {
 
     std::fs::remove_file(&p.image).expect("rm");
     std::fs::write(&p.blob, b"old blob").expect("blob");
-    match storage::init(SIZE, &p.image, &p.blob, &[], &mut tpm) {
+    match storage::init(&p, SIZE, Layout::default(), &[], &mut tpm) {
         Err(StorageError::BlobExists { blob }) => assert_eq!(blob, p.blob),
         other => panic!("expected BlobExists, got {other:?}"),
     }
     assert_eq!(std::fs::read(&p.blob).expect("blob"), b"old blob");
     assert!(!p.image.exists());
+
+    std::fs::remove_file(&p.blob).expect("rm");
+    std::fs::write(&p.header, b"a header someone keeps").expect("header");
+    match storage::init(&p, SIZE, Layout::default(), &[], &mut tpm) {
+        Err(StorageError::HeaderExists { header }) => assert_eq!(header, p.header),
+        other => panic!("expected HeaderExists, got {other:?}"),
+    }
+    assert_eq!(
+        std::fs::read(&p.header).expect("header"),
+        b"a header someone keeps"
+    );
+    assert!(!p.image.exists() && !p.blob.exists());
 }
 
 #[test]
@@ -110,11 +124,12 @@ fn init_that_fails_midway_leaves_nothing() {
         let sw = Swtpm::start().expect("swtpm");
         SealTpm::open(&sw.tcti()).expect("tpm")
     };
-    match storage::init(SIZE, &p.image, &p.blob, &[7], &mut tpm) {
+    match storage::init(&p, SIZE, Layout::default(), &[7], &mut tpm) {
         Err(StorageError::Seal { .. }) => {}
         other => panic!("expected a Seal error, got {other:?}"),
     }
     assert!(!p.image.exists(), "the half-made image was removed");
+    assert!(!p.header.exists(), "the half-made header was removed");
     assert!(!p.blob.exists());
     let left: Vec<_> = std::fs::read_dir(dir.path())
         .expect("dir")
@@ -124,7 +139,7 @@ fn init_that_fails_midway_leaves_nothing() {
 
     // A size below the LUKS2 minimum is refused before anything is created.
     assert!(matches!(
-        storage::init(1 << 20, &p.image, &p.blob, &[], &mut tpm),
+        storage::init(&p, 1 << 20, Layout::default(), &[], &mut tpm),
         Err(StorageError::BadSize { .. })
     ));
     assert!(!p.image.exists());
@@ -159,8 +174,8 @@ fn cipher_null_header_is_refused_by_name() {
     let dir = tempfile::tempdir().expect("tmp");
     let p = paths(dir.path());
     let mut tpm = SealTpm::open(&sw.tcti()).expect("tpm");
-    storage::init(SIZE, &p.image, &p.blob, &[], &mut tpm).expect("init");
-    rewrite_metadata(&p.image, |json| {
+    storage::init(&p, SIZE, Layout::default(), &[], &mut tpm).expect("init");
+    rewrite_metadata(&p.header, |json| {
         // Only the data segment: its entry is the one with "sector_size".
         let seg = json.find("\"segments\"").expect("segments");
         let (head, tail) = json.split_at(seg);
@@ -169,16 +184,16 @@ fn cipher_null_header_is_refused_by_name() {
             tail.replacen("aes-xts-plain64", "cipher_null-ecb", 1)
         )
     });
-    let dump = luks_dump(&p.image);
+    let dump = luks_dump(&p.header);
     assert!(
         dump.contains("cipher_null-ecb"),
         "cryptsetup reads the edited header: {dump}"
     );
-    match storage::open(&p, &mut tpm) {
+    match storage::open(&p, Layout::default(), RUN_TMPFS_SIZE, &mut tpm) {
         Err(StorageError::CipherNull { cipher, .. }) => assert_eq!(cipher, "cipher_null-ecb"),
         other => panic!("expected CipherNull, got {other:?}"),
     }
-    let msg = luks::check_header(&p.image)
+    let msg = luks::check_header(&p.header, Layout::default())
         .expect_err("refused")
         .to_string();
     assert!(
@@ -188,23 +203,57 @@ fn cipher_null_header_is_refused_by_name() {
 }
 
 #[test]
-fn non_luks_and_missing_images_are_refused() {
+fn missing_images_and_headers_and_non_luks_headers_are_refused() {
     let sw = Swtpm::start().expect("swtpm");
     let dir = tempfile::tempdir().expect("tmp");
     let p = paths(dir.path());
     let mut tpm = SealTpm::open(&sw.tcti()).expect("tpm");
     assert!(matches!(
-        storage::open(&p, &mut tpm),
+        storage::open(&p, Layout::default(), RUN_TMPFS_SIZE, &mut tpm),
         Err(StorageError::ImageMissing { .. })
     ));
+    // The image alone: its header is kept apart, and without it nothing opens.
     std::fs::write(&p.image, vec![0u8; 1 << 20]).expect("zeros");
+    let err =
+        storage::open(&p, Layout::default(), RUN_TMPFS_SIZE, &mut tpm).expect_err("no header");
+    match &err {
+        StorageError::HeaderMissing { header } => assert_eq!(header, &p.header),
+        other => panic!("expected HeaderMissing, got {other:?}"),
+    }
+    assert!(
+        err.to_string().contains("restore it from a backup"),
+        "{err}"
+    );
+    std::fs::write(&p.header, vec![0u8; 1 << 20]).expect("zeros");
     assert!(matches!(
-        storage::open(&p, &mut tpm),
+        storage::open(&p, Layout::default(), RUN_TMPFS_SIZE, &mut tpm),
         Err(StorageError::NotLuks2 { .. })
     ));
-    // LUKS1 is refused too (open wants LUKS2).
+    // A LUKS2 header inside the image, where the host could have written it, is not
+    // looked at: only the detached header counts.
     std::fs::remove_file(&p.image).expect("rm");
-    std::fs::write(&p.image, vec![0u8; 4 << 20]).expect("zeros");
+    std::fs::write(&p.image, vec![0u8; 20 << 20]).expect("zeros");
+    assert!(cryptsetup_with_key(
+        &[
+            "luksFormat",
+            "--type",
+            "luks2",
+            "--batch-mode",
+            "--pbkdf",
+            "pbkdf2",
+            "--pbkdf-force-iterations",
+            "1000",
+            "--key-file=-",
+        ],
+        &p.image,
+        b"k",
+    ));
+    assert!(matches!(
+        storage::open(&p, Layout::default(), RUN_TMPFS_SIZE, &mut tpm),
+        Err(StorageError::NotLuks2 { .. })
+    ));
+    // A LUKS1 header is refused too (open wants LUKS2).
+    std::fs::write(&p.header, vec![0u8; 4 << 20]).expect("zeros");
     let mut child = Command::new("cryptsetup")
         .args([
             "luksFormat",
@@ -215,7 +264,7 @@ fn non_luks_and_missing_images_are_refused() {
             "1000",
             "--key-file=-",
         ])
-        .arg(&p.image)
+        .arg(&p.header)
         .stdin(Stdio::piped())
         .spawn()
         .expect("cryptsetup");
@@ -228,7 +277,7 @@ fn non_luks_and_missing_images_are_refused() {
         .expect("key");
     assert!(child.wait().expect("wait").success());
     assert!(matches!(
-        storage::open(&p, &mut tpm),
+        storage::open(&p, Layout::default(), RUN_TMPFS_SIZE, &mut tpm),
         Err(StorageError::NotLuks2 { .. })
     ));
 }
@@ -243,8 +292,9 @@ fn open_unseals_checks_and_stops_at_device_mapper() {
     let dir = tempfile::tempdir().expect("tmp");
     let p = paths(dir.path());
     let mut tpm = SealTpm::open(&sw.tcti()).expect("tpm");
-    storage::init(SIZE, &p.image, &p.blob, &[7], &mut tpm).expect("init");
-    let err = storage::open(&p, &mut tpm).expect_err("no dm here");
+    storage::init(&p, SIZE, Layout::default(), &[7], &mut tpm).expect("init");
+    let err =
+        storage::open(&p, Layout::default(), RUN_TMPFS_SIZE, &mut tpm).expect_err("no dm here");
     assert!(
         matches!(err, StorageError::NoDeviceMapper { .. }),
         "{err:?}"
@@ -265,13 +315,13 @@ fn open_unseals_checks_and_stops_at_device_mapper() {
     let other = dir.path().join("other");
     std::fs::create_dir_all(other.join("data")).expect("other");
     let q = StoragePaths::for_data_dir(&other.join("data"));
-    storage::init(SIZE, &q.image, &q.blob, &[], &mut tpm).expect("init other");
+    storage::init(&q, SIZE, Layout::default(), &[], &mut tpm).expect("init other");
     let swapped = StoragePaths {
         blob: q.blob.clone(),
         ..p.clone()
     };
     assert!(matches!(
-        storage::open(&swapped, &mut tpm),
+        storage::open(&swapped, Layout::default(), RUN_TMPFS_SIZE, &mut tpm),
         Err(StorageError::WrongKey { .. })
     ));
 }
@@ -283,7 +333,7 @@ fn a_bound_pcr_that_changed_stops_open() {
     let p = paths(dir.path());
     {
         let mut tpm = SealTpm::open(&sw.tcti()).expect("tpm");
-        storage::init(SIZE, &p.image, &p.blob, &[16], &mut tpm).expect("init");
+        storage::init(&p, SIZE, Layout::default(), &[16], &mut tpm).expect("init");
         storage::unseal_key(&p.blob, &mut tpm).expect("unseals before the extend");
     }
     {
@@ -291,7 +341,8 @@ fn a_bound_pcr_that_changed_stops_open() {
         t.extend_pcr(16, HashAlg::Sha256, &[1; 32]).expect("extend");
     }
     let mut tpm = SealTpm::open(&sw.tcti()).expect("tpm");
-    let err = storage::open(&p, &mut tpm).expect_err("policy fails");
+    let err =
+        storage::open(&p, Layout::default(), RUN_TMPFS_SIZE, &mut tpm).expect_err("policy fails");
     match &err {
         StorageError::Seal {
             source: SealError::PolicyFailed { pcrs },
@@ -400,7 +451,7 @@ fn cli_init_and_open_end_to_end_and_the_key_never_shows() {
         let mut tpm = SealTpm::open(&sw.tcti()).expect("tpm");
         storage::unseal_key(&p.blob, &mut tpm).expect("unseal")
     };
-    assert!(luks::test_key(&p.image, key.expose()).expect("test"));
+    assert!(luks::test_key(&p.image, &p.header, key.expose(), 0).expect("test"));
     let k = key.expose();
     let lower = logs.to_lowercase();
     for needle in [
@@ -439,7 +490,7 @@ fn damaged_or_foreign_sealed_keys_are_named_errors() {
     let dir = tempfile::tempdir().expect("tmp");
     let p = paths(dir.path());
     let mut tpm_a = SealTpm::open(&a.tcti()).expect("tpm a");
-    storage::init(SIZE, &p.image, &p.blob, &[], &mut tpm_a).expect("init");
+    storage::init(&p, SIZE, Layout::default(), &[], &mut tpm_a).expect("init");
     let good = std::fs::read(&p.blob).expect("blob");
     // Only the files this call made are left: no temporary blob.
     let mut names: Vec<_> = std::fs::read_dir(dir.path())
@@ -449,12 +500,17 @@ fn damaged_or_foreign_sealed_keys_are_named_errors() {
     names.sort();
     assert_eq!(
         names,
-        ["data", "verigate-data.luks", "verigate-data.sealed"]
+        [
+            "data",
+            "verigate-data.header",
+            "verigate-data.luks",
+            "verigate-data.sealed"
+        ]
     );
 
     // Sealed by another TPM.
     let mut tpm_b = SealTpm::open(&b.tcti()).expect("tpm b");
-    match storage::open(&p, &mut tpm_b) {
+    match storage::open(&p, Layout::default(), RUN_TMPFS_SIZE, &mut tpm_b) {
         Err(StorageError::Seal {
             source: SealError::WrongTpm,
             ..
@@ -464,7 +520,7 @@ fn damaged_or_foreign_sealed_keys_are_named_errors() {
     // Truncated, and garbage.
     for bad in [&good[..good.len() / 2], b"garbage".as_slice(), &[]] {
         std::fs::write(&p.blob, bad).expect("write");
-        match storage::open(&p, &mut tpm_a) {
+        match storage::open(&p, Layout::default(), RUN_TMPFS_SIZE, &mut tpm_a) {
             Err(StorageError::Seal {
                 source: SealError::BadBlob { .. },
                 ..
@@ -474,7 +530,7 @@ fn damaged_or_foreign_sealed_keys_are_named_errors() {
     }
     // Missing.
     std::fs::remove_file(&p.blob).expect("rm");
-    match storage::open(&p, &mut tpm_a) {
+    match storage::open(&p, Layout::default(), RUN_TMPFS_SIZE, &mut tpm_a) {
         Err(StorageError::Io { path, .. }) => assert_eq!(path, p.blob),
         other => panic!("expected Io on the blob, got {other:?}"),
     }
@@ -703,7 +759,7 @@ fn a_header_that_is_not_the_one_init_writes_is_refused() {
         &image,
         b"k",
     ));
-    match luks::check_header(&image) {
+    match luks::check_header(&image, Layout::default()) {
         Err(StorageError::Unpinned { reason, .. }) => {
             assert!(reason.contains("aes-cbc-essiv"), "{reason}");
         }
@@ -715,22 +771,25 @@ fn a_header_that_is_not_the_one_init_writes_is_refused() {
     let sw = Swtpm::start().expect("swtpm");
     let p = paths(dir.path());
     let mut tpm = SealTpm::open(&sw.tcti()).expect("tpm");
-    storage::init(SIZE, &p.image, &p.blob, &[], &mut tpm).expect("init");
-    luks::check_header(&p.image).expect("init's own header passes");
+    storage::init(&p, SIZE, Layout::default(), &[], &mut tpm).expect("init");
+    luks::check_header(&p.header, Layout::default()).expect("init's own header passes");
     let key = storage::unseal_key(&p.blob, &mut tpm).expect("unseal");
     let added = dir.path().join("added.key");
     std::fs::write(&added, b"the host's key").expect("key file");
-    assert!(cryptsetup_added(&p.image, &added, key.expose()));
-    match storage::open(&p, &mut tpm) {
+    assert!(cryptsetup_added(&p.image, &p.header, &added, key.expose()));
+    match storage::open(&p, Layout::default(), RUN_TMPFS_SIZE, &mut tpm) {
         Err(StorageError::Unpinned { reason, .. }) => {
-            assert!(reason.contains("2 keyslot(s)"), "{reason}");
+            assert!(
+                reason.contains("2 keyslot(s) [0, 1], expected 1"),
+                "{reason}"
+            );
         }
         other => panic!("{other:?}"),
     }
 }
 
-/// `cryptsetup luksAddKey IMAGE NEWKEYFILE`, the existing key on stdin.
-fn cryptsetup_added(image: &Path, new_key: &Path, key: &[u8]) -> bool {
+/// `cryptsetup luksAddKey --header HEADER IMAGE NEWKEYFILE`, the existing key on stdin.
+fn cryptsetup_added(image: &Path, header: &Path, new_key: &Path, key: &[u8]) -> bool {
     use std::io::Write;
     let mut child = Command::new("cryptsetup")
         .args([
@@ -741,7 +800,9 @@ fn cryptsetup_added(image: &Path, new_key: &Path, key: &[u8]) -> bool {
             "--pbkdf-force-iterations",
             "1000",
             "--key-file=-",
+            "--header",
         ])
+        .arg(header)
         .arg(image)
         .arg(new_key)
         .stdin(Stdio::piped())

@@ -6,12 +6,16 @@
 //!
 //! ```toml
 //! [storage]
-//! image = "/var/lib/verigate-data.luks"   # the container (a file, made by `storage init`)
-//! size = "1G"                              # for `storage init`
-//! pcrs = [0, 7]                            # SHA-256 PCRs the key is sealed to
-//! tmpfs_size = "64M"                       # the RAM tmpfs at <data_dir>/run
+//! image = "/var/lib/verigate-data.luks"     # the container (a file, made by `storage init`)
+//! header = "/var/lib/verigate-data.header"  # its detached LUKS2 header
+//! size = "1G"                                # for `storage init`
+//! pcrs = [0, 7]                              # SHA-256 PCRs the key is sealed to
+//! tmpfs_size = "64M"                         # the RAM tmpfs at <data_dir>/run
+//! integrity = "none"                         # or "hmac-sha256"
+//! recovery = false                           # a recovery passphrase in keyslot 1
 //! ```
 
+use crate::storage::luks::{Integrity, Layout};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -28,6 +32,9 @@ pub struct RawStorage {
     /// The container file; default `<data_dir>/../verigate-data.luks`.
     #[serde(default)]
     pub image: Option<PathBuf>,
+    /// The detached LUKS2 header; default `<data_dir>/../verigate-data.header`.
+    #[serde(default)]
+    pub header: Option<PathBuf>,
     /// The container size for `storage init`, e.g. `"1G"`.
     #[serde(default)]
     pub size: Option<String>,
@@ -37,6 +44,12 @@ pub struct RawStorage {
     /// The RAM tmpfs size at `<data_dir>/run`, e.g. `"64M"`.
     #[serde(default)]
     pub tmpfs_size: Option<String>,
+    /// Authenticated encryption: `"none"` (default) or `"hmac-sha256"`.
+    #[serde(default)]
+    pub integrity: Option<String>,
+    /// The container has a recovery passphrase in keyslot 1; default false.
+    #[serde(default)]
+    pub recovery: Option<bool>,
 }
 
 /// `[storage]`, validated.
@@ -44,12 +57,16 @@ pub struct RawStorage {
 pub struct StorageSettings {
     /// The container file (absolute, outside the data dir).
     pub image: PathBuf,
+    /// The detached header (absolute, outside the data dir).
+    pub header: PathBuf,
     /// The container size for `storage init`, in bytes, when given.
     pub size: Option<u64>,
     /// SHA-256 PCRs the key is sealed to.
     pub pcrs: Vec<u8>,
     /// The RAM tmpfs size in bytes.
     pub tmpfs_size: u64,
+    /// What `storage init` makes and `storage open` pins: integrity and recovery.
+    pub layout: Layout,
 }
 
 /// Checks `[storage]`, reporting each problem through `problem`.
@@ -58,27 +75,45 @@ pub fn validate(
     data_dir: &Path,
     problem: &mut impl FnMut(&str, String),
 ) -> StorageSettings {
-    let image = raw
-        .image
-        .unwrap_or_else(|| crate::storage::StoragePaths::for_data_dir(data_dir).image);
-    if !image.is_absolute() {
+    let defaults = crate::storage::StoragePaths::for_data_dir(data_dir);
+    let image = raw.image.unwrap_or(defaults.image);
+    let header = raw.header.unwrap_or(defaults.header);
+    for (field, path) in [("storage.image", &image), ("storage.header", &header)] {
+        if !path.is_absolute() {
+            problem(
+                field,
+                format!(
+                    "`{}` is relative: give an absolute path outside gateway.data_dir",
+                    path.display()
+                ),
+            );
+        } else if path.starts_with(data_dir) {
+            problem(
+                field,
+                format!(
+                    "`{}` is inside gateway.data_dir, which the container is mounted over: \
+                     put it outside, e.g. next to it",
+                    path.display()
+                ),
+            );
+        }
+    }
+    if header == image {
         problem(
-            "storage.image",
+            "storage.header",
             format!(
-                "`{}` is relative: give an absolute path outside gateway.data_dir",
-                image.display()
-            ),
-        );
-    } else if image.starts_with(data_dir) {
-        problem(
-            "storage.image",
-            format!(
-                "`{}` is inside gateway.data_dir, which the container is mounted over: \
-                 put it outside, e.g. next to it",
-                image.display()
+                "`{}` is also storage.image: the header is kept apart from the image",
+                header.display()
             ),
         );
     }
+    let integrity = match raw.integrity.as_deref() {
+        None => Integrity::None,
+        Some(s) => Integrity::parse(s).unwrap_or_else(|e| {
+            problem("storage.integrity", e);
+            Integrity::None
+        }),
+    };
     let size = raw.size.as_deref().and_then(|s| {
         crate::storage::parse_size(s)
             .map_err(|e| problem("storage.size", e.to_string()))
@@ -102,9 +137,14 @@ pub fn validate(
     };
     StorageSettings {
         image,
+        header,
         size,
         pcrs,
         tmpfs_size,
+        layout: Layout {
+            integrity,
+            recovery: raw.recovery.unwrap_or(false),
+        },
     }
 }
 
@@ -125,9 +165,30 @@ mod tests {
         let (s, problems) = check(RawStorage::default());
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(s.image, Path::new("/var/lib/verigate-data.luks"));
+        assert_eq!(s.header, Path::new("/var/lib/verigate-data.header"));
+        assert_eq!(s.layout, Layout::default());
         assert_eq!(s.pcrs, vec![0, 7]);
         assert_eq!(s.tmpfs_size, 64 << 20);
         assert_eq!(s.size, None);
+    }
+
+    #[test]
+    fn integrity_and_recovery_are_read() {
+        let (s, problems) = check(RawStorage {
+            integrity: Some("hmac-sha256".into()),
+            recovery: Some(true),
+            header: Some("/etc/verigate/data.header".into()),
+            ..Default::default()
+        });
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(
+            s.layout,
+            Layout {
+                integrity: Integrity::HmacSha256,
+                recovery: true
+            }
+        );
+        assert_eq!(s.header, Path::new("/etc/verigate/data.header"));
     }
 
     #[test]
@@ -148,6 +209,39 @@ mod tests {
                 },
                 "storage.image",
                 "inside gateway.data_dir",
+            ),
+            (
+                RawStorage {
+                    header: Some("/var/lib/verigate/data.header".into()),
+                    ..Default::default()
+                },
+                "storage.header",
+                "inside gateway.data_dir",
+            ),
+            (
+                RawStorage {
+                    header: Some("hdr".into()),
+                    ..Default::default()
+                },
+                "storage.header",
+                "relative",
+            ),
+            (
+                RawStorage {
+                    image: Some("/srv/data.luks".into()),
+                    header: Some("/srv/data.luks".into()),
+                    ..Default::default()
+                },
+                "storage.header",
+                "also storage.image",
+            ),
+            (
+                RawStorage {
+                    integrity: Some("aead".into()),
+                    ..Default::default()
+                },
+                "storage.integrity",
+                "`aead`: expected `none` or `hmac-sha256`",
             ),
             (
                 RawStorage {

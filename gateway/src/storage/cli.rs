@@ -1,9 +1,11 @@
-//! `verigated storage init|open|close|status`: the paths come from the configuration
-//! (`gateway.data_dir`, with the image and sealed key next to it, see
-//! [`super::StoragePaths::for_data_dir`]) unless given on the command line, and the TPM
-//! from `attestation.tpm` unless `--tpm` names a TCTI.
+//! `verigated storage init|open|migrate|close|status`: the paths come from the
+//! configuration (`[storage]`, else `gateway.data_dir` with the image, header and sealed
+//! key next to it, see [`super::StoragePaths::for_data_dir`]) unless given on the
+//! command line, and the TPM from `attestation.tpm` unless `--tpm` names a TCTI.
 
+use super::luks::{Integrity, Layout};
 use super::{StorageError, StoragePaths};
+use crate::config::storage::DEFAULT_PCRS;
 use crate::config::Config;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -11,17 +13,19 @@ use std::process::ExitCode;
 /// The `storage` subcommands.
 #[derive(clap::Subcommand, Debug)]
 pub enum StorageCommand {
-    /// Create the LUKS2 container with a random key sealed to the TPM. Refuses if the
-    /// container or the sealed key exists.
+    /// Create the LUKS2 container and its detached header with a random key sealed to
+    /// the TPM. Refuses if the container, the header or the sealed key exists.
     Init {
         /// Container size: 64M, 1G, ... (at least 32M). Default: `[storage] size`.
         #[arg(long, value_name = "SIZE")]
         size: Option<String>,
-        /// Bind the key to these SHA-256 PCRs (comma-separated, e.g. 7 or 0,7). Default:
-        /// `[storage] pcrs` of the configuration when it has that section ([0, 7] unless
-        /// set), else unbound (any boot of this TPM unseals it).
-        #[arg(long, value_name = "LIST", value_delimiter = ',')]
-        pcrs: Vec<u8>,
+        /// Bind the key to these SHA-256 PCRs (comma-separated, e.g. 7 or 0,7), or
+        /// `none` for any boot of this TPM. Default: `[storage] pcrs`, else 0,7.
+        #[arg(long, value_name = "LIST|none")]
+        pcrs: Option<String>,
+        /// Integrity and recovery.
+        #[command(flatten)]
+        layout: LayoutArgs,
         /// Where the container, the sealed key and the data dir are, and which TPM.
         #[command(flatten)]
         paths: PathArgs,
@@ -29,6 +33,28 @@ pub enum StorageCommand {
     /// Unseal the key, open the container and mount it on the data dir, with a tmpfs
     /// at `<data_dir>/run` (run at boot, before verigated starts).
     Open {
+        /// Integrity and recovery the header must show.
+        #[command(flatten)]
+        layout: LayoutArgs,
+        /// Where the container, the sealed key and the data dir are, and which TPM.
+        #[command(flatten)]
+        paths: PathArgs,
+    },
+    /// Move the container to this VM's TPM: open it with the recovery passphrase (read
+    /// from stdin, or --passphrase-file), put a fresh key sealed to this TPM in the
+    /// header, and replace the sealed key. For a new VM, or after the TPM was lost.
+    Migrate {
+        /// Read the recovery passphrase from this file instead of stdin (never give it
+        /// on the command line: every user can read argv).
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<PathBuf>,
+        /// Bind the new key to these SHA-256 PCRs (comma-separated), or `none`.
+        /// Default: `[storage] pcrs`, else 0,7.
+        #[arg(long, value_name = "LIST|none")]
+        pcrs: Option<String>,
+        /// Integrity and recovery the header must show (recovery is implied).
+        #[command(flatten)]
+        layout: LayoutArgs,
         /// Where the container, the sealed key and the data dir are, and which TPM.
         #[command(flatten)]
         paths: PathArgs,
@@ -41,10 +67,27 @@ pub enum StorageCommand {
     },
     /// Show the container, its header, the sealed key and what is mounted.
     Status {
+        /// Integrity and recovery the header must show.
+        #[command(flatten)]
+        layout: LayoutArgs,
         /// Where the container, the sealed key and the data dir are, and which TPM.
         #[command(flatten)]
         paths: PathArgs,
     },
+}
+
+/// The container's shape, overriding `[storage] integrity` and `recovery`.
+#[derive(clap::Args, Debug)]
+pub struct LayoutArgs {
+    /// Authenticated encryption: `none` or `hmac-sha256` (a tag per sector, checked by
+    /// dm-integrity). init formats with it; the other commands refuse a header that
+    /// differs. Default: `[storage] integrity`, else none.
+    #[arg(long, value_name = "MODE", value_parser = Integrity::parse)]
+    integrity: Option<Integrity>,
+    /// A recovery passphrase in a second keyslot. init makes it and prints it once; the
+    /// other commands expect the two keyslots. Default: `[storage] recovery`, else off.
+    #[arg(long)]
+    recovery: bool,
 }
 
 /// Paths and TPM overriding the configuration.
@@ -53,6 +96,10 @@ pub struct PathArgs {
     /// The container file (default `[storage] image`, else `<data_dir>/../verigate-data.luks`).
     #[arg(long, value_name = "FILE")]
     image: Option<PathBuf>,
+    /// The detached LUKS2 header (default `[storage] header`, else
+    /// `<data_dir>/../verigate-data.header`).
+    #[arg(long, value_name = "FILE")]
+    header: Option<PathBuf>,
     /// The sealed key (default `<data_dir>/../verigate-data.sealed`).
     #[arg(long, value_name = "FILE")]
     blob: Option<PathBuf>,
@@ -69,15 +116,24 @@ struct Resolved {
     /// `[storage] size`, when set.
     #[cfg_attr(not(feature = "tpm"), allow(dead_code))]
     size: Option<u64>,
-    /// `[storage] pcrs`, when the configuration has the section.
+    /// `[storage] pcrs`, else [`DEFAULT_PCRS`].
     #[cfg_attr(not(feature = "tpm"), allow(dead_code))]
-    pcrs: Option<Vec<u8>>,
+    pcrs: Vec<u8>,
+    /// `[storage] tmpfs_size`, else [`super::RUN_TMPFS_SIZE`].
+    #[cfg_attr(not(feature = "tpm"), allow(dead_code))]
+    tmpfs_size: u64,
+    /// `[storage] integrity` and `recovery` with the command line's overrides.
+    layout: Layout,
     // Only init and open use the TPM, and they need the `tpm` feature.
     #[cfg_attr(not(feature = "tpm"), allow(dead_code))]
     tpm: Option<String>,
 }
 
-fn resolve(config_path: &Path, args: PathArgs) -> Result<Resolved, String> {
+fn resolve(
+    config_path: &Path,
+    args: PathArgs,
+    layout_args: LayoutArgs,
+) -> Result<Resolved, String> {
     // The configuration is needed only for what the command line leaves out; a
     // missing file is fine when the command line gives everything.
     let config = if args.data_dir.is_none() || args.tpm.is_none() {
@@ -95,17 +151,31 @@ fn resolve(config_path: &Path, args: PathArgs) -> Result<Resolved, String> {
     let mut paths = StoragePaths::for_data_dir(&data_dir);
     if let Some(s) = &storage {
         paths.image = s.image.clone();
+        paths.header = s.header.clone();
     }
     if let Some(image) = args.image {
         paths.image = image;
     }
+    if let Some(header) = args.header {
+        paths.header = header;
+    }
     if let Some(blob) = args.blob {
         paths.blob = blob;
     }
-    if paths.image.starts_with(&paths.data_dir) || paths.blob.starts_with(&paths.data_dir) {
+    if [&paths.image, &paths.header, &paths.blob]
+        .iter()
+        .any(|p| p.starts_with(&paths.data_dir))
+    {
         return Err(format!(
-            "the container and the sealed key must live outside the folder they mount over ({})",
+            "the container, its header and the sealed key must live outside the folder \
+             they mount over ({})",
             paths.data_dir.display()
+        ));
+    }
+    if paths.header == paths.image {
+        return Err(format!(
+            "--header and --image are both {}: the header is kept apart from the image",
+            paths.header.display()
         ));
     }
     let tpm = match (args.tpm, &config) {
@@ -113,12 +183,41 @@ fn resolve(config_path: &Path, args: PathArgs) -> Result<Resolved, String> {
         (None, Some(c)) => crate::attestation::resolve_tpm(&c.attestation.tpm),
         (None, None) => None,
     };
+    let configured = storage.as_ref().map(|s| s.layout).unwrap_or_default();
+    let layout = Layout {
+        integrity: layout_args.integrity.unwrap_or(configured.integrity),
+        recovery: layout_args.recovery || configured.recovery,
+    };
     Ok(Resolved {
         paths,
         size: storage.as_ref().and_then(|s| s.size),
-        pcrs: storage.map(|s| s.pcrs),
+        // Without a [storage] section the same boot-chain PCRs as with one: a key that
+        // any boot of this TPM unseals must be asked for (`--pcrs none`).
+        pcrs: storage
+            .as_ref()
+            .map_or_else(|| DEFAULT_PCRS.to_vec(), |s| s.pcrs.clone()),
+        tmpfs_size: storage
+            .as_ref()
+            .map_or(super::RUN_TMPFS_SIZE, |s| s.tmpfs_size),
+        layout,
         tpm,
     })
+}
+
+/// Parses `--pcrs`: `none`, or SHA-256 PCR indices 0..=23 separated by commas.
+fn parse_pcrs(value: &str) -> Result<Vec<u8>, String> {
+    if value.trim() == "none" {
+        return Ok(Vec::new());
+    }
+    value
+        .split(',')
+        .map(|p| {
+            let p = p.trim();
+            p.parse::<u8>().ok().filter(|i| *i <= 23).ok_or_else(|| {
+                format!("--pcrs `{value}`: `{p}` is not a PCR index (0..=23), or use `none`")
+            })
+        })
+        .collect()
 }
 
 /// libtss2 at debug level (`TSS2_LOG=esys+debug`) dumps command parameters before it
@@ -161,45 +260,60 @@ fn run_inner(config_path: &Path, command: StorageCommand) -> Result<(), String> 
     let s = |e: StorageError| crate::logging::error_chain(&e);
     match command {
         #[cfg(feature = "tpm")]
-        StorageCommand::Init { size, pcrs, paths } => {
+        StorageCommand::Init {
+            size,
+            pcrs,
+            layout,
+            paths,
+        } => {
             let size = size
                 .as_deref()
                 .map(super::parse_size)
                 .transpose()
                 .map_err(s)?;
-            let r = resolve(config_path, paths)?;
+            let pcrs = pcrs.as_deref().map(parse_pcrs).transpose()?;
+            let r = resolve(config_path, paths, layout)?;
             let size = size.or(r.size).ok_or(
                 "no size: give --size SIZE (e.g. 1G) or set `[storage] size` in the configuration",
             )?;
-            if let Some(parent) = r.paths.image.parent() {
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| format!("creating {}: {e}", parent.display()))?;
+            for path in [&r.paths.image, &r.paths.header, &r.paths.blob] {
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent)
+                        .map_err(|e| format!("creating {}: {e}", parent.display()))?;
+                }
             }
-            let pcrs = if pcrs.is_empty() {
-                r.pcrs.clone().unwrap_or_default()
-            } else {
-                pcrs
-            };
+            let pcrs = pcrs.unwrap_or(r.pcrs);
             let mut tpm = open_tpm(r.tpm)?;
-            super::init(size, &r.paths.image, &r.paths.blob, &pcrs, &mut tpm).map_err(s)?;
+            let passphrase = super::init(&r.paths, size, r.layout, &pcrs, &mut tpm).map_err(s)?;
             println!(
-                "created {} ({size} bytes, LUKS2 {}); key sealed to the TPM in {}{}",
+                "created {} ({size} bytes, LUKS2 {}, integrity {}) with its header in {}; \
+                 key sealed to the TPM in {}{}",
                 r.paths.image.display(),
                 super::luks::CIPHER,
+                r.layout.integrity.as_str(),
+                r.paths.header.display(),
                 r.paths.blob.display(),
                 if pcrs.is_empty() {
-                    String::new()
+                    ", not bound to PCRs".to_string()
                 } else {
                     format!(", bound to SHA-256 PCR(s) {pcrs:?}")
                 }
             );
+            if let Some(passphrase) = passphrase {
+                // Shown here once and kept nowhere else; never logged.
+                println!(
+                    "recovery passphrase (write it down now, it is not shown again; it opens \
+                     the container with `verigated storage migrate`):\n\n    {}\n",
+                    String::from_utf8_lossy(passphrase.expose())
+                );
+            }
             Ok(())
         }
         #[cfg(feature = "tpm")]
-        StorageCommand::Open { paths } => {
-            let r = resolve(config_path, paths)?;
+        StorageCommand::Open { layout, paths } => {
+            let r = resolve(config_path, paths, layout)?;
             let mut tpm = open_tpm(r.tpm)?;
-            super::open(&r.paths, &mut tpm).map_err(s)?;
+            super::open(&r.paths, r.layout, r.tmpfs_size, &mut tpm).map_err(s)?;
             println!(
                 "{} mounted on {}",
                 r.paths.image.display(),
@@ -207,17 +321,51 @@ fn run_inner(config_path: &Path, command: StorageCommand) -> Result<(), String> 
             );
             Ok(())
         }
+        #[cfg(feature = "tpm")]
+        StorageCommand::Migrate {
+            passphrase_file,
+            pcrs,
+            mut layout,
+            paths,
+        } => {
+            let pcrs = pcrs.as_deref().map(parse_pcrs).transpose()?;
+            // Migrating means there is a recovery keyslot to open.
+            layout.recovery = true;
+            let r = resolve(config_path, paths, layout)?;
+            let pcrs = pcrs.unwrap_or(r.pcrs);
+            let passphrase = super::recovery::read(passphrase_file.as_deref()).map_err(s)?;
+            let mut tpm = open_tpm(r.tpm)?;
+            super::migrate(&r.paths, r.layout, &passphrase, &pcrs, &mut tpm).map_err(s)?;
+            println!(
+                "{}: keyslot 0 now holds a new key sealed to this TPM in {}{}; the recovery \
+                 passphrase is unchanged",
+                r.paths.header.display(),
+                r.paths.blob.display(),
+                if pcrs.is_empty() {
+                    ", not bound to PCRs".to_string()
+                } else {
+                    format!(", bound to SHA-256 PCR(s) {pcrs:?}")
+                }
+            );
+            Ok(())
+        }
         #[cfg(not(feature = "tpm"))]
-        StorageCommand::Init { .. } | StorageCommand::Open { .. } => {
+        StorageCommand::Init { .. }
+        | StorageCommand::Open { .. }
+        | StorageCommand::Migrate { .. } => {
             Err("this verigated was built without the `tpm` feature: storage needs the TPM".into())
         }
         StorageCommand::Close { paths } => {
-            let r = resolve(config_path, paths)?;
+            let none = LayoutArgs {
+                integrity: None,
+                recovery: false,
+            };
+            let r = resolve(config_path, paths, none)?;
             super::close(&r.paths).map_err(s)
         }
-        StorageCommand::Status { paths } => {
-            let r = resolve(config_path, paths)?;
-            let st = super::status(&r.paths);
+        StorageCommand::Status { layout, paths } => {
+            let r = resolve(config_path, paths, layout)?;
+            let st = super::status(&r.paths, r.layout);
             println!(
                 "image: {} ({})",
                 r.paths.image.display(),
@@ -225,8 +373,11 @@ fn run_inner(config_path: &Path, command: StorageCommand) -> Result<(), String> 
             );
             if let Some(h) = &st.header {
                 println!(
-                    "header: LUKS2, data cipher {}",
-                    h.segment_ciphers.join(", ")
+                    "header: {} (LUKS2, data cipher {}, integrity {}, keyslots {})",
+                    r.paths.header.display(),
+                    h.segment_ciphers.join(", "),
+                    r.layout.integrity.as_str(),
+                    h.keyslot_ids.join(", ")
                 );
             }
             if let Some(e) = &st.header_error {
@@ -263,6 +414,22 @@ fn run_inner(config_path: &Path, command: StorageCommand) -> Result<(), String> 
                 }
             );
             Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pcr_lists_and_none_parse_and_bad_ones_are_named() {
+        assert_eq!(parse_pcrs("0,7"), Ok(vec![0, 7]));
+        assert_eq!(parse_pcrs("7"), Ok(vec![7]));
+        assert_eq!(parse_pcrs("none"), Ok(vec![]));
+        for bad in ["", "24", "0,,7", "-1", "seven", "0;7"] {
+            let e = parse_pcrs(bad).unwrap_err();
+            assert!(e.contains("is not a PCR index"), "{bad}: {e}");
         }
     }
 }

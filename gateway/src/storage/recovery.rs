@@ -1,0 +1,144 @@
+//! The recovery passphrase: the second way into the container, for when this VM's TPM
+//! is gone or the container moves to another VM (`storage migrate`).
+//!
+//! It is 52 symbols from a 32-symbol alphabet, 260 random bits, written in 13 groups
+//! of four separated by `-` (`7kq2-…`). The alphabet is lowercase letters and digits
+//! without `i`, `l`, `o` and `u`, so nothing reads as something else when copied by
+//! hand. It is shown once, by `storage init --recovery`, and read back from stdin or a
+//! file, never from the command line (argv is readable by every user).
+
+use super::StorageError;
+use attest::tpm::seal::Secret;
+use std::path::Path;
+
+/// The 32 symbols, five bits each.
+const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
+/// Symbols in a passphrase (52 × 5 = 260 bits).
+pub const SYMBOLS: usize = 52;
+/// Symbols per group.
+const GROUP: usize = 4;
+/// A passphrase file or stdin longer than this is not a passphrase.
+const MAX_INPUT: u64 = 4096;
+
+/// Makes a fresh passphrase from the kernel's CSPRNG.
+pub fn generate() -> Result<Secret, StorageError> {
+    let random = super::random_bytes(SYMBOLS)?;
+    // Masking a uniform byte to five bits keeps it uniform over 32 symbols.
+    let symbols: Vec<u8> = random
+        .expose()
+        .iter()
+        .map(|b| ALPHABET[usize::from(b & 31)])
+        .collect();
+    let mut out = Vec::with_capacity(SYMBOLS + SYMBOLS / GROUP);
+    for (i, group) in symbols.chunks(GROUP).enumerate() {
+        if i > 0 {
+            out.push(b'-');
+        }
+        out.extend_from_slice(group);
+    }
+    Ok(Secret::new(out))
+}
+
+/// Checks what the operator gave and returns the passphrase as stored in the keyslot:
+/// surrounding white space (the newline of a file or of `echo`) is dropped and capitals
+/// are read as lowercase; anything else that is not the shape [`generate`] writes is
+/// refused before cryptsetup sees it.
+pub fn parse(input: &[u8]) -> Result<Secret, StorageError> {
+    let bad = |reason: &str| StorageError::BadPassphrase {
+        reason: reason.to_string(),
+    };
+    let trimmed = input.trim_ascii();
+    if trimmed.is_empty() {
+        return Err(bad("empty"));
+    }
+    let lower: Vec<u8> = trimmed.to_ascii_lowercase();
+    let groups: Vec<&[u8]> = lower.split(|b| *b == b'-').collect();
+    if groups.len() != SYMBOLS / GROUP || groups.iter().any(|g| g.len() != GROUP) {
+        return Err(bad(
+            "expected 13 groups of 4 symbols separated by `-`, as `storage init --recovery` printed it",
+        ));
+    }
+    if !lower.iter().all(|b| *b == b'-' || ALPHABET.contains(b)) {
+        return Err(bad(
+            "a symbol outside 0-9 and a-z without i, l, o, u (a mistyped letter?)",
+        ));
+    }
+    Ok(Secret::new(lower))
+}
+
+/// Reads the passphrase from `file`, or from stdin when `file` is `None` or `-`.
+pub fn read(file: Option<&Path>) -> Result<Secret, StorageError> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    let from = match file {
+        Some(path) if path != Path::new("-") => {
+            std::fs::File::open(path)
+                .and_then(|f| f.take(MAX_INPUT + 1).read_to_end(&mut bytes))
+                .map_err(|source| StorageError::Io {
+                    op: "reading the recovery passphrase from",
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+            path.to_path_buf()
+        }
+        _ => {
+            std::io::stdin()
+                .take(MAX_INPUT + 1)
+                .read_to_end(&mut bytes)
+                .map_err(|source| StorageError::Io {
+                    op: "reading the recovery passphrase from",
+                    path: "stdin".into(),
+                    source,
+                })?;
+            "stdin".into()
+        }
+    };
+    let input = Secret::new(bytes);
+    if input.expose().len() as u64 > MAX_INPUT {
+        return Err(StorageError::BadPassphrase {
+            reason: format!("{} holds more than {MAX_INPUT} bytes", from.display()),
+        });
+    }
+    parse(input.expose())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_passphrases_parse_back_and_differ() {
+        let a = generate().unwrap();
+        let b = generate().unwrap();
+        assert_ne!(a.expose(), b.expose());
+        let text = std::str::from_utf8(a.expose()).unwrap();
+        assert_eq!(text.len(), SYMBOLS + SYMBOLS / GROUP - 1);
+        assert_eq!(text.split('-').count(), 13);
+        let mut typed = text.to_ascii_uppercase().into_bytes();
+        typed.push(b'\n');
+        assert_eq!(parse(&typed).unwrap().expose(), a.expose());
+    }
+
+    #[test]
+    fn each_bad_passphrase_is_named() {
+        let good = "0123-4567-89ab-cdef-ghjk-mnpq-rstv-wxyz-0000-1111-2222-3333-4444";
+        assert!(parse(good.as_bytes()).is_ok());
+        for (bad, why) in [
+            ("", "empty"),
+            (" \n", "empty"),
+            ("0123-4567", "13 groups"),
+            (&good[..good.len() - 1], "13 groups"),
+            (&good.replace('-', ""), "13 groups"),
+            (&good.replacen('0', "o", 1), "mistyped"),
+            (&good.replacen('1', "l", 1), "mistyped"),
+            (&good.replacen('2', "é", 1), "13 groups"),
+        ] {
+            match parse(bad.as_bytes()) {
+                Err(StorageError::BadPassphrase { reason }) => {
+                    assert!(reason.contains(why), "{bad:?}: {reason}");
+                }
+                other => panic!("{bad:?}: {:?}", other.map(|_| ())),
+            }
+        }
+    }
+}
