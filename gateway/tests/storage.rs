@@ -12,7 +12,6 @@ use attest::tpm::quote::HashAlg;
 use attest::tpm::seal::{SealError, SealTpm};
 use gateway::storage::luks::Layout;
 use gateway::storage::{self, luks, StorageError, StoragePaths, RUN_TMPFS_SIZE};
-use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use testkit::swtpm::Swtpm;
@@ -145,29 +144,6 @@ fn init_that_fails_midway_leaves_nothing() {
     assert!(!p.image.exists());
 }
 
-/// Rewrites the LUKS2 JSON metadata of `image` (both header copies) with `edit` and
-/// recomputes their SHA-256 checksums, as an attacker with write access to the disk
-/// could. (cryptsetup itself cannot format with cipher_null without device-mapper.)
-fn rewrite_metadata(image: &Path, edit: impl Fn(&str) -> String) {
-    let mut bytes = std::fs::read(image).expect("image");
-    let hdr_size = usize::try_from(u64::from_be_bytes(bytes[8..16].try_into().unwrap())).unwrap();
-    for start in [0, hdr_size] {
-        let area = &mut bytes[start..start + hdr_size];
-        let json_end = 4096 + area[4096..].iter().position(|b| *b == 0).unwrap();
-        let json = std::str::from_utf8(&area[4096..json_end])
-            .unwrap()
-            .to_string();
-        let new = edit(&json);
-        assert!(new.len() < hdr_size - 4096);
-        area[4096..].fill(0);
-        area[4096..4096 + new.len()].copy_from_slice(new.as_bytes());
-        area[448..512].fill(0);
-        let sum = Sha256::digest(&*area);
-        area[448..480].copy_from_slice(&sum);
-    }
-    std::fs::write(image, bytes).expect("write image");
-}
-
 #[test]
 fn cipher_null_header_is_refused_by_name() {
     let sw = Swtpm::start().expect("swtpm");
@@ -175,7 +151,7 @@ fn cipher_null_header_is_refused_by_name() {
     let p = paths(dir.path());
     let mut tpm = SealTpm::open(&sw.tcti()).expect("tpm");
     storage::init(&p, SIZE, Layout::default(), &[], &mut tpm).expect("init");
-    rewrite_metadata(&p.header, |json| {
+    testkit::luks::rewrite_metadata(&p.header, |json| {
         // Only the data segment: its entry is the one with "sector_size".
         let seg = json.find("\"segments\"").expect("segments");
         let (head, tail) = json.split_at(seg);
@@ -544,43 +520,12 @@ fn damaged_or_foreign_sealed_keys_are_named_errors() {
 /// the work, the wrapper only observes the command boundary.
 #[test]
 fn the_key_is_never_in_cryptsetup_argv() {
-    let real = [
-        "/usr/sbin/cryptsetup",
-        "/sbin/cryptsetup",
-        "/usr/bin/cryptsetup",
-    ]
-    .into_iter()
-    .find(|p| Path::new(p).exists());
-    let Some(real) = real else {
-        testkit::require(
-            false,
-            "cryptsetup in /usr/sbin, /sbin or /usr/bin",
-            testkit::require::install::CRYPTSETUP,
-        );
+    let dir = tempfile::tempdir().expect("tmp");
+    let Some(recorder) = testkit::luks::ArgvRecorder::new(dir.path()) else {
         return;
     };
     let sw = Swtpm::start().expect("swtpm");
-    let dir = tempfile::tempdir().expect("tmp");
     let p = paths(dir.path());
-    let bin = dir.path().join("bin");
-    std::fs::create_dir(&bin).expect("bin");
-    let argv_log = dir.path().join("argv.log");
-    let wrapper = bin.join("cryptsetup");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\nexec {real} \"$@\"\n",
-            argv_log.display()
-        ),
-    )
-    .expect("wrapper");
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
     let run = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_verigated"))
             .args(["--config", "/nonexistent/verigated.toml", "storage"])
@@ -592,13 +537,13 @@ fn the_key_is_never_in_cryptsetup_argv() {
             .arg("--data-dir")
             .arg(&p.data_dir)
             .args(["--tpm", &sw.tcti()])
-            .env("PATH", &path)
+            .env("PATH", &recorder.path)
             .output()
             .expect("verigated")
     };
     assert!(run(&["init", "--size", "40M"]).status.success());
     run(&["open"]);
-    let argv = std::fs::read_to_string(&argv_log).expect("wrapper ran");
+    let argv = recorder.argv();
     assert!(
         argv.contains("luksFormat") && argv.contains("--test-passphrase"),
         "{argv}"
