@@ -422,6 +422,74 @@ fn run_inner(config_path: &Path, command: StorageCommand) -> Result<(), String> 
 mod tests {
     use super::*;
 
+    fn no_overrides() -> (PathArgs, LayoutArgs) {
+        (
+            PathArgs {
+                image: None,
+                header: None,
+                blob: None,
+                data_dir: None,
+                tpm: None,
+            },
+            LayoutArgs {
+                integrity: None,
+                recovery: false,
+            },
+        )
+    }
+
+    #[test]
+    fn storage_section_sets_header_layout_pcrs_and_tmpfs_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("verigated.toml");
+        let data = dir.path().join("data");
+        std::fs::write(
+            &config,
+            format!(
+                "[gateway]\nlisten = [\"127.0.0.1:0\"]\ndomain = \"vm.example.com\"\n\
+                 data_dir = \"{}\"\n[attestation]\ntee = \"none\"\ntpm = \"none\"\n\
+                 [storage]\nheader = \"/etc/verigate/data.header\"\npcrs = [7]\n\
+                 tmpfs_size = \"128M\"\nintegrity = \"hmac-sha256\"\nrecovery = true\n",
+                data.display()
+            ),
+        )
+        .unwrap();
+        let (paths, layout) = no_overrides();
+        let r = resolve(&config, paths, layout).unwrap();
+        assert_eq!(r.paths.header, Path::new("/etc/verigate/data.header"));
+        assert_eq!(r.pcrs, vec![7]);
+        assert_eq!(r.tmpfs_size, 128 << 20);
+        assert_eq!(
+            r.layout,
+            Layout {
+                integrity: Integrity::HmacSha256,
+                recovery: true
+            }
+        );
+
+        // Without the section: the boot-chain PCRs, the default tmpfs, no integrity,
+        // and the command line's overrides.
+        let (mut paths, mut layout) = no_overrides();
+        paths.data_dir = Some(data.clone());
+        paths.tpm = Some("none".into());
+        layout.integrity = Some(Integrity::HmacSha256);
+        let r = resolve(Path::new("/nonexistent/verigated.toml"), paths, layout).unwrap();
+        assert_eq!(r.pcrs, DEFAULT_PCRS.to_vec());
+        assert_eq!(r.tmpfs_size, super::super::RUN_TMPFS_SIZE);
+        assert_eq!(r.layout.integrity, Integrity::HmacSha256);
+        assert!(!r.layout.recovery);
+        assert_eq!(r.paths.header, dir.path().join("verigate-data.header"));
+
+        // A header inside the data dir, or the image itself, is refused.
+        for header in [data.join("h"), dir.path().join("verigate-data.luks")] {
+            let (mut paths, layout) = no_overrides();
+            paths.data_dir = Some(data.clone());
+            paths.tpm = Some("none".into());
+            paths.header = Some(header);
+            assert!(resolve(Path::new("/nonexistent/verigated.toml"), paths, layout).is_err());
+        }
+    }
+
     #[test]
     fn pcr_lists_and_none_parse_and_bad_ones_are_named() {
         assert_eq!(parse_pcrs("0,7"), Ok(vec![0, 7]));
