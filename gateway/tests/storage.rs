@@ -18,11 +18,9 @@ use testkit::swtpm::Swtpm;
 
 const SIZE: u64 = 40 << 20;
 
-fn paths(dir: &Path) -> StoragePaths {
-    let data = dir.join("data");
-    std::fs::create_dir_all(&data).expect("data dir");
-    StoragePaths::for_data_dir(&data)
-}
+#[path = "common/storage_cli.rs"]
+mod storage_cli;
+use storage_cli::paths;
 
 fn dm_present() -> bool {
     luks::require_device_mapper().is_ok()
@@ -351,25 +349,7 @@ fn base64(bytes: &[u8]) -> String {
 }
 
 fn verigated(args: &[&str], sw: &Swtpm, p: &StoragePaths) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_verigated"))
-        .args([
-            "--config",
-            "/nonexistent/verigated.toml",
-            "--log-format",
-            "json",
-            "storage",
-        ])
-        .args(args)
-        .arg("--image")
-        .arg(&p.image)
-        .arg("--blob")
-        .arg(&p.blob)
-        .arg("--data-dir")
-        .arg(&p.data_dir)
-        .args(["--tpm", &sw.tcti()])
-        .env("RUST_LOG", "trace")
-        .output()
-        .expect("verigated runs")
+    storage_cli::run(args, &sw.tcti(), p, &[], None)
 }
 
 #[test]
@@ -526,21 +506,8 @@ fn the_key_is_never_in_cryptsetup_argv() {
     };
     let sw = Swtpm::start().expect("swtpm");
     let p = paths(dir.path());
-    let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_verigated"))
-            .args(["--config", "/nonexistent/verigated.toml", "storage"])
-            .args(args)
-            .arg("--image")
-            .arg(&p.image)
-            .arg("--blob")
-            .arg(&p.blob)
-            .arg("--data-dir")
-            .arg(&p.data_dir)
-            .args(["--tpm", &sw.tcti()])
-            .env("PATH", &recorder.path)
-            .output()
-            .expect("verigated")
-    };
+    let run =
+        |args: &[&str]| storage_cli::run(args, &sw.tcti(), &p, &[("PATH", &recorder.path)], None);
     assert!(run(&["init", "--size", "40M"]).status.success());
     run(&["open"]);
     let argv = recorder.argv();
@@ -609,19 +576,7 @@ fn tss_trace_of_init_and_open_never_shows_the_key() {
     let dir = tempfile::tempdir().expect("tmp");
     let p = paths(dir.path());
     let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_verigated"))
-            .args(["--config", "/nonexistent/verigated.toml", "storage"])
-            .args(args)
-            .arg("--image")
-            .arg(&p.image)
-            .arg("--blob")
-            .arg(&p.blob)
-            .arg("--data-dir")
-            .arg(&p.data_dir)
-            .args(["--tpm", &sw.tcti()])
-            .env("TSS2_LOG", "all+trace")
-            .output()
-            .expect("verigated");
+        let out = storage_cli::run(args, &sw.tcti(), &p, &[("TSS2_LOG", "all+trace")], None);
         (
             out.status.success(),
             String::from_utf8_lossy(&out.stderr).into_owned(),

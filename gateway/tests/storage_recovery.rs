@@ -11,9 +11,8 @@ use attest::tpm::quote::HashAlg;
 use attest::tpm::seal::{SealError, SealTpm};
 use gateway::storage::luks::{Integrity, Layout};
 use gateway::storage::{self, luks, recovery, StorageError, StoragePaths, RUN_TMPFS_SIZE};
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use testkit::swtpm::Swtpm;
 
 const SIZE: u64 = 40 << 20;
@@ -22,11 +21,9 @@ const RECOVERY: Layout = Layout {
     recovery: true,
 };
 
-fn paths(dir: &Path) -> StoragePaths {
-    let data = dir.join("data");
-    std::fs::create_dir_all(&data).expect("data dir");
-    StoragePaths::for_data_dir(&data)
-}
+#[path = "common/storage_cli.rs"]
+mod storage_cli;
+use storage_cli::paths;
 
 fn names(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -319,46 +316,6 @@ fn integrity_is_pinned_and_its_format_needs_device_mapper() {
     ));
 }
 
-fn verigated(
-    args: &[&str],
-    tpm: &Swtpm,
-    p: &StoragePaths,
-    path_env: &str,
-    stdin: Option<&[u8]>,
-) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_verigated"))
-        .args([
-            "--config",
-            "/nonexistent/verigated.toml",
-            "--log-format",
-            "json",
-            "storage",
-        ])
-        .args(args)
-        .arg("--image")
-        .arg(&p.image)
-        .arg("--blob")
-        .arg(&p.blob)
-        .arg("--data-dir")
-        .arg(&p.data_dir)
-        .args(["--tpm", &tpm.tcti()])
-        .env("RUST_LOG", "trace")
-        .env("PATH", path_env)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("verigated runs");
-    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(input).expect("stdin");
-    }
-    child.wait_with_output().expect("verigated")
-}
-
 fn text(out: &Output) -> (String, String) {
     (
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -376,7 +333,7 @@ fn cli_shows_the_passphrase_once_and_migrate_reads_it_from_stdin_or_a_file() {
     let b = Swtpm::start().expect("swtpm b");
     let p = paths(dir.path());
     let run = |args: &[&str], tpm: &Swtpm, stdin: Option<&[u8]>| {
-        verigated(args, tpm, &p, &recorder.path, stdin)
+        storage_cli::run(args, &tpm.tcti(), &p, &[("PATH", &recorder.path)], stdin)
     };
     let mut logs = String::new();
 

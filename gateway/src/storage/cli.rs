@@ -204,6 +204,16 @@ fn resolve(
     })
 }
 
+/// How the key is bound, for the line `init` and `migrate` print.
+#[cfg_attr(not(feature = "tpm"), allow(dead_code))]
+fn bound_to(pcrs: &[u8]) -> String {
+    if pcrs.is_empty() {
+        ", not bound to PCRs".to_string()
+    } else {
+        format!(", bound to SHA-256 PCR(s) {pcrs:?}")
+    }
+}
+
 /// Parses `--pcrs`: `none`, or SHA-256 PCR indices 0..=23 separated by commas.
 fn parse_pcrs(value: &str) -> Result<Vec<u8>, String> {
     if value.trim() == "none" {
@@ -293,11 +303,7 @@ fn run_inner(config_path: &Path, command: StorageCommand) -> Result<(), String> 
                 r.layout.integrity.as_str(),
                 r.paths.header.display(),
                 r.paths.blob.display(),
-                if pcrs.is_empty() {
-                    ", not bound to PCRs".to_string()
-                } else {
-                    format!(", bound to SHA-256 PCR(s) {pcrs:?}")
-                }
+                bound_to(&pcrs)
             );
             if let Some(passphrase) = passphrase {
                 // Shown here once and kept nowhere else; never logged.
@@ -341,11 +347,7 @@ fn run_inner(config_path: &Path, command: StorageCommand) -> Result<(), String> 
                  passphrase is unchanged",
                 r.paths.header.display(),
                 r.paths.blob.display(),
-                if pcrs.is_empty() {
-                    ", not bound to PCRs".to_string()
-                } else {
-                    format!(", bound to SHA-256 PCR(s) {pcrs:?}")
-                }
+                bound_to(&pcrs)
             );
             Ok(())
         }
