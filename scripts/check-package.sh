@@ -23,6 +23,7 @@ for path in ./usr/bin/verigated ./usr/bin/verigate \
   ./usr/share/doc/verigate/copyright \
   ./usr/share/man/man1/verigated.1.gz ./usr/share/man/man1/verigate.1.gz \
   ./usr/share/man/man1/verigate-verify.1.gz ./usr/share/man/man1/verigated-storage-open.1.gz \
+  ./usr/share/man/man1/verigated-storage-migrate.1.gz \
   ./usr/share/bash-completion/completions/verigate ./usr/share/bash-completion/completions/verigated \
   ./usr/share/zsh/vendor-completions/_verigate ./usr/share/fish/vendor_completions.d/verigated.fish; do
   grep -qx -- "$path" <<<"$contents" || fail "$deb lacks $path"
