@@ -9,7 +9,7 @@
 
 use super::StorageError;
 use attest::tpm::seal::Secret;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The 32 symbols, five bits each.
 const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
@@ -70,31 +70,35 @@ pub fn parse(input: &[u8]) -> Result<Secret, StorageError> {
 pub fn read(file: Option<&Path>) -> Result<Secret, StorageError> {
     use std::io::Read;
     let mut bytes = Vec::new();
-    let from = match file {
-        Some(path) if path != Path::new("-") => {
-            std::fs::File::open(path)
-                .and_then(|f| f.take(MAX_INPUT + 1).read_to_end(&mut bytes))
-                .map_err(|source| StorageError::Io {
-                    op: "reading the recovery passphrase from",
-                    path: path.to_path_buf(),
-                    source,
-                })?;
-            path.to_path_buf()
-        }
+    let (from, read) = match file {
+        Some(path) if path != Path::new("-") => (
+            path.to_path_buf(),
+            std::fs::File::open(path).and_then(|f| f.take(MAX_INPUT + 1).read_to_end(&mut bytes)),
+        ),
         _ => {
-            std::io::stdin()
-                .take(MAX_INPUT + 1)
-                .read_to_end(&mut bytes)
-                .map_err(|source| StorageError::Io {
-                    op: "reading the recovery passphrase from",
-                    path: "stdin".into(),
-                    source,
-                })?;
-            "stdin".into()
+            use std::io::{BufRead, IsTerminal};
+            let stdin = std::io::stdin();
+            let read = if stdin.is_terminal() {
+                // Typed by hand: one line, not everything up to Ctrl-D.
+                eprint!("recovery passphrase: ");
+                stdin
+                    .lock()
+                    .take(MAX_INPUT + 1)
+                    .read_until(b'\n', &mut bytes)
+            } else {
+                stdin.lock().take(MAX_INPUT + 1).read_to_end(&mut bytes)
+            };
+            (PathBuf::from("stdin"), read)
         }
     };
+    // Wrapped first, so that what was read is cleared on every path.
     let input = Secret::new(bytes);
-    if input.expose().len() as u64 > MAX_INPUT {
+    read.map_err(|source| StorageError::Io {
+        op: "reading the recovery passphrase from",
+        path: from.clone(),
+        source,
+    })?;
+    if u64::try_from(input.expose().len()).map_or(true, |n| n > MAX_INPUT) {
         return Err(StorageError::BadPassphrase {
             reason: format!("{} holds more than {MAX_INPUT} bytes", from.display()),
         });
@@ -117,6 +121,28 @@ mod tests {
         let mut typed = text.to_ascii_uppercase().into_bytes();
         typed.push(b'\n');
         assert_eq!(parse(&typed).unwrap().expose(), a.expose());
+    }
+
+    #[test]
+    fn passphrase_files_are_read_trimmed_and_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("recovery.txt");
+        let pass = generate().unwrap();
+        let mut text = pass.expose().to_vec();
+        text.extend_from_slice(b"\r\n");
+        std::fs::write(&file, &text).unwrap();
+        assert_eq!(read(Some(&file)).unwrap().expose(), pass.expose());
+        std::fs::write(&file, vec![b'a'; 5000]).unwrap();
+        match read(Some(&file)) {
+            Err(StorageError::BadPassphrase { reason }) => {
+                assert!(reason.contains("more than 4096 bytes"), "{reason}");
+            }
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+        match read(Some(&dir.path().join("missing"))) {
+            Err(StorageError::Io { path, .. }) => assert!(path.ends_with("missing")),
+            other => panic!("{:?}", other.map(|_| ())),
+        }
     }
 
     #[test]
