@@ -54,6 +54,18 @@ fn init_formats_luks2_aes_xts_and_the_unsealed_key_opens_it() {
     assert!(dump.contains("PBKDF:      pbkdf2"), "{dump}");
     let header = luks::check_header(&p.header, Layout::default()).expect("header");
     assert_eq!(header.segment_ciphers, vec!["aes-xts-plain64"]);
+    // The metadata is untrusted: every cut of a real one is an error, never a panic.
+    let json = Command::new("cryptsetup")
+        .args(["luksDump", "--dump-json-metadata"])
+        .arg(&p.header)
+        .output()
+        .expect("luksDump")
+        .stdout;
+    let json = json.trim_ascii_end();
+    assert_eq!(luks::parse_metadata(json).expect("whole"), header);
+    for end in 0..json.len() {
+        assert!(luks::parse_metadata(&json[..end]).is_err(), "prefix {end}");
+    }
     assert_eq!(std::fs::metadata(&p.image).expect("image").len(), SIZE);
 
     let key = storage::unseal_key(&p.blob, &mut tpm).expect("unseal");
