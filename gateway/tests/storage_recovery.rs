@@ -155,6 +155,40 @@ fn migrate_moves_the_container_to_another_tpm_and_new_pcrs() {
     assert_eq!(tpm_b.transient_count().expect("handles"), 0);
 }
 
+/// `migrate` replaces the blob, then the header. A stop between the two leaves the new
+/// blob with the old header (and maybe the header copy): the key does not open it, the
+/// recovery keyslot still does, and running `migrate` again finishes.
+#[test]
+fn migrate_stopped_between_blob_and_header_is_finished_by_a_rerun() {
+    let sw = Swtpm::start().expect("swtpm");
+    let dir = tempfile::tempdir().expect("tmp");
+    let p = paths(dir.path());
+    let mut tpm = SealTpm::open(&sw.tcti()).expect("tpm");
+    let pass = storage::init(&p, SIZE, RECOVERY, &[], &mut tpm)
+        .expect("init")
+        .expect("passphrase");
+    let old_header = std::fs::read(&p.header).expect("header");
+    storage::migrate(&p, RECOVERY, &pass, &[], &mut tpm).expect("migrate");
+    // As if the VM stopped after the blob was written: the old header, and the copy
+    // migrate was editing.
+    std::fs::write(&p.header, &old_header).expect("old header back");
+    let copy = dir.path().join(".verigate-data.header.tmp.migrate");
+    std::fs::write(&copy, &old_header).expect("stale copy");
+    match storage::open(&p, RECOVERY, RUN_TMPFS_SIZE, &mut tpm) {
+        Err(StorageError::WrongKey { .. }) => {}
+        other => panic!("expected WrongKey, got {other:?}"),
+    }
+    storage::migrate(&p, RECOVERY, &pass, &[], &mut tpm).expect("rerun");
+    let key = storage::unseal_key(&p.blob, &mut tpm).expect("unseal");
+    assert!(luks::test_key(&p.image, &p.header, key.expose(), 0).expect("key"));
+    assert_eq!(names(dir.path()), MADE, "the stale copy is gone");
+    use std::os::unix::fs::PermissionsExt;
+    for file in [&p.header, &p.blob] {
+        let mode = std::fs::metadata(file).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", file.display());
+    }
+}
+
 #[test]
 fn migrate_refuses_each_bad_input_and_changes_nothing() {
     let sw = Swtpm::start().expect("swtpm");
