@@ -215,6 +215,7 @@ fn bound_to(pcrs: &[u8]) -> String {
 }
 
 /// Parses `--pcrs`: `none`, or SHA-256 PCR indices 0..=23 separated by commas.
+#[cfg_attr(not(feature = "tpm"), allow(dead_code))]
 fn parse_pcrs(value: &str) -> Result<Vec<u8>, String> {
     if value.trim() == "none" {
         return Ok(Vec::new());
