@@ -38,7 +38,7 @@ const PBKDF2_ITERATIONS: &str = "1000";
 
 /// Authenticated encryption of the data (`[storage] integrity`).
 ///
-/// With `hmac-sha256`, every 4 KiB sector carries an HMAC-SHA-256 tag kept by
+/// With `hmac-sha256`, every sector carries an HMAC-SHA-256 tag kept by
 /// dm-integrity under dm-crypt: a block the host changed, or moved to another sector,
 /// fails to read (an I/O error) instead of decrypting to garbage. A whole old sector
 /// with its old tag still verifies: integrity does not detect a replay of the past.
