@@ -5,6 +5,7 @@
 mod client;
 mod commands;
 mod fleet;
+mod pki;
 mod report;
 mod terminal;
 
@@ -25,6 +26,11 @@ struct Cli {
     /// PKI (see `verigate verify --help`).
     #[arg(long)]
     allow_insecure_tls: bool,
+
+    /// For `snapshot`, `verify` and `app`: a root certificate (PEM) to trust besides
+    /// Mozilla's (see `verigate verify --help`).
+    #[arg(long, value_name = "FILE")]
+    ca_cert: Option<std::path::PathBuf>,
 
     /// Output format for check results, for every subcommand (also accepted after it,
     /// which wins).
@@ -82,29 +88,41 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let online = |own: &commands::args::OnlineArgs| commands::online::Online {
-        url: own.url.clone().or_else(|| cli.url.clone()),
-        allow_insecure_tls: own.allow_insecure_tls || cli.allow_insecure_tls,
+    let online = |own: &commands::args::OnlineArgs| {
+        commands::online::Online::new(
+            own.url.clone().or_else(|| cli.url.clone()),
+            own.allow_insecure_tls || cli.allow_insecure_tls,
+            own.ca_cert.as_deref().or(cli.ca_cert.as_deref()),
+        )
     };
     let format = |own: Option<OutputFormat>| own.or(cli.format.get()).unwrap_or_default();
     let (result, format) = match cli.command {
         // Prints its checks and then the application's status, so it finishes itself.
         Command::App(args) => {
             let format = format(args.format.get());
-            return commands::app::run(&online(&args.online), args, format);
+            return match online(&args.online) {
+                Ok(online) => commands::app::run(&online, args, format),
+                Err(e) => report::finish(Err(e), format),
+            };
         }
         Command::Snapshot(args) => {
             let format = format(args.format.format);
-            (commands::snapshot::run(&online(&args.online), args), format)
+            (
+                online(&args.online).and_then(|o| commands::snapshot::run(&o, args)),
+                format,
+            )
         }
         Command::Verify(args) if args.fleet.fleet.is_some() => {
             let format = format(args.format.get());
-            let allow_insecure_tls = online(&args.online).allow_insecure_tls;
+            let allow_insecure_tls = args.online.allow_insecure_tls || cli.allow_insecure_tls;
             return commands::fleet::verify(&args, allow_insecure_tls, format);
         }
         Command::Verify(args) => {
             let format = format(args.format.get());
-            (commands::verify::run(&online(&args.online), args), format)
+            (
+                online(&args.online).and_then(|o| commands::verify::run(&o, args)),
+                format,
+            )
         }
         Command::Report { action } => {
             let format = format(action.format());

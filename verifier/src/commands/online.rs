@@ -1,8 +1,8 @@
-//! What the online commands (`snapshot`, `verify`) share: the global `--url` and
-//! `--allow-insecure-tls` options, the async runtime, and fetching evidence with a
+//! What the online commands (`snapshot`, `verify`, `app`) share: the global `--url`,
+//! `--allow-insecure-tls` and `--ca-cert` options, the async runtime, and fetching evidence with a
 //! fresh nonce.
 
-use crate::client::{Connection, Endpoint, TlsOptions};
+use crate::client::{Connection, Endpoint, TlsOptions, Trust};
 use anyhow::Context as _;
 use attest::binding::Nonce;
 use hyper::body::Bytes;
@@ -14,11 +14,27 @@ use std::time::Duration;
 pub struct Online {
     /// `--url`, as given.
     pub url: Option<String>,
-    /// `--allow-insecure-tls`.
-    pub allow_insecure_tls: bool,
+    /// `--allow-insecure-tls`, or the roots certificates are checked against.
+    pub trust: Trust,
 }
 
 impl Online {
+    /// The options as given: with `allow_insecure_tls`, no chain is checked; else
+    /// chains must lead to Mozilla's roots or to one in the `ca_cert` file (which is
+    /// read here, so that a bad file is a usage error before any traffic).
+    pub fn new(
+        url: Option<String>,
+        allow_insecure_tls: bool,
+        ca_cert: Option<&std::path::Path>,
+    ) -> anyhow::Result<Online> {
+        let trust = if allow_insecure_tls {
+            Trust::SignatureOnly
+        } else {
+            Trust::Roots(std::sync::Arc::new(crate::pki::roots(ca_cert)?))
+        };
+        Ok(Online { url, trust })
+    }
+
     /// The parsed `--url`; its absence is a usage error (exit 2).
     pub fn endpoint(&self) -> anyhow::Result<Endpoint> {
         let url = self
@@ -36,7 +52,7 @@ impl Online {
     /// TLS options for a connection, with `connect_to` as the dialed address if given.
     pub fn tls_options(&self, connect_to: Option<String>) -> TlsOptions {
         TlsOptions {
-            allow_insecure_tls: self.allow_insecure_tls,
+            trust: self.trust.clone(),
             connect_to,
         }
     }
@@ -145,10 +161,7 @@ mod tests {
 
     #[test]
     fn url_is_required() {
-        let o = Online {
-            url: None,
-            allow_insecure_tls: false,
-        };
+        let o = Online::new(None, false, None).unwrap();
         assert!(o.endpoint().unwrap_err().to_string().contains("--url"));
     }
 }

@@ -207,12 +207,9 @@ async fn verify_one(
         result.outcome = Err("its policy or snapshot was not read".into());
         return (result, None);
     };
-    let online = Online {
-        url: Some(vm.url.clone()),
-        allow_insecure_tls,
-    };
     let started = Instant::now();
     let run = async {
+        let online = Online::new(Some(vm.url.clone()), allow_insecure_tls, None)?;
         let endpoint = online.endpoint()?;
         let mut conn = Connection::open(&endpoint, &online.tls_options(None))
             .await
