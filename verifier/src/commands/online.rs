@@ -3,6 +3,7 @@
 //! fresh nonce.
 
 use crate::client::{Connection, Endpoint, TlsOptions, Trust};
+use crate::commands::args::OnlineArgs;
 use anyhow::Context as _;
 use attest::binding::Nonce;
 use hyper::body::Bytes;
@@ -33,6 +34,28 @@ impl Online {
             Trust::Roots(std::sync::Arc::new(crate::pki::roots(ca_cert)?))
         };
         Ok(Online { url, trust })
+    }
+
+    /// A command's options: its own (`own`), else those given before the subcommand
+    /// (`top`).
+    pub fn from_args(own: &OnlineArgs, top: &OnlineArgs) -> anyhow::Result<Online> {
+        Online::new(
+            own.url.clone().or_else(|| top.url.clone()),
+            own.allow_insecure_tls || top.allow_insecure_tls,
+            own.ca_cert.as_deref().or(top.ca_cert.as_deref()),
+        )
+    }
+
+    /// For the commands over a fleet file, which names each VM's URL: how certificates
+    /// are checked; a `--url` is refused rather than silently ignored.
+    pub fn fleet_trust(own: &OnlineArgs, top: &OnlineArgs) -> anyhow::Result<Trust> {
+        let online = Online::from_args(own, top)?;
+        if let Some(url) = online.url {
+            anyhow::bail!(
+                "--url `{url}`: the fleet file names each VM's URL, so --url does not apply here"
+            );
+        }
+        Ok(online.trust)
     }
 
     /// The parsed `--url`; its absence is a usage error (exit 2).
@@ -157,6 +180,25 @@ mod tests {
             describe_error(StatusCode::NOT_FOUND, &b),
             "HTTP 404 Not Found: plain text"
         );
+    }
+
+    #[test]
+    fn own_options_win_and_fleets_refuse_a_url() {
+        let top = OnlineArgs {
+            url: Some("https://top.example".into()),
+            allow_insecure_tls: true,
+            ca_cert: None,
+        };
+        let own = OnlineArgs {
+            url: Some("https://own.example".into()),
+            ..OnlineArgs::default()
+        };
+        let o = Online::from_args(&own, &top).unwrap();
+        assert_eq!(o.url(), "https://own.example");
+        assert!(matches!(o.trust, Trust::SignatureOnly));
+        let e = Online::fleet_trust(&OnlineArgs::default(), &top).unwrap_err();
+        assert!(e.to_string().contains("fleet file"), "{e}");
+        assert!(Online::fleet_trust(&OnlineArgs::default(), &OnlineArgs::default()).is_ok());
     }
 
     #[test]

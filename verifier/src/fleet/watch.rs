@@ -28,8 +28,8 @@ pub struct WatchOptions {
     pub listen: SocketAddr,
     /// A shell command run on every change of a VM's verdict.
     pub on_change: Option<String>,
-    /// `--allow-insecure-tls`.
-    pub allow_insecure_tls: bool,
+    /// How certificates are checked (`--allow-insecure-tls`, `--ca-cert`).
+    pub trust: crate::client::Trust,
     /// VMs verified at once.
     pub parallel: usize,
 }
@@ -130,16 +130,8 @@ async fn round(
         Ok(s) => s,
         Err(e) => return skipped(e),
     };
-    let mut results = run::verify_all(
-        fleet,
-        refs,
-        common,
-        &state,
-        ima,
-        opts.allow_insecure_tls,
-        opts.parallel,
-    )
-    .await;
+    let mut results =
+        run::verify_all(fleet, refs, common, &state, ima, &opts.trust, opts.parallel).await;
     if let Err(e) = run::record(&lock, &mut state, &mut results) {
         eprintln!("{} recording enrolments: {e:#}", now_rfc3339());
     }
