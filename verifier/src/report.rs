@@ -45,11 +45,11 @@ pub fn finish(result: anyhow::Result<Outcome>, format: OutputFormat) -> ExitCode
                 OutputFormat::Text => eprintln!(
                     "{} {}",
                     paint("error:", Tone::Bad, Stream::Stderr),
-                    escape(&format!("{e:#}"))
+                    escape(&causes::line(e.as_ref()))
                 ),
                 OutputFormat::Json => println!(
                     "{}",
-                    serde_json::json!({"verdict": "error", "error": format!("{e:#}")})
+                    serde_json::json!({"verdict": "error", "error": causes::line(e.as_ref())})
                 ),
             }
             ExitCode::from(2)

@@ -415,9 +415,9 @@ pub fn run(online: &Online, args: SnapshotArgs) -> anyhow::Result<Outcome> {
         let evidence = match online::get_attestation(&mut conn, &nonce).await {
             Ok(e) => e,
             Err(first) => {
-                conn = Connection::open(&endpoint, &opts)
-                    .await
-                    .with_context(|| format!("{first:#}; then reconnecting"))?;
+                conn = Connection::open(&endpoint, &opts).await.with_context(|| {
+                    format!("{}; then reconnecting", causes::line(first.as_ref()))
+                })?;
                 online::get_attestation(&mut conn, &nonce).await?
             }
         };

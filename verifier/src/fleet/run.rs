@@ -220,7 +220,7 @@ async fn verify_one(vm: FleetVm, plan: Option<Plan>, trust: Trust) -> (VmResult,
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
             result.fetch = started.elapsed();
-            result.outcome = Err(format!("{e:#}"));
+            result.outcome = Err(causes::line(e.as_ref()));
             return (result, None);
         }
         Err(_) => {

@@ -115,7 +115,11 @@ async fn round(
     metrics: &Mutex<FleetMetrics>,
 ) -> Option<Vec<VmResult>> {
     let skipped = |e: anyhow::Error| {
-        eprintln!("{} round skipped: {e:#}", now_rfc3339());
+        eprintln!(
+            "{} round skipped: {}",
+            now_rfc3339(),
+            causes::line(e.as_ref())
+        );
         let mut m = metrics
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -133,7 +137,11 @@ async fn round(
     let mut results =
         run::verify_all(fleet, refs, common, &state, ima, &opts.trust, opts.parallel).await;
     if let Err(e) = run::record(&lock, &mut state, &mut results) {
-        eprintln!("{} recording enrolments: {e:#}", now_rfc3339());
+        eprintln!(
+            "{} recording enrolments: {}",
+            now_rfc3339(),
+            causes::line(e.as_ref())
+        );
     }
     Some(results.into_iter().map(|(r, _)| r).collect())
 }
