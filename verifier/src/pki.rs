@@ -7,7 +7,8 @@
 //! check is deferred: the chain must still lead to a trusted root, and once the evidence
 //! names the attested `domain`, the leaf must be valid for it ([`check_deferred_name`]).
 //! Until then the connection carries only the nonce: nothing secret goes out before the
-//! checks pass (and `snapshot`, which sends its token first, refuses a deferred name).
+//! checks pass ([`require_checked_name`]: `snapshot`, which sends its token first, and
+//! `app --no-verify` refuse a deferred name).
 
 use crate::client::{Connection, PkiName};
 use anyhow::Context as _;
@@ -144,6 +145,21 @@ impl ServerCertVerifier for OwnEndpointVerifier {
             .signature_verification_algorithms
             .supported_schemes()
     }
+}
+
+/// Refuses to `send` (what the command would send, for the message) on a connection
+/// whose name check waits for evidence: only a name the Web PKI vouched for, or a VM
+/// verified first, may receive a credential.
+pub fn require_checked_name(conn: &Connection, send: &str) -> anyhow::Result<()> {
+    if conn.pki() != PkiName::Deferred {
+        return Ok(());
+    }
+    let host = &conn.endpoint().host;
+    anyhow::bail!(
+        "the certificate at `{host}` is not valid for that name, and {send} would go out \
+         before any evidence shows the certificate is the VM's: give --url with the name the \
+         certificate is issued for (the VM's own domain)"
+    )
 }
 
 /// For a connection whose name check was deferred: whether its leaf is valid for the

@@ -7,8 +7,8 @@
 //! `verigate/1`) passes because the leaf is valid for the attested domain, and the
 //! `endpoint name` check says so; without the root the handshake is refused (exit 2); a
 //! leaf the root issued for another name fails `endpoint name` (exit 1) whichever name
-//! `--url` gives; `snapshot` refuses to send its token over a routed name (exit 2) and
-//! goes ahead on the own name.
+//! `--url` gives; `snapshot` and `app --no-verify` refuse to send their token over a
+//! routed name (exit 2), and `snapshot` goes ahead on the own name.
 
 use std::path::{Path, PathBuf};
 use testkit::tls::{PrivateCa, SelfSigned};
@@ -143,8 +143,25 @@ fn a_ca_issued_own_certificate_verifies_by_its_domain_and_through_a_routed_name(
     );
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("sends its token"), "{err}");
+    assert!(err.contains("its token would go out before any evidence"), "{err}");
     assert!(!vm.dir.path().join("never.json").exists());
+    // So does `app --no-verify`, which sends with no checks at all.
+    let out = vm.verigate_trusting(
+        &format!("https://{APP}:{port}"),
+        &trust,
+        &[("VERIGATE_TOKEN", &vm.token)],
+        &[
+            "app",
+            "status",
+            "--no-verify",
+            "--connect-to",
+            &format!("{APP}:{port}:{}", vm.addr),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the unverified request would go out"), "{err}");
+    assert!(!vm.log().contains("app control request"), "{}", vm.log());
     // ... and goes ahead on the own name, which the Web PKI vouches for.
     let out = vm.verigate_trusting(
         &format!("https://{DOMAIN}:{port}"),

@@ -264,6 +264,7 @@ fn execute(online: &Online, args: &AppArgs) -> anyhow::Result<(Outcome, Sent)> {
                 outcome
             }
             None => {
+                crate::pki::require_checked_name(&conn, "the unverified request")?;
                 let mut outcome = Outcome::default();
                 outcome.facts.push(("url".into(), json!(online.url())));
                 outcome

@@ -5,7 +5,7 @@
 //! (same nonce-fresh connection, same certificate), not merely what the gateway claims:
 //! a snapshot whose policy disagrees is refused and nothing is written.
 
-use crate::client::{cert_sha256, Connection, Endpoint, PkiName, TlsOptions};
+use crate::client::{cert_sha256, Connection, Endpoint, TlsOptions};
 use crate::commands::online::{self, describe_error, Online};
 use crate::commands::verify::{parse_at, parse_connect_to_rules, read_override, route_for_url};
 use crate::report::Outcome;
@@ -302,16 +302,9 @@ async fn build_remote(
     let mut conn = Connection::open(endpoint, opts)
         .await
         .with_context(|| format!("connecting to {url}"))?;
-    if conn.pki() == PkiName::Deferred {
-        // The token goes out before the evidence can name the domain the certificate
-        // must be valid for: only a name the Web PKI vouches for may receive it.
-        anyhow::bail!(
-            "{url}: the certificate is not valid for `{}`, and `snapshot` sends its token before \
-             it can check that the certificate is the VM's: give --url with the name the \
-             certificate is issued for (the VM's own domain)",
-            endpoint.host
-        );
-    }
+    // The token goes out before any evidence names the domain the certificate must be
+    // valid for.
+    crate::pki::require_checked_name(&conn, "the snapshot request and its token")?;
     let res = match tokio::time::timeout(
         online::REQUEST_TIMEOUT,
         conn.request(Method::POST, "/v1/snapshot", None, token),
