@@ -13,9 +13,10 @@
 use crate::client::{Connection, PkiName};
 use anyhow::Context as _;
 use attest::check::Check;
+use attest::tls::SignatureOnlyVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{verify_server_cert_signed_by_trust_anchor, verify_server_name};
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
@@ -64,6 +65,7 @@ pub fn roots(ca_cert: Option<&Path>) -> anyhow::Result<RootCertStore> {
 #[derive(Debug)]
 pub struct OwnEndpointVerifier {
     provider: Arc<CryptoProvider>,
+    signatures: SignatureOnlyVerifier,
     roots: Arc<RootCertStore>,
     deferred: Arc<AtomicBool>,
 }
@@ -76,6 +78,7 @@ impl OwnEndpointVerifier {
         deferred: Arc<AtomicBool>,
     ) -> OwnEndpointVerifier {
         OwnEndpointVerifier {
+            signatures: SignatureOnlyVerifier::new(Arc::clone(&provider)),
             provider,
             roots,
             deferred,
@@ -112,18 +115,14 @@ impl ServerCertVerifier for OwnEndpointVerifier {
         Ok(ServerCertVerified::assertion())
     }
 
+    // The handshake signature is checked as everywhere else in verigate.
     fn verify_tls12_signature(
         &self,
         message: &[u8],
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.signatures.verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -132,18 +131,11 @@ impl ServerCertVerifier for OwnEndpointVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.signatures.verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.signatures.supported_verify_schemes()
     }
 }
 

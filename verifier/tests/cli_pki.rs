@@ -143,7 +143,10 @@ fn a_ca_issued_own_certificate_verifies_by_its_domain_and_through_a_routed_name(
     );
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("its token would go out before any evidence"), "{err}");
+    assert!(
+        err.contains("its token would go out before any evidence"),
+        "{err}"
+    );
     assert!(!vm.dir.path().join("never.json").exists());
     // So does `app --no-verify`, which sends with no checks at all.
     let out = vm.verigate_trusting(
