@@ -1,6 +1,7 @@
 //! The command line a Cosmian VM user types: short flags `-s -a -w -c -o`, `snapshot
 //! -o FILE` as the file, `--format text|json` everywhere with `--output text|json`
-//! still accepted where no file is written, and options offered only where they act.
+//! still accepted where no file is written, and options offered only where they act
+//! (`main.rs` walks every subcommand for that); colours only on a terminal.
 
 use std::process::{Command, Output};
 
@@ -155,7 +156,7 @@ fn piped_output_has_no_colours_unless_asked() {
 #[test]
 fn a_terminal_gets_colours_unless_no_color() {
     // `script` gives verigate a pseudo-terminal, as a person's shell does.
-    if !testkit::require_programs(&["script"], testkit::require::install::UTIL_LINUX) {
+    if !testkit::require_programs(&["script"], testkit::require::install::BSDUTILS) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
