@@ -6,6 +6,8 @@
 //! skips the PKI chain (verigated's certificate is usually self-signed); the TLS
 //! handshake signature is always verified, so whoever answers does hold the key of the
 //! certificate it presented, and that certificate is what attestation then pins.
+//! Without it, chains are checked against [`Trust::Roots`]; on the own endpoint's
+//! `verigate/1` connection the name check may wait for the evidence ([`crate::pki`]).
 
 use attest::tls::SignatureOnlyVerifier;
 use http_body_util::{BodyExt, Full, Limited};
