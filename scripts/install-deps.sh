@@ -13,6 +13,7 @@ packages=(
   openssl curl python3                     # peers and test-vector scripts
   dpkg-dev systemd                         # scripts/package.sh, systemd-analyze verify of the units
   e2fsprogs util-linux procps              # chattr, unshare/mount, kill in tests
+  bsdutils                                 # script: a pseudo-terminal for the colour test
 )
 
 missing=()

@@ -525,7 +525,11 @@ pub fn verify_incremental(
     let mut checks = vec![
         check_nonce(evidence, expect, &tee, &expected_report_data),
         check_binding(evidence, &tee, &expected_report_data),
-        check_endpoint(evidence, expect),
+        check_endpoint(
+            evidence,
+            expect.endpoint_cert_sha256.as_ref(),
+            expect.url_host.as_deref(),
+        ),
         check_tee(&tee, expect),
         check_tee_measurement(&tee, snapshot),
     ];
@@ -866,8 +870,17 @@ fn check_binding(
     }
 }
 
-fn check_endpoint(evidence: &Evidence, expect: &Expectations<'_>) -> Check {
-    let Some(seen) = &expect.endpoint_cert_sha256 else {
+/// The `endpoint certificate` check, shared by `verify` and `snapshot`: `seen` (the
+/// SHA-256 of the certificate the connection presented, `None` when no connection was
+/// made) must be the manifest entry of the evidence's `domain`, and `url_host` (the
+/// name dialed; `None` or an address skips this) must be that domain or a name the VM
+/// routes.
+pub fn check_endpoint(
+    evidence: &Evidence,
+    seen: Option<&[u8; 32]>,
+    url_host: Option<&str>,
+) -> Check {
+    let Some(seen) = seen else {
         return Check::fail(
             names::ENDPOINT_CERTIFICATE,
             format!(
@@ -893,7 +906,7 @@ fn check_endpoint(evidence: &Evidence, expect: &Expectations<'_>) -> Check {
     // (a TLS-terminating impostor cannot present it: the handshake is signed by its key).
     // The dialed name must still be one this VM answers for, so that a report never
     // vouches for a name the VM does not serve.
-    let via = match expect.url_host.as_deref() {
+    let via = match url_host {
         Some(host) if host.parse::<std::net::IpAddr>().is_err() => {
             let host = host.to_ascii_lowercase();
             if host == entry.name {

@@ -24,6 +24,7 @@ pub mod batching;
 pub mod collateral;
 pub mod connections;
 pub mod control;
+pub mod cosmian;
 #[cfg(test)]
 mod schema_fields;
 pub mod storage;
@@ -513,6 +514,19 @@ pub enum ConfigError {
         /// toml's message, with line and key.
         message: String,
     },
+    /// A Cosmian VM `agent.toml`: each of its keys with its verigated equivalent.
+    #[error(
+        "{path}: a Cosmian VM agent.toml, not a verigated.toml; write verigated.toml \
+         (/etc/verigate/verigated.toml) with these equivalents:\n{}\n  {}",
+        equivalents.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"),
+        cosmian::ALSO_NEEDED
+    )]
+    CosmianAgent {
+        /// The configuration file.
+        path: PathBuf,
+        /// Each key of the file and its equivalent, sorted by section and key.
+        equivalents: Vec<cosmian::Equivalent>,
+    },
     /// Well-formed TOML with values that cannot work; every problem found is listed.
     #[error("{path}: {} problem(s):\n{}", problems.len(), list(problems))]
     Invalid {
@@ -543,9 +557,15 @@ impl Config {
 
     /// Validates `text` as if read from `path` (which anchors a relative `data_dir`).
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
-            path: path.to_path_buf(),
-            message: e.to_string().trim_end().to_string(),
+        let raw: RawConfig = toml::from_str(text).map_err(|e| match cosmian::recognize(text) {
+            Some(equivalents) => ConfigError::CosmianAgent {
+                path: path.to_path_buf(),
+                equivalents,
+            },
+            None => ConfigError::Syntax {
+                path: path.to_path_buf(),
+                message: e.to_string().trim_end().to_string(),
+            },
         })?;
         validate(raw, path).map_err(|problems| ConfigError::Invalid {
             path: path.to_path_buf(),

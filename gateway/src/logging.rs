@@ -13,23 +13,6 @@ use std::time::Instant;
 
 use tracing_subscriber::EnvFilter;
 
-/// An error and its causes on one line, each cause once: a cause whose text the line
-/// already holds (an error that prints its source in its own message, as many do) is
-/// not repeated, so a TPM error reads once instead of once per layer.
-pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut line = error.to_string();
-    let mut cause = error.source();
-    while let Some(e) = cause {
-        let text = e.to_string();
-        if !text.is_empty() && !line.contains(&text) {
-            line.push_str(": ");
-            line.push_str(&text);
-        }
-        cause = e.source();
-    }
-    line
-}
-
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -98,46 +81,6 @@ impl ConnectionLog {
             outcome = %outcome,
             detail = %detail.unwrap_or_else(dash),
             "connection"
-        );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::error_chain;
-
-    #[derive(Debug, thiserror::Error)]
-    enum Inner {
-        #[error("TPM_RC_POLICY_FAIL: the PCRs differ")]
-        Policy,
-    }
-
-    #[derive(Debug, thiserror::Error)]
-    enum Middle {
-        // Prints its source in its own message and names it as the source too.
-        #[error("unseal: {0}")]
-        Unseal(#[source] Inner),
-    }
-
-    #[derive(Debug, thiserror::Error)]
-    enum Outer {
-        #[error("sealed key /var/lib/k: {0}")]
-        Seal(#[source] Middle),
-        #[error("opening the storage")]
-        Open(#[source] Inner),
-    }
-
-    #[test]
-    fn each_cause_is_printed_once() {
-        let line = error_chain(&Outer::Seal(Middle::Unseal(Inner::Policy)));
-        assert_eq!(
-            line,
-            "sealed key /var/lib/k: unseal: TPM_RC_POLICY_FAIL: the PCRs differ"
-        );
-        // A cause the message does not repeat is appended.
-        assert_eq!(
-            error_chain(&Outer::Open(Inner::Policy)),
-            "opening the storage: TPM_RC_POLICY_FAIL: the PCRs differ"
         );
     }
 }

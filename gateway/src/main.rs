@@ -106,7 +106,7 @@ fn main() -> ExitCode {
     match runtime.block_on(gateway::daemon::run(&args.config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let line = logging::error_chain(&e);
+            let line = causes::line(&e);
             tracing::error!("{line}");
             eprintln!("verigated: {line}");
             ExitCode::FAILURE

@@ -192,3 +192,29 @@ fn bad_connection_bounds_are_named_in_one_pass() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_cosmian_agent_toml_names_each_equivalent() {
+    let agent = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cosmian-agent.toml");
+    let (ok, _, stderr) = check_file(&agent);
+    assert!(!ok, "an agent.toml is not a verigated.toml");
+    for expected in [
+        "a Cosmian VM agent.toml, not a verigated.toml",
+        "agent.data_storage = \"/var/lib/cosmian_vm/data\" -> [gateway] data_dir = \"/var/lib/cosmian_vm/data\"",
+        "agent.host = \"0.0.0.0\" -> [gateway] listen = [\"0.0.0.0:5555\"]",
+        "agent.port = 5555 -> [gateway] listen = [\"0.0.0.0:5555\"]",
+        "agent.ssl_certificate = \"/var/lib/cosmian_vm/data/cert.pem\" -> [gateway] ssl_certificate = \"/var/lib/cosmian_vm/data/cert.pem\"",
+        "agent.ssl_private_key = \"/var/lib/cosmian_vm/data/key.pem\" -> [gateway] ssl_private_key = \"/var/lib/cosmian_vm/data/key.pem\"",
+        "agent.tpm_device = \"/dev/tpmrm0\" -> [attestation] tpm = \"device:/dev/tpmrm0\"",
+        "app.service_type = \"supervisor\" -> [app] service_type = \"supervisor\"",
+        "app.service_name = \"cosmian_kms\" -> [app] service_name = \"cosmian_kms\"",
+        "app.app_storage = \"/var/lib/cosmian_vm/app\" -> [app] app_storage = \"/var/lib/cosmian_vm/app\"",
+        "also needed: [gateway] domain",
+    ] {
+        assert!(stderr.contains(expected), "missing `{expected}` in:\n{stderr}");
+    }
+    // A verigated.toml with a typo is still told about the typo, not about Cosmian VM.
+    let (ok, _, stderr) = check(&format!("{HEAD}agent = 1\n"));
+    assert!(!ok);
+    assert!(!stderr.contains("Cosmian"), "{stderr}");
+}

@@ -83,6 +83,8 @@ pub mod install {
     pub const CRYPTSETUP: &str = "apt-get install cryptsetup-bin";
     /// unshare and mount, for the tests that mount a small file system of their own.
     pub const UTIL_LINUX: &str = "apt-get install util-linux (unshare, mount)";
+    /// script, for the test that runs verigate on a pseudo-terminal.
+    pub const BSDUTILS: &str = "apt-get install bsdutils (script)";
     /// chattr, for the tests that make a file immutable to force a write error.
     pub const E2FSPROGS: &str = "apt-get install e2fsprogs (chattr)";
     /// The real evidence of `../shared/evidence`, beside the repository.

@@ -87,6 +87,56 @@ pub fn self_signed_with_key(name: &str, key_pem: &str) -> anyhow::Result<SelfSig
     })
 }
 
+/// A private certificate authority, as a company runs for its internal names: a root
+/// for clients to trust (`--ca-cert`) and leaves it issues. `SelfSigned` holds a leaf
+/// here even though a CA signed it: the fields are the same.
+pub struct PrivateCa {
+    /// The root certificate, PEM.
+    pub cert_pem: String,
+    cert: rcgen::Certificate,
+    key: rcgen::KeyPair,
+}
+
+impl PrivateCa {
+    /// A new root (ECDSA P-256, CA without a path length limit).
+    pub fn new() -> anyhow::Result<PrivateCa> {
+        let key = rcgen::KeyPair::generate().context("generating the CA key")?;
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "verigate test root");
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let cert = params.self_signed(&key).context("signing the CA")?;
+        Ok(PrivateCa {
+            cert_pem: cert.pem(),
+            cert,
+            key,
+        })
+    }
+
+    /// A server leaf for `names` (SANs) with a fresh key, signed by this root.
+    pub fn issue(&self, names: &[&str]) -> anyhow::Result<SelfSigned> {
+        let key = rcgen::KeyPair::generate().context("generating a leaf key")?;
+        let mut params = rcgen::CertificateParams::new(
+            names.iter().map(|n| (*n).to_string()).collect::<Vec<_>>(),
+        )?;
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = params
+            .signed_by(&key, &self.cert, &self.key)
+            .with_context(|| format!("issuing a certificate for {names:?}"))?;
+        Ok(SelfSigned {
+            cert: cert.der().clone(),
+            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+}
+
 impl TlsBackend {
     /// Starts a backend whose certificate names `name` and that greets with it.
     pub fn start(name: &str) -> anyhow::Result<TlsBackend> {

@@ -383,12 +383,26 @@ impl Vm {
     /// (verigated's certificate is self-signed; attestation pins it), `env` set and no
     /// `VERIGATE_TOKEN` from the test's own environment, then `args`; prints the run.
     pub fn verigate_at(&self, url: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
-        let mut all = vec!["--url", url, "--allow-insecure-tls"];
+        self.verigate_trusting(url, &["--allow-insecure-tls"], env, args)
+    }
+
+    /// Runs verigate as [`Vm::verigate_at`] does, with `trust` (e.g. `--ca-cert FILE`, or
+    /// nothing: Mozilla's roots) instead of `--allow-insecure-tls`.
+    pub fn verigate_trusting(
+        &self,
+        url: &str,
+        trust: &[&str],
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Output {
+        let mut all = vec!["--url", url];
+        all.extend_from_slice(trust);
         all.extend_from_slice(args);
         let mut cmd = Command::new(&self.bins.verigate);
         cmd.args(&all)
             .current_dir(self.dir.path())
-            .env_remove("VERIGATE_TOKEN");
+            .env_remove("VERIGATE_TOKEN")
+            .env_remove("VERIGATE_CA_CERT");
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -6,6 +6,8 @@
 //! skips the PKI chain (verigated's certificate is usually self-signed); the TLS
 //! handshake signature is always verified, so whoever answers does hold the key of the
 //! certificate it presented, and that certificate is what attestation then pins.
+//! Without it, chains are checked against [`Trust::Roots`]; on the own endpoint's
+//! `verigate/1` connection the name check may wait for the evidence ([`crate::pki`]).
 
 use attest::tls::SignatureOnlyVerifier;
 use http_body_util::{BodyExt, Full, Limited};
@@ -58,6 +60,24 @@ pub enum ClientError {
     ResponseTooLarge { addr: String, limit: usize },
     #[error("client certificate `{path}`: {reason}")]
     ClientIdentity { path: String, reason: String },
+    #[error(
+        "{name} at {addr}: its certificate is not valid for `{name}`, and the server did not \
+         answer as verigated's own endpoint (ALPN verigate/1), whose name the attestation checks"
+    )]
+    NotValidForName { name: String, addr: String },
+}
+
+/// How the own endpoint's certificate was checked against the Web PKI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PkiName {
+    /// `--allow-insecure-tls`: not at all (attestation pins the certificate).
+    Skipped,
+    /// A trusted chain, valid for the name dialed.
+    Dialed,
+    /// A trusted chain, not valid for the name dialed, which is a routed name reached
+    /// through ALPN `verigate/1`: the leaf must be valid for the attested `domain`,
+    /// which only the evidence names ([`crate::pki::check_deferred_name`]).
+    Deferred,
 }
 
 /// A client certificate chain and its key, presented to verigated when it asks (app
@@ -144,35 +164,51 @@ pub fn split_host_port(s: &str, default_port: u16) -> Result<(String, u16), Clie
     }
 }
 
+/// What a server's certificate chain is checked against.
+#[derive(Clone, Debug)]
+pub enum Trust {
+    /// `--allow-insecure-tls`: no chain check, only the handshake signature.
+    SignatureOnly,
+    /// The Web PKI: Mozilla's roots and any `--ca-cert` roots.
+    Roots(Arc<rustls::RootCertStore>),
+}
+
 /// TLS settings shared by every connection the CLI opens.
 #[derive(Clone)]
 pub struct TlsOptions {
-    /// Skip the Web PKI chain check (the handshake signature is still verified).
-    pub allow_insecure_tls: bool,
+    /// How certificates are checked.
+    pub trust: Trust,
     /// Send every TCP connection here instead of resolving the name (like curl's
     /// `--connect-to`), for when DNS does not point at the VM.
     pub connect_to: Option<String>,
 }
 
 impl TlsOptions {
+    /// The config of one handshake. `name_deferred`, on the own endpoint's connection,
+    /// lets a chain that is trusted but not valid for the dialed name through and marks
+    /// it (see [`crate::pki`]).
     fn client_config(
         &self,
         alpn: &[&[u8]],
         identity: Option<&ClientIdentity>,
+        name_deferred: Option<Arc<std::sync::atomic::AtomicBool>>,
     ) -> Result<Arc<ClientConfig>, rustls::Error> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .expect("ring supports the default protocol versions");
-        let builder = if self.allow_insecure_tls {
-            builder
+        let builder = match (&self.trust, name_deferred) {
+            (Trust::SignatureOnly, _) => builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(SignatureOnlyVerifier::new(provider)))
-        } else {
-            let roots = rustls::RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            };
-            builder.with_root_certificates(roots)
+                .with_custom_certificate_verifier(Arc::new(SignatureOnlyVerifier::new(provider))),
+            (Trust::Roots(roots), None) => builder.with_root_certificates(Arc::clone(roots)),
+            (Trust::Roots(roots), Some(flag)) => {
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(
+                        crate::pki::OwnEndpointVerifier::new(provider, Arc::clone(roots), flag),
+                    ))
+            }
         };
         let mut config = match identity {
             Some(id) => builder.with_client_auth_cert(id.chain.clone(), id.key.clone_key())?,
@@ -198,10 +234,11 @@ async fn tls_connect(
     opts: &TlsOptions,
     alpn: &[&[u8]],
     identity: Option<&ClientIdentity>,
+    name_deferred: Option<Arc<std::sync::atomic::AtomicBool>>,
 ) -> Result<(tokio_rustls::client::TlsStream<TcpStream>, String), ClientError> {
     let addr = opts.dial_address(name, port);
     let config = opts
-        .client_config(alpn, identity)
+        .client_config(alpn, identity, name_deferred)
         .map_err(|e| ClientError::ClientIdentity {
             path: "--client-cert/--client-key".into(),
             reason: e.to_string(),
@@ -268,7 +305,7 @@ pub async fn presented_leaf(
     port: u16,
     opts: &TlsOptions,
 ) -> Result<CertificateDer<'static>, ClientError> {
-    let (tls, addr) = tls_connect(name, port, opts, &[], None).await?;
+    let (tls, addr) = tls_connect(name, port, opts, &[], None, None).await?;
     leaf_of(&tls, name, &addr)
 }
 
@@ -299,6 +336,7 @@ pub struct Response {
 pub struct Connection {
     sender: SendRequest<Full<Bytes>>,
     leaf: CertificateDer<'static>,
+    pki: PkiName,
     endpoint: Endpoint,
     addr: String,
 }
@@ -322,12 +360,38 @@ impl Connection {
         // offered, as before, and attestation decides as always.
         const OWN: &[&[u8]] = &[attest::evidence::OWN_ENDPOINT_ALPN];
         const HTTP1: &[&[u8]] = &[b"http/1.1"];
-        let connect = |alpn: &'static [&'static [u8]]| {
-            tls_connect(&endpoint.host, endpoint.port, opts, alpn, identity)
-        };
-        let (tls, addr) = match connect(OWN).await {
-            Err(e) if refused_alpn(&e) => connect(HTTP1).await?,
+        // Only the `verigate/1` handshake may defer the name check: its certificate is
+        // the own endpoint's, which the checks compare with the attested `domain`.
+        let deferred = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (tls, addr) = match tls_connect(
+            &endpoint.host,
+            endpoint.port,
+            opts,
+            OWN,
+            identity,
+            Some(Arc::clone(&deferred)),
+        )
+        .await
+        {
+            Err(e) if refused_alpn(&e) => {
+                tls_connect(&endpoint.host, endpoint.port, opts, HTTP1, identity, None).await?
+            }
             r => r?,
+        };
+        let pki = match opts.trust {
+            Trust::SignatureOnly => PkiName::Skipped,
+            Trust::Roots(_) if !deferred.load(std::sync::atomic::Ordering::SeqCst) => {
+                PkiName::Dialed
+            }
+            // Deferred, so it must have been the own endpoint that answered: a server
+            // that negotiated no ALPN is not, and nothing more is sent to it.
+            Trust::Roots(_) if tls.get_ref().1.alpn_protocol() == Some(OWN[0]) => PkiName::Deferred,
+            Trust::Roots(_) => {
+                return Err(ClientError::NotValidForName {
+                    name: endpoint.host.clone(),
+                    addr,
+                })
+            }
         };
         let leaf = leaf_of(&tls, &endpoint.host, &addr)?;
         let io = hyper_util::rt::TokioIo::new(tls);
@@ -344,9 +408,15 @@ impl Connection {
         Ok(Connection {
             sender,
             leaf,
+            pki,
             endpoint: endpoint.clone(),
             addr,
         })
+    }
+
+    /// How this connection's certificate was checked against the Web PKI.
+    pub fn pki(&self) -> PkiName {
+        self.pki
     }
 
     /// The leaf certificate verigated presented on this connection (DER).
@@ -459,12 +529,12 @@ mod tests {
     #[test]
     fn connect_to_overrides_the_dialed_address() {
         let opts = TlsOptions {
-            allow_insecure_tls: true,
+            trust: Trust::SignatureOnly,
             connect_to: Some("127.0.0.1:9".into()),
         };
         assert_eq!(opts.dial_address("a.example.com", 443), "127.0.0.1:9");
         let opts = TlsOptions {
-            allow_insecure_tls: true,
+            trust: Trust::SignatureOnly,
             connect_to: None,
         };
         assert_eq!(opts.dial_address("a.example.com", 443), "a.example.com:443");

@@ -5,6 +5,7 @@
 mod client;
 mod commands;
 mod fleet;
+mod pki;
 mod report;
 mod terminal;
 
@@ -25,6 +26,16 @@ struct Cli {
     /// PKI (see `verigate verify --help`).
     #[arg(long)]
     allow_insecure_tls: bool,
+
+    /// For `snapshot`, `verify` and `app`: a root certificate (PEM) to trust besides
+    /// Mozilla's (see `verigate verify --help`).
+    #[arg(long, value_name = "FILE")]
+    ca_cert: Option<std::path::PathBuf>,
+
+    /// When to colour the text output: auto (on a terminal, unless NO_COLOR is set),
+    /// always or never.
+    #[arg(long, value_enum, value_name = "WHEN", default_value = "auto")]
+    color: terminal::ColorChoice,
 
     /// Output format for check results, for every subcommand (also accepted after it,
     /// which wins).
@@ -82,29 +93,41 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let online = |own: &commands::args::OnlineArgs| commands::online::Online {
-        url: own.url.clone().or_else(|| cli.url.clone()),
-        allow_insecure_tls: own.allow_insecure_tls || cli.allow_insecure_tls,
+    terminal::set_color(cli.color);
+    // The options given before the subcommand; a subcommand's own win.
+    let top = commands::args::OnlineArgs {
+        url: cli.url.clone(),
+        allow_insecure_tls: cli.allow_insecure_tls,
+        ca_cert: cli.ca_cert.clone(),
     };
+    let online = |own: &commands::args::OnlineArgs| commands::online::Online::from_args(own, &top);
     let format = |own: Option<OutputFormat>| own.or(cli.format.get()).unwrap_or_default();
     let (result, format) = match cli.command {
         // Prints its checks and then the application's status, so it finishes itself.
         Command::App(args) => {
             let format = format(args.format.get());
-            return commands::app::run(&online(&args.online), args, format);
+            return match online(&args.online) {
+                Ok(online) => commands::app::run(&online, args, format),
+                Err(e) => report::finish(Err(e), format),
+            };
         }
         Command::Snapshot(args) => {
             let format = format(args.format.format);
-            (commands::snapshot::run(&online(&args.online), args), format)
+            (
+                online(&args.online).and_then(|o| commands::snapshot::run(&o, args)),
+                format,
+            )
         }
         Command::Verify(args) if args.fleet.fleet.is_some() => {
             let format = format(args.format.get());
-            let allow_insecure_tls = online(&args.online).allow_insecure_tls;
-            return commands::fleet::verify(&args, allow_insecure_tls, format);
+            return commands::fleet::verify(&args, &top, format);
         }
         Command::Verify(args) => {
             let format = format(args.format.get());
-            (commands::verify::run(&online(&args.online), args), format)
+            (
+                online(&args.online).and_then(|o| commands::verify::run(&o, args)),
+                format,
+            )
         }
         Command::Report { action } => {
             let format = format(action.format());
@@ -127,15 +150,79 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Fleet(args) => (
-            commands::fleet::run(args, cli.allow_insecure_tls),
-            format(None),
-        ),
-        Command::Watch(args) => (
-            commands::watch::run(args, cli.allow_insecure_tls),
-            format(None),
-        ),
+        Command::Fleet(args) => {
+            let format = format(args.format());
+            (commands::fleet::run(args, &top), format)
+        }
+        Command::Watch(args) => (commands::watch::run(args, &top), format(None)),
         Command::Policy { action } => (commands::policy::run(action), format(None)),
     };
     report::finish(result, format)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory as _;
+
+    /// Every subcommand path (`app init`, ...) with the long options its help shows,
+    /// after clap propagated the global ones.
+    fn walk(cmd: &clap::Command, path: &str, out: &mut Vec<(String, Vec<String>)>) {
+        let longs = cmd
+            .get_arguments()
+            .filter(|a| !a.is_hide_set())
+            .filter_map(|a| a.get_long().map(String::from))
+            .collect();
+        out.push((path.to_string(), longs));
+        for sub in cmd.get_subcommands() {
+            let name = if path.is_empty() {
+                sub.get_name().to_string()
+            } else {
+                format!("{path} {}", sub.get_name())
+            };
+            walk(sub, &name, out);
+        }
+    }
+
+    #[test]
+    fn options_appear_only_on_the_subcommands_that_use_them() {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut all = Vec::new();
+        walk(&cmd, "", &mut all);
+        assert!(all.len() > 15, "the walk found {} commands", all.len());
+        // (option, the paths that offer it). The top level ("") keeps the form
+        // `verigate --url URL verify`; the fleet commands take each VM's URL from the
+        // fleet file, and `watch` prints log lines, not a report.
+        let url = ["", "snapshot", "verify", "app"];
+        let trust = ["", "snapshot", "verify", "app", "watch", "fleet enroll"];
+        let format = [
+            "",
+            "snapshot",
+            "verify",
+            "app",
+            "report verify",
+            "quote verify",
+            "ima replay",
+            "fleet enroll",
+        ];
+        let table: [(&str, &[&str]); 5] = [
+            ("url", &url),
+            ("allow-insecure-tls", &trust),
+            ("ca-cert", &trust),
+            ("format", &format),
+            ("color", &[""]),
+        ];
+        for (option, users) in table {
+            for (path, longs) in &all {
+                let offered = longs.iter().any(|l| l == option);
+                assert_eq!(
+                    offered,
+                    users.contains(&path.as_str()),
+                    "`verigate {path} --help` {} --{option}",
+                    if offered { "offers" } else { "lacks" }
+                );
+            }
+        }
+    }
 }

@@ -1,9 +1,10 @@
 //! Turns the outcome of a command into what the user sees and the exit status of
 //! ARCHITECTURE.md ("Verification"): 0 every check passed, 1 a check failed, 2 the checks
 //! could not run. Text for people goes through [`crate::terminal::escape`]: facts,
-//! check details and errors may quote what the VM sent.
+//! check details and errors may quote what the VM sent; verdicts are coloured only on a
+//! terminal ([`crate::terminal::paint`]).
 
-use crate::terminal::escape;
+use crate::terminal::{escape, paint, Stream, Tone};
 use attest::check::{Check, Report, Verdict};
 use serde_json::Value;
 use std::process::ExitCode;
@@ -41,10 +42,14 @@ pub fn finish(result: anyhow::Result<Outcome>, format: OutputFormat) -> ExitCode
         }
         Err(e) => {
             match format {
-                OutputFormat::Text => eprintln!("error: {}", escape(&format!("{e:#}"))),
+                OutputFormat::Text => eprintln!(
+                    "{} {}",
+                    paint("error:", Tone::Bad, Stream::Stderr),
+                    escape(&causes::line(e.as_ref()))
+                ),
                 OutputFormat::Json => println!(
                     "{}",
-                    serde_json::json!({"verdict": "error", "error": format!("{e:#}")})
+                    serde_json::json!({"verdict": "error", "error": causes::line(e.as_ref())})
                 ),
             }
             ExitCode::from(2)
@@ -69,7 +74,11 @@ fn print_text(facts: &[(String, Value)], report: &Report) {
         println!();
     }
     for check in &report.checks {
-        let mark = if check.passed() { "PASS" } else { "FAIL" };
+        let mark = if check.passed() {
+            paint("PASS", Tone::Good, Stream::Stdout)
+        } else {
+            paint("FAIL", Tone::Bad, Stream::Stdout)
+        };
         println!(
             "[{mark}] {}: {}",
             escape(&check.name),
@@ -77,8 +86,8 @@ fn print_text(facts: &[(String, Value)], report: &Report) {
         );
     }
     let verdict = match report.verdict {
-        Verdict::Pass => "PASS",
-        Verdict::Fail => "FAIL",
+        Verdict::Pass => paint("PASS", Tone::Good, Stream::Stdout),
+        Verdict::Fail => paint("FAIL", Tone::Bad, Stream::Stdout),
     };
     println!("verdict: {verdict}");
 }

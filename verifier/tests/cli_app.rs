@@ -9,7 +9,8 @@
 //! on the server side: app.conf untouched, the same PID, and no `/v1/app/` request in
 //! verigated's log; without `--snapshot` the CLI refuses (exit 2) and sends nothing;
 //! `--no-verify` sends; a wrong token is refused by verigated (exit 2, nothing changed);
-//! a client certificate from `[api] client_ca` is accepted.
+//! a client certificate from `[api] client_ca` is accepted; `--url` may name the
+//! application, reached through a `--connect-to` rule naming it.
 //!
 //! The VM is `testkit::vm`. verigated is the binary `cargo build -p gateway` puts beside
 //! `verigate`; without it, swtpm, tpm2-tools or openssl these tests say so and return,
@@ -309,6 +310,31 @@ fn init_after_verification_replaces_the_config_and_restarts_the_program() {
     assert_eq!(read, "version=2\npassword=hunter2\n");
     assert!(stdout(&out).contains(&format!("pid: {third}")));
     assert!(vm.log().contains("client certificate"), "{}", vm.log());
+
+    // One DNS name: --url names the application, reached (ALPN verigate/1) through a
+    // --connect-to rule that names it, as `verify` does; nothing resolves `a.example.com`.
+    let port = vm.addr.port();
+    let rule = format!("{APP}:{port}:{addr}");
+    let out = vm.verigate_at(
+        &format!("https://{APP}:{port}"),
+        &[],
+        &[
+            "--output",
+            "json",
+            "app",
+            "status",
+            "--token",
+            TOKEN,
+            "--snapshot",
+            snap.to_str().unwrap(),
+            "--allow-simulated-tee",
+            "--connect-to",
+            &rule,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "log:\n{}", vm.log());
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(v["facts"]["app"]["pid"], third, "{v}");
 }
 
 #[test]

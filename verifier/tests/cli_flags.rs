@@ -1,6 +1,7 @@
 //! The command line a Cosmian VM user types: short flags `-s -a -w -c -o`, `snapshot
 //! -o FILE` as the file, `--format text|json` everywhere with `--output text|json`
-//! still accepted where no file is written, and options offered only where they act.
+//! still accepted where no file is written, and options offered only where they act
+//! (`main.rs` walks every subcommand for that); colours only on a terminal.
 
 use std::process::{Command, Output};
 
@@ -104,4 +105,85 @@ fn snapshot_output_is_a_file_name_and_url_works_after_the_subcommand() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("invalid value"), "{err}");
     assert!(!file.exists());
+}
+
+/// `ima replay` of an empty log expecting `expect` (hex): checks without any file of
+/// evidence, passing for 20 zero bytes and failing otherwise.
+fn replay_empty(dir: &std::path::Path, expect: &str, leading: &[&str]) -> Vec<String> {
+    let empty = dir.join("empty");
+    std::fs::write(&empty, b"").unwrap();
+    let mut args: Vec<String> = leading.iter().map(|s| (*s).to_string()).collect();
+    args.extend(["ima", "replay", empty.to_str().unwrap(), "--expect", expect].map(String::from));
+    vec!["verigate".to_string()]
+        .into_iter()
+        .chain(args)
+        .collect()
+}
+
+fn run(argv: &[String], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_verigate"));
+    cmd.args(&argv[1..]).env_remove("NO_COLOR");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run verigate")
+}
+
+fn has_escape(out: &Output) -> bool {
+    out.stdout.contains(&0x1b) || out.stderr.contains(&0x1b)
+}
+
+#[test]
+fn piped_output_has_no_colours_unless_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let pass = replay_empty(dir.path(), &"00".repeat(20), &[]);
+    let fail = replay_empty(dir.path(), &"ff".repeat(20), &[]);
+    let error = ["verigate", "report", "verify", "/nonexistent/report.bin"].map(String::from);
+    for (argv, code) in [(&pass[..], 0), (&fail[..], 1), (&error[..], 2)] {
+        let out = run(argv, &[]);
+        assert_eq!(out.status.code(), Some(code), "{argv:?}: {out:?}");
+        assert!(!has_escape(&out), "{argv:?} coloured a pipe: {out:?}");
+    }
+    // The escapes do exist when asked for, so the assertion above is not vacuous.
+    let always = replay_empty(dir.path(), &"ff".repeat(20), &["--color", "always"]);
+    let out = run(&always, &[("NO_COLOR", "1")]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("[\x1b[1;31mFAIL\x1b[0m]"), "{text:?}");
+    let never = replay_empty(dir.path(), &"ff".repeat(20), &["--color", "never"]);
+    assert!(!has_escape(&run(&never, &[])));
+}
+
+#[test]
+fn a_terminal_gets_colours_unless_no_color() {
+    // `script` gives verigate a pseudo-terminal, as a person's shell does.
+    if !testkit::require_programs(&["script"], testkit::require::install::BSDUTILS) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let argv = replay_empty(dir.path(), &"00".repeat(20), &[]);
+    let on_terminal = |env: &[(&str, &str)]| {
+        let mut cmd = Command::new("script");
+        cmd.args(["-qec", &argv.join(" "), "/dev/null"])
+            .env_remove("NO_COLOR");
+        // argv[0] is `verigate`: find it beside the test's binary.
+        let bin = std::path::Path::new(env!("CARGO_BIN_EXE_verigate"));
+        let path = format!(
+            "{}:{}",
+            bin.parent().unwrap().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        cmd.env("PATH", path);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run script");
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(on_terminal(&[]).contains("\x1b[1;32mPASS\x1b[0m"));
+    let plain = on_terminal(&[("NO_COLOR", "1")]);
+    assert!(
+        plain.contains("[PASS]") && !plain.contains('\x1b'),
+        "{plain:?}"
+    );
 }

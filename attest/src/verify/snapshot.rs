@@ -17,6 +17,7 @@ pub fn check_snapshot_against_evidence(
     evidence: &Evidence,
     nonce: &Nonce,
     endpoint_sha: [u8; 32],
+    url_host: Option<&str>,
     tee: &TeeOptions<'_>,
     allow_simulated_tee: bool,
 ) -> Vec<Check> {
@@ -33,30 +34,11 @@ pub fn check_snapshot_against_evidence(
             ),
         )
     });
-    checks.push(match evidence.manifest.get(&evidence.domain) {
-        Some(e) if e.cert_sha256 == endpoint_sha => Check::pass(
-            names::ENDPOINT_CERTIFICATE,
-            format!(
-                "the connection's certificate {} is the manifest entry of {}",
-                short(&endpoint_sha),
-                evidence.domain
-            ),
-        ),
-        Some(e) => Check::fail(
-            names::ENDPOINT_CERTIFICATE,
-            format!(
-                "the VM attests {} for {}, the connection presented {}: something in between \
-                 terminates TLS",
-                short(&e.cert_sha256),
-                evidence.domain,
-                short(&endpoint_sha)
-            ),
-        ),
-        None => Check::fail(
-            names::ENDPOINT_CERTIFICATE,
-            format!("{} has no manifest entry", evidence.domain),
-        ),
-    });
+    checks.push(super::check_endpoint(
+        evidence,
+        Some(&endpoint_sha),
+        url_host,
+    ));
     checks.push(match snapshot_policy(evidence, tee, allow_simulated_tee) {
         Ok((tee_policy, tpm_policy)) => {
             let mut diffs = snapshot.tee_policy.differences(&tee_policy);
@@ -157,11 +139,18 @@ mod tests {
         use crate::snapshot::TeePolicy;
         use crate::tee::simulated::{self, SimulatedTee};
         let tee = SimulatedTee::ephemeral();
-        let manifest = Manifest::new(vec![ManifestEntry {
-            name: "vm.example.com".into(),
-            cert_sha256: [0xd0; 32],
-            spki_sha256: [0xd1; 32],
-        }])
+        let manifest = Manifest::new(vec![
+            ManifestEntry {
+                name: "vm.example.com".into(),
+                cert_sha256: [0xd0; 32],
+                spki_sha256: [0xd1; 32],
+            },
+            ManifestEntry {
+                name: "app.example.com".into(),
+                cert_sha256: [0xa0; 32],
+                spki_sha256: [0xa1; 32],
+            },
+        ])
         .unwrap();
         let rd = report_data(&nonce, &manifest.digest(), &ak_digest(None));
         let report = tee.report([0x5a; 48], rd);
@@ -202,7 +191,7 @@ mod tests {
             allowed_tdx_tcb_statuses: &[],
             at: SystemTime::now(),
         };
-        check_snapshot_against_evidence(s, e, nonce, cert, &tee, true)
+        check_snapshot_against_evidence(s, e, nonce, cert, None, &tee, true)
     }
 
     #[test]
@@ -220,7 +209,7 @@ mod tests {
             allowed_tdx_tcb_statuses: &[],
             at: SystemTime::now(),
         };
-        let checks = check_snapshot_against_evidence(&s, &e, &nonce, [0xd0; 32], &tee, false);
+        let checks = check_snapshot_against_evidence(&s, &e, &nonce, [0xd0; 32], None, &tee, false);
         assert_eq!(failed(&checks), ["snapshot policy"]);
     }
 
@@ -294,6 +283,37 @@ mod tests {
         assert_eq!(
             failed(&run_checks(&s, &unbound, &unbound_nonce, [0xd0; 32])),
             ["snapshot policy"]
+        );
+    }
+
+    #[test]
+    fn the_url_host_must_be_the_domain_or_a_routed_name() {
+        let nonce = Nonce::random();
+        let (e, s) = vm_evidence(nonce);
+        let tee = TeeOptions {
+            snp_certs: None,
+            tdx_collateral: None,
+            allowed_tdx_tcb_statuses: &[],
+            at: SystemTime::now(),
+        };
+        let with_host = |host: &str| {
+            check_snapshot_against_evidence(&s, &e, &nonce, [0xd0; 32], Some(host), &tee, true)
+        };
+        // The own name, a routed name (ALPN `verigate/1`), an address (no SNI is sent).
+        for host in [
+            "vm.example.com",
+            "VM.example.com",
+            "app.example.com",
+            "127.0.0.1",
+        ] {
+            assert_eq!(failed(&with_host(host)), Vec::<&str>::new(), "{host}");
+        }
+        // A name the VM neither is nor routes: its report vouches for no such name.
+        let checks = with_host("elsewhere.example.org");
+        assert_eq!(failed(&checks), ["endpoint certificate"]);
+        assert!(
+            checks[1].detail.contains("elsewhere.example.org"),
+            "{checks:?}"
         );
     }
 }

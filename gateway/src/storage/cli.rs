@@ -268,7 +268,7 @@ fn open_tpm(tpm: Option<String>) -> Result<attest::tpm::seal::SealTpm, String> {
 }
 
 fn run_inner(config_path: &Path, command: StorageCommand) -> Result<(), String> {
-    let s = |e: StorageError| crate::logging::error_chain(&e);
+    let s = |e: StorageError| causes::line(&e);
     match command {
         #[cfg(feature = "tpm")]
         StorageCommand::Init {

@@ -237,6 +237,8 @@ fn execute(online: &Online, args: &AppArgs) -> anyhow::Result<(Outcome, Sent)> {
         AppAction::Restart => (Method::POST, "/v1/app/restart", None),
         AppAction::Status => (Method::GET, "/v1/app/status", None),
     };
+    // The --url connection follows a rule that names its host, as in `verify`.
+    let connect_to = verify::parse_connect_to_rules(&o.connect_to)?;
     let identity = match (&o.client_cert, &o.client_key) {
         (Some(cert), Some(key)) => Some(ClientIdentity::load(cert, key)?),
         _ => None,
@@ -247,7 +249,8 @@ fn execute(online: &Online, args: &AppArgs) -> anyhow::Result<(Outcome, Sent)> {
 
     let runtime = online::runtime()?;
     runtime.block_on(async {
-        let mut conn = Connection::open_as(&endpoint, &online.tls_options(None), identity.as_ref())
+        let url_opts = online.tls_options(verify::route_for_url(&endpoint, &connect_to));
+        let mut conn = Connection::open_as(&endpoint, &url_opts, identity.as_ref())
             .await
             .with_context(|| format!("connecting to {}", online.url()))?;
         let outcome = match &plan {
@@ -261,6 +264,7 @@ fn execute(online: &Online, args: &AppArgs) -> anyhow::Result<(Outcome, Sent)> {
                 outcome
             }
             None => {
+                crate::pki::require_checked_name(&conn, "the unverified request")?;
                 let mut outcome = Outcome::default();
                 outcome.facts.push(("url".into(), json!(online.url())));
                 outcome

@@ -1,7 +1,8 @@
 //! Options several subcommands share, each flattened into the subcommands that use it
 //! (so `report verify --help` offers no `--url`):
 //!
-//! - [`OnlineArgs`]: `--url` and `--allow-insecure-tls`, for `snapshot`, `verify`, `app`;
+//! - [`OnlineArgs`]: `--url`, `--allow-insecure-tls` and `--ca-cert`, for `snapshot`,
+//!   `verify`, `app`;
 //! - [`FormatArgs`]: `--format text|json`, and `--output text|json` still accepted (the
 //!   name it had) on the commands that write no file: `verify`, `report`, `quote`,
 //!   `ima`, `app`. On `snapshot`, `-o/--output` is the file to write, as in the Cosmian
@@ -12,7 +13,7 @@
 
 use crate::report::OutputFormat;
 
-/// `--url` and `--allow-insecure-tls`, on the commands that talk to verigated.
+/// `--url`, `--allow-insecure-tls` and `--ca-cert`, on the commands that talk to verigated.
 #[derive(clap::Args, Debug, Default, Clone)]
 pub struct OnlineArgs {
     /// verigated's own endpoint: https://HOST[:PORT]. An IP address works too (no SNI is
@@ -26,6 +27,13 @@ pub struct OnlineArgs {
     /// is not the one the VM attests. Default: PKI checked.
     #[arg(long)]
     pub allow_insecure_tls: bool,
+
+    /// A root certificate (PEM, one or more) to trust besides Mozilla's, e.g. a private
+    /// CA that issued verigated's own certificate. With --url naming a hosted
+    /// application, the own endpoint's certificate must then be valid for the VM's
+    /// attested domain. Also accepted before the subcommand.
+    #[arg(long, value_name = "FILE", env = "VERIGATE_CA_CERT")]
+    pub ca_cert: Option<std::path::PathBuf>,
 }
 
 /// `--format text|json` (and its former name `--output`).

@@ -2,7 +2,8 @@
 //! over a fleet file and its enrolment state (ARCHITECTURE.md, "Fleets"). The work is in
 //! `crate::fleet`; this module parses, locks, runs and prints.
 
-use crate::commands::online;
+use crate::commands::args::OnlineArgs;
+use crate::commands::online::{self, Online};
 use crate::commands::verify::{common_plan, VerifyArgs};
 use crate::fleet::file::{Fleet, ReferenceFile};
 use crate::fleet::output;
@@ -17,14 +18,15 @@ use std::process::ExitCode;
 
 /// Runs `verigate verify --fleet FILE`: exit 0 every VM passed, 1 one failed (or could
 /// not be reached), 2 the fleet could not be verified at all (bad files, a second run).
-pub fn verify(args: &VerifyArgs, allow_insecure_tls: bool, format: OutputFormat) -> ExitCode {
-    match verify_round(args, allow_insecure_tls) {
+pub fn verify(args: &VerifyArgs, top: &OnlineArgs, format: OutputFormat) -> ExitCode {
+    match verify_round(args, top) {
         Ok(results) => output::finish(&results, format),
         Err(e) => crate::report::finish(Err(e), format),
     }
 }
 
-fn verify_round(args: &VerifyArgs, allow_insecure_tls: bool) -> anyhow::Result<Vec<run::VmResult>> {
+fn verify_round(args: &VerifyArgs, top: &OnlineArgs) -> anyhow::Result<Vec<run::VmResult>> {
+    let trust = Online::fleet_trust(&args.online, top)?;
     let path = args.fleet.fleet.as_ref().context("--fleet FILE")?;
     let fleet = Fleet::read(path)?;
     let common = common_plan(args)?;
@@ -38,7 +40,7 @@ fn verify_round(args: &VerifyArgs, allow_insecure_tls: bool) -> anyhow::Result<V
         &common,
         &state,
         &std::collections::HashMap::new(),
-        allow_insecure_tls,
+        &trust,
         usize::from(args.fleet.parallel),
     ));
     run::record(&lock, &mut state, &mut results)?;
@@ -66,6 +68,8 @@ enum FleetCmd {
     /// Verify the VM against its policy now and record its identity (TPM key and
     /// counters, chip id, simulated TEE key), replacing any enrolled one. Takes the
     /// options of `verify` (--allow-simulated-tee, --whitelist, ...).
+    // The fleet file names each VM's URL: --url is not offered (and refused).
+    #[command(mut_arg("url", |a| a.hide(true)))]
     Enroll {
         /// The VM's name in the fleet file.
         name: String,
@@ -85,8 +89,18 @@ enum FleetCmd {
     },
 }
 
+impl FleetArgs {
+    /// The output format `fleet enroll --format` asks for, if any.
+    pub fn format(&self) -> Option<OutputFormat> {
+        match &self.action {
+            FleetCmd::Enroll { verify, .. } => verify.format.get(),
+            _ => None,
+        }
+    }
+}
+
 /// Runs `verigate fleet ...`.
-pub fn run(args: FleetArgs, allow_insecure_tls: bool) -> anyhow::Result<Outcome> {
+pub fn run(args: FleetArgs, top: &OnlineArgs) -> anyhow::Result<Outcome> {
     let fleet = Fleet::read(&args.fleet)?;
     let mut out = Outcome::default();
     out.facts
@@ -97,6 +111,7 @@ pub fn run(args: FleetArgs, allow_insecure_tls: bool) -> anyhow::Result<Outcome>
             if !matches!(vm.reference, ReferenceFile::Policy(_)) {
                 anyhow::bail!("vm `{name}` is verified against its own snapshot, which pins its identity: nothing to enroll");
             }
+            let trust = Online::fleet_trust(&verify.online, top)?;
             let common = common_plan(&verify)?;
             let one = Fleet {
                 state: fleet.state.clone(),
@@ -114,7 +129,7 @@ pub fn run(args: FleetArgs, allow_insecure_tls: bool) -> anyhow::Result<Outcome>
                 &common,
                 &state,
                 &std::collections::HashMap::new(),
-                allow_insecure_tls,
+                &trust,
                 1,
             ));
             let Some((result, keep)) = results.pop() else {

@@ -1,8 +1,9 @@
-//! What the online commands (`snapshot`, `verify`) share: the global `--url` and
-//! `--allow-insecure-tls` options, the async runtime, and fetching evidence with a
+//! What the online commands (`snapshot`, `verify`, `app`) share: the global `--url`,
+//! `--allow-insecure-tls` and `--ca-cert` options, the async runtime, and fetching evidence with a
 //! fresh nonce.
 
-use crate::client::{Connection, Endpoint, TlsOptions};
+use crate::client::{Connection, Endpoint, TlsOptions, Trust};
+use crate::commands::args::OnlineArgs;
 use anyhow::Context as _;
 use attest::binding::Nonce;
 use hyper::body::Bytes;
@@ -14,11 +15,49 @@ use std::time::Duration;
 pub struct Online {
     /// `--url`, as given.
     pub url: Option<String>,
-    /// `--allow-insecure-tls`.
-    pub allow_insecure_tls: bool,
+    /// `--allow-insecure-tls`, or the roots certificates are checked against.
+    pub trust: Trust,
 }
 
 impl Online {
+    /// The options as given: with `allow_insecure_tls`, no chain is checked; else
+    /// chains must lead to Mozilla's roots or to one in the `ca_cert` file (which is
+    /// read here, so that a bad file is a usage error before any traffic).
+    pub fn new(
+        url: Option<String>,
+        allow_insecure_tls: bool,
+        ca_cert: Option<&std::path::Path>,
+    ) -> anyhow::Result<Online> {
+        let trust = if allow_insecure_tls {
+            Trust::SignatureOnly
+        } else {
+            Trust::Roots(std::sync::Arc::new(crate::pki::roots(ca_cert)?))
+        };
+        Ok(Online { url, trust })
+    }
+
+    /// A command's options: its own (`own`), else those given before the subcommand
+    /// (`top`).
+    pub fn from_args(own: &OnlineArgs, top: &OnlineArgs) -> anyhow::Result<Online> {
+        Online::new(
+            own.url.clone().or_else(|| top.url.clone()),
+            own.allow_insecure_tls || top.allow_insecure_tls,
+            own.ca_cert.as_deref().or(top.ca_cert.as_deref()),
+        )
+    }
+
+    /// For the commands over a fleet file, which names each VM's URL: how certificates
+    /// are checked; a `--url` is refused rather than silently ignored.
+    pub fn fleet_trust(own: &OnlineArgs, top: &OnlineArgs) -> anyhow::Result<Trust> {
+        let online = Online::from_args(own, top)?;
+        if let Some(url) = online.url {
+            anyhow::bail!(
+                "--url `{url}`: the fleet file names each VM's URL, so --url does not apply here"
+            );
+        }
+        Ok(online.trust)
+    }
+
     /// The parsed `--url`; its absence is a usage error (exit 2).
     pub fn endpoint(&self) -> anyhow::Result<Endpoint> {
         let url = self
@@ -36,7 +75,7 @@ impl Online {
     /// TLS options for a connection, with `connect_to` as the dialed address if given.
     pub fn tls_options(&self, connect_to: Option<String>) -> TlsOptions {
         TlsOptions {
-            allow_insecure_tls: self.allow_insecure_tls,
+            trust: self.trust.clone(),
             connect_to,
         }
     }
@@ -144,11 +183,27 @@ mod tests {
     }
 
     #[test]
-    fn url_is_required() {
-        let o = Online {
-            url: None,
-            allow_insecure_tls: false,
+    fn own_options_win_and_fleets_refuse_a_url() {
+        let top = OnlineArgs {
+            url: Some("https://top.example".into()),
+            allow_insecure_tls: true,
+            ca_cert: None,
         };
+        let own = OnlineArgs {
+            url: Some("https://own.example".into()),
+            ..OnlineArgs::default()
+        };
+        let o = Online::from_args(&own, &top).unwrap();
+        assert_eq!(o.url(), "https://own.example");
+        assert!(matches!(o.trust, Trust::SignatureOnly));
+        let e = Online::fleet_trust(&OnlineArgs::default(), &top).unwrap_err();
+        assert!(e.to_string().contains("fleet file"), "{e}");
+        assert!(Online::fleet_trust(&OnlineArgs::default(), &OnlineArgs::default()).is_ok());
+    }
+
+    #[test]
+    fn url_is_required() {
+        let o = Online::new(None, false, None).unwrap();
         assert!(o.endpoint().unwrap_err().to_string().contains("--url"));
     }
 }

@@ -7,7 +7,7 @@
 
 use crate::client::{cert_sha256, Connection, Endpoint, TlsOptions};
 use crate::commands::online::{self, describe_error, Online};
-use crate::commands::verify::{parse_at, read_override};
+use crate::commands::verify::{parse_at, parse_connect_to_rules, read_override, route_for_url};
 use crate::report::Outcome;
 use anyhow::Context as _;
 use attest::binding::Nonce;
@@ -56,6 +56,11 @@ pub struct SnapshotArgs {
         value_name = "FILE"
     )]
     out: Option<PathBuf>,
+
+    /// Send the --url connection to another address than DNS gives, as in `verify`:
+    /// only a rule that names --url's host applies. Repeatable.
+    #[arg(long = "connect-to", value_name = "NAME:PORT:HOST:PORT")]
+    connect_to: Vec<String>,
 
     /// Accept a VM with the simulated TEE (it proves nothing about hardware).
     #[arg(long)]
@@ -297,6 +302,9 @@ async fn build_remote(
     let mut conn = Connection::open(endpoint, opts)
         .await
         .with_context(|| format!("connecting to {url}"))?;
+    // The token goes out before any evidence names the domain the certificate must be
+    // valid for.
+    crate::pki::require_checked_name(&conn, "the snapshot request and its token")?;
     let res = match tokio::time::timeout(
         online::REQUEST_TIMEOUT,
         conn.request(Method::POST, "/v1/snapshot", None, token),
@@ -380,10 +388,11 @@ pub fn run(online: &Online, args: SnapshotArgs) -> anyhow::Result<Outcome> {
         Some(s) => parse_at(s)?,
         None => SystemTime::now(),
     };
-    let opts = online.tls_options(None);
+    let rules = parse_connect_to_rules(&args.connect_to)?;
+    let opts = online.tls_options(route_for_url(&endpoint, &rules));
     let nonce = Nonce::random();
     let runtime = online::runtime()?;
-    let (snapshot_bytes, evidence_bytes, endpoint_sha) = runtime.block_on(async {
+    let (snapshot_bytes, evidence_bytes, endpoint_sha, name_check) = runtime.block_on(async {
         let (snapshot, mut conn) = build_remote(
             &endpoint,
             &opts,
@@ -399,13 +408,17 @@ pub fn run(online: &Online, args: SnapshotArgs) -> anyhow::Result<Outcome> {
         let evidence = match online::get_attestation(&mut conn, &nonce).await {
             Ok(e) => e,
             Err(first) => {
-                conn = Connection::open(&endpoint, &opts)
-                    .await
-                    .with_context(|| format!("{first:#}; then reconnecting"))?;
+                conn = Connection::open(&endpoint, &opts).await.with_context(|| {
+                    format!("{}; then reconnecting", causes::line(first.as_ref()))
+                })?;
                 online::get_attestation(&mut conn, &nonce).await?
             }
         };
-        anyhow::Ok((snapshot, evidence, cert_sha256(conn.leaf())))
+        // A connection reopened above might have had its name check deferred too.
+        let name_check = Evidence::from_json(&evidence)
+            .ok()
+            .and_then(|e| crate::pki::check_deferred_name(&conn, &e.domain));
+        anyhow::Ok((snapshot, evidence, cert_sha256(conn.leaf()), name_check))
     })?;
 
     let mut out = Outcome::default();
@@ -434,6 +447,7 @@ pub fn run(online: &Online, args: SnapshotArgs) -> anyhow::Result<Outcome> {
         &evidence,
         &nonce,
         endpoint_sha,
+        Some(&endpoint.host),
         &TeeOptions {
             snp_certs: vcek
                 .map(|v| SnpCerts {
@@ -447,6 +461,8 @@ pub fn run(online: &Online, args: SnapshotArgs) -> anyhow::Result<Outcome> {
         },
         args.allow_simulated_tee,
     );
+    let mut checks = checks;
+    checks.extend(name_check);
     let all_passed = checks.iter().all(Check::passed);
     out.checks = checks;
     if all_passed {

@@ -173,6 +173,11 @@ pub fn parse_connect_to(s: &str) -> anyhow::Result<ConnectTo> {
     })
 }
 
+/// Parses every `--connect-to` rule.
+pub fn parse_connect_to_rules(rules: &[String]) -> anyhow::Result<Vec<ConnectTo>> {
+    rules.iter().map(|c| parse_connect_to(c)).collect()
+}
+
 /// Where the handshake for `app` goes: the first rule naming it (or its port), else the
 /// first rule for any name, else `None` (resolve the name).
 pub fn route_for(app: &Application, rules: &[ConnectTo]) -> Option<String> {
@@ -300,11 +305,7 @@ pub fn common_plan(args: &VerifyArgs) -> anyhow::Result<Plan> {
         .iter()
         .map(|a| parse_application(a))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let connect_to = args
-        .connect_to
-        .iter()
-        .map(|c| parse_connect_to(c))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let connect_to = parse_connect_to_rules(&args.connect_to)?;
     let vcek = read_override("--vcek", args.vcek.as_deref())?;
     let collateral = read_override("--collateral", args.collateral.as_deref())?;
     let at = match &args.at {
@@ -438,6 +439,7 @@ pub async fn check_connection_enrolling(
             });
         }
     };
+    let name_check = crate::pki::check_deferred_name(conn, &evidence.domain);
     let ima_log_bytes = evidence.ima_log.as_ref().map_or(0, |l| l.0.len());
     out.facts.push(("domain".into(), json!(evidence.domain)));
     out.facts.push(("tee".into(), json!(evidence.tee.kind())));
@@ -478,6 +480,8 @@ pub async fn check_connection_enrolling(
         }
     };
 
+    // Only when the Web PKI name check waited for the attested domain (see crate::pki).
+    out.checks.extend(name_check);
     for (app, result) in applications.iter().zip(app_results) {
         out.checks.push(match result {
             Some(Ok(presented)) => check_application(

@@ -2,6 +2,8 @@
 //! Prometheus metrics and a log line on every change of verdict (the loop is
 //! `crate::fleet::watch`).
 
+use crate::commands::args::OnlineArgs;
+use crate::commands::online::Online;
 use crate::commands::verify::{common_plan, VerifyArgs};
 use crate::fleet::file::Fleet;
 use crate::fleet::run::References;
@@ -19,6 +21,11 @@ use std::time::Duration;
     --on-change runs with VERIGATE_VM, VERIGATE_URL, VERIGATE_VERDICT (pass|fail), \
     VERIGATE_PREVIOUS (pass|fail|unknown) and VERIGATE_FAILED_CHECKS (comma-separated) \
     in its environment.")]
+// The fleet file names each VM's URL and a watch prints log lines, not a report: the
+// options of `verify` that say otherwise are not offered (and --url is refused).
+#[command(mut_arg("url", |a| a.hide(true)))]
+#[command(mut_arg("format", |a| a.hide(true)))]
+#[command(mut_arg("output", |a| a.hide(true)))]
 pub struct WatchArgs {
     /// Time between two rounds over the fleet: `500ms`, `30s`, `5m`. Default 30s.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_interval)]
@@ -58,7 +65,8 @@ pub fn parse_interval(s: &str) -> Result<Duration, String> {
 }
 
 /// Runs `verigate watch` until interrupted.
-pub fn run(args: WatchArgs, allow_insecure_tls: bool) -> anyhow::Result<Outcome> {
+pub fn run(args: WatchArgs, top: &OnlineArgs) -> anyhow::Result<Outcome> {
+    let trust = Online::fleet_trust(&args.verify.online, top)?;
     let path = args
         .verify
         .fleet
@@ -77,7 +85,7 @@ pub fn run(args: WatchArgs, allow_insecure_tls: bool) -> anyhow::Result<Outcome>
             interval: args.interval,
             listen: args.listen,
             on_change: args.on_change,
-            allow_insecure_tls,
+            trust,
             parallel: usize::from(args.verify.fleet.parallel),
         },
     ))?;

@@ -5,7 +5,7 @@
 
 use super::file::{Fleet, FleetVm, ReferenceFile};
 use super::state::{now_rfc3339, Pending, State, StateLock, VmState};
-use crate::client::Connection;
+use crate::client::{Connection, Trust};
 use crate::commands::online::Online;
 use crate::commands::verify::{
     check_connection_enrolling, read_policy, read_snapshot, Plan, Reference,
@@ -132,7 +132,7 @@ impl References {
 }
 
 /// Verifies every VM of `fleet` (at most `parallel` at once) against its reference and
-/// `state`'s enrolments, with `common`'s options and `allow_insecure_tls`, asking each VM
+/// `state`'s enrolments, with `common`'s options and `trust`, asking each VM
 /// only for the IMA entries after its start in `ima` (incremental IMA; empty: whole
 /// logs); returns the results in the fleet's order and the evidence of those that may
 /// be enrolled.
@@ -142,7 +142,7 @@ pub async fn verify_all(
     common: &Plan,
     state: &State,
     ima: &HashMap<String, ImaStart>,
-    allow_insecure_tls: bool,
+    trust: &Trust,
     parallel: usize,
 ) -> Vec<(VmResult, ToRecord)> {
     let gate = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
@@ -151,9 +151,10 @@ pub async fn verify_all(
         let plan = refs.plan_for(vm, common, state, ima);
         let vm = vm.clone();
         let gate = Arc::clone(&gate);
+        let trust = trust.clone();
         set.spawn(async move {
             let _permit = gate.acquire_owned().await;
-            (i, verify_one(vm, plan, allow_insecure_tls).await)
+            (i, verify_one(vm, plan, trust).await)
         });
     }
     let mut results: Vec<Option<(VmResult, ToRecord)>> =
@@ -188,11 +189,7 @@ pub async fn verify_all(
         .collect()
 }
 
-async fn verify_one(
-    vm: FleetVm,
-    plan: Option<Plan>,
-    allow_insecure_tls: bool,
-) -> (VmResult, ToRecord) {
+async fn verify_one(vm: FleetVm, plan: Option<Plan>, trust: Trust) -> (VmResult, ToRecord) {
     let mut result = VmResult {
         name: vm.name.clone(),
         url: vm.url.clone(),
@@ -209,7 +206,7 @@ async fn verify_one(
     };
     let online = Online {
         url: Some(vm.url.clone()),
-        allow_insecure_tls,
+        trust,
     };
     let started = Instant::now();
     let run = async {
@@ -223,7 +220,7 @@ async fn verify_one(
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
             result.fetch = started.elapsed();
-            result.outcome = Err(format!("{e:#}"));
+            result.outcome = Err(causes::line(e.as_ref()));
             return (result, None);
         }
         Err(_) => {

@@ -28,8 +28,8 @@ pub struct WatchOptions {
     pub listen: SocketAddr,
     /// A shell command run on every change of a VM's verdict.
     pub on_change: Option<String>,
-    /// `--allow-insecure-tls`.
-    pub allow_insecure_tls: bool,
+    /// How certificates are checked (`--allow-insecure-tls`, `--ca-cert`).
+    pub trust: crate::client::Trust,
     /// VMs verified at once.
     pub parallel: usize,
 }
@@ -115,7 +115,11 @@ async fn round(
     metrics: &Mutex<FleetMetrics>,
 ) -> Option<Vec<VmResult>> {
     let skipped = |e: anyhow::Error| {
-        eprintln!("{} round skipped: {e:#}", now_rfc3339());
+        eprintln!(
+            "{} round skipped: {}",
+            now_rfc3339(),
+            causes::line(e.as_ref())
+        );
         let mut m = metrics
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -130,18 +134,14 @@ async fn round(
         Ok(s) => s,
         Err(e) => return skipped(e),
     };
-    let mut results = run::verify_all(
-        fleet,
-        refs,
-        common,
-        &state,
-        ima,
-        opts.allow_insecure_tls,
-        opts.parallel,
-    )
-    .await;
+    let mut results =
+        run::verify_all(fleet, refs, common, &state, ima, &opts.trust, opts.parallel).await;
     if let Err(e) = run::record(&lock, &mut state, &mut results) {
-        eprintln!("{} recording enrolments: {e:#}", now_rfc3339());
+        eprintln!(
+            "{} recording enrolments: {}",
+            now_rfc3339(),
+            causes::line(e.as_ref())
+        );
     }
     Some(results.into_iter().map(|(r, _)| r).collect())
 }
