@@ -455,18 +455,20 @@ fn azure_hardware(
                 ),
             }));
         }
-        (Some(wanted), None) => return Err(AttesterError::Tee(TeeSetupError::Unavailable {
-            kind: tee::azure_kind(wanted),
-            why: match tcti {
-                Some(tcti) => format!(
+        (Some(wanted), None) => {
+            return Err(AttesterError::Tee(TeeSetupError::Unavailable {
+                kind: tee::azure_kind(wanted),
+                why: match tcti {
+                    Some(tcti) => format!(
                     "the TPM {tcti} has no NV index 0x01400001: is this an Azure confidential VM?"
                 ),
-                None => {
-                    "no TPM (attestation.tpm): the HCL report is read from the paravisor's vTPM"
-                        .into()
-                }
-            },
-        })),
+                    None => {
+                        "no TPM (attestation.tpm): the HCL report is read from the paravisor's vTPM"
+                            .into()
+                    }
+                },
+            }))
+        }
     };
     if let Some(h) = config
         .ak_handle
