@@ -8,6 +8,8 @@
 pub mod collateral;
 pub mod evidence;
 pub mod haproxy;
+#[cfg(feature = "paravisor")]
+pub mod paravisor;
 pub mod ports;
 pub mod process;
 pub mod require;
