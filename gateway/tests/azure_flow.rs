@@ -8,6 +8,9 @@
 //! persisted HCL AK at 0x81000003 and qualifying data SHA-256(report_data), and fetches
 //! the VCEK from the THIM stand-in into the evidence.
 //!
+//! On TDX the same runs with a stand-in TD report, a quote-service stand-in (IMDS
+//! `/acc/tdquote`) and a PCS stand-in for the quote's collateral.
+//!
 //! What is not: the SEV-SNP report in the HCL report is signed by the stand-in's VCEK,
 //! not an AMD chip. So the verifier's chain check must refuse it at AMD's pinned root,
 //! and this test asserts exactly that failure; every link after the hardware signature
@@ -30,7 +33,7 @@ use attest::tpm::quote::{self, AkPublic};
 use attest::verify::{self, names, Expectations, TeeOptions};
 use common::*;
 use testkit::collateral::{thim_routes, StandIn, IMDS_HEADER, THIM_PATH};
-use testkit::paravisor::{self, HclMaker, ParavisorStandIn};
+use testkit::paravisor::{self, HclMaker, ParavisorStandIn, TdQuoteStandIn};
 use testkit::swtpm::Swtpm;
 
 fn tools() -> bool {
@@ -273,4 +276,97 @@ fn a_paravisor_that_does_not_refresh_the_report_fails_the_call_clearly() {
     // The log names the cause; the caller is told only which part failed.
     gw.wait_for_log("still carries user-data");
     gw.wait_for_log("the paravisor did not refresh it");
+}
+
+/// Azure TDX: the paravisor stand-in holds a stand-in TD report; verigated asks the
+/// quote-service stand-in (`TdQuoteStandIn`, IMDS `/acc/tdquote`) for its quote and a PCS
+/// stand-in for the quote's collateral. The "quote" is the recorded real one with its
+/// REPORTDATA made the TD report's, so the link verigated checks holds and the verifier
+/// must refuse the quote's signature, which is what this test asserts after checking
+/// every later link.
+#[test]
+fn azure_tdx_evidence_carries_the_td_quote_from_imds_and_its_collateral() {
+    if !tools() {
+        return;
+    }
+    let Some(tdx) = testkit::evidence::dir("tdx") else {
+        return;
+    };
+    let recorded = std::fs::read(tdx.join("tdx_quote")).expect("quote");
+    let collateral = std::fs::read(tdx.join("tdx_quote_collateral.json")).expect("collateral");
+    let pcs = StandIn::start(
+        "pcs-stand-in",
+        testkit::collateral::pcs_routes(&collateral, "B0C06F000000", "platform").expect("routes"),
+    )
+    .expect("PCS stand-in");
+    let tdquote = TdQuoteStandIn::start(recorded).expect("quote service stand-in");
+    let tpm = Swtpm::start().expect("swtpm");
+    let maker =
+        Arc::new(paravisor::provision_as(&tpm, HardwareKind::Tdx).expect("paravisor stand-in"));
+    let para = ParavisorStandIn::start(&tpm, maker.clone()).expect("paravisor stand-in");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("ima.log"), b"").expect("IMA log");
+    let attestation = format!(
+        "tee = \"azure-tdx\"\ntpm = \"{}\"\nima_log = \"{}\"\nazure_imds_url = \"{}\"\npccs_url = \"{}\"\n",
+        para.tcti(),
+        dir.path().join("ima.log").display(),
+        tdquote.url(),
+        pcs.url()
+    );
+    let gw = Gateway::start_with_attestation(dir.path(), "", "", &[], &attestation);
+    let nonce = Nonce([0x4e; 32]);
+    let (status, body) = gw.get(&format!("/v1/attestation?nonce={}", nonce.to_hex()));
+    assert_eq!(status, "HTTP/1.1 200 OK", "{body}\n{}", gw.log());
+    let evidence = Evidence::from_json(body.as_bytes()).expect("evidence");
+    let TeeEvidence::AzureTdx {
+        hcl_report,
+        td_quote,
+        collateral: Some(_),
+    } = &evidence.tee
+    else {
+        panic!("not azure-tdx with collateral: {:?}", evidence.tee);
+    };
+    let report = azure::parse_expecting(&hcl_report.0, HardwareKind::Tdx).expect("HCL");
+    assert_eq!(tdquote.asked(), vec![report.hardware_report.clone()]);
+    azure::check_td_quote_link(&report, &td_quote.0).expect("the quote is for the TD report");
+    let runtime = azure::check_runtime(&report, &report.report_data().expect("REPORTDATA"))
+        .expect("REPORTDATA holds SHA-256 of the runtime data");
+    let tpm_evidence = evidence.tpm.as_ref().expect("a quote");
+    let expected = evidence
+        .freshness(&nonce)
+        .expect("inclusion proof")
+        .report_data(
+            &evidence.manifest.digest(),
+            &binding::ak_digest(Some(&tpm_evidence.ak_public.0)),
+        );
+    assert_eq!(runtime.user_data, expected);
+    quote::verify(
+        &tpm_evidence.ak_public.0,
+        &tpm_evidence.quote.0,
+        &tpm_evidence.signature.0,
+        &tpm_evidence.pcrs,
+        &binding::tpm_qualifying(&expected),
+    )
+    .expect("the TPM quote binds report_data");
+    assert!(AkPublic::from_tpmt(&tpm_evidence.ak_public.0)
+        .expect("AK")
+        .is_rsa_key(&runtime.ak_pub));
+
+    // Inside the recorded collateral's window; the stand-in quote's signature fails.
+    let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_751_328_000);
+    let e = verify::verify_tee(
+        &evidence.tee,
+        &TeeOptions {
+            snp_certs: None,
+            tdx_collateral: None,
+            allowed_tdx_tcb_statuses: &[],
+            at,
+        },
+    )
+    .expect_err("a quote with a replaced REPORTDATA must not verify");
+    assert!(
+        matches!(e, verify::TeeError::Azure(azure::AzureError::Tdx(_))),
+        "{e}"
+    );
+    assert!(e.to_string().contains("signature is invalid"), "{e}");
 }

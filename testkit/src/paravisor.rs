@@ -12,7 +12,13 @@
 //!   succeeds, it makes a new HCL report carrying the written bytes as `user-data` and
 //!   writes it into 0x01400001 before the guest sees the answer, as the paravisor does.
 //!
-//! What cannot be real: the SEV-SNP report inside the HCL report is signed by a
+//! - [`TdQuoteStandIn`] plays Azure's quote service (`POST /acc/tdquote` on IMDS) for a
+//!   TDX VM.
+//!
+//! What cannot be real: on TDX, the TD report is a stand-in (only its REPORTDATA means
+//! anything) and its "quote" is a recorded real TD quote whose REPORTDATA is overwritten
+//! with the TD report's, so its signature no longer holds (a verifier refuses it there).
+//! On SEV-SNP, the report inside the HCL report is signed by a
 //! **stand-in VCEK**, a P-384 key made here with a self-signed certificate named `SEV-VCEK`,
 //! not by an AMD chip; a verifier refuses it at the chain to AMD's pinned root, and tests
 //! assert exactly that. Real HCL reports (`shared/evidence/azure`) prove the chain.
@@ -28,6 +34,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
+use attest::tee::azure::hcl::HardwareKind;
 use attest::tee::azure::HCL_AK_HANDLE;
 use attest::tpm::collect::Tpm;
 use attest::tpm::nv::{AZURE_HCL_REPORT_INDEX, AZURE_USER_DATA_INDEX};
@@ -54,6 +61,7 @@ const NV_CHUNK: usize = 512;
 
 /// Makes HCL reports as the paravisor would, signed by the stand-in VCEK.
 pub struct HclMaker {
+    hardware: HardwareKind,
     vcek_key: p384::ecdsa::SigningKey,
     /// The stand-in VCEK's self-signed certificate (CN `SEV-VCEK`), PEM: what a THIM
     /// stand-in serves for this "chip".
@@ -87,8 +95,18 @@ impl HclMaker {
         }
         let mut report_data = [0u8; 64];
         report_data[..32].copy_from_slice(&sha2::Sha256::digest(&runtime));
-        out.extend_from_slice(&self.snp_report(&report_data));
-        for v in [data_size, 1, 2, 1, json_len] {
+        let report_type = match self.hardware {
+            HardwareKind::SevSnp => {
+                out.extend_from_slice(&self.snp_report(&report_data));
+                2
+            }
+            HardwareKind::Tdx => {
+                out.extend_from_slice(&td_report(&report_data));
+                out.extend_from_slice(&[0; 1184 - 1024]);
+                4
+            }
+        };
+        for v in [data_size, 1, report_type, 1, json_len] {
             out.extend_from_slice(&v.to_le_bytes());
         }
         out.extend_from_slice(&runtime);
@@ -127,6 +145,15 @@ impl HclMaker {
     }
 }
 
+/// A TD report (1024 bytes) with `report_data` as REPORTDATA (offset 128). The TDX module
+/// MACs a real one for this CPU; nothing checks the stand-in's other bytes, which are a
+/// fixed pattern.
+fn td_report(report_data: &[u8; 64]) -> Vec<u8> {
+    let mut r = vec![0x7d; 1024];
+    r[128..192].copy_from_slice(report_data);
+    r
+}
+
 fn tpm2(tpm: &Swtpm, dir: &std::path::Path, args: &[&str]) -> anyhow::Result<()> {
     let out = Command::new(args[0])
         .args(&args[1..])
@@ -144,9 +171,16 @@ fn tpm2(tpm: &Swtpm, dir: &std::path::Path, args: &[&str]) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Plays the paravisor at boot on `tpm` (see the module documentation); returns the
-/// maker of its HCL reports. Nothing may be connected to `tpm` meanwhile.
+/// Plays the paravisor of an SEV-SNP VM at boot on `tpm` (see the module
+/// documentation); returns the maker of its HCL reports. Nothing may be connected to
+/// `tpm` meanwhile.
 pub fn provision(tpm: &Swtpm) -> anyhow::Result<HclMaker> {
+    provision_as(tpm, HardwareKind::SevSnp)
+}
+
+/// [`provision`] for a VM on `hardware`: on TDX the HCL report holds a stand-in TD
+/// report, whose quote comes from [`TdQuoteStandIn`].
+pub fn provision_as(tpm: &Swtpm, hardware: HardwareKind) -> anyhow::Result<HclMaker> {
     let dir = tempfile::tempdir()?;
     tpm2(
         tpm,
@@ -188,6 +222,7 @@ pub fn provision(tpm: &Swtpm) -> anyhow::Result<HclMaker> {
     });
     let (vcek_key, vcek_pem) = stand_in_vcek()?;
     let maker = HclMaker {
+        hardware,
         vcek_key,
         vcek_pem,
         ak_public,
@@ -396,6 +431,108 @@ fn serve_commands(
         }
         client.write_all(&response)?;
     }
+}
+
+/// Offset of REPORTDATA in a TDX quote v4: the 48-byte header, then the TD report body
+/// up to REPORTDATA (TEE_TCB_SVN .. RTMR3, 520 bytes).
+pub const TD_QUOTE_REPORT_DATA_OFFSET: usize = 48 + 520;
+
+/// Azure's quote service as IMDS serves it, `POST /acc/tdquote` with
+/// `{"report": base64url(TD report)}` and `Metadata: true`, answered
+/// `{"quote": base64url(quote)}`. The quote is `recorded` (a real TD quote) with its
+/// REPORTDATA replaced by the TD report's: the link the Attester checks holds, the
+/// quote's signature does not. Every TD report asked for is recorded.
+pub struct TdQuoteStandIn {
+    server: crate::serve::Server,
+    asked: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+}
+
+impl TdQuoteStandIn {
+    /// Serves quotes made from `recorded` on a free loopback port.
+    pub fn start(recorded: Vec<u8>) -> anyhow::Result<TdQuoteStandIn> {
+        anyhow::ensure!(
+            recorded.len() >= TD_QUOTE_REPORT_DATA_OFFSET + 64,
+            "not a TD quote"
+        );
+        let recorded = Arc::new(recorded);
+        let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = asked.clone();
+        let server = crate::serve::Server::start("tdquote-stand-in", move |tcp| {
+            answer_td_quote(tcp, recorded.clone(), seen.clone())
+        })?;
+        Ok(TdQuoteStandIn { server, asked })
+    }
+
+    /// The base URL to configure as `azure_imds_url`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.server.addr())
+    }
+
+    /// The TD reports asked for so far.
+    pub fn asked(&self) -> Vec<Vec<u8>> {
+        self.asked.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+}
+
+async fn answer_td_quote(
+    mut tcp: tokio::net::TcpStream,
+    recorded: Arc<Vec<u8>>,
+    asked: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let (head_len, body_len) = loop {
+        match tcp.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            break (end + 4, length);
+        }
+    };
+    while got.len() < head_len + body_len {
+        match tcp.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    let head = String::from_utf8_lossy(&got[..head_len]).to_string();
+    let report = serde_json::from_slice::<serde_json::Value>(&got[head_len..head_len + body_len])
+        .ok()
+        .and_then(|j| j["report"].as_str().map(str::to_string))
+        .and_then(|r| URL_SAFE_NO_PAD.decode(r.trim_end_matches('=')).ok());
+    let (status, body) = match report {
+        Some(report)
+            if head.starts_with("POST /acc/tdquote ")
+                && head.lines().any(|l| l.trim_end() == "Metadata: true")
+                && report.len() == 1024 =>
+        {
+            let mut quote = recorded.to_vec();
+            quote[TD_QUOTE_REPORT_DATA_OFFSET..TD_QUOTE_REPORT_DATA_OFFSET + 64]
+                .copy_from_slice(&report[128..192]);
+            if let Ok(mut a) = asked.lock() {
+                a.push(report);
+            }
+            (
+                "200 OK",
+                serde_json::json!({ "quote": URL_SAFE_NO_PAD.encode(&quote) }).to_string(),
+            )
+        }
+        _ => ("400 Bad Request", r#"{"error":"bad request"}"#.to_string()),
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tcp.write_all(response.as_bytes()).await;
+    let _ = tcp.shutdown().await;
 }
 
 #[cfg(test)]
