@@ -223,20 +223,14 @@ fn auto_finds_azure_and_the_evidence_binds_the_nonce_up_to_the_stand_in_signatur
     assert_ne!(h2.0, hcl_report.0);
 }
 
-#[test]
-fn azure_tdx_asked_on_an_snp_paravisor_refuses_to_start_naming_the_kind() {
-    if !tools() {
-        return;
-    }
-    let vm = AzureVm::new();
-    let config = vm.dir.path().join("verigated.toml");
+/// Runs verigated with `attestation` in `dir`, expecting it to refuse to start; returns
+/// what it printed.
+fn refused_start(dir: &std::path::Path, attestation: &str) -> String {
+    let config = dir.join("verigated.toml");
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], testkit::ports::free_port()));
     std::fs::write(
         &config,
-        config_text(addr, vm.dir.path(), "", "").replace(
-            "tee = \"none\"\ntpm = \"none\"\n",
-            &vm.attestation("azure-tdx"),
-        ),
+        config_text(addr, dir, "", "").replace("tee = \"none\"\ntpm = \"none\"\n", attestation),
     )
     .expect("config");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_verigated"))
@@ -246,9 +240,80 @@ fn azure_tdx_asked_on_an_snp_paravisor_refuses_to_start_naming_the_kind() {
         .expect("run verigated");
     let text =
         String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "{text}");
+    assert!(!out.status.success(), "verigated started:\n{text}");
+    text
+}
+
+#[test]
+fn azure_tdx_asked_on_an_snp_paravisor_refuses_to_start_naming_the_kind() {
+    if !tools() {
+        return;
+    }
+    let vm = AzureVm::new();
+    let text = refused_start(vm.dir.path(), &vm.attestation("azure-tdx"));
     assert!(
         text.contains("holds a SEV-SNP report: set tee = \"azure-sev-snp\""),
+        "{text}"
+    );
+}
+
+#[test]
+fn another_key_at_the_hcl_ak_handle_refuses_to_start() {
+    if !tools() {
+        return;
+    }
+    let tpm = Swtpm::start().expect("swtpm");
+    paravisor::provision(&tpm).expect("provision");
+    // Someone replaced the paravisor's key: an RSA signing key of the owner hierarchy,
+    // not the one the HCL report names.
+    let work = tempfile::tempdir().expect("tempdir");
+    for args in [
+        &["tpm2_evictcontrol", "-C", "o", "-c", "0x81000003"][..],
+        &[
+            "tpm2_createprimary",
+            "-C",
+            "o",
+            "-G",
+            "rsa2048:rsassa-sha256:null",
+            "-a",
+            "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|restricted|sign|noda",
+            "-c",
+            "other.ctx",
+        ][..],
+        &[
+            "tpm2_evictcontrol",
+            "-C",
+            "o",
+            "-c",
+            "other.ctx",
+            "0x81000003",
+        ][..],
+        &["tpm2_flushcontext", "-t"][..],
+    ] {
+        let out = std::process::Command::new(args[0])
+            .args(&args[1..])
+            .env("TPM2TOOLS_TCTI", tpm.tcti())
+            .current_dir(work.path())
+            .output()
+            .expect("tpm2-tools");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("ima.log"), b"").expect("IMA log");
+    let text = refused_start(
+        dir.path(),
+        &format!(
+            "tee = \"auto\"\ntpm = \"{}\"\nima_log = \"{}\"\n",
+            tpm.tcti(),
+            dir.path().join("ima.log").display()
+        ),
+    );
+    assert!(
+        text.contains("the key at 0x81000003 (RSA 2048) is not the HCLAkPub of the HCL report"),
         "{text}"
     );
 }

@@ -205,6 +205,7 @@ impl Attester {
             #[cfg(feature = "tpm")]
             Some(hardware) => match &tpm {
                 Some(tpm) => {
+                    tpm.check_hcl_ak()?;
                     TeeBackend::azure(tpm.clone(), hardware, &config.collateral.azure_imds_url)
                 }
                 // azure_hardware found it through this TPM.

@@ -36,6 +36,18 @@ pub enum TpmError {
     /// The HCL report for the user-data could not be had from the paravisor's vTPM.
     #[error("Azure HCL report: {0}")]
     Hcl(#[from] HclCollectError),
+    /// The key at 0x81000003 is not the `HCLAkPub` the HCL report names: every quote
+    /// would fail `tpm quote` at the verifier.
+    #[error(
+        "the key at {handle:#010x} ({key}) is not the HCLAkPub of the HCL report in NV index \
+         0x01400001: quotes made with it would fail every verify; is another key persisted there?"
+    )]
+    NotHclAkPub {
+        /// The AK handle.
+        handle: u32,
+        /// What the key there is.
+        key: String,
+    },
     /// The quote was signed by another AK than the one bound in report_data.
     #[error(
         "the TPM signed with an attestation key other than the one at {handle:#010x} it reported"
@@ -163,6 +175,36 @@ impl TpmBackend {
             state.tpm = Some(tpm);
         }
         Ok(result?)
+    }
+
+    /// Checks at start that the AK is the `HCLAkPub` of the HCL report the paravisor
+    /// keeps now (read, not refreshed). Blocks.
+    pub fn check_hcl_ak(&self) -> Result<(), TpmError> {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let ak_public = state.ak_public.clone();
+        let Some(tpm) = state.tpm.as_mut() else {
+            return Ok(());
+        };
+        let bytes = tpm
+            .nv_read(attest::tpm::nv::AZURE_HCL_REPORT_INDEX)
+            .map_err(|e| TpmError::Hcl(e.into()))?;
+        let report = attest::tee::azure::hcl::parse(&bytes).map_err(|e| TpmError::Hcl(e.into()))?;
+        let runtime = attest::tee::azure::runtime::parse(&report.runtime_data)
+            .map_err(|e| TpmError::Hcl(e.into()))?;
+        let not_it = |key: String| TpmError::NotHclAkPub {
+            handle: self.ak_handle,
+            key,
+        };
+        let ak = attest::tpm::quote::AkPublic::from_tpmt(&ak_public)
+            .map_err(|e| not_it(e.to_string()))?;
+        if ak.is_rsa_key(&runtime.ak_pub) {
+            Ok(())
+        } else {
+            Err(not_it(ak.key.describe()))
+        }
     }
 
     /// Computes report_data for `fresh` (a nonce or a batch root) and `manifest_digest`
