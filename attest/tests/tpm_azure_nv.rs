@@ -23,18 +23,7 @@ use sha2::{Digest, Sha256};
 use testkit::swtpm::Swtpm;
 
 fn recorded_hcl_report() -> Option<Vec<u8>> {
-    let d = testkit::evidence::dir("azure")?;
-    let j: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(d.join("snp-vtpm-evidence.json")).expect("read"))
-            .expect("JSON");
-    Some(
-        j["report"]
-            .as_array()
-            .expect("list")
-            .iter()
-            .map(|b| u8::try_from(b.as_u64().expect("number")).expect("byte"))
-            .collect(),
-    )
+    Some(testkit::evidence::azure_snp()?.hcl_report)
 }
 
 /// libtpms's MAX_NV_INDEX_SIZE.

@@ -27,7 +27,7 @@ use std::time::SystemTime;
 use attest::binding::{self, Nonce};
 use attest::check::Verdict;
 use attest::evidence::{Evidence, TeeEvidence};
-use attest::tee::azure::{self, hcl::HardwareKind};
+use attest::tee::azure::{self, hcl::HardwareKind, hcl::HclReport};
 use attest::tee::snp::SnpError;
 use attest::tpm::quote::{self, AkPublic};
 use attest::verify::{self, names, Expectations, TeeOptions};
@@ -45,6 +45,21 @@ fn tools() -> bool {
             "tpm2_flushcontext",
         ],
         testkit::require::install::SWTPM,
+    )
+}
+
+/// A data dir holding an empty IMA log (PCR 10 of a fresh swtpm holds no extends either).
+fn data_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("ima.log"), b"").expect("IMA log");
+    dir
+}
+
+/// The `[attestation]` lines for `tee` on the TPM `tcti`, then `extra` lines.
+fn attestation(tee: &str, tcti: &str, dir: &std::path::Path, extra: &str) -> String {
+    format!(
+        "tee = \"{tee}\"\ntpm = \"{tcti}\"\nima_log = \"{}\"\n{extra}",
+        dir.join("ima.log").display()
     )
 }
 
@@ -69,8 +84,7 @@ impl AzureVm {
             Some(IMDS_HEADER),
         )
         .expect("THIM stand-in");
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("ima.log"), b"").expect("IMA log");
+        let dir = data_dir();
         AzureVm {
             maker,
             paravisor,
@@ -81,11 +95,11 @@ impl AzureVm {
     }
 
     fn attestation(&self, tee: &str) -> String {
-        format!(
-            "tee = \"{tee}\"\ntpm = \"{}\"\nima_log = \"{}\"\nazure_imds_url = \"{}\"\n",
-            self.paravisor.tcti(),
-            self.dir.path().join("ima.log").display(),
-            self.thim.url()
+        attestation(
+            tee,
+            &self.paravisor.tcti(),
+            self.dir.path(),
+            &format!("azure_imds_url = \"{}\"\n", self.thim.url()),
         )
     }
 
@@ -98,6 +112,39 @@ impl AzureVm {
         assert_eq!(status, "HTTP/1.1 200 OK", "{body}\n{}", gw.log());
         Evidence::from_json(body.as_bytes()).expect("evidence")
     }
+}
+
+/// Every link of the chain after the hardware report's signature, on `evidence` for
+/// `nonce` whose HCL report is `report`: its report_data holds SHA-256 of the runtime
+/// data; the runtime data's user-data is the binding of the nonce sent; the TPM quote (PCR
+/// 10 included) has extraData SHA-256(report_data) and comes from HCLAkPub.
+fn links_after_the_hardware_signature(evidence: &Evidence, report: &HclReport, nonce: Nonce) {
+    let runtime = azure::check_runtime(report, &report.report_data().expect("report_data"))
+        .expect("report_data holds SHA-256 of the runtime data");
+    let tpm = evidence.tpm.as_ref().expect("a quote");
+    let expected = evidence
+        .freshness(&nonce)
+        .expect("inclusion proof")
+        .report_data(
+            &evidence.manifest.digest(),
+            &binding::ak_digest(Some(&tpm.ak_public.0)),
+        );
+    assert_eq!(
+        runtime.user_data, expected,
+        "the user-data is the binding of the nonce sent"
+    );
+    quote::verify(
+        &tpm.ak_public.0,
+        &tpm.quote.0,
+        &tpm.signature.0,
+        &tpm.pcrs,
+        &binding::tpm_qualifying(&expected),
+    )
+    .expect("the quote's extraData is SHA-256(report_data)");
+    assert!(AkPublic::from_tpmt(&tpm.ak_public.0)
+        .expect("AK")
+        .is_rsa_key(&runtime.ak_pub));
+    assert!(tpm.pcrs.get(attest::hash::HashAlg::Sha256, 10).is_some());
 }
 
 #[test]
@@ -136,31 +183,7 @@ fn auto_finds_azure_and_the_evidence_binds_the_nonce_up_to_the_stand_in_signatur
 
     // Every link after the hardware signature, on the evidence as received.
     let report = azure::parse_expecting(&hcl_report.0, HardwareKind::SevSnp).expect("HCL");
-    let runtime = azure::check_runtime(&report, &report.report_data().expect("report_data"))
-        .expect("report_data holds SHA-256 of the runtime data");
-    let expected = evidence
-        .freshness(&nonce)
-        .expect("inclusion proof")
-        .report_data(
-            &evidence.manifest.digest(),
-            &binding::ak_digest(Some(&tpm.ak_public.0)),
-        );
-    assert_eq!(
-        runtime.user_data, expected,
-        "the user-data is the binding of the nonce sent"
-    );
-    quote::verify(
-        &tpm.ak_public.0,
-        &tpm.quote.0,
-        &tpm.signature.0,
-        &tpm.pcrs,
-        &binding::tpm_qualifying(&expected),
-    )
-    .expect("the quote's extraData is SHA-256(report_data)");
-    assert!(AkPublic::from_tpmt(&tpm.ak_public.0)
-        .expect("AK")
-        .is_rsa_key(&runtime.ak_pub));
-    assert!(tpm.pcrs.get(attest::hash::HashAlg::Sha256, 10).is_some());
+    links_after_the_hardware_signature(&evidence, &report, nonce);
 
     // The verifier stops exactly at the stand-in's signature: its VCEK does not chain to
     // AMD's pinned root.
@@ -302,15 +325,10 @@ fn another_key_at_the_hcl_ak_handle_refuses_to_start() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("ima.log"), b"").expect("IMA log");
+    let dir = data_dir();
     let text = refused_start(
         dir.path(),
-        &format!(
-            "tee = \"auto\"\ntpm = \"{}\"\nima_log = \"{}\"\n",
-            tpm.tcti(),
-            dir.path().join("ima.log").display()
-        ),
+        &attestation("auto", &tpm.tcti(), dir.path(), ""),
     );
     assert!(
         text.contains("the key at 0x81000003 (RSA 2048) is not the HCLAkPub of the HCL report"),
@@ -327,14 +345,14 @@ fn a_paravisor_that_does_not_refresh_the_report_fails_the_call_clearly() {
     // report, as a stuck paravisor would.
     let tpm = Swtpm::start().expect("swtpm");
     paravisor::provision(&tpm).expect("provision");
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("ima.log"), b"").expect("IMA log");
-    let attestation = format!(
-        "tee = \"azure-sev-snp\"\ntpm = \"{}\"\nima_log = \"{}\"\nazure_imds_url = \"http://127.0.0.1:9\"\n",
-        tpm.tcti(),
-        dir.path().join("ima.log").display()
+    let dir = data_dir();
+    let lines = attestation(
+        "azure-sev-snp",
+        &tpm.tcti(),
+        dir.path(),
+        "azure_imds_url = \"http://127.0.0.1:9\"\n",
     );
-    let gw = Gateway::start_with_attestation(dir.path(), "", "", &[], &attestation);
+    let gw = Gateway::start_with_attestation(dir.path(), "", "", &[], &lines);
     let (status, body) = gw.get(&format!("/v1/attestation?nonce={}", "ab".repeat(32)));
     assert_eq!(status, "HTTP/1.1 503 Service Unavailable", "{body}");
     assert!(body.contains("the TEE gave no report"), "{body}");
@@ -369,16 +387,18 @@ fn azure_tdx_evidence_carries_the_td_quote_from_imds_and_its_collateral() {
     let maker =
         Arc::new(paravisor::provision_as(&tpm, HardwareKind::Tdx).expect("paravisor stand-in"));
     let para = ParavisorStandIn::start(&tpm, maker.clone()).expect("paravisor stand-in");
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("ima.log"), b"").expect("IMA log");
-    let attestation = format!(
-        "tee = \"azure-tdx\"\ntpm = \"{}\"\nima_log = \"{}\"\nazure_imds_url = \"{}\"\npccs_url = \"{}\"\n",
-        para.tcti(),
-        dir.path().join("ima.log").display(),
-        tdquote.url(),
-        pcs.url()
+    let dir = data_dir();
+    let lines = attestation(
+        "azure-tdx",
+        &para.tcti(),
+        dir.path(),
+        &format!(
+            "azure_imds_url = \"{}\"\npccs_url = \"{}\"\n",
+            tdquote.url(),
+            pcs.url()
+        ),
     );
-    let gw = Gateway::start_with_attestation(dir.path(), "", "", &[], &attestation);
+    let gw = Gateway::start_with_attestation(dir.path(), "", "", &[], &lines);
     let nonce = Nonce([0x4e; 32]);
     let (status, body) = gw.get(&format!("/v1/attestation?nonce={}", nonce.to_hex()));
     assert_eq!(status, "HTTP/1.1 200 OK", "{body}\n{}", gw.log());
@@ -394,28 +414,7 @@ fn azure_tdx_evidence_carries_the_td_quote_from_imds_and_its_collateral() {
     let report = azure::parse_expecting(&hcl_report.0, HardwareKind::Tdx).expect("HCL");
     assert_eq!(tdquote.asked(), vec![report.hardware_report.clone()]);
     azure::check_td_quote_link(&report, &td_quote.0).expect("the quote is for the TD report");
-    let runtime = azure::check_runtime(&report, &report.report_data().expect("REPORTDATA"))
-        .expect("REPORTDATA holds SHA-256 of the runtime data");
-    let tpm_evidence = evidence.tpm.as_ref().expect("a quote");
-    let expected = evidence
-        .freshness(&nonce)
-        .expect("inclusion proof")
-        .report_data(
-            &evidence.manifest.digest(),
-            &binding::ak_digest(Some(&tpm_evidence.ak_public.0)),
-        );
-    assert_eq!(runtime.user_data, expected);
-    quote::verify(
-        &tpm_evidence.ak_public.0,
-        &tpm_evidence.quote.0,
-        &tpm_evidence.signature.0,
-        &tpm_evidence.pcrs,
-        &binding::tpm_qualifying(&expected),
-    )
-    .expect("the TPM quote binds report_data");
-    assert!(AkPublic::from_tpmt(&tpm_evidence.ak_public.0)
-        .expect("AK")
-        .is_rsa_key(&runtime.ak_pub));
+    links_after_the_hardware_signature(&evidence, &report, nonce);
 
     // Inside the recorded collateral's window; the stand-in quote's signature fails.
     let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_751_328_000);

@@ -33,23 +33,12 @@ fn collateral_from(thim: &StandIn, data_dir: &std::path::Path) -> Arc<Collateral
     ))
 }
 
-fn bytes(v: &serde_json::Value) -> Vec<u8> {
-    v.as_array()
-        .expect("list")
-        .iter()
-        .map(|b| u8::try_from(b.as_u64().expect("number")).expect("byte"))
-        .collect()
-}
-
 /// The recorded Azure evidence: the HCL report and its chip's VCEK (PEM).
 fn recorded_azure() -> Option<(Vec<u8>, String)> {
-    let d = testkit::evidence::dir("azure")?;
-    let j: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(d.join("snp-vtpm-evidence.json")).expect("read"))
-            .expect("JSON");
+    let r = testkit::evidence::azure_snp()?;
     Some((
-        bytes(&j["report"]),
-        j["vcek"].as_str().expect("PEM").to_string(),
+        r.hcl_report,
+        String::from_utf8(r.vcek_pem).expect("PEM is text"),
     ))
 }
 
