@@ -451,6 +451,30 @@ mod tests {
     }
 
     #[test]
+    fn azure_kinds_are_chosen_by_the_attester_never_here() {
+        // select_at has no TPM to read the HCL report from: the Attester chooses Azure
+        // (see attestation::azure_hardware); reaching here means a build without `tpm`.
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("no-tsm");
+        for (kind, name) in [
+            (TeeKind::AzureSevSnp, "azure-sev-snp"),
+            (TeeKind::AzureTdx, "azure-tdx"),
+        ] {
+            let e = TeeBackend::select_at(kind, dir.path(), None, &missing).unwrap_err();
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("attestation.tee = \"{name}\": the HCL report")),
+                "{e}"
+            );
+            let hw = azure_hardware(kind).unwrap();
+            assert_eq!(azure_kind(hw), name);
+        }
+        for kind in [TeeKind::Auto, TeeKind::SevSnp, TeeKind::Tdx, TeeKind::None] {
+            assert_eq!(azure_hardware(kind), None);
+        }
+    }
+
+    #[test]
     fn simulated_measurement_is_the_executable_unless_configured() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("no-tsm");
