@@ -38,7 +38,9 @@ use std::sync::Arc;
 
 use attest::batch::{Batch, Hash};
 use attest::binding::{ak_digest, Freshness, Nonce};
-use attest::evidence::{Base64, Evidence, TpmEvidence};
+#[cfg(feature = "tpm")]
+use attest::evidence::Base64;
+use attest::evidence::{Evidence, TpmEvidence};
 use hyper::body::Bytes;
 
 use crate::config::{AttestationConfig, TeeKind};
