@@ -221,8 +221,13 @@ impl Attester {
             )?,
         };
         if let Some(warning) = tee.warning() {
+            let azure_index = if tcti.is_some() {
+                "no Azure HCL report in TPM NV index 0x01400001"
+            } else {
+                "no TPM to look for an Azure HCL report in (attestation.tpm)"
+            };
             tracing::warn!(
-                "{warning} (no Azure HCL report in TPM NV index 0x01400001, no configfs-tsm at {}, no {}): \
+                "{warning} ({azure_index}, no configfs-tsm at {}, no {}): \
                  attestations carry no TEE report and every verify fails; set attestation.tee to the TEE this VM has",
                 config.collateral.tsm_report_root.display(),
                 tee::SEV_GUEST_DEVICE
