@@ -19,26 +19,14 @@ struct Snp {
     pcr0: Vec<u8>,
 }
 
-fn bytes(v: &serde_json::Value) -> Vec<u8> {
-    v.as_array()
-        .expect("a list of byte values")
-        .iter()
-        .map(|b| u8::try_from(b.as_u64().expect("a number")).expect("a byte"))
-        .collect()
-}
-
 fn snp() -> Option<Snp> {
-    let d = testkit::evidence::dir("azure")?;
-    let json: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(d.join("snp-vtpm-evidence.json")).expect("evidence readable"),
-    )
-    .expect("evidence is JSON");
+    let r = testkit::evidence::azure_snp()?;
     Some(Snp {
-        report: bytes(&json["report"]),
-        vcek: json["vcek"].as_str().expect("vcek PEM").as_bytes().to_vec(),
-        message: bytes(&json["quote"]["message"]),
-        signature: bytes(&json["quote"]["signature"]),
-        pcr0: bytes(&json["quote"]["pcrs"][0]),
+        report: r.hcl_report,
+        vcek: r.vcek_pem,
+        message: r.quote_message,
+        signature: r.quote_signature,
+        pcr0: r.pcrs.first().expect("PCR 0").clone(),
     })
 }
 

@@ -18,22 +18,12 @@ use attest::tee::azure::hcl::{self, HardwareKind};
 use attest::tpm::collect::Tpm;
 use attest::tpm::nv::{AZURE_AK_HANDLE, AZURE_HCL_REPORT_INDEX, AZURE_USER_DATA_INDEX};
 use attest::tpm::quote;
+use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use testkit::swtpm::Swtpm;
 
 fn recorded_hcl_report() -> Option<Vec<u8>> {
-    let d = testkit::evidence::dir("azure")?;
-    let j: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(d.join("snp-vtpm-evidence.json")).expect("read"))
-            .expect("JSON");
-    Some(
-        j["report"]
-            .as_array()
-            .expect("list")
-            .iter()
-            .map(|b| u8::try_from(b.as_u64().expect("number")).expect("byte"))
-            .collect(),
-    )
+    Some(testkit::evidence::azure_snp()?.hcl_report)
 }
 
 /// libtpms's MAX_NV_INDEX_SIZE.
@@ -92,4 +82,111 @@ fn the_guest_writes_user_data_reads_the_hcl_report_and_quotes_with_the_azure_ak(
     assert_eq!(q.ak_public, ak_public);
     quote::verify(&ak_public, &q.attest, &q.signature, &q.pcrs, &qualifying)
         .expect("the quote verifies under the AK at 0x81000003");
+}
+
+/// The guest side alone, on an swtpm that plays no paravisor: the user-data index is
+/// defined by the guest when missing, and a report that never carries the user-data, a
+/// garbage index and a missing AK are errors that say so (nothing is created at
+/// 0x81000003).
+#[test]
+fn without_a_paravisor_the_hcl_report_is_refused_naming_why() {
+    if !testkit::require_programs(&["swtpm"], testkit::require::install::SWTPM) {
+        return;
+    }
+    let sw = Swtpm::start().expect("swtpm starts");
+    let mut tpm = Tpm::open(&sw.tcti()).expect("TPM opens");
+    assert_eq!(
+        tpm.azure_hardware().expect("probe"),
+        None,
+        "no index: not Azure"
+    );
+    let e = tpm
+        .existing_attestation_key(AZURE_AK_HANDLE, "the paravisor's")
+        .expect_err("nothing at 0x81000003");
+    assert!(
+        e.to_string()
+            .contains("no key at persistent handle 0x81000003"),
+        "{e}"
+    );
+    assert!(
+        !tpm.nv_exists(AZURE_AK_HANDLE).expect("capability"),
+        "not created"
+    );
+
+    // An index of garbage: found, and refused as not an HCL report.
+    tpm.nv_define(AZURE_HCL_REPORT_INDEX, 64).expect("define");
+    tpm.nv_write(AZURE_HCL_REPORT_INDEX, &[0xee; 64])
+        .expect("write garbage");
+    assert!(matches!(
+        tpm.azure_hardware(),
+        Err(attest::tpm::nv::HclCollectError::Hcl(
+            hcl::HclError::NotHcl { .. }
+        ))
+    ));
+    let e = tpm.azure_hcl_report(&[1; 64]).expect_err("garbage");
+    assert!(e.to_string().contains("not an HCL report"), "{e}");
+    assert!(
+        tpm.nv_exists(AZURE_USER_DATA_INDEX).expect("capability"),
+        "the guest defined the user-data index, as Azure's tooling does"
+    );
+    assert_eq!(tpm.nv_read(AZURE_USER_DATA_INDEX).expect("read"), [1; 64]);
+}
+
+/// An HCL report that nobody refreshes keeps its user-data: after the reads, the guest
+/// refuses it. (The recorded report does not fit libtpms's index whole, so the stuck
+/// report is one made for the test.)
+#[test]
+fn a_report_that_keeps_its_user_data_is_refused_after_the_reads() {
+    if !testkit::require_programs(&["swtpm"], testkit::require::install::SWTPM) {
+        return;
+    }
+    let sw = Swtpm::start().expect("swtpm starts");
+    let mut tpm = Tpm::open(&sw.tcti()).expect("TPM opens");
+    let stuck = minimal_hcl_report(&[0; 64]);
+    tpm.nv_define(AZURE_HCL_REPORT_INDEX, stuck.len())
+        .expect("define");
+    tpm.nv_write(AZURE_HCL_REPORT_INDEX, &stuck).expect("write");
+    assert_eq!(
+        tpm.azure_hardware().expect("probe"),
+        Some(HardwareKind::SevSnp)
+    );
+    let e = tpm.azure_hcl_report(&[9; 64]).expect_err("stuck");
+    match &e {
+        attest::tpm::nv::HclCollectError::UserDataNotApplied {
+            wrote,
+            got,
+            attempts,
+        } => {
+            assert_eq!(wrote, &"09".repeat(64));
+            assert_eq!(got, &"00".repeat(64));
+            assert_eq!(*attempts, attest::tpm::nv::HCL_READ_ATTEMPTS);
+        }
+        other => panic!("{other}"),
+    }
+    assert!(
+        e.to_string().contains("the paravisor did not refresh it"),
+        "{e}"
+    );
+}
+
+/// An HCL report (SEV-SNP, unsigned: only its layout and runtime data matter here) whose
+/// runtime data names a made-up RSA key and carries `user_data`.
+fn minimal_hcl_report(user_data: &[u8; 64]) -> Vec<u8> {
+    let n = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([0xc5u8; 256]);
+    let json = format!(
+        r#"{{"keys":[{{"kid":"HCLAkPub","kty":"RSA","e":"AQAB","n":"{n}"}}],"user-data":"{}"}}"#,
+        hex::encode_upper(user_data)
+    )
+    .into_bytes();
+    let len = u32::try_from(json.len()).expect("small");
+    let mut out = b"HCLA".to_vec();
+    for v in [2u32, 1216 + 20 + len, 2, 0, 0, 0, 0] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out.extend_from_slice(&[0; 1184]);
+    for v in [20 + len, 1, 2, 1, len] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out.extend_from_slice(&json);
+    out
 }

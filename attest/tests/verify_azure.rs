@@ -22,30 +22,14 @@ struct Recorded {
     pcrs: Vec<Vec<u8>>,
 }
 
-fn bytes(v: &serde_json::Value) -> Vec<u8> {
-    v.as_array()
-        .expect("list")
-        .iter()
-        .map(|b| u8::try_from(b.as_u64().expect("number")).expect("byte"))
-        .collect()
-}
-
 fn recorded() -> Option<Recorded> {
-    let d = testkit::evidence::dir("azure")?;
-    let j: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(d.join("snp-vtpm-evidence.json")).expect("read"))
-            .expect("JSON");
+    let r = testkit::evidence::azure_snp()?;
     Some(Recorded {
-        report: bytes(&j["report"]),
-        vcek: j["vcek"].as_str().expect("PEM").as_bytes().to_vec(),
-        message: bytes(&j["quote"]["message"]),
-        signature: bytes(&j["quote"]["signature"]),
-        pcrs: j["quote"]["pcrs"]
-            .as_array()
-            .expect("pcrs")
-            .iter()
-            .map(bytes)
-            .collect(),
+        report: r.hcl_report,
+        vcek: r.vcek_pem,
+        message: r.quote_message,
+        signature: r.quote_signature,
+        pcrs: r.pcrs,
     })
 }
 

@@ -107,14 +107,21 @@ pub struct RouteConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum TeeKind {
-    /// configfs-tsm when the kernel offers it, else `/dev/sev-guest` (with the `snp`
-    /// build), else no TEE; never the simulated one.
+    /// Azure's HCL report when the TPM has NV index 0x01400001, else configfs-tsm when
+    /// the kernel offers it, else `/dev/sev-guest` (with the `snp` build), else no TEE;
+    /// never the simulated one.
     #[default]
     Auto,
     /// AMD SEV-SNP (`sev-snp`).
     SevSnp,
     /// Intel TDX.
     Tdx,
+    /// An Azure confidential VM on SEV-SNP: the HCL report of the paravisor's vTPM
+    /// (`azure-sev-snp`).
+    AzureSevSnp,
+    /// An Azure confidential VM on TDX: the HCL report, and the TD quote from Azure's
+    /// instance metadata service (`azure-tdx`).
+    AzureTdx,
     /// A software stand-in for tests, which proves nothing; only when asked for.
     Simulated,
     /// No TEE: the evidence says `kind: none`.
@@ -185,6 +192,7 @@ struct RawAttestation {
     pccs_url: Option<String>,
     collateral_refresh: Option<RawDuration>,
     tsm_report_root: Option<PathBuf>,
+    azure_imds_url: Option<String>,
     #[serde(default)]
     batch_max_size: Option<i64>,
     #[serde(default)]
@@ -205,6 +213,7 @@ impl Default for RawAttestation {
             pccs_url: None,
             collateral_refresh: None,
             tsm_report_root: None,
+            azure_imds_url: None,
             batch_max_size: None,
             batch_max_waiting: None,
         }
@@ -967,6 +976,24 @@ fn validate_attestation(
             None
         }
     });
+    use attest::tee::azure::HCL_AK_HANDLE as AZURE_AK_HANDLE;
+    let azure = matches!(raw.tee, TeeKind::AzureSevSnp | TeeKind::AzureTdx);
+    if let Some(h) = ak_handle.filter(|&h| azure && h != AZURE_AK_HANDLE) {
+        problem(
+            "attestation.ak_handle",
+            format!(
+                "on Azure the quote must come from the paravisor's HCL AK at {AZURE_AK_HANDLE:#010x}, \
+                 the key the HCL report vouches for, got {h:#010x}: remove ak_handle"
+            ),
+        );
+    }
+    if azure && raw.tpm.trim() == "none" {
+        problem(
+            "attestation.tpm",
+            "\"none\", but on Azure the HCL report is read from the paravisor's vTPM: set tpm = \"auto\""
+                .into(),
+        );
+    }
     let mut pcrs = Vec::new();
     if raw.pcrs.is_empty() {
         problem(
@@ -1041,6 +1068,7 @@ fn validate_attestation(
             pccs_url: raw.pccs_url,
             collateral_refresh: raw.collateral_refresh,
             tsm_report_root: raw.tsm_report_root,
+            azure_imds_url: raw.azure_imds_url,
         },
         problem,
     );
@@ -1304,6 +1332,41 @@ mod tests {
             "{p}"
         );
         assert!(p.contains("attestation.pcrs: empty"), "{p}");
+    }
+
+    #[test]
+    fn azure_kinds_parse_and_keep_the_paravisor_ak() {
+        for (text, kind) in [
+            ("azure-sev-snp", TeeKind::AzureSevSnp),
+            ("azure-tdx", TeeKind::AzureTdx),
+        ] {
+            let c = parse(&format!(
+                "{HEAD}[attestation]\ntee=\"{text}\"\nazure_imds_url=\"http://127.0.0.1:9\"\n"
+            ))
+            .unwrap();
+            assert_eq!(c.attestation.tee, kind);
+            assert_eq!(
+                c.attestation.collateral.azure_imds_url,
+                "http://127.0.0.1:9"
+            );
+        }
+        let ok = parse(&format!(
+            "{HEAD}[attestation]\ntee=\"azure-tdx\"\nak_handle=0x81000003\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            ok.attestation.ak_handle,
+            Some(attest::tee::azure::HCL_AK_HANDLE)
+        );
+        let p = problems(&format!(
+            "{HEAD}[attestation]\ntee=\"azure-sev-snp\"\ntpm=\"none\"\nak_handle=0x81010100\n"
+        ))
+        .join("\n");
+        assert!(
+            p.contains("attestation.ak_handle: on Azure the quote must come from the paravisor's HCL AK at 0x81000003"),
+            "{p}"
+        );
+        assert!(p.contains("attestation.tpm: \"none\", but on Azure"), "{p}");
     }
 
     #[test]

@@ -25,6 +25,15 @@ fn auto_without_a_tee_warns_in_the_log_healthz_and_evidence() {
     let gw = Gateway::start_with_tee(dir.path(), "", "", &[], "auto");
     gw.wait_for_log("verigated found no TEE: tee = auto");
     assert!(gw.log().contains("WARN"), "{}", gw.log());
+    // The warning says where it looked: Azure's TPM index (no TPM here), configfs-tsm,
+    // /dev/sev-guest.
+    for looked in [
+        "no TPM to look for an Azure HCL report in",
+        "no configfs-tsm at /sys/kernel/config/tsm/report",
+        "no /dev/sev-guest",
+    ] {
+        assert!(gw.log().contains(looked), "{looked}: {}", gw.log());
+    }
 
     let (status, body) = gw.get("/healthz");
     assert_eq!(status, "HTTP/1.1 200 OK");

@@ -1,6 +1,6 @@
 //! Stand-ins for the collateral services verigated asks, which cannot be reached from a
-//! test: Intel's PCS (v4 API, served as a PCCS, which also serves the root CA CRL) and
-//! AMD's KDS. Each is a real HTTP/1.1 server on a loopback port serving recorded
+//! test: Intel's PCS (v4 API, served as a PCCS, which also serves the root CA CRL), AMD's
+//! KDS, and Azure's instance metadata service's certification endpoint (THIM). Each is a real HTTP/1.1 server on a loopback port serving recorded
 //! responses from `shared/evidence` at the paths and with the headers of the real
 //! service (the issuer chains percent-encoded in their response headers); any other
 //! path is a 404. Every request path is recorded, so a test sees what was asked.
@@ -31,6 +31,7 @@ async fn answer(
     mut tcp: tokio::net::TcpStream,
     routes: Arc<HashMap<String, Recorded>>,
     requests: Arc<Mutex<Vec<String>>>,
+    required_header: Option<&'static str>,
 ) {
     let mut head = Vec::new();
     let mut buf = [0u8; 4096];
@@ -45,6 +46,20 @@ async fn answer(
     let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
     if let Ok(mut r) = requests.lock() {
         r.push(path.to_string());
+    }
+    // IMDS refuses a request without `Metadata: true` (so that a forwarded request from
+    // outside the VM cannot reach it), with 400 and this body.
+    let has_header = |h: &str| text.lines().any(|l| l.trim_end().eq_ignore_ascii_case(h));
+    if let Some(h) = required_header.filter(|h| !has_header(h)) {
+        let body =
+            format!(r#"{{"error":"Bad request. Required metadata header not specified ({h})"}}"#);
+        let response = format!(
+            "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = tcp.write_all(response.as_bytes()).await;
+        let _ = tcp.shutdown().await;
+        return;
     }
     let response = match routes.get(path).filter(|_| method == "GET") {
         Some(rec) => {
@@ -71,10 +86,22 @@ async fn answer(
 impl StandIn {
     /// Serves `routes` (path with query → response) on a free loopback port.
     pub fn start(name: &str, routes: HashMap<String, Recorded>) -> std::io::Result<StandIn> {
+        StandIn::start_requiring(name, routes, None)
+    }
+
+    /// [`StandIn::start`] for a service that answers 400 to a request without the header
+    /// line `required_header` (IMDS: `Metadata: true`).
+    pub fn start_requiring(
+        name: &str,
+        routes: HashMap<String, Recorded>,
+        required_header: Option<&'static str>,
+    ) -> std::io::Result<StandIn> {
         let routes = Arc::new(routes);
         let requests = Arc::new(Mutex::new(Vec::new()));
         let seen = requests.clone();
-        let server = Server::start(name, move |tcp| answer(tcp, routes.clone(), seen.clone()))?;
+        let server = Server::start(name, move |tcp| {
+            answer(tcp, routes.clone(), seen.clone(), required_header)
+        })?;
         Ok(StandIn { server, requests })
     }
 
@@ -188,6 +215,38 @@ pub fn kds_routes(
         Recorded {
             headers: vec![("Content-Type".into(), "application/x-pem-file".into())],
             body: ask_ark_pem.to_vec(),
+        },
+    );
+    routes
+}
+
+/// The header line IMDS requires on every request.
+pub const IMDS_HEADER: &str = "Metadata: true";
+/// The path of Azure's certification endpoint (THIM) on IMDS.
+pub const THIM_PATH: &str = "/metadata/THIM/amd/certification";
+
+/// The THIM answer for one VCEK: JSON with the field names Azure documents for
+/// `GET /metadata/THIM/amd/certification` (`vcekCert` and `certificateChain` as PEM,
+/// `tcbm` the TCB the VCEK is for, `cacheControl` in seconds). No recording of a THIM
+/// answer exists in `shared/evidence`, so this shape is taken from Azure's documentation
+/// and its public clients; the certificates in it are the recorded ones.
+pub fn thim_routes(vcek_pem: &str, chain_pem: &str, tcbm: &str) -> HashMap<String, Recorded> {
+    let body = serde_json::json!({
+        "vcekCert": vcek_pem,
+        "tcbm": tcbm,
+        "certificateChain": chain_pem,
+        "cacheControl": "86400",
+    })
+    .to_string();
+    let mut routes = HashMap::new();
+    routes.insert(
+        THIM_PATH.to_string(),
+        Recorded {
+            headers: vec![(
+                "Content-Type".into(),
+                "application/json; charset=utf-8".into(),
+            )],
+            body: body.into_bytes(),
         },
     );
     routes

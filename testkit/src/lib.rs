@@ -9,6 +9,8 @@ pub mod collateral;
 pub mod evidence;
 pub mod haproxy;
 pub mod luks;
+#[cfg(feature = "paravisor")]
+pub mod paravisor;
 pub mod ports;
 pub mod process;
 pub mod require;

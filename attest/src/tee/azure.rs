@@ -14,6 +14,10 @@
 pub mod hcl;
 pub mod runtime;
 
+/// Where Azure's paravisor persists the vTPM attestation key (`HCLAkPub`), the only key
+/// whose quotes the HCL report vouches for.
+pub const HCL_AK_HANDLE: u32 = 0x8100_0003;
+
 use crate::tee::snp::{self, SnpCerts, SnpError, SnpVerified};
 use crate::tee::tdx::{self, TdxError, TdxOptions, TdxVerified};
 use hcl::{HardwareKind, HclError, HclReport};

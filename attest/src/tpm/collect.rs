@@ -86,6 +86,15 @@ pub enum CollectError {
         /// Which property of an attestation key it lacks.
         reason: String,
     },
+    /// No key at the persistent handle, where one must already be (Azure's HCL AK is
+    /// the paravisor's; verigate never creates one in its place).
+    #[error("no key at persistent handle {handle:#010x}: {why}")]
+    NoKey {
+        /// The handle looked at.
+        handle: u32,
+        /// Whose key should be there.
+        why: &'static str,
+    },
     /// A PCR index above 23.
     #[error("PCR index {index} is out of range (0..=23)")]
     BadPcrIndex {
@@ -201,6 +210,20 @@ impl Tpm {
     /// never replaced.
     pub fn attestation_key(&mut self, handle: u32) -> Result<Vec<u8>, CollectError> {
         Ok(self.load_ak(handle)?.public.clone())
+    }
+
+    /// [`Tpm::attestation_key`] for a key that someone else persisted (Azure's HCL AK at
+    /// 0x81000003): if `handle` is empty the answer is [`CollectError::NoKey`] with
+    /// `why`, and nothing is created.
+    pub fn existing_attestation_key(
+        &mut self,
+        handle: u32,
+        why: &'static str,
+    ) -> Result<Vec<u8>, CollectError> {
+        if !matches!(&self.ak, Some(ak) if ak.handle == handle) && !self.handle_exists(handle)? {
+            return Err(CollectError::NoKey { handle, why });
+        }
+        self.attestation_key(handle)
     }
 
     fn load_ak(&mut self, handle: u32) -> Result<&LoadedAk, CollectError> {

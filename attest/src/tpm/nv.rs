@@ -21,7 +21,7 @@ pub const AZURE_HCL_REPORT_INDEX: u32 = 0x0140_0001;
 /// Where a guest writes the 64 bytes the next HCL report carries as `user-data`.
 pub const AZURE_USER_DATA_INDEX: u32 = 0x0140_0002;
 /// Where Azure persists the vTPM attestation key (`HCLAkPub`).
-pub const AZURE_AK_HANDLE: u32 = 0x8100_0003;
+pub const AZURE_AK_HANDLE: u32 = crate::tee::azure::HCL_AK_HANDLE;
 
 fn index(handle: u32) -> Result<NvIndexTpmHandle, CollectError> {
     NvIndexTpmHandle::new(handle).map_err(tpm("naming the NV index"))
@@ -88,5 +88,83 @@ impl Tpm {
                 })
             })
             .map_err(tpm("writing the NV index"))
+    }
+}
+
+/// How often the HCL report is read back before the user-data is declared not applied.
+pub const HCL_READ_ATTEMPTS: u32 = 5;
+/// The pause between two reads of the HCL report (a paravisor that refreshes the report
+/// after the write returns gets this long, times [`HCL_READ_ATTEMPTS`]).
+pub const HCL_READ_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Why no HCL report carrying the written user-data came back.
+#[derive(Debug, thiserror::Error)]
+pub enum HclCollectError {
+    /// A TPM command failed.
+    #[error(transparent)]
+    Tpm(#[from] CollectError),
+    /// NV index 0x01400001 does not hold an HCL report.
+    #[error("NV index {AZURE_HCL_REPORT_INDEX:#010x}: {0}")]
+    Hcl(#[from] crate::tee::azure::hcl::HclError),
+    /// Its runtime data does not parse.
+    #[error("NV index {AZURE_HCL_REPORT_INDEX:#010x}: {0}")]
+    Runtime(#[from] crate::tee::azure::runtime::RuntimeError),
+    /// The report kept another user-data than the one written: the paravisor did not
+    /// refresh it (no paravisor behind the index, or a stuck one).
+    #[error(
+        "the HCL report in NV index {AZURE_HCL_REPORT_INDEX:#010x} still carries user-data {got} \
+         after {attempts} reads, not the {wrote} written to {AZURE_USER_DATA_INDEX:#010x}: \
+         the paravisor did not refresh it"
+    )]
+    UserDataNotApplied {
+        /// What was written, hex.
+        wrote: String,
+        /// What the last report carried, hex.
+        got: String,
+        /// How many reads were made.
+        attempts: u32,
+    },
+}
+
+impl Tpm {
+    /// The HCL report for `user_data`, as Azure's paravisor makes it: writes the 64 bytes
+    /// to NV index 0x01400002 (defining it first if it is not, as Azure's own tooling
+    /// does), then reads NV index 0x01400001 until its runtime data carries them (up to
+    /// [`HCL_READ_ATTEMPTS`] reads). The report is checked for layout and user-data only;
+    /// its signature is the verifier's business.
+    pub fn azure_hcl_report(&mut self, user_data: &[u8; 64]) -> Result<Vec<u8>, HclCollectError> {
+        if !self.nv_exists(AZURE_USER_DATA_INDEX)? {
+            self.nv_define(AZURE_USER_DATA_INDEX, user_data.len())?;
+        }
+        self.nv_write(AZURE_USER_DATA_INDEX, user_data)?;
+        let mut got = Vec::new();
+        for attempt in 1..=HCL_READ_ATTEMPTS {
+            let bytes = self.nv_read(AZURE_HCL_REPORT_INDEX)?;
+            let report = crate::tee::azure::hcl::parse(&bytes)?;
+            got = crate::tee::azure::runtime::parse(&report.runtime_data)?.user_data;
+            if got == user_data {
+                return Ok(bytes);
+            }
+            if attempt < HCL_READ_ATTEMPTS {
+                std::thread::sleep(HCL_READ_PAUSE);
+            }
+        }
+        Err(HclCollectError::UserDataNotApplied {
+            wrote: hex::encode(user_data),
+            got: hex::encode(got),
+            attempts: HCL_READ_ATTEMPTS,
+        })
+    }
+
+    /// What NV index 0x01400001 says about this VM: `None` when the index does not
+    /// exist (not an Azure confidential VM), else the hardware its HCL report names.
+    pub fn azure_hardware(
+        &mut self,
+    ) -> Result<Option<crate::tee::azure::hcl::HardwareKind>, HclCollectError> {
+        if !self.nv_exists(AZURE_HCL_REPORT_INDEX)? {
+            return Ok(None);
+        }
+        let bytes = self.nv_read(AZURE_HCL_REPORT_INDEX)?;
+        Ok(Some(crate::tee::azure::hcl::parse(&bytes)?.kind))
     }
 }

@@ -15,8 +15,6 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 
-/// Azure's instance metadata service.
-pub const DEFAULT_IMDS_URL: &str = "http://169.254.169.254";
 /// The largest answer read (a TD quote with its PCK chain is about 5 KiB).
 pub const MAX_ANSWER_BYTES: u64 = 256 * 1024;
 

@@ -38,11 +38,14 @@ use std::sync::Arc;
 
 use attest::batch::{Batch, Hash};
 use attest::binding::{ak_digest, Freshness, Nonce};
-use attest::evidence::{Base64, Evidence, TpmEvidence};
+#[cfg(feature = "tpm")]
+use attest::evidence::Base64;
+use attest::evidence::{Evidence, TpmEvidence};
 use hyper::body::Bytes;
 
-use crate::config::AttestationConfig;
+use crate::config::{AttestationConfig, TeeKind};
 use crate::manifest::ManifestStore;
+use attest::tee::azure::hcl::HardwareKind;
 use batch::{Batcher, JoinError, Round};
 use ima::ImaLogCache;
 use shared::RoundEvidence;
@@ -173,12 +176,6 @@ impl Attester {
         data_dir: &Path,
         manifest: Arc<ManifestStore>,
     ) -> Result<Attester, AttesterError> {
-        let tee = TeeBackend::select_at(
-            config.tee,
-            data_dir,
-            config.simulated_measurement,
-            &config.collateral.tsm_report_root,
-        )?;
         let tcti = resolve_tpm(&config.tpm);
         let ima_log = match &tcti {
             Some(_) => {
@@ -188,23 +185,55 @@ impl Attester {
             None => None,
         };
         #[cfg(feature = "tpm")]
+        let azure = azure_hardware(config, tcti.as_deref())?;
+        #[cfg(not(feature = "tpm"))]
+        let azure: Option<attest::tee::azure::hcl::HardwareKind> = None;
+        #[cfg(feature = "tpm")]
         let tpm = match &tcti {
-            Some(tcti) => Some(Arc::new(tpm::TpmBackend::open(
-                tcti,
-                config.ak_handle,
-                &config.pcrs,
-            )?)),
+            Some(tcti) => {
+                let handle = match azure {
+                    Some(_) => Some(attest::tee::azure::HCL_AK_HANDLE),
+                    None => config.ak_handle,
+                };
+                Some(Arc::new(tpm::TpmBackend::open(tcti, handle, &config.pcrs)?))
+            }
             None => None,
         };
         #[cfg(not(feature = "tpm"))]
         if let Some(tcti) = tcti {
             return Err(AttesterError::NoTpmSupport { tcti });
         }
+        let tee = match azure {
+            #[cfg(feature = "tpm")]
+            Some(hardware) => match &tpm {
+                Some(tpm) => {
+                    tpm.check_hcl_ak()?;
+                    TeeBackend::azure(tpm.clone(), hardware, &config.collateral.azure_imds_url)
+                }
+                // azure_hardware found it through this TPM.
+                None => return Err(AttesterError::Tee(tee::azure_without_tpm(hardware))),
+            },
+            _ => TeeBackend::select_at(
+                config.tee,
+                data_dir,
+                config.simulated_measurement,
+                &config.collateral.tsm_report_root,
+            )?,
+        };
         if let Some(warning) = tee.warning() {
+            let azure_index = if tcti.is_some() {
+                "no Azure HCL report in TPM NV index 0x01400001"
+            } else {
+                "no TPM to look for an Azure HCL report in (attestation.tpm)"
+            };
             tracing::warn!(
-                "{warning} (no configfs-tsm, no {}): attestations carry no TEE report and every verify fails; set attestation.tee to the TEE this VM has",
+                "{warning} ({azure_index}, no configfs-tsm at {}, no {}): \
+                 attestations carry no TEE report and every verify fails; set attestation.tee to the TEE this VM has",
+                config.collateral.tsm_report_root.display(),
                 tee::SEV_GUEST_DEVICE
             );
+        } else if config.tee == TeeKind::Auto {
+            tracing::info!(tee = tee.kind(), "tee = auto: {}", tee.found_by());
         }
         tracing::info!(
             tee = tee.kind(),
@@ -212,13 +241,23 @@ impl Attester {
             ima_log = ?ima_log,
             "attestation ready"
         );
+        // On Azure the VCEK comes from the instance metadata service, which serves this
+        // VM's chip; elsewhere from AMD KDS.
+        let collateral = match azure {
+            Some(HardwareKind::SevSnp) => collateral::Collateral::with_vcek_source(
+                &config.collateral,
+                data_dir,
+                collateral::VcekSource::AzureImds(config.collateral.azure_imds_url.clone()),
+            ),
+            _ => collateral::Collateral::new(&config.collateral, data_dir),
+        };
         let round = HardwareRound {
             tee: Arc::new(tee),
             #[cfg(feature = "tpm")]
             tpm,
             ima_log: ima_log.map(|p| Arc::new(ImaLogCache::new(p))),
             manifest,
-            collateral: Arc::new(collateral::Collateral::new(&config.collateral, data_dir)),
+            collateral: Arc::new(collateral),
         };
         Ok(Attester {
             batcher: Batcher::new(round, config.batch),
@@ -392,6 +431,65 @@ impl Attester {
         out.push_str(&self.batcher.round().collateral.render_metrics());
         out
     }
+}
+
+/// Whether this is an Azure confidential VM, and on which hardware: asked of the TPM when
+/// `tee` is `auto` (before any other TEE: an Azure guest has none of the others) or an
+/// Azure kind, which must then match what the TPM holds.
+#[cfg(feature = "tpm")]
+fn azure_hardware(
+    config: &AttestationConfig,
+    tcti: Option<&str>,
+) -> Result<Option<HardwareKind>, AttesterError> {
+    let wanted = tee::azure_hardware(config.tee);
+    if config.tee != TeeKind::Auto && wanted.is_none() {
+        return Ok(None);
+    }
+    let found = match tcti {
+        Some(tcti) => tpm::probe_azure(tcti)?,
+        None => None,
+    };
+    let chosen = match (wanted, found) {
+        (None, None) => return Ok(None),
+        (None, Some(hw)) => hw,
+        (Some(wanted), Some(hw)) if hw == wanted => hw,
+        (Some(wanted), Some(hw)) => {
+            let kind = tee::azure_kind(wanted);
+            return Err(AttesterError::Tee(TeeSetupError::Unavailable {
+                kind,
+                why: format!(
+                    "the HCL report in TPM NV index 0x01400001 holds a {hw} report: set tee = \"{}\" (or \"auto\")",
+                    tee::azure_kind(hw)
+                ),
+            }));
+        }
+        (Some(wanted), None) => {
+            return Err(AttesterError::Tee(TeeSetupError::Unavailable {
+                kind: tee::azure_kind(wanted),
+                why: match tcti {
+                    Some(tcti) => format!(
+                    "the TPM {tcti} has no NV index 0x01400001: is this an Azure confidential VM?"
+                ),
+                    None => {
+                        "no TPM (attestation.tpm): the HCL report is read from the paravisor's vTPM"
+                            .into()
+                    }
+                },
+            }))
+        }
+    };
+    if let Some(h) = config
+        .ak_handle
+        .filter(|&h| h != attest::tee::azure::HCL_AK_HANDLE)
+    {
+        return Err(AttesterError::Tee(TeeSetupError::Unavailable {
+            kind: tee::azure_kind(chosen),
+            why: format!(
+                "attestation.ak_handle = {h:#010x}, but on Azure quotes come from the paravisor's HCL AK at 0x81000003: remove ak_handle"
+            ),
+        }));
+    }
+    Ok(Some(chosen))
 }
 
 /// The IMA log must be a readable file (opening a directory would succeed, reading it

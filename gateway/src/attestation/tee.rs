@@ -1,11 +1,18 @@
 //! Which TEE signs report_data, chosen once at start from `attestation.tee`.
 //!
-//! `auto` takes configfs-tsm when the kernel offers it (SEV-SNP and TDX guests, kernel
-//! 6.7+), else `/dev/sev-guest` when verigated was built with the `snp` feature and the
-//! device exists, else no TEE, which it says as a warning at start, in `/healthz` and in
-//! the evidence ([`attest::evidence::NO_TEE_FOUND`]). It never falls back to the
-//! simulated TEE: that one proves
-//! nothing and must be asked for (`tee = "simulated"`).
+//! `auto` takes Azure's HCL report when the TPM has NV index 0x01400001 (an Azure
+//! confidential VM: no `/dev/sev-guest`, no configfs-tsm in the guest; the Attester
+//! probes the TPM first, see [`crate::attestation`]), else configfs-tsm when the kernel
+//! offers it (SEV-SNP and TDX guests, kernel 6.7+), else `/dev/sev-guest` when verigated
+//! was built with the `snp` feature and the device exists, else no TEE, which it says as
+//! a warning at start, in `/healthz` and in the evidence
+//! ([`attest::evidence::NO_TEE_FOUND`]). It never falls back to the simulated TEE: that
+//! one proves nothing and must be asked for (`tee = "simulated"`).
+//!
+//! On Azure the report comes from the paravisor's vTPM ([`TeeBackend::Azure`]): report_data
+//! is written to NV index 0x01400002 as user-data and the HCL report read back from
+//! 0x01400001; on TDX its TD report, MAC'ed for this CPU only, is turned into a TD quote
+//! by Azure's instance metadata service ([`super::azure`]).
 //!
 //! The simulated TEE signs with the key `simulated-tee-key.pem` of the data dir (created
 //! once) and reports as its measurement the SHA-384 of verigated's own executable
@@ -15,8 +22,11 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+#[cfg(feature = "tpm")]
+use std::sync::Arc;
 
 use attest::evidence::{Base64, TeeEvidence};
+use attest::tee::azure::hcl::HardwareKind;
 use attest::tee::simulated::{SimulatedError, SimulatedTee};
 use attest::tee::tsm::{self, TsmError};
 
@@ -69,6 +79,17 @@ pub enum TeeError {
     /// The host's certificate table (auxblob) does not parse.
     #[error("SEV-SNP certificate table from the host: {0}")]
     CertTable(String),
+    /// The paravisor's vTPM gave no HCL report for the user-data.
+    #[cfg(feature = "tpm")]
+    #[error("{0}")]
+    AzureTpm(#[from] super::tpm::TpmError),
+    /// The HCL report read back is not the hardware's the backend was chosen for, or the
+    /// TD quote is not the quote of its TD report.
+    #[error("{0}")]
+    AzureReport(#[from] attest::tee::azure::AzureError),
+    /// Azure's instance metadata service gave no TD quote.
+    #[error("TD quote: {0}")]
+    Imds(#[from] super::azure::ImdsError),
     /// `/dev/sev-guest` failed.
     #[cfg(feature = "snp")]
     #[error("{0}")]
@@ -99,7 +120,22 @@ pub enum TeeBackend {
     /// `/dev/sev-guest` through the `sev` crate.
     #[cfg(feature = "snp")]
     SevGuest,
+    /// An Azure confidential VM: the HCL report of the paravisor's vTPM (see the module
+    /// documentation), and for TDX the TD quote from IMDS.
+    #[cfg(feature = "tpm")]
+    Azure {
+        /// The vTPM, shared with the quote (one mutex).
+        tpm: Arc<super::tpm::TpmBackend>,
+        /// The hardware the HCL report holds, found at start.
+        hardware: HardwareKind,
+        /// `attestation.azure_imds_url`.
+        imds_url: String,
+    },
 }
+
+/// The most a TD quote request to IMDS may take (one per attestation round: a TD quote
+/// cannot be cached, it carries the round's report_data).
+pub const TD_QUOTE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl std::fmt::Debug for TeeBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -156,6 +192,25 @@ impl TeeBackend {
                     tsm_root.display()
                 ),
             }),
+            // Chosen by the Attester, which holds the TPM they need; here only when it
+            // cannot (a build without the `tpm` feature).
+            TeeKind::AzureSevSnp => Err(azure_without_tpm(HardwareKind::SevSnp)),
+            TeeKind::AzureTdx => Err(azure_without_tpm(HardwareKind::Tdx)),
+        }
+    }
+
+    /// The Azure backend for `hardware`, reading HCL reports through `tpm` (its AK must
+    /// be the paravisor's at 0x81000003) and asking IMDS at `imds_url` for TD quotes.
+    #[cfg(feature = "tpm")]
+    pub fn azure(
+        tpm: Arc<super::tpm::TpmBackend>,
+        hardware: HardwareKind,
+        imds_url: &str,
+    ) -> TeeBackend {
+        TeeBackend::Azure {
+            tpm,
+            hardware,
+            imds_url: imds_url.to_string(),
         }
     }
 
@@ -170,6 +225,25 @@ impl TeeBackend {
             TeeBackend::Tsm { expect: None, .. } => "configfs-tsm",
             #[cfg(feature = "snp")]
             TeeBackend::SevGuest => "sev-snp",
+            #[cfg(feature = "tpm")]
+            TeeBackend::Azure { hardware, .. } => azure_kind(*hardware),
+        }
+    }
+
+    /// What the backend reads its reports from, for the log line that says what
+    /// `tee = "auto"` chose.
+    pub fn found_by(&self) -> String {
+        match self {
+            TeeBackend::None | TeeBackend::NotFound => "no TEE".into(),
+            TeeBackend::Simulated { .. } => "the simulated TEE".into(),
+            TeeBackend::Tsm { root, .. } => format!("configfs-tsm at {}", root.display()),
+            #[cfg(feature = "snp")]
+            TeeBackend::SevGuest => SEV_GUEST_DEVICE.into(),
+            #[cfg(feature = "tpm")]
+            TeeBackend::Azure { tpm, hardware, .. } => format!(
+                "the {hardware} HCL report in NV index 0x01400001 of the TPM {} (an Azure confidential VM)",
+                tpm.tcti()
+            ),
         }
     }
 
@@ -228,7 +302,53 @@ impl TeeBackend {
                     cert_chain: chain.chain_pem.map(Base64),
                 })
             }
+            #[cfg(feature = "tpm")]
+            TeeBackend::Azure {
+                tpm,
+                hardware,
+                imds_url,
+            } => {
+                let hcl_report = tpm.azure_hcl_report(&report_data)?;
+                let parsed = attest::tee::azure::parse_expecting(&hcl_report, *hardware)?;
+                match hardware {
+                    HardwareKind::SevSnp => Ok(TeeEvidence::AzureSevSnp {
+                        hcl_report: Base64(hcl_report),
+                        cert_chain: None,
+                    }),
+                    HardwareKind::Tdx => {
+                        let td_quote = super::azure::fetch_td_quote(
+                            imds_url,
+                            &parsed.hardware_report,
+                            TD_QUOTE_DEADLINE,
+                        )?;
+                        // A quote for another TD report would fail every verify: say so here.
+                        attest::tee::azure::check_td_quote_link(&parsed, &td_quote)?;
+                        Ok(TeeEvidence::AzureTdx {
+                            hcl_report: Base64(hcl_report),
+                            td_quote: Base64(td_quote),
+                            collateral: None,
+                        })
+                    }
+                }
+            }
         }
+    }
+}
+
+/// The evidence kind of an Azure VM on `hardware`.
+pub fn azure_kind(hardware: HardwareKind) -> &'static str {
+    match hardware {
+        HardwareKind::SevSnp => "azure-sev-snp",
+        HardwareKind::Tdx => "azure-tdx",
+    }
+}
+
+/// The hardware an Azure [`TeeKind`] names; `None` for the other kinds.
+pub fn azure_hardware(kind: TeeKind) -> Option<HardwareKind> {
+    match kind {
+        TeeKind::AzureSevSnp => Some(HardwareKind::SevSnp),
+        TeeKind::AzureTdx => Some(HardwareKind::Tdx),
+        TeeKind::Auto | TeeKind::SevSnp | TeeKind::Tdx | TeeKind::Simulated | TeeKind::None => None,
     }
 }
 
@@ -250,6 +370,16 @@ fn sev_guest() -> Option<TeeBackend> {
 #[cfg(not(feature = "snp"))]
 fn sev_guest() -> Option<TeeBackend> {
     None
+}
+
+/// Why an Azure kind cannot be had without a TPM.
+pub fn azure_without_tpm(hardware: HardwareKind) -> TeeSetupError {
+    TeeSetupError::Unavailable {
+        kind: azure_kind(hardware),
+        why: "the HCL report is read from the paravisor's vTPM, and this verigated was built \
+              without the `tpm` feature"
+            .into(),
+    }
 }
 
 /// SHA-384 of `/proc/self/exe`, read in blocks.
@@ -317,6 +447,30 @@ mod tests {
         if !Path::new(SEV_GUEST_DEVICE).exists() {
             let e = TeeBackend::select_at(TeeKind::SevSnp, dir.path(), None, &missing).unwrap_err();
             assert!(e.to_string().contains(SEV_GUEST_DEVICE), "{e}");
+        }
+    }
+
+    #[test]
+    fn azure_kinds_are_chosen_by_the_attester_never_here() {
+        // select_at has no TPM to read the HCL report from: the Attester chooses Azure
+        // (see attestation::azure_hardware); reaching here means a build without `tpm`.
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("no-tsm");
+        for (kind, name) in [
+            (TeeKind::AzureSevSnp, "azure-sev-snp"),
+            (TeeKind::AzureTdx, "azure-tdx"),
+        ] {
+            let e = TeeBackend::select_at(kind, dir.path(), None, &missing).unwrap_err();
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("attestation.tee = \"{name}\": the HCL report")),
+                "{e}"
+            );
+            let hw = azure_hardware(kind).unwrap();
+            assert_eq!(azure_kind(hw), name);
+        }
+        for kind in [TeeKind::Auto, TeeKind::SevSnp, TeeKind::Tdx, TeeKind::None] {
+            assert_eq!(azure_hardware(kind), None);
         }
     }
 

@@ -6,11 +6,17 @@
 //! quote fails (the TPM connection broke, e.g. swtpm or the resource manager restarted),
 //! the TPM is opened again and the quote retried once, so a rebooted TPM is attested
 //! (with its raised resetCount) instead of failing every call until verigated restarts.
+//!
+//! On Azure the same TPM is the paravisor's vTPM: the AK is the paravisor's HCL AK at
+//! 0x81000003 (never created here), and the TEE report is read from its NV indices
+//! ([`TpmBackend::azure_hcl_report`]), through the same mutex.
 
 use std::sync::{Arc, Mutex};
 
 use attest::binding::{ak_digest, tpm_qualifying, Freshness};
+use attest::tee::azure::hcl::HardwareKind;
 use attest::tpm::collect::{CollectError, Quote, Tpm, DEFAULT_AK_HANDLE};
+use attest::tpm::nv::{HclCollectError, AZURE_AK_HANDLE};
 
 /// Why the TPM gave no quote.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +33,21 @@ pub enum TpmError {
     /// The quote failed, after one reopen.
     #[error("TPM quote: {0}")]
     Quote(#[source] CollectError),
+    /// The HCL report for the user-data could not be had from the paravisor's vTPM.
+    #[error("Azure HCL report: {0}")]
+    Hcl(#[from] HclCollectError),
+    /// The key at 0x81000003 is not the `HCLAkPub` the HCL report names: every quote
+    /// would fail `tpm quote` at the verifier.
+    #[error(
+        "the key at {handle:#010x} ({key}) is not the HCLAkPub of the HCL report in NV index \
+         0x01400001: quotes made with it would fail every verify; is another key persisted there?"
+    )]
+    NotHclAkPub {
+        /// The AK handle.
+        handle: u32,
+        /// What the key there is.
+        key: String,
+    },
     /// The quote was signed by another AK than the one bound in report_data.
     #[error(
         "the TPM signed with an attestation key other than the one at {handle:#010x} it reported"
@@ -70,14 +91,34 @@ pub struct BoundQuote {
     pub quote: Quote,
 }
 
+/// Why the AK at the Azure handle must already exist.
+const AZURE_AK_OWNER: &str = "an Azure confidential VM's paravisor persists its HCL AK there, \
+     the only key its HCL report vouches for";
+
 fn open(tcti: &str, handle: u32) -> Result<(Tpm, Vec<u8>), TpmError> {
     let err = |source| TpmError::Open {
         tcti: tcti.to_string(),
         source,
     };
     let mut tpm = Tpm::open(tcti).map_err(err)?;
-    let ak_public = tpm.attestation_key(handle).map_err(err)?;
+    let ak_public = if handle == AZURE_AK_HANDLE {
+        tpm.existing_attestation_key(handle, AZURE_AK_OWNER)
+    } else {
+        tpm.attestation_key(handle)
+    }
+    .map_err(err)?;
     Ok((tpm, ak_public))
+}
+
+/// What `tee = "auto"` (and an Azure kind, to check it) learns from the TPM behind
+/// `tcti`: `None` without NV index 0x01400001, else the hardware its HCL report names.
+/// Opens the TPM for this question only. Blocks.
+pub fn probe_azure(tcti: &str) -> Result<Option<HardwareKind>, TpmError> {
+    let mut tpm = Tpm::open(tcti).map_err(|source| TpmError::Open {
+        tcti: tcti.to_string(),
+        source,
+    })?;
+    Ok(tpm.azure_hardware()?)
 }
 
 impl TpmBackend {
@@ -109,6 +150,61 @@ impl TpmBackend {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .ak_public
             .clone()
+    }
+
+    /// The HCL report carrying `report_data` as user-data (see
+    /// [`Tpm::azure_hcl_report`]), on the TPM this backend holds (reopened if a quote
+    /// found it broken). Blocks: call it from a blocking task.
+    pub fn azure_hcl_report(&self, report_data: &[u8; 64]) -> Result<Vec<u8>, TpmError> {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut tpm = match state.tpm.take() {
+            Some(tpm) => tpm,
+            None => {
+                let (tpm, ak_public) = open(&self.tcti, self.ak_handle)?;
+                state.ak_public = ak_public;
+                tpm
+            }
+        };
+        let result = tpm.azure_hcl_report(report_data);
+        // After a TPM command failed the connection may be broken: the next call opens
+        // the TPM again. Other failures (the report's content) keep it.
+        if !matches!(result, Err(HclCollectError::Tpm(_))) {
+            state.tpm = Some(tpm);
+        }
+        Ok(result?)
+    }
+
+    /// Checks at start that the AK is the `HCLAkPub` of the HCL report the paravisor
+    /// keeps now (read, not refreshed). Blocks.
+    pub fn check_hcl_ak(&self) -> Result<(), TpmError> {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let ak_public = state.ak_public.clone();
+        let Some(tpm) = state.tpm.as_mut() else {
+            return Ok(());
+        };
+        let bytes = tpm
+            .nv_read(attest::tpm::nv::AZURE_HCL_REPORT_INDEX)
+            .map_err(|e| TpmError::Hcl(e.into()))?;
+        let report = attest::tee::azure::hcl::parse(&bytes).map_err(|e| TpmError::Hcl(e.into()))?;
+        let runtime = attest::tee::azure::runtime::parse(&report.runtime_data)
+            .map_err(|e| TpmError::Hcl(e.into()))?;
+        let not_it = |key: String| TpmError::NotHclAkPub {
+            handle: self.ak_handle,
+            key,
+        };
+        let ak = attest::tpm::quote::AkPublic::from_tpmt(&ak_public)
+            .map_err(|e| not_it(e.to_string()))?;
+        if ak.is_rsa_key(&runtime.ak_pub) {
+            Ok(())
+        } else {
+            Err(not_it(ak.key.describe()))
+        }
     }
 
     /// Computes report_data for `fresh` (a nonce or a batch root) and `manifest_digest`

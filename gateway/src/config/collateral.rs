@@ -1,7 +1,8 @@
 //! The collateral keys of `[attestation]`: where verigated fetches what a verifier needs
 //! besides the TEE report (AMD KDS for a VCEK, Intel PCS or a PCCS for TDX collateral),
-//! how often it refreshes its cached copies, and where configfs-tsm lives. Every field is
-//! documented in `configs/verigated.toml`.
+//! how often it refreshes its cached copies, where configfs-tsm lives, and where Azure's
+//! instance metadata service answers (the VCEK and the TD quote of an Azure confidential
+//! VM). Every field is documented in `configs/verigated.toml`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,6 +17,8 @@ pub const DEFAULT_PCCS_URL: &str = attest::tee::tdx::pcs::INTEL_PCS_URL;
 pub const DEFAULT_COLLATERAL_REFRESH: &str = "12h";
 /// Default of `attestation.tsm_report_root`: where the kernel exposes configfs-tsm.
 pub const DEFAULT_TSM_REPORT_ROOT: &str = attest::tee::tsm::TSM_REPORT_ROOT;
+/// Default of `attestation.azure_imds_url`: Azure's instance metadata service.
+pub const DEFAULT_AZURE_IMDS_URL: &str = "http://169.254.169.254";
 
 /// The validated collateral settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +32,9 @@ pub struct CollateralConfig {
     pub refresh: Duration,
     /// The configfs-tsm report folder.
     pub tsm_report_root: PathBuf,
+    /// Base URL of Azure's instance metadata service, `http://host[:port]` (plain HTTP on
+    /// a link-local address, as Azure serves it), without a trailing `/`.
+    pub azure_imds_url: String,
 }
 
 impl Default for CollateralConfig {
@@ -38,6 +44,7 @@ impl Default for CollateralConfig {
             pccs_url: DEFAULT_PCCS_URL.to_string(),
             refresh: Duration::from_secs(12 * 3600),
             tsm_report_root: PathBuf::from(DEFAULT_TSM_REPORT_ROOT),
+            azure_imds_url: DEFAULT_AZURE_IMDS_URL.to_string(),
         }
     }
 }
@@ -49,6 +56,7 @@ pub(super) struct RawCollateral {
     pub pccs_url: Option<String>,
     pub collateral_refresh: Option<RawDuration>,
     pub tsm_report_root: Option<PathBuf>,
+    pub azure_imds_url: Option<String>,
 }
 
 /// A base URL: `http://` or `https://`, a host, an optional port and path prefix, no
@@ -68,6 +76,24 @@ fn base_url(field: &str, text: &str, problem: &mut impl FnMut(&str, String)) -> 
         problem(
             field,
             format!("expected a base URL such as \"https://host[:port]\", got `{text}`"),
+        );
+        None
+    }
+}
+
+/// IMDS's base URL: `http://host[:port]`, nothing after (its paths are fixed), because
+/// the instance metadata service speaks plain HTTP on a link-local address.
+fn imds_url(text: &str, problem: &mut impl FnMut(&str, String)) -> Option<String> {
+    let t = text.trim().trim_end_matches('/');
+    let ok = t
+        .strip_prefix("http://")
+        .is_some_and(|a| !a.is_empty() && !a.contains(['/', '?', '#', ' ']));
+    if ok {
+        Some(t.to_string())
+    } else {
+        problem(
+            "attestation.azure_imds_url",
+            format!("expected \"http://host[:port]\" (IMDS speaks plain HTTP, its paths are fixed), got `{text}`"),
         );
         None
     }
@@ -120,11 +146,16 @@ pub(super) fn validate(
         }
         None => d.tsm_report_root,
     };
+    let azure_imds_url = raw
+        .azure_imds_url
+        .and_then(|u| imds_url(&u, problem))
+        .unwrap_or(d.azure_imds_url);
     CollateralConfig {
         amd_kds_url,
         pccs_url,
         refresh,
         tsm_report_root,
+        azure_imds_url,
     }
 }
 
@@ -151,6 +182,7 @@ mod tests {
             c.tsm_report_root,
             PathBuf::from("/sys/kernel/config/tsm/report")
         );
+        assert_eq!(c.azure_imds_url, "http://169.254.169.254");
     }
 
     #[test]
@@ -160,22 +192,33 @@ mod tests {
             pccs_url: Some("https://pccs.local:8081/".into()),
             collateral_refresh: Some(RawDuration::Text("30m".into())),
             tsm_report_root: Some("/tmp/tsm".into()),
+            azure_imds_url: Some("http://127.0.0.1:8090/".into()),
         });
         assert!(p.is_empty(), "{p:?}");
         assert_eq!(c.amd_kds_url, "http://127.0.0.1:8");
         assert_eq!(c.pccs_url, "https://pccs.local:8081");
         assert_eq!(c.refresh, Duration::from_secs(1800));
+        assert_eq!(c.azure_imds_url, "http://127.0.0.1:8090");
         let (_, p) = check(RawCollateral {
             amd_kds_url: Some("ftp://x".into()),
             pccs_url: Some("https://?a".into()),
             collateral_refresh: Some(RawDuration::Number(5)),
             tsm_report_root: Some("tsm".into()),
+            azure_imds_url: Some("https://169.254.169.254".into()),
         });
-        assert_eq!(p.len(), 4, "{p:?}");
+        assert_eq!(p.len(), 5, "{p:?}");
         assert!(p[0].starts_with("attestation.amd_kds_url: expected a base URL"));
         assert!(p[1].starts_with("attestation.pccs_url"));
         assert!(p[2].starts_with("attestation.collateral_refresh: expected a string"));
         assert!(p[3].starts_with("attestation.tsm_report_root: expected an absolute"));
+        assert!(p[4].starts_with("attestation.azure_imds_url: expected \"http://"));
+        for bad in ["http://h/metadata", "169.254.169.254", "http://"] {
+            let (_, p) = check(RawCollateral {
+                azure_imds_url: Some(bad.into()),
+                ..RawCollateral::default()
+            });
+            assert_eq!(p.len(), 1, "{bad}: {p:?}");
+        }
         let (_, p) = check(RawCollateral {
             collateral_refresh: Some(RawDuration::Text("0s".into())),
             ..RawCollateral::default()

@@ -95,13 +95,31 @@ impl Gateway {
         args: &[&str],
         tee: &str,
     ) -> Gateway {
+        Gateway::start_with_attestation(
+            dir,
+            gateway_extra,
+            routes,
+            args,
+            &format!("tee = \"{tee}\"\ntpm = \"none\"\n"),
+        )
+    }
+
+    /// Like [`Gateway::start_with_args`], with `attestation` (TOML lines) as the whole
+    /// `[attestation]` section.
+    pub fn start_with_attestation(
+        dir: &Path,
+        gateway_extra: &str,
+        routes: &str,
+        args: &[&str],
+        attestation: &str,
+    ) -> Gateway {
         let mut last_log = String::new();
         // The port was free a moment ago; another process may take it first, so retry.
         for attempt in 0..5 {
             let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
             let config_path = dir.join("verigated.toml");
             let text = config_text(addr, dir, gateway_extra, routes)
-                .replace("tee = \"none\"", &format!("tee = \"{tee}\""));
+                .replace("tee = \"none\"\ntpm = \"none\"\n", attestation);
             std::fs::write(&config_path, text).expect("write config");
             let log_path = dir.join(format!("verigated-{attempt}.log"));
             let log = File::create(&log_path).expect("create log");

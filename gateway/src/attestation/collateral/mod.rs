@@ -130,7 +130,9 @@ impl Collateral {
         )
     }
 
-    /// [`Collateral::new`] with another VCEK source (Azure's instance metadata service).
+    /// [`Collateral::new`] with another VCEK source: the Attester of an Azure SEV-SNP VM
+    /// takes Azure's instance metadata service, which serves the VCEK of the chip it runs
+    /// on.
     pub fn with_vcek_source(
         config: &CollateralConfig,
         data_dir: &Path,
@@ -148,8 +150,9 @@ impl Collateral {
         }
     }
 
-    /// `tee` with the collateral it lacks: TDX collateral for a quote without, the VCEK
-    /// chain for an SEV-SNP report without certificates. Evidence that already carries
+    /// `tee` with the collateral it lacks: TDX collateral for a quote without (the TD
+    /// quote of an Azure TDX VM included), the VCEK chain for an SEV-SNP report without
+    /// certificates (the one in an Azure HCL report included). Evidence that already carries
     /// them (the host's certificate table) is returned as it is.
     pub async fn complete(self: &Arc<Self>, tee: TeeEvidence) -> TeeEvidence {
         match tee {
@@ -172,6 +175,41 @@ impl Collateral {
                     .await
                     .map(|c| Base64(c.data.into_bytes()));
                 TeeEvidence::SevSnp { report, cert_chain }
+            }
+            TeeEvidence::AzureSevSnp {
+                hcl_report,
+                cert_chain: None,
+            } => {
+                let cert_chain = match attest::tee::azure::hcl::parse(&hcl_report.0) {
+                    Ok(r) => self
+                        .snp(&r.hardware_report)
+                        .await
+                        .map(|c| Base64(c.data.into_bytes())),
+                    Err(e) => {
+                        self.metrics.missing.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(error = %e, "SEV-SNP VCEK: the HCL report does not parse");
+                        None
+                    }
+                };
+                TeeEvidence::AzureSevSnp {
+                    hcl_report,
+                    cert_chain,
+                }
+            }
+            TeeEvidence::AzureTdx {
+                hcl_report,
+                td_quote,
+                collateral: None,
+            } => {
+                let collateral = self
+                    .tdx(&td_quote.0)
+                    .await
+                    .map(|c| Base64(c.data.into_bytes()));
+                TeeEvidence::AzureTdx {
+                    hcl_report,
+                    td_quote,
+                    collateral,
+                }
             }
             other => other,
         }

@@ -11,8 +11,6 @@ use super::cache::Cached;
 use super::http;
 use super::{unix_now, FetchError, REQUEST_DEADLINE};
 
-/// The Azure instance metadata service's address.
-pub const AZURE_IMDS_URL: &str = "http://169.254.169.254";
 /// Azure's certification endpoint: JSON with `vcekCert` and `certificateChain` (PEM).
 pub const AZURE_CERTIFICATION_PATH: &str = "/metadata/THIM/amd/certification";
 
