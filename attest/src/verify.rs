@@ -341,10 +341,23 @@ pub fn verify_tee(tee: &TeeEvidence, opts: &TeeOptions<'_>) -> Result<VerifiedTe
             )?)))
         }
         TeeEvidence::Tdx { report, collateral } => {
-            let collateral = opts
+            let Some(collateral) = opts
                 .tdx_collateral
                 .or(collateral.as_ref().map(|c| c.0.as_slice()))
-                .ok_or(TeeError::NoTdxCollateral)?;
+            else {
+                // The quote's own signature chain is still checked, so a forged quote is
+                // named as such rather than as missing collateral.
+                let options = tdx::TdxOptions {
+                    allowed_tcb_statuses: opts.allowed_tdx_tcb_statuses.to_vec(),
+                    allow_debug: false,
+                };
+                return Err(
+                    match tdx::verify_without_collateral(&report.0, opts.at, &options) {
+                        TdxError::NoCollateral => TeeError::NoTdxCollateral,
+                        e => TeeError::Tdx(e),
+                    },
+                );
+            };
             Ok(VerifiedTee::Tdx(Box::new(tdx::verify(
                 &report.0,
                 collateral,

@@ -211,7 +211,16 @@ pub fn verify_tdx(
 ) -> Result<AzureTdxVerified, AzureError> {
     let report = parse_expecting(hcl_report, HardwareKind::Tdx)?;
     check_td_quote_link(&report, td_quote)?;
-    let collateral = collateral.ok_or(AzureError::NoTdxCollateral)?;
+    let Some(collateral) = collateral else {
+        // The quote's own signature chain is still checked, so a forged quote is named as
+        // such rather than as missing collateral.
+        return Err(
+            match tdx::verify_without_collateral(td_quote, at, options) {
+                TdxError::NoCollateral => AzureError::NoTdxCollateral,
+                e => AzureError::Tdx(e),
+            },
+        );
+    };
     let tdx = tdx::verify_with_options(td_quote, collateral, at, options)?;
     let runtime = check_runtime(&report, &tdx.report_data)?;
     Ok(AzureTdxVerified { tdx, runtime })
