@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use attest::binding::{Manifest, ManifestEntry};
 use attest::snapshot::{Snapshot, TeePolicy};
 use serde_json::Value;
-use testkit::collateral::{kds_routes, pcs_routes, StandIn};
+use testkit::collateral::{kds_routes, pccs_routes, StandIn};
 use testkit::ports::free_port;
 use testkit::process::ChildGuard;
 use testkit::tsm::{Answer, TsmStandIn};
@@ -235,7 +235,7 @@ fn tdx_vm(e: &Evidence) -> Vm {
 fn pcs(collateral: &[u8]) -> StandIn {
     StandIn::start(
         "pcs-stand-in",
-        pcs_routes(collateral, "B0C06F000000", "platform").expect("PCS routes"),
+        pccs_routes(collateral, "B0C06F000000", "platform").expect("PCS routes"),
     )
     .expect("PCS stand-in")
 }
