@@ -13,6 +13,7 @@ packages=(
   openssl curl python3                     # peers and test-vector scripts
   dpkg-dev systemd                         # scripts/package.sh, systemd-analyze verify of the units
   e2fsprogs util-linux procps              # chattr, unshare/mount, kill in tests
+  linux-libc-dev                           # <linux/sev-guest.h> for the sev-guest driver stand-in
 )
 
 missing=()
