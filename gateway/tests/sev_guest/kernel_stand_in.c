@@ -70,16 +70,22 @@ static int take_over(const char *path, int flags) {
     return fake_fd;
 }
 
+/* open() and open64() (Rust's std calls the latter): /dev/sev-guest is ours, any other
+ * path goes to the C library's `symbol`. */
+static int open_as(const char *symbol, const char *path, int flags, unsigned mode) {
+    int fd = take_over(path, flags);
+    if (fd != -2)
+        return fd;
+    int (*real)(const char *, int, ...) = dlsym(RTLD_NEXT, symbol);
+    return real(path, flags, mode);
+}
+
 int open(const char *path, int flags, ...) {
     va_list ap;
     va_start(ap, flags);
     unsigned mode = va_arg(ap, unsigned);
     va_end(ap);
-    int fd = take_over(path, flags);
-    if (fd != -2)
-        return fd;
-    int (*real)(const char *, int, ...) = dlsym(RTLD_NEXT, "open");
-    return real(path, flags, mode);
+    return open_as("open", path, flags, mode);
 }
 
 int open64(const char *path, int flags, ...) {
@@ -87,11 +93,7 @@ int open64(const char *path, int flags, ...) {
     va_start(ap, flags);
     unsigned mode = va_arg(ap, unsigned);
     va_end(ap);
-    int fd = take_over(path, flags);
-    if (fd != -2)
-        return fd;
-    int (*real)(const char *, int, ...) = dlsym(RTLD_NEXT, "open64");
-    return real(path, flags, mode);
+    return open_as("open64", path, flags, mode);
 }
 
 /* The host's certificate table: one VCEK entry, the all-zero terminator, the VCEK. */
