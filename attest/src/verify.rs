@@ -306,8 +306,9 @@ pub enum TeeError {
     /// The TDX quote, its collateral or its TCB status did not verify.
     #[error("TDX: {0}")]
     Tdx(#[from] TdxError),
-    /// A TDX quote came with no collateral, in the evidence or from the user.
-    #[error("TDX: no collateral in the evidence (verigated could not obtain it: see its log) and none given with --collateral, so the quote cannot be checked")]
+    /// A TDX quote whose own signature chain holds came with no collateral, in the
+    /// evidence or from the user.
+    #[error("TDX: no collateral in the evidence (verigated could not obtain it: see its log) and none given with --collateral, so the quote's TCB cannot be checked (its signature chain to Intel's root holds)")]
     NoTdxCollateral,
     /// The Azure HCL report, its hardware report or its runtime data did not verify.
     #[error("Azure: {0}")]

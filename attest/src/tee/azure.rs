@@ -56,7 +56,7 @@ pub enum AzureError {
     #[error("TD quote: {0}")]
     Tdx(#[from] TdxError),
     /// No TDX collateral in the evidence and none given.
-    #[error("TD quote: no collateral (TCB info, QE identity, CRLs) in the evidence and none given (--collateral), so its TCB cannot be checked")]
+    #[error("TD quote: no collateral (TCB info, QE identity, CRLs) in the evidence and none given (--collateral), so its TCB cannot be checked (its signature chain to Intel's root holds)")]
     NoTdxCollateral,
     /// The TD quote's REPORTDATA is not the HCL report's TD report's.
     #[error("the TD quote's REPORTDATA {quote} is not the TD report's {report}: the quote is for another report")]

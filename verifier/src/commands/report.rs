@@ -372,6 +372,10 @@ pub(super) fn verify_tdx(
             TdxStep::Options => continue,
             TdxStep::Format => format!("quote v{quote_version}, {} bytes", bytes.len()),
             TdxStep::TdAttributes => "not a debug TD".into(),
+            TdxStep::Chain(ChainLink::PckChain) if collateral.is_none() => format!(
+                "{} (its revocation needs the collateral's CRLs)",
+                ChainLink::PckChain.proves()
+            ),
             TdxStep::Chain(link) => link.proves().into(),
             TdxStep::Collateral => "parsed; chains end at Intel's SGX Root CA".into(),
             TdxStep::Signature => {

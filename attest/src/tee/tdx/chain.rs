@@ -56,7 +56,7 @@ impl ChainLink {
     pub fn proves(self) -> &'static str {
         match self {
             ChainLink::PckChain => {
-                "PCK certificate chain to the pinned Intel SGX Root CA, valid at the verification time (revocation needs the CRLs of the collateral)"
+                "PCK certificate chain to the pinned Intel SGX Root CA, valid at the verification time"
             }
             ChainLink::QeReport => "QE report signed by the PCK key",
             ChainLink::AttestationKey => {
