@@ -249,3 +249,16 @@ fn short_and_garbled_quotes_are_errors_not_panics() {
     let e = tdx::chain::verify(&t, at()).unwrap_err();
     assert_eq!(broken_link(&e), Some(ChainLink::AttestationKey), "{e}");
 }
+
+/// Every byte of the quote, flipped one at a time, fails without collateral too: no
+/// byte of it is outside the chain's reach (run with
+/// `cargo test -p attest --release --test tee_tdx_chain -- --ignored`).
+#[test]
+#[ignore = "exhaustive; a minute or more in a debug build"]
+fn flipping_every_byte_fails_without_collateral() {
+    let Some(q) = quote() else { return };
+    for pos in 0..q.len() {
+        let e = no_collateral(&flipped(&q, pos));
+        assert_ne!(e, TdxError::NoCollateral, "flip at {pos} accepted");
+    }
+}
