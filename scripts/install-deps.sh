@@ -14,6 +14,7 @@ packages=(
   dpkg-dev systemd                         # scripts/package.sh, systemd-analyze verify of the units
   e2fsprogs util-linux procps              # chattr, unshare/mount, kill in tests
   bsdutils                                 # script: a pseudo-terminal for the colour test
+  linux-libc-dev                           # <linux/sev-guest.h> for the sev-guest driver stand-in
 )
 
 missing=()

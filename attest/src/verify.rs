@@ -306,8 +306,9 @@ pub enum TeeError {
     /// The TDX quote, its collateral or its TCB status did not verify.
     #[error("TDX: {0}")]
     Tdx(#[from] TdxError),
-    /// A TDX quote came with no collateral, in the evidence or from the user.
-    #[error("TDX: no collateral in the evidence (verigated could not obtain it: see its log) and none given with --collateral, so the quote cannot be checked")]
+    /// A TDX quote whose own signature chain holds came with no collateral, in the
+    /// evidence or from the user.
+    #[error("TDX: no collateral in the evidence (verigated could not obtain it: see its log) and none given with --collateral, so the quote's TCB cannot be checked (its signature chain to Intel's root holds)")]
     NoTdxCollateral,
     /// The Azure HCL report, its hardware report or its runtime data did not verify.
     #[error("Azure: {0}")]
@@ -341,10 +342,23 @@ pub fn verify_tee(tee: &TeeEvidence, opts: &TeeOptions<'_>) -> Result<VerifiedTe
             )?)))
         }
         TeeEvidence::Tdx { report, collateral } => {
-            let collateral = opts
+            let Some(collateral) = opts
                 .tdx_collateral
                 .or(collateral.as_ref().map(|c| c.0.as_slice()))
-                .ok_or(TeeError::NoTdxCollateral)?;
+            else {
+                // The quote's own signature chain is still checked, so a forged quote is
+                // named as such rather than as missing collateral.
+                let options = tdx::TdxOptions {
+                    allowed_tcb_statuses: opts.allowed_tdx_tcb_statuses.to_vec(),
+                    allow_debug: false,
+                };
+                return Err(
+                    match tdx::verify_without_collateral(&report.0, opts.at, &options) {
+                        TdxError::NoCollateral => TeeError::NoTdxCollateral,
+                        e => TeeError::Tdx(e),
+                    },
+                );
+            };
             Ok(VerifiedTee::Tdx(Box::new(tdx::verify(
                 &report.0,
                 collateral,

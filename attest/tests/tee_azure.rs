@@ -8,6 +8,7 @@
 use attest::tee::azure::hcl::{self, HardwareKind, HclError, RuntimeHash};
 use attest::tee::azure::{self, runtime, AzureError, AzureStep};
 use attest::tee::snp::SnpCerts;
+use attest::tee::tdx::{ChainLink, TdxError};
 use attest::tpm::quote::{AkPublic, QuoteInfo, TpmSignature};
 use std::time::{Duration, SystemTime};
 
@@ -296,13 +297,24 @@ fn a_td_quote_for_another_report_is_refused() {
         .expect_err("the recorded quote is another TD's");
     assert!(matches!(err, AzureError::TdQuoteMismatch { .. }), "{err}");
     assert_eq!(err.step(), AzureStep::TdQuoteLink);
-    // A quote whose REPORTDATA is the TD report's passes the link, then needs collateral.
+    // A quote whose REPORTDATA was edited to the TD report's passes the link, and
+    // without collateral its own signature chain still refuses it, naming the quote
+    // signature.
     let parsed = hcl::parse(&r).expect("parses");
     let mut linked = quote.clone();
     // REPORTDATA of a v4 TDX quote body: header 48 + 520.
     linked[48 + 520..48 + 584].copy_from_slice(&parsed.report_data().expect("REPORTDATA"));
     azure::check_td_quote_link(&parsed, &linked).expect("linked");
-    let err = azure::verify_tdx(&r, &linked, None, at(), &opts).expect_err("no collateral");
-    assert!(matches!(err, AzureError::NoTdxCollateral));
-    assert!(err.to_string().contains("collateral"));
+    let err = azure::verify_tdx(&r, &linked, None, at(), &opts).expect_err("forged quote");
+    assert!(
+        matches!(
+            err,
+            AzureError::Tdx(TdxError::Chain {
+                link: ChainLink::QuoteSignature,
+                ..
+            })
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("quote signature"), "{err}");
 }

@@ -210,14 +210,18 @@ fn debug_td_is_refused_unless_allowed() {
         tdx::verify(&t, &c, in_window(), &[]),
         Err(TdxError::DebugTd { .. })
     ));
-    // Allowing debug lets the policy pass; the signature then refuses the edited quote.
+    // Allowing debug lets the policy pass; the quote signature then refuses the edited
+    // quote.
     let opts = TdxOptions {
         allowed_tcb_statuses: vec![],
         allow_debug: true,
     };
     assert!(matches!(
         tdx::verify_with_options(&t, &c, in_window(), &opts),
-        Err(TdxError::Verification(_))
+        Err(TdxError::Chain {
+            link: tdx::ChainLink::QuoteSignature,
+            ..
+        })
     ));
 }
 

@@ -395,11 +395,12 @@ fn garbage_tee_reports_fail_tee_without_panicking() {
             "SEV-SNP",
         ),
         (
+            // Without collateral the quote itself is still checked first.
             TeeEvidence::Tdx {
                 report: Base64(vec![0; 10]),
                 collateral: None,
             },
-            "no collateral",
+            "TDX: quote header",
         ),
         (
             TeeEvidence::Tdx {

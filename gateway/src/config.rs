@@ -190,6 +190,7 @@ struct RawAttestation {
     // The collateral keys (`config::collateral`).
     amd_kds_url: Option<String>,
     pccs_url: Option<String>,
+    root_ca_crl_url: Option<String>,
     collateral_refresh: Option<RawDuration>,
     tsm_report_root: Option<PathBuf>,
     azure_imds_url: Option<String>,
@@ -211,6 +212,7 @@ impl Default for RawAttestation {
             manifest_refresh: None,
             amd_kds_url: None,
             pccs_url: None,
+            root_ca_crl_url: None,
             collateral_refresh: None,
             tsm_report_root: None,
             azure_imds_url: None,
@@ -1066,6 +1068,7 @@ fn validate_attestation(
         collateral::RawCollateral {
             amd_kds_url: raw.amd_kds_url,
             pccs_url: raw.pccs_url,
+            root_ca_crl_url: raw.root_ca_crl_url,
             collateral_refresh: raw.collateral_refresh,
             tsm_report_root: raw.tsm_report_root,
             azure_imds_url: raw.azure_imds_url,

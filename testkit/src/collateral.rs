@@ -1,6 +1,8 @@
 //! Stand-ins for the collateral services verigated asks, which cannot be reached from a
-//! test: Intel's PCS (v4 API, served as a PCCS, which also serves the root CA CRL), AMD's
-//! KDS, and Azure's instance metadata service's certification endpoint (THIM). Each is a real HTTP/1.1 server on a loopback port serving recorded
+//! test: Intel's PCS (v4 API) with the CRL distribution point of Intel's root CA, a
+//! PCCS (the same API, which also serves the root CA CRL itself), AMD's KDS, and Azure's
+//! instance metadata service's certification endpoint (THIM). Each is a real HTTP/1.1
+//! server on a loopback port serving recorded
 //! responses from `shared/evidence` at the paths and with the headers of the real
 //! service (the issuer chains percent-encoded in their response headers); any other
 //! path is a 404. Every request path is recorded, so a test sees what was asked.
@@ -130,41 +132,47 @@ pub fn percent_encode(text: &str) -> String {
     out
 }
 
-/// The PCS responses for a quote whose PCK CA is `ca` and FMSPC `fmspc` (uppercase hex),
-/// split from a recorded collateral JSON (dcap-qvl's `QuoteCollateralV3`: PEM chains, hex
-/// CRLs and signatures, the signed JSON objects as text). The root CA CRL is served as a
-/// PCCS serves it (hex text).
-pub fn pcs_routes(
+/// The responses of Intel's PCS v4 for a quote whose PCK CA is `ca` and FMSPC `fmspc`
+/// (uppercase hex), split from a recorded collateral JSON (dcap-qvl's
+/// `QuoteCollateralV3`: PEM chains, hex CRLs and signatures, the signed JSON objects as
+/// text): `pckcrl` (DER), the TDX `tcb` and `qe/identity`, each with its issuer chain
+/// percent-encoded in its header. Intel's PCS has no root CA CRL resource: that comes
+/// from the root's CRL distribution point ([`root_ca_crl_routes`]).
+pub fn intel_pcs_routes(
     collateral_json: &[u8],
     fmspc: &str,
     ca: &str,
 ) -> anyhow::Result<HashMap<String, Recorded>> {
-    let c: serde_json::Value = serde_json::from_slice(collateral_json)?;
-    let field = |k: &str| -> anyhow::Result<String> {
-        Ok(c.get(k)
-            .and_then(serde_json::Value::as_str)
-            .ok_or_else(|| anyhow::anyhow!("collateral has no `{k}`"))?
-            .to_string())
-    };
+    let c = RecordedCollateral::parse(collateral_json)?;
     let chain = |header: &str, k: &str| -> anyhow::Result<Vec<(String, String)>> {
-        Ok(vec![(header.to_string(), percent_encode(&field(k)?))])
+        Ok(vec![(header.to_string(), percent_encode(&c.field(k)?))])
+    };
+    let with_type = |mut headers: Vec<(String, String)>, content_type: &str| {
+        headers.push(("Content-Type".to_string(), content_type.to_string()));
+        headers
     };
     let mut routes = HashMap::new();
     routes.insert(
         format!("/sgx/certification/v4/pckcrl?ca={ca}&encoding=der"),
         Recorded {
-            headers: chain("SGX-PCK-CRL-Issuer-Chain", "pck_crl_issuer_chain")?,
-            body: hex::decode(field("pck_crl")?)?,
+            headers: with_type(
+                chain("SGX-PCK-CRL-Issuer-Chain", "pck_crl_issuer_chain")?,
+                "application/pkix-crl",
+            ),
+            body: hex::decode(c.field("pck_crl")?)?,
         },
     );
     routes.insert(
         format!("/tdx/certification/v4/tcb?fmspc={fmspc}"),
         Recorded {
-            headers: chain("TCB-Info-Issuer-Chain", "tcb_info_issuer_chain")?,
+            headers: with_type(
+                chain("TCB-Info-Issuer-Chain", "tcb_info_issuer_chain")?,
+                "application/json",
+            ),
             body: format!(
                 r#"{{"tcbInfo":{},"signature":"{}"}}"#,
-                field("tcb_info")?,
-                field("tcb_info_signature")?
+                c.field("tcb_info")?,
+                c.field("tcb_info_signature")?
             )
             .into_bytes(),
         },
@@ -172,26 +180,78 @@ pub fn pcs_routes(
     routes.insert(
         "/tdx/certification/v4/qe/identity?update=standard".to_string(),
         Recorded {
-            headers: chain(
-                "SGX-Enclave-Identity-Issuer-Chain",
-                "qe_identity_issuer_chain",
-            )?,
+            headers: with_type(
+                chain(
+                    "SGX-Enclave-Identity-Issuer-Chain",
+                    "qe_identity_issuer_chain",
+                )?,
+                "application/json",
+            ),
             body: format!(
                 r#"{{"enclaveIdentity":{},"signature":"{}"}}"#,
-                field("qe_identity")?,
-                field("qe_identity_signature")?
+                c.field("qe_identity")?,
+                c.field("qe_identity_signature")?
             )
             .into_bytes(),
         },
     );
+    Ok(routes)
+}
+
+/// The path of Intel's SGX Root CA CRL at its distribution point
+/// (`https://certificates.trustedservices.intel.com/IntelSGXRootCA.der`).
+pub const ROOT_CA_CRL_DISTRIBUTION_PATH: &str = "/IntelSGXRootCA.der";
+
+/// The CRL distribution point of Intel's SGX Root CA: the recorded root CA CRL as DER at
+/// [`ROOT_CA_CRL_DISTRIBUTION_PATH`].
+pub fn root_ca_crl_routes(collateral_json: &[u8]) -> anyhow::Result<HashMap<String, Recorded>> {
+    let c = RecordedCollateral::parse(collateral_json)?;
+    let mut routes = HashMap::new();
+    routes.insert(
+        ROOT_CA_CRL_DISTRIBUTION_PATH.to_string(),
+        Recorded {
+            headers: vec![("Content-Type".into(), "application/pkix-crl".into())],
+            body: hex::decode(c.field("root_ca_crl")?)?,
+        },
+    );
+    Ok(routes)
+}
+
+/// The responses of a PCCS: Intel's PCS v4 paths ([`intel_pcs_routes`]) plus its own
+/// root CA CRL resource, `/sgx/certification/v4/rootcacrl`, as hex text.
+pub fn pccs_routes(
+    collateral_json: &[u8],
+    fmspc: &str,
+    ca: &str,
+) -> anyhow::Result<HashMap<String, Recorded>> {
+    let c = RecordedCollateral::parse(collateral_json)?;
+    let mut routes = intel_pcs_routes(collateral_json, fmspc, ca)?;
     routes.insert(
         "/sgx/certification/v4/rootcacrl".to_string(),
         Recorded {
             headers: Vec::new(),
-            body: field("root_ca_crl")?.into_bytes(),
+            body: c.field("root_ca_crl")?.into_bytes(),
         },
     );
     Ok(routes)
+}
+
+/// A recorded collateral JSON, read field by field.
+struct RecordedCollateral(serde_json::Value);
+
+impl RecordedCollateral {
+    fn parse(json: &[u8]) -> anyhow::Result<RecordedCollateral> {
+        Ok(RecordedCollateral(serde_json::from_slice(json)?))
+    }
+
+    fn field(&self, k: &str) -> anyhow::Result<String> {
+        Ok(self
+            .0
+            .get(k)
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| anyhow::anyhow!("collateral has no `{k}`"))?
+            .to_string())
+    }
 }
 
 /// The KDS responses for one VCEK: `vcek_path` (`/vcek/v1/{product}/{hwid}?...`) serves

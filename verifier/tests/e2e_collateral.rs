@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use attest::binding::{Manifest, ManifestEntry};
 use attest::snapshot::{Snapshot, TeePolicy};
 use serde_json::Value;
-use testkit::collateral::{kds_routes, pcs_routes, StandIn};
+use testkit::collateral::{intel_pcs_routes, kds_routes, pccs_routes, root_ca_crl_routes, StandIn};
 use testkit::ports::free_port;
 use testkit::process::ChildGuard;
 use testkit::tsm::{Answer, TsmStandIn};
@@ -99,6 +99,11 @@ impl Vm {
 
     /// Starts verigated asking collateral of `pccs` and `kds` (base URLs).
     fn start(&mut self, pccs: &str, kds: &str) {
+        self.start_with(pccs, kds, "");
+    }
+
+    /// [`Vm::start`] with more `[attestation]` lines.
+    fn start_with(&mut self, pccs: &str, kds: &str, attestation: &str) {
         assert!(self.gateway.is_none());
         let tee = std::fs::read_to_string(self.path("tee")).expect("tee");
         for _ in 0..5 {
@@ -108,7 +113,7 @@ impl Vm {
                 "[gateway]\nlisten = [\"{}\"]\ndomain = \"{DOMAIN}\"\ndata_dir = \"{}\"\n\
                  ssl_certificate = \"{}\"\nssl_private_key = \"{}\"\n\n\
                  [attestation]\ntee = \"{tee}\"\ntpm = \"none\"\ntsm_report_root = \"{}\"\n\
-                 pccs_url = \"{pccs}\"\namd_kds_url = \"{kds}\"\n\n\
+                 pccs_url = \"{pccs}\"\namd_kds_url = \"{kds}\"\n{attestation}\n\
                  [snapshot]\nroots = [\"{}\"]\nexclude = []\n\n\
                  [api]\nadmin_token_sha256 = [\"{}\"]\n",
                 self.addr,
@@ -235,7 +240,7 @@ fn tdx_vm(e: &Evidence) -> Vm {
 fn pcs(collateral: &[u8]) -> StandIn {
     StandIn::start(
         "pcs-stand-in",
-        pcs_routes(collateral, "B0C06F000000", "platform").expect("PCS routes"),
+        pccs_routes(collateral, "B0C06F000000", "platform").expect("PCS routes"),
     )
     .expect("PCS stand-in")
 }
@@ -402,6 +407,43 @@ fn a_pcs_outage_keeps_the_cached_copy_and_a_stale_one_is_refreshed() {
         fetched_at(&after) >= fetched_at(&before),
         "the entry was not rewritten"
     );
+}
+
+/// The Intel PCS route through verigated: the PCS stand-in has no root CA CRL resource,
+/// which comes from a stand-in of the root's CRL distribution point
+/// (`attestation.root_ca_crl_url`); the collateral verigated assembles passes `tee`.
+#[test]
+fn tdx_through_verigated_on_the_intel_pcs_route() {
+    let Some(e) = tdx_evidence() else { return };
+    if !tools() {
+        return;
+    }
+    let pcs = StandIn::start(
+        "intel-pcs-stand-in",
+        intel_pcs_routes(&e.collateral, "B0C06F000000", "platform").expect("PCS routes"),
+    )
+    .expect("Intel PCS stand-in");
+    let dp = StandIn::start(
+        "crl-distribution-point-stand-in",
+        root_ca_crl_routes(&e.collateral).expect("CRL routes"),
+    )
+    .expect("CRL distribution point stand-in");
+    let mut vm = tdx_vm(&e);
+    vm.start_with(
+        &pcs.url(),
+        "http://127.0.0.1:9",
+        &format!("root_ca_crl_url = \"{}/IntelSGXRootCA.der\"", dp.url()),
+    );
+    let snapshot = vm.write_snapshot(tdx_policy(&e));
+    let (code, report) = vm.verify(&["--snapshot", snapshot.to_str().expect("utf-8"), "--at", AT]);
+    assert_eq!(code, 1);
+    assert_eq!(failed(&report), vec!["nonce", "binding"], "{report:#}");
+    assert!(
+        detail(&report, "tee").contains("TCB status UpToDate"),
+        "{report:#}"
+    );
+    assert_eq!(dp.requests(), ["/IntelSGXRootCA.der"]);
+    assert!(!pcs.requests().iter().any(|p| p.contains("rootcacrl")));
 }
 
 /// Collateral whose signature was tampered with on its way (the PCS stand-in serves it)

@@ -60,7 +60,7 @@ pub enum AzureError {
     #[error("TD quote: {0}")]
     Tdx(#[from] TdxError),
     /// No TDX collateral in the evidence and none given.
-    #[error("TD quote: no collateral (TCB info, QE identity, CRLs) in the evidence and none given (--collateral), so its TCB cannot be checked")]
+    #[error("TD quote: no collateral (TCB info, QE identity, CRLs) in the evidence and none given (--collateral), so its TCB cannot be checked (its signature chain to Intel's root holds)")]
     NoTdxCollateral,
     /// The TD quote's REPORTDATA is not the HCL report's TD report's.
     #[error("the TD quote's REPORTDATA {quote} is not the TD report's {report}: the quote is for another report")]
@@ -215,7 +215,16 @@ pub fn verify_tdx(
 ) -> Result<AzureTdxVerified, AzureError> {
     let report = parse_expecting(hcl_report, HardwareKind::Tdx)?;
     check_td_quote_link(&report, td_quote)?;
-    let collateral = collateral.ok_or(AzureError::NoTdxCollateral)?;
+    let Some(collateral) = collateral else {
+        // The quote's own signature chain is still checked, so a forged quote is named as
+        // such rather than as missing collateral.
+        return Err(
+            match tdx::verify_without_collateral(td_quote, at, options) {
+                TdxError::NoCollateral => AzureError::NoTdxCollateral,
+                e => AzureError::Tdx(e),
+            },
+        );
+    };
     let tdx = tdx::verify_with_options(td_quote, collateral, at, options)?;
     let runtime = check_runtime(&report, &tdx.report_data)?;
     Ok(AzureTdxVerified { tdx, runtime })

@@ -823,7 +823,8 @@ pub fn check_guest_policy(report: &SnpReport) -> Result<(), SnpError> {
     Ok(())
 }
 
-fn rfc3339(t: SystemTime) -> String {
+/// `t` in RFC 3339 (UTC), for messages about validity periods.
+pub(crate) fn rfc3339(t: SystemTime) -> String {
     let secs = match t.duration_since(SystemTime::UNIX_EPOCH) {
         Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
         Err(e) => i64::try_from(e.duration().as_secs())

@@ -1,14 +1,21 @@
-//! Intel TDX quotes (v4 and v5): offline verification with `dcap-qvl`, given the PCS
-//! collateral (TCB info, QE identity, CRLs and their chains, as dcap-qvl's
-//! `QuoteCollateralV3` JSON) and an explicit verification time.
+//! Intel TDX quotes (v4 and v5): offline verification against Intel's pinned SGX root
+//! CA, with an explicit verification time.
 //!
-//! Trust comes from Intel's SGX root CA compiled into dcap-qvl. dcap-qvl checks the PCK
-//! chain, the QE report, the quote signature, the collateral signatures, CRLs and dates,
-//! and matches the platform TCB; this module adds the verigate policy on top: a TCB
-//! status other than `UpToDate` is refused unless the caller allowed it by name, a debug
-//! TD is refused unless allowed, and bytes after the quote's declared end are refused.
+//! Two stages. Without collateral, [`chain`] checks the signature chain the quote carries
+//! in itself: PCK certificate chain to the pinned root, QE report signed by the PCK key,
+//! the attestation key bound by the QE report, the quote signed by the attestation key.
+//! The TCB status then cannot be judged, so verification without collateral always ends
+//! in [`TdxError::NoCollateral`]. With the PCS collateral (TCB info, QE identity, CRLs and
+//! their chains, as dcap-qvl's `QuoteCollateralV3` JSON), dcap-qvl checks the whole chain
+//! again with the CRLs, the collateral signatures and dates, the QE identity, and matches
+//! the platform TCB. This module adds the verigate policy on top: a TCB status other than
+//! `UpToDate` is refused unless the caller allowed it by name, a debug TD is refused
+//! unless allowed, and bytes after the quote's declared end are refused.
 
+pub mod chain;
 pub mod pcs;
+
+pub use chain::ChainLink;
 
 use dcap_qvl::quote::{Quote, Report, TDReport10};
 use dcap_qvl::QuoteCollateralV3;
@@ -94,6 +101,19 @@ pub enum TdxError {
     /// The collateral's TCB info has no `fmspc` of 6 hex bytes; holds the reason.
     #[error("collateral tcb_info has no usable fmspc: {0}")]
     CollateralFmspc(String),
+    /// A link of the quote's own signature chain (PCK chain, QE report, attestation
+    /// key, quote signature) is broken; see [`chain`].
+    #[error("{link}: {reason}")]
+    Chain {
+        /// The link that failed.
+        link: ChainLink,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The quote's chain is intact but no collateral was given, so the platform's TCB
+    /// (and the PCK certificate's revocation) cannot be judged.
+    #[error("no collateral: the TCB info, QE identity and CRLs (Intel PCS) for this quote's FMSPC are needed to check the platform's TCB status and the PCK certificate's revocation; pass --collateral")]
+    NoCollateral,
     /// The verification time is before the Unix epoch.
     #[error("verification time is before 1970")]
     TimeBeforeEpoch,
@@ -129,6 +149,9 @@ pub enum TdxStep {
     Format,
     /// TD attributes (debug refused).
     TdAttributes,
+    /// One link of the quote's own signature chain ([`chain`]), checked without
+    /// collateral.
+    Chain(ChainLink),
     /// Collateral JSON and its certificate chains.
     Collateral,
     /// dcap-qvl: PCK chain to Intel's root, CRLs, collateral signatures and dates, QE
@@ -153,9 +176,12 @@ impl TdxError {
             | TrailingBytesNotZero { .. } => TdxStep::Format,
             CertChain { chain, .. } if chain.starts_with("quote") => TdxStep::Format,
             DebugTd { .. } => TdxStep::TdAttributes,
+            Chain { link, .. } => TdxStep::Chain(*link),
             Collateral(_) | CertChain { .. } | CollateralFmspc(_) => TdxStep::Collateral,
-            TimeBeforeEpoch | Verification(_) => TdxStep::Signature,
-            TcbStatusNotAllowed { .. } => TdxStep::TcbStatus,
+            // The time is first needed for the PCK certificates' validity.
+            TimeBeforeEpoch => TdxStep::Chain(ChainLink::PckChain),
+            Verification(_) => TdxStep::Signature,
+            TcbStatusNotAllowed { .. } | NoCollateral => TdxStep::TcbStatus,
         }
     }
 }
@@ -511,6 +537,32 @@ pub fn verify(
     )
 }
 
+/// The checks that need no collateral, in [`TdxStep`] order: the options, the quote's
+/// format, its TD attributes and its own signature chain ([`chain`]) at time `at`.
+pub fn verify_quote_chain(
+    quote: &[u8],
+    at: SystemTime,
+    options: &TdxOptions,
+) -> Result<TdxQuote, TdxError> {
+    // Refuse bad option names before any work, so a typo is reported as such.
+    check_tcb_status("UpToDate", &options.allowed_tcb_statuses)?;
+    let parsed = parse_quote(quote)?;
+    check_td_attributes(&parsed.td, options.allow_debug)?;
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .map_err(|_| TdxError::TimeBeforeEpoch)?;
+    chain::verify(quote, at)?;
+    Ok(parsed)
+}
+
+/// Verification without collateral: [`verify_quote_chain`], then
+/// [`TdxError::NoCollateral`], since the TCB status cannot be judged. It never succeeds.
+pub fn verify_without_collateral(quote: &[u8], at: SystemTime, options: &TdxOptions) -> TdxError {
+    match verify_quote_chain(quote, at, options) {
+        Ok(_) => TdxError::NoCollateral,
+        Err(e) => e,
+    }
+}
+
 /// [`verify`] with every option.
 pub fn verify_with_options(
     quote: &[u8],
@@ -518,10 +570,7 @@ pub fn verify_with_options(
     at: SystemTime,
     options: &TdxOptions,
 ) -> Result<TdxVerified, TdxError> {
-    // Refuse bad option names before any work, so a typo is reported as such.
-    check_tcb_status("UpToDate", &options.allowed_tcb_statuses)?;
-    let parsed = parse_quote(quote)?;
-    check_td_attributes(&parsed.td, options.allow_debug)?;
+    let parsed = verify_quote_chain(quote, at, options)?;
     let collateral = parse_collateral(collateral_json)?;
     check_collateral_chains(&collateral)?;
     let now = at

@@ -27,6 +27,10 @@ pub struct CollateralConfig {
     pub amd_kds_url: String,
     /// Base URL of Intel PCS or of a PCCS, without a trailing `/`.
     pub pccs_url: String,
+    /// Where the root CA CRL is fetched: `attestation.root_ca_crl_url`, else
+    /// `attest::tee::tdx::pcs::root_ca_crl_url` of `pccs_url` (the CRL distribution
+    /// point of Intel's root with Intel's PCS, the PCCS's resource otherwise).
+    pub root_ca_crl_url: String,
     /// A cached copy is fetched again once it is this old, and at the latest this long
     /// before its `nextUpdate`.
     pub refresh: Duration,
@@ -42,6 +46,7 @@ impl Default for CollateralConfig {
         CollateralConfig {
             amd_kds_url: DEFAULT_AMD_KDS_URL.to_string(),
             pccs_url: DEFAULT_PCCS_URL.to_string(),
+            root_ca_crl_url: attest::tee::tdx::pcs::root_ca_crl_url(DEFAULT_PCCS_URL, None),
             refresh: Duration::from_secs(12 * 3600),
             tsm_report_root: PathBuf::from(DEFAULT_TSM_REPORT_ROOT),
             azure_imds_url: DEFAULT_AZURE_IMDS_URL.to_string(),
@@ -54,6 +59,7 @@ impl Default for CollateralConfig {
 pub(super) struct RawCollateral {
     pub amd_kds_url: Option<String>,
     pub pccs_url: Option<String>,
+    pub root_ca_crl_url: Option<String>,
     pub collateral_refresh: Option<RawDuration>,
     pub tsm_report_root: Option<PathBuf>,
     pub azure_imds_url: Option<String>,
@@ -62,6 +68,16 @@ pub(super) struct RawCollateral {
 /// A base URL: `http://` or `https://`, a host, an optional port and path prefix, no
 /// query; returned without a trailing `/`.
 fn base_url(field: &str, text: &str, problem: &mut impl FnMut(&str, String)) -> Option<String> {
+    url(field, text, "https://host[:port]", problem)
+}
+
+/// [`base_url`], for a URL of one resource (`example` shows its shape in the message).
+fn url(
+    field: &str,
+    text: &str,
+    example: &str,
+    problem: &mut impl FnMut(&str, String),
+) -> Option<String> {
     let t = text.trim().trim_end_matches('/');
     let rest = t
         .strip_prefix("https://")
@@ -75,7 +91,7 @@ fn base_url(field: &str, text: &str, problem: &mut impl FnMut(&str, String)) -> 
     } else {
         problem(
             field,
-            format!("expected a base URL such as \"https://host[:port]\", got `{text}`"),
+            format!("expected a URL such as \"{example}\", got `{text}`"),
         );
         None
     }
@@ -113,6 +129,19 @@ pub(super) fn validate(
         .pccs_url
         .and_then(|u| base_url("attestation.pccs_url", &u, problem))
         .unwrap_or(d.pccs_url);
+    let root_ca_crl_url = attest::tee::tdx::pcs::root_ca_crl_url(
+        &pccs_url,
+        raw.root_ca_crl_url
+            .and_then(|u| {
+                url(
+                    "attestation.root_ca_crl_url",
+                    &u,
+                    "https://host[:port]/IntelSGXRootCA.der",
+                    problem,
+                )
+            })
+            .as_deref(),
+    );
     let field = "attestation.collateral_refresh";
     let refresh = match raw.collateral_refresh {
         None => d.refresh,
@@ -153,6 +182,7 @@ pub(super) fn validate(
     CollateralConfig {
         amd_kds_url,
         pccs_url,
+        root_ca_crl_url,
         refresh,
         tsm_report_root,
         azure_imds_url,
@@ -179,6 +209,10 @@ mod tests {
         assert_eq!(c.amd_kds_url, "https://kdsintf.amd.com");
         assert_eq!(c.pccs_url, "https://api.trustedservices.intel.com");
         assert_eq!(
+            c.root_ca_crl_url,
+            "https://certificates.trustedservices.intel.com/IntelSGXRootCA.der"
+        );
+        assert_eq!(
             c.tsm_report_root,
             PathBuf::from("/sys/kernel/config/tsm/report")
         );
@@ -190,6 +224,7 @@ mod tests {
         let (c, p) = check(RawCollateral {
             amd_kds_url: Some("http://127.0.0.1:8/".into()),
             pccs_url: Some("https://pccs.local:8081/".into()),
+            root_ca_crl_url: None,
             collateral_refresh: Some(RawDuration::Text("30m".into())),
             tsm_report_root: Some("/tmp/tsm".into()),
             azure_imds_url: Some("http://127.0.0.1:8090/".into()),
@@ -197,17 +232,24 @@ mod tests {
         assert!(p.is_empty(), "{p:?}");
         assert_eq!(c.amd_kds_url, "http://127.0.0.1:8");
         assert_eq!(c.pccs_url, "https://pccs.local:8081");
+        assert_eq!(
+            c.root_ca_crl_url,
+            "https://pccs.local:8081/sgx/certification/v4/rootcacrl"
+        );
         assert_eq!(c.refresh, Duration::from_secs(1800));
         assert_eq!(c.azure_imds_url, "http://127.0.0.1:8090");
         let (_, p) = check(RawCollateral {
             amd_kds_url: Some("ftp://x".into()),
             pccs_url: Some("https://?a".into()),
+            root_ca_crl_url: None,
             collateral_refresh: Some(RawDuration::Number(5)),
             tsm_report_root: Some("tsm".into()),
             azure_imds_url: Some("https://169.254.169.254".into()),
         });
         assert_eq!(p.len(), 5, "{p:?}");
-        assert!(p[0].starts_with("attestation.amd_kds_url: expected a base URL"));
+        assert!(p[0].starts_with(
+            "attestation.amd_kds_url: expected a URL such as \"https://host[:port]\""
+        ));
         assert!(p[1].starts_with("attestation.pccs_url"));
         assert!(p[2].starts_with("attestation.collateral_refresh: expected a string"));
         assert!(p[3].starts_with("attestation.tsm_report_root: expected an absolute"));
@@ -219,6 +261,25 @@ mod tests {
             });
             assert_eq!(p.len(), 1, "{bad}: {p:?}");
         }
+        // A configured root CA CRL URL wins over the PCS's default, and is checked.
+        let (c, p) = check(RawCollateral {
+            root_ca_crl_url: Some("http://127.0.0.1:9/IntelSGXRootCA.der".into()),
+            ..RawCollateral::default()
+        });
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(c.root_ca_crl_url, "http://127.0.0.1:9/IntelSGXRootCA.der");
+        let (c, p) = check(RawCollateral {
+            root_ca_crl_url: Some("IntelSGXRootCA.der".into()),
+            ..RawCollateral::default()
+        });
+        assert!(
+            p[0].starts_with("attestation.root_ca_crl_url: expected a URL"),
+            "{p:?}"
+        );
+        assert_eq!(
+            c.root_ca_crl_url,
+            CollateralConfig::default().root_ca_crl_url
+        );
         let (_, p) = check(RawCollateral {
             collateral_refresh: Some(RawDuration::Text("0s".into())),
             ..RawCollateral::default()

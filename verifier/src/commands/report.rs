@@ -7,7 +7,7 @@ use crate::report::Outcome;
 use anyhow::{bail, Context as _};
 use attest::check::Check;
 use attest::tee::snp::{self, SnpCerts, SnpStep};
-use attest::tee::tdx::{self, TdxOptions, TdxStep};
+use attest::tee::tdx::{self, ChainLink, TdxOptions, TdxStep};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -60,7 +60,8 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "FILE")]
     pub(super) chain: Option<PathBuf>,
 
-    /// TDX: the PCS collateral as JSON (dcap-qvl's QuoteCollateralV3 format).
+    /// TDX: the PCS collateral as JSON (dcap-qvl's QuoteCollateralV3 format). Without
+    /// it the quote's own signature chain is checked and the TCB check fails.
     #[arg(long, value_name = "FILE")]
     pub(super) collateral: Option<PathBuf>,
 
@@ -276,10 +277,26 @@ fn tdx_step_name(step: TdxStep) -> &'static str {
         TdxStep::Options => "tdx options",
         TdxStep::Format => "tdx quote format",
         TdxStep::TdAttributes => "tdx td attributes",
+        TdxStep::Chain(ChainLink::PckChain) => "tdx pck certificate chain",
+        TdxStep::Chain(ChainLink::QeReport) => "tdx qe report signature",
+        TdxStep::Chain(ChainLink::AttestationKey) => "tdx attestation key",
+        TdxStep::Chain(ChainLink::QuoteSignature) => "tdx quote signature",
         TdxStep::Collateral => "tdx collateral",
-        TdxStep::Signature => "tdx quote signature and collateral",
+        TdxStep::Signature => "tdx collateral signatures and crls",
         TdxStep::TcbStatus => "tdx tcb status",
     }
+}
+
+/// The checks of a TDX quote, in order: without collateral every step but the
+/// collateral's runs, and the TCB status fails naming the missing collateral.
+fn tdx_steps(with_collateral: bool) -> Vec<TdxStep> {
+    let mut steps = vec![TdxStep::Format, TdxStep::TdAttributes];
+    steps.extend(ChainLink::ALL.map(TdxStep::Chain));
+    if with_collateral {
+        steps.extend([TdxStep::Collateral, TdxStep::Signature]);
+    }
+    steps.push(TdxStep::TcbStatus);
+    steps
 }
 
 pub(super) fn verify_tdx(
@@ -290,10 +307,10 @@ pub(super) fn verify_tdx(
     if args.vcek.is_some() || args.vlek.is_some() || args.chain.is_some() {
         bail!("--vcek, --vlek and --chain apply to SEV-SNP reports, and this is a TDX quote");
     }
-    let Some(collateral_path) = &args.collateral else {
-        bail!("a TDX quote needs --collateral (Intel PCS collateral as JSON)");
+    let collateral = match &args.collateral {
+        Some(path) => Some(read(path, "collateral")?),
+        None => None,
     };
-    let collateral = read(collateral_path, "collateral")?;
     // Refuse a misspelt status name as a usage error, before any check.
     tdx::check_tcb_status("UpToDate", &args.allow_tcb_status)?;
 
@@ -332,40 +349,48 @@ pub(super) fn verify_tdx(
         allowed_tcb_statuses: args.allow_tcb_status.clone(),
         allow_debug: false,
     };
-    let all = [
-        TdxStep::Format,
-        TdxStep::TdAttributes,
-        TdxStep::Collateral,
-        TdxStep::Signature,
-        TdxStep::TcbStatus,
-    ];
-    match tdx::verify_with_options(bytes, &collateral, at, &options) {
+    let all = tdx_steps(collateral.is_some());
+    let result = match &collateral {
+        Some(c) => tdx::verify_with_options(bytes, c, at, &options),
+        None => Err(tdx::verify_without_collateral(bytes, at, &options)),
+    };
+    let quote_version = match &result {
         Ok(v) => {
             fact(&mut out, "fmspc", json!(hex::encode(v.fmspc)));
             fact(&mut out, "tcb_status", json!(v.tcb_status));
             fact(&mut out, "advisory_ids", json!(v.advisory_ids));
-            for step in all {
-                let detail = match step {
-                    TdxStep::Options => continue,
-                    TdxStep::Format => format!("quote v{}, {} bytes", v.quote_version, bytes.len()),
-                    TdxStep::TdAttributes => "not a debug TD".into(),
-                    TdxStep::Collateral => "parsed; chains end at Intel's SGX Root CA".into(),
-                    TdxStep::Signature => {
-                        "PCK chain to the pinned Intel root, CRLs, TCB info, QE identity, QE report and quote signatures valid at the verification time".into()
-                    }
-                    TdxStep::TcbStatus => v.tcb_status.clone(),
-                };
-                out.checks.push(Check::pass(tdx_step_name(step), detail));
-            }
+            v.quote_version
         }
-        Err(e) => {
-            let failed = e.step();
-            for step in all.into_iter().filter(|s| *s < failed) {
-                out.checks.push(Check::pass(tdx_step_name(step), "ok"));
-            }
-            out.checks
-                .push(Check::fail(tdx_step_name(failed), e.to_string()));
+        Err(_) => tdx::parse_quote(bytes).map_or(0, |q| q.version),
+    };
+    let failed = result.as_ref().err().map(tdx::TdxError::step);
+    for step in all {
+        if failed.is_some_and(|f| step >= f) {
+            break;
         }
+        let detail = match step {
+            TdxStep::Options => continue,
+            TdxStep::Format => format!("quote v{quote_version}, {} bytes", bytes.len()),
+            TdxStep::TdAttributes => "not a debug TD".into(),
+            TdxStep::Chain(ChainLink::PckChain) if collateral.is_none() => format!(
+                "{} (its revocation needs the collateral's CRLs)",
+                ChainLink::PckChain.proves()
+            ),
+            TdxStep::Chain(link) => link.proves().into(),
+            TdxStep::Collateral => "parsed; chains end at Intel's SGX Root CA".into(),
+            TdxStep::Signature => {
+                "TCB info, QE identity and CRLs signed under the pinned Intel root and current at the verification time; PCK certificate not revoked; QE identity and TCB level matched".into()
+            }
+            TdxStep::TcbStatus => match &result {
+                Ok(v) => v.tcb_status.clone(),
+                Err(_) => continue,
+            },
+        };
+        out.checks.push(Check::pass(tdx_step_name(step), detail));
+    }
+    if let (Err(e), Some(step)) = (&result, failed) {
+        out.checks
+            .push(Check::fail(tdx_step_name(step), e.to_string()));
     }
     Ok(out)
 }

@@ -12,7 +12,6 @@ use anyhow::{bail, Context as _};
 use attest::check::Check;
 use attest::tee::azure::hcl::{self, HardwareKind, HclReport};
 use attest::tee::azure::{self, runtime, AzureError, VouchedRuntime};
-use attest::tee::tdx;
 use attest::tpm::quote::{AkPublic, QuoteInfo, TpmSignature};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -22,7 +21,8 @@ use std::time::SystemTime;
 #[derive(clap::Args, Debug)]
 pub struct HclArgs {
     /// HCL report, TDX: the TD quote obtained for its TD report (Azure IMDS
-    /// `/acc/tdquote`). Verified with `--collateral`; without it the TCB check fails.
+    /// `/acc/tdquote`). Its signature chain is always checked; its TCB needs
+    /// `--collateral`, without which the TCB check fails.
     #[arg(long, value_name = "FILE")]
     td_quote: Option<PathBuf>,
 
@@ -243,34 +243,11 @@ fn verify_td(
         TD_QUOTE_LINK,
         "the TD quote's REPORTDATA is the TD report's",
     ));
-    if args.collateral.is_some() {
-        let quote = verify_tdx(args, td_quote, at)?;
-        out.facts = quote.facts;
-        out.checks.extend(quote.checks);
-        return Ok(out);
-    }
-    // Without collateral the quote's platform TCB cannot be judged: parse what can be
-    // parsed, then fail naming what is missing (exit 1, never 0).
-    match tdx::parse_quote(td_quote) {
-        Ok(q) => {
-            out.facts
-                .push(("mrtd".into(), json!(hex::encode(q.td.mrtd))));
-            out.checks.push(Check::pass(
-                "tdx quote format",
-                format!("quote v{}, {} bytes", q.version, td_quote.len()),
-            ));
-        }
-        Err(e) => {
-            out.checks
-                .push(Check::fail("tdx quote format", e.to_string()));
-            return Ok(out);
-        }
-    }
-    out.checks.push(Check::fail(
-        "tdx tcb status",
-        "no collateral given: the TCB info, QE identity and CRLs for this quote's FMSPC \
-         (Intel PCS) are needed to check the quote's chain and TCB status; pass --collateral",
-    ));
+    // Without --collateral the quote's own signature chain is still checked and the TCB
+    // check fails naming the missing collateral (exit 1, never 0).
+    let quote = verify_tdx(args, td_quote, at)?;
+    out.facts = quote.facts;
+    out.checks.extend(quote.checks);
     Ok(out)
 }
 

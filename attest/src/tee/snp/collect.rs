@@ -1,7 +1,9 @@
 //! SEV-SNP collection through `/dev/sev-guest` (the `sev` crate's ioctl wrapper), for
 //! kernels without configfs-tsm. Behind the `snp-collect` feature; it only runs inside
-//! an SEV-SNP guest, so only the parsing of what the `sev` crate hands back is tested
-//! here (the ioctl request and response structures are the crate's, tested there).
+//! an SEV-SNP guest. The ioctl request and response structures are the crate's; the
+//! gateway's `sev_guest` test runs this path against a stand-in of the kernel driver
+//! built from the kernel's UAPI header, so their layout is checked against the
+//! kernel's without the device.
 
 use super::cert_table::{CertKind, CertTableEntry};
 use sev::firmware::guest::Firmware;
@@ -41,8 +43,10 @@ pub fn extended_report(
     vmpl: Option<u32>,
 ) -> Result<ExtendedReport, SnpCollectError> {
     let mut fw = Firmware::open().map_err(SnpCollectError::Open)?;
+    // The sev crate asks for VMPL 1 when given none; configfs-tsm's default privilege
+    // level, and what this function promises, is 0 (the guest kernel's own level).
     let (report, certs) = fw
-        .get_ext_report(None, Some(*report_data), vmpl)
+        .get_ext_report(None, Some(*report_data), Some(vmpl.unwrap_or(0)))
         .map_err(|e| SnpCollectError::Firmware(e.to_string()))?;
     let mut certificates = Vec::new();
     for entry in certs.unwrap_or_default() {

@@ -25,7 +25,8 @@ pub const HEADER_SGX_TCB_INFO_ISSUER_CHAIN: &str = "SGX-TCB-Info-Issuer-Chain";
 pub const HEADER_QE_IDENTITY_ISSUER_CHAIN: &str = "SGX-Enclave-Identity-Issuer-Chain";
 
 /// Intel's own PCS. With it the root CA CRL comes from [`INTEL_ROOT_CA_CRL_URL`] (the
-/// root's CRL distribution point); a PCCS serves it at [`ROOT_CA_CRL_PATH`].
+/// root's CRL distribution point); a PCCS serves it at [`ROOT_CA_CRL_PATH`]. See
+/// [`root_ca_crl_url`].
 pub const INTEL_PCS_URL: &str = "https://api.trustedservices.intel.com";
 /// The CRL distribution point of Intel's SGX Root CA (DER).
 pub const INTEL_ROOT_CA_CRL_URL: &str =
@@ -34,6 +35,18 @@ pub const INTEL_ROOT_CA_CRL_URL: &str =
 pub const ROOT_CA_CRL_PATH: &str = "/sgx/certification/v4/rootcacrl";
 /// The TDX QE identity.
 pub const QE_IDENTITY_PATH: &str = "/tdx/certification/v4/qe/identity?update=standard";
+
+/// Where the root CA CRL comes from for the PCS or PCCS at `pcs_base`: `configured` if
+/// given; for Intel's PCS, which has no `rootcacrl` resource, the CRL distribution point
+/// of Intel's SGX Root CA ([`INTEL_ROOT_CA_CRL_URL`], DER); for a PCCS, its
+/// [`ROOT_CA_CRL_PATH`] (hex text). [`root_ca_crl_der`] reads either answer.
+pub fn root_ca_crl_url(pcs_base: &str, configured: Option<&str>) -> String {
+    match configured {
+        Some(url) => url.to_string(),
+        None if pcs_base == INTEL_PCS_URL => INTEL_ROOT_CA_CRL_URL.to_string(),
+        None => format!("{pcs_base}{ROOT_CA_CRL_PATH}"),
+    }
+}
 
 /// Which Intel CA issued a PCK certificate, hence which PCK CRL applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,6 +264,22 @@ mod tests {
         assert_eq!(
             id.tcb_info_path(),
             "/tdx/certification/v4/tcb?fmspc=B0C06F000000"
+        );
+    }
+
+    #[test]
+    fn the_root_ca_crl_comes_from_the_distribution_point_with_intels_pcs() {
+        assert_eq!(
+            root_ca_crl_url(INTEL_PCS_URL, None),
+            "https://certificates.trustedservices.intel.com/IntelSGXRootCA.der"
+        );
+        assert_eq!(
+            root_ca_crl_url("https://pccs.local:8081", None),
+            "https://pccs.local:8081/sgx/certification/v4/rootcacrl"
+        );
+        assert_eq!(
+            root_ca_crl_url(INTEL_PCS_URL, Some("http://127.0.0.1:9/IntelSGXRootCA.der")),
+            "http://127.0.0.1:9/IntelSGXRootCA.der"
         );
     }
 

@@ -91,6 +91,7 @@ pub struct CollateralMetrics {
 #[derive(Debug)]
 pub struct Collateral {
     pccs_url: String,
+    root_ca_crl_url: String,
     vcek_source: VcekSource,
     refresh: Duration,
     disk: DiskCache,
@@ -140,6 +141,7 @@ impl Collateral {
     ) -> Collateral {
         Collateral {
             pccs_url: config.pccs_url.clone(),
+            root_ca_crl_url: config.root_ca_crl_url.clone(),
             vcek_source,
             refresh: config.refresh,
             disk: DiskCache::new(data_dir),
@@ -225,10 +227,12 @@ impl Collateral {
             }
         };
         let base = self.pccs_url.clone();
+        let root_ca_crl_url = self.root_ca_crl_url.clone();
         let key = format!("tdx-{}", id.fmspc_hex());
         self.lookup(key, move || {
             let base = base.clone();
-            async move { tdx::fetch_collateral(&base, id).await }
+            let root_ca_crl_url = root_ca_crl_url.clone();
+            async move { tdx::fetch_collateral(&base, &root_ca_crl_url, id).await }
         })
         .await
     }

@@ -3,7 +3,7 @@
 //! chain from its response header, assembled by `attest::tee::tdx::pcs`.
 //!
 //! With Intel's PCS the root CA CRL comes from the root's CRL distribution point; a PCCS
-//! serves it itself (ARCHITECTURE.md, "Collateral").
+//! serves it itself (`attestation.root_ca_crl_url`, ARCHITECTURE.md, "Collateral").
 
 use attest::tee::tdx::pcs::{self, PckIdentity, PcsResponses};
 
@@ -27,8 +27,14 @@ async fn fetch(url: &str) -> Result<Response, FetchError> {
     Ok(http::get(url, &[], REQUEST_DEADLINE).await?)
 }
 
-/// Fetches and assembles the collateral for `id` from the PCS or PCCS at `base`.
-pub async fn fetch_collateral(base: &str, id: PckIdentity) -> Result<Cached, FetchError> {
+/// Fetches and assembles the collateral for `id` from the PCS or PCCS at `base`, and the
+/// root CA CRL from `root_ca_crl_url` (`pcs::root_ca_crl_url`: the root's CRL
+/// distribution point with Intel's PCS, the PCCS's own resource otherwise).
+pub async fn fetch_collateral(
+    base: &str,
+    root_ca_crl_url: &str,
+    id: PckIdentity,
+) -> Result<Cached, FetchError> {
     let url = format!("{base}{}", id.pck_crl_path());
     let pck = fetch(&url).await?;
     let pck_crl_issuer_chain = header(&pck, &[pcs::HEADER_PCK_CRL_ISSUER_CHAIN], &url)?;
@@ -48,12 +54,7 @@ pub async fn fetch_collateral(base: &str, id: PckIdentity) -> Result<Cached, Fet
     let qe = fetch(&url).await?;
     let qe_identity_issuer_chain = header(&qe, &[pcs::HEADER_QE_IDENTITY_ISSUER_CHAIN], &url)?;
 
-    let root_url = if base == pcs::INTEL_PCS_URL {
-        pcs::INTEL_ROOT_CA_CRL_URL.to_string()
-    } else {
-        format!("{base}{}", pcs::ROOT_CA_CRL_PATH)
-    };
-    let root = fetch(&root_url).await?;
+    let root = fetch(root_ca_crl_url).await?;
 
     let json = pcs::assemble(&PcsResponses {
         pck_crl: pck.body.to_vec(),
