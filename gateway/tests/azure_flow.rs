@@ -378,8 +378,8 @@ fn azure_tdx_evidence_carries_the_td_quote_from_imds_and_its_collateral() {
     let recorded = std::fs::read(tdx.join("tdx_quote")).expect("quote");
     let collateral = std::fs::read(tdx.join("tdx_quote_collateral.json")).expect("collateral");
     let pcs = StandIn::start(
-        "pcs-stand-in",
-        testkit::collateral::pcs_routes(&collateral, "B0C06F000000", "platform").expect("routes"),
+        "pccs-stand-in",
+        testkit::collateral::pccs_routes(&collateral, "B0C06F000000", "platform").expect("routes"),
     )
     .expect("PCS stand-in");
     let tdquote = TdQuoteStandIn::start(recorded).expect("quote service stand-in");
