@@ -392,15 +392,7 @@ impl Vm {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let out = cmd.output().expect("run verigate");
-        eprintln!(
-            "$ verigate {}\nexit {:?}\n{}{}",
-            all.join(" "),
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
+        crate::cli::logged(&mut cmd)
     }
 
     /// `snapshot --allow-simulated-tee` into `name` in the VM's folder, which must

@@ -6,24 +6,10 @@
 //! fails (exit 1, never 0) without collateral, naming it.
 
 use std::path::PathBuf;
-use std::process::Command;
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+use testkit::cli::Run;
 
 fn verigate(args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_verigate"))
-        .args(args)
-        .output()
-        .expect("verigate runs");
-    Run {
-        code: out.status.code().expect("exit code"),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    testkit::cli::run(env!("CARGO_BIN_EXE_verigate"), args)
 }
 
 fn bytes(v: &serde_json::Value) -> Vec<u8> {

@@ -24,18 +24,11 @@ const APPS: [&str; 2] = ["a.example.com", "b.example.com"];
 
 /// `verigate --allow-insecure-tls --output json ARGS` in `dir`: (exit status, JSON).
 fn verigate(dir: &Path, args: &[&str]) -> (i32, Value) {
-    let out = Command::new(env!("CARGO_BIN_EXE_verigate"))
-        .args(["--allow-insecure-tls", "--output", "json"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run verigate");
-    eprintln!(
-        "$ verigate {}\nexit {:?}\n{}{}",
-        args.join(" "),
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let out = testkit::cli::logged(
+        Command::new(env!("CARGO_BIN_EXE_verigate"))
+            .args(["--allow-insecure-tls", "--output", "json"])
+            .args(args)
+            .current_dir(dir),
     );
     let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
     (out.status.code().expect("exit status"), v)
