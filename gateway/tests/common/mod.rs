@@ -95,13 +95,26 @@ impl Gateway {
         args: &[&str],
         tee: &str,
     ) -> Gateway {
+        let attestation = format!("tee = \"{tee}\"\ntpm = \"none\"");
+        Gateway::start_with_attestation(dir, gateway_extra, routes, args, &attestation)
+    }
+
+    /// Like [`Gateway::start_with_args`], with `attestation` (TOML lines) as the whole
+    /// `[attestation]` section instead of `tee = "none"` and `tpm = "none"`.
+    pub fn start_with_attestation(
+        dir: &Path,
+        gateway_extra: &str,
+        routes: &str,
+        args: &[&str],
+        attestation: &str,
+    ) -> Gateway {
         let mut last_log = String::new();
         // The port was free a moment ago; another process may take it first, so retry.
         for attempt in 0..5 {
             let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
             let config_path = dir.join("verigated.toml");
             let text = config_text(addr, dir, gateway_extra, routes)
-                .replace("tee = \"none\"", &format!("tee = \"{tee}\""));
+                .replace("tee = \"none\"\ntpm = \"none\"", attestation);
             std::fs::write(&config_path, text).expect("write config");
             let log_path = dir.join(format!("verigated-{attempt}.log"));
             let log = File::create(&log_path).expect("create log");
