@@ -290,6 +290,28 @@ impl Vm {
         self.start_gateway(None);
     }
 
+    /// A reboot: swtpm power-cycled on the same state (its resetCount goes up, PCR 10
+    /// starts from zeros), the IMA log's entries extended again as the kernel measures
+    /// the same files again, verigated started again.
+    pub fn reboot(&mut self) {
+        self.stop_gateway();
+        self.tpm.restart().expect("swtpm restarts");
+        for e in &self.entries {
+            extend(&self.tpm, e);
+        }
+        self.start_gateway(None);
+    }
+
+    /// A new file measured (an executable that ran): IMA logs `entry` and extends it
+    /// into PCR 10; verigated is stopped meanwhile (swtpm serves one client at a time).
+    pub fn measure(&mut self, entry: ImaEntry) {
+        self.stop_gateway();
+        extend(&self.tpm, &entry);
+        self.entries.push(entry);
+        std::fs::write(&self.ima, binary::serialize(&self.entries)).expect("write IMA log");
+        self.start_gateway(None);
+    }
+
     /// Replaces the backend of `name` by a new one (a new certificate and a new key, as
     /// after a renewal inside the VM that did not keep its key), reloads verigated with
     /// SIGHUP and waits until its manifest holds the new certificate. Returns the new

@@ -11,14 +11,14 @@
 //! answers. Needs verigated built beside verigate (`cargo build -p gateway`), swtpm,
 //! tpm2-tools and haproxy (`testkit::require`).
 
-use attest::ima::{binary, HashAlg, ImaEntry};
+use attest::ima::{HashAlg, ImaEntry};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
-use testkit::vm::{extend, Binaries, SharedCertificate, Vm, VmOptions, DOMAIN};
+use testkit::vm::{Binaries, SharedCertificate, Vm, VmOptions, DOMAIN};
 
 const APPS: [&str; 2] = ["a.example.com", "b.example.com"];
 
@@ -82,15 +82,6 @@ fn fleet_toml(vms: &[(&str, String)], lb: &str) -> String {
             )
         })
         .collect()
-}
-
-fn reboot(vm: &mut Vm) {
-    vm.stop_gateway();
-    vm.tpm.restart().expect("swtpm restarts");
-    for e in &vm.entries {
-        extend(&vm.tpm, e);
-    }
-    vm.start_gateway(None);
 }
 
 #[test]
@@ -212,7 +203,7 @@ fn one_policy_verifies_three_replicas_behind_haproxy_and_each_change_fails_its_v
     );
 
     // A reboot of vm3: it alone fails (the TPM counters), until the operator accepts.
-    reboot(&mut vms[2]);
+    vms[2].reboot();
     let (code, results) = verify_fleet(dir.path(), "fleet.toml");
     assert_eq!(code, 1, "{results:?}");
     assert_eq!(
@@ -240,13 +231,8 @@ fn one_policy_verifies_three_replicas_behind_haproxy_and_each_change_fails_its_v
 
     // An executable added to vm2's IMA log (and extended, as the kernel does): vm2
     // alone fails, on `ima entries`.
-    let vm2 = &mut vms[1];
     let miner = ImaEntry::measure("/usr/local/bin/miner", HashAlg::Sha256, b"miner").unwrap();
-    vm2.stop_gateway();
-    extend(&vm2.tpm, &miner);
-    vm2.entries.push(miner);
-    std::fs::write(&vm2.ima, binary::serialize(&vm2.entries)).unwrap();
-    vm2.start_gateway(None);
+    vms[1].measure(miner);
     let (code, results) = verify_fleet(dir.path(), "fleet.toml");
     assert_eq!(code, 1, "{results:?}");
     let failed: Vec<(&str, Vec<String>)> = results
