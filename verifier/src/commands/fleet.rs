@@ -66,6 +66,9 @@ enum FleetCmd {
     /// Verify the VM against its policy now and record its identity (TPM key and
     /// counters, chip id, simulated TEE key), replacing any enrolled one. Takes the
     /// options of `verify` (--allow-simulated-tee, --whitelist, ...).
+    // `verify` requires --snapshot unless --policy or --fleet; here the fleet file names
+    // the VM's reference, so the VM's name (always given) stands in for them.
+    #[command(mut_arg("snapshot", |a| a.required_unless_present("name").hide(true)))]
     Enroll {
         /// The VM's name in the fleet file.
         name: String,
