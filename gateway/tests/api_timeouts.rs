@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
@@ -16,7 +16,7 @@ use common::*;
 use testkit::ports::{free_port_pair, wait_for_listener};
 use testkit::process::ChildGuard;
 use testkit::swtpm::Swtpm;
-use testkit::tls::{self, HelloDelivery, Session};
+use testkit::tls::{self, HelloDelivery};
 
 /// How long the slow TPM holds each quote: far beyond the `request_timeout` under test.
 const QUOTE_HOLD_MS: &str = "120000";
@@ -105,51 +105,6 @@ fn a_request_not_answered_within_request_timeout_gets_a_503() {
     assert_eq!(gw.get("/healthz").0, "HTTP/1.1 200 OK");
 }
 
-/// The HTTP/2 client preface and an empty SETTINGS frame.
-const H2_PREFACE_AND_SETTINGS: &[u8] =
-    b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
-/// Frame types (RFC 9113 §6) and the ACK flag.
-const SETTINGS: u8 = 4;
-const PING: u8 = 6;
-const ACK: u8 = 1;
-
-/// One frame: (type, flags, payload).
-fn read_frame(session: &mut Session) -> std::io::Result<(u8, u8, Vec<u8>)> {
-    let mut head = [0u8; 9];
-    session.stream.read_exact(&mut head)?;
-    let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
-    let mut payload = vec![0u8; len];
-    session.stream.read_exact(&mut payload)?;
-    Ok((head[3], head[4], payload))
-}
-
-/// Reads (a GOAWAY, say) until the server ends the session (close, reset or error), up
-/// to [`PATIENCE`] of silence; returns whether it ended. Answers nothing.
-fn ended(session: &mut Session) -> bool {
-    let mut buf = [0u8; 4096];
-    loop {
-        match session.stream.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => continue,
-            Err(e)
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    || e.kind() == std::io::ErrorKind::TimedOut =>
-            {
-                return false
-            }
-            Err(_) => return true,
-        }
-    }
-}
-
-fn write_frame(session: &mut Session, kind: u8, flags: u8, payload: &[u8]) {
-    let len = u32::try_from(payload.len()).unwrap().to_be_bytes();
-    let mut frame = vec![len[1], len[2], len[3], kind, flags, 0, 0, 0, 0];
-    frame.extend_from_slice(payload);
-    session.stream.write_all(&frame).unwrap();
-    session.stream.flush().unwrap();
-}
-
 #[test]
 fn an_http2_client_that_stops_answering_pings_is_dropped() {
     let dir = tempfile::tempdir().unwrap();
@@ -169,20 +124,20 @@ fn an_http2_client_that_stops_answering_pings_is_dropped() {
         .sock
         .set_read_timeout(Some(PATIENCE))
         .unwrap();
-    session.stream.write_all(H2_PREFACE_AND_SETTINGS).unwrap();
+    session.stream.write_all(h2::PREFACE_AND_SETTINGS).unwrap();
     session.stream.flush().unwrap();
 
     // A live client: it acknowledges the server's SETTINGS and its first PING.
     let mut pings = 0;
     while pings < 2 {
         let (kind, flags, payload) =
-            read_frame(&mut session).expect("the server pings a client that answers");
-        match (kind, flags & ACK) {
-            (SETTINGS, 0) => write_frame(&mut session, SETTINGS, ACK, &[]),
-            (PING, 0) => {
+            h2::read_frame(&mut session).expect("the server pings a client that answers");
+        match (kind, flags & h2::ACK) {
+            (h2::SETTINGS, 0) => h2::write_frame(&mut session, h2::SETTINGS, h2::ACK, &[]),
+            (h2::PING, 0) => {
                 pings += 1;
                 if pings == 1 {
-                    write_frame(&mut session, PING, ACK, &payload);
+                    h2::write_frame(&mut session, h2::PING, h2::ACK, &payload);
                 }
             }
             _ => {}
