@@ -1,5 +1,6 @@
 //! One run of a command-line binary, kept as text: what the CLI tests assert on.
 
+use std::path::Path;
 use std::process::{Command, Output};
 
 /// A finished run: its exit code and its output as (lossy) UTF-8 text.
@@ -53,4 +54,18 @@ pub fn logged(cmd: &mut Command) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+/// `VERIGATE --allow-insecure-tls --output json ARGS` in `dir`, [`logged`]: (exit code,
+/// the JSON it printed, `null` when none). `verigate` is the CLI's path
+/// (`env!("CARGO_BIN_EXE_verigate")`).
+pub fn verigate_json(verigate: &str, dir: &Path, args: &[&str]) -> (i32, serde_json::Value) {
+    let out = logged(
+        Command::new(verigate)
+            .args(["--allow-insecure-tls", "--output", "json"])
+            .args(args)
+            .current_dir(dir),
+    );
+    let v = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (out.status.code().expect("exit code"), v)
 }

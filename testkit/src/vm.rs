@@ -498,6 +498,16 @@ pub fn extend(tpm: &Swtpm, entry: &ImaEntry) {
     );
 }
 
+/// The check named `name` of a JSON report; `null` (whose fields are `null` too) when
+/// the report has none.
+pub fn check<'a>(report: &'a Value, name: &str) -> &'a Value {
+    static NONE: Value = Value::Null;
+    report["checks"]
+        .as_array()
+        .and_then(|checks| checks.iter().find(|c| c["name"] == name))
+        .unwrap_or(&NONE)
+}
+
 /// The names of the checks of a JSON report that did not pass.
 pub fn failed_checks(report: &Value) -> Vec<String> {
     report["checks"]

@@ -13,21 +13,13 @@
 use attest::ima::{HashAlg, ImaEntry};
 use serde_json::Value;
 use std::path::Path;
-use std::process::Command;
-use testkit::vm::{failed_checks, Binaries, Vm, VmOptions, DOMAIN};
+use testkit::vm::{check, failed_checks, Binaries, Vm, VmOptions, DOMAIN};
 
 const APP: &str = "a.example.com";
 
 /// `verigate --allow-insecure-tls --output json ARGS` in `dir`: (exit status, JSON).
 fn verigate(dir: &Path, args: &[&str]) -> (i32, Value) {
-    let out = testkit::cli::logged(
-        Command::new(env!("CARGO_BIN_EXE_verigate"))
-            .args(["--allow-insecure-tls", "--output", "json"])
-            .args(args)
-            .current_dir(dir),
-    );
-    let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    (out.status.code().expect("exit status"), v)
+    testkit::cli::verigate_json(env!("CARGO_BIN_EXE_verigate"), dir, args)
 }
 
 /// `fleet --fleet fleet.toml ARGS`.
@@ -65,16 +57,6 @@ fn record(dir: &Path) -> Value {
         serde_json::from_slice(&std::fs::read(dir.join("fleet-state.json")).expect("state"))
             .expect("state JSON");
     state["vms"]["vm1"].clone()
-}
-
-/// The one check named `name` of a JSON report.
-fn check<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["checks"]
-        .as_array()
-        .expect("checks")
-        .iter()
-        .find(|c| c["name"] == name)
-        .unwrap_or_else(|| panic!("no `{name}` check in {report:#}"))
 }
 
 #[test]

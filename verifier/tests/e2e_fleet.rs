@@ -16,7 +16,6 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use testkit::vm::{Binaries, SharedCertificate, Vm, VmOptions, DOMAIN};
 
@@ -24,14 +23,7 @@ const APPS: [&str; 2] = ["a.example.com", "b.example.com"];
 
 /// `verigate --allow-insecure-tls --output json ARGS` in `dir`: (exit status, JSON).
 fn verigate(dir: &Path, args: &[&str]) -> (i32, Value) {
-    let out = testkit::cli::logged(
-        Command::new(env!("CARGO_BIN_EXE_verigate"))
-            .args(["--allow-insecure-tls", "--output", "json"])
-            .args(args)
-            .current_dir(dir),
-    );
-    let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    (out.status.code().expect("exit status"), v)
+    testkit::cli::verigate_json(env!("CARGO_BIN_EXE_verigate"), dir, args)
 }
 
 /// A VM's line of the report: name, verdict, failed checks, enrolment.

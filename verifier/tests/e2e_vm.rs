@@ -65,10 +65,8 @@ fn assert_passes(vm: &Vm, snapshot: &Path, after: &str) {
 }
 
 fn detail<'a>(report: &'a Value, check: &str) -> &'a str {
-    report["checks"]
-        .as_array()
-        .and_then(|a| a.iter().find(|c| c["name"] == check))
-        .and_then(|c| c["detail"].as_str())
+    testkit::vm::check(report, check)["detail"]
+        .as_str()
         .unwrap_or_default()
 }
 
