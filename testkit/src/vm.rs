@@ -440,6 +440,23 @@ impl Vm {
         path
     }
 
+    /// A snapshot of this VM made into the policy of its image (`policy from-snapshot`),
+    /// written to `out`, which must succeed: what a fleet of its replicas is verified
+    /// against.
+    pub fn policy(&self, out: &std::path::Path) {
+        let snap = self.snapshot("policy-source.snapshot.json");
+        let run = crate::cli::logged(Command::new(&self.bins.verigate).args([
+            "policy",
+            "from-snapshot",
+            snap.to_str().expect("UTF-8 path"),
+            "--domain",
+            DOMAIN,
+            "--out",
+            out.to_str().expect("UTF-8 path"),
+        ]));
+        assert_eq!(run.status.code(), Some(0), "policy from-snapshot failed");
+    }
+
     /// `--output json` then `args`, against `url`: (exit status, report).
     pub fn verify_json(&self, url: &str, args: &[&str]) -> (i32, Value) {
         let mut all = vec!["--output", "json"];

@@ -13,7 +13,7 @@
 use attest::ima::{HashAlg, ImaEntry};
 use serde_json::Value;
 use std::path::Path;
-use testkit::vm::{check, failed_checks, Binaries, Vm, VmOptions, DOMAIN};
+use testkit::vm::{check, failed_checks, Binaries, Vm, VmOptions};
 
 const APP: &str = "a.example.com";
 
@@ -67,20 +67,7 @@ fn enroll_records_a_passing_identity_and_forget_removes_it() {
     let mut vm = Vm::start(&bins, VmOptions::new(&[APP]));
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    let snap = vm.snapshot("golden.snapshot.json");
-    let (code, _) = verigate(
-        dir,
-        &[
-            "policy",
-            "from-snapshot",
-            snap.to_str().unwrap(),
-            "--domain",
-            DOMAIN,
-            "--out",
-            "golden.policy.json",
-        ],
-    );
-    assert_eq!(code, 0);
+    vm.policy(&dir.join("golden.policy.json"));
     std::fs::write(
         dir.join("fleet.toml"),
         format!(
