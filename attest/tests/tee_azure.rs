@@ -23,10 +23,10 @@ struct Snp {
 fn snp() -> Option<Snp> {
     let r = testkit::evidence::azure_snp()?;
     Some(Snp {
-        report: r.hcl_report,
-        vcek: r.vcek_pem,
-        message: r.quote_message,
-        signature: r.quote_signature,
+        report: r.report,
+        vcek: r.vcek,
+        message: r.message,
+        signature: r.signature,
         pcr0: r.pcrs.first().expect("PCR 0").clone(),
     })
 }

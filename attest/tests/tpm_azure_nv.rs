@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use testkit::swtpm::Swtpm;
 
 fn recorded_hcl_report() -> Option<Vec<u8>> {
-    Some(testkit::evidence::azure_snp()?.hcl_report)
+    Some(testkit::evidence::azure_snp()?.report)
 }
 
 /// libtpms's MAX_NV_INDEX_SIZE.

@@ -13,25 +13,7 @@ use attest::tpm::quote::PcrValues;
 use attest::verify::{self, names, Expectations};
 use rsa::traits::PublicKeyParts as _;
 use std::time::{Duration, SystemTime};
-
-struct Recorded {
-    report: Vec<u8>,
-    vcek: Vec<u8>,
-    message: Vec<u8>,
-    signature: Vec<u8>,
-    pcrs: Vec<Vec<u8>>,
-}
-
-fn recorded() -> Option<Recorded> {
-    let r = testkit::evidence::azure_snp()?;
-    Some(Recorded {
-        report: r.hcl_report,
-        vcek: r.vcek_pem,
-        message: r.quote_message,
-        signature: r.quote_signature,
-        pcrs: r.pcrs,
-    })
-}
+use testkit::evidence::AzureSnp as Recorded;
 
 fn at() -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(1_748_736_000)
@@ -49,7 +31,26 @@ fn rsa_tpmt(n: &[u8]) -> Vec<u8> {
     t
 }
 
-fn evidence(r: &Recorded, ak_tpmt: Vec<u8>, nonce: Nonce) -> Evidence {
+/// The modulus of HCLAkPub, the quote key the recorded HCL report vouches for.
+fn hcl_ak_modulus(r: &Recorded) -> Vec<u8> {
+    azure::verify_snp(
+        &r.report,
+        &SnpCerts {
+            vcek_or_vlek: Some(r.vcek.clone()),
+            chain_pem: None,
+        },
+        at(),
+    )
+    .expect("verifies")
+    .runtime
+    .ak_pub
+    .n()
+    .to_bytes_be()
+}
+
+/// The recorded evidence with the TPM quote said to be made by the RSA key of modulus
+/// `ak_modulus`, and `nonce`.
+fn evidence(r: &Recorded, ak_modulus: &[u8], nonce: Nonce) -> Evidence {
     let mut pcrs = PcrValues::new();
     for (i, v) in r.pcrs.iter().enumerate() {
         pcrs.insert(
@@ -75,7 +76,7 @@ fn evidence(r: &Recorded, ak_tpmt: Vec<u8>, nonce: Nonce) -> Evidence {
             cert_chain: Some(Base64(r.vcek.clone())),
         },
         tpm: Some(TpmEvidence {
-            ak_public: Base64(ak_tpmt),
+            ak_public: Base64(rsa_tpmt(ak_modulus)),
             quote: Base64(r.message.clone()),
             signature: Base64(r.signature.clone()),
             pcrs,
@@ -94,20 +95,11 @@ fn check<'a>(checks: &'a [attest::check::Check], name: &str) -> &'a attest::chec
 
 #[test]
 fn recorded_azure_evidence_passes_tee_and_fails_only_what_a_recording_cannot_bind() {
-    let Some(r) = recorded() else { return };
-    let ak = azure::verify_snp(
-        &r.report,
-        &SnpCerts {
-            vcek_or_vlek: Some(r.vcek.clone()),
-            chain_pem: None,
-        },
-        at(),
-    )
-    .expect("verifies")
-    .runtime
-    .ak_pub;
+    let Some(r) = testkit::evidence::azure_snp() else {
+        return;
+    };
     let nonce = Nonce([5; 32]);
-    let e = evidence(&r, rsa_tpmt(&ak.n().to_bytes_be()), nonce);
+    let e = evidence(&r, &hcl_ak_modulus(&r), nonce);
     // The evidence JSON round-trips with its kind.
     let json = e.to_json();
     assert!(String::from_utf8_lossy(&json).contains("\"kind\": \"azure-sev-snp\""));
@@ -139,27 +131,15 @@ fn recorded_azure_evidence_passes_tee_and_fails_only_what_a_recording_cannot_bin
 
 #[test]
 fn a_quote_key_other_than_hclakpub_fails_tpm_quote() {
-    let Some(r) = recorded() else { return };
+    let Some(r) = testkit::evidence::azure_snp() else {
+        return;
+    };
     // A key whose TPMT_PUBLIC parses but is not HCLAkPub: the modulus with a flipped
     // byte in its middle (odd, so still a valid RSA modulus for parsing).
-    let ak = azure::verify_snp(
-        &r.report,
-        &SnpCerts {
-            vcek_or_vlek: Some(r.vcek.clone()),
-            chain_pem: None,
-        },
-        at(),
-    )
-    .expect("verifies")
-    .runtime
-    .ak_pub;
-    let mut n = ak.n().to_bytes_be();
+    let mut n = hcl_ak_modulus(&r);
     n[100] ^= 0x10;
     let nonce = Nonce([5; 32]);
-    let checks = verify::verify(
-        &evidence(&r, rsa_tpmt(&n), nonce),
-        &Expectations::new(nonce, at()),
-    );
+    let checks = verify::verify(&evidence(&r, &n, nonce), &Expectations::new(nonce, at()));
     let quote = check(&checks, names::TPM_QUOTE);
     assert!(!quote.passed());
     // The signature fails first (the key differs); a bad signature is a failure either way.

@@ -21,46 +21,13 @@ IMA_MIB=${IMA_MIB:-8}
 MEM_CALLS=${MEM_CALLS:-32}
 OUT=bench/attestation/RESULTS.md
 
-for tool in swtpm curl python3; do
-  command -v "$tool" >/dev/null || { echo "bench: $tool not found" >&2; exit 2; }
-done
-if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
-  cargo build --release -p gateway --bin verigated
-fi
-VERIGATED=target/release/verigated
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/verigate-bench-attestation.XXXXXX")
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port_pair() { # a free port P with P+1 free too
-  python3 - <<'PY'
-import socket
-while True:
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]
-    t = socket.socket()
-    try:
-        t.bind(("127.0.0.1", p + 1)); print(p); break
-    except OSError:
-        continue
-PY
-}
-wait_port() {
-  for _ in $(seq 1 200); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.05
-  done
-  echo "bench: nothing listens on 127.0.0.1:$1" >&2
-  return 1
-}
+. bench/lib.sh
+bench_needs swtpm curl python3
+bench_build verigated
+bench_workdir attestation
 
 # --- swtpm, and the slow TPM in front of it ---------------------------------------------
-SWTPM_PORT=$(free_port_pair)
+SWTPM_PORT=$(free_ports 1 pair)
 mkdir -p "$WORK/swtpm"
 swtpm socket --tpm2 --tpmstate "dir=$WORK/swtpm" \
   --server "type=tcp,port=$SWTPM_PORT,bindaddr=127.0.0.1" \
@@ -68,7 +35,7 @@ swtpm socket --tpm2 --tpmstate "dir=$WORK/swtpm" \
   --flags not-need-init,startup-clear &
 PIDS+=($!)
 wait_port "$SWTPM_PORT"
-TPM_PORT=$(free_port_pair)
+TPM_PORT=$(free_ports 1 pair)
 python3 bench/attestation/slow_tpm.py "$TPM_PORT" "$SWTPM_PORT" "$QUOTE_MS" &
 PIDS+=($!)
 wait_port "$TPM_PORT"
@@ -81,7 +48,7 @@ head -c $((IMA_MIB * 1024 * 1024)) /dev/urandom >"$WORK/ima-big"
 GW_PID=""
 start_gateway() { # start_gateway NAME IMA_LOG BATCH_MAX_SIZE
   local port
-  port=$(free_port_pair)
+  port=$(free_ports 1 pair)
   cat >"$WORK/$1.toml" <<TOML
 [gateway]
 listen = ["127.0.0.1:$port"]

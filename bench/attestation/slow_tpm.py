@@ -11,6 +11,8 @@ so the TCTI `swtpm:host=127.0.0.1,port=LISTEN_PORT` reaches it. Each command is 
 TPM2_Quote (command code 0x158) is held QUOTE_MS before it is passed on. Other commands
 pass at once. Connections are independent (asyncio), so a held quote delays only the
 connection that asked for it, as one TPM would.
+
+gateway/tests/api_timeouts.rs uses it too, holding a quote beyond api.request_timeout.
 """
 import asyncio
 import struct

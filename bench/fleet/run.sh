@@ -13,35 +13,27 @@ cd "$(dirname "$0")/../.."
 VMS=${1:-50}
 RUNS=${2:-5}
 WATCH_SECONDS=${WATCH_SECONDS:-60}
-if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
-  cargo build --release -p gateway --bin verigated
-  cargo build --release -p verifier --bin verigate
-fi
-BIN=${BENCH_BIN_DIR:-$PWD/target/release}
-VERIGATED=$BIN/verigated
-VERIGATE=$BIN/verigate
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/verigate-bench-fleet.XXXXXX")
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. bench/lib.sh
+bench_needs openssl curl python3
+bench_build verigated verigate
+bench_workdir fleet
+
+# The snapshot (of the first VM) takes a credential.
+export VERIGATE_TOKEN=bench-token
+TOKEN_SHA256=$(printf %s "$VERIGATE_TOKEN" | sha256sum | cut -d' ' -f1)
 
 # One application certificate, shared by every replica (the replicas pattern).
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
   -subj /CN=a.example.com -addext subjectAltName=DNS:a.example.com \
   -keyout "$WORK/a.key" -out "$WORK/a.pem" 2>/dev/null
-APP_PORT=$(free_port)
+APP_PORT=$(free_ports 1)
 openssl s_server -quiet -accept "127.0.0.1:$APP_PORT" -cert "$WORK/a.pem" -key "$WORK/a.key" -www >/dev/null 2>&1 &
 PIDS+=($!)
 
 : > "$WORK/fleet.toml"
 for i in $(seq 1 "$VMS"); do
   d="$WORK/vm$i"; mkdir -p "$d/data"
-  host="127.0.1.$i"; port=$(free_port)
+  host="127.0.1.$i"; port=$(free_ports 1)
   cat > "$d/verigated.toml" <<CFG
 [gateway]
 listen = ["$host:$port"]
@@ -60,6 +52,9 @@ exclude = []
 [[route]]
 sni = "a.example.com"
 backend = "127.0.0.1:$APP_PORT"
+
+[api]
+admin_token_sha256 = ["$TOKEN_SHA256"]
 CFG
   "$VERIGATED" --config "$d/verigated.toml" > "$d/log" 2>&1 &
   PIDS+=($!)
@@ -90,7 +85,7 @@ for _ in $(seq "$RUNS"); do run_fleet >> "$WORK/runs"; grep -q "$VMS passed" "$W
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # watch at 10 s: CPU ticks of the process over WATCH_SECONDS.
-LISTEN=127.0.0.1:$(free_port)
+LISTEN=127.0.0.1:$(free_ports 1)
 (cd "$WORK" && exec "$VERIGATE" --allow-insecure-tls watch --fleet fleet.toml --allow-simulated-tee --interval 10s --listen "$LISTEN" > "$WORK/watch.log" 2>&1) &
 WPID=$!; PIDS+=($WPID)
 sleep 12   # the first round (whole IMA logs) is done

@@ -20,50 +20,10 @@ RUNS=${1:-15}
 SIZES=(1 8 32)
 N=32
 
-for tool in swtpm tpm2_pcrextend openssl curl python3; do
-  command -v "$tool" >/dev/null || { echo "bench: $tool not found" >&2; exit 2; }
-done
-if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
-  cargo build --release -p gateway --bin verigated
-  cargo build --release -p verifier --bin verigate
-fi
-VERIGATED=target/release/verigated
-VERIGATE=target/release/verigate
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/verigate-bench-verify.XXXXXX")
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_ports() { # free_ports COUNT [pair]: COUNT free ports (pair: P with P+1 free too)
-  python3 - "$@" <<'EOF'
-import socket, sys
-count, pair = int(sys.argv[1]), len(sys.argv) > 2
-held, out = [], []
-while len(out) < count:
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; held.append(s)
-    if pair:
-        t = socket.socket()
-        try:
-            t.bind(("127.0.0.1", p + 1)); held.append(t)
-        except OSError:
-            continue
-    out.append(p)
-print(" ".join(map(str, out)))
-EOF
-}
-wait_port() {
-  for _ in $(seq 1 200); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.05
-  done
-  echo "bench: nothing listens on 127.0.0.1:$1" >&2
-  return 1
-}
+. bench/lib.sh
+bench_needs swtpm tpm2_pcrextend openssl curl python3
+bench_build verigated verigate
+bench_workdir verify
 
 # --- the TPM and an IMA log extended into PCR 10 -----------------------------------
 TPM_PORT=$(free_ports 1 pair)

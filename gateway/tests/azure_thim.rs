@@ -37,8 +37,8 @@ fn collateral_from(thim: &StandIn, data_dir: &std::path::Path) -> Arc<Collateral
 fn recorded_azure() -> Option<(Vec<u8>, String)> {
     let r = testkit::evidence::azure_snp()?;
     Some((
-        r.hcl_report,
-        String::from_utf8(r.vcek_pem).expect("PEM is text"),
+        r.report,
+        String::from_utf8(r.vcek).expect("PEM is text"),
     ))
 }
 

@@ -16,10 +16,6 @@ use passthrough::proxy_protocol;
 use testkit::ports::connect_from;
 use testkit::tls::{self, HelloDelivery, Session};
 
-/// The HTTP/2 client preface and an empty SETTINGS frame: all a silent client sends.
-const H2_PREFACE_AND_SETTINGS: &[u8] =
-    b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
-
 fn loopback(last: u8) -> IpAddr {
     IpAddr::from([127, 0, 0, last])
 }
@@ -28,30 +24,6 @@ fn loopback(last: u8) -> IpAddr {
 fn own_session(gw: &Gateway, source: IpAddr, alpn: &[&str]) -> anyhow::Result<Session> {
     let sock = connect_from(source, gw.addr)?;
     tls::connect_over(sock, &[], Some(DOMAIN), alpn, HelloDelivery::Whole)
-}
-
-/// Reads a TLS session until the server ends it (close, reset or error), up to
-/// [`PATIENCE`]; returns whether it ended. Writes nothing: a silent client.
-fn ended(session: &mut Session) -> bool {
-    session
-        .stream
-        .sock
-        .set_read_timeout(Some(PATIENCE))
-        .unwrap();
-    let mut buf = [0u8; 4096];
-    loop {
-        match session.stream.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => continue,
-            Err(e)
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    || e.kind() == std::io::ErrorKind::TimedOut =>
-            {
-                return false
-            }
-            Err(_) => return true,
-        }
-    }
 }
 
 /// Opens own-endpoint sessions from `source` until one is refused; returns the ones
@@ -70,32 +42,6 @@ fn fill_from(gw: &Gateway, source: IpAddr, max: usize) -> Vec<Session> {
     }
 }
 
-/// Reads frames until the server's SETTINGS frame; returns its parameters (id, value).
-fn server_settings(session: &mut Session) -> Vec<(u16, u32)> {
-    loop {
-        let mut head = [0u8; 9];
-        session.stream.read_exact(&mut head).unwrap();
-        let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
-        let mut payload = vec![0u8; len];
-        session.stream.read_exact(&mut payload).unwrap();
-        // Type 4 without the ACK flag: the server's own settings.
-        if head[3] == 4 && head[4] & 1 == 0 {
-            return payload
-                .chunks_exact(6)
-                .map(|p| {
-                    (
-                        u16::from_be_bytes([p[0], p[1]]),
-                        u32::from_be_bytes([p[2], p[3], p[4], p[5]]),
-                    )
-                })
-                .collect();
-        }
-    }
-}
-
-/// SETTINGS_MAX_CONCURRENT_STREAMS (RFC 9113 §6.5.2).
-const MAX_CONCURRENT_STREAMS: u16 = 3;
-
 #[test]
 fn a_silent_http2_connection_is_closed() {
     let dir = tempfile::tempdir().unwrap();
@@ -106,10 +52,10 @@ fn a_silent_http2_connection_is_closed() {
     );
     let mut session = own_session(&gw, loopback(1), &["h2"]).unwrap();
     assert_eq!(session.alpn.as_deref(), Some(&b"h2"[..]));
-    session.stream.write_all(H2_PREFACE_AND_SETTINGS).unwrap();
+    session.stream.write_all(h2::PREFACE_AND_SETTINGS).unwrap();
     session.stream.flush().unwrap();
     // The server allows few streams at once (api.http2_max_concurrent_streams).
-    assert!(server_settings(&mut session).contains(&(MAX_CONCURRENT_STREAMS, 16)));
+    assert!(h2::server_settings(&mut session).contains(&(h2::MAX_CONCURRENT_STREAMS, 16)));
     // It never answers the server's SETTINGS, GOAWAY or PING.
     assert!(
         ended(&mut session),
@@ -129,9 +75,9 @@ fn a_silent_http2_connection_is_dropped_when_the_drain_grace_runs_out() {
         "[api]\nheader_read_timeout = \"1h\"\nidle_timeout = \"1h\"\n",
     );
     let mut session = own_session(&gw, loopback(1), &["h2"]).unwrap();
-    session.stream.write_all(H2_PREFACE_AND_SETTINGS).unwrap();
+    session.stream.write_all(h2::PREFACE_AND_SETTINGS).unwrap();
     session.stream.flush().unwrap();
-    server_settings(&mut session);
+    h2::server_settings(&mut session);
     gw.signal(libc::SIGTERM);
     // The GOAWAY of the graceful close goes unanswered; the grace ends it.
     assert!(ended(&mut session), "the connection outlived the drain");

@@ -18,46 +18,47 @@ pub fn dir(sub: &str) -> Option<PathBuf> {
     crate::require_path(&dir, crate::require::install::EVIDENCE).then_some(dir)
 }
 
-/// The recorded Azure SEV-SNP evidence, `azure/snp-vtpm-evidence.json`, split into its
-/// parts (the file holds byte strings as JSON lists of numbers).
+/// The recorded Azure SEV-SNP evidence, `azure/snp-vtpm-evidence.json`: an HCL report,
+/// its VCEK, and a vTPM quote made with HCLAkPub over `challenge`.
 #[derive(Debug, Clone)]
 pub struct AzureSnp {
-    /// The HCL report as read from NV index 0x01400001 (2600 bytes).
-    pub hcl_report: Vec<u8>,
-    /// The chip's VCEK, PEM.
-    pub vcek_pem: Vec<u8>,
-    /// The vTPM quote's TPMS_ATTEST.
-    pub quote_message: Vec<u8>,
-    /// The quote's plain RSASSA signature.
-    pub quote_signature: Vec<u8>,
-    /// The 24 SHA-256 PCR values the quote covers, in order.
+    /// The HCL report (header, hardware report, runtime JSON).
+    pub report: Vec<u8>,
+    /// The VCEK, PEM.
+    pub vcek: Vec<u8>,
+    /// The quote's TPMS_ATTEST message.
+    pub message: Vec<u8>,
+    /// The quote's TPMT_SIGNATURE.
+    pub signature: Vec<u8>,
+    /// The quoted SHA-256 PCRs, from PCR 0 on.
     pub pcrs: Vec<Vec<u8>>,
 }
 
-/// [`AzureSnp`], when the evidence folder exists (see [`dir`]).
+/// [`AzureSnp`] read from the evidence folder; `None` as [`dir`] says.
 pub fn azure_snp() -> Option<AzureSnp> {
-    let d = dir("azure")?;
-    let j: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(d.join("snp-vtpm-evidence.json")).expect("snp-vtpm-evidence.json readable"),
-    )
-    .expect("snp-vtpm-evidence.json is JSON");
-    let bytes = |v: &serde_json::Value| -> Vec<u8> {
-        v.as_array()
-            .expect("a list of byte values")
-            .iter()
-            .map(|b| u8::try_from(b.as_u64().expect("a number")).expect("a byte"))
-            .collect()
-    };
+    let path = dir("azure")?.join("snp-vtpm-evidence.json");
+    let j: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("evidence readable"))
+            .expect("evidence is JSON");
     Some(AzureSnp {
-        hcl_report: bytes(&j["report"]),
-        vcek_pem: j["vcek"].as_str().expect("vcek PEM").as_bytes().to_vec(),
-        quote_message: bytes(&j["quote"]["message"]),
-        quote_signature: bytes(&j["quote"]["signature"]),
+        report: json_bytes(&j["report"]),
+        vcek: j["vcek"].as_str().expect("vcek PEM").as_bytes().to_vec(),
+        message: json_bytes(&j["quote"]["message"]),
+        signature: json_bytes(&j["quote"]["signature"]),
         pcrs: j["quote"]["pcrs"]
             .as_array()
             .expect("pcrs")
             .iter()
-            .map(bytes)
+            .map(json_bytes)
             .collect(),
     })
+}
+
+/// A JSON list of byte values (how the recordings store binary parts) as bytes.
+pub fn json_bytes(v: &serde_json::Value) -> Vec<u8> {
+    v.as_array()
+        .expect("a list of byte values")
+        .iter()
+        .map(|b| u8::try_from(b.as_u64().expect("a number")).expect("a byte"))
+        .collect()
 }

@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod collateral;
 pub mod evidence;
 pub mod haproxy;

@@ -290,6 +290,28 @@ impl Vm {
         self.start_gateway(None);
     }
 
+    /// A reboot: swtpm power-cycled on the same state (its resetCount goes up, PCR 10
+    /// starts from zeros), the IMA log's entries extended again as the kernel measures
+    /// the same files again, verigated started again.
+    pub fn reboot(&mut self) {
+        self.stop_gateway();
+        self.tpm.restart().expect("swtpm restarts");
+        for e in &self.entries {
+            extend(&self.tpm, e);
+        }
+        self.start_gateway(None);
+    }
+
+    /// A new file measured (an executable that ran): IMA logs `entry` and extends it
+    /// into PCR 10; verigated is stopped meanwhile (swtpm serves one client at a time).
+    pub fn measure(&mut self, entry: ImaEntry) {
+        self.stop_gateway();
+        extend(&self.tpm, &entry);
+        self.entries.push(entry);
+        std::fs::write(&self.ima, binary::serialize(&self.entries)).expect("write IMA log");
+        self.start_gateway(None);
+    }
+
     /// Replaces the backend of `name` by a new one (a new certificate and a new key, as
     /// after a renewal inside the VM that did not keep its key), reloads verigated with
     /// SIGHUP and waits until its manifest holds the new certificate. Returns the new
@@ -406,15 +428,7 @@ impl Vm {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let out = cmd.output().expect("run verigate");
-        eprintln!(
-            "$ verigate {}\nexit {:?}\n{}{}",
-            all.join(" "),
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
+        crate::cli::logged(&mut cmd)
     }
 
     /// `snapshot --allow-simulated-tee` into `name` in the VM's folder, which must
@@ -438,6 +452,23 @@ impl Vm {
             self.log()
         );
         path
+    }
+
+    /// A snapshot of this VM made into the policy of its image (`policy from-snapshot`),
+    /// written to `out`, which must succeed: what a fleet of its replicas is verified
+    /// against.
+    pub fn policy(&self, out: &std::path::Path) {
+        let snap = self.snapshot("policy-source.snapshot.json");
+        let run = crate::cli::logged(Command::new(&self.bins.verigate).args([
+            "policy",
+            "from-snapshot",
+            snap.to_str().expect("UTF-8 path"),
+            "--domain",
+            DOMAIN,
+            "--out",
+            out.to_str().expect("UTF-8 path"),
+        ]));
+        assert_eq!(run.status.code(), Some(0), "policy from-snapshot failed");
     }
 
     /// `--output json` then `args`, against `url`: (exit status, report).
@@ -496,6 +527,16 @@ pub fn extend(tpm: &Swtpm, entry: &ImaEntry) {
         "tpm2_pcrextend: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The check named `name` of a JSON report; `null` (whose fields are `null` too) when
+/// the report has none.
+pub fn check<'a>(report: &'a Value, name: &str) -> &'a Value {
+    static NONE: Value = Value::Null;
+    report["checks"]
+        .as_array()
+        .and_then(|checks| checks.iter().find(|c| c["name"] == name))
+        .unwrap_or(&NONE)
 }
 
 /// The names of the checks of a JSON report that did not pass.

@@ -7,28 +7,14 @@
 //! field in its own tests.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use testkit::cli::Run;
 
 fn evidence() -> Option<PathBuf> {
     testkit::evidence::dir("")
 }
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
 fn verigate(args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_verigate"))
-        .args(args)
-        .output()
-        .expect("verigate runs");
-    Run {
-        code: out.status.code().expect("exit code"),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    testkit::cli::run(env!("CARGO_BIN_EXE_verigate"), args)
 }
 
 fn p(path: &Path) -> &str {

@@ -6,32 +6,10 @@
 //! whose signature chain is checked with or without collateral.
 
 use std::path::PathBuf;
-use std::process::Command;
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+use testkit::cli::Run;
 
 fn verigate(args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_verigate"))
-        .args(args)
-        .output()
-        .expect("verigate runs");
-    Run {
-        code: out.status.code().expect("exit code"),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn bytes(v: &serde_json::Value) -> Vec<u8> {
-    v.as_array()
-        .expect("list")
-        .iter()
-        .map(|b| u8::try_from(b.as_u64().expect("number")).expect("byte"))
-        .collect()
+    testkit::cli::run(env!("CARGO_BIN_EXE_verigate"), args)
 }
 
 /// The recorded SEV-SNP evidence split into the files a user has: HCL report, VCEK
@@ -61,19 +39,15 @@ impl Files {
 fn files() -> Option<Files> {
     let evidence = testkit::evidence::dir("")?;
     let azure = evidence.join("azure");
-    let j: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(azure.join("snp-vtpm-evidence.json")).expect("evidence"),
-    )
-    .expect("JSON");
+    let rec = testkit::evidence::azure_snp()?;
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().to_path_buf();
     let write = |n: &str, b: &[u8]| std::fs::write(root.join(n), b).expect("write");
-    write("hcl.bin", &bytes(&j["report"]));
-    let vcek = attest::pem::decode_certificates(j["vcek"].as_str().expect("PEM").as_bytes())
-        .expect("VCEK PEM");
+    write("hcl.bin", &rec.report);
+    let vcek = attest::pem::decode_certificates(&rec.vcek).expect("VCEK PEM");
     write("vcek.der", &vcek[0]);
-    write("quote.msg", &bytes(&j["quote"]["message"]));
-    write("quote.sig", &bytes(&j["quote"]["signature"]));
+    write("quote.msg", &rec.message);
+    write("quote.sig", &rec.signature);
     Some(Files {
         _dir: dir,
         root,

@@ -94,12 +94,8 @@ fn snapshot_then_verify_passes_and_an_impostor_fails_only_its_name() {
     let (code, report) = verify(&vm, &snap, &argv);
     assert_eq!(failed(&report), ["application b.example.com"], "{report:#}");
     assert_eq!(code, 1);
-    let detail = report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "application b.example.com")
-        .and_then(|c| c["detail"].as_str())
+    let detail = testkit::vm::check(&report, "application b.example.com")["detail"]
+        .as_str()
         .unwrap_or_default()
         .to_string();
     assert!(detail.contains("outside the VM"), "{detail}");

@@ -97,20 +97,12 @@ async fn serve(mut tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>, 
 }
 
 fn verigate(url: &str, args: &[&str], cwd: &Path) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_verigate"))
-        .args(["--url", url, "--allow-insecure-tls"])
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("run verigate");
-    eprintln!(
-        "$ verigate {}\nexit {:?}\n{}{}",
-        args.join(" "),
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    testkit::cli::logged(
+        Command::new(env!("CARGO_BIN_EXE_verigate"))
+            .args(["--url", url, "--allow-insecure-tls"])
+            .args(args)
+            .current_dir(cwd),
+    )
 }
 
 /// A snapshot file the verify command accepts as input.

@@ -148,20 +148,12 @@ impl Vm {
         let url = format!("https://{}", self.addr);
         let mut all = vec!["--url", url.as_str(), "--allow-insecure-tls"];
         all.extend_from_slice(args);
-        let out = Command::new(env!("CARGO_BIN_EXE_verigate"))
-            .args(&all)
-            .env("VERIGATE_TOKEN", testkit::vm::TOKEN)
-            .current_dir(self.dir.path())
-            .output()
-            .expect("run verigate");
-        eprintln!(
-            "$ verigate {}\nexit {:?}\n{}{}",
-            all.join(" "),
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
+        testkit::cli::logged(
+            Command::new(env!("CARGO_BIN_EXE_verigate"))
+                .args(&all)
+                .env("VERIGATE_TOKEN", testkit::vm::TOKEN)
+                .current_dir(self.dir.path()),
+        )
     }
 
     /// `verify --output json` with `args`: (exit status, report).
@@ -255,12 +247,8 @@ fn failed(report: &Value) -> Vec<String> {
 }
 
 fn detail<'a>(report: &'a Value, name: &str) -> &'a str {
-    report["checks"]
-        .as_array()
-        .expect("checks")
-        .iter()
-        .find(|c| c["name"] == name)
-        .and_then(|c| c["detail"].as_str())
+    testkit::vm::check(report, name)["detail"]
+        .as_str()
         .unwrap_or_default()
 }
 

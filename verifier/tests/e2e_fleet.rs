@@ -11,34 +11,19 @@
 //! answers. Needs verigated built beside verigate (`cargo build -p gateway`), swtpm,
 //! tpm2-tools and haproxy (`testkit::require`).
 
-use attest::ima::{binary, HashAlg, ImaEntry};
+use attest::ima::{HashAlg, ImaEntry};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
-use testkit::vm::{extend, Binaries, SharedCertificate, Vm, VmOptions, DOMAIN};
+use testkit::vm::{Binaries, SharedCertificate, Vm, VmOptions, DOMAIN};
 
 const APPS: [&str; 2] = ["a.example.com", "b.example.com"];
 
 /// `verigate --allow-insecure-tls --output json ARGS` in `dir`: (exit status, JSON).
 fn verigate(dir: &Path, args: &[&str]) -> (i32, Value) {
-    let out = Command::new(env!("CARGO_BIN_EXE_verigate"))
-        .args(["--allow-insecure-tls", "--output", "json"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run verigate");
-    eprintln!(
-        "$ verigate {}\nexit {:?}\n{}{}",
-        args.join(" "),
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    (out.status.code().expect("exit status"), v)
+    testkit::cli::verigate_json(env!("CARGO_BIN_EXE_verigate"), dir, args)
 }
 
 /// A VM's line of the report: name, verdict, failed checks, enrolment.
@@ -91,15 +76,6 @@ fn fleet_toml(vms: &[(&str, String)], lb: &str) -> String {
         .collect()
 }
 
-fn reboot(vm: &mut Vm) {
-    vm.stop_gateway();
-    vm.tpm.restart().expect("swtpm restarts");
-    for e in &vm.entries {
-        extend(&vm.tpm, e);
-    }
-    vm.start_gateway(None);
-}
-
 #[test]
 fn one_policy_verifies_three_replicas_behind_haproxy_and_each_change_fails_its_vm_alone() {
     let Some(bins) = Binaries::require(env!("CARGO_BIN_EXE_verigate"), &[]) else {
@@ -135,21 +111,8 @@ fn one_policy_verifies_three_replicas_behind_haproxy_and_each_change_fails_its_v
     let front = lb.front().to_string();
 
     let dir = tempfile::tempdir().unwrap();
-    let snap = vms[0].snapshot("golden.snapshot.json");
     let policy = dir.path().join("golden.policy.json");
-    let (code, _) = verigate(
-        dir.path(),
-        &[
-            "policy",
-            "from-snapshot",
-            snap.to_str().unwrap(),
-            "--domain",
-            DOMAIN,
-            "--out",
-            policy.to_str().unwrap(),
-        ],
-    );
-    assert_eq!(code, 0);
+    vms[0].policy(&policy);
     let policy_text = std::fs::read_to_string(&policy).unwrap();
     assert!(!policy_text.contains(DOMAIN) && !policy_text.contains("reset_count"));
 
@@ -219,7 +182,7 @@ fn one_policy_verifies_three_replicas_behind_haproxy_and_each_change_fails_its_v
     );
 
     // A reboot of vm3: it alone fails (the TPM counters), until the operator accepts.
-    reboot(&mut vms[2]);
+    vms[2].reboot();
     let (code, results) = verify_fleet(dir.path(), "fleet.toml");
     assert_eq!(code, 1, "{results:?}");
     assert_eq!(
@@ -247,13 +210,8 @@ fn one_policy_verifies_three_replicas_behind_haproxy_and_each_change_fails_its_v
 
     // An executable added to vm2's IMA log (and extended, as the kernel does): vm2
     // alone fails, on `ima entries`.
-    let vm2 = &mut vms[1];
     let miner = ImaEntry::measure("/usr/local/bin/miner", HashAlg::Sha256, b"miner").unwrap();
-    vm2.stop_gateway();
-    extend(&vm2.tpm, &miner);
-    vm2.entries.push(miner);
-    std::fs::write(&vm2.ima, binary::serialize(&vm2.entries)).unwrap();
-    vm2.start_gateway(None);
+    vms[1].measure(miner);
     let (code, results) = verify_fleet(dir.path(), "fleet.toml");
     assert_eq!(code, 1, "{results:?}");
     let failed: Vec<(&str, Vec<String>)> = results

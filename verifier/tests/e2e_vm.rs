@@ -65,10 +65,8 @@ fn assert_passes(vm: &Vm, snapshot: &Path, after: &str) {
 }
 
 fn detail<'a>(report: &'a Value, check: &str) -> &'a str {
-    report["checks"]
-        .as_array()
-        .and_then(|a| a.iter().find(|c| c["name"] == check))
-        .and_then(|c| c["detail"].as_str())
+    testkit::vm::check(report, check)["detail"]
+        .as_str()
         .unwrap_or_default()
 }
 
@@ -215,12 +213,7 @@ fn each_change_to_the_vm_fails_its_check_and_undoing_it_passes_again() {
 
     // A reboot: swtpm power-cycled on the same state; the kernel measures the same
     // files again, so the log replays and only `tpm reboot` tells.
-    vm.stop_gateway();
-    vm.tpm.restart().expect("swtpm restarts");
-    for e in &vm.entries {
-        extend(&vm.tpm, e);
-    }
-    vm.start_gateway(None);
+    vm.reboot();
     let (code, failed, report) = verify(&vm, &snap);
     assert_eq!(
         (code, failed),
@@ -233,11 +226,7 @@ fn each_change_to_the_vm_fails_its_check_and_undoing_it_passes_again() {
     let snap = vm.snapshot("after-reboot.json");
     assert_passes(&vm, &snap, "new snapshot after the reboot");
     let miner = ImaEntry::measure("/usr/local/bin/miner", HashAlg::Sha256, b"miner").unwrap();
-    vm.stop_gateway();
-    extend(&vm.tpm, &miner);
-    vm.entries.push(miner);
-    std::fs::write(&vm.ima, binary::serialize(&vm.entries)).unwrap();
-    vm.start_gateway(None);
+    vm.measure(miner);
     let (code, failed, report) = verify(&vm, &snap);
     assert_eq!(
         (code, failed),

@@ -13,7 +13,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use testkit::process::ChildGuard;
-use testkit::vm::{extend, Binaries, Vm, VmOptions};
+use testkit::vm::{Binaries, Vm, VmOptions};
 
 /// `GET /metrics` on `addr`, or an empty string while it does not answer.
 fn metrics(addr: SocketAddr) -> String {
@@ -115,11 +115,7 @@ fn watch_reports_a_change_in_the_next_round_and_fetches_only_new_ima_entries() {
 
     // An executable runs: IMA logs it and extends PCR 10.
     let miner = ImaEntry::measure("/usr/local/bin/miner", HashAlg::Sha256, b"miner").unwrap();
-    vm.stop_gateway();
-    extend(&vm.tpm, &miner);
-    vm.entries.push(miner.clone());
-    std::fs::write(&vm.ima, binary::serialize(&vm.entries)).unwrap();
-    vm.start_gateway(None);
+    vm.measure(miner.clone());
     let back = sample(&metrics(listen), "verigate_watch_rounds_total").unwrap_or(0.0);
     let failing = "verigate_vm_failing_check{vm=\"vm1\",check=\"ima entries\"}";
     let text = wait_for(listen, &dir.join("watch.log"), "the miner reported", |t| {

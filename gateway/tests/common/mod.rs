@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+pub mod h2;
+
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -359,4 +361,28 @@ pub fn raw(addr: SocketAddr) -> TcpStream {
     let sock = TcpStream::connect_timeout(&addr, PATIENCE).expect("connect");
     sock.set_nodelay(true).expect("nodelay");
     sock
+}
+
+/// Reads a TLS session until the server ends it (close, reset or error), up to
+/// [`PATIENCE`]; returns whether it ended. Writes nothing: a silent client.
+pub fn ended(session: &mut Session) -> bool {
+    session
+        .stream
+        .sock
+        .set_read_timeout(Some(PATIENCE))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match session.stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return false
+            }
+            Err(_) => return true,
+        }
+    }
 }

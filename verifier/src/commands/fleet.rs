@@ -68,8 +68,11 @@ enum FleetCmd {
     /// Verify the VM against its policy now and record its identity (TPM key and
     /// counters, chip id, simulated TEE key), replacing any enrolled one. Takes the
     /// options of `verify` (--allow-simulated-tee, --whitelist, ...).
-    // The fleet file names each VM's URL: --url is not offered (and refused).
+    // The fleet file names each VM's URL: --url is not offered (and refused). `verify`
+    // requires --snapshot unless --policy or --fleet; here the fleet file names the VM's
+    // reference, so the VM's name (always given) stands in for them.
     #[command(mut_arg("url", |a| a.hide(true)))]
+    #[command(mut_arg("snapshot", |a| a.required_unless_present("name").hide(true)))]
     Enroll {
         /// The VM's name in the fleet file.
         name: String,
