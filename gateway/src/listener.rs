@@ -27,7 +27,7 @@ use tokio::sync::watch;
 use crate::active::{Active, ActiveView};
 use crate::endpoint;
 use crate::logging::ConnectionLog;
-use crate::metrics::{Metrics, OWN_ROUTE_LABEL};
+use crate::metrics::{Metrics, OpenGuard, RouteMetrics, OWN_ROUTE_LABEL};
 use crate::routes::{Destination, Route};
 use crate::slots::{ConnectionSlot, ConnectionSlots, Refusal};
 use crate::tls::PrefixedStream;
@@ -201,10 +201,13 @@ async fn handle(connection: Connection, mut stream: TcpStream, peer: SocketAddr)
 
     let mut early_proxy = None;
     let expect_proxy = g.limits.trusts_proxy_from(peer.ip());
-    let peeked = tokio::time::timeout(
+    // Boxed, and freed once the hello is read: the reassembler and the timer would
+    // otherwise stay reserved in the task of every connection for its whole life
+    // (bench/discussion.md, "memory per idle connection").
+    let peeked = Box::pin(tokio::time::timeout(
         g.client_hello_timeout,
         read_preamble_into(&mut stream, expect_proxy, &mut early_proxy),
-    )
+    ))
     .await;
     // When the hello fails after a good PROXY header, the log still names the client.
     if let Some(source) = early_proxy.as_ref().and_then(|p| p.source) {
@@ -306,7 +309,10 @@ async fn handle(connection: Connection, mut stream: TcpStream, peer: SocketAddr)
             // A forwarded connection keeps its route, its slot and its counters, not the
             // services of the own endpoint.
             drop((own, own_slots, metrics));
-            passthrough(&active, &route, stream, client, dialed, &hello, buf, log).await;
+            passthrough(
+                &active, &route, slot, stream, client, dialed, &hello, buf, log,
+            )
+            .await;
         }
         Destination::Unrecognized => {
             metrics.unrecognized_name.fetch_add(1, Ordering::Relaxed);
@@ -381,11 +387,12 @@ async fn serve_own(
     }
 }
 
-/// Connects the route's backend and relays both ways.
+/// Connects the route's backend, then hands the connection to a relay task of its own.
 #[allow(clippy::too_many_arguments)]
 async fn passthrough(
     active: &Active,
     route: &Route,
+    slot: ConnectionSlot,
     stream: TcpStream,
     client: SocketAddr,
     dialed: SocketAddr,
@@ -395,7 +402,7 @@ async fn passthrough(
 ) {
     log.route = Some(route.name().to_string());
     let g = &active.config.gateway;
-    let _open = route.metrics.open_guard();
+    let open = route.metrics.open_guard();
     let backend = match forward::connect_backend(&route.backend, g.backend_connect_timeout).await {
         Ok(backend) => backend,
         Err(e) => {
@@ -419,32 +426,68 @@ async fn passthrough(
         }),
         peeked: buf,
     };
-    let opts = RelayOptions {
-        idle_timeout: g.idle_timeout,
-        first_byte_timeout: g.limits.backend_first_byte_timeout,
-        use_splice: g.splice,
+    let relay = Relay {
+        opts: RelayOptions {
+            idle_timeout: g.idle_timeout,
+            first_byte_timeout: g.limits.backend_first_byte_timeout,
+            use_splice: g.splice,
+        },
+        metrics: route.metrics.clone(),
+        open,
+        slot,
+        log,
     };
-    let transfer =
-        forward::pass_through(stream, backend, opening, &opts, &route.metrics.traffic).await;
-    let outcome = match &transfer.outcome {
-        RelayOutcome::Closed => ("closed", None),
-        RelayOutcome::IdleTimeout => ("idle_timeout", None),
-        RelayOutcome::BackendFirstByteTimeout => (
-            "backend_first_byte_timeout",
-            Some(format!(
-                "the backend sent nothing within {:?} (gateway.backend_first_byte_timeout)",
-                g.limits.backend_first_byte_timeout
-            )),
-        ),
-        RelayOutcome::ClientError(e) => ("client_error", Some(e.to_string())),
-        RelayOutcome::BackendError(e) => ("backend_error", Some(e.to_string())),
-    };
-    log.finish(
-        outcome.0,
-        outcome.1,
-        transfer.client_to_backend,
-        transfer.backend_to_client,
-    );
+    // A task of its own rather than the rest of this one: a connection lives for the
+    // relay, and this task's state (the peek, the routing, the connect, and the copies
+    // an async fn keeps of what it moved into the futures it awaits) would stay
+    // reserved the whole time. The relay task holds only what the relay uses
+    // (bench/discussion.md, "memory per idle connection").
+    tokio::spawn(relay.run(stream, backend, opening));
+}
+
+/// What a relayed connection keeps to its end: its route's counters and gauge, its slot
+/// and its log line.
+struct Relay {
+    opts: RelayOptions,
+    metrics: Arc<RouteMetrics>,
+    open: OpenGuard,
+    slot: ConnectionSlot,
+    log: ConnectionLog,
+}
+
+impl Relay {
+    /// Relays both ways until the connection ends, then writes its log line.
+    async fn run(self, stream: TcpStream, backend: TcpStream, opening: Opening) {
+        let Relay {
+            opts,
+            metrics,
+            open,
+            slot,
+            log,
+        } = self;
+        let transfer =
+            forward::pass_through(stream, backend, opening, &opts, &metrics.traffic).await;
+        let outcome = match &transfer.outcome {
+            RelayOutcome::Closed => ("closed", None),
+            RelayOutcome::IdleTimeout => ("idle_timeout", None),
+            RelayOutcome::BackendFirstByteTimeout => (
+                "backend_first_byte_timeout",
+                Some(format!(
+                    "the backend sent nothing within {:?} (gateway.backend_first_byte_timeout)",
+                    opts.first_byte_timeout
+                )),
+            ),
+            RelayOutcome::ClientError(e) => ("client_error", Some(e.to_string())),
+            RelayOutcome::BackendError(e) => ("backend_error", Some(e.to_string())),
+        };
+        log.finish(
+            outcome.0,
+            outcome.1,
+            transfer.client_to_backend,
+            transfer.backend_to_client,
+        );
+        drop((open, slot));
+    }
 }
 
 #[cfg(test)]
@@ -503,5 +546,33 @@ mod size_tests {
         let size = std::mem::size_of_val(&future);
         eprintln!("connection task: {size} bytes");
         assert!(size <= 4096, "the connection task grew to {size} bytes");
+    }
+
+    /// An open passthrough connection is its relay task: its size is the gateway's own
+    /// memory per idle relayed connection (sockets, tokio's registration of them and
+    /// kernel buffers aside). It was the whole connection task, 3160 bytes, before the
+    /// relay became a task of its own with one future for both directions.
+    #[tokio::test]
+    async fn the_relay_task_stays_small() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = TcpStream::connect(addr).await.unwrap();
+        let backend = TcpStream::connect(addr).await.unwrap();
+        let metrics = Arc::new(RouteMetrics::default());
+        let relay = Relay {
+            opts: RelayOptions::default(),
+            open: metrics.open_guard(),
+            metrics,
+            slot: ConnectionSlots::new().try_open(10).unwrap(),
+            log: ConnectionLog::new(addr, Some(addr)),
+        };
+        let opening = Opening {
+            proxy_v2: None,
+            peeked: Vec::new(),
+        };
+        let future = relay.run(client, backend, opening);
+        let size = std::mem::size_of_val(&future);
+        eprintln!("relay task: {size} bytes");
+        assert!(size <= 1536, "the relay task grew to {size} bytes");
     }
 }
