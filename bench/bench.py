@@ -301,6 +301,22 @@ def bulk(port, url_path, repeats):
     return total
 
 
+def many_streams(port, url_path, streams):
+    """`streams` curl downloads of the large file at once; returns bytes received."""
+    procs = [subprocess.Popen(
+        ["curl", "-fsS", "-k", "--http1.1", "--max-time", "300", "-o", "/dev/null",
+         "-w", "%{size_download}", "--resolve", f"{SNI}:{port}:127.0.0.1",
+         f"https://{SNI}:{port}{url_path}"],
+        stdout=subprocess.PIPE, text=True) for _ in range(streams)]
+    total = 0
+    for p in procs:
+        out, _ = p.communicate()
+        if p.returncode != 0:
+            raise RuntimeError(f"a concurrent download failed (curl exit {p.returncode})")
+        total += int(out.strip())
+    return total
+
+
 def new_connections(ports, count):
     """`count` sequential connections to each port, taking the ports in turn (so that a
     proxy and the direct path are timed over the same seconds), each: connect, TLS
@@ -411,6 +427,18 @@ def measure(name, port, direct_port, pids_of, args, log):
     res["cpu_per_gib"] = (c1 - c0) / (nbytes / 2**30) if is_proxy else None
     log(f"{name}: bulk {nbytes / 2**30:.2f} GiB in {wall:.1f}s, proxy CPU {c1 - c0:.2f}s")
 
+    if is_proxy and args.streams > 1:
+        c0 = cpu_seconds(pids_of())
+        t0 = time.time()
+        nbytes = many_streams(port, "/large", args.streams)
+        wall = time.time() - t0
+        c1 = cpu_seconds(pids_of())
+        res["many_bytes"] = nbytes
+        res["many_wall"] = wall
+        res["many_cpu_per_gib"] = (c1 - c0) / (nbytes / 2**30)
+        log(f"{name}: {args.streams} streams at once, {nbytes / 2**30:.2f} GiB in {wall:.1f}s, "
+            f"proxy CPU {c1 - c0:.2f}s")
+
     ports = [port, direct_port] if is_proxy else [port]
     c0 = cpu_seconds(pids_of())
     durations = new_connections(ports, args.connections)
@@ -443,6 +471,8 @@ def main():
                     help="verigated binary (default: target/release/verigated)")
     ap.add_argument("--large-mib", type=int, default=1024, help="size of the large file (1024)")
     ap.add_argument("--bulk-repeats", type=int, default=2, help="downloads of the large file per proxy (2)")
+    ap.add_argument("--streams", type=int, default=4,
+                    help="concurrent downloads of the large file for the many-streams figure (4)")
     ap.add_argument("--connections", type=int, default=5000, help="new TLS connections per proxy (5000)")
     ap.add_argument("--idle", type=int, default=7500,
                     help="idle TLS connections per proxy (7500: with the hard open-files limit of 20000 "
@@ -565,7 +595,10 @@ def main():
                     stop(proc)
             time.sleep(1)
         stop(backend)
-        meta = {"started_at": started_at.isoformat(), "load": load_at_start, "machine": machine(),
+        with open("/proc/loadavg") as f:
+            load_at_end = " ".join(f.read().split()[:3])
+        meta = {"started_at": started_at.isoformat(), "load": load_at_start, "load_end": load_at_end,
+                "machine": machine(),
                 "argv": sys.argv[1:], "args": vars(args)}
         with open(os.path.splitext(args.out)[0] + ".json", "w") as f:
             json.dump({"meta": meta, "results": results, "configs": configs,
@@ -609,6 +642,32 @@ def fmt(v, digits=2):
     return "n/a" if v is None or v != v else f"{v:.{digits}f}"
 
 
+# Top-level sections this script writes; any other one after the log in RESULTS.md (the
+# fleet or the snapshot figure, written from their own runs) is kept there.
+OWN_SECTIONS = ("## Machine", "## verigated's column", "## Results against", "## Discussion",
+                "## Attestation", "## Method", "## Exact commands", "## Log of the run")
+
+
+def sections_of_others(path):
+    """The `## ` sections of the existing file at `path` that this script does not write."""
+    try:
+        with open(path) as f:
+            old = f.read().split("\n")
+    except FileNotFoundError:
+        return []
+    # Only after the log: before it, the discussion's own `## ` headings are quoted.
+    kept, keep, fenced, after_log = [], False, False, False
+    for line in old:
+        if line.startswith("```"):
+            fenced = not fenced
+        if not fenced and line.startswith("## "):
+            after_log = after_log or line.startswith("## Log of the run")
+            keep = after_log and not line.startswith(OWN_SECTIONS)
+        if keep:
+            kept.append(line)
+    return ["\n".join(kept).strip() + "\n"] if kept else []
+
+
 def report(args, meta, results, configs, verigated_missing, lines):
     m = meta["machine"]
     started_at = datetime.datetime.fromisoformat(meta["started_at"])
@@ -622,7 +681,8 @@ def report(args, meta, results, configs, verigated_missing, lines):
     out.append("## Machine\n")
     out.append(f"- `nproc`: {m['nproc']}\n- CPU: {m['cpu']}\n- kernel: {m['kernel']}\n"
                f"- {m['haproxy']}\n- {m['nginx']}\n- {m['curl']}\n- load generator: {m['python']}")
-    out.append(f"- load average when the run started: {meta['load']} (other work on the machine "
+    out.append(f"- load average when the run started: {meta['load']}, when it ended: "
+               f"{meta.get('load_end', 'not recorded')} (other work on the machine "
                "shares the cores: CPU-seconds are per process and barely move with it, latency does)\n")
     out.append("Client, proxy and backend share these cores, so absolute numbers are loopback "
                "numbers; the ratios are what the targets are about.\n")
@@ -665,10 +725,12 @@ def report(args, meta, results, configs, verigated_missing, lines):
     ratio_metrics = [
         ("single-stream bulk wall time (the one curl download at a time above)", "wall s", 2,
          lambda r: r.get("bulk_wall"), 1.0),
-        ("proxy CPU per GiB forwarded (bulk download)", "CPU s/GiB", 3,
-         lambda r: r.get("cpu_per_gib"), 0.6),
+        ("proxy CPU per GiB forwarded, single stream (the bulk download above)", "CPU s/GiB", 3,
+         lambda r: r.get("cpu_per_gib"), 0.7),
+        (f"proxy CPU per GiB forwarded, many streams ({getattr(args, 'streams', 4)} downloads at once)",
+         "CPU s/GiB", 3, lambda r: r.get("many_cpu_per_gib"), 0.6),
         ("proxy CPU per new TLS connection (one request each)", "CPU µs/conn", 1,
-         lambda r: r.get("cpu_per_conn_us"), 1.0),
+         lambda r: r.get("cpu_per_conn_us"), 0.9),
         ("memory per idle TLS connection (RSS growth / connections)", "KiB/conn", 2,
          lambda r: r.get("idle_bytes_per_conn", float("nan")) / 1024, 0.7),
     ]
@@ -705,13 +767,15 @@ def report(args, meta, results, configs, verigated_missing, lines):
         out.append(f"\n{verdict(lambda r, k=key: r[k][0], 1.0, ratio=False, interval=lambda r, k=key: (r[k][1], r[k][2]))}\n")
 
     out.append("### Raw numbers\n")
-    out.append("| path | bulk GiB | bulk wall s | CPU s/GiB | CPU µs/conn | handshake p50 µs | p99 µs | idle conns opened | idle KiB/conn |")
-    out.append("|---|---|---|---|---|---|---|---|---|")
+    out.append("| path | bulk GiB | bulk wall s | CPU s/GiB | many streams: wall s, CPU s/GiB | CPU µs/conn | handshake p50 µs | p99 µs | idle conns opened | idle KiB/conn |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|")
     for n in proxies + (["direct"] if "direct" in results else []):
         r = results[n]
         idle = r.get("idle_bytes_per_conn")
         out.append(f"| {n} | {r['bulk_bytes'] / 2**30:.2f} | {r['bulk_wall']:.1f} | "
-                   f"{fmt(r['cpu_per_gib'], 3)} | {fmt(r['cpu_per_conn_us'], 1)} | "
+                   f"{fmt(r['cpu_per_gib'], 3)} | "
+                   f"{fmt(r.get('many_wall'), 1)}, {fmt(r.get('many_cpu_per_gib'), 3)} | "
+                   f"{fmt(r['cpu_per_conn_us'], 1)} | "
                    f"{r['p50_us']:.0f} | {r['p99_us']:.0f} | {r.get('idle_opened', '-')} | "
                    f"{fmt(idle / 1024 if idle is not None else None, 2)} |")
     out.append("")
@@ -736,7 +800,10 @@ def report(args, meta, results, configs, verigated_missing, lines):
     out.append(f"- Bulk: `curl -fsS -k --http1.1 -o /dev/null --resolve {SNI}:PORT:127.0.0.1 "
                f"https://{SNI}:PORT/large`, {args.bulk_repeats} times; CPU = utime+stime "
                f"(from `/proc/PID/stat`, in ticks of 1/{CLK_TCK} s, summed over the proxy's processes: "
-               "nginx master and workers) after minus before, divided by GiB received.")
+               "nginx master and workers) after minus before, divided by GiB received; the wall "
+               "time is the single-stream figure.")
+    out.append(f"- Many streams: {getattr(args, 'streams', 4)} such downloads at once (one curl process "
+               "each), CPU counted the same way.")
     out.append(f"- New connections: {args.connections} sequential connections through the proxy from "
                "Python's `ssl` (OpenSSL, full handshakes, no resumption), each `GET /small` then close, "
                "alternating with as many direct connections to the backend; proxy CPU after minus "
@@ -760,6 +827,7 @@ def report(args, meta, results, configs, verigated_missing, lines):
     out.append("## Log of the run\n\n```")
     out.extend(lines)
     out.append("```\n")
+    out.extend(sections_of_others(args.out))
     with open(args.out, "w") as f:
         f.write("\n".join(out))
     print(f"wrote {args.out}")
