@@ -271,6 +271,9 @@ domain = "{GW_DOMAIN}"
 data_dir = "{tmp}/verigated"
 client_hello_timeout = "5s"
 max_connections = 20000
+# The idle test opens ~470 connections from each of its 16 source addresses; the
+# default share of one source (256) would refuse the rest, and the peers have no such cap.
+max_connections_per_source = 20000
 splice = {"true" if splice else "false"}
 
 [[route]]
