@@ -481,7 +481,7 @@ def main():
                     help="idle TLS connections per proxy (7500: with the hard open-files limit of 20000 "
                          "here, HAProxy with splice reserves descriptors for pipes and accepts ~8000)")
     ap.add_argument("--settle", type=float, default=2.0, help="seconds before reading RSS (2)")
-    ap.add_argument("--only", default="", help="comma-separated subset of paths to run")
+    ap.add_argument("--only", default="", help="comma-separated subset of paths to run, in that order")
     ap.add_argument("--quick", action="store_true", help="small counts, for checking the script")
     ap.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
     ap.add_argument("--render", action="store_true",
@@ -526,6 +526,10 @@ def main():
         backend = start(["nginx", "-c", write(f"{tmp}/backend.conf", backend_conf(tmp, bport, key, crt)),
                          "-p", tmp], f"{tmp}/backend.log")
         wait_port(bport, backend, "backend nginx")
+        # One direct download first, so the file is in the page cache before any path is
+        # timed: otherwise the first path measured pays for reading it (2-4x its wall time
+        # in the runs of 2026-12-07, whichever proxy came first).
+        bulk(bport, "/large", 1)
 
         paths = []
         verigated_missing = None
@@ -538,8 +542,9 @@ def main():
             verigated_missing = f"{args.verigated} not found"
         paths += ["haproxy-splice", "haproxy-nosplice", "nginx-stream", "direct"]
         if args.only:
-            wanted = args.only.split(",")
-            paths = [p for p in paths if p in wanted]
+            # In the order given: on a shared machine, swapping the order between runs
+            # shows how much of a difference is the load of the moment.
+            paths = [p for p in args.only.split(",") if p in paths]
 
         results = {}
         configs = {}
@@ -819,7 +824,8 @@ def report(args, meta, results, configs, verigated_missing, lines):
                f"through the proxy and then sends nothing; RSS (`/proc/PID/statm`, summed over the "
                f"proxy's processes) {args.settle}s after the last one minus {args.settle}s before the first, "
                "divided by the connections opened.")
-    out.append("- Warm-up before measuring: 20 connections and one small download. Each path runs "
+    out.append("- Warm-up before measuring: one direct download of the large file (so that it is in "
+               "the page cache before any path is timed); then, per path, 20 connections and one small download. Each path runs "
                "alone (the previous proxy is stopped first); the backend stays up. Threads and "
                "workers are each program's default (HAProxy: one thread per CPU; nginx: `worker_processes "
                "auto`; verigated: its default runtime).\n")

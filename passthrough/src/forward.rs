@@ -12,6 +12,7 @@
 
 #![forbid(unsafe_code)]
 
+use std::borrow::Borrow;
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -236,13 +237,20 @@ impl Quiet {
 /// both ways until both sides closed, keeping half-close. Ends on idle timeout or on an
 /// error on either side; both sockets are closed when this returns. Every byte written
 /// to the backend is added to `counters` once, here.
-pub fn pass_through<'a>(
+///
+/// `opts` and `counters` may be borrowed or owned (an `Arc`): owned, the returned future
+/// is all a relay task needs to hold.
+pub fn pass_through<O, C>(
     client: TcpStream,
     backend: TcpStream,
     opening: Opening,
-    opts: &'a RelayOptions,
-    counters: &'a TrafficCounters,
-) -> impl Future<Output = Transfer> + 'a {
+    opts: O,
+    counters: C,
+) -> impl Future<Output = Transfer>
+where
+    O: Borrow<RelayOptions>,
+    C: Borrow<TrafficCounters>,
+{
     // Encoded before the future exists: an async fn keeps its arguments for its whole
     // life, and the future lives as long as the connection, so it should hold one buffer
     // (freed once written), not the header's addresses and name as well.
@@ -297,9 +305,10 @@ async fn relay(
     mut backend: TcpStream,
     initial: Vec<u8>,
     client_bytes: u64,
-    opts: &RelayOptions,
-    counters: &TrafficCounters,
+    opts: impl Borrow<RelayOptions>,
+    counters: impl Borrow<TrafficCounters>,
 ) -> Transfer {
+    let (opts, counters) = (opts.borrow(), counters.borrow());
     // In the same future as the relay, not one that calls it: a future keeps its own
     // copy of what it moves into one it awaits, here both sockets.
     if let Err(e) = send_opening(&mut backend, initial, counters).await {
@@ -495,8 +504,8 @@ mod tests {
                     s.client,
                     s.backend,
                     opening(&initial),
-                    &opts(use_splice, Duration::from_secs(30)),
-                    &counters,
+                    opts(use_splice, Duration::from_secs(30)),
+                    counters,
                 )
                 .await
             })
