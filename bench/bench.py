@@ -420,27 +420,27 @@ def measure(name, port, direct_port, pids_of, args, log):
     new_connections([port], 20)
     bulk(port, "/small", 1)
 
-    c0 = cpu_seconds(pids_of())
-    t0 = time.time()
-    nbytes = bulk(port, "/large", args.bulk_repeats)
-    wall = time.time() - t0
-    c1 = cpu_seconds(pids_of())
-    res["bulk_bytes"] = nbytes
-    res["bulk_wall"] = wall
-    res["cpu_per_gib"] = (c1 - c0) / (nbytes / 2**30) if is_proxy else None
-    log(f"{name}: bulk {nbytes / 2**30:.2f} GiB in {wall:.1f}s, proxy CPU {c1 - c0:.2f}s")
-
-    if is_proxy and args.streams > 1:
+    def timed(download):
+        """Bytes, wall seconds and proxy CPU-seconds of one download phase."""
         c0 = cpu_seconds(pids_of())
         t0 = time.time()
-        nbytes = many_streams(port, "/large", args.streams)
+        nbytes = download()
         wall = time.time() - t0
-        c1 = cpu_seconds(pids_of())
+        return nbytes, wall, cpu_seconds(pids_of()) - c0
+
+    nbytes, wall, cpu = timed(lambda: bulk(port, "/large", args.bulk_repeats))
+    res["bulk_bytes"] = nbytes
+    res["bulk_wall"] = wall
+    res["cpu_per_gib"] = cpu / (nbytes / 2**30) if is_proxy else None
+    log(f"{name}: bulk {nbytes / 2**30:.2f} GiB in {wall:.1f}s, proxy CPU {cpu:.2f}s")
+
+    if is_proxy and args.streams > 1:
+        nbytes, wall, cpu = timed(lambda: many_streams(port, "/large", args.streams))
         res["many_bytes"] = nbytes
         res["many_wall"] = wall
-        res["many_cpu_per_gib"] = (c1 - c0) / (nbytes / 2**30)
+        res["many_cpu_per_gib"] = cpu / (nbytes / 2**30)
         log(f"{name}: {args.streams} streams at once, {nbytes / 2**30:.2f} GiB in {wall:.1f}s, "
-            f"proxy CPU {c1 - c0:.2f}s")
+            f"proxy CPU {cpu:.2f}s")
 
     ports = [port, direct_port] if is_proxy else [port]
     c0 = cpu_seconds(pids_of())
