@@ -271,6 +271,9 @@ domain = "{GW_DOMAIN}"
 data_dir = "{tmp}/verigated"
 client_hello_timeout = "5s"
 max_connections = 20000
+# The idle test opens ~470 connections from each of its 16 source addresses; the
+# default share of one source (256) would refuse the rest, and the peers have no such cap.
+max_connections_per_source = 20000
 splice = {"true" if splice else "false"}
 
 [[route]]
@@ -298,6 +301,22 @@ def bulk(port, url_path, repeats):
             # curl's own limit bounds each download.
             check=True, capture_output=True, text=True)
         total += int(out.stdout.strip())
+    return total
+
+
+def many_streams(port, url_path, streams):
+    """`streams` curl downloads of the large file at once; returns bytes received."""
+    procs = [subprocess.Popen(
+        ["curl", "-fsS", "-k", "--http1.1", "--max-time", "300", "-o", "/dev/null",
+         "-w", "%{size_download}", "--resolve", f"{SNI}:{port}:127.0.0.1",
+         f"https://{SNI}:{port}{url_path}"],
+        stdout=subprocess.PIPE, text=True) for _ in range(streams)]
+    total = 0
+    for p in procs:
+        out, _ = p.communicate()
+        if p.returncode != 0:
+            raise RuntimeError(f"a concurrent download failed (curl exit {p.returncode})")
+        total += int(out.strip())
     return total
 
 
@@ -401,15 +420,27 @@ def measure(name, port, direct_port, pids_of, args, log):
     new_connections([port], 20)
     bulk(port, "/small", 1)
 
-    c0 = cpu_seconds(pids_of())
-    t0 = time.time()
-    nbytes = bulk(port, "/large", args.bulk_repeats)
-    wall = time.time() - t0
-    c1 = cpu_seconds(pids_of())
+    def timed(download):
+        """Bytes, wall seconds and proxy CPU-seconds of one download phase."""
+        c0 = cpu_seconds(pids_of())
+        t0 = time.time()
+        nbytes = download()
+        wall = time.time() - t0
+        return nbytes, wall, cpu_seconds(pids_of()) - c0
+
+    nbytes, wall, cpu = timed(lambda: bulk(port, "/large", args.bulk_repeats))
     res["bulk_bytes"] = nbytes
     res["bulk_wall"] = wall
-    res["cpu_per_gib"] = (c1 - c0) / (nbytes / 2**30) if is_proxy else None
-    log(f"{name}: bulk {nbytes / 2**30:.2f} GiB in {wall:.1f}s, proxy CPU {c1 - c0:.2f}s")
+    res["cpu_per_gib"] = cpu / (nbytes / 2**30) if is_proxy else None
+    log(f"{name}: bulk {nbytes / 2**30:.2f} GiB in {wall:.1f}s, proxy CPU {cpu:.2f}s")
+
+    if is_proxy and args.streams > 1:
+        nbytes, wall, cpu = timed(lambda: many_streams(port, "/large", args.streams))
+        res["many_bytes"] = nbytes
+        res["many_wall"] = wall
+        res["many_cpu_per_gib"] = cpu / (nbytes / 2**30)
+        log(f"{name}: {args.streams} streams at once, {nbytes / 2**30:.2f} GiB in {wall:.1f}s, "
+            f"proxy CPU {cpu:.2f}s")
 
     ports = [port, direct_port] if is_proxy else [port]
     c0 = cpu_seconds(pids_of())
@@ -443,12 +474,14 @@ def main():
                     help="verigated binary (default: target/release/verigated)")
     ap.add_argument("--large-mib", type=int, default=1024, help="size of the large file (1024)")
     ap.add_argument("--bulk-repeats", type=int, default=2, help="downloads of the large file per proxy (2)")
+    ap.add_argument("--streams", type=int, default=4,
+                    help="concurrent downloads of the large file for the many-streams figure (4)")
     ap.add_argument("--connections", type=int, default=5000, help="new TLS connections per proxy (5000)")
     ap.add_argument("--idle", type=int, default=7500,
                     help="idle TLS connections per proxy (7500: with the hard open-files limit of 20000 "
                          "here, HAProxy with splice reserves descriptors for pipes and accepts ~8000)")
     ap.add_argument("--settle", type=float, default=2.0, help="seconds before reading RSS (2)")
-    ap.add_argument("--only", default="", help="comma-separated subset of paths to run")
+    ap.add_argument("--only", default="", help="comma-separated subset of paths to run, in that order")
     ap.add_argument("--quick", action="store_true", help="small counts, for checking the script")
     ap.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
     ap.add_argument("--render", action="store_true",
@@ -493,6 +526,10 @@ def main():
         backend = start(["nginx", "-c", write(f"{tmp}/backend.conf", backend_conf(tmp, bport, key, crt)),
                          "-p", tmp], f"{tmp}/backend.log")
         wait_port(bport, backend, "backend nginx")
+        # One direct download first, so the file is in the page cache before any path is
+        # timed: otherwise the first path measured pays for reading it (2-4x its wall time
+        # in the runs of 2026-12-07, whichever proxy came first).
+        bulk(bport, "/large", 1)
 
         paths = []
         verigated_missing = None
@@ -505,8 +542,9 @@ def main():
             verigated_missing = f"{args.verigated} not found"
         paths += ["haproxy-splice", "haproxy-nosplice", "nginx-stream", "direct"]
         if args.only:
-            wanted = args.only.split(",")
-            paths = [p for p in paths if p in wanted]
+            # In the order given: on a shared machine, swapping the order between runs
+            # shows how much of a difference is the load of the moment.
+            paths = [p for p in args.only.split(",") if p in paths]
 
         results = {}
         configs = {}
@@ -565,7 +603,10 @@ def main():
                     stop(proc)
             time.sleep(1)
         stop(backend)
-        meta = {"started_at": started_at.isoformat(), "load": load_at_start, "machine": machine(),
+        with open("/proc/loadavg") as f:
+            load_at_end = " ".join(f.read().split()[:3])
+        meta = {"started_at": started_at.isoformat(), "load": load_at_start, "load_end": load_at_end,
+                "machine": machine(),
                 "argv": sys.argv[1:], "args": vars(args)}
         with open(os.path.splitext(args.out)[0] + ".json", "w") as f:
             json.dump({"meta": meta, "results": results, "configs": configs,
@@ -609,6 +650,32 @@ def fmt(v, digits=2):
     return "n/a" if v is None or v != v else f"{v:.{digits}f}"
 
 
+# Top-level sections this script writes; any other one after the log in RESULTS.md (the
+# fleet or the snapshot figure, written from their own runs) is kept there.
+OWN_SECTIONS = ("## Machine", "## verigated's column", "## Results against", "## Discussion",
+                "## Attestation", "## Method", "## Exact commands", "## Log of the run")
+
+
+def sections_of_others(path):
+    """The `## ` sections of the existing file at `path` that this script does not write."""
+    try:
+        with open(path) as f:
+            old = f.read().split("\n")
+    except FileNotFoundError:
+        return []
+    # Only after the log: before it, the discussion's own `## ` headings are quoted.
+    kept, keep, fenced, after_log = [], False, False, False
+    for line in old:
+        if line.startswith("```"):
+            fenced = not fenced
+        if not fenced and line.startswith("## "):
+            after_log = after_log or line.startswith("## Log of the run")
+            keep = after_log and not line.startswith(OWN_SECTIONS)
+        if keep:
+            kept.append(line)
+    return ["\n".join(kept).strip() + "\n"] if kept else []
+
+
 def report(args, meta, results, configs, verigated_missing, lines):
     m = meta["machine"]
     started_at = datetime.datetime.fromisoformat(meta["started_at"])
@@ -622,7 +689,8 @@ def report(args, meta, results, configs, verigated_missing, lines):
     out.append("## Machine\n")
     out.append(f"- `nproc`: {m['nproc']}\n- CPU: {m['cpu']}\n- kernel: {m['kernel']}\n"
                f"- {m['haproxy']}\n- {m['nginx']}\n- {m['curl']}\n- load generator: {m['python']}")
-    out.append(f"- load average when the run started: {meta['load']} (other work on the machine "
+    out.append(f"- load average when the run started: {meta['load']}, when it ended: "
+               f"{meta.get('load_end', 'not recorded')} (other work on the machine "
                "shares the cores: CPU-seconds are per process and barely move with it, latency does)\n")
     out.append("Client, proxy and backend share these cores, so absolute numbers are loopback "
                "numbers; the ratios are what the targets are about.\n")
@@ -665,10 +733,12 @@ def report(args, meta, results, configs, verigated_missing, lines):
     ratio_metrics = [
         ("single-stream bulk wall time (the one curl download at a time above)", "wall s", 2,
          lambda r: r.get("bulk_wall"), 1.0),
-        ("proxy CPU per GiB forwarded (bulk download)", "CPU s/GiB", 3,
-         lambda r: r.get("cpu_per_gib"), 0.6),
+        ("proxy CPU per GiB forwarded, single stream (the bulk download above)", "CPU s/GiB", 3,
+         lambda r: r.get("cpu_per_gib"), 0.7),
+        (f"proxy CPU per GiB forwarded, many streams ({getattr(args, 'streams', 4)} downloads at once)",
+         "CPU s/GiB", 3, lambda r: r.get("many_cpu_per_gib"), 0.6),
         ("proxy CPU per new TLS connection (one request each)", "CPU µs/conn", 1,
-         lambda r: r.get("cpu_per_conn_us"), 1.0),
+         lambda r: r.get("cpu_per_conn_us"), 0.9),
         ("memory per idle TLS connection (RSS growth / connections)", "KiB/conn", 2,
          lambda r: r.get("idle_bytes_per_conn", float("nan")) / 1024, 0.7),
     ]
@@ -705,13 +775,15 @@ def report(args, meta, results, configs, verigated_missing, lines):
         out.append(f"\n{verdict(lambda r, k=key: r[k][0], 1.0, ratio=False, interval=lambda r, k=key: (r[k][1], r[k][2]))}\n")
 
     out.append("### Raw numbers\n")
-    out.append("| path | bulk GiB | bulk wall s | CPU s/GiB | CPU µs/conn | handshake p50 µs | p99 µs | idle conns opened | idle KiB/conn |")
-    out.append("|---|---|---|---|---|---|---|---|---|")
+    out.append("| path | bulk GiB | bulk wall s | CPU s/GiB | many streams: wall s, CPU s/GiB | CPU µs/conn | handshake p50 µs | p99 µs | idle conns opened | idle KiB/conn |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|")
     for n in proxies + (["direct"] if "direct" in results else []):
         r = results[n]
         idle = r.get("idle_bytes_per_conn")
         out.append(f"| {n} | {r['bulk_bytes'] / 2**30:.2f} | {r['bulk_wall']:.1f} | "
-                   f"{fmt(r['cpu_per_gib'], 3)} | {fmt(r['cpu_per_conn_us'], 1)} | "
+                   f"{fmt(r['cpu_per_gib'], 3)} | "
+                   f"{fmt(r.get('many_wall'), 1)}, {fmt(r.get('many_cpu_per_gib'), 3)} | "
+                   f"{fmt(r['cpu_per_conn_us'], 1)} | "
                    f"{r['p50_us']:.0f} | {r['p99_us']:.0f} | {r.get('idle_opened', '-')} | "
                    f"{fmt(idle / 1024 if idle is not None else None, 2)} |")
     out.append("")
@@ -736,7 +808,10 @@ def report(args, meta, results, configs, verigated_missing, lines):
     out.append(f"- Bulk: `curl -fsS -k --http1.1 -o /dev/null --resolve {SNI}:PORT:127.0.0.1 "
                f"https://{SNI}:PORT/large`, {args.bulk_repeats} times; CPU = utime+stime "
                f"(from `/proc/PID/stat`, in ticks of 1/{CLK_TCK} s, summed over the proxy's processes: "
-               "nginx master and workers) after minus before, divided by GiB received.")
+               "nginx master and workers) after minus before, divided by GiB received; the wall "
+               "time is the single-stream figure.")
+    out.append(f"- Many streams: {getattr(args, 'streams', 4)} such downloads at once (one curl process "
+               "each), CPU counted the same way.")
     out.append(f"- New connections: {args.connections} sequential connections through the proxy from "
                "Python's `ssl` (OpenSSL, full handshakes, no resumption), each `GET /small` then close, "
                "alternating with as many direct connections to the backend; proxy CPU after minus "
@@ -749,7 +824,8 @@ def report(args, meta, results, configs, verigated_missing, lines):
                f"through the proxy and then sends nothing; RSS (`/proc/PID/statm`, summed over the "
                f"proxy's processes) {args.settle}s after the last one minus {args.settle}s before the first, "
                "divided by the connections opened.")
-    out.append("- Warm-up before measuring: 20 connections and one small download. Each path runs "
+    out.append("- Warm-up before measuring: one direct download of the large file (so that it is in "
+               "the page cache before any path is timed); then, per path, 20 connections and one small download. Each path runs "
                "alone (the previous proxy is stopped first); the backend stays up. Threads and "
                "workers are each program's default (HAProxy: one thread per CPU; nginx: `worker_processes "
                "auto`; verigated: its default runtime).\n")
@@ -760,6 +836,7 @@ def report(args, meta, results, configs, verigated_missing, lines):
     out.append("## Log of the run\n\n```")
     out.extend(lines)
     out.append("```\n")
+    out.extend(sections_of_others(args.out))
     with open(args.out, "w") as f:
         f.write("\n".join(out))
     print(f"wrote {args.out}")

@@ -22,7 +22,7 @@ pub struct RouteMetrics {
     /// Connections routed here since start.
     pub total: AtomicU64,
     /// Bytes each way (the relay adds to these while bytes move).
-    pub traffic: TrafficCounters,
+    pub traffic: Arc<TrafficCounters>,
     /// Connections whose backend could not be reached.
     pub backend_connect_failures: AtomicU64,
 }

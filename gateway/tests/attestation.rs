@@ -26,6 +26,7 @@ use attest::tpm::collect::Tpm;
 use attest::tpm::quote::HashAlg as TpmAlg;
 use rustls::pki_types::CertificateDer;
 use sha2::{Digest, Sha256};
+use testkit::held_tpm::HeldTpm;
 use testkit::ports::{free_port, wait_for_listener};
 use testkit::process::ChildGuard;
 use testkit::swtpm::Swtpm;
@@ -250,6 +251,12 @@ impl Verigated {
 /// `GET path` on verigated's own endpoint over TLS with SNI = the domain, with the
 /// test token (`/metrics` takes it; the attestation API ignores it).
 fn get(addr: SocketAddr, path: &str) -> (u16, Vec<u8>, CertificateDer<'static>) {
+    let (status, _head, body, cert) = get_with_head(addr, path);
+    (status, body, cert)
+}
+
+/// Like [`get`], with the response head (status line and headers) as well.
+fn get_with_head(addr: SocketAddr, path: &str) -> (u16, String, Vec<u8>, CertificateDer<'static>) {
     let mut session = tls::connect(addr, Some(DOMAIN), &["http/1.1"], HelloDelivery::Whole)
         .expect("TLS to the own endpoint");
     let request = format!(
@@ -269,7 +276,7 @@ fn get(addr: SocketAddr, path: &str) -> (u16, Vec<u8>, CertificateDer<'static>) 
         .nth(1)
         .and_then(|s| s.parse().ok())
         .expect("status code");
-    (status, response[split + 4..].to_vec(), session.cert)
+    (status, head, response[split + 4..].to_vec(), session.cert)
 }
 
 fn route(sni: &str, backend: SocketAddr) -> String {
@@ -308,14 +315,23 @@ fn write_ima_log(tpm: &Swtpm, path: &Path, files: &[(&str, &[u8])]) -> Vec<ImaEn
 struct Setup {
     _dir: tempfile::TempDir,
     _tpm: Swtpm,
+    /// The stand-in between verigated and swtpm, when the test holds quotes.
+    held: Option<HeldTpm>,
     backends: Vec<(String, Backend)>,
     ima_entries: Vec<ImaEntry>,
     gw: Verigated,
 }
 
 fn full_setup(extra_attestation: &str, extra_routes: &str) -> Setup {
+    setup(extra_attestation, extra_routes, false)
+}
+
+/// [`full_setup`], with verigated reaching swtpm through [`HeldTpm`] when `hold_quotes`.
+fn setup(extra_attestation: &str, extra_routes: &str, hold_quotes: bool) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let tpm = Swtpm::start().expect("swtpm");
+    let held = hold_quotes.then(|| HeldTpm::start(tpm.port()).expect("held-quote stand-in"));
+    let tcti = held.as_ref().map_or_else(|| tpm.tcti(), HeldTpm::tcti);
     let ima_path = dir.path().join("ima.bin");
     let ima_entries = write_ima_log(
         &tpm,
@@ -333,7 +349,7 @@ fn full_setup(extra_attestation: &str, extra_routes: &str) -> Setup {
         &format!(
             "tee = \"simulated\"\nsimulated_measurement = \"{}\"\ntpm = \"{}\"\nima_log = \"{}\"\n{extra_attestation}",
             hex::encode(MEASUREMENT),
-            tpm.tcti(),
+            tcti,
             ima_path.display()
         ),
         &routes,
@@ -341,6 +357,7 @@ fn full_setup(extra_attestation: &str, extra_routes: &str) -> Setup {
     Setup {
         _dir: dir,
         _tpm: tpm,
+        held,
         backends,
         ima_entries,
         gw,
@@ -505,6 +522,87 @@ fn concurrent_calls_each_get_their_own_evidence() {
         let evidence = Evidence::from_json(&body).unwrap();
         check_evidence(&evidence, &nonce, s.gw.data_dir(), &cert);
     }
+}
+
+#[test]
+fn callers_beyond_batch_max_waiting_get_503_while_a_round_is_held() {
+    const WAITING: usize = 2;
+    const EXTRA: usize = 3;
+    let s = setup(&format!("batch_max_waiting = {WAITING}\n"), "", true);
+    let held = s.held.as_ref().expect("the stand-in");
+    let addr = s.gw.addr;
+    let call = move || {
+        let nonce = Nonce::random();
+        let (status, head, body, cert) =
+            get_with_head(addr, &format!("/v1/attestation?nonce={}", nonce.to_hex()));
+        (nonce, status, head, body, cert)
+    };
+
+    // One caller starts a round, whose quote the stand-in (a slow TPM) holds; it has left
+    // the queue once its quote is on the way.
+    held.close();
+    let first = std::thread::spawn(call);
+    assert!(held.wait_held(PATIENCE), "no quote reached the TPM");
+
+    // While that round cannot end, WAITING callers queue for the next one and the rest are
+    // turned away at once, so EXTRA answers come back before the gate opens.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let callers: Vec<_> = (0..WAITING + EXTRA)
+        .map(|_| {
+            let tx = tx.clone();
+            std::thread::spawn(move || tx.send(call()).unwrap())
+        })
+        .collect();
+    drop(tx);
+    let mut answers: Vec<_> = (0..EXTRA)
+        .map(|_| {
+            rx.recv_timeout(PATIENCE)
+                .expect("the refused callers are answered")
+        })
+        .collect();
+    held.open();
+    answers.extend(rx.iter());
+    answers.push(first.join().unwrap());
+    for c in callers {
+        c.join().unwrap();
+    }
+
+    let (ok, busy): (Vec<_>, Vec<_>) = answers.into_iter().partition(|a| a.1 == 200);
+    assert_eq!(
+        busy.len(),
+        EXTRA,
+        "refused: {:?}",
+        busy.iter().map(|a| a.1).collect::<Vec<_>>()
+    );
+    assert_eq!(ok.len(), 1 + WAITING);
+    for (_, status, head, body, _) in &busy {
+        assert_eq!(*status, 503, "{}", String::from_utf8_lossy(body));
+        let retry = head
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("retry-after")
+                    .then(|| value.trim())
+            })
+            .unwrap_or_else(|| panic!("503 without Retry-After: {head}"));
+        assert!(
+            retry.parse::<u32>().is_ok_and(|s| s > 0),
+            "Retry-After: {retry}"
+        );
+        let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+        assert!(v["error"].is_string(), "{v}");
+    }
+    for (nonce, _, _, body, cert) in &ok {
+        let evidence = Evidence::from_json(body).unwrap();
+        check_evidence(&evidence, nonce, s.gw.data_dir(), cert);
+    }
+    // The queued callers shared the round after the held one.
+    let second: Vec<_> = ok
+        .iter()
+        .map(|(_, _, _, body, _)| Evidence::from_json(body).unwrap().batch.unwrap().size)
+        .collect();
+    let waiting = u32::try_from(WAITING).unwrap();
+    assert!(second.contains(&waiting), "batch sizes {second:?}");
 }
 
 #[test]

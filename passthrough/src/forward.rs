@@ -8,27 +8,25 @@
 //! on either side closes both sockets at once, resetting the other side so that it does
 //! not mistake the failure for a clean end. On Linux the bytes move with splice(2)
 //! (the `splice` module); elsewhere, or when asked, with plain reads and writes through
-//! one reused buffer per direction.
+//! a pooled buffer per direction (the `pump` module).
 
 #![forbid(unsafe_code)]
 
+use std::borrow::Borrow;
 use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{ReadHalf, WriteHalf};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::proxy_protocol;
-use crate::pump::PumpError;
-
-/// Buffer of one direction on the portable path.
-const PORTABLE_BUFFER: usize = 32 * 1024;
+use crate::pump::{Pump, PumpError};
 
 /// Why a backend could not be reached. Each message names the backend address.
 #[derive(thiserror::Error, Debug)]
@@ -205,76 +203,32 @@ pub struct ProxyV2 {
     pub authority: Option<String>,
 }
 
-/// Which socket failed.
-enum Failure {
-    Client(io::Error),
-    Backend(io::Error),
-}
-
-/// The last moment a byte moved, shared by both directions of one relay.
-struct Activity {
+/// When a quiet relay ends: nothing moved either way for `idle` since `last`, or nothing
+/// came from the backend within `first_byte` of `start` (right after the opening, a
+/// ClientHello, which a TLS server answers at once). A zero limit is off.
+struct Quiet {
     start: Instant,
-    last_ms: AtomicU64,
+    last: Instant,
+    idle: Duration,
+    first_byte: Duration,
 }
 
-impl Activity {
-    fn new() -> Self {
-        Activity {
-            start: Instant::now(),
-            last_ms: AtomicU64::new(0),
+impl Quiet {
+    /// The earliest moment a limit can run out, with the outcome it gives then; `None`
+    /// when no limit applies.
+    fn next(&self, from_backend: u64) -> Option<(Instant, RelayOutcome)> {
+        let first_byte = (!self.first_byte.is_zero() && from_backend == 0).then(|| {
+            (
+                self.start + self.first_byte,
+                RelayOutcome::BackendFirstByteTimeout,
+            )
+        });
+        let idle =
+            (!self.idle.is_zero()).then(|| (self.last + self.idle, RelayOutcome::IdleTimeout));
+        match (first_byte, idle) {
+            (Some(f), Some(i)) => Some(if f.0 <= i.0 { f } else { i }),
+            (f, i) => f.or(i),
         }
-    }
-
-    fn touch(&self) {
-        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_ms.fetch_max(ms, Ordering::Relaxed);
-    }
-
-    /// Completes with the limit that ran out first: nothing moved either way for
-    /// `idle`, or nothing came from the backend (`from_backend` still zero) within
-    /// `first_byte` of the relay's start, right after the opening (a ClientHello, which
-    /// a TLS server answers at once) was written. A zero limit is off; with both off,
-    /// never completes. One timer serves both, so an idle connection holds one.
-    async fn quiet(
-        &self,
-        idle: Duration,
-        first_byte: Duration,
-        from_backend: &AtomicU64,
-    ) -> RelayOutcome {
-        loop {
-            let last = self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
-            let idle_end = (!idle.is_zero()).then(|| last + idle);
-            let first_byte_end = (!first_byte.is_zero()
-                && from_backend.load(Ordering::Relaxed) == 0)
-                .then(|| self.start + first_byte);
-            let now = Instant::now();
-            if first_byte_end.is_some_and(|end| now >= end) {
-                return RelayOutcome::BackendFirstByteTimeout;
-            }
-            if idle_end.is_some_and(|end| now >= end) {
-                return RelayOutcome::IdleTimeout;
-            }
-            match (idle_end, first_byte_end) {
-                (None, None) => return std::future::pending().await,
-                (Some(a), Some(b)) => tokio::time::sleep_until(a.min(b)).await,
-                (Some(end), None) | (None, Some(end)) => tokio::time::sleep_until(end).await,
-            }
-        }
-    }
-}
-
-/// Byte counts of one relay plus the route's shared counters, updated together.
-struct Tally<'a> {
-    activity: &'a Activity,
-    relay: AtomicU64,
-    route: &'a AtomicU64,
-}
-
-impl Tally<'_> {
-    fn add(&self, n: u64) {
-        self.relay.fetch_add(n, Ordering::Relaxed);
-        self.route.fetch_add(n, Ordering::Relaxed);
-        self.activity.touch();
     }
 }
 
@@ -283,18 +237,25 @@ impl Tally<'_> {
 /// both ways until both sides closed, keeping half-close. Ends on idle timeout or on an
 /// error on either side; both sockets are closed when this returns. Every byte written
 /// to the backend is added to `counters` once, here.
-pub fn pass_through<'a>(
+///
+/// `opts` and `counters` may be borrowed or owned (an `Arc`): owned, the returned future
+/// is all a relay task needs to hold.
+pub fn pass_through<O, C>(
     client: TcpStream,
     backend: TcpStream,
     opening: Opening,
-    opts: &'a RelayOptions,
-    counters: &'a TrafficCounters,
-) -> impl Future<Output = Transfer> + 'a {
+    opts: O,
+    counters: C,
+) -> impl Future<Output = Transfer>
+where
+    O: Borrow<RelayOptions>,
+    C: Borrow<TrafficCounters>,
+{
     // Encoded before the future exists: an async fn keeps its arguments for its whole
     // life, and the future lives as long as the connection, so it should hold one buffer
     // (freed once written), not the header's addresses and name as well.
     let (initial, client_bytes) = opening.encode();
-    relay_after(client, backend, initial, client_bytes, opts, counters)
+    relay(client, backend, initial, client_bytes, opts, counters)
 }
 
 impl Opening {
@@ -315,29 +276,6 @@ impl Opening {
     }
 }
 
-/// [`pass_through`] once the opening is encoded.
-async fn relay_after(
-    client: TcpStream,
-    mut backend: TcpStream,
-    initial: Vec<u8>,
-    client_bytes: u64,
-    opts: &RelayOptions,
-    counters: &TrafficCounters,
-) -> Transfer {
-    if let Err(e) = send_opening(&mut backend, initial, counters).await {
-        // As in the relay: the backend broke, so the client is reset, not closed.
-        let _ = client.set_zero_linger();
-        return Transfer {
-            client_to_backend: 0,
-            backend_to_client: 0,
-            outcome: RelayOutcome::BackendError(e),
-        };
-    }
-    let mut transfer = relay(client, backend, opts, counters).await;
-    transfer.client_to_backend = transfer.client_to_backend.saturating_add(client_bytes);
-    transfer
-}
-
 /// Writes the opening in one write, counts it and frees it. Written before the relay
 /// starts, rather than by it, so that the peeked bytes do not stay allocated for the
 /// connection's whole life (idle connections should cost little).
@@ -356,61 +294,97 @@ async fn send_opening(
 
 /// Moves bytes both ways until both sides closed, keeping half-close; see
 /// [`pass_through`].
+///
+/// One future polls both directions ([`Pump`]) and one timer: an idle connection's
+/// state is the two sockets, two small direction states and the timer, with no waiter
+/// node, buffer or pipe per direction (bench/discussion.md, "memory per idle connection").
+/// The timer is armed for the earliest limit and, when it fires, re-armed from the last
+/// moment a byte moved, so a busy relay does not touch the timer wheel per chunk.
 async fn relay(
     mut client: TcpStream,
     mut backend: TcpStream,
-    opts: &RelayOptions,
-    counters: &TrafficCounters,
+    initial: Vec<u8>,
+    client_bytes: u64,
+    opts: impl Borrow<RelayOptions>,
+    counters: impl Borrow<TrafficCounters>,
 ) -> Transfer {
-    let activity = Activity::new();
-    let c2b = Tally {
-        activity: &activity,
-        relay: AtomicU64::new(0),
-        route: &counters.client_to_backend,
+    let (opts, counters) = (opts.borrow(), counters.borrow());
+    // In the same future as the relay, not one that calls it: a future keeps its own
+    // copy of what it moves into one it awaits, here both sockets.
+    if let Err(e) = send_opening(&mut backend, initial, counters).await {
+        // As in the relay: the backend broke, so the client is reset, not closed.
+        let _ = client.set_zero_linger();
+        return Transfer {
+            client_to_backend: 0,
+            backend_to_client: 0,
+            outcome: RelayOutcome::BackendError(e),
+        };
+    }
+    let start = Instant::now();
+    let mut quiet = Quiet {
+        start,
+        last: start,
+        idle: opts.idle_timeout,
+        first_byte: opts.first_byte_timeout,
     };
-    let b2c = Tally {
-        activity: &activity,
-        relay: AtomicU64::new(0),
-        route: &counters.backend_to_client,
-    };
+    let (mut c2b, mut b2c) = (Pump::new(opts.use_splice), Pump::new(opts.use_splice));
+    let (mut up, mut down) = (0u64, 0u64);
+    let first = quiet.next(0).map(|(when, _)| when);
+    // With no limit the timer is never polled, so never registered.
+    let timer = tokio::time::sleep_until(first.unwrap_or(start));
+    tokio::pin!(timer);
 
-    let outcome = {
-        let (client_rd, client_wr) = client.split();
-        let (backend_rd, backend_wr) = backend.split();
-        let to_backend = async {
-            one_way(client_rd, backend_wr, opts.use_splice, &c2b)
-                .await
-                .map_err(|e| match e {
-                    PumpError::Read(e) => Failure::Client(e),
-                    PumpError::Write(e) => Failure::Backend(e),
-                })
-        };
-        let to_client = async {
-            one_way(backend_rd, client_wr, opts.use_splice, &b2c)
-                .await
-                .map_err(|e| match e {
-                    PumpError::Read(e) => Failure::Backend(e),
-                    PumpError::Write(e) => Failure::Client(e),
-                })
-        };
-        tokio::pin!(to_backend, to_client);
-        let (mut c2b_done, mut b2c_done) = (false, false);
+    let outcome = std::future::poll_fn(|cx| {
+        let before = up.saturating_add(down);
+        if let Poll::Ready(Err(e)) = c2b.poll_move(
+            cx,
+            &client,
+            &mut backend,
+            &mut up,
+            &counters.client_to_backend,
+        ) {
+            return Poll::Ready(match e {
+                PumpError::Read(e) => RelayOutcome::ClientError(e),
+                PumpError::Write(e) => RelayOutcome::BackendError(e),
+            });
+        }
+        if let Poll::Ready(Err(e)) = b2c.poll_move(
+            cx,
+            &backend,
+            &mut client,
+            &mut down,
+            &counters.backend_to_client,
+        ) {
+            return Poll::Ready(match e {
+                PumpError::Read(e) => RelayOutcome::BackendError(e),
+                PumpError::Write(e) => RelayOutcome::ClientError(e),
+            });
+        }
+        if c2b.is_done() && b2c.is_done() {
+            return Poll::Ready(RelayOutcome::Closed);
+        }
+        if up.saturating_add(down) != before {
+            quiet.last = Instant::now();
+        }
+        // The timer may be due before the real limit (bytes moved since it was armed;
+        // the limit only ever moves later): then it is re-armed, and polled again so
+        // that it holds the waker.
         loop {
-            let finished = tokio::select! {
-                r = &mut to_backend, if !c2b_done => { c2b_done = true; r }
-                r = &mut to_client, if !b2c_done => { b2c_done = true; r }
-                quiet = activity.quiet(opts.idle_timeout, opts.first_byte_timeout, &b2c.relay) => {
-                    break quiet
-                }
+            let Some((when, outcome)) = quiet.next(down) else {
+                return Poll::Pending;
             };
-            match finished {
-                Err(Failure::Client(e)) => break RelayOutcome::ClientError(e),
-                Err(Failure::Backend(e)) => break RelayOutcome::BackendError(e),
-                Ok(()) if c2b_done && b2c_done => break RelayOutcome::Closed,
-                Ok(()) => {}
+            if timer.deadline() < when && timer.is_elapsed() {
+                timer.as_mut().reset(when);
+            }
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            if timer.deadline() >= when {
+                return Poll::Ready(outcome);
             }
         }
-    };
+    })
+    .await;
 
     // The failing side is gone; a reset tells the other side that the stream broke
     // rather than ended (a FIN would look like a clean, possibly truncated, end).
@@ -424,85 +398,11 @@ async fn relay(
         }
         RelayOutcome::Closed | RelayOutcome::IdleTimeout => {}
     }
+    drop((c2b, b2c));
     Transfer {
-        client_to_backend: c2b.relay.load(Ordering::Relaxed),
-        backend_to_client: b2c.relay.load(Ordering::Relaxed),
+        client_to_backend: up.saturating_add(client_bytes),
+        backend_to_client: down,
         outcome,
-    }
-}
-
-/// Moves one direction until its source ends, then passes the FIN on.
-async fn one_way(
-    mut src: ReadHalf<'_>,
-    mut dst: WriteHalf<'_>,
-    use_splice: bool,
-    tally: &Tally<'_>,
-) -> Result<(), PumpError> {
-    pump(&mut src, &mut dst, use_splice, tally).await?;
-    match dst.shutdown().await {
-        // The peer already reset or closed fully: nothing left to tell it.
-        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
-        Err(e) => Err(PumpError::Write(e)),
-        Ok(()) => Ok(()),
-    }
-}
-
-#[cfg(target_os = "linux")]
-async fn pump(
-    src: &mut ReadHalf<'_>,
-    dst: &mut WriteHalf<'_>,
-    use_splice: bool,
-    tally: &Tally<'_>,
-) -> Result<(), PumpError> {
-    if use_splice {
-        // The pipe is made when the first bytes (or the FIN) arrive, not before: an idle
-        // connection then holds its two sockets only, not two pipes (four more file
-        // descriptors and their kernel buffers) as well.
-        // (A one-byte peek, because readiness alone may be reported before any byte.)
-        src.as_ref()
-            .peek(&mut [0u8; 1])
-            .await
-            .map_err(PumpError::Read)?;
-        // Out of descriptors for a pipe: this connection still works, by copying.
-        if let Ok(pipe) = crate::splice::SplicePipe::take() {
-            let (src_stream, dst_stream): (&TcpStream, &TcpStream) = (src.as_ref(), dst.as_ref());
-            return crate::splice::splice_one_way(src_stream, dst_stream, pipe, |n| tally.add(n))
-                .await;
-        }
-    }
-    copy_portable(src, dst, tally).await
-}
-
-#[cfg(not(target_os = "linux"))]
-async fn pump(
-    src: &mut ReadHalf<'_>,
-    dst: &mut WriteHalf<'_>,
-    _use_splice: bool,
-    tally: &Tally<'_>,
-) -> Result<(), PumpError> {
-    copy_portable(src, dst, tally).await
-}
-
-/// Reads into one buffer reused for the life of the direction and writes it out.
-async fn copy_portable(
-    src: &mut ReadHalf<'_>,
-    dst: &mut WriteHalf<'_>,
-    tally: &Tally<'_>,
-) -> Result<(), PumpError> {
-    // Allocated when the first bytes arrive, so an idle connection holds no buffer.
-    src.as_ref()
-        .peek(&mut [0u8; 1])
-        .await
-        .map_err(PumpError::Read)?;
-    let mut buf = vec![0u8; PORTABLE_BUFFER];
-    loop {
-        let n = src.read(&mut buf).await.map_err(PumpError::Read)?;
-        if n == 0 {
-            return Ok(());
-        }
-        let chunk = buf.get(..n).unwrap_or_default();
-        dst.write_all(chunk).await.map_err(PumpError::Write)?;
-        tally.add(n as u64);
     }
 }
 
@@ -511,6 +411,7 @@ mod tests {
     use super::*;
     use sha2::{Digest, Sha256};
     use std::sync::Arc;
+    use tokio::io::AsyncReadExt;
     use tokio::net::TcpListener;
 
     /// Guards each test against a hang; never used to assert how fast something is.
@@ -603,8 +504,8 @@ mod tests {
                     s.client,
                     s.backend,
                     opening(&initial),
-                    &opts(use_splice, Duration::from_secs(30)),
-                    &counters,
+                    opts(use_splice, Duration::from_secs(30)),
+                    counters,
                 )
                 .await
             })
@@ -1065,5 +966,27 @@ mod tests {
             "backend error: reset by peer"
         );
         assert_eq!(RelayOutcome::IdleTimeout.to_string(), "idle timeout");
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    /// An idle passthrough connection is mostly this future (the gateway's connection
+    /// task embeds it): keep it a few hundred bytes, not the kilobytes that a future per
+    /// direction, each with its own readiness waiter, used to take.
+    #[tokio::test]
+    async fn the_relay_future_stays_small() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (backend, _) = listener.accept().await.unwrap();
+        let (opts, counters) = (RelayOptions::default(), TrafficCounters::default());
+        let relay = relay(client, backend, Vec::new(), 0, &opts, &counters);
+        let size = std::mem::size_of_val(&relay);
+        eprintln!("relay future: {size} bytes");
+        assert!(size <= 768, "the relay future grew to {size} bytes");
     }
 }

@@ -9,6 +9,8 @@
 //!   in bytes.
 //! - [`forward`]: connects a backend, sends it the opening bytes, relays both ways, and
 //!   counts the traffic.
+//! - `pump`: one direction of a relay, a small state machine that the relay's one future
+//!   polls for both directions.
 //! - `splice` (Linux): zero-copy relaying through a pool of kernel pipes.
 //!
 //! It depends on no TLS, HTTP or attestation code: the gateway composes it with those.

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod collateral;
 pub mod evidence;
 pub mod haproxy;
+pub mod held_tpm;
 pub mod luks;
 #[cfg(feature = "paravisor")]
 pub mod paravisor;
