@@ -36,10 +36,7 @@ fn collateral_from(thim: &StandIn, data_dir: &std::path::Path) -> Arc<Collateral
 /// The recorded Azure evidence: the HCL report and its chip's VCEK (PEM).
 fn recorded_azure() -> Option<(Vec<u8>, String)> {
     let r = testkit::evidence::azure_snp()?;
-    Some((
-        r.report,
-        String::from_utf8(r.vcek).expect("PEM is text"),
-    ))
+    Some((r.report, String::from_utf8(r.vcek).expect("PEM is text")))
 }
 
 #[test]
