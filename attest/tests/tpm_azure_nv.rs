@@ -190,3 +190,69 @@ fn minimal_hcl_report(user_data: &[u8; 64]) -> Vec<u8> {
     out.extend_from_slice(&json);
     out
 }
+
+/// A user-data index someone else defined, too small or not writable by the owner:
+/// the write is refused naming the index's size, or with the TPM's own response code
+/// (not a bare "invalid parameter").
+#[test]
+fn a_user_data_index_that_cannot_take_the_write_is_named() {
+    if !testkit::require_programs(
+        &["swtpm", "tpm2_nvdefine"],
+        testkit::require::install::SWTPM,
+    ) {
+        return;
+    }
+    use attest::tpm::collect::CollectError;
+    use attest::tpm::nv::HclCollectError;
+    let sw = Swtpm::start().expect("swtpm starts");
+    let mut tpm = Tpm::open(&sw.tcti()).expect("TPM opens");
+
+    tpm.nv_define(AZURE_USER_DATA_INDEX, 32).expect("define");
+    let e = tpm.azure_hcl_report(&[1; 64]).expect_err("32 bytes");
+    assert!(
+        matches!(
+            e,
+            HclCollectError::Tpm(CollectError::NvTooSmall {
+                handle: AZURE_USER_DATA_INDEX,
+                size: 32,
+                needed: 64
+            })
+        ),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("0x01400002 holds 32 bytes"), "{e}");
+    // Refused before any write: the index is still unwritten.
+    assert!(tpm.nv_read(AZURE_USER_DATA_INDEX).is_err());
+    drop(tpm);
+
+    // An index only its own (empty) password may write: the TPM refuses the owner.
+    const ELSEWHERE: u32 = 0x0150_0000;
+    let out = std::process::Command::new("tpm2_nvdefine")
+        .args([
+            "0x01500000",
+            "-C",
+            "o",
+            "-s",
+            "64",
+            "-a",
+            "authread|authwrite",
+        ])
+        .env("TPM2TOOLS_TCTI", sw.tcti())
+        .output()
+        .expect("run tpm2_nvdefine");
+    assert!(out.status.success(), "{out:?}");
+    let mut tpm = Tpm::open(&sw.tcti()).expect("TPM opens again");
+    let e = tpm
+        .nv_write(ELSEWHERE, &[1; 64])
+        .expect_err("not owner-writable");
+    assert!(
+        matches!(
+            &e,
+            CollectError::Tpm {
+                source: tss_esapi::Error::Tss2Error(_),
+                ..
+            }
+        ),
+        "the TPM's response code is kept: {e:?}"
+    );
+}

@@ -28,11 +28,20 @@ pub fn init(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
+        .with_ansi(ansi_enabled(
+            std::io::stderr().is_terminal(),
+            std::env::var("NO_COLOR").ok().as_deref(),
+        ));
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+}
+
+/// Whether log lines get colours: on a terminal, unless `NO_COLOR` is set to anything but
+/// the empty string (<https://no-color.org>).
+fn ansi_enabled(is_terminal: bool, no_color: Option<&str>) -> bool {
+    is_terminal && no_color.is_none_or(str::is_empty)
 }
 
 /// What is known about a connection so far; [`ConnectionLog::finish`] writes its line.
@@ -82,5 +91,18 @@ impl ConnectionLog {
             detail = %detail.unwrap_or_else(dash),
             "connection"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ansi_enabled;
+
+    #[test]
+    fn colours_only_on_a_terminal_without_no_color() {
+        assert!(ansi_enabled(true, None));
+        assert!(ansi_enabled(true, Some("")));
+        assert!(!ansi_enabled(true, Some("1")));
+        assert!(!ansi_enabled(false, None));
     }
 }

@@ -187,3 +187,47 @@ fn a_terminal_gets_colours_unless_no_color() {
         "{plain:?}"
     );
 }
+
+#[test]
+fn fleet_enroll_neither_offers_nor_takes_options_it_would_ignore() {
+    let text = help(&["fleet", "--fleet", "fleet.toml", "enroll", "--help"]);
+    let options: Vec<&str> = text
+        .lines()
+        .map(str::trim_start)
+        .filter(|l| l.starts_with('-'))
+        .collect();
+    assert!(
+        options
+            .iter()
+            .any(|l| l.starts_with("--allow-simulated-tee")),
+        "{text}"
+    );
+    for ignored in ["--policy", "--parallel", "--url", "--snapshot", "--fleet"] {
+        assert!(
+            !options.iter().any(|l| l.starts_with(ignored)),
+            "enroll offers {ignored}:\n{text}"
+        );
+    }
+    assert!(
+        !text.contains("verify --snapshot"),
+        "verify's example:\n{text}"
+    );
+    for (flag, value) in [
+        ("--policy", "p.json"),
+        ("--fleet", "other.toml"),
+        ("--parallel", "4"),
+    ] {
+        let out = verigate(&[
+            "fleet",
+            "--fleet",
+            "fleet.toml",
+            "enroll",
+            "vm1",
+            flag,
+            value,
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag}: {out:?}");
+        assert!(stderr.contains(flag), "{flag}: {stderr}");
+    }
+}

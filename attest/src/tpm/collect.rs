@@ -95,6 +95,17 @@ pub enum CollectError {
         /// Whose key should be there.
         why: &'static str,
     },
+    /// An NV index smaller than what is to be written at its start (one defined by
+    /// someone else, with another size).
+    #[error("NV index {handle:#010x} holds {size} bytes, too few for the {needed} to write")]
+    NvTooSmall {
+        /// The index.
+        handle: u32,
+        /// Its size.
+        size: usize,
+        /// The bytes to write.
+        needed: usize,
+    },
     /// A PCR index above 23.
     #[error("PCR index {index} is out of range (0..=23)")]
     BadPcrIndex {

@@ -4,7 +4,7 @@
 //! [`AZURE_USER_DATA_INDEX`]. Every operation authorizes as the owner with a password
 //! session (empty owner password, as on Azure), which occupies no session slot.
 
-use std::io::Write as _;
+use std::io::{Seek as _, SeekFrom, Write as _};
 
 use tss_esapi::abstraction::nv::{self, NvOpenOptions};
 use tss_esapi::attributes::NvIndexAttributesBuilder;
@@ -22,6 +22,18 @@ pub const AZURE_HCL_REPORT_INDEX: u32 = 0x0140_0001;
 pub const AZURE_USER_DATA_INDEX: u32 = 0x0140_0002;
 /// Where Azure persists the vTPM attestation key (`HCLAkPub`).
 pub const AZURE_AK_HANDLE: u32 = crate::tee::azure::HCL_AK_HANDLE;
+
+/// The TPM's own error inside an I/O error of the NV reader-writer (a response code
+/// that names the problem), else the I/O error's text cannot be kept: a wrapper error.
+fn tss_error(e: std::io::Error) -> tss_esapi::Error {
+    let wrapper = || tss_esapi::Error::WrapperError(tss_esapi::WrapperErrorKind::InternalError);
+    match e.into_inner() {
+        Some(inner) => inner
+            .downcast::<tss_esapi::Error>()
+            .map_or_else(|_| wrapper(), |t| *t),
+        None => wrapper(),
+    }
+}
 
 fn index(handle: u32) -> Result<NvIndexTpmHandle, CollectError> {
     NvIndexTpmHandle::new(handle).map_err(tpm("naming the NV index"))
@@ -73,21 +85,36 @@ impl Tpm {
             .map_err(tpm("reading the NV index"))
     }
 
-    /// Writes `data` at the start of NV index `handle` (in chunks the TPM accepts).
+    /// Writes `data` at the start of NV index `handle` (in chunks the TPM accepts). An
+    /// index too small for `data` is refused before anything is written.
     pub fn nv_write(&mut self, handle: u32, data: &[u8]) -> Result<(), CollectError> {
         let index = index(handle)?;
-        self.ctx
+        let size = self
+            .ctx
             .execute_with_session(Some(AuthSession::Password), |ctx| {
                 let mut rw = NvOpenOptions::ExistingIndex {
                     nv_index_handle: index,
                     auth_handle: NvAuth::Owner,
                 }
                 .open(ctx)?;
-                rw.write_all(data).map_err(|_| {
-                    tss_esapi::Error::WrapperError(tss_esapi::WrapperErrorKind::InvalidParam)
-                })
+                // The writer knows the index's size: seeking to its end says it.
+                let size = rw.seek(SeekFrom::End(0)).map_err(tss_error)?;
+                let size = usize::try_from(size).unwrap_or(usize::MAX);
+                if size >= data.len() {
+                    rw.seek(SeekFrom::Start(0)).map_err(tss_error)?;
+                    rw.write_all(data).map_err(tss_error)?;
+                }
+                Ok(size)
             })
-            .map_err(tpm("writing the NV index"))
+            .map_err(tpm("writing the NV index"))?;
+        if size < data.len() {
+            return Err(CollectError::NvTooSmall {
+                handle,
+                size,
+                needed: data.len(),
+            });
+        }
+        Ok(())
     }
 }
 

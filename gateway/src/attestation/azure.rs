@@ -4,9 +4,10 @@
 //! `{"report": base64url(TD report)}`, answered `{"quote": base64url(TD quote)}`.
 //!
 //! IMDS is plain HTTP on a link-local address, so one HTTP/1.1 request over a
-//! `TcpStream` does; the whole exchange runs under one deadline, and an answer larger
-//! than [`MAX_ANSWER_BYTES`] is refused, so a broken host can neither hang nor flood an
-//! attestation. Blocking: call it from a blocking task.
+//! `TcpStream` does; the whole exchange, name resolution included, runs under one
+//! deadline, and an answer larger than [`MAX_ANSWER_BYTES`] is refused, so a broken
+//! host can neither hang nor flood an attestation. Blocking: call it from a blocking
+//! task.
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs as _};
@@ -71,12 +72,17 @@ pub fn fetch_td_quote(
         url: url.clone(),
         source,
     };
-    let addr: SocketAddr = host_port
-        .to_socket_addrs()
-        .map_err(io)?
-        .next()
-        .ok_or_else(|| ImdsError::Url(base_url.to_string()))?;
     let start = Instant::now();
+    let addr = match resolve_within(host_port, deadline, |hp| {
+        hp.to_socket_addrs().map(Iterator::collect)
+    }) {
+        Some(resolved) => resolved
+            .map_err(io)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| ImdsError::Url(base_url.to_string()))?,
+        None => return Err(ImdsError::Deadline { url, deadline }),
+    };
     let left = || {
         deadline
             .checked_sub(start.elapsed())
@@ -121,6 +127,30 @@ pub fn fetch_td_quote(
         }
     }
     parse_answer(&answer).map_err(|detail| ImdsError::Answer { url, detail })
+}
+
+/// The addresses of `host_port`: parsed when it is an address (IMDS's usual
+/// 169.254.169.254), else asked of `resolve` on a helper thread, so that a resolver
+/// that does not answer cannot hold the attestation past `deadline` (`None`; the thread
+/// is left to finish alone).
+fn resolve_within(
+    host_port: String,
+    deadline: Duration,
+    resolve: impl FnOnce(&str) -> std::io::Result<Vec<SocketAddr>> + Send + 'static,
+) -> Option<std::io::Result<Vec<SocketAddr>>> {
+    if let Ok(addr) = host_port.parse::<SocketAddr>() {
+        return Some(Ok(vec![addr]));
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("imds-resolve".into())
+        .spawn(move || {
+            let _ = tx.send(resolve(&host_port));
+        });
+    if let Err(e) = spawned {
+        return Some(Err(e));
+    }
+    rx.recv_timeout(deadline).ok()
 }
 
 /// The quote from a whole HTTP/1.1 answer (status line, headers, JSON body).
@@ -171,5 +201,35 @@ mod tests {
             fetch_td_quote("https://169.254.169.254", &[0], Duration::from_secs(1)),
             Err(ImdsError::Url(_))
         ));
+    }
+
+    #[test]
+    fn a_resolver_that_never_answers_ends_at_the_deadline() {
+        // An address needs no resolver.
+        let direct = resolve_within("169.254.169.254:80".into(), Duration::ZERO, |_| {
+            unreachable!("an address is not resolved")
+        });
+        assert_eq!(
+            direct.unwrap().unwrap(),
+            vec![SocketAddr::from(([169, 254, 169, 254], 80))]
+        );
+        // A name whose resolver hangs (held until the test ends) gives up.
+        let (hold, wait) = std::sync::mpsc::channel::<()>();
+        let hung = resolve_within(
+            "imds.example:80".into(),
+            Duration::from_millis(50),
+            move |_| {
+                let _ = wait.recv();
+                Ok(Vec::new())
+            },
+        );
+        assert!(hung.is_none());
+        drop(hold);
+        // A resolver's answer, and its error, are passed on.
+        let named = resolve_within("imds.example:80".into(), Duration::from_secs(60), |hp| {
+            assert_eq!(hp, "imds.example:80");
+            Err(std::io::Error::other("no such host"))
+        });
+        assert_eq!(named.unwrap().unwrap_err().to_string(), "no such host");
     }
 }

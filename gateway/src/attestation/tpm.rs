@@ -160,14 +160,7 @@ impl TpmBackend {
             .state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut tpm = match state.tpm.take() {
-            Some(tpm) => tpm,
-            None => {
-                let (tpm, ak_public) = open(&self.tcti, self.ak_handle)?;
-                state.ak_public = ak_public;
-                tpm
-            }
-        };
+        let mut tpm = self.held_or_reopened(&mut state)?;
         let result = tpm.azure_hcl_report(report_data);
         // After a TPM command failed the connection may be broken: the next call opens
         // the TPM again. Other failures (the report's content) keep it.
@@ -177,6 +170,19 @@ impl TpmBackend {
         Ok(result?)
     }
 
+    /// The TPM `state` holds, taken out of it, or the TPM opened again (with the AK
+    /// reloaded) when a failed command dropped it.
+    fn held_or_reopened(&self, state: &mut State) -> Result<Tpm, TpmError> {
+        match state.tpm.take() {
+            Some(tpm) => Ok(tpm),
+            None => {
+                let (tpm, ak_public) = open(&self.tcti, self.ak_handle)?;
+                state.ak_public = ak_public;
+                Ok(tpm)
+            }
+        }
+    }
+
     /// Checks at start that the AK is the `HCLAkPub` of the HCL report the paravisor
     /// keeps now (read, not refreshed). Blocks.
     pub fn check_hcl_ak(&self) -> Result<(), TpmError> {
@@ -184,13 +190,15 @@ impl TpmBackend {
             .state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // A TPM dropped after a failed command is opened again: the check is made,
+        // never skipped.
+        let mut tpm = self.held_or_reopened(&mut state)?;
         let ak_public = state.ak_public.clone();
-        let Some(tpm) = state.tpm.as_mut() else {
-            return Ok(());
-        };
-        let bytes = tpm
-            .nv_read(attest::tpm::nv::AZURE_HCL_REPORT_INDEX)
-            .map_err(|e| TpmError::Hcl(e.into()))?;
+        let read = tpm.nv_read(attest::tpm::nv::AZURE_HCL_REPORT_INDEX);
+        if read.is_ok() {
+            state.tpm = Some(tpm);
+        }
+        let bytes = read.map_err(|e| TpmError::Hcl(e.into()))?;
         let report = attest::tee::azure::hcl::parse(&bytes).map_err(|e| TpmError::Hcl(e.into()))?;
         let runtime = attest::tee::azure::runtime::parse(&report.runtime_data)
             .map_err(|e| TpmError::Hcl(e.into()))?;
@@ -254,5 +262,48 @@ impl TpmBackend {
                 handle: self.ak_handle,
             },
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use testkit::swtpm::Swtpm;
+
+    /// Forgets the held TPM, as a failed command does.
+    fn drop_tpm(backend: &TpmBackend) {
+        backend.state.lock().unwrap().tpm = None;
+    }
+
+    #[test]
+    fn the_hcl_ak_check_is_made_even_after_the_tpm_was_dropped() {
+        if !testkit::require_programs(
+            &["swtpm", "tpm2_createprimary"],
+            testkit::require::install::SWTPM,
+        ) {
+            return;
+        }
+        let sw = Swtpm::start().expect("swtpm starts");
+        testkit::paravisor::provision(&sw).expect("paravisor stand-in provisions the TPM");
+
+        let hcl_ak = TpmBackend::open(&sw.tcti(), Some(AZURE_AK_HANDLE), &[]).expect("open");
+        hcl_ak
+            .check_hcl_ak()
+            .expect("the paravisor's AK is HCLAkPub");
+        drop_tpm(&hcl_ak);
+        hcl_ak.check_hcl_ak().expect("reopened, still HCLAkPub");
+        drop(hcl_ak);
+
+        // Another key (verigate's own AK at the default handle) is not HCLAkPub, and
+        // saying so does not depend on whether the TPM is held.
+        let other = TpmBackend::open(&sw.tcti(), None, &[]).expect("open");
+        let held = other.check_hcl_ak().unwrap_err();
+        assert!(matches!(held, TpmError::NotHclAkPub { .. }), "{held}");
+        drop_tpm(&other);
+        let reopened = other.check_hcl_ak().unwrap_err();
+        assert!(
+            matches!(reopened, TpmError::NotHclAkPub { .. }),
+            "{reopened}"
+        );
     }
 }

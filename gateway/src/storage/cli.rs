@@ -172,11 +172,21 @@ fn resolve(
             paths.data_dir.display()
         ));
     }
-    if paths.header == paths.image {
-        return Err(format!(
-            "--header and --image are both {}: the header is kept apart from the image",
-            paths.header.display()
-        ));
+    // Each file is replaced whole at some point (`migrate` writes the sealed key and
+    // the header): two roles on one path would write one over the other, a sealed key
+    // over the whole container.
+    for (a, pa, b, pb) in [
+        ("header", &paths.header, "image", &paths.image),
+        ("blob", &paths.blob, "image", &paths.image),
+        ("blob", &paths.blob, "header", &paths.header),
+    ] {
+        if pa == pb {
+            return Err(format!(
+                "the {a} and the {b} are both {}: each needs a file of its own (--{a}, \
+                 --{b}, [storage])",
+                pa.display()
+            ));
+        }
     }
     let tpm = match (args.tpm, &config) {
         (Some(t), _) => Some(t),
@@ -439,6 +449,29 @@ mod tests {
                 recovery: false,
             },
         )
+    }
+
+    #[test]
+    fn one_path_for_two_of_image_header_and_blob_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing_config = dir.path().join("none.toml");
+        let one = dir.path().join("one");
+        for (roles, image, header, blob) in [
+            ("header and the image", Some(&one), Some(&one), None),
+            ("blob and the image", Some(&one), None, Some(&one)),
+            ("blob and the header", None, Some(&one), Some(&one)),
+        ] {
+            let (mut paths, layout) = no_overrides();
+            paths.data_dir = Some(dir.path().join("data"));
+            paths.tpm = Some("swtpm:port=1".into());
+            paths.image = image.cloned();
+            paths.header = header.cloned();
+            paths.blob = blob.cloned();
+            let e = resolve(&missing_config, paths, layout)
+                .err()
+                .expect("refused");
+            assert!(e.contains(roles) && e.contains("each needs a file"), "{e}");
+        }
     }
 
     #[test]

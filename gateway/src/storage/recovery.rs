@@ -5,7 +5,8 @@
 //! of four separated by `-` (`7kq2-…`). The alphabet is lowercase letters and digits
 //! without `i`, `l`, `o` and `u`, so nothing reads as something else when copied by
 //! hand. It is shown once, by `storage init --recovery`, and read back from stdin or a
-//! file, never from the command line (argv is readable by every user).
+//! file, never from the command line (argv is readable by every user); typed at a
+//! terminal, with echo off ([`EchoOff`]).
 
 use super::StorageError;
 use attest::tpm::seal::Secret;
@@ -79,12 +80,14 @@ pub fn read(file: Option<&Path>) -> Result<Secret, StorageError> {
             use std::io::{BufRead, IsTerminal};
             let stdin = std::io::stdin();
             let read = if stdin.is_terminal() {
-                // Typed by hand: one line, not everything up to Ctrl-D.
-                eprint!("recovery passphrase: ");
-                stdin
-                    .lock()
-                    .take(MAX_INPUT + 1)
-                    .read_until(b'\n', &mut bytes)
+                // Typed by hand: one line, not everything up to Ctrl-D, and not shown.
+                eprint!("recovery passphrase (not shown): ");
+                EchoOff::new(&stdin).and_then(|_quiet| {
+                    stdin
+                        .lock()
+                        .take(MAX_INPUT + 1)
+                        .read_until(b'\n', &mut bytes)
+                })
             } else {
                 stdin.lock().take(MAX_INPUT + 1).read_to_end(&mut bytes)
             };
@@ -106,9 +109,87 @@ pub fn read(file: Option<&Path>) -> Result<Secret, StorageError> {
     parse(input.expose())
 }
 
+/// A terminal's echo turned off, and back to what it was when dropped: what is typed
+/// then stays off the screen, its scrollback and any recording of the session. The
+/// newline is still echoed (`ECHONL`), so the next output starts on a line of its own.
+struct EchoOff<Fd: std::os::fd::AsFd> {
+    tty: Fd,
+    saved: rustix::termios::Termios,
+}
+
+impl<Fd: std::os::fd::AsFd> EchoOff<Fd> {
+    fn new(tty: Fd) -> std::io::Result<Self> {
+        use rustix::termios::{tcgetattr, tcsetattr, LocalModes, OptionalActions};
+        let saved = tcgetattr(&tty)?;
+        let mut quiet = saved.clone();
+        quiet.local_modes.remove(LocalModes::ECHO);
+        quiet.local_modes.insert(LocalModes::ECHONL);
+        tcsetattr(&tty, OptionalActions::Now, &quiet)?;
+        Ok(EchoOff { tty, saved })
+    }
+}
+
+impl<Fd: std::os::fd::AsFd> Drop for EchoOff<Fd> {
+    fn drop(&mut self) {
+        let _ = rustix::termios::tcsetattr(
+            &self.tty,
+            rustix::termios::OptionalActions::Now,
+            &self.saved,
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_typed_passphrase_is_not_echoed_and_the_terminal_is_restored() {
+        use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
+        use rustix::termios::{tcgetattr, LocalModes};
+        use std::io::{BufRead, BufReader, Read, Write};
+        use std::os::unix::ffi::OsStrExt;
+
+        let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
+        grantpt(&master).unwrap();
+        unlockpt(&master).unwrap();
+        let name = ptsname(&master, Vec::new()).unwrap();
+        let tty = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(std::ffi::OsStr::from_bytes(name.as_bytes()))
+            .unwrap();
+        let mut master = std::fs::File::from(master);
+        assert!(tcgetattr(&tty)
+            .unwrap()
+            .local_modes
+            .contains(LocalModes::ECHO));
+
+        let pass = generate().unwrap();
+        let mut line = Vec::new();
+        {
+            let _quiet = EchoOff::new(&tty).unwrap();
+            master.write_all(pass.expose()).unwrap();
+            master.write_all(b"\n").unwrap();
+            BufReader::new(&tty).read_until(b'\n', &mut line).unwrap();
+        }
+        assert_eq!(parse(&line).unwrap().expose(), pass.expose());
+        assert!(tcgetattr(&tty)
+            .unwrap()
+            .local_modes
+            .contains(LocalModes::ECHO));
+
+        // What the terminal showed: only the newline. A marker typed after the guard
+        // is echoed, so the read below ends there instead of waiting.
+        master.write_all(b"#\n").unwrap();
+        let mut shown = Vec::new();
+        let mut byte = [0u8; 1];
+        while !shown.ends_with(b"#") {
+            master.read_exact(&mut byte).unwrap();
+            shown.push(byte[0]);
+        }
+        assert_eq!(shown, b"\r\n#", "{:?}", String::from_utf8_lossy(&shown));
+    }
 
     #[test]
     fn generated_passphrases_parse_back_and_differ() {

@@ -70,9 +70,17 @@ enum FleetCmd {
     /// options of `verify` (--allow-simulated-tee, --whitelist, ...).
     // The fleet file names each VM's URL: --url is not offered (and refused). `verify`
     // requires --snapshot unless --policy or --fleet; here the fleet file names the VM's
-    // reference, so the VM's name (always given) stands in for them.
+    // reference, so the VM's name (always given) stands in for them. --policy, --fleet
+    // (verify's) and --parallel would be ignored: hidden, and refused by conflicting
+    // with the name (a default value is no conflict, so only a given one is refused).
     #[command(mut_arg("url", |a| a.hide(true)))]
     #[command(mut_arg("snapshot", |a| a.required_unless_present("name").hide(true)))]
+    #[command(mut_arg("policy", |a| a.hide(true).conflicts_with("name")))]
+    #[command(mut_arg("fleet", |a| a.hide(true).conflicts_with("name")))]
+    #[command(mut_arg("parallel", |a| a.hide(true).conflicts_with("name")))]
+    // Not `verify`'s example, which `flatten` would otherwise bring along.
+    #[command(after_help = "Example:\n  \
+        verigate fleet --fleet fleet.toml enroll vm1 --allow-simulated-tee")]
     Enroll {
         /// The VM's name in the fleet file.
         name: String,
