@@ -1,0 +1,167 @@
+//! One ACME order for `gateway.domain` (RFC 8555 §7.4) through instant-acme: the account
+//! (created once, its credentials kept in `<data_dir>/acme/account.json`, mode 0600),
+//! the TLS-ALPN-01 challenge answered by [`Challenges`], a CSR signed with the own key
+//! (`gateway.ssl_private_key`, never sent anywhere), and the downloaded chain.
+
+use std::path::{Path, PathBuf};
+
+use instant_acme::{
+    Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount,
+    NewOrder, OrderStatus, RetryPolicy,
+};
+use serde::{Deserialize, Serialize};
+
+use super::challenge::Challenges;
+use super::http::AcmeHttp;
+use super::AcmeError;
+use crate::config::acme::AcmeSettings;
+
+/// Where the account's credentials are kept, under the data dir.
+pub const ACCOUNT_FILE: &str = "acme/account.json";
+
+/// The account file: the credentials and the directory they belong to, so that a new
+/// `directory` makes a new account instead of sending the old one's key elsewhere.
+#[derive(Serialize, Deserialize)]
+struct StoredAccount {
+    directory: String,
+    credentials: AccountCredentials,
+}
+
+/// What an order needs besides the settings.
+pub struct OrderInputs<'a> {
+    /// `gateway.domain`.
+    pub domain: &'a str,
+    /// `gateway.ssl_private_key`: the certificate's key, kept across orders.
+    pub key_path: &'a Path,
+    /// `gateway.data_dir`.
+    pub data_dir: &'a Path,
+    /// Where the challenge certificate is published for the listener.
+    pub challenges: &'a Challenges,
+}
+
+/// Runs one order to its end; returns the issued chain (PEM, leaf first).
+pub async fn issue(settings: &AcmeSettings, inputs: &OrderInputs<'_>) -> Result<String, AcmeError> {
+    let http = AcmeHttp::new(settings.ca_bundle.as_deref())?;
+    let account = account(settings, inputs.data_dir, http).await?;
+    let identifiers = [Identifier::Dns(inputs.domain.to_string())];
+    let mut order = account.new_order(&NewOrder::new(&identifiers)).await?;
+    let published = Published {
+        challenges: inputs.challenges,
+        domain: inputs.domain,
+    };
+    let mut authorizations = order.authorizations();
+    while let Some(authorization) = authorizations.next().await {
+        let mut authorization = authorization?;
+        match authorization.status {
+            AuthorizationStatus::Pending => {}
+            // Reused from an earlier order: nothing to prove.
+            AuthorizationStatus::Valid => continue,
+            status => return Err(AcmeError::Authorization(format!("{status:?}"))),
+        }
+        let mut challenge = authorization
+            .challenge(ChallengeType::TlsAlpn01)
+            .ok_or(AcmeError::NoTlsAlpn01)?;
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(challenge.key_authorization().digest().as_ref());
+        published.challenges.set(published.domain, digest)?;
+        challenge.set_ready().await?;
+    }
+    let retries = RetryPolicy::new().timeout(settings.order_timeout);
+    match order.poll_ready(&retries).await? {
+        OrderStatus::Ready => {}
+        status => {
+            let detail = order
+                .state()
+                .error
+                .as_ref()
+                .map(|p| format!(": {p}"))
+                .unwrap_or_default();
+            return Err(AcmeError::Order(format!("{status:?}{detail}")));
+        }
+    }
+    drop(published);
+    order
+        .finalize_csr(&csr(inputs.domain, inputs.key_path)?)
+        .await?;
+    Ok(order.poll_certificate(&retries).await?)
+}
+
+/// Withdraws the challenge certificate when the order ends, however it ends.
+struct Published<'a> {
+    challenges: &'a Challenges,
+    domain: &'a str,
+}
+
+impl Drop for Published<'_> {
+    fn drop(&mut self) {
+        self.challenges.clear(self.domain);
+    }
+}
+
+/// The account of `settings.directory`: restored from the account file, or created (and
+/// saved) when the file is absent or belongs to another directory.
+async fn account(
+    settings: &AcmeSettings,
+    data_dir: &Path,
+    http: AcmeHttp,
+) -> Result<Account, AcmeError> {
+    let path = data_dir.join(ACCOUNT_FILE);
+    if let Ok(bytes) = std::fs::read(&path) {
+        let stored: StoredAccount = serde_json::from_slice(&bytes)
+            .map_err(|e| AcmeError::AccountFile(path.clone(), e.to_string()))?;
+        if stored.directory == settings.directory {
+            return Ok(Account::builder_with_http(Box::new(http))
+                .from_credentials(stored.credentials)
+                .await?);
+        }
+        tracing::info!(
+            old = %stored.directory,
+            new = %settings.directory,
+            "gateway.acme.directory changed: creating an account there"
+        );
+    }
+    let contact: Vec<&str> = settings.contact.iter().map(String::as_str).collect();
+    let (account, credentials) = Account::builder_with_http(Box::new(http))
+        .create(
+            &NewAccount {
+                contact: &contact,
+                terms_of_service_agreed: true,
+                only_return_existing: false,
+            },
+            settings.directory.clone(),
+            None,
+        )
+        .await?;
+    let stored = StoredAccount {
+        directory: settings.directory.clone(),
+        credentials,
+    };
+    let json = serde_json::to_vec_pretty(&stored)
+        .map_err(|e| AcmeError::AccountFile(path.clone(), e.to_string()))?;
+    save(&path, &json, 0o600)?;
+    tracing::info!(account = %account.id(), directory = %settings.directory, "ACME account created");
+    Ok(account)
+}
+
+/// A CSR for `domain` signed with the key at `key_path` (DER).
+fn csr(domain: &str, key_path: &Path) -> Result<Vec<u8>, AcmeError> {
+    let pem = std::fs::read_to_string(key_path)
+        .map_err(|e| AcmeError::Key(key_path.to_path_buf(), e.to_string()))?;
+    let key = rcgen::KeyPair::from_pem(&pem)
+        .map_err(|e| AcmeError::Key(key_path.to_path_buf(), e.to_string()))?;
+    let mut params =
+        rcgen::CertificateParams::new(vec![domain.to_string()]).map_err(AcmeError::Csr)?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    let request = params.serialize_request(&key).map_err(AcmeError::Csr)?;
+    Ok(request.der().to_vec())
+}
+
+/// Writes `bytes` to `path` whole or not at all, creating its folder first.
+pub fn save(path: &Path, bytes: &[u8], mode: u32) -> Result<(), AcmeError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| AcmeError::Save(PathBuf::from(dir), e.to_string()))?;
+    }
+    durable::write(path, bytes, mode)
+        .map_err(|e| AcmeError::Save(path.to_path_buf(), e.to_string()))
+}
