@@ -8,6 +8,7 @@
 pub mod collateral;
 pub mod evidence;
 pub mod haproxy;
+pub mod pebble;
 pub mod ports;
 pub mod process;
 pub mod require;
