@@ -130,3 +130,41 @@ impl HttpClient for AcmeHttp {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(url: &str) -> Request<BodyWrapper<Bytes>> {
+        Request::get(url).body(BodyWrapper::default()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn plain_http_is_refused_and_a_closed_port_is_an_error() {
+        let client = AcmeHttp::new(None).unwrap();
+        let e = client
+            .request(get("http://127.0.0.1:1/dir"))
+            .await
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("https"), "{e}");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let e = client
+            .request(get(&format!("https://{addr}/dir")))
+            .await
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("connect"), "{e}");
+    }
+
+    #[test]
+    fn an_unreadable_ca_bundle_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, "no certificate").unwrap();
+        let e = AcmeHttp::new(Some(&path)).unwrap_err();
+        assert!(e.to_string().contains("ca.pem"), "{e}");
+    }
+}

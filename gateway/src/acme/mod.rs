@@ -192,7 +192,28 @@ impl AcmeShared {
     }
 }
 
-/// One order, with the chain written and made active; returns the new leaf's lifetime.
+/// Checks what the CA sent before it replaces the certificate in use: PEM certificates
+/// whose leaf carries the key of `own` (the certificate in use), since the pin of every
+/// snapshot depends on that key.
+pub fn check_chain(chain_pem: &str, own: &[u8]) -> Result<(), AcmeError> {
+    let chain = rustls_pemfile::certs(&mut chain_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| AcmeError::Chain(e.to_string()))?;
+    let leaf = chain
+        .first()
+        .ok_or_else(|| AcmeError::Chain("no certificate".into()))?;
+    let spki = |der: &[u8]| {
+        attest::binding::CertDigests::of("leaf", der)
+            .map(|d| d.spki_sha256)
+            .map_err(|e| AcmeError::Chain(e.to_string()))
+    };
+    if spki(leaf)? != spki(own)? {
+        return Err(AcmeError::OtherKey);
+    }
+    Ok(())
+}
+
+/// One order, with the chain written and made active.
 async fn renew(
     shared: &AcmeShared,
     active: &ActiveConfig,
@@ -212,19 +233,7 @@ async fn renew(
     let chain = tokio::time::timeout(settings.order_timeout, order::issue(settings, &inputs))
         .await
         .map_err(|_| AcmeError::Timeout(settings.order_timeout))??;
-    // The new leaf must carry the own key: the pin of every snapshot depends on it.
-    let leaf = rustls_pemfile::certs(&mut chain.as_bytes())
-        .next()
-        .ok_or_else(|| AcmeError::Chain("no certificate".into()))?
-        .map_err(|e| AcmeError::Chain(e.to_string()))?;
-    let spki = |der: &[u8]| {
-        attest::binding::CertDigests::of(&g.domain, der)
-            .map(|d| d.spki_sha256)
-            .map_err(|e| AcmeError::Chain(e.to_string()))
-    };
-    if spki(&leaf)? != spki(&current.own_certificate)? {
-        return Err(AcmeError::OtherKey);
-    }
+    check_chain(&chain, &current.own_certificate)?;
     order::save(&g.ssl_certificate, chain.as_bytes(), 0o644)?;
     active.reload_certificate(metrics)?;
     Ok(())
@@ -325,5 +334,59 @@ pub async fn keep_issued(
             changed = view.changed() => if !changed { return },
             () = sleep => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leaf_with(key_pem: &str) -> String {
+        let key = rcgen::KeyPair::from_pem(key_pem).unwrap();
+        rcgen::CertificateParams::new(vec!["vm.example.com".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap()
+            .pem()
+    }
+
+    #[test]
+    fn a_chain_for_the_own_key_is_taken_and_anything_else_refused() {
+        let (own_pem, key_pem) = crate::certificate::generate("vm.example.com", "h").unwrap();
+        let own = rustls_pemfile::certs(&mut own_pem.as_bytes())
+            .next()
+            .unwrap()
+            .unwrap();
+        check_chain(&leaf_with(&key_pem), &own).unwrap();
+        let (other, _) = crate::certificate::generate("vm.example.com", "h").unwrap();
+        assert!(matches!(
+            check_chain(&other, &own),
+            Err(AcmeError::OtherKey)
+        ));
+        for garbage in [
+            "",
+            "no PEM here",
+            "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        ] {
+            assert!(
+                matches!(check_chain(garbage, &own), Err(AcmeError::Chain(_))),
+                "{garbage:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn metrics_appear_once_acme_is_set() {
+        let m = AcmeMetrics::default();
+        assert_eq!(m.render(), "");
+        m.enabled.store(true, Ordering::Relaxed);
+        m.orders_failed.fetch_add(2, Ordering::Relaxed);
+        let text = m.render();
+        assert!(
+            text.contains("verigated_acme_orders_total{result=\"failed\"} 2\n"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE verigated_acme_certificate_expiry_timestamp_seconds gauge"));
     }
 }

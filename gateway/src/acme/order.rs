@@ -165,3 +165,57 @@ pub fn save(path: &Path, bytes: &[u8], mode: u32) -> Result<(), AcmeError> {
     durable::write(path, bytes, mode)
         .map_err(|e| AcmeError::Save(path.to_path_buf(), e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn settings() -> AcmeSettings {
+        AcmeSettings {
+            // Nothing listens there: a test that reached the network would fail.
+            directory: "https://127.0.0.1:1/dir".into(),
+            contact: Vec::new(),
+            ca_bundle: None,
+            renew_before: Duration::from_secs(1),
+            check_interval: Duration::from_secs(1),
+            retry_backoff: Duration::from_secs(1),
+            order_timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_broken_account_file_is_named_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(ACCOUNT_FILE);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, b"{ not json").unwrap();
+        let http = AcmeHttp::new(None).unwrap();
+        let e = account(&settings(), dir.path(), http).await.err().unwrap();
+        assert!(
+            matches!(&e, AcmeError::AccountFile(p, _) if *p == path),
+            "{e}"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), b"{ not json");
+    }
+
+    #[test]
+    fn the_csr_is_signed_with_the_own_key_and_a_bad_key_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let key_path = dir.path().join("key.pem");
+        let (_, key_pem) = crate::certificate::generate("vm.example.com", "h").unwrap();
+        std::fs::write(&key_path, &key_pem).unwrap();
+        let der = csr("vm.example.com", &key_path).unwrap();
+        let public = rcgen::KeyPair::from_pem(&key_pem).unwrap().public_key_der();
+        assert!(der.windows(public.len()).any(|w| w == public.as_slice()));
+        std::fs::write(&key_path, "not a key").unwrap();
+        assert!(matches!(
+            csr("vm.example.com", &key_path),
+            Err(AcmeError::Key(..))
+        ));
+        assert!(matches!(
+            csr("vm.example.com", &dir.path().join("absent.pem")),
+            Err(AcmeError::Key(..))
+        ));
+    }
+}
