@@ -181,6 +181,7 @@ impl Gateway {
         let renewals = tokio::spawn(crate::acme::keep_issued(
             self.services.acme.clone(),
             self.active.clone(),
+            self.services.manifest.clone(),
             self.metrics.clone(),
             self.shutdown.subscribe(),
         ));

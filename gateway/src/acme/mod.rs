@@ -10,9 +10,10 @@
 //!   responder, and every other hello goes where it went before.
 //! - **The swap**: the chain is written over `gateway.ssl_certificate` (atomically), then
 //!   the active configuration is rebuilt with it (`ActiveConfig::reload_certificate`).
-//!   New handshakes get the new certificate; open connections keep theirs; the manifest
-//!   refresher sees the new active configuration and rebuilds the attested manifest at
-//!   once.
+//!   New handshakes get the new certificate; open connections keep theirs. The own entry
+//!   of the attested manifest is replaced at the same moment
+//!   (`ManifestStore::set_own`), and the manifest refresher, which follows the active
+//!   configuration, rebuilds the whole manifest right after.
 //! - **Failures** are logged and counted ([`AcmeMetrics`], on `/metrics`); the
 //!   certificate in use stays, and the order is retried after `retry_backoff`, doubling
 //!   per failure up to `check_interval`.
@@ -28,6 +29,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
 use crate::active::{ActiveConfig, LoadError};
+use crate::manifest::ManifestStore;
 use crate::metrics::Metrics;
 
 pub mod challenge;
@@ -217,6 +219,7 @@ pub fn check_chain(chain_pem: &str, own: &[u8]) -> Result<(), AcmeError> {
 async fn renew(
     shared: &AcmeShared,
     active: &ActiveConfig,
+    manifest: &ManifestStore,
     metrics: &Metrics,
 ) -> Result<(), AcmeError> {
     let current = active.current();
@@ -235,7 +238,8 @@ async fn renew(
         .map_err(|_| AcmeError::Timeout(settings.order_timeout))??;
     check_chain(&chain, &current.own_certificate)?;
     order::save(&g.ssl_certificate, chain.as_bytes(), 0o644)?;
-    active.reload_certificate(metrics)?;
+    let swapped = active.reload_certificate(metrics)?;
+    manifest.set_own(&swapped.own_certificate);
     Ok(())
 }
 
@@ -244,6 +248,7 @@ async fn renew(
 pub async fn keep_issued(
     shared: Arc<AcmeShared>,
     active: Arc<ActiveConfig>,
+    manifest: Arc<ManifestStore>,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -288,7 +293,7 @@ pub async fn keep_issued(
                     Due::Now(why) => {
                         tracing::info!(domain = %current.config.gateway.domain, directory = %settings.directory, reason = why, "ACME: ordering the own certificate");
                         drop(current);
-                        match renew(&shared, &active, &metrics).await {
+                        match renew(&shared, &active, &manifest, &metrics).await {
                             Ok(()) => {
                                 failures = 0;
                                 just_issued = true;
