@@ -10,7 +10,7 @@
 //! # ca_bundle = "/etc/verigate/acme-ca.pem"   # roots for the directory's own TLS
 //! renew_before = "30d"
 //! check_interval = "12h"
-//! retry_backoff = "1m"
+//! retry_backoff = "5m"
 //! order_timeout = "5m"
 //! ```
 
@@ -26,8 +26,9 @@ pub const DEFAULT_RENEW_BEFORE: &str = "30d";
 /// Default of `check_interval`: twice a day, so a failed renewal is noticed in time.
 pub const DEFAULT_CHECK_INTERVAL: &str = "12h";
 /// Default of `retry_backoff`: the first retry after a failure; it doubles per failure up
-/// to `check_interval`.
-pub const DEFAULT_RETRY_BACKOFF: &str = "1m";
+/// to `check_interval`. Five minutes keeps a broken setup under Let's Encrypt's limit of
+/// five failed validations per name and hour (5, 10, 20, 40 minutes: four in 75).
+pub const DEFAULT_RETRY_BACKOFF: &str = "5m";
 /// Default of `order_timeout`: one order, from creation to the downloaded chain.
 pub const DEFAULT_ORDER_TIMEOUT: &str = "5m";
 
@@ -179,7 +180,7 @@ mod tests {
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(s.renew_before, Duration::from_secs(30 * 86_400));
         assert_eq!(s.check_interval, Duration::from_secs(12 * 3600));
-        assert_eq!(s.retry_backoff, Duration::from_secs(60));
+        assert_eq!(s.retry_backoff, Duration::from_secs(300));
         assert_eq!(s.order_timeout, Duration::from_secs(300));
         assert_eq!(s.ca_bundle, None);
     }
