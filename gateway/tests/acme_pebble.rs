@@ -3,7 +3,8 @@
 //! issuance (the own endpoint then serves a chain that verifies to Pebble's root), a
 //! renewal forced by a short `renew_before` that keeps the key, leaves an open
 //! connection working and refreshes the attested manifest, and a directory that is
-//! down (the certificate in use stays, the failure is on /metrics).
+//! down (the certificate in use stays, the failure is on /metrics); with `rotate_key`, a
+//! renewal under a new key, written so that no mismatched pair is ever on disk.
 
 mod common;
 
@@ -29,18 +30,18 @@ const ORDER_PATIENCE: Duration = Duration::from_secs(90);
 const OK: &str = "verigated_acme_orders_total{result=\"ok\"}";
 const FAILED: &str = "verigated_acme_orders_total{result=\"failed\"}";
 
-fn acme_section(plan: &PebblePlan, renew_before: &str) -> String {
+fn acme_section(plan: &PebblePlan, renew_before: &str, extra: &str) -> String {
     format!(
         "\n[gateway.acme]\ndirectory = \"{}\"\ncontact = [\"mailto:ops@example.com\"]\n\
          terms_of_service_agreed = true\nca_bundle = \"{}\"\nrenew_before = \"{renew_before}\"\n\
-         check_interval = \"2s\"\nretry_backoff = \"1s\"\norder_timeout = \"60s\"\n",
+         check_interval = \"2s\"\nretry_backoff = \"1s\"\norder_timeout = \"60s\"\n{extra}",
         plan.directory(),
         plan.ca_bundle().display()
     )
 }
 
 /// verigated with `[gateway.acme]` pointing at a Pebble that validates on its port.
-fn start(dir: &std::path::Path, renew_before: &str) -> Option<(Gateway, Pebble)> {
+fn start(dir: &std::path::Path, renew_before: &str, extra: &str) -> Option<(Gateway, Pebble)> {
     if !testkit::require(
         testkit::pebble::available(),
         "pebble",
@@ -57,7 +58,7 @@ fn start(dir: &std::path::Path, renew_before: &str) -> Option<(Gateway, Pebble)>
         "[api]\nadmin_token_sha256 = [\"{}\"]\nheader_read_timeout = \"120s\"\n",
         sha256_hex(TOKEN)
     );
-    let gw = Gateway::start(&data, &acme_section(&plan, renew_before), &api);
+    let gw = Gateway::start(&data, &acme_section(&plan, renew_before, extra), &api);
     let pebble = plan.start(gw.addr.port(), VALIDITY).unwrap();
     Some((gw, pebble))
 }
@@ -149,7 +150,7 @@ fn healthz(session: &mut Session) -> String {
 #[test]
 fn issues_then_renews_with_the_same_key_without_dropping_connections() {
     let dir = tempfile::tempdir().unwrap();
-    let Some((gw, pebble)) = start(dir.path(), "3585s") else {
+    let Some((gw, pebble)) = start(dir.path(), "3585s", "") else {
         return;
     };
     let bootstrap = gw.connect(Some(DOMAIN)).unwrap().cert;
@@ -216,7 +217,7 @@ fn issues_then_renews_with_the_same_key_without_dropping_connections() {
 #[test]
 fn a_directory_that_is_down_leaves_the_certificate_in_use() {
     let dir = tempfile::tempdir().unwrap();
-    let Some((gw, mut pebble)) = start(dir.path(), "3585s") else {
+    let Some((gw, mut pebble)) = start(dir.path(), "3585s", "") else {
         return;
     };
     wait_for_metric(&gw, OK, 1, &pebble);
@@ -239,4 +240,27 @@ fn a_directory_that_is_down_leaves_the_certificate_in_use() {
     // And the own endpoint still answers.
     let (status, _) = gw.get("/healthz");
     assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+}
+
+#[test]
+fn rotate_key_renews_under_a_new_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((gw, pebble)) = start(dir.path(), "3585s", "rotate_key = true\n") else {
+        return;
+    };
+    let bootstrap = gw.connect(Some(DOMAIN)).unwrap().cert;
+    wait_for_metric(&gw, OK, 1, &pebble);
+    let first = served_chain(&gw);
+    // The first issuance keeps the key made at the first start.
+    assert_eq!(spki_sha256(&first[0]), spki_sha256(&bootstrap));
+    wait_for_metric(&gw, OK, 2, &pebble);
+    let second = served_chain(&gw);
+    verify_chain(&second, pebble.issuing_root().unwrap());
+    assert_ne!(spki_sha256(&second[0]), spki_sha256(&first[0]), "a new key");
+    let key = gw.dir.join("data/key.pem");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(!gw.dir.join("data/key.pem.next").exists());
+    assert!(gw.log().contains("renewed with a new key"), "{}", gw.log());
 }

@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use sha2::Digest as _;
 use tokio::sync::watch;
 
 use crate::active::{ActiveConfig, LoadError};
@@ -79,6 +80,9 @@ pub enum AcmeError {
     /// The issued chain is not PEM with a certificate.
     #[error("the issued chain: {0}")]
     Chain(String),
+    /// The new pair of a key rotation cannot be written.
+    #[error("writing the new certificate and key: {0}")]
+    Replace(crate::certificate::CertificateError),
     /// A file cannot be written.
     #[error("{0}: cannot write: {1}")]
     Save(PathBuf, String),
@@ -195,21 +199,20 @@ impl AcmeShared {
 }
 
 /// Checks what the CA sent before it replaces the certificate in use: PEM certificates
-/// whose leaf carries the key of `own` (the certificate in use), since the pin of every
+/// whose leaf carries `key` (the key the CSR was signed with), since the pin of every
 /// snapshot depends on that key.
-pub fn check_chain(chain_pem: &str, own: &[u8]) -> Result<(), AcmeError> {
+pub fn check_chain(chain_pem: &str, key: &rcgen::KeyPair) -> Result<(), AcmeError> {
     let chain = rustls_pemfile::certs(&mut chain_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| AcmeError::Chain(e.to_string()))?;
     let leaf = chain
         .first()
         .ok_or_else(|| AcmeError::Chain("no certificate".into()))?;
-    let spki = |der: &[u8]| {
-        attest::binding::CertDigests::of("leaf", der)
-            .map(|d| d.spki_sha256)
-            .map_err(|e| AcmeError::Chain(e.to_string()))
-    };
-    if spki(leaf)? != spki(own)? {
+    let issued = attest::binding::CertDigests::of("leaf", leaf)
+        .map_err(|e| AcmeError::Chain(e.to_string()))?
+        .spki_sha256;
+    let ours: [u8; 32] = sha2::Sha256::digest(key.public_key_der()).into();
+    if issued != ours {
         return Err(AcmeError::OtherKey);
     }
     Ok(())
@@ -227,17 +230,40 @@ async fn renew(
     let Some(settings) = &g.acme else {
         return Ok(());
     };
+    // With rotate_key, a renewal of a CA-issued certificate gets a new key; the first
+    // issuance keeps the key made at the first start (it is new anyway).
+    let rotate =
+        settings.rotate_key && Lifetime::of(&current.own_certificate).is_ok_and(|l| !l.self_issued);
+    let key = if rotate {
+        rcgen::KeyPair::generate().map_err(AcmeError::Csr)?
+    } else {
+        order::read_key(&g.ssl_private_key)?
+    };
     let inputs = order::OrderInputs {
         domain: &g.domain,
-        key_path: &g.ssl_private_key,
+        key: &key,
         data_dir: &g.data_dir,
         challenges: &shared.challenges,
     };
     let chain = tokio::time::timeout(settings.order_timeout, order::issue(settings, &inputs))
         .await
         .map_err(|_| AcmeError::Timeout(settings.order_timeout))??;
-    check_chain(&chain, &current.own_certificate)?;
-    order::save(&g.ssl_certificate, chain.as_bytes(), 0o644)?;
+    check_chain(&chain, &key)?;
+    if rotate {
+        crate::certificate::replace_pair(
+            &g.ssl_certificate,
+            &g.ssl_private_key,
+            chain.as_bytes(),
+            key.serialize_pem().as_bytes(),
+        )
+        .map_err(AcmeError::Replace)?;
+        tracing::warn!(
+            "ACME: renewed with a new key (gateway.acme.rotate_key): snapshots pin the old \
+             key, so `verigate verify` needs --allow-key-change once, then a new snapshot"
+        );
+    } else {
+        order::save(&g.ssl_certificate, chain.as_bytes(), 0o644)?;
+    }
     let swapped = active.reload_certificate(metrics)?;
     manifest.set_own(&swapped.own_certificate);
     Ok(())
@@ -357,11 +383,8 @@ mod tests {
 
     #[test]
     fn a_chain_for_the_own_key_is_taken_and_anything_else_refused() {
-        let (own_pem, key_pem) = crate::certificate::generate("vm.example.com", "h").unwrap();
-        let own = rustls_pemfile::certs(&mut own_pem.as_bytes())
-            .next()
-            .unwrap()
-            .unwrap();
+        let (_, key_pem) = crate::certificate::generate("vm.example.com", "h").unwrap();
+        let own = rcgen::KeyPair::from_pem(&key_pem).unwrap();
         check_chain(&leaf_with(&key_pem), &own).unwrap();
         let (other, _) = crate::certificate::generate("vm.example.com", "h").unwrap();
         assert!(matches!(

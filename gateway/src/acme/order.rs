@@ -1,7 +1,7 @@
 //! One ACME order for `gateway.domain` (RFC 8555 §7.4) through instant-acme: the account
 //! (created once, its credentials kept in `<data_dir>/acme/account.json`, mode 0600),
-//! the TLS-ALPN-01 challenge answered by [`Challenges`], a CSR signed with the own key
-//! (`gateway.ssl_private_key`, never sent anywhere), and the downloaded chain.
+//! the TLS-ALPN-01 challenge answered by [`Challenges`], a CSR signed with the
+//! certificate's key (never sent anywhere), and the downloaded chain.
 
 use std::path::{Path, PathBuf};
 
@@ -31,8 +31,8 @@ struct StoredAccount {
 pub struct OrderInputs<'a> {
     /// `gateway.domain`.
     pub domain: &'a str,
-    /// `gateway.ssl_private_key`: the certificate's key, kept across orders.
-    pub key_path: &'a Path,
+    /// The certificate's key: `gateway.ssl_private_key`, or a new one with `rotate_key`.
+    pub key: &'a rcgen::KeyPair,
     /// `gateway.data_dir`.
     pub data_dir: &'a Path,
     /// Where the challenge certificate is published for the listener.
@@ -80,9 +80,7 @@ pub async fn issue(settings: &AcmeSettings, inputs: &OrderInputs<'_>) -> Result<
         }
     }
     drop(published);
-    order
-        .finalize_csr(&csr(inputs.domain, inputs.key_path)?)
-        .await?;
+    order.finalize_csr(&csr(inputs.domain, inputs.key)?).await?;
     Ok(order.poll_certificate(&retries).await?)
 }
 
@@ -143,16 +141,19 @@ async fn account(
     Ok(account)
 }
 
-/// A CSR for `domain` signed with the key at `key_path` (DER).
-fn csr(domain: &str, key_path: &Path) -> Result<Vec<u8>, AcmeError> {
-    let pem = std::fs::read_to_string(key_path)
-        .map_err(|e| AcmeError::Key(key_path.to_path_buf(), e.to_string()))?;
-    let key = rcgen::KeyPair::from_pem(&pem)
-        .map_err(|e| AcmeError::Key(key_path.to_path_buf(), e.to_string()))?;
+/// Reads the certificate's key from `path` (PKCS#8 PEM, as verigated writes it).
+pub fn read_key(path: &Path) -> Result<rcgen::KeyPair, AcmeError> {
+    let pem = std::fs::read_to_string(path)
+        .map_err(|e| AcmeError::Key(path.to_path_buf(), e.to_string()))?;
+    rcgen::KeyPair::from_pem(&pem).map_err(|e| AcmeError::Key(path.to_path_buf(), e.to_string()))
+}
+
+/// A CSR for `domain` signed with `key` (DER).
+fn csr(domain: &str, key: &rcgen::KeyPair) -> Result<Vec<u8>, AcmeError> {
     let mut params =
         rcgen::CertificateParams::new(vec![domain.to_string()]).map_err(AcmeError::Csr)?;
     params.distinguished_name = rcgen::DistinguishedName::new();
-    let request = params.serialize_request(&key).map_err(AcmeError::Csr)?;
+    let request = params.serialize_request(key).map_err(AcmeError::Csr)?;
     Ok(request.der().to_vec())
 }
 
@@ -181,6 +182,7 @@ mod tests {
             check_interval: Duration::from_secs(1),
             retry_backoff: Duration::from_secs(1),
             order_timeout: Duration::from_secs(1),
+            rotate_key: false,
         }
     }
 
@@ -205,16 +207,14 @@ mod tests {
         let key_path = dir.path().join("key.pem");
         let (_, key_pem) = crate::certificate::generate("vm.example.com", "h").unwrap();
         std::fs::write(&key_path, &key_pem).unwrap();
-        let der = csr("vm.example.com", &key_path).unwrap();
-        let public = rcgen::KeyPair::from_pem(&key_pem).unwrap().public_key_der();
+        let key = read_key(&key_path).unwrap();
+        let der = csr("vm.example.com", &key).unwrap();
+        let public = key.public_key_der();
         assert!(der.windows(public.len()).any(|w| w == public.as_slice()));
         std::fs::write(&key_path, "not a key").unwrap();
+        assert!(matches!(read_key(&key_path), Err(AcmeError::Key(..))));
         assert!(matches!(
-            csr("vm.example.com", &key_path),
-            Err(AcmeError::Key(..))
-        ));
-        assert!(matches!(
-            csr("vm.example.com", &dir.path().join("absent.pem")),
+            read_key(&dir.path().join("absent.pem")),
             Err(AcmeError::Key(..))
         ));
     }

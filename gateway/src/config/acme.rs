@@ -12,6 +12,7 @@
 //! check_interval = "12h"
 //! retry_backoff = "5m"
 //! order_timeout = "5m"
+//! rotate_key = false
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -47,6 +48,8 @@ pub struct RawAcme {
     check_interval: Option<RawDuration>,
     retry_backoff: Option<RawDuration>,
     order_timeout: Option<RawDuration>,
+    #[serde(default)]
+    rotate_key: bool,
 }
 
 /// `[gateway.acme]`, validated.
@@ -68,6 +71,9 @@ pub struct AcmeSettings {
     pub retry_backoff: Duration,
     /// The most one order may take, from creation to the downloaded chain.
     pub order_timeout: Duration,
+    /// A new key at each renewal instead of the one kept in the VM (default false): every
+    /// renewal then fails `verify` against older snapshots until `--allow-key-change`.
+    pub rotate_key: bool,
 }
 
 /// Checks `[gateway.acme]`, reporting each problem through `problem`.
@@ -155,6 +161,7 @@ pub fn validate(
         check_interval,
         retry_backoff,
         order_timeout,
+        rotate_key: raw.rotate_key,
     }
 }
 
@@ -183,6 +190,7 @@ mod tests {
         assert_eq!(s.retry_backoff, Duration::from_secs(300));
         assert_eq!(s.order_timeout, Duration::from_secs(300));
         assert_eq!(s.ca_bundle, None);
+        assert!(!s.rotate_key);
     }
 
     #[test]
