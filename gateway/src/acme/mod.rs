@@ -269,6 +269,16 @@ async fn renew(
     Ok(())
 }
 
+/// The wait before the next order after `failures` failed ones in a row:
+/// `retry_backoff`, doubled per failure after the first, at most `check_interval`.
+pub fn retry_wait(settings: &crate::config::acme::AcmeSettings, failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(20);
+    settings
+        .retry_backoff
+        .saturating_mul(1u32 << doublings)
+        .min(settings.check_interval)
+}
+
 /// Keeps the own certificate issued by `[gateway.acme] directory` until `shutdown`; see
 /// the module documentation.
 pub async fn keep_issued(
@@ -338,14 +348,13 @@ pub async fn keep_issued(
                                     .store(u64::from(failures), Ordering::Relaxed);
                                 m.last_failure
                                     .store(unix(SystemTime::now()), Ordering::Relaxed);
-                                let settings = active.current().config.gateway.acme.clone();
-                                let (backoff, cap) = settings.map_or(
-                                    (Duration::from_secs(60), Duration::from_secs(3600)),
-                                    |s| (s.retry_backoff, s.check_interval),
-                                );
-                                let wait = backoff
-                                    .saturating_mul(1u32 << failures.saturating_sub(1).min(20))
-                                    .min(cap);
+                                let wait = active
+                                    .current()
+                                    .config
+                                    .gateway
+                                    .acme
+                                    .as_ref()
+                                    .map_or(Duration::ZERO, |s| retry_wait(s, failures));
                                 tracing::error!(failures, retry_in = ?wait, "ACME order failed, the certificate in use stays: {e}");
                                 Some(wait)
                             }
@@ -402,6 +411,25 @@ mod tests {
                 "{garbage:?}"
             );
         }
+    }
+
+    #[test]
+    fn retries_back_off_by_doubling_up_to_check_interval() {
+        let settings = crate::config::acme::AcmeSettings {
+            directory: "https://acme.example/dir".into(),
+            contact: Vec::new(),
+            ca_bundle: None,
+            renew_before: Duration::from_secs(86_400),
+            check_interval: Duration::from_secs(3600),
+            retry_backoff: Duration::from_secs(300),
+            order_timeout: Duration::from_secs(300),
+            rotate_key: false,
+        };
+        let waits: Vec<u64> = (1..=6)
+            .map(|n| retry_wait(&settings, n).as_secs())
+            .collect();
+        assert_eq!(waits, [300, 600, 1200, 2400, 3600, 3600]);
+        assert_eq!(retry_wait(&settings, u32::MAX).as_secs(), 3600);
     }
 
     #[test]
