@@ -4,7 +4,8 @@
 //! renewal forced by a short `renew_before` that keeps the key, leaves an open
 //! connection working and refreshes the attested manifest, and a directory that is
 //! down (the certificate in use stays, the failure is on /metrics); with `rotate_key`, a
-//! renewal under a new key, written so that no mismatched pair is ever on disk.
+//! renewal under a new key, written so that no mismatched pair is ever on disk; and a CA
+//! that requires External Account Binding.
 
 mod common;
 
@@ -42,6 +43,16 @@ fn acme_section(plan: &PebblePlan, renew_before: &str, extra: &str) -> String {
 
 /// verigated with `[gateway.acme]` pointing at a Pebble that validates on its port.
 fn start(dir: &std::path::Path, renew_before: &str, extra: &str) -> Option<(Gateway, Pebble)> {
+    start_with(dir, renew_before, extra, |plan| plan)
+}
+
+/// [`start`], with the Pebble plan adjusted by `adjust` first.
+fn start_with(
+    dir: &std::path::Path,
+    renew_before: &str,
+    extra: &str,
+    adjust: impl FnOnce(PebblePlan) -> PebblePlan,
+) -> Option<(Gateway, Pebble)> {
     if !testkit::require(
         testkit::pebble::available(),
         "pebble",
@@ -49,7 +60,7 @@ fn start(dir: &std::path::Path, renew_before: &str, extra: &str) -> Option<(Gate
     ) {
         return None;
     }
-    let plan = PebblePlan::new(&dir.join("pebble")).unwrap();
+    let plan = adjust(PebblePlan::new(&dir.join("pebble")).unwrap());
     let data = dir.join("data");
     std::fs::create_dir_all(&data).unwrap();
     // The kept-alive session of the renewal test waits about 15 s between two requests:
@@ -263,4 +274,25 @@ fn rotate_key_renews_under_a_new_key() {
     assert_eq!(mode & 0o777, 0o600);
     assert!(!gw.dir.join("data/key.pem.next").exists());
     assert!(gw.log().contains("renewed with a new key"), "{}", gw.log());
+}
+
+#[test]
+fn a_ca_that_requires_external_account_binding_issues_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // Pebble's documented example key (base64url).
+    let hmac = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
+    let key_file = dir.path().join("eab.key");
+    std::fs::write(&key_file, format!("{hmac}\n")).unwrap();
+    let extra = format!(
+        "eab_kid = \"kid-1\"\neab_hmac_key = \"{}\"\n",
+        key_file.display()
+    );
+    let Some((gw, pebble)) = start_with(dir.path(), "30d", &extra, |plan| {
+        plan.require_eab("kid-1", hmac)
+    }) else {
+        return;
+    };
+    wait_for_metric(&gw, OK, 1, &pebble);
+    verify_chain(&served_chain(&gw), pebble.issuing_root().unwrap());
+    assert!(!gw.log().contains(hmac), "the HMAC key was logged");
 }

@@ -47,6 +47,8 @@ pub struct PebblePlan {
     listen: SocketAddr,
     management: SocketAddr,
     ca_pem: String,
+    /// External Account Binding required: key id and base64url HMAC key.
+    eab: Option<(String, String)>,
 }
 
 impl PebblePlan {
@@ -62,7 +64,15 @@ impl PebblePlan {
             listen: SocketAddr::from(([127, 0, 0, 1], free_port())),
             management: SocketAddr::from(([127, 0, 0, 1], free_port())),
             ca_pem,
+            eab: None,
         })
+    }
+
+    /// Makes Pebble require External Account Binding with this key id and base64url
+    /// HMAC key.
+    pub fn require_eab(mut self, kid: &str, hmac_key: &str) -> PebblePlan {
+        self.eab = Some((kid.to_string(), hmac_key.to_string()));
+        self
     }
 
     /// The ACME directory URL Pebble will serve.
@@ -83,7 +93,12 @@ impl PebblePlan {
             listen,
             management,
             ca_pem,
+            eab,
         } = self;
+        let mac_keys: serde_json::Map<String, serde_json::Value> = eab
+            .iter()
+            .map(|(kid, key)| (kid.clone(), serde_json::Value::from(key.as_str())))
+            .collect();
         let dir = dir.as_path();
         let dns = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let dns_management = SocketAddr::from(([127, 0, 0, 1], free_port()));
@@ -115,7 +130,8 @@ impl PebblePlan {
                 "httpPort": free_port(),
                 "tlsPort": tls_port,
                 "ocspResponderURL": "",
-                "externalAccountBindingRequired": false,
+                "externalAccountBindingRequired": !mac_keys.is_empty(),
+                "externalAccountMACKeys": mac_keys,
                 "certificateValidityPeriod": validity.as_secs(),
             }
         });

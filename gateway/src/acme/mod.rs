@@ -80,6 +80,9 @@ pub enum AcmeError {
     /// The issued chain is not PEM with a certificate.
     #[error("the issued chain: {0}")]
     Chain(String),
+    /// The External Account Binding key cannot be read.
+    #[error("gateway.acme.eab_hmac_key: {0}")]
+    Eab(String),
     /// The new pair of a key rotation cannot be written.
     #[error("writing the new certificate and key: {0}")]
     Replace(crate::certificate::CertificateError),
@@ -424,6 +427,7 @@ mod tests {
             retry_backoff: Duration::from_secs(300),
             order_timeout: Duration::from_secs(300),
             rotate_key: false,
+            eab: None,
         };
         let waits: Vec<u64> = (1..=6)
             .map(|n| retry_wait(&settings, n).as_secs())

@@ -6,15 +6,15 @@
 use std::path::{Path, PathBuf};
 
 use instant_acme::{
-    Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount,
-    NewOrder, OrderStatus, RetryPolicy,
+    Account, AccountCredentials, AuthorizationStatus, ChallengeType, ExternalAccountKey,
+    Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy,
 };
 use serde::{Deserialize, Serialize};
 
 use super::challenge::Challenges;
 use super::http::AcmeHttp;
 use super::AcmeError;
-use crate::config::acme::AcmeSettings;
+use crate::config::acme::{read_eab_key, AcmeSettings};
 
 /// Where the account's credentials are kept, under the data dir.
 pub const ACCOUNT_FILE: &str = "acme/account.json";
@@ -119,6 +119,13 @@ async fn account(
         );
     }
     let contact: Vec<&str> = settings.contact.iter().map(String::as_str).collect();
+    let eab = match &settings.eab {
+        Some(eab) => Some(ExternalAccountKey::new(
+            eab.kid.clone(),
+            &read_eab_key(&eab.hmac_key).map_err(AcmeError::Eab)?,
+        )),
+        None => None,
+    };
     let (account, credentials) = Account::builder_with_http(Box::new(http))
         .create(
             &NewAccount {
@@ -127,7 +134,7 @@ async fn account(
                 only_return_existing: false,
             },
             settings.directory.clone(),
-            None,
+            eab.as_ref(),
         )
         .await?;
     let stored = StoredAccount {
@@ -183,6 +190,7 @@ mod tests {
             retry_backoff: Duration::from_secs(1),
             order_timeout: Duration::from_secs(1),
             rotate_key: false,
+            eab: None,
         }
     }
 

@@ -13,6 +13,8 @@
 //! retry_backoff = "5m"
 //! order_timeout = "5m"
 //! rotate_key = false
+//! # eab_kid = "kid-1"                           # External Account Binding (ZeroSSL,
+//! # eab_hmac_key = "/etc/verigate/acme-eab.key" #  Google): the key file, base64url
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -50,6 +52,10 @@ pub struct RawAcme {
     order_timeout: Option<RawDuration>,
     #[serde(default)]
     rotate_key: bool,
+    #[serde(default)]
+    eab_kid: Option<String>,
+    #[serde(default)]
+    eab_hmac_key: Option<PathBuf>,
 }
 
 /// `[gateway.acme]`, validated.
@@ -74,6 +80,33 @@ pub struct AcmeSettings {
     /// A new key at each renewal instead of the one kept in the VM (default false): every
     /// renewal then fails `verify` against older snapshots until `--allow-key-change`.
     pub rotate_key: bool,
+    /// External Account Binding (RFC 8555 §7.3.4), for CAs that require it.
+    pub eab: Option<Eab>,
+}
+
+/// The External Account Binding a CA gave the operator: its key id and, in a file, the
+/// HMAC key (base64url, as CAs hand it out). Only read when an account is created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Eab {
+    /// The key id.
+    pub kid: String,
+    /// The file holding the base64url HMAC key; absolute.
+    pub hmac_key: PathBuf,
+}
+
+/// Reads and decodes an EAB HMAC key file (base64url, padding and surrounding
+/// whitespace allowed); the error names the file and never holds the key.
+pub fn read_eab_key(path: &Path) -> Result<Vec<u8>, String> {
+    use base64::Engine as _;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    let key = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text.trim().trim_end_matches('='))
+        .map_err(|_| format!("{}: not a base64url key", path.display()))?;
+    if key.is_empty() {
+        return Err(format!("{}: empty key", path.display()));
+    }
+    Ok(key)
 }
 
 /// Checks `[gateway.acme]`, reporting each problem through `problem`.
@@ -123,6 +156,36 @@ pub fn validate(
             problem("gateway.acme.ca_bundle", e.to_string());
         }
     }
+    let eab = match (raw.eab_kid, raw.eab_hmac_key) {
+        (None, None) => None,
+        (Some(kid), Some(path)) => {
+            let hmac_key = data_dir.join(path);
+            if kid.trim().is_empty() {
+                problem(
+                    "gateway.acme.eab_kid",
+                    "empty: give the key id the CA gave you".into(),
+                );
+            }
+            if let Err(e) = read_eab_key(&hmac_key) {
+                problem("gateway.acme.eab_hmac_key", e);
+            }
+            Some(Eab { kid, hmac_key })
+        }
+        (Some(_), None) => {
+            problem(
+                "gateway.acme.eab_hmac_key",
+                "missing while eab_kid is set: give the file holding the CA's HMAC key".into(),
+            );
+            None
+        }
+        (None, Some(_)) => {
+            problem(
+                "gateway.acme.eab_kid",
+                "missing while eab_hmac_key is set: give the key id the CA gave you".into(),
+            );
+            None
+        }
+    };
     let mut duration = |field: &str, value: Option<RawDuration>, default: &str| {
         let text = match value.unwrap_or_else(|| RawDuration::Text(default.to_string())) {
             RawDuration::Text(t) => t,
@@ -162,6 +225,7 @@ pub fn validate(
         retry_backoff,
         order_timeout,
         rotate_key: raw.rotate_key,
+        eab,
     }
 }
 
@@ -191,6 +255,7 @@ mod tests {
         assert_eq!(s.order_timeout, Duration::from_secs(300));
         assert_eq!(s.ca_bundle, None);
         assert!(!s.rotate_key);
+        assert_eq!(s.eab, None);
     }
 
     #[test]
@@ -214,6 +279,39 @@ mod tests {
                 "gateway.acme.retry_backoff",
             ]
         );
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("eab.key");
+        std::fs::write(&key, "not base64url!\n").unwrap();
+        let (_, problems) = check(&format!(
+            "directory = \"https://a.example/d\"\nterms_of_service_agreed = true\n\
+             eab_kid = \"kid-1\"\neab_hmac_key = \"{}\"\n",
+            key.display()
+        ));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].1.contains("not a base64url key"),
+            "{problems:?}"
+        );
+        assert!(
+            !problems[0].1.contains("not base64url!"),
+            "the key leaked: {problems:?}"
+        );
+        std::fs::write(
+            &key,
+            "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W\n",
+        )
+        .unwrap();
+        let (s, problems) = check(&format!(
+            "directory = \"https://a.example/d\"\nterms_of_service_agreed = true\n\
+             eab_kid = \"kid-1\"\neab_hmac_key = \"{}\"\n",
+            key.display()
+        ));
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(s.eab.unwrap().kid, "kid-1");
+        let (_, problems) = check(
+            "directory = \"https://a.example/d\"\nterms_of_service_agreed = true\neab_kid = \"k\"\n",
+        );
+        assert_eq!(problems[0].0, "gateway.acme.eab_hmac_key");
         let (_, problems) = check("terms_of_service_agreed = true\n");
         assert_eq!(problems.len(), 1);
         assert!(problems[0].1.contains("missing"), "{problems:?}");
