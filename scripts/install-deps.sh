@@ -8,6 +8,7 @@ packages=(
   build-essential pkg-config libtss2-dev   # tss-esapi (TPM collection in verigated)
   swtpm swtpm-tools tpm2-tools             # a real software TPM 2.0 for tests and the demo
   haproxy nginx libnginx-mod-stream        # load balancer in front, benchmark peers
+  pebble                                   # ACME test CA + pebble-challtestsrv (gateway/tests/acme_pebble.rs)
   supervisor                               # app control tests
   cryptsetup-bin                           # LUKS2 container tests
   openssl curl python3                     # peers and test-vector scripts

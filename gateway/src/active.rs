@@ -109,6 +109,17 @@ impl ActiveConfig {
         self.current.send_replace(active)
     }
 
+    /// Builds the current configuration again, its own certificate read anew from its
+    /// files (an ACME renewal wrote them), and makes it current: new handshakes get the
+    /// new certificate, open connections keep the state they started with, and the
+    /// manifest refresher rebuilds at once. On error nothing changes.
+    pub fn reload_certificate(&self, metrics: &Metrics) -> Result<Arc<Active>, LoadError> {
+        let config = Config::clone(&self.current().config);
+        let active = Arc::new(activate(config, metrics)?);
+        self.replace(active.clone());
+        Ok(active)
+    }
+
     /// A read-only view that follows every replacement.
     pub fn view(&self) -> ActiveView {
         ActiveView {

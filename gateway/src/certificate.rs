@@ -7,6 +7,12 @@
 //! key that the next start would choke on. Clients pin this certificate through the
 //! attestation, so silently replacing it would break them: a pair is only generated when
 //! neither file exists.
+//!
+//! A new pair that replaces the one in use (an ACME renewal with `rotate_key`) is written
+//! by [`replace_pair`]: the key first beside the old one (`<key>.next`), then the
+//! certificate, then the key renamed over the old one. A crash between two steps leaves
+//! a state that [`load_or_generate`] completes or undoes, by which key the certificate
+//! carries, so verigated never starts with a certificate and a key that do not match.
 
 use std::fs;
 use std::io;
@@ -131,12 +137,69 @@ pub fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, Certifica
         })
 }
 
-/// Loads the pair at `cert_path`/`key_path`, generating it first when neither exists.
+/// Where [`replace_pair`] puts a new key until its certificate is in place.
+pub fn next_key_path(key_path: &Path) -> PathBuf {
+    let mut name = key_path.as_os_str().to_os_string();
+    name.push(".next");
+    PathBuf::from(name)
+}
+
+/// Replaces the pair at `cert_path`/`key_path` with `cert_pem` and `key_pem`, each file
+/// whole, in an order a crash cannot turn into a mismatched pair (module documentation).
+pub fn replace_pair(
+    cert_path: &Path,
+    key_path: &Path,
+    cert_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<(), CertificateError> {
+    let next = next_key_path(key_path);
+    write_atomically(&next, key_pem, 0o600)?;
+    write_atomically(cert_path, cert_pem, 0o644)?;
+    fs::rename(&next, key_path).map_err(|source| CertificateError::Write {
+        path: key_path.to_path_buf(),
+        source,
+    })
+}
+
+/// Completes or undoes a [`replace_pair`] that a crash interrupted: a `<key>.next` whose
+/// key the certificate carries becomes the key; any other is removed.
+fn finish_replacement(cert_path: &Path, key_path: &Path) -> Result<(), CertificateError> {
+    let next = next_key_path(key_path);
+    if !next.exists() {
+        return Ok(());
+    }
+    let carries_next = read_certificate_chain(cert_path)
+        .ok()
+        .and_then(|chain| chain.into_iter().next())
+        .zip(fs::read_to_string(&next).ok())
+        .is_some_and(|(leaf, key_pem)| {
+            use sha2::Digest as _;
+            let spki = rcgen::KeyPair::from_pem(&key_pem)
+                .map(|k| sha2::Sha256::digest(k.public_key_der()));
+            let cert = attest::binding::CertDigests::of("own", &leaf);
+            matches!((spki, cert), (Ok(s), Ok(c)) if s[..] == c.spki_sha256[..])
+        });
+    let done = if carries_next {
+        tracing::warn!(key = %key_path.display(), "completing an interrupted key replacement");
+        fs::rename(&next, key_path)
+    } else {
+        tracing::warn!(key = %next.display(), "removing the key of an interrupted replacement that never got its certificate");
+        fs::remove_file(&next)
+    };
+    done.map_err(|source| CertificateError::Write {
+        path: key_path.to_path_buf(),
+        source,
+    })
+}
+
+/// Loads the pair at `cert_path`/`key_path`, generating it first when neither exists
+/// (and completing an interrupted [`replace_pair`] first).
 pub fn load_or_generate(
     cert_path: &Path,
     key_path: &Path,
     domain: &str,
 ) -> Result<OwnCertificate, CertificateError> {
+    finish_replacement(cert_path, key_path)?;
     let generated = match (cert_path.exists(), key_path.exists()) {
         (true, true) => false,
         (false, false) => {
@@ -229,6 +292,41 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[test]
+    fn an_interrupted_replacement_is_completed_or_undone() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("cert.pem");
+        let key = dir.path().join("key.pem");
+        let old = load_or_generate(&cert, &key, "vm.example.com").unwrap();
+        let old_key = fs::read(&key).unwrap();
+        let (new_cert, new_key) = generate("vm.example.com", "h").unwrap();
+
+        // Crash after the new key, before its certificate: the old pair stays.
+        fs::write(next_key_path(&key), &new_key).unwrap();
+        let loaded = load_or_generate(&cert, &key, "vm.example.com").unwrap();
+        assert_eq!(loaded.chain, old.chain);
+        assert_eq!(fs::read(&key).unwrap(), old_key);
+        assert!(!next_key_path(&key).exists());
+
+        // Crash after the certificate, before the key's rename: the new pair is made whole.
+        fs::write(next_key_path(&key), &new_key).unwrap();
+        fs::write(&cert, &new_cert).unwrap();
+        let loaded = load_or_generate(&cert, &key, "vm.example.com").unwrap();
+        assert_ne!(loaded.chain, old.chain);
+        assert_eq!(fs::read_to_string(&key).unwrap(), new_key);
+        assert!(!next_key_path(&key).exists());
+        // And the loaded pair makes a TLS configuration (the key matches).
+        crate::tls::server_config(&loaded).unwrap();
+
+        // A whole replacement leaves no `.next` behind and the key at 0600.
+        let (third_cert, third_key) = generate("vm.example.com", "h").unwrap();
+        replace_pair(&cert, &key, third_cert.as_bytes(), third_key.as_bytes()).unwrap();
+        assert_eq!(fs::read_to_string(&key).unwrap(), third_key);
+        assert!(!next_key_path(&key).exists());
+        let mode = fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
     }
 
     #[test]

@@ -20,6 +20,7 @@ use passthrough::sni::SniPattern;
 use serde::Deserialize;
 
 pub mod account;
+pub mod acme;
 pub mod batching;
 pub mod collateral;
 pub mod connections;
@@ -86,6 +87,8 @@ pub struct GatewayConfig {
     pub drain_grace_period: Duration,
     /// Forward with splice(2) on Linux (zero copy); false forces the portable copy.
     pub splice: bool,
+    /// `[gateway.acme]`, when present: an ACME CA issues and renews `ssl_certificate`.
+    pub acme: Option<acme::AcmeSettings>,
 }
 
 /// One `[[route]]`.
@@ -447,6 +450,8 @@ struct RawGateway {
     drain_grace_period: Option<RawDuration>,
     #[serde(default = "default_true")]
     splice: bool,
+    #[serde(default)]
+    acme: Option<acme::RawAcme>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -600,6 +605,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "s" => 1,
         "m" | "min" => 60,
         "h" => 3600,
+        "d" => 86_400,
         _ => return Err(hint()),
     };
     n.checked_mul(seconds_per_unit)
@@ -914,6 +920,7 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
     }
 
     validate_snapshot(&raw.snapshot, &mut problem);
+    let acme = g.acme.map(|a| acme::validate(a, &data_dir, &mut problem));
     let storage = raw
         .storage
         .map(|s| storage::validate(s, &data_dir, &mut problem));
@@ -936,6 +943,7 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
             idle_timeout,
             drain_grace_period,
             splice: g.splice,
+            acme,
         },
         routes,
         attestation,

@@ -71,7 +71,7 @@ pub enum StartError {
 /// reload, stop and drain it.
 pub struct Gateway {
     config_path: PathBuf,
-    active: ActiveConfig,
+    active: Arc<ActiveConfig>,
     metrics: Arc<Metrics>,
     services: Arc<Services>,
     /// The passthrough budget (and connections still being peeked).
@@ -116,7 +116,8 @@ impl Gateway {
         )?);
         let snapshots = Arc::new(SnapshotService::load(&active.config.gateway.data_dir));
         let app = AppControl::from_config(&active.config)?;
-        let active = ActiveConfig::new(active);
+        let active = Arc::new(ActiveConfig::new(active));
+        let acme = Arc::new(crate::acme::AcmeShared::new().map_err(|e| LoadError::Tls(e.into()))?);
         let (shutdown, _) = watch::channel(false);
         let services = Arc::new(Services {
             active: active.view(),
@@ -125,6 +126,7 @@ impl Gateway {
             attester,
             snapshots,
             app,
+            acme,
             shutdown: shutdown.subscribe(),
         });
         Ok(Gateway {
@@ -176,6 +178,13 @@ impl Gateway {
             self.active.view(),
             self.shutdown.subscribe(),
         ));
+        let renewals = tokio::spawn(crate::acme::keep_issued(
+            self.services.acme.clone(),
+            self.active.clone(),
+            self.services.manifest.clone(),
+            self.metrics.clone(),
+            self.shutdown.subscribe(),
+        ));
         let listening = self.listening();
         tokio::spawn(async move {
             let mut loops = tokio::task::JoinSet::new();
@@ -184,6 +193,7 @@ impl Gateway {
             }
             while loops.join_next().await.is_some() {}
             refresher.abort();
+            renewals.abort();
         })
     }
 

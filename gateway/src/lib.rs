@@ -11,6 +11,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod acme;
 pub mod active;
 pub mod app;
 pub mod attestation;

@@ -302,6 +302,18 @@ async fn handle(connection: Connection, mut stream: TcpStream, peer: SocketAddr)
             // Counted in the own endpoint's budget from here on, so that clients of the
             // API cannot take the passthrough routes' connections, nor the reverse.
             drop((slot, own_slots, metrics));
+            // The CA validating `gateway.domain` (RFC 8737): the handshake is the answer.
+            if crate::acme::challenge::asks_for_challenge(&hello.alpn)
+                && hello
+                    .sni
+                    .as_deref()
+                    .is_some_and(|sni| sni.eq_ignore_ascii_case(active.routes.domain()))
+            {
+                let acme = own.acme.clone();
+                drop(own);
+                Box::pin(answer_challenge(acme, own_slot, &active, stream, buf, log)).await;
+                return;
+            }
             // Boxed: the TLS + HTTP state is large, and the task of every passthrough
             // connection would otherwise reserve room for it.
             Box::pin(serve_own(own, own_slot, &active, stream, buf, log)).await;
@@ -385,6 +397,36 @@ async fn serve_own(
             log.finish("own_endpoint_dropped", Some(e.to_string()), read, written);
         }
         Err(e) => log.finish("own_endpoint_error", Some(e.to_string()), read, written),
+    }
+}
+
+/// Answers a TLS-ALPN-01 validation of the own domain with the pending challenge's
+/// certificate and closes, holding `_slot` of the own endpoint's budget meanwhile.
+async fn answer_challenge(
+    acme: Arc<crate::acme::AcmeShared>,
+    _slot: ConnectionSlot,
+    active: &Active,
+    stream: TcpStream,
+    buf: Vec<u8>,
+    mut log: ConnectionLog,
+) {
+    log.route = Some(OWN_ROUTE_LABEL.to_string());
+    acme.metrics
+        .challenges_answered
+        .fetch_add(1, Ordering::Relaxed);
+    let counters = Arc::new(TrafficCounters::default());
+    let stream = PrefixedStream::new(buf, stream, vec![counters.clone()]);
+    let result = crate::acme::challenge::answer(
+        acme.challenge_config.clone(),
+        stream,
+        active.config.gateway.client_hello_timeout,
+    )
+    .await;
+    let read = counters.client_to_backend.load(Ordering::Relaxed);
+    let written = counters.backend_to_client.load(Ordering::Relaxed);
+    match result {
+        Ok(()) => log.finish("acme_challenge", None, read, written),
+        Err(e) => log.finish("acme_challenge_failed", Some(e.to_string()), read, written),
     }
 }
 
@@ -545,6 +587,7 @@ mod size_tests {
             attester: Arc::new(attester),
             snapshots: Arc::new(crate::snapshot::SnapshotService::load(dir.path())),
             app: None,
+            acme: Arc::new(crate::acme::AcmeShared::new().unwrap()),
             shutdown,
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -189,6 +189,33 @@ impl ManifestStore {
         self.current()
     }
 
+    /// Makes `leaf` the own domain's entry of the current manifest at once, the other
+    /// entries unchanged: when the own certificate is swapped (an ACME renewal),
+    /// attestations bind the new certificate from the same moment new handshakes present
+    /// it, instead of after the rebuild that follows, which waits on the routes' probes.
+    pub fn set_own(&self, leaf: &CertificateDer<'_>) {
+        let mut current = self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Ok(own) = ManifestEntry::from_cert(&current.domain, leaf) else {
+            return;
+        };
+        let mut entries: Vec<ManifestEntry> = current
+            .manifest
+            .entries()
+            .iter()
+            .filter(|e| e.name != own.name)
+            .cloned()
+            .collect();
+        entries.push(own);
+        if let Ok(manifest) = Manifest::new(entries) {
+            let mut next = ManifestState::clone(&current);
+            next.manifest = manifest;
+            *current = Arc::new(next);
+        }
+    }
+
     /// Builds the manifest of `active` now and makes it current; logs entries that
     /// disappear or come back.
     pub async fn refresh(&self, active: &Active, timeout: Duration) -> Arc<ManifestState> {
@@ -471,6 +498,52 @@ mod tests {
             let sni = probe_sni(&SniPattern::parse(p).unwrap());
             assert!(ServerName::try_from(sni.clone()).is_ok(), "{sni}");
         }
+    }
+
+    #[test]
+    fn set_own_replaces_the_own_entry_alone() {
+        let der = |name: &str| {
+            let (pem, _) = crate::certificate::generate(name, "h").unwrap();
+            let leaf = rustls_pemfile::certs(&mut pem.as_bytes())
+                .next()
+                .unwrap()
+                .unwrap();
+            leaf
+        };
+        let (old, route, new) = (
+            der("vm.example.com"),
+            der("app.example.com"),
+            der("vm.example.com"),
+        );
+        let manifest = Manifest::new(vec![
+            ManifestEntry::from_cert("vm.example.com", &old).unwrap(),
+            ManifestEntry::from_cert("app.example.com", &route).unwrap(),
+        ])
+        .unwrap();
+        let store = ManifestStore {
+            current: RwLock::new(Arc::new(ManifestState {
+                domain: "vm.example.com".into(),
+                manifest,
+                unreachable: Vec::new(),
+                refreshed_at: SystemTime::now(),
+                generation: 3,
+            })),
+            built: watch::channel(3).0,
+        };
+        store.set_own(&new);
+        let now = store.current();
+        assert_eq!(
+            now.manifest.get("vm.example.com"),
+            Some(&ManifestEntry::from_cert("vm.example.com", &new).unwrap())
+        );
+        assert_eq!(
+            now.manifest.get("app.example.com"),
+            Some(&ManifestEntry::from_cert("app.example.com", &route).unwrap())
+        );
+        assert_eq!((now.manifest.entries().len(), now.generation), (2, 3));
+        // Not a certificate: nothing changes.
+        store.set_own(&CertificateDer::from(b"garbage".to_vec()));
+        assert_eq!(store.current().manifest, now.manifest);
     }
 
     #[tokio::test]

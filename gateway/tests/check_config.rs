@@ -218,3 +218,28 @@ fn a_cosmian_agent_toml_names_each_equivalent() {
     assert!(!ok);
     assert!(!stderr.contains("Cosmian"), "{stderr}");
 }
+
+#[test]
+fn acme_problems_are_named_and_a_good_section_passes() {
+    let text = format!(
+        "{HEAD}\n[gateway.acme]\ndirectory = \"http://acme.example/dir\"\n\
+         contact = [\"ops@example.com\"]\nrenew_before = \"a month\"\n"
+    );
+    let (ok, _, stderr) = check(&text);
+    assert!(!ok);
+    for expected in [
+        "gateway.acme.directory: expected an https:// URL with a host, got `http://acme.example/dir`",
+        "gateway.acme.contact[0]: expected \"mailto:name@example.com\", got `ops@example.com`",
+        "gateway.acme.terms_of_service_agreed: must be true",
+        "gateway.acme.renew_before: expected a duration",
+    ] {
+        assert!(stderr.contains(expected), "missing `{expected}` in:\n{stderr}");
+    }
+    let text = format!(
+        "{HEAD}\n[gateway.acme]\ndirectory = \"https://acme-v02.api.letsencrypt.org/directory\"\n\
+         contact = [\"mailto:ops@example.com\"]\nterms_of_service_agreed = true\n\
+         renew_before = \"30d\"\n"
+    );
+    let (ok, _, stderr) = check(&text);
+    assert!(ok, "{stderr}");
+}

@@ -13,6 +13,7 @@ pub mod held_tpm;
 pub mod luks;
 #[cfg(feature = "paravisor")]
 pub mod paravisor;
+pub mod pebble;
 pub mod ports;
 pub mod process;
 pub mod require;

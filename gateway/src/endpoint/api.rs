@@ -38,7 +38,9 @@ pub async fn handle(
             }
             let mut r = text(
                 StatusCode::OK,
-                services.metrics.render() + &services.attester.render_metrics(),
+                services.metrics.render()
+                    + &services.attester.render_metrics()
+                    + &services.acme.metrics.render(),
             );
             r.headers_mut().insert(
                 CONTENT_TYPE,

@@ -27,6 +27,8 @@ pub struct Services {
     pub snapshots: Arc<SnapshotService>,
     /// App control, built at start from `[app]`; `None` without `[app]`.
     pub app: Option<AppControl>,
+    /// ACME for the own domain: pending TLS-ALPN-01 challenges and the renewal counters.
+    pub acme: Arc<crate::acme::AcmeShared>,
     /// Turns true when verigated stops: connections finish, a snapshot job stops.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }

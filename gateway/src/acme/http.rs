@@ -1,0 +1,170 @@
+//! The HTTP client instant-acme talks to the CA through: hyper's HTTP/1.1 client over
+//! rustls (ring), trusting `[gateway.acme] ca_bundle` when set, else Mozilla's roots. A
+//! fresh connection per request: an order makes a dozen requests a few times a month,
+//! and a kept connection would only add state. Written here rather than taking
+//! instant-acme's hyper-rustls client, which brings the platform verifier and, by
+//! default, aws-lc-rs as a second crypto provider.
+//!
+//! Each exchange is bounded in time ([`REQUEST_TIMEOUT`]) and its body in size
+//! ([`MAX_BODY_BYTES`]), so a slow or hostile directory cannot stall the renewal task or
+//! fill memory.
+
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::Limited;
+use hyper::body::Bytes;
+use hyper::{Request, Uri};
+use hyper_util::rt::TokioIo;
+use instant_acme::{BodyWrapper, BytesResponse, HttpClient};
+use tokio::net::TcpStream;
+
+/// The most one request may take, connect to last header.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The largest response body accepted (a certificate chain is a few KiB).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// The client handed to instant-acme.
+#[derive(Debug, Clone)]
+pub struct AcmeHttp {
+    tls: Arc<rustls::ClientConfig>,
+}
+
+impl AcmeHttp {
+    /// A client trusting the certificates of `ca_bundle`, or Mozilla's roots without one.
+    pub fn new(ca_bundle: Option<&Path>) -> Result<AcmeHttp, super::AcmeError> {
+        let mut roots = rustls::RootCertStore::empty();
+        match ca_bundle {
+            Some(path) => {
+                for cert in crate::certificate::read_certificate_chain(path)? {
+                    roots
+                        .add(cert)
+                        .map_err(|e| super::AcmeError::CaBundle(e.to_string()))?;
+                }
+            }
+            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| super::AcmeError::CaBundle(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(AcmeHttp { tls: Arc::new(tls) })
+    }
+}
+
+fn other(why: impl Into<String>) -> instant_acme::Error {
+    instant_acme::Error::Other(why.into().into())
+}
+
+async fn send(
+    tls: Arc<rustls::ClientConfig>,
+    req: Request<BodyWrapper<Bytes>>,
+) -> Result<BytesResponse, instant_acme::Error> {
+    let uri = req.uri().clone();
+    if uri.scheme_str() != Some("https") {
+        return Err(other(format!(
+            "{uri}: the ACME CA must be reached over https"
+        )));
+    }
+    let host = uri.host().ok_or_else(|| other(format!("{uri}: no host")))?;
+    let port = uri.port_u16().unwrap_or(443);
+    let tcp = TcpStream::connect((host.trim_matches(['[', ']']), port))
+        .await
+        .map_err(|e| other(format!("{uri}: connect: {e}")))?;
+    let name = rustls::pki_types::ServerName::try_from(host.trim_matches(['[', ']']).to_string())
+        .map_err(|e| other(format!("{uri}: server name: {e}")))?;
+    let tls = tokio_rustls::TlsConnector::from(tls)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| other(format!("{uri}: TLS: {e}")))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(|e| other(format!("{uri}: {e}")))?;
+    // Ends once the response is read and the sender dropped.
+    tokio::spawn(conn);
+    let (mut parts, body) = req.into_parts();
+    let authority = uri
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .unwrap_or_default();
+    parts.uri = uri.path_and_query().map_or_else(
+        || Uri::from_static("/"),
+        |p| p.as_str().parse().unwrap_or_else(|_| Uri::from_static("/")),
+    );
+    parts.headers.insert(
+        hyper::header::HOST,
+        authority
+            .parse()
+            .map_err(|_| other(format!("{uri}: bad authority")))?,
+    );
+    let response = sender
+        .send_request(Request::from_parts(parts, body))
+        .await
+        .map_err(|e| other(format!("{uri}: {e}")))?;
+    Ok(BytesResponse::from(
+        response.map(|body| Limited::new(body, MAX_BODY_BYTES)),
+    ))
+}
+
+impl HttpClient for AcmeHttp {
+    fn request(
+        &self,
+        req: Request<BodyWrapper<Bytes>>,
+    ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>> {
+        let tls = self.tls.clone();
+        let uri = req.uri().to_string();
+        Box::pin(async move {
+            match tokio::time::timeout(REQUEST_TIMEOUT, send(tls, req)).await {
+                Ok(result) => result,
+                Err(_) => Err(other(format!(
+                    "{uri}: no answer within {} s",
+                    REQUEST_TIMEOUT.as_secs()
+                ))),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(url: &str) -> Request<BodyWrapper<Bytes>> {
+        Request::get(url).body(BodyWrapper::default()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn plain_http_is_refused_and_a_closed_port_is_an_error() {
+        let client = AcmeHttp::new(None).unwrap();
+        let e = client
+            .request(get("http://127.0.0.1:1/dir"))
+            .await
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("https"), "{e}");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let e = client
+            .request(get(&format!("https://{addr}/dir")))
+            .await
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("connect"), "{e}");
+    }
+
+    #[test]
+    fn an_unreadable_ca_bundle_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, "no certificate").unwrap();
+        let e = AcmeHttp::new(Some(&path)).unwrap_err();
+        assert!(e.to_string().contains("ca.pem"), "{e}");
+    }
+}

@@ -1,0 +1,109 @@
+//! ACME for the own domain, seen from the verifier: a snapshot taken while verigated
+//! still serves its self-signed bootstrap certificate keeps passing `verigate verify`,
+//! with no `--allow-key-change` (nor its alias), after a real Pebble issued the own
+//! certificate and renewed it, because every certificate carries the key generated in
+//! the VM at its first start. The VM is `testkit::vm` (simulated TEE, real swtpm);
+//! Pebble validates over TLS-ALPN-01 on verigated's listener (`testkit::pebble`).
+//!
+//! `--allow-insecure-tls` and `--allow-simulated-tee` are the VM harness's transport and
+//! TEE flags (Pebble's root is no Web PKI root, and the TEE is simulated); neither
+//! touches the certificate pins this test is about.
+
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::CertificateDer;
+use testkit::pebble::PebblePlan;
+use testkit::tls::{self, HelloDelivery};
+use testkit::vm::{failed_checks as failed, Binaries, Vm, VmOptions, DOMAIN};
+
+/// Long enough for an order and a renewal on a loaded machine.
+const PATIENCE: Duration = Duration::from_secs(120);
+
+fn own_certificate(vm: &Vm) -> CertificateDer<'static> {
+    tls::connect(vm.addr, Some(DOMAIN), &["http/1.1"], HelloDelivery::Whole)
+        .expect("own endpoint")
+        .cert
+}
+
+/// Waits until the own endpoint serves another certificate than `old`; returns it.
+fn wait_for_new_certificate(vm: &Vm, old: &CertificateDer<'static>) -> CertificateDer<'static> {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let now = own_certificate(vm);
+        if &now != old {
+            return now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new certificate; log:\n{}",
+            vm.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_snapshot_of_the_bootstrap_certificate_passes_across_issuance_and_renewal() {
+    let Some(bins) = Binaries::require(env!("CARGO_BIN_EXE_verigate"), &["curl"]) else {
+        return;
+    };
+    if !testkit::require(
+        testkit::pebble::available(),
+        "pebble",
+        testkit::pebble::INSTALL,
+    ) {
+        return;
+    }
+    let mut vm = Vm::prepare(&bins, VmOptions::new(&["app.example.com"]));
+    let plan = PebblePlan::new(&vm.dir.path().join("pebble")).unwrap();
+    // Each certificate is due ~15 s after its issuance (Pebble issues for an hour).
+    vm.extra_config = format!(
+        "[gateway.acme]\ndirectory = \"{}\"\ncontact = [\"mailto:ops@example.com\"]\n\
+         terms_of_service_agreed = true\nca_bundle = \"{}\"\nrenew_before = \"3585s\"\n\
+         check_interval = \"2s\"\nretry_backoff = \"1s\"\norder_timeout = \"60s\"\n\n",
+        plan.directory(),
+        plan.ca_bundle().display()
+    );
+    vm.start_gateway(None);
+    // Pebble is not up yet: verigated serves its self-signed certificate.
+    let bootstrap = own_certificate(&vm);
+    let snap = vm.snapshot("before-acme.json");
+
+    let pebble = plan
+        .start(vm.addr.port(), Duration::from_secs(3600))
+        .unwrap();
+    let issued = wait_for_new_certificate(&vm, &bootstrap);
+    let renewed = wait_for_new_certificate(&vm, &issued);
+    drop(pebble);
+
+    let (code, report) = vm.verify_json(
+        &vm.url(),
+        &[
+            "verify",
+            "--snapshot",
+            snap.to_str().unwrap(),
+            "--allow-simulated-tee",
+        ],
+    );
+    assert_eq!(
+        (code, failed(&report)),
+        (0, Vec::<String>::new()),
+        "{report:#}"
+    );
+    // The manifest check names the own domain's certificate as renewed with the same key.
+    let text = report.to_string();
+    assert!(
+        text.contains(&format!("`{DOMAIN}` was renewed since the snapshot")),
+        "{report:#}"
+    );
+    let spki = |c: &CertificateDer<'_>| {
+        attest::binding::CertDigests::of(DOMAIN, c)
+            .unwrap()
+            .spki_sha256
+    };
+    assert_eq!(
+        spki(&renewed),
+        spki(&bootstrap),
+        "the key stayed the one of the first start"
+    );
+}
