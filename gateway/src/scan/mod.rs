@@ -24,6 +24,7 @@
 pub mod cache;
 pub mod classify;
 pub mod hasher;
+pub mod heap;
 pub mod priority;
 pub mod walk;
 mod worker;
