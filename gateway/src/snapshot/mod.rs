@@ -540,11 +540,11 @@ fn remove_legacy_cache(data_dir: &Path) {
     let legacy = data_dir.join(scan::LEGACY_CACHE_FILE_NAME);
     match std::fs::remove_file(&legacy) {
         Ok(()) => {
-            tracing::info!(path = %legacy.display(), "removed the scan cache of the old format")
+            tracing::info!(path = %legacy.display(), "removed the scan cache of the old format");
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => {
-            tracing::warn!(path = %legacy.display(), "cannot remove the scan cache of the old format: {e}")
+            tracing::warn!(path = %legacy.display(), "cannot remove the scan cache of the old format: {e}");
         }
     }
 }
