@@ -747,3 +747,63 @@ fn scan_threads_run_at_idle_cpu_and_io_priority() {
     let result = scan.join().expect("join");
     assert!(matches!(result, Err(ScanError::Cancelled)), "{result:?}");
 }
+
+#[test]
+fn the_streamed_scan_equals_the_step_by_step_one() {
+    // `scan` streams the walk into the workers; `list_files` then `hash_files` collect
+    // the walk first. Same tree, same result, then both answered from the cache.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = tempfile::tempdir().expect("data dir");
+    let root = real(&dir);
+    let want = mixed_tree(&root);
+    for i in 0..300 {
+        write(
+            &root.join(format!("many/d{}/f{i}", i % 11)),
+            format!("#!/bin/sh\necho {i}\n").as_bytes(),
+            if i % 2 == 0 { 0o755 } else { 0o644 },
+        );
+    }
+    settle();
+    let mut cfg = config(&[&root]);
+    cfg.cache_file = Some(ScanConfig::cache_file_in(data.path()));
+    let streamed = run(&cfg);
+    assert_eq!(streamed.stats.files_seen, 313);
+    assert_eq!(streamed.files.len(), want.len() + 300);
+    let progress = ScanProgress::new();
+    let cancel = CancelToken::new();
+    let listed = scan::list_files(&cfg, &progress, &cancel).expect("walk");
+    let stepped = scan::hash_files(&cfg, listed, &progress, &cancel).expect("hash");
+    assert_eq!(stepped.files, streamed.files);
+    assert_eq!(stepped.skipped, streamed.skipped);
+    assert_eq!(stepped.stats.files_seen, streamed.stats.files_seen);
+    // The first scan cached every file: neither run after it hashes anything.
+    assert_eq!(stepped.stats.files_hashed, 0);
+    assert_eq!(stepped.stats.files_from_cache, 313);
+    let again = run(&cfg);
+    assert_eq!(again.files, streamed.files);
+    assert_eq!(again.stats.files_hashed, 0);
+    assert_eq!(again.stats.files_from_cache, 313);
+}
+
+#[test]
+fn hard_links_measured_by_name_and_not_share_one_cache_entry_safely() {
+    // One file version (one inode) under a library name, which makes it measured, and
+    // under a plain name, which leaves it to its content (data): the cached digest must
+    // not make the plain name measured, nor the "not code" answer hide the library.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = tempfile::tempdir().expect("data dir");
+    let root = real(&dir);
+    write(&root.join("lib/libdata.so.1"), b"plain data", 0o644);
+    fs::create_dir_all(root.join("share")).expect("mkdir");
+    fs::hard_link(root.join("lib/libdata.so.1"), root.join("share/data.bin")).expect("link");
+    settle();
+    let mut cfg = config(&[&root]);
+    cfg.cache_file = Some(ScanConfig::cache_file_in(data.path()));
+    let first = run(&cfg);
+    assert_eq!(paths(&first), vec![s(&root.join("lib/libdata.so.1"))]);
+    for _ in 0..2 {
+        let next = run(&cfg);
+        assert_eq!(next.files, first.files);
+        assert_eq!(next.stats.files_hashed, 0);
+    }
+}
