@@ -466,6 +466,10 @@ pub fn scan(
     cancel: &CancelToken,
 ) -> Result<ScanResult, ScanError> {
     progress.set_phase(Phase::Walking);
+    // A scan's large blocks must leave the RSS when freed (see `heap`).
+    if !heap::bound_retained_memory() {
+        tracing::debug!("malloc thresholds left as they are");
+    }
     let result = scan_streaming(config, progress, cancel);
     progress.set_phase(match &result {
         Ok(_) => Phase::Done,
