@@ -478,9 +478,13 @@ pub fn scan(
     result
 }
 
-/// Files the walk may be ahead of the workers: enough to keep them busy while the walk
+/// Files handed from the walk to the workers at once: one wake-up of a waiting worker per
+/// batch instead of per file (a cached scan of a real root otherwise spends more on
+/// those wake-ups than on its cache lookups).
+const WALK_BATCH: usize = 256;
+/// Batches the walk may be ahead of the workers: enough to keep them busy while the walk
 /// waits on a slow directory, a few hundred KiB of paths at most.
-const WALK_QUEUE: usize = 1024;
+const WALK_QUEUE: usize = 4;
 
 fn scan_streaming(
     config: &ScanConfig,
@@ -488,24 +492,36 @@ fn scan_streaming(
     cancel: &CancelToken,
 ) -> Result<ScanResult, ScanError> {
     let roots = walk::Roots::resolve(&config.roots, &config.exclude)?;
-    let (tx, rx) = std::sync::mpsc::sync_channel::<walk::Candidate>(WALK_QUEUE);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<walk::Candidate>>(WALK_QUEUE);
     std::thread::scope(|s| {
         let walker = std::thread::Builder::new()
             .name("verigate-scan-walk".into())
             .spawn_scoped(s, || {
                 lower_priority("the scan's walk");
                 let tx = tx;
+                let mut batch = Vec::with_capacity(WALK_BATCH);
                 // A refused send means the workers are gone (cancelled or failed):
                 // stop walking.
-                let walked = walk::walk(&roots, progress, cancel, |c| tx.send(c).is_ok());
+                let walked = walk::walk(&roots, progress, cancel, |c| {
+                    batch.push(c);
+                    if batch.len() < WALK_BATCH {
+                        return true;
+                    }
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(WALK_BATCH));
+                    tx.send(full).is_ok()
+                });
                 if walked.is_ok() {
+                    if !batch.is_empty() {
+                        // Refused only if the workers are gone, which their result says.
+                        let _ = tx.send(batch);
+                    }
                     count_skipped(progress, &walked);
                     progress.set_phase(Phase::Hashing);
                 }
                 walked
             })
             .map_err(ScanError::Spawn)?;
-        let source: worker::Source<'_> = std::sync::Mutex::new(Box::new(rx.into_iter()));
+        let source: worker::Source<'_> = std::sync::Mutex::new(Box::new(rx.into_iter().flatten()));
         let hashed = hash_from(config, &source, progress, cancel);
         // Unblock a walk still waiting on a full queue if the workers stopped early.
         drop(source);
