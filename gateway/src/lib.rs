@@ -7,8 +7,8 @@
 //! The data plane (ClientHello and PROXY parsing, SNI matching, forwarding and splice)
 //! is the `passthrough` crate; this crate is the control plane around it. Its two
 //! `unsafe` modules are [`scan::priority`] (idle CPU and I/O priority for scan threads)
-//! and [`scan::heap`] (glibc's `malloc_trim` after a scan), which no safe wrapper
-//! offers; every other module is refused `unsafe` by the lint.
+//! and [`scan::heap`] (glibc's `mallopt` and `malloc_trim` for a scan), which no safe
+//! wrapper offers; every other module is refused `unsafe` by the lint.
 
 #![deny(unsafe_code)]
 
