@@ -56,7 +56,7 @@ elapsed() { python3 -c "print(f'{$2 - $1:.3f}')"; }
 ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
 
 COREUTILS_CMD="find $TREE -type f -print0 | xargs -0 sha256sum > $WORK/coreutils.txt"
-SCAN_CMD="$SCAN --root $TREE --cache $DATA/scan-cache.jsonl --out $WORK/scan.txt"
+SCAN_CMD="$SCAN --root $TREE --cache $DATA/scan-cache.bin --out $WORK/scan.txt"
 SCAN_NOCACHE_CMD="$SCAN --root $TREE --out $WORK/scan-nocache.txt"
 
 # Each measurement is repeated REPS times, interleaved, and the median is reported: the
@@ -70,7 +70,7 @@ for rep in $(seq 1 "$REPS"); do
 
     echo "== round $rep/$REPS: 2. scan, first run (no cache file), cold"
     drop
-    rm -f "$DATA/scan-cache.jsonl"
+    rm -f "$DATA/scan-cache.bin"
     t0=$(now); $SCAN_CMD >"$WORK/stats1.json"; t1=$(now)
     S_SCAN_FIRST+=("$(elapsed "$t0" "$t1")")
 

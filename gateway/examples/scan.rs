@@ -2,7 +2,7 @@
 //! drives it): prints the stats as JSON on stdout and can write the digests in
 //! `sha256sum` format for comparison with coreutils.
 //!
-//! `cargo run --release -p gateway --example scan -- --root /usr --cache /tmp/c.jsonl`
+//! `cargo run --release -p gateway --example scan -- --root /usr --cache /tmp/scan-cache.bin`
 
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
@@ -26,7 +26,7 @@ struct Args {
     /// Do not skip the default excludes (/proc, /sys, /dev, /run, /tmp, /var/tmp, ...).
     #[arg(long)]
     no_default_excludes: bool,
-    /// The cache file (e.g. DATA_DIR/scan-cache.jsonl). Default: no cache.
+    /// The cache file (e.g. DATA_DIR/scan-cache.bin). Default: no cache.
     #[arg(long, value_name = "FILE")]
     cache: Option<PathBuf>,
     /// Digest algorithm: sha1, sha256, sha384 or sha512.

@@ -5,9 +5,10 @@
 //! The binary (`src/main.rs`) only parses arguments and wires these modules together.
 //!
 //! The data plane (ClientHello and PROXY parsing, SNI matching, forwarding and splice)
-//! is the `passthrough` crate; this crate is the control plane around it. Its one
-//! `unsafe` module is [`scan::priority`] (idle CPU and I/O priority for scan threads,
-//! which no safe wrapper offers); every other module is refused `unsafe` by the lint.
+//! is the `passthrough` crate; this crate is the control plane around it. Its two
+//! `unsafe` modules are [`scan::priority`] (idle CPU and I/O priority for scan threads)
+//! and [`scan::heap`] (glibc's `mallopt` and `malloc_trim` for a scan), which no safe
+//! wrapper offers; every other module is refused `unsafe` by the lint.
 
 #![deny(unsafe_code)]
 

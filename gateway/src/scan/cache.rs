@@ -1,35 +1,60 @@
-//! The scan cache: what the previous scan learned about each file, keyed by
-//! (device, inode, size, mtime, ctime), so a second scan of an unchanged tree opens
-//! nothing. ctime cannot be set from user space (any write, chmod or rename bumps it),
-//! which is why a file rewritten with its old mtime restored still misses the cache.
+//! The scan cache: what the previous scan learned about each file version, so a second
+//! scan of an unchanged tree opens nothing. A version is identified by (device, inode,
+//! size, mtime, ctime); ctime cannot be set from user space (any write, chmod or rename
+//! bumps it), which is why a file rewritten with its old mtime restored still misses.
 //!
-//! On disk it is JSON lines in the data dir: a header line, then one object per file.
-//! It is only a cache: a file that does not parse is ignored with a warning and the scan
-//! rebuilds it. Saving writes a temp file in the same dir, fsyncs it and renames it over
-//! the old one, so a crash leaves the old cache or the new one, never half of one.
+//! It holds only what a scan needs, compactly, because a real root has hundreds of
+//! thousands of files and the cache is loaded and rebuilt during every job:
+//! - each version is keyed by a 16-byte [`Fingerprint`] of its [`FileKey`] instead of the
+//!   48-byte key itself;
+//! - a measured version keeps its digest as bytes (one algorithm per file, in the header),
+//!   and whether its content (`#!`, ELF `ET_DYN`) or only its mode or name made it
+//!   measured;
+//! - a version whose content says "not code" keeps nothing but its fingerprint, so the
+//!   next scan need not read its first bytes again.
+//!
+//! On disk (`scan-cache.bin` in the data dir), little-endian:
+//! `"VGSCACHE"`, version `u32`, algorithm `u8`, measured count `u64`, other count `u64`;
+//! the measured records (fingerprint, flags `u8`, digest) and then the other
+//! fingerprints, each list strictly increasing; and last the SHA-256 of everything before
+//! it. It is only a cache: a file of another version (the JSON lines of version 1
+//! included), a truncated or garbled one is discarded with a reason the scan logs, and
+//! the scan rebuilds it. Saving writes a temp file in the same dir, fsyncs it and renames
+//! it over the old one, so a crash leaves the old cache or the new one, never half of one.
 
-use std::collections::HashMap;
-use std::fs::{self, File, Metadata};
-use std::io::{self, BufRead, BufReader, Write};
+use std::fs::{File, Metadata};
+use std::io::{self, BufReader, Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
-use super::classify::FileClass;
+use super::hasher::FileDigest;
 use attest::ima::HashAlg;
 
 /// File name of the cache inside the data dir.
-pub const CACHE_FILE_NAME: &str = "scan-cache.jsonl";
+pub const CACHE_FILE_NAME: &str = "scan-cache.bin";
+/// File name of the version-1 cache (JSON lines, one line per file seen), which this
+/// version neither reads nor writes.
+pub const LEGACY_CACHE_FILE_NAME: &str = "scan-cache.jsonl";
 
-const FORMAT: &str = "verigate-scan-cache";
+const MAGIC: &[u8; 8] = b"VGSCACHE";
+/// Version 1 was JSON lines; its first line starts like this.
+const V1_PREFIX: &[u8] = b"{\"format\":\"verigate-scan-cache\"";
+const VERSION: u32 = 2;
 /// The cache holds digests of files anyone on the VM can read; nothing in it is secret.
 const CACHE_MODE: u32 = 0o644;
-const VERSION: u32 = 1;
+/// magic, version, algorithm, two counts.
+const HEADER_LEN: u64 = 8 + 4 + 1 + 8 + 8;
+const FINGERPRINT_LEN: usize = 16;
+const TRAILER_LEN: usize = 32;
+/// Flag of a measured record: its content (`#!`, ELF `ET_DYN`) made it measured, so the
+/// digest also answers for a hard link whose mode and name say nothing.
+const BY_CONTENT: u8 = 1;
 
 /// The identity of one version of one file: any change of content, mode, owner or name
 /// changes `ctime`, and a replaced file has another inode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FileKey {
     /// `st_dev`.
     pub dev: u64,
@@ -54,39 +79,58 @@ impl FileKey {
             ctime: [meta.ctime(), meta.ctime_nsec()],
         }
     }
+
+    /// The key's fingerprint: the first 16 bytes of a SHA-256 over its fields. Two
+    /// versions share one only by a 128-bit collision, which nobody can aim for since
+    /// ctime is the kernel's clock, not the file owner's choice.
+    pub fn fingerprint(&self) -> Fingerprint {
+        let mut h = Sha256::new();
+        h.update(b"verigate scan cache key\0");
+        for v in [self.dev, self.ino, self.size] {
+            h.update(v.to_le_bytes());
+        }
+        for v in [self.mtime[0], self.mtime[1], self.ctime[0], self.ctime[1]] {
+            h.update(v.to_le_bytes());
+        }
+        let mut fp = [0u8; FINGERPRINT_LEN];
+        fp.copy_from_slice(h.finalize().get(..FINGERPRINT_LEN).unwrap_or(&[0; 16]));
+        Fingerprint(fp)
+    }
 }
 
-/// What a scan learned about one file version.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CacheEntry {
-    /// `None`: IMA would not measure this file (so the next scan need not read its header).
-    pub class: Option<FileClass>,
-    /// The digest, for a measured file, with the algorithm it was computed in.
-    pub digest: Option<(HashAlg, String)>,
+/// A compact [`FileKey`] (see [`FileKey::fingerprint`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Fingerprint(pub [u8; FINGERPRINT_LEN]);
+
+/// What the cache knows about one file version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cached {
+    /// Measured, with this digest; `by_content` when its first bytes made it so.
+    Measured {
+        /// The digest in the cache's algorithm.
+        digest: FileDigest,
+        /// `#!` or ELF `ET_DYN`, rather than only an exec bit or a `.so` name.
+        by_content: bool,
+    },
+    /// Its mode, name and first bytes say IMA would not measure it.
+    NotMeasured,
 }
 
-/// One line of the cache file.
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Line {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime: [i64; 2],
-    ctime: [i64; 2],
-    class: Option<FileClass>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    alg: Option<HashAlg>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    digest: Option<String>,
+/// One measured record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct MeasuredRecord {
+    fingerprint: Fingerprint,
+    by_content: bool,
+    digest: FileDigest,
 }
 
-/// The first line of the cache file.
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Header {
-    format: String,
-    version: u32,
+/// The cache of one scan: loaded from disk (sorted), or built by a scan and sorted by
+/// [`ScanCache::finish`] before it is saved or looked up.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ScanCache {
+    alg: HashAlg,
+    measured: Vec<MeasuredRecord>,
+    not_measured: Vec<Fingerprint>,
 }
 
 /// Why a cache file was not used (logged, then the scan goes on without it).
@@ -100,32 +144,45 @@ pub enum CacheLoadError {
         /// The I/O error.
         source: io::Error,
     },
-    /// The first line is not this format's header.
-    #[error("scan cache {path}: line 1 is not a `{FORMAT}` version {VERSION} header")]
+    /// The file is the JSON lines of version 1.
+    #[error("scan cache {path}: the old JSON-lines format (version 1), discarded")]
+    OldFormat {
+        /// The cache file.
+        path: PathBuf,
+    },
+    /// The file does not start with this format's header.
+    #[error("scan cache {path}: not a `VGSCACHE` version {VERSION} file: {detail}")]
     BadHeader {
         /// The cache file.
         path: PathBuf,
+        /// What is wrong.
+        detail: String,
     },
-    /// A line is not a cache entry.
-    #[error("scan cache {path}: line {line}: {source}")]
-    BadLine {
+    /// The length is not what the header's counts say (a torn or appended file).
+    #[error("scan cache {path}: {actual} bytes where the header announces {expected}")]
+    Length {
         /// The cache file.
         path: PathBuf,
-        /// 1-based line number.
-        line: usize,
-        /// The JSON error.
-        source: serde_json::Error,
+        /// The length the header's counts give.
+        expected: u64,
+        /// The file's length.
+        actual: u64,
     },
-    /// A line's digest is not lowercase hex of the algorithm's length, or a measured
-    /// entry lacks its algorithm.
-    #[error("scan cache {path}: line {line}: digest is not {expected} lowercase hex characters of a known algorithm")]
-    BadDigest {
+    /// A list is not strictly increasing (records out of order or repeated).
+    #[error("scan cache {path}: record {record} of the {list} list is out of order")]
+    Unsorted {
         /// The cache file.
         path: PathBuf,
-        /// 1-based line number.
-        line: usize,
-        /// Expected hex length (0 when the algorithm itself is missing).
-        expected: usize,
+        /// `measured` or `other`.
+        list: &'static str,
+        /// 0-based record index.
+        record: u64,
+    },
+    /// The trailing SHA-256 does not match the content.
+    #[error("scan cache {path}: checksum mismatch (garbled content)")]
+    Checksum {
+        /// The cache file.
+        path: PathBuf,
     },
 }
 
@@ -139,132 +196,268 @@ pub struct CacheSaveError {
     pub source: durable::Error,
 }
 
-/// The in-memory cache of one scan.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct ScanCache {
-    entries: HashMap<FileKey, CacheEntry>,
+fn alg_code(alg: HashAlg) -> u8 {
+    match alg {
+        HashAlg::Sha1 => 1,
+        HashAlg::Sha256 => 2,
+        HashAlg::Sha384 => 3,
+        HashAlg::Sha512 => 4,
+    }
+}
+
+fn alg_from_code(code: u8) -> Option<HashAlg> {
+    HashAlg::ALL.into_iter().find(|a| alg_code(*a) == code)
+}
+
+/// A reader that hashes what it reads, for the trailer check.
+struct HashingReader<R> {
+    inner: R,
+    hash: Sha256,
+}
+
+impl<R: Read> HashingReader<R> {
+    fn exact<const N: usize>(&mut self) -> io::Result<[u8; N]> {
+        let mut buf = [0u8; N];
+        self.inner.read_exact(&mut buf)?;
+        self.hash.update(buf);
+        Ok(buf)
+    }
+
+    fn exact_into(&mut self, buf: &mut [u8]) -> io::Result<()> {
+        self.inner.read_exact(buf)?;
+        self.hash.update(&*buf);
+        Ok(())
+    }
+}
+
+/// A writer that hashes what it writes, for the trailer.
+struct HashingWriter<'a, W> {
+    inner: &'a mut W,
+    hash: Sha256,
+}
+
+impl<W: Write> HashingWriter<'_, W> {
+    fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.hash.update(bytes);
+        self.inner.write_all(bytes)
+    }
 }
 
 impl ScanCache {
-    /// An empty cache.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Load `path`. A missing file is an empty cache; an unreadable or corrupt one is
-    /// an empty cache plus the reason, which the caller logs and reports.
-    pub fn load(path: &Path) -> (ScanCache, Option<CacheLoadError>) {
-        match Self::try_load(path) {
-            Ok(cache) => (cache, None),
-            Err(e) => (ScanCache::new(), Some(e)),
+    /// An empty cache for digests in `alg`.
+    pub fn new(alg: HashAlg) -> Self {
+        ScanCache {
+            alg,
+            measured: Vec::new(),
+            not_measured: Vec::new(),
         }
     }
 
-    fn try_load(path: &Path) -> Result<ScanCache, CacheLoadError> {
+    /// Load `path` for a scan in `alg`. A missing file is an empty cache; an unreadable,
+    /// old or corrupt one is an empty cache plus the reason, which the caller logs and
+    /// reports. A cache of another algorithm keeps only its "not measured" part (those
+    /// files need no digest).
+    pub fn load(path: &Path, alg: HashAlg) -> (ScanCache, Option<CacheLoadError>) {
+        match Self::try_load(path, alg) {
+            Ok(cache) => (cache, None),
+            Err(e) => (ScanCache::new(alg), Some(e)),
+        }
+    }
+
+    fn try_load(path: &Path, alg: HashAlg) -> Result<ScanCache, CacheLoadError> {
+        let read_err = |source| CacheLoadError::Read {
+            path: path.to_owned(),
+            source,
+        };
         let file = match File::open(path) {
             Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(ScanCache::new()),
-            Err(source) => {
-                return Err(CacheLoadError::Read {
-                    path: path.to_owned(),
-                    source,
-                })
-            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(ScanCache::new(alg)),
+            Err(source) => return Err(read_err(source)),
         };
-        let mut entries = HashMap::new();
-        for (i, line) in BufReader::new(file).lines().enumerate() {
-            let line_no = i + 1;
-            let line = line.map_err(|source| CacheLoadError::Read {
-                path: path.to_owned(),
-                source,
-            })?;
-            if i == 0 {
-                let ok = serde_json::from_str::<Header>(&line)
-                    .is_ok_and(|h| h.format == FORMAT && h.version == VERSION);
-                if !ok {
-                    return Err(CacheLoadError::BadHeader {
-                        path: path.to_owned(),
-                    });
-                }
-                continue;
-            }
-            let parsed: Line =
-                serde_json::from_str(&line).map_err(|source| CacheLoadError::BadLine {
+        let actual = file.metadata().map_err(read_err)?.len();
+        let bad_header = |detail: &str| CacheLoadError::BadHeader {
+            path: path.to_owned(),
+            detail: detail.to_owned(),
+        };
+        let mut r = HashingReader {
+            inner: BufReader::new(file),
+            hash: Sha256::new(),
+        };
+        if actual < HEADER_LEN {
+            // Too short for a header: tell an old cache from a torn one by its start.
+            let mut start = Vec::new();
+            r.inner.read_to_end(&mut start).map_err(read_err)?;
+            let v1 = !start.is_empty()
+                && (start.starts_with(V1_PREFIX) || V1_PREFIX.starts_with(&start));
+            return Err(if v1 {
+                CacheLoadError::OldFormat {
                     path: path.to_owned(),
-                    line: line_no,
-                    source,
-                })?;
-            let digest = match (parsed.alg, parsed.digest) {
-                (None, None) => None,
-                (Some(alg), Some(hex)) => {
-                    let expected = alg.size() * 2;
-                    let valid = hex.len() == expected
-                        && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-                    if !valid {
-                        return Err(CacheLoadError::BadDigest {
-                            path: path.to_owned(),
-                            line: line_no,
-                            expected,
-                        });
-                    }
-                    Some((alg, hex))
                 }
-                (alg, _) => {
-                    return Err(CacheLoadError::BadDigest {
-                        path: path.to_owned(),
-                        line: line_no,
-                        expected: alg.map_or(0, |a| a.size() * 2),
-                    })
-                }
-            };
-            let key = FileKey {
-                dev: parsed.dev,
-                ino: parsed.ino,
-                size: parsed.size,
-                mtime: parsed.mtime,
-                ctime: parsed.ctime,
-            };
-            entries.insert(
-                key,
-                CacheEntry {
-                    class: parsed.class,
-                    digest,
-                },
-            );
+            } else {
+                bad_header(&format!("{actual} bytes, shorter than a header"))
+            });
         }
-        if entries.is_empty() && fs::metadata(path).is_ok_and(|m| m.len() == 0) {
-            // An empty file is what a crash between create and write would leave.
-            return Err(CacheLoadError::BadHeader {
+        let magic: [u8; 8] = r.exact().map_err(read_err)?;
+        if &magic != MAGIC {
+            return Err(if V1_PREFIX.starts_with(&magic) {
+                CacheLoadError::OldFormat {
+                    path: path.to_owned(),
+                }
+            } else {
+                bad_header("wrong magic")
+            });
+        }
+        let version = u32::from_le_bytes(r.exact().map_err(read_err)?);
+        if version != VERSION {
+            return Err(bad_header(&format!("version {version}")));
+        }
+        let [code] = r.exact::<1>().map_err(read_err)?;
+        let file_alg = alg_from_code(code)
+            .ok_or_else(|| bad_header(&format!("unknown algorithm code {code}")))?;
+        let n_measured = u64::from_le_bytes(r.exact().map_err(read_err)?);
+        let n_other = u64::from_le_bytes(r.exact().map_err(read_err)?);
+        let measured_len = FINGERPRINT_LEN + 1 + file_alg.size();
+        // The counts come from the file: check them against its length before
+        // allocating anything they size.
+        let expected = u64::try_from(measured_len)
+            .ok()
+            .and_then(|m| n_measured.checked_mul(m))
+            .and_then(|m| n_other.checked_mul(FINGERPRINT_LEN as u64)?.checked_add(m))
+            .and_then(|body| body.checked_add(HEADER_LEN + TRAILER_LEN as u64));
+        if expected != Some(actual) {
+            return Err(CacheLoadError::Length {
+                path: path.to_owned(),
+                expected: expected.unwrap_or(u64::MAX),
+                actual,
+            });
+        }
+        let unsorted = |list, record| CacheLoadError::Unsorted {
+            path: path.to_owned(),
+            list,
+            record,
+        };
+        // Digests of another algorithm are read (for the checksum) but not kept.
+        let keep_measured = file_alg == alg;
+        let mut measured = Vec::new();
+        if keep_measured {
+            measured.reserve_exact(usize::try_from(n_measured).unwrap_or(0));
+        }
+        let mut record = vec![0u8; measured_len];
+        let mut last: Option<Fingerprint> = None;
+        for i in 0..n_measured {
+            r.exact_into(&mut record).map_err(read_err)?;
+            let (fp, rest) = record.split_at(FINGERPRINT_LEN);
+            let fp = Fingerprint(fp.try_into().unwrap_or_default());
+            if last.is_some_and(|l| l >= fp) {
+                return Err(unsorted("measured", i));
+            }
+            last = Some(fp);
+            let (flags, digest) = rest.split_first().unwrap_or((&0, &[]));
+            if keep_measured {
+                measured.push(MeasuredRecord {
+                    fingerprint: fp,
+                    by_content: flags & BY_CONTENT != 0,
+                    digest: FileDigest::from_slice(digest),
+                });
+            }
+        }
+        let mut not_measured = Vec::with_capacity(usize::try_from(n_other).unwrap_or(0));
+        let mut last: Option<Fingerprint> = None;
+        for i in 0..n_other {
+            let fp = Fingerprint(r.exact().map_err(read_err)?);
+            if last.is_some_and(|l| l >= fp) {
+                return Err(unsorted("other", i));
+            }
+            last = Some(fp);
+            not_measured.push(fp);
+        }
+        let computed = r.hash.finalize();
+        let mut trailer = [0u8; TRAILER_LEN];
+        r.inner.read_exact(&mut trailer).map_err(read_err)?;
+        if computed[..] != trailer[..] {
+            return Err(CacheLoadError::Checksum {
                 path: path.to_owned(),
             });
         }
-        Ok(ScanCache { entries })
+        Ok(ScanCache {
+            alg,
+            measured,
+            not_measured,
+        })
     }
 
-    /// The entry for `key`, if the previous scan saw that exact file version.
-    pub fn get(&self, key: &FileKey) -> Option<&CacheEntry> {
-        self.entries.get(key)
+    /// The algorithm of the digests.
+    pub fn algorithm(&self) -> HashAlg {
+        self.alg
     }
 
-    /// Record what this scan learned about `key`.
-    pub fn insert(&mut self, key: FileKey, entry: CacheEntry) {
-        self.entries.insert(key, entry);
+    /// What the previous scan learned about `key`'s exact version, if anything.
+    pub fn get(&self, key: &FileKey) -> Option<Cached> {
+        let fp = key.fingerprint();
+        if let Ok(i) = self.measured.binary_search_by(|m| m.fingerprint.cmp(&fp)) {
+            let m = self.measured.get(i)?;
+            return Some(Cached::Measured {
+                digest: m.digest,
+                by_content: m.by_content,
+            });
+        }
+        self.not_measured
+            .binary_search(&fp)
+            .is_ok()
+            .then_some(Cached::NotMeasured)
     }
 
-    /// Number of entries.
+    /// Record what this scan learned about `key` (a digest must be in the cache's
+    /// algorithm). Call [`finish`](Self::finish) before looking up or saving.
+    pub fn insert(&mut self, key: &FileKey, what: Cached) {
+        let fingerprint = key.fingerprint();
+        match what {
+            Cached::Measured { digest, by_content } => self.measured.push(MeasuredRecord {
+                fingerprint,
+                by_content,
+                digest,
+            }),
+            Cached::NotMeasured => self.not_measured.push(fingerprint),
+        }
+    }
+
+    /// Moves every entry of `other` (built by another worker) into this cache.
+    pub fn append(&mut self, other: &mut ScanCache) {
+        self.measured.append(&mut other.measured);
+        self.not_measured.append(&mut other.not_measured);
+    }
+
+    /// Sorts the entries and drops repeats (a hard-linked version met twice) and the
+    /// spare capacity. A version both measured and not (one hard link named `*.so`, the
+    /// other not) keeps both answers: [`get`](Self::get) gives the measured one, and the
+    /// scan only trusts a measured answer for a file its name or mode do not make
+    /// measured when the content did.
+    pub fn finish(&mut self) {
+        self.measured
+            .sort_by_key(|m| (m.fingerprint, !m.by_content));
+        // The same version read twice has the same digest; keep the content flag if
+        // either read set it (sorted first).
+        self.measured
+            .dedup_by(|b, a| a.fingerprint == b.fingerprint);
+        self.not_measured.sort_unstable();
+        self.not_measured.dedup();
+        self.measured.shrink_to_fit();
+        self.not_measured.shrink_to_fit();
+    }
+
+    /// Number of file versions known.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.measured.len() + self.not_measured.len()
     }
 
-    /// True when there are no entries.
+    /// True when nothing is known.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.measured.is_empty() && self.not_measured.is_empty()
     }
 
-    /// Write the cache to `path` whole or not at all (see [`durable`]). Entries are
-    /// written in key order so that two saves of the same cache give the same bytes.
-    /// A failed flush of the folder after the rename is not an error: a crash may then
-    /// bring back the old cache, which only costs a rebuild.
+    /// Write the cache to `path` whole or not at all (see [`durable`]), streamed (no
+    /// copy of the cache in memory). A failed flush of the folder after the rename is not
+    /// an error: a crash may then bring back the old cache, which only costs a rebuild.
     pub fn save(&self, path: &Path) -> Result<(), CacheSaveError> {
         match durable::write_with(path, CACHE_MODE, |w| self.write_to(w)) {
             Ok(()) | Err(durable::Error::SyncFolder { .. }) => Ok(()),
@@ -276,42 +469,33 @@ impl ScanCache {
     }
 
     fn write_to(&self, w: &mut impl Write) -> io::Result<()> {
-        let header = Header {
-            format: FORMAT.to_owned(),
-            version: VERSION,
+        let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX).to_le_bytes();
+        let mut hw = HashingWriter {
+            inner: w,
+            hash: Sha256::new(),
         };
-        serde_json::to_writer(&mut *w, &header)?;
-        w.write_all(b"\n")?;
-        let mut keys: Vec<&FileKey> = self.entries.keys().collect();
-        keys.sort_by_key(|k| (k.dev, k.ino, k.size, k.mtime, k.ctime));
-        for key in keys {
-            let Some(entry) = self.entries.get(key) else {
-                continue;
-            };
-            let (alg, digest) = match &entry.digest {
-                Some((alg, hex)) => (Some(*alg), Some(hex.clone())),
-                None => (None, None),
-            };
-            let line = Line {
-                dev: key.dev,
-                ino: key.ino,
-                size: key.size,
-                mtime: key.mtime,
-                ctime: key.ctime,
-                class: entry.class,
-                alg,
-                digest,
-            };
-            serde_json::to_writer(&mut *w, &line)?;
-            w.write_all(b"\n")?;
+        hw.put(MAGIC)?;
+        hw.put(&VERSION.to_le_bytes())?;
+        hw.put(&[alg_code(self.alg)])?;
+        hw.put(&count(self.measured.len()))?;
+        hw.put(&count(self.not_measured.len()))?;
+        for m in &self.measured {
+            hw.put(&m.fingerprint.0)?;
+            hw.put(&[if m.by_content { BY_CONTENT } else { 0 }])?;
+            hw.put(m.digest.as_bytes())?;
         }
-        Ok(())
+        for fp in &self.not_measured {
+            hw.put(&fp.0)?;
+        }
+        let trailer = hw.hash.finalize();
+        hw.inner.write_all(&trailer)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn key(ino: u64) -> FileKey {
         FileKey {
@@ -323,31 +507,68 @@ mod tests {
         }
     }
 
+    fn digest(byte: u8) -> FileDigest {
+        FileDigest::from_slice(&[byte; 32])
+    }
+
+    fn sample() -> ScanCache {
+        let mut c = ScanCache::new(HashAlg::Sha256);
+        c.insert(
+            &key(1),
+            Cached::Measured {
+                digest: digest(0xab),
+                by_content: false,
+            },
+        );
+        c.insert(
+            &key(3),
+            Cached::Measured {
+                digest: digest(0xcd),
+                by_content: true,
+            },
+        );
+        c.insert(&key(2), Cached::NotMeasured);
+        c.insert(&key(4), Cached::NotMeasured);
+        c.finish();
+        c
+    }
+
     #[test]
     fn save_then_load_round_trips() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join(CACHE_FILE_NAME);
-        let mut c = ScanCache::new();
-        c.insert(
-            key(1),
-            CacheEntry {
-                class: Some(FileClass::Executable),
-                digest: Some((HashAlg::Sha256, "ab".repeat(32))),
-            },
-        );
-        c.insert(
-            key(2),
-            CacheEntry {
-                class: None,
-                digest: None,
-            },
-        );
+        let c = sample();
         c.save(&path).expect("save");
-        let (loaded, warning) = ScanCache::load(&path);
+        let (loaded, warning) = ScanCache::load(&path, HashAlg::Sha256);
         assert!(warning.is_none(), "{warning:?}");
-        assert_eq!(loaded.len(), 2);
-        assert_eq!(loaded.get(&key(1)), c.get(&key(1)));
-        assert_eq!(loaded.get(&key(2)), c.get(&key(2)));
+        assert_eq!(loaded, c);
+        assert_eq!(loaded.len(), 4);
+        assert_eq!(
+            loaded.get(&key(1)),
+            Some(Cached::Measured {
+                digest: digest(0xab),
+                by_content: false
+            })
+        );
+        assert_eq!(
+            loaded.get(&key(3)),
+            Some(Cached::Measured {
+                digest: digest(0xcd),
+                by_content: true
+            })
+        );
+        assert_eq!(loaded.get(&key(2)), Some(Cached::NotMeasured));
+        assert_eq!(loaded.get(&key(5)), None);
+        // Any field of the key changes the answer.
+        let mut other = key(1);
+        other.ctime = [3, 5];
+        assert_eq!(loaded.get(&other), None);
+        // Two saves of the same cache give the same bytes.
+        let first = fs::read(&path).expect("read");
+        loaded.save(&path).expect("save again");
+        assert_eq!(fs::read(&path).expect("read"), first);
+        // Header, 2 measured records of 16+1+32, 2 others of 16, the checksum.
+        assert_eq!(first.len(), 29 + 2 * 49 + 2 * 16 + 32);
         // No temp file left behind.
         let names: Vec<_> = fs::read_dir(dir.path())
             .expect("read_dir")
@@ -357,58 +578,170 @@ mod tests {
     }
 
     #[test]
+    fn another_algorithm_keeps_only_the_unmeasured_part() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(CACHE_FILE_NAME);
+        sample().save(&path).expect("save");
+        let (loaded, warning) = ScanCache::load(&path, HashAlg::Sha384);
+        assert!(warning.is_none(), "{warning:?}");
+        assert_eq!(loaded.algorithm(), HashAlg::Sha384);
+        assert_eq!(loaded.get(&key(1)), None);
+        assert_eq!(loaded.get(&key(2)), Some(Cached::NotMeasured));
+    }
+
+    #[test]
+    fn repeats_collapse_and_the_content_flag_wins() {
+        let mut c = ScanCache::new(HashAlg::Sha256);
+        for by_content in [false, true, false] {
+            c.insert(
+                &key(1),
+                Cached::Measured {
+                    digest: digest(1),
+                    by_content,
+                },
+            );
+        }
+        c.insert(&key(2), Cached::NotMeasured);
+        c.insert(&key(2), Cached::NotMeasured);
+        c.finish();
+        assert_eq!(c.len(), 2);
+        assert_eq!(
+            c.get(&key(1)),
+            Some(Cached::Measured {
+                digest: digest(1),
+                by_content: true
+            })
+        );
+    }
+
+    #[test]
     fn missing_file_is_empty_without_warning() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (c, w) = ScanCache::load(&dir.path().join("nope"));
+        let (c, w) = ScanCache::load(&dir.path().join("nope"), HashAlg::Sha256);
         assert!(c.is_empty());
         assert!(w.is_none());
     }
 
+    fn load_err(path: &Path, content: &[u8]) -> CacheLoadError {
+        fs::write(path, content).expect("write");
+        let (c, w) = ScanCache::load(path, HashAlg::Sha256);
+        assert!(c.is_empty(), "{content:?}");
+        w.unwrap_or_else(|| panic!("no warning for {content:?}"))
+    }
+
     #[test]
-    fn corrupt_files_are_rejected_with_a_reason() {
+    fn an_old_json_lines_cache_is_discarded_as_such() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(LEGACY_CACHE_FILE_NAME);
+        let v1 = concat!(
+            r#"{"format":"verigate-scan-cache","version":1}"#,
+            "\n",
+            r#"{"dev":1,"ino":1,"size":1,"mtime":[0,0],"ctime":[0,0],"class":null}"#,
+            "\n"
+        );
+        let e = load_err(&path, v1.as_bytes());
+        assert!(matches!(e, CacheLoadError::OldFormat { .. }), "{e}");
+        assert!(e.to_string().contains("old JSON-lines format"), "{e}");
+        // Even a v1 file torn inside its header line is recognised.
+        let e = load_err(&path, br#"{"format":"verigate-scan"#);
+        assert!(matches!(e, CacheLoadError::OldFormat { .. }), "{e}");
+    }
+
+    #[test]
+    fn truncated_caches_are_rejected_at_every_length() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join(CACHE_FILE_NAME);
-        let header = r#"{"format":"verigate-scan-cache","version":1}"#;
-        let good = r#"{"dev":1,"ino":1,"size":1,"mtime":[0,0],"ctime":[0,0],"class":null}"#;
-        let cases: Vec<(String, &str)> = vec![
-            (String::new(), "line 1"),
-            ("garbage\n".to_owned(), "line 1"),
-            (r#"{"format":"other","version":1}"#.to_owned(), "line 1"),
-            (format!("{header}\n{good}\n{{\"dev\":"), "line 3"),
-            (
-                format!(
-                    "{header}\n{}\n",
-                    r#"{"dev":1,"ino":1,"size":1,"mtime":[0,0],"ctime":[0,0],"class":"executable","alg":"sha256","digest":"zz"}"#
+        sample().save(&path).expect("save");
+        let good = fs::read(&path).expect("read");
+        for n in 0..good.len() {
+            let e = load_err(&path, &good[..n]);
+            assert!(
+                matches!(
+                    e,
+                    CacheLoadError::BadHeader { .. } | CacheLoadError::Length { .. }
                 ),
-                "line 2",
-            ),
-            (
-                format!(
-                    "{header}\n{}\n",
-                    r#"{"dev":1,"ino":1,"size":1,"mtime":[0,0],"ctime":[0,0],"class":"executable","digest":"00"}"#
-                ),
-                "line 2",
-            ),
-            (
-                format!(
-                    "{header}\n{}\n",
-                    r#"{"dev":-1,"ino":1,"size":1,"mtime":[0,0],"ctime":[0,0],"class":null}"#
-                ),
-                "line 2",
-            ),
-            (format!("{header}\n\u{0}\u{1}binary\n"), "line 2"),
-        ];
-        for (content, where_) in cases {
-            fs::write(&path, &content).expect("write");
-            let (c, w) = ScanCache::load(&path);
-            assert!(c.is_empty(), "{content:?}");
-            let msg = w.map(|e| e.to_string()).unwrap_or_default();
-            assert!(msg.contains(where_), "{content:?}: {msg}");
+                "{n}: {e}"
+            );
         }
-        // Not valid UTF-8 at all.
-        fs::write(&path, [0xff, 0xfe, b'\n']).expect("write");
-        let (c, w) = ScanCache::load(&path);
-        assert!(c.is_empty());
-        assert!(matches!(w, Some(CacheLoadError::Read { .. })), "{w:?}");
+        // Appended bytes too.
+        let mut longer = good.clone();
+        longer.push(0);
+        assert!(matches!(
+            load_err(&path, &longer),
+            CacheLoadError::Length { .. }
+        ));
+    }
+
+    #[test]
+    fn garbled_caches_are_rejected_with_a_reason() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(CACHE_FILE_NAME);
+        sample().save(&path).expect("save");
+        let good = fs::read(&path).expect("read");
+        // Every single flipped byte is caught, by the header checks or the checksum.
+        for i in 0..good.len() {
+            let mut bad = good.clone();
+            bad[i] ^= 0x40;
+            let e = load_err(&path, &bad);
+            let msg = e.to_string();
+            assert!(msg.contains(CACHE_FILE_NAME), "{i}: {msg}");
+        }
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (
+                b"\x00\xff not a cache at all, long enough".to_vec(),
+                "magic",
+            ),
+            (
+                {
+                    let mut v = good.clone();
+                    v[8] = 3;
+                    v
+                },
+                "version 3",
+            ),
+            (
+                {
+                    let mut v = good.clone();
+                    v[12] = 9;
+                    v
+                },
+                "unknown algorithm code 9",
+            ),
+            // Counts that would size a huge allocation: refused by the length check.
+            (
+                {
+                    let mut v = good.clone();
+                    v[13..21].copy_from_slice(&u64::MAX.to_le_bytes());
+                    v
+                },
+                "header announces",
+            ),
+        ];
+        for (content, want) in cases {
+            let msg = load_err(&path, &content).to_string();
+            assert!(msg.contains(want), "{want}: {msg}");
+        }
+    }
+
+    #[test]
+    fn out_of_order_records_are_rejected() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(CACHE_FILE_NAME);
+        let mut c = sample();
+        c.not_measured.swap(0, 1);
+        c.save(&path).expect("save");
+        let (loaded, w) = ScanCache::load(&path, HashAlg::Sha256);
+        assert!(loaded.is_empty());
+        assert!(
+            matches!(
+                w,
+                Some(CacheLoadError::Unsorted {
+                    list: "other",
+                    record: 1,
+                    ..
+                })
+            ),
+            "{w:?}"
+        );
     }
 }

@@ -49,14 +49,59 @@ impl Hasher {
         }
     }
 
-    /// The lowercase hex digest, as `sha256sum` and the IMA log print it.
-    pub fn finalize_hex(self) -> String {
+    /// The digest, in a fixed-size value (no allocation per file).
+    pub fn finalize(self) -> FileDigest {
         match self {
-            Hasher::Sha1(h) => hex::encode(h.finalize()),
-            Hasher::Sha256(h) => hex::encode(h.finalize()),
-            Hasher::Sha384(h) => hex::encode(h.finalize()),
-            Hasher::Sha512(h) => hex::encode(h.finalize()),
+            Hasher::Sha1(h) => FileDigest::from_slice(&h.finalize()),
+            Hasher::Sha256(h) => FileDigest::from_slice(&h.finalize()),
+            Hasher::Sha384(h) => FileDigest::from_slice(&h.finalize()),
+            Hasher::Sha512(h) => FileDigest::from_slice(&h.finalize()),
         }
+    }
+}
+
+/// The longest digest of a supported algorithm (SHA-512).
+pub const MAX_DIGEST_LEN: usize = 64;
+
+/// One file digest of any supported algorithm, held inline: a scan keeps one per measured
+/// file and the cache one per cached file, so a heap string each would cost more than
+/// the digest itself.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FileDigest {
+    len: u8,
+    bytes: [u8; MAX_DIGEST_LEN],
+}
+
+impl FileDigest {
+    /// The digest `bytes` (at most [`MAX_DIGEST_LEN`]; longer input is cut, which no
+    /// supported algorithm produces).
+    pub fn from_slice(bytes: &[u8]) -> FileDigest {
+        let mut out = FileDigest {
+            len: 0,
+            bytes: [0; MAX_DIGEST_LEN],
+        };
+        let n = bytes.len().min(MAX_DIGEST_LEN);
+        if let (Some(dst), Some(src)) = (out.bytes.get_mut(..n), bytes.get(..n)) {
+            dst.copy_from_slice(src);
+        }
+        out.len = u8::try_from(n).unwrap_or(0);
+        out
+    }
+
+    /// The digest bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.bytes.get(..usize::from(self.len)).unwrap_or_default()
+    }
+
+    /// Lowercase hex, as `sha256sum` and the IMA log print it.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.as_bytes())
+    }
+}
+
+impl std::fmt::Debug for FileDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_hex())
     }
 }
 
@@ -130,7 +175,7 @@ mod tests {
             )
             .expect("reading a slice cannot fail");
             assert_eq!(n, 3);
-            let got = h.finalize_hex();
+            let got = h.finalize().to_hex();
             assert_eq!(got.len(), alg.size() * 2);
             assert_eq!(got, want, "{alg}");
         }

@@ -3,10 +3,12 @@
 //! hashed with the IMA log's algorithm, so that the snapshot's `filehashes` also covers
 //! code that has not run yet.
 //!
-//! A scan is a job in three phases: a metadata-only [`walk`](walk::walk), then a pool
-//! of workers (`worker.rs`, one per core) that classify each file from its mode, name and
-//! first bytes and stream the measured ones through the hash, then saving the
-//! [cache](cache). Its
+//! A scan is a metadata-only [`walk`](walk::walk) streaming the files it finds to a
+//! pool of workers (`worker.rs`, one per core) that classify each file from its mode,
+//! name and first bytes and stream the measured ones through the hash, then saving the
+//! [cache](cache). Nothing in it grows with the number of files examined except the
+//! cache (16 bytes per file version) and the result (the measured and skipped files).
+//! Its
 //! [`ScanProgress`] counters can be read from another thread while it runs (the API
 //! polls them) and a [`CancelToken`] stops it between two reads.
 //!
@@ -22,6 +24,7 @@
 pub mod cache;
 pub mod classify;
 pub mod hasher;
+pub mod heap;
 pub mod priority;
 pub mod walk;
 mod worker;
@@ -37,8 +40,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use attest::ima::HashAlg;
 use serde::Serialize;
 
-pub use cache::{FileKey, ScanCache, CACHE_FILE_NAME};
+pub use cache::{Cached, FileKey, ScanCache, CACHE_FILE_NAME, LEGACY_CACHE_FILE_NAME};
 pub use classify::FileClass;
+pub use hasher::FileDigest;
 
 /// Trees skipped by default: kernel and device pseudo-filesystems, runtime and temporary
 /// state, caches, logs and spools (they change all the time and hold no installed code),
@@ -121,9 +125,10 @@ impl CancelToken {
 pub enum Phase {
     /// Created, not started.
     Pending,
-    /// Listing files (metadata only).
+    /// Listing files (metadata only); the workers already classify and hash the files
+    /// listed so far.
     Walking,
-    /// Classifying and hashing.
+    /// The walk is over; classifying and hashing the rest.
     Hashing,
     /// Writing the cache file.
     SavingCache,
@@ -240,13 +245,18 @@ impl ScanProgress {
     fn set_phase(&self, phase: Phase) {
         self.phase.store(phase.as_u8(), Ordering::Relaxed);
         let now = self.now_ns();
-        match phase {
-            Phase::Hashing => self.hashing_started_ns.store(now, Ordering::Relaxed),
-            Phase::Done | Phase::Cancelled | Phase::Failed => {
-                self.finished_ns.store(now, Ordering::Relaxed);
-            }
-            _ => {}
+        if matches!(phase, Phase::Done | Phase::Cancelled | Phase::Failed) {
+            self.finished_ns.store(now, Ordering::Relaxed);
         }
+    }
+
+    /// Marks the start of hashing (the throughput's origin): the workers start while
+    /// the walk still runs, so this is not the switch to [`Phase::Hashing`].
+    fn start_hashing_clock(&self) {
+        let now = self.now_ns();
+        let _ =
+            self.hashing_started_ns
+                .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
     }
 
     fn now_ns(&self) -> u64 {
@@ -445,24 +455,93 @@ impl ScanError {
     }
 }
 
-/// Run a whole scan: [`list_files`], then [`hash_files`]. Blocks the calling thread
-/// (run it on a dedicated or blocking thread); `progress` and `cancel` are how other
-/// threads watch and stop it.
+/// Run a whole scan: the walk on a thread of its own streams the files it finds through
+/// a bounded queue to the hashing workers, so that neither the list of files nor a
+/// record per examined file is ever held whole; then the cache is saved. Blocks the
+/// calling thread (run it on a dedicated or blocking thread); `progress` and `cancel` are
+/// how other threads watch and stop it.
 pub fn scan(
     config: &ScanConfig,
     progress: &ScanProgress,
     cancel: &CancelToken,
 ) -> Result<ScanResult, ScanError> {
-    match list_files(config, progress, cancel) {
-        Ok(listed) => hash_files(config, listed, progress, cancel),
-        Err(e) => Err(e),
+    progress.set_phase(Phase::Walking);
+    // A scan's large blocks must leave the RSS when freed (see `heap`).
+    if !heap::bound_retained_memory() {
+        tracing::debug!("malloc thresholds left as they are");
+    }
+    let result = scan_streaming(config, progress, cancel);
+    progress.set_phase(match &result {
+        Ok(_) => Phase::Done,
+        Err(e) => e.terminal_phase(),
+    });
+    result
+}
+
+/// Files handed from the walk to the workers at once: one wake-up of a waiting worker per
+/// batch instead of per file (a cached scan of a real root otherwise spends more on
+/// those wake-ups than on its cache lookups).
+const WALK_BATCH: usize = 256;
+/// Batches the walk may be ahead of the workers: enough to keep them busy while the walk
+/// waits on a slow directory, a few hundred KiB of paths at most.
+const WALK_QUEUE: usize = 4;
+
+fn scan_streaming(
+    config: &ScanConfig,
+    progress: &ScanProgress,
+    cancel: &CancelToken,
+) -> Result<ScanResult, ScanError> {
+    let roots = walk::Roots::resolve(&config.roots, &config.exclude)?;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<walk::Candidate>>(WALK_QUEUE);
+    std::thread::scope(|s| {
+        let walker = std::thread::Builder::new()
+            .name("verigate-scan-walk".into())
+            .spawn_scoped(s, || {
+                lower_priority("the scan's walk");
+                let tx = tx;
+                let mut batch = Vec::with_capacity(WALK_BATCH);
+                // A refused send means the workers are gone (cancelled or failed):
+                // stop walking.
+                let walked = walk::walk(&roots, progress, cancel, |c| {
+                    batch.push(c);
+                    if batch.len() < WALK_BATCH {
+                        return true;
+                    }
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(WALK_BATCH));
+                    tx.send(full).is_ok()
+                });
+                if walked.is_ok() {
+                    if !batch.is_empty() {
+                        // Refused only if the workers are gone, which their result says.
+                        let _ = tx.send(batch);
+                    }
+                    count_skipped(progress, &walked);
+                    progress.set_phase(Phase::Hashing);
+                }
+                walked
+            })
+            .map_err(ScanError::Spawn)?;
+        let source: worker::Source<'_> = std::sync::Mutex::new(Box::new(rx.into_iter().flatten()));
+        let hashed = hash_from(config, &source, progress, cancel);
+        // Unblock a walk still waiting on a full queue if the workers stopped early.
+        drop(source);
+        let walked = walker.join().map_err(|_| ScanError::WorkerPanicked)?;
+        let skipped = walked?;
+        hashed.map(|h| h.into_result(config, skipped, progress))
+    })
+}
+
+fn count_skipped(progress: &ScanProgress, walked: &Result<Vec<Skipped>, ScanError>) {
+    if let Ok(skipped) = walked {
+        let n = u64::try_from(skipped.len()).unwrap_or(u64::MAX);
+        progress.skipped.fetch_add(n, Ordering::Relaxed);
     }
 }
 
-/// Runs [`scan`] on a thread of its own at idle CPU and I/O priority, as do its hashing
-/// workers (see [`priority`]), and waits for it without blocking the async runtime.
-/// A scan thread that cannot be started is [`ScanError::Spawn`]; one that panics is
-/// [`ScanError::WorkerPanicked`].
+/// Runs [`scan`] on a thread of its own at idle CPU and I/O priority, as do its walk and
+/// hashing workers (see [`priority`]), and waits for it without blocking the async
+/// runtime. A scan thread that cannot be started is [`ScanError::Spawn`]; one that
+/// panics is [`ScanError::WorkerPanicked`].
 pub async fn scan_idle(
     config: ScanConfig,
     progress: Arc<ScanProgress>,
@@ -472,7 +551,7 @@ pub async fn scan_idle(
     std::thread::Builder::new()
         .name("verigate-scan".into())
         .spawn(move || {
-            lower_priority("the scan's walk");
+            lower_priority("the scan's thread");
             let _ = tx.send(scan(&config, &progress, &cancel));
         })
         .map_err(ScanError::Spawn)?;
@@ -487,8 +566,9 @@ pub(crate) fn lower_priority(thread: &str) {
     }
 }
 
-/// The walk phase alone: every regular file under the roots with its metadata, and
-/// the directories that could not be read. Sets the phase to `Failed` or `Cancelled` on
+/// The walk phase alone, collected into a list (a step-by-step scan, for tests and
+/// tools; [`scan`] streams instead): every regular file under the roots with its
+/// metadata, and what could not be read. Sets the phase to `Failed` or `Cancelled` on
 /// error; otherwise leaves it at `Walking` for [`hash_files`].
 pub fn list_files(
     config: &ScanConfig,
@@ -496,27 +576,40 @@ pub fn list_files(
     cancel: &CancelToken,
 ) -> Result<walk::WalkOutput, ScanError> {
     progress.set_phase(Phase::Walking);
-    let listed = walk::walk(&config.roots, &config.exclude, progress, cancel);
-    match &listed {
-        Ok(out) => {
-            let n = u64::try_from(out.skipped.len()).unwrap_or(u64::MAX);
-            progress.skipped.fetch_add(n, Ordering::Relaxed);
+    let mut candidates = Vec::new();
+    let listed = walk::Roots::resolve(&config.roots, &config.exclude).and_then(|roots| {
+        walk::walk(&roots, progress, cancel, |c| {
+            candidates.push(c);
+            true
+        })
+    });
+    count_skipped(progress, &listed);
+    match listed {
+        Ok(skipped) => Ok(walk::WalkOutput {
+            candidates,
+            skipped,
+        }),
+        Err(e) => {
+            progress.set_phase(e.terminal_phase());
+            Err(e)
         }
-        Err(e) => progress.set_phase(e.terminal_phase()),
     }
-    listed
 }
 
-/// The hash phase: classify the listed files and hash the measured ones in parallel,
-/// answering from the cache where the file version is known, then save the cache.
-/// Files may change or vanish after [`list_files`]; such files end up in `skipped`.
+/// The hash phase of a step-by-step scan: classify the listed files and hash the
+/// measured ones in parallel, answering from the cache where the file version is known,
+/// then save the cache. Files may change or vanish after [`list_files`]; such files end
+/// up in `skipped`.
 pub fn hash_files(
     config: &ScanConfig,
     listed: walk::WalkOutput,
     progress: &ScanProgress,
     cancel: &CancelToken,
 ) -> Result<ScanResult, ScanError> {
-    let result = hash_listed(config, listed, progress, cancel);
+    progress.set_phase(Phase::Hashing);
+    let source: worker::Source<'_> = std::sync::Mutex::new(Box::new(listed.candidates.into_iter()));
+    let result = hash_from(config, &source, progress, cancel)
+        .map(|h| h.into_result(config, listed.skipped, progress));
     progress.set_phase(match &result {
         Ok(_) => Phase::Done,
         Err(e) => e.terminal_phase(),
@@ -524,79 +617,95 @@ pub fn hash_files(
     result
 }
 
-fn hash_listed(
+/// What the hashing left for the result.
+struct Hashed {
+    pooled: worker::Pooled,
+    warnings: Vec<String>,
+}
+
+/// Load the cache, run the workers over `source`, save the new cache (unless nothing
+/// changed). The old cache is dropped before the new one is sorted and saved.
+fn hash_from(
     config: &ScanConfig,
-    listed: walk::WalkOutput,
+    source: &worker::Source<'_>,
     progress: &ScanProgress,
     cancel: &CancelToken,
-) -> Result<ScanResult, ScanError> {
+) -> Result<Hashed, ScanError> {
     let mut warnings = Vec::new();
     let cache = match &config.cache_file {
         Some(path) => {
-            let (cache, warning) = ScanCache::load(path);
+            let (cache, warning) = ScanCache::load(path, config.algorithm);
             if let Some(w) = warning {
                 tracing::warn!("ignoring the scan cache, it will be rebuilt: {w}");
                 warnings.push(format!("cache ignored and rebuilt: {w}"));
             }
             cache
         }
-        None => ScanCache::new(),
+        None => ScanCache::new(config.algorithm),
     };
 
-    progress.set_phase(Phase::Hashing);
     let settled_before = settled_before(SystemTime::now());
-    let (examined, workers) =
-        worker::examine_all(&listed.candidates, &cache, config, progress, cancel)?;
-
-    let mut files = Vec::new();
-    let mut skipped = listed.skipped;
-    let mut new_cache = ScanCache::new();
-    for item in examined {
-        match item.outcome {
-            worker::Outcome::Measured { path, digest } => files.push((path, digest)),
-            worker::Outcome::NotMeasured => {}
-            worker::Outcome::Skipped(s) => skipped.push(s),
-        }
-        if let Some((key, entry)) = item.cache {
-            if key.ctime < settled_before {
-                new_cache.insert(key, entry);
-            }
-        }
-    }
-    files.sort();
-    files.dedup_by(|a, b| a.0 == b.0);
-    skipped.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut pooled = worker::examine_all(source, &cache, config, settled_before, progress, cancel)?;
+    pooled.cache.finish();
 
     // An unchanged tree gives back the cache it was answered from: skip the rewrite
     // and its fsync, which would otherwise dominate a fully cached scan.
-    let unchanged = new_cache == cache && warnings.is_empty();
+    let unchanged = pooled.cache == cache && warnings.is_empty();
+    drop(cache);
     if let (Some(path), false) = (&config.cache_file, unchanged) {
         progress.set_phase(Phase::SavingCache);
-        if let Err(e) = new_cache.save(path) {
+        if let Err(e) = pooled.cache.save(path) {
             tracing::warn!("the next scan will re-hash everything: {e}");
             warnings.push(e.to_string());
         }
     }
+    Ok(Hashed { pooled, warnings })
+}
 
-    let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
-    let report = progress.report();
-    let stats = ScanStats {
-        files_seen: report.files_seen,
-        files_measured: count(files.len()),
-        files_hashed: report.files_hashed,
-        files_from_cache: report.files_from_cache,
-        bytes_hashed: report.bytes_hashed,
-        skipped: count(skipped.len()),
-        workers,
-        elapsed_ms: report.elapsed_ms,
-        cache_warning: (!warnings.is_empty()).then(|| warnings.join("; ")),
-    };
-    Ok(ScanResult {
-        algorithm: config.algorithm,
-        files,
-        skipped,
-        stats,
-    })
+impl Hashed {
+    /// The result: measured files sorted by path (one digest each, in hex), the
+    /// skipped files of the walk and the workers sorted by path, and the totals.
+    fn into_result(
+        self,
+        config: &ScanConfig,
+        mut skipped: Vec<Skipped>,
+        progress: &ScanProgress,
+    ) -> ScanResult {
+        let worker::Pooled {
+            mut files,
+            skipped: unreadable,
+            cache,
+            workers,
+        } = self.pooled;
+        drop(cache);
+        files.sort_unstable();
+        files.dedup_by(|a, b| a.0 == b.0);
+        let files: Vec<(String, String)> = files
+            .into_iter()
+            .map(|(path, digest)| (path, digest.to_hex()))
+            .collect();
+        skipped.extend(unreadable);
+        skipped.sort_by(|a, b| a.path.cmp(&b.path));
+        let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        let report = progress.report();
+        let stats = ScanStats {
+            files_seen: report.files_seen,
+            files_measured: count(files.len()),
+            files_hashed: report.files_hashed,
+            files_from_cache: report.files_from_cache,
+            bytes_hashed: report.bytes_hashed,
+            skipped: count(skipped.len()),
+            workers,
+            elapsed_ms: report.elapsed_ms,
+            cache_warning: (!self.warnings.is_empty()).then(|| self.warnings.join("; ")),
+        };
+        ScanResult {
+            algorithm: config.algorithm,
+            files,
+            skipped,
+            stats,
+        }
+    }
 }
 
 /// How long after its last change a file version may enter the cache. Timestamps are

@@ -1,55 +1,91 @@
-//! The hashing workers: a pool of one thread per core takes files from a shared index,
-//! answers from the cache when it knows the file version, otherwise opens the file
+//! The hashing workers: a pool of one thread per core takes files from a shared source
+//! (the walk's queue), answers from the cache when it knows the file version, otherwise opens the file
 //! (never through a symlink), classifies it from its mode, name and first bytes, and
 //! streams the measured ones through the hash with a fixed buffer.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
 
 use attest::ima::HashAlg;
 
-use super::cache::{self, FileKey, ScanCache};
+use super::cache::{Cached, FileKey, ScanCache};
+use super::hasher::FileDigest;
 use super::{classify, hasher, walk};
 use super::{CancelToken, ScanConfig, ScanError, ScanProgress, SkipReason, Skipped};
 
+/// Where the workers take the next file from: the walk's queue, or a collected list.
+pub(super) type Source<'a> = Mutex<Box<dyn Iterator<Item = walk::Candidate> + Send + 'a>>;
+
 /// What a worker concluded about one candidate.
-pub(super) enum Outcome {
-    Measured { path: String, digest: String },
+enum Outcome {
+    Measured { path: String, digest: FileDigest },
     NotMeasured,
     Skipped(Skipped),
 }
 
-pub(super) struct Examined {
-    pub(super) outcome: Outcome,
+struct Examined {
+    outcome: Outcome,
     /// What to remember for the next scan, keyed by the version actually read.
-    pub(super) cache: Option<(FileKey, cache::CacheEntry)>,
+    cache: Option<(FileKey, Cached)>,
 }
 
-/// Run the worker pool over `candidates`; returns the outcomes and the pool size.
+/// What the pool produced: only what the result and the next cache need, never a
+/// record per file examined.
+pub(super) struct Pooled {
+    /// `(path, digest)` of the measured files, in no order.
+    pub(super) files: Vec<(String, FileDigest)>,
+    /// Files that could not be read, in no order.
+    pub(super) skipped: Vec<Skipped>,
+    /// The cache for the next scan (not yet [`finish`](ScanCache::finish)ed).
+    pub(super) cache: ScanCache,
+    /// Worker threads that ran.
+    pub(super) workers: usize,
+}
+
+impl Pooled {
+    fn new(alg: HashAlg) -> Pooled {
+        Pooled {
+            files: Vec::new(),
+            skipped: Vec::new(),
+            cache: ScanCache::new(alg),
+            workers: 0,
+        }
+    }
+
+    fn absorb(&mut self, mut other: Pooled) {
+        self.files.append(&mut other.files);
+        self.skipped.append(&mut other.skipped);
+        self.cache.append(&mut other.cache);
+        self.workers += other.workers;
+    }
+}
+
+/// Run the worker pool until `source` is exhausted. `settled_before` is the ctime below
+/// which a version may enter the next cache (see `super::CACHE_SETTLE_TIME`).
 pub(super) fn examine_all(
-    candidates: &[walk::Candidate],
+    source: &Source<'_>,
     cache: &ScanCache,
     config: &ScanConfig,
+    settled_before: [i64; 2],
     progress: &ScanProgress,
     cancel: &CancelToken,
-) -> Result<(Vec<Examined>, usize), ScanError> {
-    let wanted = if config.workers == 0 {
+) -> Result<Pooled, ScanError> {
+    let workers = if config.workers == 0 {
         std::thread::available_parallelism().map_or(1, usize::from)
     } else {
         config.workers
-    };
-    let workers = wanted.clamp(1, candidates.len().max(1));
-    // Workers take the next index from a shared counter: cheap, and a large file on one
-    // worker does not hold back the others.
-    let next = AtomicUsize::new(0);
+    }
+    .max(1);
     let ctx = Ctx {
         cache,
         alg: config.algorithm,
         progress,
         cancel,
     };
+    progress.start_hashing_clock();
     let results = std::thread::scope(|s| {
         let mut handles = Vec::new();
         for i in 0..workers {
@@ -60,17 +96,31 @@ pub(super) fn examine_all(
                     // anyone else (see `priority`).
                     super::lower_priority("a scan worker");
                     let mut buf = vec![0u8; hasher::BUFFER_SIZE];
-                    let mut mine = Vec::new();
+                    let mut mine = Pooled::new(ctx.alg);
+                    mine.workers = 1;
                     loop {
                         if cancel.is_cancelled() {
                             break;
                         }
-                        let idx = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(candidate) = candidates.get(idx) else {
+                        // Workers take the next file from the shared source: a large
+                        // file on one worker does not hold back the others.
+                        let next = source.lock().ok().and_then(|mut it| it.next());
+                        let Some(candidate) = next else {
                             break;
                         };
-                        if let Some(done) = ctx.examine(candidate, &mut buf) {
-                            mine.push((idx, done));
+                        if let Some(done) = ctx.examine(&candidate, &mut buf) {
+                            match done.outcome {
+                                Outcome::Measured { path, digest } => {
+                                    mine.files.push((path, digest));
+                                }
+                                Outcome::NotMeasured => {}
+                                Outcome::Skipped(sk) => mine.skipped.push(sk),
+                            }
+                            if let Some((key, what)) = done.cache {
+                                if key.ctime < settled_before {
+                                    mine.cache.insert(&key, what);
+                                }
+                            }
                         }
                         ctx.progress.files_done.fetch_add(1, Ordering::Relaxed);
                     }
@@ -86,19 +136,24 @@ pub(super) fn examine_all(
                 Err(e) => return Err(ScanError::Spawn(e)),
             }
         }
-        let used = handles.len();
-        let mut all = Vec::with_capacity(candidates.len());
+        let mut all = Pooled::new(ctx.alg);
+        let mut panicked = false;
         for h in handles {
-            all.extend(h.join().map_err(|_| ScanError::WorkerPanicked)?);
+            match h.join() {
+                Ok(mine) => all.absorb(mine),
+                Err(_) => panicked = true,
+            }
         }
-        Ok((all, used))
+        if panicked {
+            return Err(ScanError::WorkerPanicked);
+        }
+        Ok(all)
     });
-    let (mut all, used) = results?;
+    let all = results?;
     if cancel.is_cancelled() {
         return Err(ScanError::Cancelled);
     }
-    all.sort_by_key(|(idx, _)| *idx);
-    Ok((all.into_iter().map(|(_, e)| e).collect(), used))
+    Ok(all)
 }
 
 /// What every worker shares.
@@ -112,7 +167,9 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     /// Classify and, if measured, hash one file. `None` only when cancelled midway.
     fn examine(&self, c: &walk::Candidate, buf: &mut [u8]) -> Option<Examined> {
-        if let Some(hit) = self.cached(c) {
+        let name = c.path.file_name().unwrap_or_default();
+        let by_metadata = classify::class_from_metadata(c.mode, name);
+        if let Some(hit) = self.cached(c, by_metadata.is_some()) {
             self.progress
                 .files_from_cache
                 .fetch_add(1, Ordering::Relaxed);
@@ -142,10 +199,9 @@ impl Ctx<'_> {
             Err(e) => return skip(SkipReason::from_io("fstat", &e)),
         };
         let key = FileKey::from_metadata(&before);
-        let name = c.path.file_name().unwrap_or_default();
         let mut header_len = 0;
-        let class = match classify::class_from_metadata(before.mode(), name) {
-            Some(class) => class,
+        let by_content = match classify::class_from_metadata(before.mode(), name) {
+            Some(_) => false,
             None => {
                 let header = buf.get_mut(..classify::HEADER_LEN).unwrap_or_default();
                 header_len = match read_up_to(&mut file, header) {
@@ -153,21 +209,13 @@ impl Ctx<'_> {
                     Err(e) => return skip(SkipReason::from_io("read", &e)),
                 };
                 let header = buf.get(..header_len).unwrap_or_default();
-                match classify::class_from_header(header) {
-                    Some(class) => class,
-                    None => {
-                        return Some(Examined {
-                            outcome: Outcome::NotMeasured,
-                            cache: Some((
-                                key,
-                                cache::CacheEntry {
-                                    class: None,
-                                    digest: None,
-                                },
-                            )),
-                        })
-                    }
+                if classify::class_from_header(header).is_none() {
+                    return Some(Examined {
+                        outcome: Outcome::NotMeasured,
+                        cache: Some((key, Cached::NotMeasured)),
+                    });
                 }
+                true
             }
         };
         let Some(path) = c.path.to_str() else {
@@ -191,43 +239,42 @@ impl Ctx<'_> {
             Err(e) => return skip(SkipReason::from_io("fstat", &e)),
         }
         self.progress.files_hashed.fetch_add(1, Ordering::Relaxed);
-        let digest = h.finalize_hex();
+        let digest = h.finalize();
         Some(Examined {
             outcome: Outcome::Measured {
                 path: path.to_owned(),
-                digest: digest.clone(),
+                digest,
             },
-            cache: Some((
-                key,
-                cache::CacheEntry {
-                    class: Some(class),
-                    digest: Some((self.alg, digest)),
-                },
-            )),
+            cache: Some((key, Cached::Measured { digest, by_content })),
         })
     }
 
-    /// The answer of the previous scan for this exact file version, if it is complete
-    /// (a measured file hashed in another algorithm needs hashing again).
-    fn cached(&self, c: &walk::Candidate) -> Option<Examined> {
-        let entry = self.cache.get(&c.key)?;
-        let outcome = match (&entry.class, &entry.digest) {
-            (None, _) => Outcome::NotMeasured,
-            (Some(_), Some((alg, digest))) if *alg == self.alg => match c.path.to_str() {
-                Some(path) => Outcome::Measured {
-                    path: path.to_owned(),
-                    digest: digest.clone(),
-                },
-                None => {
-                    self.progress.skipped.fetch_add(1, Ordering::Relaxed);
-                    Outcome::Skipped(Skipped::new(&c.path, SkipReason::NonUtf8Path))
+    /// The answer of the previous scan for this exact file version, if it holds for
+    /// this path: a digest answers whenever the mode or name make the file measured, or
+    /// when the content did (a hard link of the same version under another name may be
+    /// measured by its name only); "not measured" only when the mode and name leave it
+    /// to the content. The cache holds digests of the scan's algorithm only.
+    fn cached(&self, c: &walk::Candidate, measured_by_metadata: bool) -> Option<Examined> {
+        let found = self.cache.get(&c.key)?;
+        let outcome = match found {
+            Cached::Measured { digest, by_content } if measured_by_metadata || by_content => {
+                match c.path.to_str() {
+                    Some(path) => Outcome::Measured {
+                        path: path.to_owned(),
+                        digest,
+                    },
+                    None => {
+                        self.progress.skipped.fetch_add(1, Ordering::Relaxed);
+                        Outcome::Skipped(Skipped::new(&c.path, SkipReason::NonUtf8Path))
+                    }
                 }
-            },
-            (Some(_), _) => return None,
+            }
+            Cached::NotMeasured if !measured_by_metadata => Outcome::NotMeasured,
+            _ => return None,
         };
         Some(Examined {
             outcome,
-            cache: Some((c.key, entry.clone())),
+            cache: Some((c.key, found)),
         })
     }
 }

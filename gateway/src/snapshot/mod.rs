@@ -425,6 +425,9 @@ impl SnapshotService {
             let result = worker
                 .await
                 .unwrap_or_else(|e| Err(JobError::Task(e.to_string())));
+            // Everything the job held but its result is freed by now; hand the pages back
+            // so that verigated's RSS returns to its steady state (see `scan::heap`).
+            let _ = tokio::task::spawn_blocking(scan::heap::release_free_memory).await;
             let mut state = lock(&service.state);
             match result {
                 Ok(stored) => {
@@ -482,6 +485,7 @@ impl SnapshotService {
         );
 
         job.set_phase(JobPhase::Walking);
+        remove_legacy_cache(&self.data_dir);
         let scan_config = ScanConfig {
             roots: config.roots,
             exclude: config.exclude,
@@ -496,10 +500,10 @@ impl SnapshotService {
         job.set_phase(JobPhase::Saving);
         let skipped = scanned
             .skipped
-            .iter()
+            .into_iter()
             .map(|s| SkippedFile {
-                path: s.path.clone(),
                 reason: s.reason.to_string(),
+                path: s.path,
             })
             .collect();
         let snapshot = Snapshot {
@@ -526,6 +530,22 @@ impl SnapshotService {
         .await
         .map_err(|e| JobError::Task(e.to_string()))?
         .map_err(JobError::from)
+    }
+}
+
+/// Removes the scan cache of the format before version 2 (`scan-cache.jsonl`, a line per
+/// file seen, tens of MB on a real root) which no scan reads any more; the new cache
+/// lives next to it under [`scan::CACHE_FILE_NAME`].
+fn remove_legacy_cache(data_dir: &Path) {
+    let legacy = data_dir.join(scan::LEGACY_CACHE_FILE_NAME);
+    match std::fs::remove_file(&legacy) {
+        Ok(()) => {
+            tracing::info!(path = %legacy.display(), "removed the scan cache of the old format");
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::warn!(path = %legacy.display(), "cannot remove the scan cache of the old format: {e}");
+        }
     }
 }
 
@@ -634,6 +654,27 @@ mod tests {
         assert_eq!(loaded.json, stored.json);
         let done = service.last_progress().expect("progress");
         assert_eq!((done.state, done.filehashes), (JobState::Done, Some(1)));
+    }
+
+    #[tokio::test]
+    async fn a_job_removes_the_cache_of_the_old_format() {
+        let dir = tree();
+        let legacy = dir.path().join(scan::LEGACY_CACHE_FILE_NAME);
+        std::fs::write(
+            &legacy,
+            "{\"format\":\"verigate-scan-cache\",\"version\":1}\n",
+        )
+        .expect("old cache");
+        let service = Arc::new(SnapshotService::load(dir.path()));
+        service
+            .start(
+                job_config(&dir.path().join("root")),
+                |nonce| async move { Ok(build::test_evidence(nonce, None).0) },
+                std::future::pending(),
+            )
+            .expect("start");
+        assert!(matches!(settled(&service).await, Status::Ready(_)));
+        assert!(!legacy.exists(), "the old-format cache is still there");
     }
 
     #[tokio::test]

@@ -144,11 +144,13 @@ pub fn load(data_dir: &Path) -> Result<Option<Stored>, StoreError> {
 }
 
 /// Writes `stored` into `data_dir` (skipped list first, then the snapshot), each file
-/// replaced atomically and durably.
+/// replaced atomically and durably. The skipped list is serialized straight into the
+/// file; the snapshot's bytes are the ones kept for serving, written as they are.
 pub fn save(data_dir: &Path, stored: &Stored) -> Result<(), StoreError> {
-    let skipped = serde_json::to_vec(&stored.skipped)
-        .expect("a skipped list serializes: it is plain strings");
-    write_atomic(&data_dir.join(SKIPPED_FILE), &skipped)?;
+    durable::write_with(&data_dir.join(SKIPPED_FILE), FILE_MODE, |w| {
+        serde_json::to_writer(w, &stored.skipped).map_err(io::Error::from)
+    })
+    .map_err(StoreError::Write)?;
     write_atomic(&data_dir.join(SNAPSHOT_FILE), &stored.json)
 }
 
