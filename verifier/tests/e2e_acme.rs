@@ -5,9 +5,10 @@
 //! the VM at its first start. The VM is `testkit::vm` (simulated TEE, real swtpm);
 //! Pebble validates over TLS-ALPN-01 on verigated's listener (`testkit::pebble`).
 //!
-//! `--allow-insecure-tls` and `--allow-simulated-tee` are the VM harness's transport and
-//! TEE flags (Pebble's root is no Web PKI root, and the TEE is simulated); neither
-//! touches the certificate pins this test is about.
+//! The first verify uses the VM harness's `--allow-insecure-tls` (attestation pins the
+//! certificate); the second trusts Pebble's issuing root with `--ca-cert` instead, as an
+//! operator trusts their CA, so the Web PKI chain and name checks run too. Only
+//! `--allow-simulated-tee` stays: the TEE is simulated here.
 
 use std::time::{Duration, Instant};
 
@@ -74,6 +75,12 @@ fn a_snapshot_of_the_bootstrap_certificate_passes_across_issuance_and_renewal() 
         .unwrap();
     let issued = wait_for_new_certificate(&vm, &bootstrap);
     let renewed = wait_for_new_certificate(&vm, &issued);
+    let root = vm.dir.path().join("pebble-root.pem");
+    std::fs::write(
+        &root,
+        attest::pem::der_to_pem(&pebble.issuing_root().expect("Pebble's root")),
+    )
+    .unwrap();
     drop(pebble);
 
     let (code, report) = vm.verify_json(
@@ -105,5 +112,31 @@ fn a_snapshot_of_the_bootstrap_certificate_passes_across_issuance_and_renewal() 
         spki(&renewed),
         spki(&bootstrap),
         "the key stayed the one of the first start"
+    );
+
+    // The same verify with Pebble's root trusted and no --allow-insecure-tls: the URL
+    // names the own domain (sent to the VM's address by a --connect-to rule), so the
+    // renewed certificate's chain and name are checked as a browser would.
+    let port = vm.addr.port();
+    let out = vm.verigate_trusting(
+        &format!("https://{DOMAIN}:{port}"),
+        &["--ca-cert", root.to_str().unwrap()],
+        &[],
+        &[
+            "--output",
+            "json",
+            "verify",
+            "--snapshot",
+            snap.to_str().unwrap(),
+            "--allow-simulated-tee",
+            "--connect-to",
+            &format!("{DOMAIN}:{port}:{}", vm.addr),
+        ],
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(
+        (out.status.code(), failed(&report)),
+        (Some(0), Vec::<String>::new()),
+        "{report:#}"
     );
 }
