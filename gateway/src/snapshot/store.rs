@@ -14,6 +14,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use attest::snapshot::{Snapshot, SnapshotError};
+use hyper::body::Bytes;
 use serde::{Deserialize, Serialize};
 
 /// The snapshot file's name inside the data dir.
@@ -44,8 +45,9 @@ pub struct SkippedList {
 pub struct Stored {
     /// The snapshot.
     pub snapshot: Snapshot,
-    /// `snapshot.to_json()`, kept so each GET does not serialize a large list again.
-    pub json: Vec<u8>,
+    /// `snapshot.to_json()`, kept so each GET does not serialize a large list again;
+    /// shared (not copied) by every response that serves it.
+    pub json: Bytes,
     /// The files its scan could not read.
     pub skipped: SkippedList,
 }
@@ -53,7 +55,7 @@ pub struct Stored {
 impl Stored {
     /// Wraps a new snapshot and its skipped list.
     pub fn new(snapshot: Snapshot, skipped: Vec<SkippedFile>) -> Stored {
-        let json = snapshot.to_json();
+        let json = Bytes::from(snapshot.to_json());
         let skipped = SkippedList {
             created_at: snapshot.created_at.clone(),
             skipped,
@@ -139,7 +141,7 @@ pub fn load(data_dir: &Path) -> Result<Option<Stored>, StoreError> {
             skipped,
         },
         snapshot,
-        json: bytes,
+        json: Bytes::from(bytes),
     }))
 }
 
