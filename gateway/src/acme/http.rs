@@ -159,6 +159,94 @@ mod tests {
         assert!(e.to_string().contains("connect"), "{e}");
     }
 
+    /// A stand-in for a hostile ACME directory: TLS with a certificate for 127.0.0.1
+    /// (written to `dir/ca.pem`, for `ca_bundle`), answering every request with the
+    /// status line and headers of `head`, then `body_len` bytes.
+    async fn hostile_directory(dir: &Path, head: &'static str, body_len: usize) -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        std::fs::write(dir.join("ca.pem"), cert.pem()).unwrap();
+        let server = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut request = [0u8; 4096];
+                    let _ = tls.read(&mut request).await;
+                    let _ = tls.write_all(head.as_bytes()).await;
+                    let chunk = vec![b'x'; 64 * 1024];
+                    let mut left = body_len;
+                    while left > 0 {
+                        let n = left.min(chunk.len());
+                        if tls.write_all(&chunk[..n]).await.is_err() {
+                            return;
+                        }
+                        left -= n;
+                    }
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        format!("https://{addr}/dir")
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_refused_and_one_under_it_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let huge = MAX_BODY_BYTES + 1;
+        let url = hostile_directory(
+            dir.path(),
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n",
+            huge,
+        )
+        .await;
+        let client = AcmeHttp::new(Some(&dir.path().join("ca.pem"))).unwrap();
+        let mut response = client.request(get(&url)).await.unwrap();
+        let e = response.body.into_bytes().await.unwrap_err();
+        assert!(e.to_string().contains("length limit exceeded"), "{e}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let url = hostile_directory(
+            dir.path(),
+            "HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n",
+            1000,
+        )
+        .await;
+        let client = AcmeHttp::new(Some(&dir.path().join("ca.pem"))).unwrap();
+        let mut response = client.request(get(&url)).await.unwrap();
+        assert_eq!(response.body.into_bytes().await.unwrap().len(), 1000);
+    }
+
+    #[tokio::test]
+    async fn a_directory_that_is_not_trusted_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = hostile_directory(dir.path(), "HTTP/1.1 200 OK\r\n\r\n", 0).await;
+        // Mozilla's roots, not the stand-in's certificate.
+        let client = AcmeHttp::new(None).unwrap();
+        let e = client.request(get(&url)).await.err().unwrap();
+        assert!(e.to_string().contains("TLS"), "{e}");
+    }
+
     #[test]
     fn an_unreadable_ca_bundle_is_named() {
         let dir = tempfile::tempdir().unwrap();
