@@ -336,24 +336,28 @@ async fn relay(
 
     let outcome = std::future::poll_fn(|cx| {
         let before = up.saturating_add(down);
+        let b2c_done = b2c.is_done();
         if let Poll::Ready(Err(e)) = c2b.poll_move(
             cx,
             &client,
             &mut backend,
             &mut up,
             &counters.client_to_backend,
+            b2c_done,
         ) {
             return Poll::Ready(match e {
                 PumpError::Read(e) => RelayOutcome::ClientError(e),
                 PumpError::Write(e) => RelayOutcome::BackendError(e),
             });
         }
+        let c2b_done = c2b.is_done();
         if let Poll::Ready(Err(e)) = b2c.poll_move(
             cx,
             &backend,
             &mut client,
             &mut down,
             &counters.backend_to_client,
+            c2b_done,
         ) {
             return Poll::Ready(match e {
                 PumpError::Read(e) => RelayOutcome::BackendError(e),
@@ -543,6 +547,82 @@ mod tests {
             counters.backend_to_client.load(Ordering::Relaxed),
             down.len() as u64
         );
+    }
+
+    /// Many request/response exchanges, each waiting for the other side: every read
+    /// the relay makes comes short (the socket drained), so each clears the socket's
+    /// readiness without an EAGAIN read; a message larger than the copy buffer
+    /// switches the direction to splice mid-connection. Every byte must still arrive,
+    /// in order, and both ends must close cleanly (the last one by the close itself).
+    async fn exchanges(use_splice: bool) {
+        let s = sockets().await;
+        let counters = Arc::new(TrafficCounters::default());
+        let relay_task = {
+            let counters = counters.clone();
+            tokio::spawn(pass_through(
+                s.client,
+                s.backend,
+                opening(b"hello"),
+                opts(use_splice, Duration::from_secs(30)),
+                counters,
+            ))
+        };
+        let (mut client, mut backend) = (s.client_peer, s.backend_peer);
+        let (mut up_total, mut down_total) = (5u64, 0u64);
+        tokio::time::timeout(HANG_GUARD, async {
+            let mut opening = [0u8; 5];
+            backend.read_exact(&mut opening).await.unwrap();
+            assert_eq!(&opening, b"hello");
+            for round in 0..300u64 {
+                let len = [1, 100, 1400, 5000, 70_000, 17, 16 * 1024][(round % 7) as usize];
+                let up = pattern(len, round);
+                client.write_all(&up).await.unwrap();
+                let mut got = vec![0u8; len];
+                backend.read_exact(&mut got).await.unwrap();
+                assert!(got == up, "round {round}: the request changed on the way");
+                let down = pattern(len + 3, round + 1000);
+                backend.write_all(&down).await.unwrap();
+                let mut got = vec![0u8; len + 3];
+                client.read_exact(&mut got).await.unwrap();
+                assert!(
+                    got == down,
+                    "round {round}: the response changed on the way"
+                );
+                up_total += len as u64;
+                down_total += len as u64 + 3;
+            }
+            client.shutdown().await.unwrap();
+            let mut rest = Vec::new();
+            backend.read_to_end(&mut rest).await.unwrap();
+            assert!(rest.is_empty());
+            backend.shutdown().await.unwrap();
+            client.read_to_end(&mut rest).await.unwrap();
+            assert!(rest.is_empty());
+        })
+        .await
+        .expect("the exchanges finished");
+        let transfer = tokio::time::timeout(HANG_GUARD, relay_task)
+            .await
+            .expect("relay finished")
+            .unwrap();
+        assert!(
+            matches!(transfer.outcome, RelayOutcome::Closed),
+            "{}",
+            transfer.outcome
+        );
+        assert_eq!(transfer.client_to_backend, up_total);
+        assert_eq!(transfer.backend_to_client, down_total);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn exchanges_arrive_intact_portable() {
+        exchanges(false).await;
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn exchanges_arrive_intact_splice() {
+        exchanges(true).await;
     }
 
     #[tokio::test]

@@ -4,11 +4,22 @@
 //! A [`Pump`] is a small state machine polled by the relay's one future, not a future of
 //! its own: it waits on the sockets' readiness through tokio's per-socket waker slots
 //! (`poll_read_ready`/`poll_write_ready`), so an idle direction holds a few words and
-//! no waiter, buffer or pipe. Bytes move with splice(2) through a pooled pipe
-//! (`crate::splice`, Linux) or through a pooled buffer (the portable copy); either is
-//! taken when the source has bytes and given back as soon as it runs dry with nothing in
-//! flight. Each read or write is tried directly while tokio still holds the socket ready;
-//! only an `EAGAIN` makes the direction wait for the next readiness event.
+//! no waiter, buffer or pipe. Bytes move through a pooled buffer (a copy) or, once the
+//! direction carries bulk, with splice(2) through a pooled pipe (`crate::splice`,
+//! Linux); either is taken when the source has bytes and given back as soon as it runs
+//! dry with nothing in flight.
+//!
+//! Copy first, splice for bulk (as HAProxy's `splice-auto`): most bursts of a TLS
+//! connection are a few records, and for those a copy costs fewer system calls than a
+//! splice, because a short read shows that the socket is drained (below) while a short
+//! splice does not. A direction switches to splice for good the first time a read fills
+//! the whole buffer.
+//!
+//! Each read or write is tried directly while tokio still holds the socket ready; the
+//! direction waits for the next readiness event after an `EAGAIN`, or after a copy read
+//! that returned less than the buffer: TCP returns less than asked only when its receive
+//! queue ran empty, so the `EAGAIN` the next read would return is known without making
+//! it.
 
 use std::io;
 use std::pin::Pin;
@@ -75,12 +86,38 @@ enum Stage {
     Done,
 }
 
+/// What one read brought.
+enum Read {
+    /// The source ended.
+    End,
+    /// Bytes, and the source may have more.
+    Some(usize),
+    /// Bytes, and the source had no more (its readiness is cleared).
+    Drained(usize),
+}
+
+impl Read {
+    fn from_count(n: usize) -> Read {
+        if n == 0 {
+            Read::End
+        } else {
+            Read::Some(n)
+        }
+    }
+}
+
 /// One direction's state; see the module documentation.
 pub(crate) struct Pump {
     held: Held,
     pending: usize,
     start: usize,
     use_splice: bool,
+    /// A read filled the whole copy buffer once: this direction carries bulk, and moves
+    /// it with splice from now on (when `use_splice`).
+    bulk: bool,
+    /// The last read drained the source (a short copy read): once its bytes are written,
+    /// the buffer goes back and the direction waits for readiness.
+    drained: bool,
     stage: Stage,
 }
 
@@ -93,6 +130,8 @@ impl Pump {
             pending: 0,
             start: 0,
             use_splice: use_splice && cfg!(target_os = "linux"),
+            bulk: false,
+            drained: false,
             stage: Stage::Moving,
         }
     }
@@ -104,7 +143,9 @@ impl Pump {
 
     /// Moves bytes from `src` to `dst` until both would block (`Pending`, with the task
     /// registered for the readiness it waits on) or the direction ends (`Ready`). Each
-    /// count of bytes written is added to `moved` and `route`.
+    /// count of bytes written is added to `moved` and `route`. `other_done` says the
+    /// opposite direction has ended: the connection closes as soon as this one ends, and
+    /// the close sends `dst` its FIN, so no `shutdown(WR)` is made for it.
     pub(crate) fn poll_move(
         &mut self,
         cx: &mut Context<'_>,
@@ -112,10 +153,15 @@ impl Pump {
         dst: &mut TcpStream,
         moved: &mut u64,
         route: &AtomicU64,
+        other_done: bool,
     ) -> Poll<Result<(), PumpError>> {
         loop {
             match self.stage {
                 Stage::Done => return Poll::Ready(Ok(())),
+                Stage::ShuttingDown if other_done => {
+                    self.stage = Stage::Done;
+                    return Poll::Ready(Ok(()));
+                }
                 Stage::ShuttingDown => {
                     let shut = ready!(Pin::new(&mut *dst).poll_shutdown(cx));
                     self.stage = Stage::Done;
@@ -150,15 +196,26 @@ impl Pump {
                 }
                 continue;
             }
+            if self.drained {
+                // Everything the last short read took is written: nothing is in flight,
+                // and the socket's readiness is already cleared.
+                self.drained = false;
+                self.release();
+            }
             ready!(src.poll_read_ready(cx)).map_err(PumpError::Read)?;
             match self.read_in(src) {
-                Ok(0) => {
+                Ok(Read::End) => {
                     self.release();
                     self.stage = Stage::ShuttingDown;
                 }
-                Ok(n) => {
+                Ok(Read::Some(n)) => {
                     self.pending = n;
                     self.start = 0;
+                }
+                Ok(Read::Drained(n)) => {
+                    self.pending = n;
+                    self.start = 0;
+                    self.drained = true;
                 }
                 // Nothing more for now and nothing in flight: let the pipe or buffer
                 // go, so that an idle direction holds none. Readiness is cleared.
@@ -169,10 +226,12 @@ impl Pump {
     }
 
     /// One read of `src` into the pipe or buffer (taken from the pool if not held).
-    fn read_in(&mut self, src: &TcpStream) -> io::Result<usize> {
+    fn read_in(&mut self, src: &TcpStream) -> io::Result<Read> {
         #[cfg(target_os = "linux")]
-        if self.use_splice {
+        if self.use_splice && self.bulk {
             if !matches!(self.held, Held::Pipe(_)) {
+                // Nothing is pending when a read is made, so a held buffer is empty.
+                self.release();
                 match crate::splice::SplicePipe::take() {
                     Ok(pipe) => self.held = Held::Pipe(pipe),
                     // Out of descriptors for a pipe: this direction still works, by copying.
@@ -182,15 +241,42 @@ impl Pump {
             if let Held::Pipe(pipe) = &self.held {
                 use std::os::fd::AsRawFd;
                 let fd = src.as_raw_fd();
-                return src.try_io(tokio::io::Interest::READABLE, || pipe.fill(fd));
+                return src
+                    .try_io(tokio::io::Interest::READABLE, || pipe.fill(fd))
+                    .map(Read::from_count);
             }
         }
         if !matches!(self.held, Held::Buffer(_)) {
             self.held = Held::Buffer(take_buffer());
         }
-        match &mut self.held {
-            Held::Buffer(buf) => src.try_read(buf),
-            _ => Err(io::ErrorKind::WouldBlock.into()),
+        let Held::Buffer(buf) = &mut self.held else {
+            return Err(io::ErrorKind::WouldBlock.into());
+        };
+        let capacity = buf.len();
+        let mut short = 0;
+        // A short read is reported to tokio as WouldBlock, which clears the socket's
+        // readiness, as the EAGAIN of a next read would. That is sound: the read came
+        // short because the receive queue was empty; bytes that arrive later raise a new
+        // edge-triggered event, and one that arrived meanwhile has already set the
+        // readiness again with a newer tick, which this clearing leaves alone. An end of
+        // stream or an error is kept by tokio through any clearing (`READ_CLOSED`).
+        let result = src.try_io(tokio::io::Interest::READABLE, || {
+            let n = src.try_read(buf)?;
+            if n > 0 && n < capacity {
+                short = n;
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Ok(n)
+        });
+        match result {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && short > 0 => {
+                Ok(Read::Drained(short))
+            }
+            Ok(n) if n == capacity => {
+                self.bulk = true;
+                Ok(Read::Some(n))
+            }
+            other => other.map(Read::from_count),
         }
     }
 
