@@ -87,6 +87,8 @@ pub struct GatewayConfig {
     pub drain_grace_period: Duration,
     /// Forward with splice(2) on Linux (zero copy); false forces the portable copy.
     pub splice: bool,
+    /// Data-plane threads ([`crate::data_plane`]); 0 is one per core the process may use.
+    pub threads: usize,
     /// `[gateway.acme]`, when present: an ACME CA issues and renews `ssl_certificate`.
     pub acme: Option<acme::AcmeSettings>,
 }
@@ -451,6 +453,8 @@ struct RawGateway {
     #[serde(default = "default_true")]
     splice: bool,
     #[serde(default)]
+    threads: i64,
+    #[serde(default)]
     acme: Option<acme::RawAcme>,
 }
 
@@ -477,6 +481,10 @@ fn default_cert() -> PathBuf {
 fn default_key() -> PathBuf {
     PathBuf::from("data/key.pem")
 }
+/// The most data-plane threads `gateway.threads` may ask for: far beyond any core count
+/// a VM has, low enough that a typo does not start a million threads.
+const MAX_THREADS: usize = 1024;
+
 fn default_max_connections() -> i64 {
     20_000
 }
@@ -787,6 +795,20 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
         }
     };
 
+    let threads = match usize::try_from(g.threads) {
+        Ok(n) if n <= MAX_THREADS => n,
+        _ => {
+            problem(
+                "gateway.threads",
+                format!(
+                    "expected 0 (one per core) or a number of threads up to {MAX_THREADS}, got {}",
+                    g.threads
+                ),
+            );
+            0
+        }
+    };
+
     let (limits, endpoint) = connections::validate(
         connections::RawGatewayBounds {
             accept_proxy_protocol: g.accept_proxy_protocol,
@@ -943,6 +965,7 @@ fn validate(raw: RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
             idle_timeout,
             drain_grace_period,
             splice: g.splice,
+            threads,
             acme,
         },
         routes,
@@ -1429,6 +1452,8 @@ mod tests {
         for (lines, needle) in [
             ("max_connections_per_source = 0", "gateway.max_connections_per_source: expected a number of connections of 1.."),
             ("max_connections_per_source = -3", "gateway.max_connections_per_source: expected a number of connections of 1.."),
+            ("threads = -1", "gateway.threads: expected 0 (one per core) or a number of threads up to 1024, got -1"),
+            ("threads = 5000", "gateway.threads: expected 0 (one per core) or a number of threads up to 1024, got 5000"),
             ("backend_first_byte_timeout = \"0s\"", "gateway.backend_first_byte_timeout: must be more than zero"),
             ("backend_first_byte_timeout = 10", "gateway.backend_first_byte_timeout: expected a string with a unit such as \"10s\""),
             ("backend_first_byte_timeout = \"soon\"", "gateway.backend_first_byte_timeout: expected a duration"),

@@ -1,7 +1,8 @@
 //! The composition root of verigated: loads the configuration, builds the services
 //! (metrics, certificate manifest, attester, snapshots, app control), starts and
-//! supervises the tasks (one accept loop per listen address, the manifest refresher),
-//! reloads on SIGHUP and stops accepting and drains on SIGTERM ([`run`]).
+//! supervises the tasks (the data-plane threads with their accept loops, the manifest
+//! refresher, the certificate renewals), reloads on SIGHUP and stops accepting and
+//! drains on SIGTERM ([`run`]).
 //!
 //! [`Gateway`] is held by [`run`] alone: the tasks it starts receive only the parts they
 //! use (the listener its [`Listening`], the own endpoint its [`Services`], the manifest
@@ -13,7 +14,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
@@ -21,8 +21,9 @@ use crate::active::{activate, Active, ActiveConfig, LoadError};
 use crate::app::control::{self, AppControl};
 use crate::attestation::{Attester, AttesterError};
 use crate::config::Config;
+use crate::data_plane::{self, DataPlane};
 use crate::endpoint::Services;
-use crate::listener::{self, Listening};
+use crate::listener::Listening;
 use crate::manifest::{self, ManifestStore};
 use crate::metrics::Metrics;
 use crate::slots::ConnectionSlots;
@@ -62,6 +63,9 @@ pub enum StartError {
         /// The device-mapper name expected as its source.
         mapper: &'static str,
     },
+    /// A data-plane thread or its runtime cannot be started.
+    #[error(transparent)]
+    DataPlane(#[from] data_plane::StartError),
     /// The signal handlers cannot be installed.
     #[error(transparent)]
     Signal(#[from] std::io::Error),
@@ -145,19 +149,18 @@ impl Gateway {
         self.active.current()
     }
 
-    /// Binds every `gateway.listen` address of the active configuration.
-    pub async fn bind(&self) -> Result<Vec<TcpListener>, StartError> {
-        let mut listeners = Vec::new();
-        for addr in self.current().config.gateway.listen.iter().copied() {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|source| StartError::Bind { addr, source })?;
-            listeners.push(listener);
-        }
-        Ok(listeners)
+    /// Binds every `gateway.listen` address of the active configuration, once per
+    /// data-plane thread ([`data_plane::bind`]).
+    pub async fn bind(&self) -> Result<data_plane::Sockets, StartError> {
+        let active = self.current();
+        let threads = data_plane::thread_count(active.config.gateway.threads);
+        data_plane::bind(&active.config.gateway.listen, threads)
+            .await
+            .map_err(|(addr, source)| StartError::Bind { addr, source })
     }
 
-    /// What the accept loops receive.
+    /// What the accept loops receive. Called on the control runtime, which serves the
+    /// own endpoint's connections.
     pub fn listening(&self) -> Listening {
         Listening {
             active: self.active.view(),
@@ -166,13 +169,14 @@ impl Gateway {
             metrics: self.metrics.clone(),
             own: self.services.clone(),
             shutdown: self.shutdown.subscribe(),
+            control: tokio::runtime::Handle::current(),
         }
     }
 
-    /// Starts the manifest refresher and one accept loop per listener. The returned task
-    /// ends once every accept loop stopped ([`Gateway::begin_shutdown`]): new connections
-    /// are then refused by the kernel.
-    pub fn serve(&self, listeners: Vec<TcpListener>) -> tokio::task::JoinHandle<()> {
+    /// Starts the manifest refresher, the certificate renewals and the data-plane
+    /// threads, which accept on `sockets` until [`Gateway::begin_shutdown`]: new
+    /// connections are then refused by the kernel.
+    pub fn serve(&self, sockets: data_plane::Sockets) -> Result<Serving, StartError> {
         let refresher = tokio::spawn(manifest::keep_current(
             self.services.manifest.clone(),
             self.active.view(),
@@ -185,15 +189,11 @@ impl Gateway {
             self.metrics.clone(),
             self.shutdown.subscribe(),
         ));
-        let listening = self.listening();
-        tokio::spawn(async move {
-            let mut loops = tokio::task::JoinSet::new();
-            for listener in listeners {
-                loops.spawn(listener::accept_loop(listening.clone(), listener));
-            }
-            while loops.join_next().await.is_some() {}
-            refresher.abort();
-            renewals.abort();
+        let data_plane = data_plane::start(&self.listening(), sockets)?;
+        Ok(Serving {
+            data_plane,
+            refresher,
+            renewals,
         })
     }
 
@@ -252,6 +252,25 @@ impl Gateway {
     }
 }
 
+/// What [`Gateway::serve`] started. Dropping it ends the data-plane threads, and with
+/// them every relay still open: hold it until the drain is over.
+#[derive(Debug)]
+pub struct Serving {
+    data_plane: DataPlane,
+    refresher: tokio::task::JoinHandle<()>,
+    renewals: tokio::task::JoinHandle<()>,
+}
+
+impl Serving {
+    /// Waits until every data-plane thread stopped accepting (once shutdown began), then
+    /// stops the refresher and the renewals.
+    pub async fn stopped_accepting(&mut self) {
+        self.data_plane.stopped_accepting().await;
+        self.refresher.abort();
+        self.renewals.abort();
+    }
+}
+
 /// How long past the drain's grace verigated waits for own-endpoint connections that
 /// drop themselves at that grace, so each ends with its log line rather than with the
 /// process.
@@ -268,7 +287,7 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     let gateway = Gateway::load(config_path)?;
-    let listeners = gateway.bind().await?;
+    let sockets = gateway.bind().await?;
     {
         let active = gateway.current();
         tracing::info!(
@@ -279,7 +298,7 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
         );
     }
 
-    let serving = gateway.serve(listeners);
+    let mut serving = gateway.serve(sockets)?;
     loop {
         tokio::select! {
             _ = hangup.recv() => match gateway.reload() {
@@ -305,7 +324,7 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
         "stopping: no new connections, draining open ones"
     );
     gateway.begin_shutdown();
-    let _ = serving.await;
+    serving.stopped_accepting().await;
     // A second SIGTERM/SIGINT cuts the drain short (an operator who means it).
     let left = tokio::select! {
         left = gateway.drain(grace) => left,
@@ -320,5 +339,6 @@ pub async fn run(config_path: &Path) -> Result<(), StartError> {
     } else {
         tracing::info!("drained: every connection finished");
     }
+    drop(serving);
     Ok(())
 }

@@ -19,6 +19,7 @@ pub mod attestation;
 pub mod certificate;
 pub mod config;
 pub mod daemon;
+pub mod data_plane;
 pub mod dist;
 pub mod endpoint;
 pub mod listener;

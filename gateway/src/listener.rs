@@ -64,6 +64,10 @@ pub struct Listening {
     pub own: Arc<endpoint::Services>,
     /// Turns true when verigated stops: the loops stop accepting.
     pub shutdown: watch::Receiver<bool>,
+    /// The control plane's runtime, where connections to the own endpoint are served:
+    /// the accept loops run on the data-plane threads ([`crate::data_plane`]), which
+    /// only relay.
+    pub control: tokio::runtime::Handle,
 }
 
 /// Accepts on `listener` until shutdown begins, one task per connection.
@@ -96,9 +100,11 @@ pub async fn accept_loop(ctx: Listening, listener: TcpListener) {
                 match slot {
                     Ok(slot) => {
                         let connection = Connection {
+                            listen: local,
                             metrics: ctx.metrics.clone(),
                             own: ctx.own.clone(),
                             own_slots: ctx.own_slots.clone(),
+                            control: ctx.control.clone(),
                             active,
                             slot,
                         };
@@ -123,12 +129,17 @@ pub async fn accept_loop(ctx: Listening, listener: TcpListener) {
 
 /// What one connection starts with, before its destination is known.
 struct Connection {
+    /// The listener's address: the connection's own address too, unless the listener
+    /// is bound to the unspecified address.
+    listen: Option<SocketAddr>,
     metrics: Arc<Metrics>,
     /// Kept only by connections to the own endpoint; a passthrough connection lets go
     /// of it once routed.
     own: Arc<endpoint::Services>,
     /// The own endpoint's budget, which a connection routed there moves to.
     own_slots: Arc<ConnectionSlots>,
+    /// Where a connection routed to the own endpoint is served.
+    control: tokio::runtime::Handle,
     /// The configuration of the moment of accept, kept to the connection's end.
     active: Arc<Active>,
     /// In the passthrough budget; freed when the connection ends or moves to the own
@@ -189,14 +200,20 @@ fn refuse(
 /// Serves one accepted connection to its end.
 async fn handle(connection: Connection, mut stream: TcpStream, peer: SocketAddr) {
     let Connection {
+        listen,
         metrics,
         own,
         own_slots,
+        control,
         active,
         mut slot,
     } = connection;
     let _ = stream.set_nodelay(true);
-    let local = stream.local_addr().ok();
+    // A listener on one address saves a getsockname(2) per connection.
+    let local = match listen {
+        Some(addr) if !addr.ip().is_unspecified() => Some(addr),
+        _ => stream.local_addr().ok(),
+    };
     let mut log = ConnectionLog::new(peer, local);
     let g = &active.config.gateway;
 
@@ -302,21 +319,23 @@ async fn handle(connection: Connection, mut stream: TcpStream, peer: SocketAddr)
             // Counted in the own endpoint's budget from here on, so that clients of the
             // API cannot take the passthrough routes' connections, nor the reverse.
             drop((slot, own_slots, metrics));
-            // The CA validating `gateway.domain` (RFC 8737): the handshake is the answer.
-            if crate::acme::challenge::asks_for_challenge(&hello.alpn)
-                && hello
-                    .sni
-                    .as_deref()
-                    .is_some_and(|sni| sni.eq_ignore_ascii_case(active.routes.domain()))
-            {
-                let acme = own.acme.clone();
-                drop(own);
-                Box::pin(answer_challenge(acme, own_slot, &active, stream, buf, log)).await;
-                return;
-            }
-            // Boxed: the TLS + HTTP state is large, and the task of every passthrough
-            // connection would otherwise reserve room for it.
-            Box::pin(serve_own(own, own_slot, &active, stream, buf, log)).await;
+            // The API's services (TPM, TEE, app control) run on the control runtime: the
+            // connection moves there, so no request holds up this thread's relays.
+            let stream = match stream.into_std() {
+                Ok(stream) => stream,
+                Err(e) => {
+                    log.finish(
+                        "own_endpoint_error",
+                        Some(format!("cannot hand the connection over: {e}")),
+                        buf.len() as u64,
+                        0,
+                    );
+                    return;
+                }
+            };
+            control.spawn(serve_own_moved(
+                own, own_slot, active, stream, hello.alpn, buf, log,
+            ));
         }
         Destination::Route(route) => {
             // A forwarded connection keeps its route, its slot and its counters, not the
@@ -354,6 +373,45 @@ async fn refuse_unrecognized_name(mut stream: TcpStream) -> u64 {
     })
     .await;
     written
+}
+
+/// The rest of an own-endpoint connection, on the control runtime: the TLS-ALPN-01
+/// answer when the CA validating `gateway.domain` asks for it (RFC 8737: the handshake
+/// is the answer), the API otherwise.
+async fn serve_own_moved(
+    own: Arc<endpoint::Services>,
+    own_slot: ConnectionSlot,
+    active: Arc<Active>,
+    stream: std::net::TcpStream,
+    alpn: Vec<Vec<u8>>,
+    buf: Vec<u8>,
+    log: ConnectionLog,
+) {
+    let stream = match TcpStream::from_std(stream) {
+        Ok(stream) => stream,
+        Err(e) => {
+            log.finish(
+                "own_endpoint_error",
+                Some(format!("cannot take the connection over: {e}")),
+                buf.len() as u64,
+                0,
+            );
+            return;
+        }
+    };
+    if crate::acme::challenge::asks_for_challenge(&alpn)
+        && log
+            .sni
+            .as_deref()
+            .is_some_and(|sni| sni.eq_ignore_ascii_case(active.routes.domain()))
+    {
+        let acme = own.acme.clone();
+        drop(own);
+        answer_challenge(acme, own_slot, &active, stream, buf, log).await;
+        return;
+    }
+    // Boxed: the TLS + HTTP state is large.
+    Box::pin(serve_own(own, own_slot, &active, stream, buf, log)).await;
 }
 
 /// Terminates TLS locally and serves the API, holding `_slot` of the own endpoint's
@@ -596,9 +654,11 @@ mod size_tests {
             .unwrap();
         let (stream, peer) = listener.accept().await.unwrap();
         let connection = Connection {
+            listen: None,
             metrics,
             own,
             own_slots: ConnectionSlots::new(),
+            control: tokio::runtime::Handle::current(),
             active: active.current(),
             slot: ConnectionSlots::new().try_open(10).unwrap(),
         };
