@@ -221,11 +221,13 @@ http {{
 def haproxy_conf(tmp, port, backend_port, splice):
     splice_line = "option splice-auto" if splice else "no option splice-auto\n    no option splice-request\n    no option splice-response"
     return f"""# HAProxy 2.6 SNI passthrough ({'splice-auto' if splice else 'no splice'}).
+# One log line per connection (option tcplog), as verigated writes one.
 global
-    log stdout format raw local0 err
+    log stdout format raw local0 info
 defaults
     mode tcp
     log global
+    option tcplog
     timeout connect 5s
     timeout client 10m
     timeout server 10m
@@ -242,7 +244,8 @@ backend app
 
 
 def nginx_stream_conf(tmp, port, backend_port):
-    return f"""# nginx stream SNI passthrough with ssl_preread.
+    return f"""# nginx stream SNI passthrough with ssl_preread; one log line per connection, as
+# verigated writes one.
 load_module /usr/lib/nginx/modules/ngx_stream_module.so;
 worker_processes auto;
 pid {tmp}/nginx-stream.pid;
@@ -250,6 +253,9 @@ error_log {tmp}/nginx-stream.err warn;
 daemon off;
 events {{ worker_connections 20000; }}
 stream {{
+    log_format conn '$remote_addr [$time_local] $ssl_preread_server_name $upstream_addr '
+                    '$status $bytes_received $bytes_sent $session_time';
+    access_log {tmp}/nginx-stream-access.log conn;
     map $ssl_preread_server_name $app {{
         {SNI} 127.0.0.1:{backend_port};
     }}
@@ -534,9 +540,9 @@ def main():
         paths = []
         verigated_missing = None
         if os.path.exists(args.verigated):
-            # verigated as shipped (logs one line per connection at info, splice on); with
-            # RUST_LOG=warn, since the peers here log no line per connection either; and
-            # with `splice = false` (its portable copy loop).
+            # verigated as shipped (logs one line per connection at info, splice on), as
+            # HAProxy (option tcplog) and nginx (access_log) do here; with RUST_LOG=warn,
+            # no line per connection; and with `splice = false` (its portable copy loop).
             paths += ["verigated", "verigated-quiet", "verigated-nosplice"]
         else:
             verigated_missing = f"{args.verigated} not found"
