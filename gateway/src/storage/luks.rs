@@ -171,6 +171,19 @@ fn failed(op: &'static str, code: i32, stderr: String) -> StorageError {
     StorageError::Cryptsetup { op, code, stderr }
 }
 
+/// What the exit status of `cryptsetup isLuks --type luks2 HEADER` means: 0 a LUKS2
+/// header, 1 something else; any other status is cryptsetup failing to tell (the file
+/// cannot be read, say), which is not the same as a header swapped for another.
+fn is_luks2(header: &Path, code: i32, stderr: String) -> Result<(), StorageError> {
+    match code {
+        0 => Ok(()),
+        1 => Err(StorageError::NotLuks2 {
+            header: header.to_path_buf(),
+        }),
+        _ => Err(failed("isLuks", code, stderr)),
+    }
+}
+
 /// The keyslot PBKDF arguments (see the module doc).
 fn pbkdf_args() -> [&'static OsStr; 4] {
     [
@@ -301,11 +314,8 @@ pub fn check_header(header: &Path, layout: Layout) -> Result<Header, StorageErro
         "luks2".as_ref(),
         header.as_os_str(),
     ];
-    if cryptsetup(&args, &[])?.0 != 0 {
-        return Err(StorageError::NotLuks2 {
-            header: header.to_path_buf(),
-        });
-    }
+    let (code, stderr, _) = cryptsetup(&args, &[])?;
+    is_luks2(header, code, stderr)?;
     let args: Vec<&OsStr> = vec![
         "luksDump".as_ref(),
         "--dump-json-metadata".as_ref(),
@@ -551,6 +561,32 @@ pub fn close(name: &str) -> Result<(), StorageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn is_luks_tells_another_header_from_a_failure_to_read_one() {
+        let header = Path::new("/data/verigate-data.header");
+        assert!(is_luks2(header, 0, String::new()).is_ok());
+        let other = is_luks2(header, 1, String::new()).unwrap_err();
+        assert!(matches!(other, StorageError::NotLuks2 { .. }), "{other}");
+        let failure = is_luks2(
+            header,
+            4,
+            "Device /data/verigate-data.header is not accessible.".into(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                failure,
+                StorageError::Cryptsetup {
+                    op: "isLuks",
+                    code: 4,
+                    ..
+                }
+            ),
+            "{failure}"
+        );
+        assert!(failure.to_string().contains("not accessible"), "{failure}");
+    }
 
     fn header(seg: &str, integrity: Option<&str>, slots: &[(&str, &str, u64)]) -> Header {
         Header {
