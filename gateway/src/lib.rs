@@ -26,6 +26,7 @@ pub mod listener;
 pub mod logging;
 pub mod manifest;
 pub mod metrics;
+pub mod outbound;
 pub mod routes;
 pub mod scan;
 pub mod shutdown;

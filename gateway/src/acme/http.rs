@@ -1,9 +1,7 @@
-//! The HTTP client instant-acme talks to the CA through: hyper's HTTP/1.1 client over
-//! rustls (ring), trusting `[gateway.acme] ca_bundle` when set, else Mozilla's roots. A
-//! fresh connection per request: an order makes a dozen requests a few times a month,
-//! and a kept connection would only add state. Written here rather than taking
-//! instant-acme's hyper-rustls client, which brings the platform verifier and, by
-//! default, aws-lc-rs as a second crypto provider.
+//! The HTTP client instant-acme talks to the CA through: a [`crate::outbound`]
+//! connection per request, trusting `[gateway.acme] ca_bundle` when set, else Mozilla's
+//! roots. Written here rather than taking instant-acme's hyper-rustls client, which
+//! brings the platform verifier and, by default, aws-lc-rs as a second crypto provider.
 //!
 //! Each exchange is bounded in time ([`REQUEST_TIMEOUT`]) and its body in size
 //! ([`MAX_BODY_BYTES`]), so a slow or hostile directory cannot stall the renewal task or
@@ -12,15 +10,14 @@
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::Limited;
 use hyper::body::Bytes;
 use hyper::{Request, Uri};
-use hyper_util::rt::TokioIo;
 use instant_acme::{BodyWrapper, BytesResponse, HttpClient};
-use tokio::net::TcpStream;
+
+use crate::outbound::{Client, Connection};
 
 /// The most one request may take, connect to last header.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -31,30 +28,27 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// The client handed to instant-acme.
 #[derive(Debug, Clone)]
 pub struct AcmeHttp {
-    tls: Arc<rustls::ClientConfig>,
+    client: Client,
 }
 
 impl AcmeHttp {
     /// A client trusting the certificates of `ca_bundle`, or Mozilla's roots without one.
     pub fn new(ca_bundle: Option<&Path>) -> Result<AcmeHttp, super::AcmeError> {
-        let mut roots = rustls::RootCertStore::empty();
-        match ca_bundle {
+        let roots = match ca_bundle {
             Some(path) => {
+                let mut roots = rustls::RootCertStore::empty();
                 for cert in crate::certificate::read_certificate_chain(path)? {
                     roots
                         .add(cert)
                         .map_err(|e| super::AcmeError::CaBundle(e.to_string()))?;
                 }
+                roots
             }
-            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| super::AcmeError::CaBundle(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Ok(AcmeHttp { tls: Arc::new(tls) })
+            None => Client::web_pki_roots(),
+        };
+        let client =
+            Client::trusting(roots).map_err(|e| super::AcmeError::CaBundle(e.to_string()))?;
+        Ok(AcmeHttp { client })
     }
 }
 
@@ -63,7 +57,7 @@ fn other(why: impl Into<String>) -> instant_acme::Error {
 }
 
 async fn send(
-    tls: Arc<rustls::ClientConfig>,
+    client: Client,
     req: Request<BodyWrapper<Bytes>>,
 ) -> Result<BytesResponse, instant_acme::Error> {
     let uri = req.uri().clone();
@@ -74,20 +68,11 @@ async fn send(
     }
     let host = uri.host().ok_or_else(|| other(format!("{uri}: no host")))?;
     let port = uri.port_u16().unwrap_or(443);
-    let tcp = TcpStream::connect((host.trim_matches(['[', ']']), port))
-        .await
-        .map_err(|e| other(format!("{uri}: connect: {e}")))?;
-    let name = rustls::pki_types::ServerName::try_from(host.trim_matches(['[', ']']).to_string())
-        .map_err(|e| other(format!("{uri}: server name: {e}")))?;
-    let tls = tokio_rustls::TlsConnector::from(tls)
-        .connect(name, tcp)
-        .await
-        .map_err(|e| other(format!("{uri}: TLS: {e}")))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+    // The driver ends once the response is read and the sender dropped.
+    let Connection { mut sender, .. } = client
+        .connect(true, host, port)
         .await
         .map_err(|e| other(format!("{uri}: {e}")))?;
-    // Ends once the response is read and the sender dropped.
-    tokio::spawn(conn);
     let (mut parts, body) = req.into_parts();
     let authority = uri
         .authority()
@@ -117,10 +102,10 @@ impl HttpClient for AcmeHttp {
         &self,
         req: Request<BodyWrapper<Bytes>>,
     ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>> {
-        let tls = self.tls.clone();
+        let client = self.client.clone();
         let uri = req.uri().to_string();
         Box::pin(async move {
-            match tokio::time::timeout(REQUEST_TIMEOUT, send(tls, req)).await {
+            match tokio::time::timeout(REQUEST_TIMEOUT, send(client, req)).await {
                 Ok(result) => result,
                 Err(_) => Err(other(format!(
                     "{uri}: no answer within {} s",
@@ -134,6 +119,7 @@ impl HttpClient for AcmeHttp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn get(url: &str) -> Request<BodyWrapper<Bytes>> {
         Request::get(url).body(BodyWrapper::default()).unwrap()

@@ -1,22 +1,19 @@
 //! One HTTP GET with a deadline, for the collateral services (AMD KDS, Intel PCS or a
-//! PCCS, Azure's instance metadata service): hyper's HTTP/1.1 client over a TCP
-//! connection, wrapped in rustls with Mozilla's roots for `https://`. A fresh connection
-//! per request: collateral is fetched rarely, and a kept connection would only add state.
+//! PCCS, Azure's instance metadata service), over a [`crate::outbound`] connection that
+//! trusts Mozilla's roots for `https://`.
 //!
 //! The whole exchange (connect, TLS, request, body) is bounded by the caller's deadline,
 //! and the body by [`MAX_BODY_BYTES`], so a slow or hostile service can neither stall an
 //! attestation nor fill memory.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::{BodyExt as _, Empty, Limited};
 use hyper::body::Bytes;
 use hyper::header::HeaderMap;
 use hyper::{Request, StatusCode};
-use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
+
+use crate::outbound::{Client, Connection};
 
 /// The largest body accepted (a PCK CRL is the largest collateral part, well under this).
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -107,40 +104,17 @@ fn split(url: &str) -> Result<Target<'_>, HttpError> {
     })
 }
 
-fn client_config() -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map(|b| b.with_root_certificates(roots).with_no_client_auth());
-    // The ring provider supports the default versions; an error here is a build defect,
-    // and the request then fails at the handshake instead of panicking.
-    Arc::new(config.unwrap_or_else(|_| {
-        rustls::ClientConfig::builder()
-            .with_root_certificates(rustls::RootCertStore::empty())
-            .with_no_client_auth()
-    }))
-}
-
-async fn exchange<S>(
-    io: S,
+async fn exchange(
+    mut connection: Connection<Empty<Bytes>>,
     url: &str,
     host: &str,
     path: &str,
     headers: &[(&str, &str)],
-) -> Result<Response, HttpError>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
+) -> Result<Response, HttpError> {
     let transport = |why: String| HttpError::Transport {
         url: url.to_string(),
         why,
     };
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-        .await
-        .map_err(|e| transport(e.to_string()))?;
-    let driver = tokio::spawn(conn);
     let mut request = Request::get(path).header(hyper::header::HOST, host);
     for (name, value) in headers {
         request = request.header(*name, *value);
@@ -148,14 +122,15 @@ where
     let request = request
         .body(Empty::<Bytes>::new())
         .map_err(|e| transport(e.to_string()))?;
-    let response = sender
+    let response = connection
+        .sender
         .send_request(request)
         .await
         .map_err(|e| transport(e.to_string()))?;
     let status = response.status();
     let (parts, body) = response.into_parts();
     if status != StatusCode::OK {
-        driver.abort();
+        connection.driver.abort();
         return Err(HttpError::Status {
             url: url.to_string(),
             status,
@@ -166,7 +141,7 @@ where
         .await
         .map_err(|e| transport(format!("reading the body: {e}")))?
         .to_bytes();
-    driver.abort();
+    connection.driver.abort();
     Ok(Response {
         headers: parts.headers,
         body,
@@ -175,28 +150,36 @@ where
 
 async fn get_unbounded(url: &str, headers: &[(&str, &str)]) -> Result<Response, HttpError> {
     let target = split(url)?;
-    let transport = |why: String| HttpError::Transport {
-        url: url.to_string(),
-        why,
-    };
-    let tcp = TcpStream::connect((target.host, target.port))
-        .await
-        .map_err(|e| transport(format!("connect: {e}")))?;
     let host_header = if (target.tls && target.port == 443) || (!target.tls && target.port == 80) {
         target.host.to_string()
     } else {
         format!("{}:{}", target.host, target.port)
     };
-    if !target.tls {
-        return exchange(tcp, url, &host_header, target.path_and_query, headers).await;
-    }
-    let name = rustls::pki_types::ServerName::try_from(target.host.to_string())
-        .map_err(|e| transport(format!("server name: {e}")))?;
-    let tls = tokio_rustls::TlsConnector::from(client_config())
-        .connect(name, tcp)
+    let transport = |why: String| HttpError::Transport {
+        url: url.to_string(),
+        why,
+    };
+    let connection = client()
+        .map_err(|e| transport(format!("TLS setup: {e}")))?
+        .connect(target.tls, target.host, target.port)
         .await
-        .map_err(|e| transport(format!("TLS: {e}")))?;
-    exchange(tls, url, &host_header, target.path_and_query, headers).await
+        .map_err(transport)?;
+    exchange(
+        connection,
+        url,
+        &host_header,
+        target.path_and_query,
+        headers,
+    )
+    .await
+}
+
+/// Trusts Mozilla's roots. Built once: the root store is the same for every request.
+fn client() -> Result<&'static Client, &'static rustls::Error> {
+    static CLIENT: std::sync::OnceLock<Result<Client, rustls::Error>> = std::sync::OnceLock::new();
+    CLIENT
+        .get_or_init(|| Client::trusting(Client::web_pki_roots()))
+        .as_ref()
 }
 
 /// `GET url` with extra request `headers`, bounded by `deadline`; a 200 or an error.
