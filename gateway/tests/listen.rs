@@ -1,5 +1,6 @@
 //! Several `listen` addresses: verigated accepts and routes on each (IPv4 loopback
-//! addresses, and IPv6 loopback where this machine has it).
+//! addresses, and IPv6 loopback where this machine has it); several data-plane threads
+//! on one port.
 
 mod common;
 
@@ -66,4 +67,35 @@ fn every_listen_address_routes() {
             );
         }
     }
+}
+
+/// `gateway.threads = 4`: four data-plane threads, each with its own socket on the
+/// port. Every connection is routed whichever thread the kernel hands it to, the own
+/// endpoint (served on the control runtime) answers, and SIGTERM still drains and ends
+/// the process cleanly.
+#[test]
+fn several_data_plane_threads_share_the_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let backends = three_backends();
+    let mut gw = Gateway::start(dir.path(), "threads = 4", &routes_for(&backends));
+    gw.wait_for_log_count("listening listen=", 4);
+    for i in 0..24 {
+        let backend = &backends[i % backends.len()];
+        let mut session = gw.connect(Some(&backend.name)).unwrap();
+        assert!(session.cert == backend.cert, "connection {i}");
+        assert_eq!(
+            session.greeting().unwrap(),
+            format!("hello from {}", backend.name)
+        );
+    }
+    let (status, body) = gw.get("/healthz");
+    assert!(status.contains("200"), "{status} {body}");
+    assert_eq!(
+        gw.metric("verigated_connections_total{route=\"a.example.com\"}"),
+        Some(8)
+    );
+    gw.signal(libc::SIGTERM);
+    let status = gw.wait_exit().expect("verigated exited");
+    assert!(status.success(), "{status:?}: {}", gw.log());
+    assert_eq!(gw.log().matches("stopped listening").count(), 4);
 }
