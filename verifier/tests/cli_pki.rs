@@ -205,3 +205,78 @@ fn a_ca_issued_leaf_for_another_name_fails_whatever_url_names() {
         assert!(d.contains("not valid") && d.contains(DOMAIN), "{d}");
     }
 }
+
+/// `verify --fleet` with no `--allow-insecure-tls`, two VMs each with an own certificate
+/// from a private root of its own (for its domain and the loopback address its URL
+/// names), and each VM naming its root as `ca_cert` in the fleet file. Each passes
+/// against its own root; with the roots swapped, each fails at the handshake and the
+/// run exits 1; a `ca_cert` that holds no certificate is a usage error (exit 2) naming
+/// the VM, before any traffic.
+#[test]
+fn each_fleet_vm_is_checked_against_its_own_ca_cert() {
+    let Some(bins) = Binaries::require(env!("CARGO_BIN_EXE_verigate"), &["curl"]) else {
+        return;
+    };
+    let mut vms = Vec::new();
+    let mut roots = Vec::new();
+    for _ in 0..2 {
+        let ca = PrivateCa::new().unwrap();
+        let mut vm = Vm::prepare(&bins, VmOptions::new(&[APP]));
+        let ip = vm.addr.ip().to_string();
+        install_own_certificate(&vm, &ca.issue(&[DOMAIN, &ip]).unwrap());
+        vm.start_gateway(None);
+        roots.push(root_file(&vm, &ca));
+        vms.push(vm);
+    }
+    let snaps: Vec<PathBuf> = vms.iter().map(|vm| vm.snapshot("snap.json")).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = |ca_certs: [&Path; 2]| {
+        let text: String = vms
+            .iter()
+            .enumerate()
+            .map(|(i, vm)| {
+                format!(
+                    "[[vm]]\nname = \"vm{i}\"\nurl = \"{}\"\nsnapshot = \"{}\"\nca_cert = \"{}\"\n\n",
+                    vm.url(),
+                    snaps[i].display(),
+                    ca_certs[i].display()
+                )
+            })
+            .collect();
+        std::fs::write(dir.path().join("fleet.toml"), text).unwrap();
+        let out = testkit::cli::logged(
+            std::process::Command::new(env!("CARGO_BIN_EXE_verigate"))
+                .args(["--output", "json", "verify", "--fleet", "fleet.toml"])
+                .arg("--allow-simulated-tee")
+                .current_dir(dir.path())
+                .env_remove("VERIGATE_CA_CERT"),
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        (
+            out.status.code().expect("exit status"),
+            report,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let (code, report, err) = fleet([&roots[0], &roots[1]]);
+    assert_eq!(code, 0, "{report:#}\n{err}");
+    for vm in report["vms"].as_array().unwrap() {
+        assert_eq!(vm["verdict"], "pass", "{vm:#}");
+    }
+
+    let (code, report, err) = fleet([&roots[1], &roots[0]]);
+    assert_eq!(code, 1, "{report:#}\n{err}");
+    for vm in report["vms"].as_array().unwrap() {
+        assert_eq!(vm["verdict"], "fail", "{vm:#}");
+        let error = vm["error"].as_str().unwrap_or_default();
+        assert!(error.contains("connecting to"), "{vm:#}");
+    }
+
+    let not_pem = dir.path().join("not-a-root.pem");
+    std::fs::write(&not_pem, "no certificate here").unwrap();
+    let (code, report, err) = fleet([&not_pem, &roots[1]]);
+    assert_eq!(code, 2, "{report:#}\n{err}");
+    let error = report["error"].as_str().unwrap_or_default();
+    assert!(error.contains("vm `vm0`: ca_cert"), "{report:#}");
+}

@@ -29,6 +29,7 @@ struct VmWire {
     applications: Vec<String>,
     #[serde(default)]
     connect_to: Vec<String>,
+    ca_cert: Option<PathBuf>,
 }
 
 /// What a VM is verified against, as a file.
@@ -53,6 +54,9 @@ pub struct FleetVm {
     pub applications: Vec<Application>,
     /// Where those handshakes go (as `--connect-to`).
     pub connect_to: Vec<ConnectTo>,
+    /// Roots for this VM's certificates besides Mozilla's, in place of `--ca-cert`
+    /// (a VM whose own endpoint has a certificate from a private CA of its own).
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// A parsed fleet file.
@@ -117,6 +121,7 @@ impl Fleet {
                 reference,
                 applications,
                 connect_to,
+                ca_cert: v.ca_cert.map(resolve),
             });
         }
         Ok(Fleet {
@@ -173,6 +178,7 @@ url = "https://10.0.0.5"
 policy = "golden.policy.json"
 applications = ["a.example.com", "b.example.com:8443"]
 connect_to = ["10.0.0.5:443"]
+ca_cert = "roots/vm1.pem"
 [[vm]]
 name = "vm2"
 url = "https://10.0.0.6"
@@ -190,6 +196,11 @@ snapshot = "/abs/vm2.json"
         );
         assert_eq!(f.vms[0].applications[1].port, 8443);
         assert_eq!(f.vms[0].connect_to[0].target, "10.0.0.5:443");
+        assert_eq!(
+            f.vms[0].ca_cert.as_deref(),
+            Some(Path::new("/etc/fleet/roots/vm1.pem"))
+        );
+        assert_eq!(f.vms[1].ca_cert, None);
         assert_eq!(
             f.vms[1].reference,
             ReferenceFile::Snapshot("/abs/vm2.json".into())

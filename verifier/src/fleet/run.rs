@@ -75,14 +75,22 @@ impl VmResult {
 /// The files every VM's reference comes from, each read and checked once.
 pub struct References {
     by_path: HashMap<std::path::PathBuf, Reference>,
+    /// The roots of the VMs that name their own `ca_cert`, by VM name.
+    roots_by_vm: HashMap<String, Arc<rustls::RootCertStore>>,
 }
 
 impl References {
-    /// Reads every policy and snapshot `fleet` names (before any traffic: a bad file is a
-    /// usage error).
+    /// Reads every policy, snapshot and `ca_cert` file `fleet` names (before any
+    /// traffic: a bad file is a usage error).
     pub fn read(fleet: &Fleet) -> anyhow::Result<References> {
         let mut by_path = HashMap::new();
+        let mut roots_by_vm = HashMap::new();
         for vm in &fleet.vms {
+            if let Some(ca_cert) = &vm.ca_cert {
+                let roots = crate::pki::roots(Some(ca_cert))
+                    .with_context(|| format!("vm `{}`: ca_cert", vm.name))?;
+                roots_by_vm.insert(vm.name.clone(), Arc::new(roots));
+            }
             let (path, is_policy) = match &vm.reference {
                 ReferenceFile::Policy(p) => (p, true),
                 ReferenceFile::Snapshot(p) => (p, false),
@@ -104,7 +112,19 @@ impl References {
             };
             by_path.insert(path.clone(), r);
         }
-        Ok(References { by_path })
+        Ok(References {
+            by_path,
+            roots_by_vm,
+        })
+    }
+
+    /// How `vm`'s certificates are checked: against its own `ca_cert` roots when it
+    /// names one, else as `trust` says. `--allow-insecure-tls` holds for every VM.
+    fn trust_for(&self, vm: &FleetVm, trust: &Trust) -> Trust {
+        match (trust, self.roots_by_vm.get(&vm.name)) {
+            (Trust::Roots(_), Some(roots)) => Trust::Roots(Arc::clone(roots)),
+            _ => trust.clone(),
+        }
     }
 
     fn plan_for(
@@ -149,9 +169,9 @@ pub async fn verify_all(
     let mut set = tokio::task::JoinSet::new();
     for (i, vm) in fleet.vms.iter().enumerate() {
         let plan = refs.plan_for(vm, common, state, ima);
+        let trust = refs.trust_for(vm, trust);
         let vm = vm.clone();
         let gate = Arc::clone(&gate);
-        let trust = trust.clone();
         set.spawn(async move {
             let _permit = gate.acquire_owned().await;
             (i, verify_one(vm, plan, trust).await)
