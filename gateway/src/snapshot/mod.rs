@@ -323,8 +323,8 @@ impl SnapshotService {
         let ready = match store::load(data_dir) {
             Ok(Some(stored)) => {
                 tracing::info!(
-                    created_at = %stored.snapshot.created_at,
-                    files = stored.snapshot.filehashes.len(),
+                    created_at = %stored.created_at,
+                    files = stored.files,
                     "loaded the stored snapshot"
                 );
                 Some(Arc::new(stored))
@@ -432,8 +432,8 @@ impl SnapshotService {
             match result {
                 Ok(stored) => {
                     tracing::info!(
-                        created_at = %stored.snapshot.created_at,
-                        files = stored.snapshot.filehashes.len(),
+                        created_at = %stored.created_at,
+                        files = stored.files,
                         skipped = stored.skipped.skipped.len(),
                         "snapshot ready"
                     );
@@ -644,8 +644,10 @@ mod tests {
             panic!("expected a ready snapshot");
         };
         let script = dir.path().join("root/run").display().to_string();
-        assert_eq!(stored.snapshot.filehashes.len(), 1);
-        assert_eq!(stored.snapshot.filehashes[0].0, script);
+        let served = attest::snapshot::Snapshot::from_json(&stored.json).expect("the served JSON");
+        assert_eq!(stored.files, 1);
+        assert_eq!(served.filehashes.len(), 1);
+        assert_eq!(served.filehashes[0].0, script);
         // On disk, and loaded by a new service (a restart).
         let again = SnapshotService::load(dir.path());
         let Status::Ready(loaded) = again.status() else {

@@ -40,13 +40,17 @@ pub struct SkippedList {
     pub skipped: Vec<SkippedFile>,
 }
 
-/// A finished snapshot with its serialized form (served as is) and its skipped list.
+/// A finished snapshot: its serialized form (served as is), what the log says of it, and
+/// its skipped list. The parsed snapshot is not kept: only its JSON is ever served, and
+/// holding both would double the memory of a large file list.
 #[derive(Debug)]
 pub struct Stored {
-    /// The snapshot.
-    pub snapshot: Snapshot,
-    /// `snapshot.to_json()`, kept so each GET does not serialize a large list again;
-    /// shared (not copied) by every response that serves it.
+    /// When the snapshot was taken (its `created_at`).
+    pub created_at: String,
+    /// How many files it lists.
+    pub files: usize,
+    /// The snapshot's JSON, built once so each GET does not serialize a large list
+    /// again; shared (not copied) by every response that serves it.
     pub json: Bytes,
     /// The files its scan could not read.
     pub skipped: SkippedList,
@@ -56,14 +60,14 @@ impl Stored {
     /// Wraps a new snapshot and its skipped list.
     pub fn new(snapshot: Snapshot, skipped: Vec<SkippedFile>) -> Stored {
         let json = Bytes::from(snapshot.to_json());
-        let skipped = SkippedList {
-            created_at: snapshot.created_at.clone(),
-            skipped,
-        };
         Stored {
-            snapshot,
+            created_at: snapshot.created_at.clone(),
+            files: snapshot.filehashes.len(),
             json,
-            skipped,
+            skipped: SkippedList {
+                created_at: snapshot.created_at,
+                skipped,
+            },
         }
     }
 }
@@ -136,11 +140,12 @@ pub fn load(data_dir: &Path) -> Result<Option<Stored>, StoreError> {
     };
     // Serve exactly what is on disk: it is what the operator would copy.
     Ok(Some(Stored {
+        created_at: snapshot.created_at.clone(),
+        files: snapshot.filehashes.len(),
         skipped: SkippedList {
-            created_at: snapshot.created_at.clone(),
+            created_at: snapshot.created_at,
             skipped,
         },
-        snapshot,
         json: Bytes::from(bytes),
     }))
 }
@@ -201,7 +206,11 @@ mod tests {
         let s = Stored::new(snapshot("2026-11-28T00:00:00Z"), skipped());
         save(dir.path(), &s).expect("save");
         let back = load(dir.path()).expect("load").expect("stored");
-        assert_eq!(back.snapshot, s.snapshot);
+        assert_eq!((&back.created_at, back.files), (&s.created_at, s.files));
+        assert_eq!(
+            Snapshot::from_json(&back.json).expect("parses"),
+            snapshot("2026-11-28T00:00:00Z")
+        );
         assert_eq!(back.json, s.json);
         assert_eq!(back.skipped, s.skipped);
         let mut names: Vec<String> = fs::read_dir(dir.path())
@@ -224,7 +233,7 @@ mod tests {
         let newer = Stored::new(snapshot("2026-11-29T00:00:00Z"), Vec::new());
         write_atomic(&dir.path().join(SNAPSHOT_FILE), &newer.json).expect("write");
         let back = load(dir.path()).expect("load").expect("stored");
-        assert_eq!(back.snapshot.created_at, "2026-11-29T00:00:00Z");
+        assert_eq!(back.created_at, "2026-11-29T00:00:00Z");
         assert!(back.skipped.skipped.is_empty());
         assert_eq!(back.skipped.created_at, "2026-11-29T00:00:00Z");
     }
