@@ -3,14 +3,15 @@
 //! connection is accepted, peeked, routed and relayed on one thread from its first byte
 //! to its last.
 //!
-//! Why not the control plane's work-stealing runtime: there, every task that becomes
-//! runnable may wake a parked worker on the other core to steal it (an eventfd write and
-//! a context switch each time), and a relay may move between cores mid-connection. On a
-//! passthrough connection that costs more than the proxy's own work
-//! (bench/discussion.md, "CPU per new connection"). With one listener per thread the
-//! kernel spreads new connections over the threads by their address hash, as HAProxy
-//! and nginx do with `SO_REUSEPORT`, and no connection is ever handed between threads,
-//! except the own endpoint's: those move to the control runtime
+//! Why not the control plane's work-stealing runtime: there, a task that becomes
+//! runnable may wake a parked worker on another core to steal it (an eventfd write and a
+//! context switch), and a relay may move between cores mid-connection. Here nothing is
+//! woken across cores for a connection, and each thread's pipe and buffer pools serve
+//! its own connections. On the 2-core bench machine the difference in CPU per
+//! connection was within the noise (bench/discussion.md); the design is the one
+//! HAProxy and nginx scale with. The kernel spreads new connections over the threads
+//! by their address hash (`SO_REUSEPORT`), and no connection is ever handed between
+//! threads, except the own endpoint's: those move to the control runtime
 //! ([`crate::listener::Listening::control`]), where the API's services run.
 
 use std::net::{SocketAddr, TcpListener as StdListener};
